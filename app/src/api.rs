@@ -1,0 +1,516 @@
+//! Server functions: the UI's only way to the service layer. Each one parses its form fields with the
+//! domain's rules (the same functions run in the browser before submitting), calls one service method and
+//! maps the result to what the page shows.
+
+use leptos::prelude::*;
+use serde::{Deserialize, Serialize};
+use slope_domain::*;
+
+/// The result of a form submission that the form itself renders.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Outcome {
+    /// Saved; the server has also asked the browser to go to `path`.
+    Saved { path: String },
+    /// The input broke a rule; messages by field.
+    Invalid(FieldErrors),
+    /// Someone else changed the entity since the form was loaded.
+    Conflict(String),
+}
+
+#[cfg(feature = "ssr")]
+mod server {
+    use leptos::prelude::*;
+    use slope_domain::OrgId;
+    use slope_service::{Planning, ServiceError};
+
+    use super::Outcome;
+    use crate::ServerCtx;
+
+    pub fn ctx() -> Result<(Planning, OrgId), ServerFnError> {
+        use_context::<ServerCtx>()
+            .map(|c| (c.planning, c.org))
+            .ok_or_else(|| ServerFnError::new("server context is missing"))
+    }
+
+    /// Maps a failed read: unknown ids become a 404 page, internal errors are logged by the service and
+    /// shown without detail.
+    pub fn read<T>(result: Result<T, ServiceError>) -> Result<T, ServerFnError> {
+        result.map_err(|e| {
+            if matches!(e, ServiceError::NotFound(_) | ServiceError::Invalid(_))
+                && let Some(response) = use_context::<leptos_axum::ResponseOptions>()
+            {
+                response.set_status(http::StatusCode::NOT_FOUND);
+            }
+            ServerFnError::new(e.to_string())
+        })
+    }
+
+    /// Maps a write: success redirects to `path_of(value)`, rule violations go back to the form.
+    pub fn write<T>(
+        result: Result<T, ServiceError>,
+        path_of: impl FnOnce(&T) -> String,
+    ) -> Result<Outcome, ServerFnError> {
+        match result {
+            Ok(value) => {
+                let path = path_of(&value);
+                leptos_axum::redirect(&path);
+                Ok(Outcome::Saved { path })
+            }
+            Err(ServiceError::Invalid(errors)) => Ok(Outcome::Invalid(errors)),
+            Err(ServiceError::Conflict(message)) => {
+                Ok(Outcome::Conflict(format!("{message}. Reload the page to see the latest version.")))
+            }
+            Err(other) => Err(ServerFnError::new(other.to_string())),
+        }
+    }
+}
+
+/// Parses an id carried in a hidden field or a URL.
+pub fn parse_id(field: &str, raw: &str) -> Result<i64, FieldErrors> {
+    raw.trim().parse::<i64>().map_err(|_| FieldErrors::single(field, "is not a valid id"))
+}
+
+fn optional_id(field: &str, raw: &str) -> Result<Option<i64>, FieldErrors> {
+    if raw.trim().is_empty() { Ok(None) } else { parse_id(field, raw).map(Some) }
+}
+
+// ---- reads ---------------------------------------------------------------------------------------
+
+#[server]
+pub async fn list_seasons() -> Result<Vec<SeasonSummary>, ServerFnError> {
+    let (planning, org) = server::ctx()?;
+    server::read(planning.list_seasons(org).await)
+}
+
+/// `as_of` is a date (`2027-02-01`, meaning the end of that day, UTC) or empty for now.
+#[server]
+pub async fn load_season_tree(id: i64, as_of: String) -> Result<SeasonTree, ServerFnError> {
+    let (planning, org) = server::ctx()?;
+    let as_of = match as_of.trim() {
+        "" => None,
+        raw => Some(end_of_day(raw).map_err(|e| ServerFnError::new(format!("as of: {e}")))?),
+    };
+    server::read(planning.season_tree(org, SeasonId(id), as_of).await)
+}
+
+/// The end of a calendar day in UTC: "as known on 1 February" includes everything recorded that day.
+pub fn end_of_day(raw: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
+    let day = parse_date(raw)?;
+    Ok(day.and_hms_milli_opt(23, 59, 59, 999).expect("valid time").and_utc())
+}
+
+#[server]
+pub async fn get_season(id: i64) -> Result<Season, ServerFnError> {
+    let (planning, org) = server::ctx()?;
+    server::read(planning.get_season(org, SeasonId(id)).await)
+}
+
+#[server]
+pub async fn get_objective(id: i64) -> Result<(Objective, Season), ServerFnError> {
+    let (planning, org) = server::ctx()?;
+    let objective = server::read(planning.get_objective(org, ObjectiveId(id)).await)?;
+    let season = server::read(planning.get_season(org, objective.season_id).await)?;
+    Ok((objective, season))
+}
+
+#[server]
+pub async fn load_key_result(id: i64) -> Result<KeyResultDetail, ServerFnError> {
+    let (planning, org) = server::ctx()?;
+    server::read(planning.key_result_detail(org, KeyResultId(id)).await)
+}
+
+#[server]
+pub async fn load_squad_board(season: Option<i64>) -> Result<SquadBoard, ServerFnError> {
+    let (planning, org) = server::ctx()?;
+    server::read(planning.squad_board(org, season.map(SeasonId)).await)
+}
+
+#[server]
+pub async fn get_squad(id: i64) -> Result<Squad, ServerFnError> {
+    let (planning, org) = server::ctx()?;
+    server::read(planning.get_squad(org, SquadId(id)).await)
+}
+
+#[server]
+pub async fn load_goal(id: i64) -> Result<SquadGoalDetail, ServerFnError> {
+    let (planning, org) = server::ctx()?;
+    server::read(planning.goal_detail(org, SquadGoalId(id)).await)
+}
+
+/// Key results a squad goal can ladder up to: those of the organisation's current season, labelled
+/// with their objective.
+#[server]
+pub async fn key_result_choices() -> Result<Vec<(i64, String)>, ServerFnError> {
+    let (planning, org) = server::ctx()?;
+    let Some(season) = server::read(planning.current_season(org).await)? else {
+        return Ok(vec![]);
+    };
+    let tree = server::read(planning.season_tree(org, season.id, None).await)?;
+    Ok(tree
+        .objectives
+        .iter()
+        .flat_map(|o| {
+            o.key_results
+                .iter()
+                .map(move |k| (k.key_result.id.0, format!("{} › {}", o.objective.title, k.key_result.title)))
+        })
+        .collect())
+}
+
+// ---- writes --------------------------------------------------------------------------------------
+
+/// Form fields of a season. `id` and `version` are empty when creating.
+#[server]
+pub async fn save_season(
+    id: String,
+    version: String,
+    name: String,
+    thesis: String,
+    problems: String,
+    winning: String,
+    starts_on: String,
+    ends_on: String,
+    slope_target: String,
+) -> Result<Outcome, ServerFnError> {
+    let (planning, org) = server::ctx()?;
+    let form = SaveSeason { id, version, name, thesis, problems, winning, starts_on, ends_on, slope_target };
+    let (id, version, input) = match season_form(&form) {
+        Ok(parsed) => parsed,
+        Err(errors) => return Ok(Outcome::Invalid(errors)),
+    };
+    let result = match (id, version) {
+        (Some(id), Some(version)) => planning.update_season(org, SeasonId(id), Version(version), &input).await,
+        _ => planning.create_season(org, &input).await,
+    };
+    server::write(result, |s| format!("/seasons/{}", s.id))
+}
+
+/// Turns season form fields into input: one problem per line, the slope target in percent.
+pub fn season_form(f: &SaveSeason) -> Result<(Option<i64>, Option<i64>, SeasonInput), FieldErrors> {
+    let mut c = Checker::new();
+    let id = c.check("id", optional_id("id", &f.id).map_err(|e| e.to_string()));
+    let version = c.check("version", optional_id("version", &f.version).map_err(|e| e.to_string()));
+    let percent = c.optional_number("slope_target", &f.slope_target);
+    let input = SeasonInput {
+        name: f.name.clone(),
+        thesis: f.thesis.clone(),
+        problems: f.problems.lines().map(str::to_owned).collect(),
+        winning: f.winning.clone(),
+        starts_on: f.starts_on.clone(),
+        ends_on: f.ends_on.clone(),
+        slope_target: percent.flatten().map(|p| p / 100.0),
+    };
+    let mut errors = c.errors;
+    if let Err(more) = input.validate() {
+        errors.merge(more);
+    }
+    errors.into_result((id.flatten(), version.flatten(), input))
+}
+
+#[server]
+pub async fn transition_season(
+    id: i64,
+    version: i64,
+    to: String,
+    retrospective: String,
+) -> Result<Outcome, ServerFnError> {
+    let (planning, org) = server::ctx()?;
+    let input = TransitionInput { to, retrospective };
+    server::write(planning.transition_season(org, SeasonId(id), Version(version), &input).await, |s| {
+        format!("/seasons/{}", s.id)
+    })
+}
+
+#[server]
+pub async fn save_objective(
+    season_id: String,
+    id: String,
+    version: String,
+    quarter: String,
+    title: String,
+    description: String,
+    commitment: String,
+    owner: String,
+    weight: String,
+) -> Result<Outcome, ServerFnError> {
+    let (planning, org) = server::ctx()?;
+    let form = SaveObjective { season_id, id, version, quarter, title, description, commitment, owner, weight };
+    let (season_id, id, version, input) = match objective_form(&form) {
+        Ok(parsed) => parsed,
+        Err(errors) => return Ok(Outcome::Invalid(errors)),
+    };
+    let result = match (id, version) {
+        (Some(id), Some(version)) => planning.update_objective(org, ObjectiveId(id), Version(version), &input).await,
+        _ => planning.create_objective(org, SeasonId(season_id), &input).await,
+    };
+    server::write(result, |o| format!("/seasons/{}#objective-{}", o.season_id, o.id))
+}
+
+/// Parses objective form fields. The quarter-in-season rule needs the season's dates, so it runs on the
+/// server only.
+pub fn objective_form(f: &SaveObjective) -> Result<(i64, Option<i64>, Option<i64>, ObjectiveInput), FieldErrors> {
+    let mut c = Checker::new();
+    let season_id = c.check("season_id", parse_id("season_id", &f.season_id).map_err(|e| e.to_string()));
+    let id = c.check("id", optional_id("id", &f.id).map_err(|e| e.to_string()));
+    let version = c.check("version", optional_id("version", &f.version).map_err(|e| e.to_string()));
+    let weight = c.optional_number("weight", &f.weight);
+    let input = ObjectiveInput {
+        quarter: f.quarter.clone(),
+        title: f.title.clone(),
+        description: f.description.clone(),
+        commitment: f.commitment.clone(),
+        owner: f.owner.clone(),
+        weight: weight.flatten(),
+    };
+    c.finish(|| Some((season_id?, id?, version?, input)))
+}
+
+/// The measure fields shared by key result and squad goal forms.
+fn measure_form(
+    c: &mut Checker,
+    kind: &str,
+    start: &str,
+    target: &str,
+    threshold: &str,
+    low: &str,
+    high: &str,
+    unit: &str,
+) -> MeasureInput {
+    MeasureInput {
+        kind: kind.to_owned(),
+        start: c.optional_number("start", start).flatten(),
+        target: c.optional_number("target", target).flatten(),
+        threshold: c.optional_number("threshold", threshold).flatten(),
+        low: c.optional_number("low", low).flatten(),
+        high: c.optional_number("high", high).flatten(),
+        unit: unit.to_owned(),
+    }
+}
+
+#[server]
+pub async fn save_key_result(
+    objective_id: String,
+    id: String,
+    version: String,
+    title: String,
+    kind: String,
+    start: String,
+    target: String,
+    threshold: String,
+    low: String,
+    high: String,
+    unit: String,
+    weight: String,
+    confidence: String,
+) -> Result<Outcome, ServerFnError> {
+    let (planning, org) = server::ctx()?;
+    let form = SaveKeyResult {
+        objective_id,
+        id,
+        version,
+        title,
+        kind,
+        start,
+        target,
+        threshold,
+        low,
+        high,
+        unit,
+        weight,
+        confidence,
+    };
+    let (objective_id, id, version, input) = match key_result_form(&form) {
+        Ok(parsed) => parsed,
+        Err(errors) => return Ok(Outcome::Invalid(errors)),
+    };
+    let result = match (id, version) {
+        (Some(id), Some(version)) => planning.update_key_result(org, KeyResultId(id), Version(version), &input).await,
+        _ => planning.create_key_result(org, ObjectiveId(objective_id), &input).await,
+    };
+    server::write(result, |k| format!("/key-results/{}", k.id))
+}
+
+pub fn key_result_form(f: &SaveKeyResult) -> Result<(i64, Option<i64>, Option<i64>, KeyResultInput), FieldErrors> {
+    let mut c = Checker::new();
+    let objective_id = c.check("objective_id", parse_id("objective_id", &f.objective_id).map_err(|e| e.to_string()));
+    let id = c.check("id", optional_id("id", &f.id).map_err(|e| e.to_string()));
+    let version = c.check("version", optional_id("version", &f.version).map_err(|e| e.to_string()));
+    let measure = measure_form(&mut c, &f.kind, &f.start, &f.target, &f.threshold, &f.low, &f.high, &f.unit);
+    let weight = c.optional_number("weight", &f.weight).flatten();
+    let confidence = c.optional_number("confidence", &f.confidence).flatten().map(|p| p / 100.0);
+    let input = KeyResultInput { title: f.title.clone(), measure, weight, confidence };
+    let mut errors = c.errors;
+    if let Err(more) = input.validate() {
+        errors.merge(more);
+    }
+    errors.into_result((objective_id.unwrap_or_default(), id.flatten(), version.flatten(), input))
+}
+
+/// A check-in on a key result (`subject_kind` = `key-result`) or a squad goal (`squad-goal`).
+#[server]
+pub async fn record_check_in(
+    subject_kind: String,
+    subject_id: String,
+    value: String,
+    done: Option<String>,
+    confidence: String,
+    note: String,
+    author: String,
+) -> Result<Outcome, ServerFnError> {
+    let (planning, org) = server::ctx()?;
+    let form = RecordCheckIn { subject_kind, subject_id, value, done, confidence, note, author };
+    let (kind, id, input) = match check_in_form(&form) {
+        Ok(parsed) => parsed,
+        Err(errors) => return Ok(Outcome::Invalid(errors)),
+    };
+    let (result, path) = match kind {
+        SubjectKind::KeyResult => {
+            (planning.check_in_key_result(org, KeyResultId(id), &input).await, format!("/key-results/{id}"))
+        }
+        SubjectKind::SquadGoal => {
+            (planning.check_in_goal(org, SquadGoalId(id), &input).await, format!("/squad-goals/{id}"))
+        }
+    };
+    server::write(result, |_| path)
+}
+
+/// Parses check-in fields. Whether a value or `done` is needed depends on the subject's measure, which
+/// the browser passes as `milestone` so it can check that too.
+pub fn check_in_form(f: &RecordCheckIn) -> Result<(SubjectKind, i64, CheckInInput), FieldErrors> {
+    let mut c = Checker::new();
+    let kind = c.check("subject_kind", f.subject_kind.parse::<SubjectKind>());
+    let id = c.check("subject_id", parse_id("subject_id", &f.subject_id).map_err(|e| e.to_string()));
+    let value = c.optional_number("value", &f.value).flatten();
+    let confidence = c.optional_number("confidence", &f.confidence).flatten().map(|p| p / 100.0);
+    let input = CheckInInput {
+        value,
+        // A checkbox sends its field only when ticked; a milestone form always has the box, so absence
+        // means "not done" there, and the value field is absent from it.
+        done: if f.value.is_empty() { Some(f.done.is_some()) } else { None },
+        confidence,
+        note: f.note.clone(),
+        author: f.author.clone(),
+    };
+    c.finish(|| Some((kind?, id?, input)))
+}
+
+#[server]
+pub async fn save_squad(
+    id: String,
+    version: String,
+    name: String,
+    unit: String,
+    capacity: String,
+) -> Result<Outcome, ServerFnError> {
+    let (planning, org) = server::ctx()?;
+    let form = SaveSquad { id, version, name, unit, capacity };
+    let (id, version, input) = match squad_form(&form) {
+        Ok(parsed) => parsed,
+        Err(errors) => return Ok(Outcome::Invalid(errors)),
+    };
+    let result = match (id, version) {
+        (Some(id), Some(version)) => planning.update_squad(org, SquadId(id), Version(version), &input).await,
+        _ => planning.create_squad(org, &input).await,
+    };
+    server::write(result, |s| format!("/squads#squad-{}", s.id))
+}
+
+pub fn squad_form(f: &SaveSquad) -> Result<(Option<i64>, Option<i64>, SquadInput), FieldErrors> {
+    let mut c = Checker::new();
+    let id = c.check("id", optional_id("id", &f.id).map_err(|e| e.to_string()));
+    let version = c.check("version", optional_id("version", &f.version).map_err(|e| e.to_string()));
+    let capacity = c.optional_number("capacity", &f.capacity).flatten();
+    let input = SquadInput { name: f.name.clone(), unit: f.unit.clone(), capacity };
+    let mut errors = c.errors;
+    if let Err(more) = input.validate() {
+        errors.merge(more);
+    }
+    errors.into_result((id.flatten(), version.flatten(), input))
+}
+
+#[server]
+pub async fn save_goal(
+    squad_id: String,
+    id: String,
+    version: String,
+    key_result_id: String,
+    title: String,
+    starts_on: String,
+    ends_on: String,
+    investment: String,
+    challenges: String,
+    kill_criteria: String,
+    planned_capacity: String,
+    status: String,
+    kind: String,
+    start: String,
+    target: String,
+    threshold: String,
+    low: String,
+    high: String,
+    unit: String,
+) -> Result<Outcome, ServerFnError> {
+    let (planning, org) = server::ctx()?;
+    let form = SaveGoal {
+        squad_id,
+        id,
+        version,
+        key_result_id,
+        title,
+        starts_on,
+        ends_on,
+        investment,
+        challenges,
+        kill_criteria,
+        planned_capacity,
+        status,
+        kind,
+        start,
+        target,
+        threshold,
+        low,
+        high,
+        unit,
+    };
+    let (squad_id, id, version, input) = match goal_form(&form) {
+        Ok(parsed) => parsed,
+        Err(errors) => return Ok(Outcome::Invalid(errors)),
+    };
+    let result = match (id, version) {
+        (Some(id), Some(version)) => planning.update_goal(org, SquadGoalId(id), Version(version), &input).await,
+        _ => planning.create_goal(org, SquadId(squad_id), &input).await,
+    };
+    server::write(result, |g| format!("/squad-goals/{}", g.id))
+}
+
+/// Parses squad goal fields and checks every rule that needs no stored data (the 4–6 week rule, slope
+/// bets' belief and kill criteria); the season check runs on the server.
+pub fn goal_form(f: &SaveGoal) -> Result<(i64, Option<i64>, Option<i64>, SquadGoalInput), FieldErrors> {
+    let mut c = Checker::new();
+    let squad_id = c.check("squad_id", parse_id("squad_id", &f.squad_id).map_err(|e| e.to_string()));
+    let id = c.check("id", optional_id("id", &f.id).map_err(|e| e.to_string()));
+    let version = c.check("version", optional_id("version", &f.version).map_err(|e| e.to_string()));
+    let key_result_id = c.check(
+        "key_result_id",
+        optional_id("key_result_id", &f.key_result_id).map_err(|_| "choose a key result".to_owned()),
+    );
+    let planned_capacity = c.optional_number("planned_capacity", &f.planned_capacity).flatten();
+    let measure = measure_form(&mut c, &f.kind, &f.start, &f.target, &f.threshold, &f.low, &f.high, &f.unit);
+    let input = SquadGoalInput {
+        key_result_id: key_result_id.flatten(),
+        title: f.title.clone(),
+        starts_on: f.starts_on.clone(),
+        ends_on: f.ends_on.clone(),
+        investment: f.investment.clone(),
+        challenges: f.challenges.clone(),
+        kill_criteria: f.kill_criteria.clone(),
+        planned_capacity,
+        status: f.status.clone(),
+        measure,
+    };
+    let mut errors = c.errors;
+    if let Err(more) = input.validate(None) {
+        errors.merge(more);
+    }
+    errors.into_result((squad_id.unwrap_or_default(), id.flatten(), version.flatten(), input))
+}

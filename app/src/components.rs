@@ -1,0 +1,257 @@
+//! Building blocks shared by the pages: form fields with their messages, progress bars, badges.
+
+use leptos::ev::SubmitEvent;
+use leptos::form::FromFormData;
+use leptos::prelude::*;
+use leptos::server_fn::ServerFn;
+use slope_domain::{FieldErrors, Progress, Share, fmt_number};
+
+use crate::api::Outcome;
+
+/// Validation messages of one form: written by the browser-side check before submitting and by the
+/// server's answer after.
+pub type FormErrors = RwSignal<FieldErrors>;
+
+/// A submit handler that parses the form into the server function's arguments, runs the domain's checks
+/// in the browser and dispatches only valid input. Without JavaScript the form posts to the same server
+/// function, which runs the same checks.
+pub fn submit_with_checks<S>(
+    action: ServerAction<S>,
+    errors: FormErrors,
+    check: impl Fn(&S) -> Result<(), FieldErrors> + 'static,
+) -> impl Fn(SubmitEvent) + 'static
+where
+    S: ServerFn<Output = Outcome> + FromFormData + Clone + Send + Sync + 'static,
+    S::Error: Send + Sync + 'static,
+{
+    move |ev: SubmitEvent| {
+        ev.prevent_default();
+        match S::from_event(&ev) {
+            Ok(input) => match check(&input) {
+                Ok(()) => {
+                    errors.set(FieldErrors::new());
+                    action.dispatch(input);
+                }
+                Err(found) => errors.set(found),
+            },
+            Err(e) => errors.set(FieldErrors::single("form", e.to_string())),
+        }
+    }
+}
+
+/// Shows the server's answer to a submission in `errors`. A success needs nothing here: the server
+/// redirects to the saved entity.
+pub fn watch_outcome<S>(action: ServerAction<S>, errors: FormErrors)
+where
+    S: ServerFn<Output = Outcome> + Clone + Send + Sync + 'static,
+    S::Error: Clone + Send + Sync + 'static + std::fmt::Display,
+{
+    Effect::new(move || match action.value().get() {
+        Some(Ok(Outcome::Invalid(found))) => errors.set(found),
+        Some(Ok(Outcome::Conflict(message))) => errors.set(FieldErrors::single("form", message)),
+        Some(Err(e)) => errors.set(FieldErrors::single("form", e.to_string())),
+        Some(Ok(Outcome::Saved { .. })) | None => {}
+    });
+}
+
+fn message(errors: FormErrors, name: &'static str) -> impl Fn() -> Option<String> + Send + Sync + 'static {
+    move || errors.with(|e| e.get(name).map(|m| m.join("; ")))
+}
+
+/// The form-wide message (conflicts, server errors) and a summary of how many fields need attention.
+#[component]
+pub fn FormMessages(errors: FormErrors) -> impl IntoView {
+    view! {
+        <div class="form-messages" role="alert" aria-live="polite">
+            {move || errors.with(|e| {
+                let general = e.get("form").map(|m| m.join(" "));
+                let count = e.0.keys().filter(|k| k.as_str() != "form").count();
+                view! {
+                    {general.map(|g| view! { <p class="error">{g}</p> })}
+                    {(count > 0).then(|| view! {
+                        <p class="error">{format!("Please correct {count} field{} below.", if count == 1 { "" } else { "s" })}</p>
+                    })}
+                }
+            })}
+        </div>
+    }
+}
+
+/// A labelled input with its hint and error message, wired for screen readers.
+#[component]
+pub fn Input(
+    label: &'static str,
+    name: &'static str,
+    errors: FormErrors,
+    #[prop(into)] value: String,
+    #[prop(default = "text")] kind: &'static str,
+    #[prop(optional)] hint: Option<&'static str>,
+    #[prop(optional)] required: bool,
+    #[prop(optional)] step: Option<&'static str>,
+) -> impl IntoView {
+    let error = message(errors, name);
+    let has_error = message(errors, name);
+    view! {
+        <div class="field" class:invalid=move || has_error().is_some()>
+            <label for=name>{label}{required.then_some(" *")}</label>
+            <input
+                id=name
+                name=name
+                type=kind
+                value=value
+                step=step
+                required=required
+                aria-describedby=format!("{name}-hint {name}-error")
+                aria-invalid=move || if errors.with(|e| e.get(name).is_some()) { "true" } else { "false" }
+            />
+            {hint.map(|h| view! { <p class="hint" id=format!("{name}-hint")>{h}</p> })}
+            <p class="error" id=format!("{name}-error")>{error}</p>
+        </div>
+    }
+}
+
+#[component]
+pub fn TextArea(
+    label: &'static str,
+    name: &'static str,
+    errors: FormErrors,
+    #[prop(into)] value: String,
+    #[prop(optional)] hint: Option<&'static str>,
+    #[prop(optional)] required: bool,
+    #[prop(default = 3)] rows: u32,
+) -> impl IntoView {
+    let error = message(errors, name);
+    let has_error = message(errors, name);
+    view! {
+        <div class="field" class:invalid=move || has_error().is_some()>
+            <label for=name>{label}{required.then_some(" *")}</label>
+            <textarea
+                id=name
+                name=name
+                rows=rows
+                required=required
+                aria-describedby=format!("{name}-hint {name}-error")
+                aria-invalid=move || if errors.with(|e| e.get(name).is_some()) { "true" } else { "false" }
+            >{value}</textarea>
+            {hint.map(|h| view! { <p class="hint" id=format!("{name}-hint")>{h}</p> })}
+            <p class="error" id=format!("{name}-error")>{error}</p>
+        </div>
+    }
+}
+
+/// A select whose options are `(value, label)` pairs.
+#[component]
+pub fn Select(
+    label: &'static str,
+    name: &'static str,
+    errors: FormErrors,
+    options: Vec<(String, String)>,
+    #[prop(into)] value: String,
+    #[prop(optional)] on_change: Option<Callback<String>>,
+) -> impl IntoView {
+    let error = message(errors, name);
+    let has_error = message(errors, name);
+    view! {
+        <div class="field" class:invalid=move || has_error().is_some()>
+            <label for=name>{label}</label>
+            <select
+                id=name
+                name=name
+                aria-describedby=format!("{name}-error")
+                on:change=move |ev| {
+                    if let Some(cb) = on_change {
+                        cb.run(event_target_value(&ev));
+                    }
+                }
+            >
+                {options
+                    .into_iter()
+                    .map(|(v, l)| {
+                        let selected = v == value;
+                        view! { <option value=v selected=selected>{l}</option> }
+                    })
+                    .collect_view()}
+            </select>
+            <p class="error" id=format!("{name}-error")>{error}</p>
+        </div>
+    }
+}
+
+/// Hidden form fields for the id and version of an edited entity (both empty when creating).
+#[component]
+pub fn Identity(id: Option<i64>, version: Option<i64>) -> impl IntoView {
+    view! {
+        <input type="hidden" name="id" value=id.map(|i| i.to_string()).unwrap_or_default()/>
+        <input type="hidden" name="version" value=version.map(|v| v.to_string()).unwrap_or_default()/>
+    }
+}
+
+pub fn percent(value: f64) -> String {
+    format!("{:.0} %", value * 100.0)
+}
+
+/// A progress bar with a tick at the expected score, so "on track" is visible at a glance.
+#[component]
+pub fn ProgressBar(
+    score: f64,
+    #[prop(optional)] expectation: Option<f64>,
+    #[prop(into)] label: String,
+) -> impl IntoView {
+    let width = format!("width: {:.1}%", score.clamp(0.0, 1.0) * 100.0);
+    let tone = match expectation {
+        Some(e) if score >= e => "good",
+        Some(e) if score >= e * 0.7 => "fair",
+        Some(_) => "poor",
+        None => "neutral",
+    };
+    view! {
+        <div class="progress">
+            <div
+                class=format!("bar {tone}")
+                role="progressbar"
+                aria-label=label
+                aria-valuemin="0"
+                aria-valuemax="100"
+                aria-valuenow=format!("{:.0}", score * 100.0)
+            >
+                <span style=width></span>
+                {expectation.map(|e| view! {
+                    <i class="expect" style=format!("left: {:.1}%", e * 100.0) title=format!("expected {}", percent(e))></i>
+                })}
+            </div>
+            <span class="score">{percent(score)}</span>
+            {expectation.map(|e| view! { <span class="muted">{format!(" of {} expected", percent(e))}</span> })}
+        </div>
+    }
+}
+
+/// The current value of a measure in words: "no check-in yet", "12 ms to go", "0.05 below threshold".
+pub fn progress_note(progress: &Progress, unit: &str, current: Option<f64>) -> String {
+    let Some(current) = current else { return "no check-in yet".into() };
+    let unit = if unit.is_empty() { String::new() } else { format!(" {unit}") };
+    match progress.distance {
+        Some(d) if d == 0.0 || progress.score >= 1.0 => format!("at {}{unit}: met", fmt_number(current)),
+        Some(d) => format!("at {}{unit}; {} from where it must be", fmt_number(current), fmt_number(d.abs())),
+        None => (if progress.score >= 1.0 { "done" } else { "not done yet" }).to_owned(),
+    }
+}
+
+/// A squad's or the season's slope share against the target.
+#[component]
+pub fn ShareBadge(share: Option<Share>, target: f64) -> impl IntoView {
+    match share.and_then(|s| s.share.map(|v| (s, v))) {
+        None => view! { <span class="badge muted">"nothing planned"</span> }.into_any(),
+        Some((s, value)) => {
+            let class = if s.below_target { "badge warn" } else { "badge ok" };
+            let text = format!(
+                "slope {} of {} pw = {} (target {}){}",
+                fmt_number(s.slope),
+                fmt_number(s.total),
+                percent(value),
+                percent(target),
+                if s.below_target { " — below target" } else { "" }
+            );
+            view! { <span class=class>{text}</span> }.into_any()
+        }
+    }
+}

@@ -1,0 +1,104 @@
+//! Slope's Leptos UI: server-rendered pages that hydrate in the browser.
+//!
+//! Pages get data through the server functions in [`api`], which are thin: they parse form fields with
+//! the domain crate's rules and call the service layer. Nothing here touches a database.
+
+pub mod api;
+mod components;
+mod pages;
+
+use leptos::prelude::*;
+use leptos_meta::{MetaTags, Stylesheet, Title, provide_meta_context};
+use leptos_router::components::{A, Route, Router, Routes};
+use leptos_router::path;
+
+use pages::*;
+
+/// What server functions need from the server; provided as context for both server-function calls and
+/// server-side rendering.
+#[cfg(feature = "ssr")]
+#[derive(Clone, Debug)]
+pub struct ServerCtx {
+    pub planning: slope_service::Planning,
+    pub org: slope_domain::OrgId,
+}
+
+/// The HTML document around the app, rendered on the server only.
+pub fn shell(options: LeptosOptions) -> impl IntoView {
+    view! {
+        <!DOCTYPE html>
+        <html lang="en">
+            <head>
+                <meta charset="utf-8"/>
+                <meta name="viewport" content="width=device-width, initial-scale=1"/>
+                <meta name="description" content="Slope: plan seasons, OKRs and squad goals grounded in loop metrics."/>
+                <HydrationScripts options/>
+                <MetaTags/>
+            </head>
+            <body>
+                <App/>
+            </body>
+        </html>
+    }
+}
+
+#[component]
+pub fn App() -> impl IntoView {
+    provide_meta_context();
+    view! {
+        <Stylesheet id="slope" href="/pkg/slope.css"/>
+        <Title formatter=|title: String| if title.is_empty() { "Slope".to_owned() } else { format!("{title} · Slope") }/>
+        <Router>
+            <a class="skip" href="#main">"Skip to content"</a>
+            <header class="topbar">
+                <A href="/" attr:class="brand">"Slope"</A>
+                <nav aria-label="Main">
+                    <A href="/">"Seasons"</A>
+                    <A href="/squads">"Squads"</A>
+                </nav>
+            </header>
+            <main id="main">
+                <Routes fallback=|| view! { <NotFound/> }>
+                    <Route path=path!("/") view=SeasonsPage/>
+                    <Route path=path!("/seasons/new") view=NewSeasonPage/>
+                    <Route path=path!("/seasons/:id") view=SeasonPage/>
+                    <Route path=path!("/seasons/:id/edit") view=EditSeasonPage/>
+                    <Route path=path!("/seasons/:id/objectives/new") view=NewObjectivePage/>
+                    <Route path=path!("/objectives/:id/edit") view=EditObjectivePage/>
+                    <Route path=path!("/objectives/:id/key-results/new") view=NewKeyResultPage/>
+                    <Route path=path!("/key-results/:id") view=KeyResultPage/>
+                    <Route path=path!("/key-results/:id/edit") view=EditKeyResultPage/>
+                    <Route path=path!("/squads") view=SquadsPage/>
+                    <Route path=path!("/squads/new") view=NewSquadPage/>
+                    <Route path=path!("/squads/:id/edit") view=EditSquadPage/>
+                    <Route path=path!("/squads/:id/goals/new") view=NewGoalPage/>
+                    <Route path=path!("/squad-goals/:id") view=GoalPage/>
+                    <Route path=path!("/squad-goals/:id/edit") view=EditGoalPage/>
+                </Routes>
+            </main>
+        </Router>
+    }
+}
+
+#[component]
+fn NotFound() -> impl IntoView {
+    #[cfg(feature = "ssr")]
+    {
+        if let Some(response) = use_context::<leptos_axum::ResponseOptions>() {
+            response.set_status(http::StatusCode::NOT_FOUND);
+        }
+    }
+    view! {
+        <Title text="Not found"/>
+        <h1>"Not found"</h1>
+        <p>"There is no page here. " <A href="/">"Back to the seasons"</A></p>
+    }
+}
+
+/// The browser entry point: attaches the app to the server-rendered HTML.
+#[cfg(feature = "hydrate")]
+#[wasm_bindgen::prelude::wasm_bindgen]
+pub fn hydrate() {
+    console_error_panic_hook::set_once();
+    leptos::mount::hydrate_body(App);
+}

@@ -1,0 +1,32 @@
+//! Slope's planning model.
+//!
+//! This crate is pure: it depends on no web, database or ML crate and compiles to `wasm32`, so the
+//! browser runs exactly the validation the server runs. Raw input (`*Input`, what a form or a JSON body
+//! carries) is parsed at the edge into validated specs (`*Spec`) made of newtypes; anything holding a
+//! spec has already passed every rule in here.
+
+pub mod checkin;
+pub mod entities;
+pub mod errors;
+pub mod measure;
+pub mod newtypes;
+pub mod objective;
+pub mod quarter;
+pub mod rollup;
+pub mod season;
+pub mod slope;
+pub mod squad;
+pub mod views;
+
+pub use checkin::*;
+pub use entities::*;
+pub use errors::*;
+pub use measure::*;
+pub use newtypes::*;
+pub use objective::*;
+pub use quarter::*;
+pub use rollup::*;
+pub use season::*;
+pub use slope::*;
+pub use squad::*;
+pub use views::*;

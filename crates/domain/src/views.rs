@@ -1,0 +1,62 @@
+//! Read models: what a page or an API response shows about one entity, assembled by the service layer.
+
+use serde::{Deserialize, Serialize};
+
+use crate::checkin::CheckIn;
+use crate::measure::Progress;
+use crate::objective::{KeyResult, Objective};
+use crate::rollup::SquadGoalNode;
+use crate::season::Season;
+use crate::slope::{Share, SlopeReport};
+use crate::squad::{Squad, SquadGoal};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SeasonSummary {
+    pub season: Season,
+    pub score: f64,
+    pub expectation: f64,
+    pub objectives: usize,
+    pub key_results: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct KeyResultDetail {
+    pub key_result: KeyResult,
+    pub objective: Objective,
+    pub season: Season,
+    pub progress: Progress,
+    pub expectation: f64,
+    pub goals: Vec<SquadGoalNode>,
+    /// Newest first.
+    pub check_ins: Vec<CheckIn>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SquadGoalDetail {
+    pub goal: SquadGoal,
+    pub squad: Squad,
+    pub key_result: KeyResult,
+    pub season: Season,
+    pub progress: Progress,
+    /// Newest first.
+    pub check_ins: Vec<CheckIn>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SquadColumn {
+    pub squad: Squad,
+    pub goals: Vec<SquadGoalNode>,
+    /// Planned person-weeks of the squad's goals in the season that are not killed.
+    pub planned: f64,
+    pub share: Option<Share>,
+}
+
+/// The squad board of one season: every squad with its goals and slope share.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SquadBoard {
+    pub season: Option<Season>,
+    /// Every season, for choosing another board.
+    pub seasons: Vec<Season>,
+    pub columns: Vec<SquadColumn>,
+    pub slope: Option<SlopeReport>,
+}

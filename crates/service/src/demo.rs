@@ -1,0 +1,256 @@
+//! The demo organisation that `slope serve --demo` seeds into an empty database. It goes through the
+//! same service calls as a user would, so every demo entity passes the same rules. All figures are
+//! invented and the organisation is named as a demo wherever it shows.
+
+use chrono::{Datelike, Duration, NaiveDate};
+use slope_domain::*;
+
+use crate::{Planning, Result};
+
+/// The demo organisation's slug.
+pub const DEMO_ORG: &str = "demo";
+
+fn kr(title: &str, kind: &str, a: Option<f64>, b: Option<f64>, unit: &str) -> KeyResultInput {
+    let mut measure = MeasureInput { kind: kind.into(), unit: unit.into(), ..Default::default() };
+    match kind {
+        "increase-to" | "decrease-to" => (measure.start, measure.target) = (a, b),
+        "keep-above" | "keep-below" => measure.threshold = a,
+        "within-range" => (measure.low, measure.high) = (a, b),
+        _ => {}
+    }
+    KeyResultInput { title: title.into(), measure, weight: Some(1.0), confidence: Some(0.6) }
+}
+
+/// Seeds the demo plan when the organisation has no season yet; returns whether it seeded. The season
+/// starts on the first day of `today`'s quarter and runs six months, so the demo is always current.
+pub async fn seed(planning: &Planning, org: OrgId, today: NaiveDate) -> Result<bool> {
+    if !planning.store().list_seasons(org).await?.is_empty() {
+        return Ok(false);
+    }
+    let start = Quarter::containing(today).range().start;
+    let end = Quarter::containing(start + Duration::days(100)).range().end;
+    let q1 = Quarter::containing(start).to_string();
+    let q2 = Quarter::containing(end).to_string();
+    let season = planning
+        .create_season(
+            org,
+            &SeasonInput {
+                name: "The advent of agents".into(),
+                thesis: "Clinical documentation is moving from typing with autocomplete to supervising agents that draft whole notes. \
+                         Teams that learn fastest from real use will own the workflow."
+                    .into(),
+                problems: vec![
+                    "Clinicians spend two hours a day on notes after their shift".into(),
+                    "Suggestions arrive too slowly to keep up with dictation".into(),
+                    "Buyers cannot see the return on AI features".into(),
+                ],
+                winning: "Half of all notes are drafted by an agent and accepted with light edits, and AI features pay for themselves in retention."
+                    .into(),
+                starts_on: start.to_string(),
+                ends_on: end.to_string(),
+                slope_target: Some(0.2),
+            },
+        )
+        .await?;
+    let season = planning
+        .transition_season(
+            org,
+            season.id,
+            season.version,
+            &TransitionInput { to: "active".into(), retrospective: String::new() },
+        )
+        .await?;
+
+    let objectives = [
+        (
+            &q1,
+            "committed",
+            "Clinicians trust AI drafts",
+            "Dr. Amara Osei",
+            vec![
+                kr("Character acceptance rate", "increase-to", Some(22.0), Some(35.0), "%"),
+                kr("Median suggestion latency", "decrease-to", Some(900.0), Some(300.0), "ms"),
+            ],
+        ),
+        (
+            &q1,
+            "aspirational",
+            "Agents finish routine notes end to end",
+            "Lena Park",
+            vec![
+                kr("Notes completed by an agent", "increase-to", Some(0.0), Some(40.0), "%"),
+                kr("Agent eval score", "keep-above", Some(0.8), None, ""),
+            ],
+        ),
+        (
+            &q2,
+            "committed",
+            "AI features pay for themselves",
+            "Tom Ibarra",
+            vec![
+                kr("Customer LTV", "increase-to", Some(1200.0), Some(1800.0), "USD"),
+                kr("90-day retention", "keep-above", Some(85.0), None, "%"),
+                kr("Cost per 1k suggestions", "keep-below", Some(0.5), None, "USD"),
+            ],
+        ),
+        (
+            &q2,
+            "aspirational",
+            "A fine-tune loop that turns weekly",
+            "Priya Nair",
+            vec![
+                kr("Fine-tune iterations per week", "increase-to", Some(0.0), Some(4.0), ""),
+                kr("Eval harness live", "milestone", None, None, ""),
+            ],
+        ),
+    ];
+    let mut krs = vec![];
+    for (quarter, commitment, title, owner, key_results) in objectives {
+        let objective = planning
+            .create_objective(
+                org,
+                season.id,
+                &ObjectiveInput {
+                    quarter: quarter.clone(),
+                    title: title.into(),
+                    description: String::new(),
+                    commitment: commitment.into(),
+                    owner: owner.into(),
+                    weight: Some(1.0),
+                },
+            )
+            .await?;
+        for input in key_results {
+            krs.push(planning.create_key_result(org, objective.id, &input).await?);
+        }
+    }
+
+    let squads = [
+        ("Drafts", "Clinical", 12.0),
+        ("Agents", "Clinical", 10.0),
+        ("Latency", "Platform", 8.0),
+        ("Loop", "Platform", 6.0),
+        ("Growth", "Revenue", 9.0),
+    ];
+    let mut squad_ids = vec![];
+    for (name, unit, capacity) in squads {
+        squad_ids.push(
+            planning
+                .create_squad(org, &SquadInput { name: name.into(), unit: unit.into(), capacity: Some(capacity) })
+                .await?
+                .id,
+        );
+    }
+
+    // (squad, key result, title, start week, weeks, slope bet, capacity, status)
+    let goals: [(usize, usize, &str, i64, i64, Option<(&str, &str)>, f64, &str); 15] = [
+        (0, 0, "Inline completions in the note editor", 0, 4, None, 10.0, "done"),
+        (0, 0, "Learn from accepted edits", 5, 5, None, 9.0, "active"),
+        (
+            0,
+            0,
+            "Drafts from the visit transcript",
+            5,
+            5,
+            Some((
+                "Clinicians want completions, not whole drafts",
+                "Acceptance of full drafts below 15 % after three weeks",
+            )),
+            3.0,
+            "active",
+        ),
+        (1, 2, "Agent drafts discharge summaries", 1, 6, None, 8.0, "done"),
+        (1, 3, "Eval set from 500 reviewed notes", 8, 4, None, 6.0, "active"),
+        (
+            1,
+            2,
+            "Agent asks the clinician instead of guessing",
+            8,
+            6,
+            Some(("Agents must never interrupt the clinician", "Clinicians dismiss more than half of the questions")),
+            3.0,
+            "planned",
+        ),
+        (2, 1, "Speculative decoding for suggestions", 0, 6, None, 7.0, "done"),
+        (2, 1, "Edge cache of the champion model", 7, 5, None, 6.0, "active"),
+        (2, 6, "Quantise the serving model", 13, 5, None, 5.0, "planned"),
+        (3, 7, "Nightly fine-tune job", 2, 5, None, 5.0, "done"),
+        (3, 8, "Eval harness in CI", 8, 4, None, 4.0, "active"),
+        (
+            3,
+            7,
+            "Train on rejected suggestions only",
+            13,
+            4,
+            Some(("More data beats better data", "Replay acceptance does not beat the champion within two runs")),
+            2.0,
+            "planned",
+        ),
+        (4, 4, "Usage-based pricing experiment", 4, 6, None, 7.0, "done"),
+        (4, 5, "Retention cohort reports for buyers", 13, 5, None, 6.0, "planned"),
+        (4, 4, "ROI calculator in the admin console", 18, 4, None, 5.0, "planned"),
+    ];
+    let mut first_goal = None;
+    for (squad, kr_index, title, week, weeks, slope, capacity, status) in goals {
+        let starts = start + Duration::weeks(week);
+        let ends = starts + Duration::weeks(weeks);
+        let key_result = &krs[kr_index];
+        let goal = planning
+            .create_goal(
+                org,
+                squad_ids[squad],
+                &SquadGoalInput {
+                    key_result_id: Some(key_result.id.0),
+                    title: title.into(),
+                    starts_on: starts.to_string(),
+                    ends_on: ends.min(end).to_string(),
+                    investment: if slope.is_some() { "slope" } else { "snapshot" }.into(),
+                    challenges: slope.map(|s| s.0.to_owned()).unwrap_or_default(),
+                    kill_criteria: slope.map(|s| s.1.to_owned()).unwrap_or_default(),
+                    planned_capacity: Some(capacity),
+                    status: status.into(),
+                    measure: MeasureInput { kind: "milestone".into(), ..Default::default() },
+                },
+            )
+            .await?;
+        if status == "done" {
+            planning
+                .check_in_goal(
+                    org,
+                    goal.id,
+                    &CheckInInput { done: Some(true), author: "Demo".into(), ..Default::default() },
+                )
+                .await?;
+        }
+        first_goal.get_or_insert(goal.id);
+    }
+
+    // One check-in per key result that has data in the demo story so far.
+    let values = [
+        (0, 27.5, 0.7),
+        (1, 620.0, 0.6),
+        (2, 12.0, 0.4),
+        (3, 0.83, 0.8),
+        (4, 1310.0, 0.5),
+        (5, 87.0, 0.7),
+        (6, 0.58, 0.4),
+        (7, 1.0, 0.5),
+    ];
+    for (index, value, confidence) in values {
+        planning
+            .check_in_key_result(
+                org,
+                krs[index].id,
+                &CheckInInput {
+                    value: Some(value),
+                    confidence: Some(confidence),
+                    note: "Demo check-in".into(),
+                    author: "Demo".into(),
+                    ..Default::default()
+                },
+            )
+            .await?;
+    }
+    tracing::info!(season = %season.id, year = today.year(), "seeded the demo organisation");
+    Ok(true)
+}

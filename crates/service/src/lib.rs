@@ -1,0 +1,12 @@
+//! Slope's use cases. REST handlers and server functions call this layer and nothing below it, so each
+//! rule is enforced once whatever the entry point.
+
+pub mod demo;
+mod error;
+mod planning;
+
+pub use error::ServiceError;
+pub use planning::Planning;
+pub use slope_store::{Backend, Store, StoreError};
+
+pub type Result<T, E = ServiceError> = std::result::Result<T, E>;

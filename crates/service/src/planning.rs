@@ -1,0 +1,383 @@
+//! Planning use cases: seasons, OKRs, squads, squad goals, check-ins and their roll-ups.
+
+use std::collections::HashSet;
+
+use chrono::{DateTime, Utc};
+
+use slope_domain::*;
+use slope_store::{PlanAsOf, Store};
+
+use crate::{Result, ServiceError};
+
+/// The planning service of one installation. Cheap to clone: it holds a connection pool.
+#[derive(Clone, Debug)]
+pub struct Planning {
+    store: Store,
+}
+
+impl Planning {
+    pub fn new(store: Store) -> Self {
+        Self { store }
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    // ---- seasons -------------------------------------------------------------------------------
+
+    pub async fn list_seasons(&self, org: OrgId) -> Result<Vec<SeasonSummary>> {
+        let seasons = self.store.list_seasons(org).await?;
+        let mut summaries = Vec::with_capacity(seasons.len());
+        for season in seasons {
+            let tree = self.tree_now(org, season).await?;
+            summaries.push(SeasonSummary {
+                objectives: tree.objectives.len(),
+                key_results: tree.objectives.iter().map(|o| o.key_results.len()).sum(),
+                score: tree.score,
+                expectation: tree.expectation,
+                season: tree.season,
+            });
+        }
+        Ok(summaries)
+    }
+
+    pub async fn get_season(&self, org: OrgId, id: SeasonId) -> Result<Season> {
+        Ok(self.store.get_season(org, id).await?)
+    }
+
+    /// The organisation's active season, or else the one that starts latest.
+    pub async fn current_season(&self, org: OrgId) -> Result<Option<Season>> {
+        let seasons = self.store.list_seasons(org).await?;
+        let active = seasons.iter().find(|s| s.status == SeasonStatus::Active).cloned();
+        Ok(active.or_else(|| seasons.into_iter().next()))
+    }
+
+    pub async fn create_season(&self, org: OrgId, input: &SeasonInput) -> Result<Season> {
+        let spec = input.validate()?;
+        let season = self.store.create_season(org, &spec, |others| check_no_overlap(&spec.dates, others, None)).await?;
+        tracing::info!(season = %season.id, name = %season.name, "season created");
+        Ok(season)
+    }
+
+    pub async fn update_season(
+        &self,
+        org: OrgId,
+        id: SeasonId,
+        version: Version,
+        input: &SeasonInput,
+    ) -> Result<Season> {
+        let spec = input.validate()?;
+        Ok(self
+            .store
+            .update_season(org, id, version, &spec, |current, all| {
+                current.ensure_editable()?;
+                check_no_overlap(&spec.dates, all, Some(id))
+            })
+            .await?)
+    }
+
+    pub async fn transition_season(
+        &self,
+        org: OrgId,
+        id: SeasonId,
+        version: Version,
+        input: &TransitionInput,
+    ) -> Result<Season> {
+        let season = self
+            .store
+            .transition_season(org, id, version, |current, all| {
+                let other_active = all.iter().find(|s| s.id != id && s.status == SeasonStatus::Active);
+                let (status, retro) = input.validate(current, other_active)?;
+                Ok((status, retro.map(String::from)))
+            })
+            .await?;
+        tracing::info!(season = %season.id, status = %season.status, "season status changed");
+        Ok(season)
+    }
+
+    /// The season's OKR tree with roll-ups, now or as known at `as_of`.
+    pub async fn season_tree(&self, org: OrgId, id: SeasonId, as_of: Option<DateTime<Utc>>) -> Result<SeasonTree> {
+        match as_of {
+            None => {
+                let season = self.store.get_season(org, id).await?;
+                self.tree_now(org, season).await
+            }
+            Some(at) => {
+                let plan = self.store.plan_as_of(org, at).await?;
+                tree_as_of(plan, id, at)
+            }
+        }
+    }
+
+    async fn tree_now(&self, org: OrgId, season: Season) -> Result<SeasonTree> {
+        let (objectives, key_results, goals, squads) = (
+            self.store.list_objectives(org, season.id).await?,
+            self.store.list_key_results(org, season.id).await?,
+            self.store.list_goals_for_season(org, season.id).await?,
+            self.store.list_squads(org).await?,
+        );
+        Ok(build_tree(PlanParts { season, objectives, key_results, goals, squads, as_of: None }))
+    }
+
+    /// Slope allocation of a season over `period` (the whole season when `None`).
+    pub async fn slope_allocation(&self, org: OrgId, id: SeasonId, period: Option<DateRange>) -> Result<SlopeReport> {
+        let season = self.store.get_season(org, id).await?;
+        let goals = self.store.list_goals_for_season(org, id).await?;
+        let squads = self.store.list_squads(org).await?;
+        Ok(slope_allocation(&goals, &squads, period.unwrap_or(season.dates()), season.slope_target))
+    }
+
+    // ---- objectives and key results ------------------------------------------------------------
+
+    pub async fn get_objective(&self, org: OrgId, id: ObjectiveId) -> Result<Objective> {
+        Ok(self.store.get_objective(org, id).await?)
+    }
+
+    pub async fn create_objective(&self, org: OrgId, season: SeasonId, input: &ObjectiveInput) -> Result<Objective> {
+        let season = self.store.get_season(org, season).await?;
+        season.ensure_editable()?;
+        let spec = input.validate(&season.dates())?;
+        Ok(self.store.create_objective(org, season.id, &spec).await?)
+    }
+
+    pub async fn update_objective(
+        &self,
+        org: OrgId,
+        id: ObjectiveId,
+        version: Version,
+        input: &ObjectiveInput,
+    ) -> Result<Objective> {
+        let objective = self.store.get_objective(org, id).await?;
+        let season = self.store.get_season(org, objective.season_id).await?;
+        season.ensure_editable()?;
+        let spec = input.validate(&season.dates())?;
+        Ok(self.store.update_objective(org, id, version, &spec).await?)
+    }
+
+    pub async fn create_key_result(
+        &self,
+        org: OrgId,
+        objective: ObjectiveId,
+        input: &KeyResultInput,
+    ) -> Result<KeyResult> {
+        let objective = self.store.get_objective(org, objective).await?;
+        self.store.get_season(org, objective.season_id).await?.ensure_editable()?;
+        let spec = input.validate()?;
+        Ok(self.store.create_key_result(org, objective.id, &spec).await?)
+    }
+
+    pub async fn update_key_result(
+        &self,
+        org: OrgId,
+        id: KeyResultId,
+        version: Version,
+        input: &KeyResultInput,
+    ) -> Result<KeyResult> {
+        let kr = self.store.get_key_result(org, id).await?;
+        let objective = self.store.get_objective(org, kr.objective_id).await?;
+        self.store.get_season(org, objective.season_id).await?.ensure_editable()?;
+        let spec = input.validate()?;
+        Ok(self.store.update_key_result(org, id, version, &spec).await?)
+    }
+
+    pub async fn key_result_detail(&self, org: OrgId, id: KeyResultId) -> Result<KeyResultDetail> {
+        let key_result = self.store.get_key_result(org, id).await?;
+        let objective = self.store.get_objective(org, key_result.objective_id).await?;
+        let season = self.store.get_season(org, objective.season_id).await?;
+        let squads = self.store.list_squads(org).await?;
+        let goals = self
+            .store
+            .list_goals_for_season(org, season.id)
+            .await?
+            .into_iter()
+            .filter(|g| g.key_result_id == id)
+            .map(|goal| goal_node(goal, &squads))
+            .collect();
+        let check_ins = self.store.list_check_ins(org, SubjectKind::KeyResult, id.0).await?;
+        Ok(KeyResultDetail {
+            progress: key_result.measure.progress(key_result.current),
+            expectation: objective.commitment.expectation(),
+            key_result,
+            objective,
+            season,
+            goals,
+            check_ins,
+        })
+    }
+
+    // ---- squads and goals ----------------------------------------------------------------------
+
+    pub async fn list_squads(&self, org: OrgId) -> Result<Vec<Squad>> {
+        Ok(self.store.list_squads(org).await?)
+    }
+
+    pub async fn get_squad(&self, org: OrgId, id: SquadId) -> Result<Squad> {
+        Ok(self.store.get_squad(org, id).await?)
+    }
+
+    pub async fn create_squad(&self, org: OrgId, input: &SquadInput) -> Result<Squad> {
+        let spec = input.validate()?;
+        Ok(self.store.create_squad(org, &spec).await?)
+    }
+
+    pub async fn update_squad(&self, org: OrgId, id: SquadId, version: Version, input: &SquadInput) -> Result<Squad> {
+        let spec = input.validate()?;
+        Ok(self.store.update_squad(org, id, version, &spec).await?)
+    }
+
+    /// Validates a goal against the season of the key result it ladders up to, which must be open.
+    async fn goal_spec(&self, org: OrgId, input: &SquadGoalInput) -> Result<SquadGoalSpec> {
+        let season = match input.key_result_id {
+            Some(kr) => match self.store.get_key_result(org, KeyResultId(kr)).await {
+                Ok(kr) => {
+                    let objective = self.store.get_objective(org, kr.objective_id).await?;
+                    Some(self.store.get_season(org, objective.season_id).await?)
+                }
+                Err(slope_store::StoreError::NotFound { .. }) => {
+                    return Err(FieldErrors::single("key_result_id", format!("key result {kr} does not exist")).into());
+                }
+                Err(e) => return Err(e.into()),
+            },
+            None => None,
+        };
+        if let Some(season) = &season {
+            season.ensure_editable()?;
+        }
+        Ok(input.validate(season.as_ref().map(|s| s.dates()).as_ref())?)
+    }
+
+    pub async fn create_goal(&self, org: OrgId, squad: SquadId, input: &SquadGoalInput) -> Result<SquadGoal> {
+        let squad = self.store.get_squad(org, squad).await?;
+        let spec = self.goal_spec(org, input).await?;
+        Ok(self.store.create_goal(org, squad.id, &spec).await?)
+    }
+
+    pub async fn update_goal(
+        &self,
+        org: OrgId,
+        id: SquadGoalId,
+        version: Version,
+        input: &SquadGoalInput,
+    ) -> Result<SquadGoal> {
+        self.store.get_goal(org, id).await?;
+        let spec = self.goal_spec(org, input).await?;
+        Ok(self.store.update_goal(org, id, version, &spec).await?)
+    }
+
+    pub async fn goal_detail(&self, org: OrgId, id: SquadGoalId) -> Result<SquadGoalDetail> {
+        let goal = self.store.get_goal(org, id).await?;
+        let squad = self.store.get_squad(org, goal.squad_id).await?;
+        let key_result = self.store.get_key_result(org, goal.key_result_id).await?;
+        let objective = self.store.get_objective(org, key_result.objective_id).await?;
+        let season = self.store.get_season(org, objective.season_id).await?;
+        let check_ins = self.store.list_check_ins(org, SubjectKind::SquadGoal, id.0).await?;
+        Ok(SquadGoalDetail {
+            progress: goal.measure.progress(goal.current),
+            goal,
+            squad,
+            key_result,
+            season,
+            check_ins,
+        })
+    }
+
+    /// The squad board of `season`, or of the current season when `None`.
+    pub async fn squad_board(&self, org: OrgId, season: Option<SeasonId>) -> Result<SquadBoard> {
+        let seasons = self.store.list_seasons(org).await?;
+        let season = match season {
+            Some(id) => Some(
+                seasons
+                    .iter()
+                    .find(|s| s.id == id)
+                    .cloned()
+                    .ok_or_else(|| ServiceError::NotFound(format!("season {id} not found")))?,
+            ),
+            None => seasons.iter().find(|s| s.status == SeasonStatus::Active).or(seasons.first()).cloned(),
+        };
+        let squads = self.store.list_squads(org).await?;
+        let (goals, slope) = match &season {
+            Some(s) => {
+                let goals = self.store.list_goals_for_season(org, s.id).await?;
+                let slope = slope_allocation(&goals, &squads, s.dates(), s.slope_target);
+                (goals, Some(slope))
+            }
+            None => (vec![], None),
+        };
+        let columns = squads
+            .iter()
+            .map(|squad| {
+                let goals: Vec<SquadGoalNode> =
+                    goals.iter().filter(|g| g.squad_id == squad.id).map(|g| goal_node(g.clone(), &squads)).collect();
+                let planned =
+                    goals.iter().filter(|g| g.goal.status != GoalStatus::Killed).map(|g| g.goal.planned_capacity).sum();
+                let share =
+                    slope.as_ref().and_then(|r| r.squads.iter().find(|s| s.squad_id == squad.id)).map(|s| s.share);
+                SquadColumn { squad: squad.clone(), goals, planned, share }
+            })
+            .collect();
+        Ok(SquadBoard { season, seasons, columns, slope })
+    }
+
+    // ---- check-ins -----------------------------------------------------------------------------
+
+    pub async fn check_in_key_result(&self, org: OrgId, id: KeyResultId, input: &CheckInInput) -> Result<CheckIn> {
+        let kr = self.store.get_key_result(org, id).await?;
+        let spec = input.validate(&kr.measure)?;
+        Ok(self.store.add_check_in(org, SubjectKind::KeyResult, id.0, &spec).await?)
+    }
+
+    pub async fn check_in_goal(&self, org: OrgId, id: SquadGoalId, input: &CheckInInput) -> Result<CheckIn> {
+        let goal = self.store.get_goal(org, id).await?;
+        let spec = input.validate(&goal.measure)?;
+        Ok(self.store.add_check_in(org, SubjectKind::SquadGoal, id.0, &spec).await?)
+    }
+
+    pub async fn list_check_ins(&self, org: OrgId, kind: SubjectKind, id: i64) -> Result<Vec<CheckIn>> {
+        // Reading the subject first turns an unknown id into a 404 rather than an empty history.
+        match kind {
+            SubjectKind::KeyResult => drop(self.store.get_key_result(org, KeyResultId(id)).await?),
+            SubjectKind::SquadGoal => drop(self.store.get_goal(org, SquadGoalId(id)).await?),
+        }
+        Ok(self.store.list_check_ins(org, kind, id).await?)
+    }
+}
+
+fn goal_node(goal: SquadGoal, squads: &[Squad]) -> SquadGoalNode {
+    SquadGoalNode {
+        squad_name: squads.iter().find(|s| s.id == goal.squad_id).map(|s| s.name.clone()).unwrap_or_default(),
+        progress: goal.measure.progress(goal.current),
+        goal,
+    }
+}
+
+/// Rebuilds a season's tree from the revisions and check-ins known at `at`.
+fn tree_as_of(plan: PlanAsOf, id: SeasonId, at: DateTime<Utc>) -> Result<SeasonTree> {
+    let PlanAsOf { seasons, objectives, mut key_results, squads, mut goals, check_ins } = plan;
+    let season = seasons.into_iter().find(|s| s.id == id).ok_or_else(|| {
+        ServiceError::NotFound(format!("season {id} did not exist on {}", at.format("%Y-%m-%d %H:%M UTC")))
+    })?;
+    let objectives: Vec<Objective> = objectives.into_iter().filter(|o| o.season_id == id).collect();
+    let objective_ids: HashSet<ObjectiveId> = objectives.iter().map(|o| o.id).collect();
+    key_results.retain(|k| objective_ids.contains(&k.objective_id));
+    let kr_ids: HashSet<KeyResultId> = key_results.iter().map(|k| k.id).collect();
+    goals.retain(|g| kr_ids.contains(&g.key_result_id));
+
+    // A revision stores the current value of its moment; the check-ins say what was known at `at`.
+    let latest = |kind: SubjectKind, subject: i64| {
+        let mine: Vec<CheckIn> =
+            check_ins.iter().filter(|c| c.subject_kind == kind && c.subject_id == subject).cloned().collect();
+        known_as_of(&mine, at).map(|c| (c.value, c.confidence))
+    };
+    for kr in &mut key_results {
+        let known = latest(SubjectKind::KeyResult, kr.id.0);
+        kr.current = known.map(|k| k.0);
+        kr.confidence = known.and_then(|k| k.1).or(kr.confidence);
+    }
+    for goal in &mut goals {
+        let known = latest(SubjectKind::SquadGoal, goal.id.0);
+        goal.current = known.map(|k| k.0);
+        goal.confidence = known.and_then(|k| k.1).or(goal.confidence);
+    }
+    Ok(build_tree(PlanParts { season, objectives, key_results, goals, squads, as_of: Some(at) }))
+}

@@ -1,0 +1,163 @@
+//! Slope's persistence: one API over SQLite (the embedded default) and PostgreSQL (production).
+//!
+//! Every query is written once, in SQL both databases accept (`$n` placeholders, `RETURNING`), and run
+//! through [`on_db!`]/[`in_tx!`], which expand it for each backend. Cross-row rules (no overlapping
+//! seasons, one active season) run inside the write transaction as a check the caller supplies, so the
+//! rule lives in the domain crate and its atomicity lives here.
+
+mod error;
+mod plan;
+mod rows;
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use chrono::Utc;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{PgPool, SqlitePool};
+
+use slope_domain::OrgId;
+
+pub use error::StoreError;
+pub use plan::*;
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// A connection pool to one of the two supported databases.
+#[derive(Clone, Debug)]
+pub enum Store {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Runs `$body` with `$db` bound to the concrete pool. The body is expanded once per backend, so each
+/// copy is type-checked against its own database driver.
+macro_rules! on_db {
+    ($store:expr, $db:ident => $body:expr) => {
+        match $store {
+            $crate::Store::Sqlite($db) => $body,
+            $crate::Store::Postgres($db) => $body,
+        }
+    };
+}
+pub(crate) use on_db;
+
+/// Runs `$body` inside a transaction, with `$tx` bound to it, committing when the body returns `Ok`.
+/// A body that returns `Err` drops the transaction, which rolls it back.
+macro_rules! in_tx {
+    ($store:expr, $tx:ident => $body:expr) => {
+        match $store {
+            $crate::Store::Sqlite(pool) => {
+                let mut $tx = pool.begin().await?;
+                // The body runs in its own block so that its `?` and `return` end the body, not the
+                // caller, and the caller can still map the error (for example a unique violation).
+                let result: $crate::Result<_> = async { $body }.await;
+                if result.is_ok() {
+                    $tx.commit().await?;
+                }
+                result
+            }
+            $crate::Store::Postgres(pool) => {
+                let mut $tx = pool.begin().await?;
+                // The body runs in its own block so that its `?` and `return` end the body, not the
+                // caller, and the caller can still map the error (for example a unique violation).
+                let result: $crate::Result<_> = async { $body }.await;
+                if result.is_ok() {
+                    $tx.commit().await?;
+                }
+                result
+            }
+        }
+    };
+}
+pub(crate) use in_tx;
+
+static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/sqlite");
+static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/postgres");
+
+impl Store {
+    /// Connects to `url`: `sqlite://path/to/file.db` (created with its folder when missing) or
+    /// `postgres://…`.
+    pub async fn connect(url: &str) -> Result<Store> {
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            let options = PgConnectOptions::from_str(url).map_err(StoreError::config)?;
+            let pool = PgPoolOptions::new()
+                .max_connections(16)
+                .acquire_timeout(Duration::from_secs(10))
+                .connect_with(options)
+                .await?;
+            Ok(Store::Postgres(pool))
+        } else if url.starts_with("sqlite:") {
+            let options = SqliteConnectOptions::from_str(url)
+                .map_err(StoreError::config)?
+                .create_if_missing(true)
+                // WAL lets readers run while a writer commits; NORMAL sync is durable across
+                // application crashes, which is what an embedded store needs.
+                .journal_mode(SqliteJournalMode::Wal)
+                .synchronous(SqliteSynchronous::Normal)
+                .busy_timeout(Duration::from_secs(10))
+                .foreign_keys(true);
+            if let Some(parent) = Path::new(options.get_filename()).parent()
+                && !parent.as_os_str().is_empty()
+            {
+                std::fs::create_dir_all(parent)
+                    .map_err(|e| StoreError::Config(format!("cannot create {}: {e}", parent.display())))?;
+            }
+            let pool = SqlitePoolOptions::new().max_connections(8).connect_with(options).await?;
+            Ok(Store::Sqlite(pool))
+        } else {
+            Err(StoreError::Config(format!(
+                "unsupported database URL {url:?}: use sqlite://FILE or postgres://USER@HOST/DB"
+            )))
+        }
+    }
+
+    pub fn backend(&self) -> Backend {
+        match self {
+            Store::Sqlite(_) => Backend::Sqlite,
+            Store::Postgres(_) => Backend::Postgres,
+        }
+    }
+
+    /// Applies the migrations this binary carries for the connected database.
+    pub async fn migrate(&self) -> Result<()> {
+        match self {
+            Store::Sqlite(pool) => SQLITE_MIGRATIONS.run(pool).await?,
+            Store::Postgres(pool) => POSTGRES_MIGRATIONS.run(pool).await?,
+        }
+        Ok(())
+    }
+
+    /// A round trip to the database, for readiness checks.
+    pub async fn ping(&self) -> Result<()> {
+        on_db!(self, db => sqlx::query("SELECT 1").execute(db).await.map(|_| ())?);
+        Ok(())
+    }
+
+    pub async fn close(&self) {
+        on_db!(self, db => db.close().await)
+    }
+
+    /// The organisation with `slug`, created with `name` when missing.
+    pub async fn ensure_org(&self, slug: &str, name: &str) -> Result<OrgId> {
+        let now = Utc::now();
+        let id: i64 = on_db!(self, db => {
+            sqlx::query("INSERT INTO orgs (slug, name, created_at) VALUES ($1, $2, $3) ON CONFLICT (slug) DO NOTHING")
+                .bind(slug)
+                .bind(name)
+                .bind(now)
+                .execute(db)
+                .await?;
+            sqlx::query_scalar("SELECT id FROM orgs WHERE slug = $1").bind(slug).fetch_one(db).await?
+        });
+        Ok(OrgId(id))
+    }
+}

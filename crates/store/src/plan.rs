@@ -1,0 +1,507 @@
+//! Plan entities: seasons, objectives, key results, squads, squad goals, check-ins and their revisions.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use sqlx::types::Json;
+
+use slope_domain::*;
+
+use crate::rows::*;
+use crate::{Result, Store, StoreError, in_tx, on_db};
+
+/// Records the state of an entity after a write, inside that write's transaction.
+macro_rules! record_revision {
+    ($tx:expr, $org:expr, $entity:expr, $id:expr, $version:expr, $now:expr, $value:expr) => {
+        sqlx::query(
+            "INSERT INTO revisions (org_id, entity, entity_id, version, recorded_at, data) VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind($org.0)
+        .bind($entity)
+        .bind($id)
+        .bind($version)
+        .bind($now)
+        .bind(Json(serde_json::to_value($value).map_err(StoreError::corrupt)?))
+        .execute(&mut *$tx)
+        .await?
+    };
+}
+
+/// After an `UPDATE … WHERE version = $expected` matched nothing: tells a missing row from a stale edit.
+macro_rules! missing_or_conflict {
+    ($tx:expr, $table:literal, $entity:expr, $org:expr, $id:expr, $expected:expr) => {{
+        let actual: Option<i64> =
+            sqlx::query_scalar(concat!("SELECT version FROM ", $table, " WHERE org_id = $1 AND id = $2"))
+                .bind($org.0)
+                .bind($id)
+                .fetch_optional(&mut *$tx)
+                .await?;
+        match actual {
+            None => StoreError::NotFound { entity: $entity, id: $id },
+            Some(actual) => StoreError::Conflict { entity: $entity, id: $id, expected: $expected.0, actual },
+        }
+    }};
+}
+
+/// Serialises cross-row checks of one organisation: the first statement of such a transaction is a
+/// write to the organisation's row, which PostgreSQL locks until commit and SQLite turns into the
+/// database write lock.
+macro_rules! lock_org {
+    ($tx:expr, $org:expr) => {
+        sqlx::query("UPDATE orgs SET write_seq = write_seq + 1 WHERE id = $1").bind($org.0).execute(&mut *$tx).await?
+    };
+}
+
+fn rejected(result: std::result::Result<(), FieldErrors>) -> Result<()> {
+    result.map_err(StoreError::Rejected)
+}
+
+/// The latest stored state of each plan entity as known at a past time.
+#[derive(Debug, Default)]
+pub struct PlanAsOf {
+    pub seasons: Vec<Season>,
+    pub objectives: Vec<Objective>,
+    pub key_results: Vec<KeyResult>,
+    pub squads: Vec<Squad>,
+    pub goals: Vec<SquadGoal>,
+    pub check_ins: Vec<CheckIn>,
+}
+
+impl Store {
+    // ---- seasons -------------------------------------------------------------------------------
+
+    pub async fn list_seasons(&self, org: OrgId) -> Result<Vec<Season>> {
+        let rows: Vec<SeasonRow> = on_db!(self, db => sqlx::query_as("SELECT * FROM seasons WHERE org_id = $1 ORDER BY starts_on DESC, id DESC")
+            .bind(org.0).fetch_all(db).await?);
+        convert_all(rows)
+    }
+
+    pub async fn get_season(&self, org: OrgId, id: SeasonId) -> Result<Season> {
+        let row: Option<SeasonRow> = on_db!(self, db => sqlx::query_as("SELECT * FROM seasons WHERE org_id = $1 AND id = $2")
+            .bind(org.0).bind(id.0).fetch_optional(db).await?);
+        row.ok_or(StoreError::NotFound { entity: "season", id: id.0 })?.try_into()
+    }
+
+    /// Creates a draft season. `check` sees the organisation's other seasons inside the transaction.
+    pub async fn create_season(
+        &self,
+        org: OrgId,
+        spec: &SeasonSpec,
+        check: impl FnOnce(&[Season]) -> std::result::Result<(), FieldErrors>,
+    ) -> Result<Season> {
+        let now = Utc::now();
+        let problems: Vec<&str> = spec.problems.iter().map(|p| p.as_str()).collect();
+        in_tx!(self, tx => {
+            lock_org!(tx, org);
+            let others: Vec<SeasonRow> = sqlx::query_as("SELECT * FROM seasons WHERE org_id = $1").bind(org.0).fetch_all(&mut *tx).await?;
+            rejected(check(&convert_all(others)?))?;
+            let row: SeasonRow = sqlx::query_as(
+                "INSERT INTO seasons (org_id, name, thesis, problems, winning, starts_on, ends_on, status, slope_target, created_at, updated_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, 'draft', $8, $9, $9) RETURNING *",
+            )
+            .bind(org.0).bind(spec.name.as_str()).bind(spec.thesis.as_str()).bind(Json(&problems)).bind(spec.winning.as_str())
+            .bind(spec.dates.start).bind(spec.dates.end).bind(spec.slope_target.get()).bind(now)
+            .fetch_one(&mut *tx).await?;
+            let season = Season::try_from(row)?;
+            record_revision!(tx, org, "season", season.id.0, season.version.0, now, &season);
+            Ok(season)
+        })
+    }
+
+    /// Changes a season's plan fields. `check` sees the stored season and the organisation's others.
+    pub async fn update_season(
+        &self,
+        org: OrgId,
+        id: SeasonId,
+        expected: Version,
+        spec: &SeasonSpec,
+        check: impl FnOnce(&Season, &[Season]) -> std::result::Result<(), FieldErrors>,
+    ) -> Result<Season> {
+        let now = Utc::now();
+        let problems: Vec<&str> = spec.problems.iter().map(|p| p.as_str()).collect();
+        in_tx!(self, tx => {
+            lock_org!(tx, org);
+            let all: Vec<Season> = convert_all(sqlx::query_as::<_, SeasonRow>("SELECT * FROM seasons WHERE org_id = $1").bind(org.0).fetch_all(&mut *tx).await?)?;
+            let current = all.iter().find(|s| s.id == id).ok_or(StoreError::NotFound { entity: "season", id: id.0 })?;
+            if current.version != expected {
+                return Err(StoreError::Conflict { entity: "season", id: id.0, expected: expected.0, actual: current.version.0 });
+            }
+            rejected(check(current, &all))?;
+            let row: SeasonRow = sqlx::query_as(
+                "UPDATE seasons SET name = $3, thesis = $4, problems = $5, winning = $6, starts_on = $7, ends_on = $8,
+                 slope_target = $9, version = version + 1, updated_at = $10 WHERE org_id = $1 AND id = $2 RETURNING *",
+            )
+            .bind(org.0).bind(id.0).bind(spec.name.as_str()).bind(spec.thesis.as_str()).bind(Json(&problems)).bind(spec.winning.as_str())
+            .bind(spec.dates.start).bind(spec.dates.end).bind(spec.slope_target.get()).bind(now)
+            .fetch_one(&mut *tx).await?;
+            let season = Season::try_from(row)?;
+            record_revision!(tx, org, "season", season.id.0, season.version.0, now, &season);
+            Ok(season)
+        })
+    }
+
+    /// Moves a season to a new status. `decide` sees the stored season and the organisation's others and
+    /// returns the new status with the retrospective to store, if any.
+    pub async fn transition_season(
+        &self,
+        org: OrgId,
+        id: SeasonId,
+        expected: Version,
+        decide: impl FnOnce(&Season, &[Season]) -> std::result::Result<(SeasonStatus, Option<String>), FieldErrors>,
+    ) -> Result<Season> {
+        let now = Utc::now();
+        in_tx!(self, tx => {
+            lock_org!(tx, org);
+            let all: Vec<Season> = convert_all(sqlx::query_as::<_, SeasonRow>("SELECT * FROM seasons WHERE org_id = $1").bind(org.0).fetch_all(&mut *tx).await?)?;
+            let current = all.iter().find(|s| s.id == id).ok_or(StoreError::NotFound { entity: "season", id: id.0 })?;
+            if current.version != expected {
+                return Err(StoreError::Conflict { entity: "season", id: id.0, expected: expected.0, actual: current.version.0 });
+            }
+            let (status, retrospective) = decide(current, &all).map_err(StoreError::Rejected)?;
+            let row: SeasonRow = sqlx::query_as(
+                "UPDATE seasons SET status = $3, retrospective = COALESCE($4, retrospective), version = version + 1, updated_at = $5
+                 WHERE org_id = $1 AND id = $2 RETURNING *",
+            )
+            .bind(org.0).bind(id.0).bind(status.as_str()).bind(retrospective).bind(now)
+            .fetch_one(&mut *tx).await?;
+            let season = Season::try_from(row)?;
+            record_revision!(tx, org, "season", season.id.0, season.version.0, now, &season);
+            Ok(season)
+        })
+    }
+
+    // ---- objectives ----------------------------------------------------------------------------
+
+    pub async fn list_objectives(&self, org: OrgId, season: SeasonId) -> Result<Vec<Objective>> {
+        let rows: Vec<ObjectiveRow> = on_db!(self, db => sqlx::query_as(
+            "SELECT * FROM objectives WHERE org_id = $1 AND season_id = $2 ORDER BY quarter, id")
+            .bind(org.0).bind(season.0).fetch_all(db).await?);
+        convert_all(rows)
+    }
+
+    pub async fn get_objective(&self, org: OrgId, id: ObjectiveId) -> Result<Objective> {
+        let row: Option<ObjectiveRow> = on_db!(self, db => sqlx::query_as("SELECT * FROM objectives WHERE org_id = $1 AND id = $2")
+            .bind(org.0).bind(id.0).fetch_optional(db).await?);
+        row.ok_or(StoreError::NotFound { entity: "objective", id: id.0 })?.try_into()
+    }
+
+    pub async fn create_objective(&self, org: OrgId, season: SeasonId, spec: &ObjectiveSpec) -> Result<Objective> {
+        let now = Utc::now();
+        in_tx!(self, tx => {
+            let row: ObjectiveRow = sqlx::query_as(
+                "INSERT INTO objectives (org_id, season_id, quarter, title, description, commitment, owner, weight, created_at, updated_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9) RETURNING *",
+            )
+            .bind(org.0).bind(season.0).bind(spec.quarter.to_string()).bind(spec.title.as_str())
+            .bind(spec.description.as_ref().map(|d| d.as_str())).bind(spec.commitment.as_str())
+            .bind(spec.owner.as_ref().map(|o| o.as_str())).bind(spec.weight.get()).bind(now)
+            .fetch_one(&mut *tx).await?;
+            let objective = Objective::try_from(row)?;
+            record_revision!(tx, org, "objective", objective.id.0, objective.version.0, now, &objective);
+            Ok(objective)
+        })
+    }
+
+    pub async fn update_objective(
+        &self,
+        org: OrgId,
+        id: ObjectiveId,
+        expected: Version,
+        spec: &ObjectiveSpec,
+    ) -> Result<Objective> {
+        let now = Utc::now();
+        in_tx!(self, tx => {
+            let row: Option<ObjectiveRow> = sqlx::query_as(
+                "UPDATE objectives SET quarter = $4, title = $5, description = $6, commitment = $7, owner = $8, weight = $9,
+                 version = version + 1, updated_at = $10 WHERE org_id = $1 AND id = $2 AND version = $3 RETURNING *",
+            )
+            .bind(org.0).bind(id.0).bind(expected.0).bind(spec.quarter.to_string()).bind(spec.title.as_str())
+            .bind(spec.description.as_ref().map(|d| d.as_str())).bind(spec.commitment.as_str())
+            .bind(spec.owner.as_ref().map(|o| o.as_str())).bind(spec.weight.get()).bind(now)
+            .fetch_optional(&mut *tx).await?;
+            let Some(row) = row else {
+                return Err(missing_or_conflict!(tx, "objectives", "objective", org, id.0, expected));
+            };
+            let objective = Objective::try_from(row)?;
+            record_revision!(tx, org, "objective", objective.id.0, objective.version.0, now, &objective);
+            Ok(objective)
+        })
+    }
+
+    // ---- key results ---------------------------------------------------------------------------
+
+    pub async fn list_key_results(&self, org: OrgId, season: SeasonId) -> Result<Vec<KeyResult>> {
+        let rows: Vec<KeyResultRow> = on_db!(self, db => sqlx::query_as(
+            "SELECT k.* FROM key_results k JOIN objectives o ON o.id = k.objective_id
+             WHERE k.org_id = $1 AND o.season_id = $2 ORDER BY k.objective_id, k.id")
+            .bind(org.0).bind(season.0).fetch_all(db).await?);
+        convert_all(rows)
+    }
+
+    pub async fn get_key_result(&self, org: OrgId, id: KeyResultId) -> Result<KeyResult> {
+        let row: Option<KeyResultRow> = on_db!(self, db => sqlx::query_as("SELECT * FROM key_results WHERE org_id = $1 AND id = $2")
+            .bind(org.0).bind(id.0).fetch_optional(db).await?);
+        row.ok_or(StoreError::NotFound { entity: "key result", id: id.0 })?.try_into()
+    }
+
+    pub async fn create_key_result(
+        &self,
+        org: OrgId,
+        objective: ObjectiveId,
+        spec: &KeyResultSpec,
+    ) -> Result<KeyResult> {
+        let now = Utc::now();
+        let m = MeasureCols::from_measure(&spec.measure);
+        in_tx!(self, tx => {
+            let row: KeyResultRow = sqlx::query_as(
+                "INSERT INTO key_results (org_id, objective_id, title, kind, start_value, target_value, threshold, low_value, high_value,
+                 unit, weight, confidence, created_at, updated_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $13) RETURNING *",
+            )
+            .bind(org.0).bind(objective.0).bind(spec.title.as_str())
+            .bind(&m.kind).bind(m.start_value).bind(m.target_value).bind(m.threshold).bind(m.low_value).bind(m.high_value).bind(&m.unit)
+            .bind(spec.weight.get()).bind(spec.confidence.map(|c| c.get())).bind(now)
+            .fetch_one(&mut *tx).await?;
+            let kr = KeyResult::try_from(row)?;
+            record_revision!(tx, org, "key_result", kr.id.0, kr.version.0, now, &kr);
+            Ok(kr)
+        })
+    }
+
+    /// Changing a key result's kind keeps its check-ins: the history stays true even if its meaning
+    /// changes, and the next check-in sets a current value in the new terms.
+    pub async fn update_key_result(
+        &self,
+        org: OrgId,
+        id: KeyResultId,
+        expected: Version,
+        spec: &KeyResultSpec,
+    ) -> Result<KeyResult> {
+        let now = Utc::now();
+        let m = MeasureCols::from_measure(&spec.measure);
+        in_tx!(self, tx => {
+            let row: Option<KeyResultRow> = sqlx::query_as(
+                "UPDATE key_results SET title = $4, kind = $5, start_value = $6, target_value = $7, threshold = $8, low_value = $9,
+                 high_value = $10, unit = $11, weight = $12, confidence = COALESCE($13, confidence), version = version + 1, updated_at = $14
+                 WHERE org_id = $1 AND id = $2 AND version = $3 RETURNING *",
+            )
+            .bind(org.0).bind(id.0).bind(expected.0).bind(spec.title.as_str())
+            .bind(&m.kind).bind(m.start_value).bind(m.target_value).bind(m.threshold).bind(m.low_value).bind(m.high_value).bind(&m.unit)
+            .bind(spec.weight.get()).bind(spec.confidence.map(|c| c.get())).bind(now)
+            .fetch_optional(&mut *tx).await?;
+            let Some(row) = row else {
+                return Err(missing_or_conflict!(tx, "key_results", "key result", org, id.0, expected));
+            };
+            let kr = KeyResult::try_from(row)?;
+            record_revision!(tx, org, "key_result", kr.id.0, kr.version.0, now, &kr);
+            Ok(kr)
+        })
+    }
+
+    // ---- squads --------------------------------------------------------------------------------
+
+    pub async fn list_squads(&self, org: OrgId) -> Result<Vec<Squad>> {
+        let rows: Vec<SquadRow> = on_db!(self, db => sqlx::query_as("SELECT * FROM squads WHERE org_id = $1 ORDER BY unit, name")
+            .bind(org.0).fetch_all(db).await?);
+        convert_all(rows)
+    }
+
+    pub async fn get_squad(&self, org: OrgId, id: SquadId) -> Result<Squad> {
+        let row: Option<SquadRow> = on_db!(self, db => sqlx::query_as("SELECT * FROM squads WHERE org_id = $1 AND id = $2")
+            .bind(org.0).bind(id.0).fetch_optional(db).await?);
+        row.ok_or(StoreError::NotFound { entity: "squad", id: id.0 })?.try_into()
+    }
+
+    pub async fn create_squad(&self, org: OrgId, spec: &SquadSpec) -> Result<Squad> {
+        let now = Utc::now();
+        let result = in_tx!(self, tx => {
+            let row: SquadRow = sqlx::query_as(
+                "INSERT INTO squads (org_id, name, unit, capacity, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $5) RETURNING *",
+            )
+            .bind(org.0).bind(spec.name.as_str()).bind(spec.unit.as_str()).bind(spec.capacity.get()).bind(now)
+            .fetch_one(&mut *tx).await?;
+            let squad = Squad::try_from(row)?;
+            record_revision!(tx, org, "squad", squad.id.0, squad.version.0, now, &squad);
+            Ok(squad)
+        });
+        duplicate_name(result, spec.name.as_str())
+    }
+
+    pub async fn update_squad(&self, org: OrgId, id: SquadId, expected: Version, spec: &SquadSpec) -> Result<Squad> {
+        let now = Utc::now();
+        let result = in_tx!(self, tx => {
+            let row: Option<SquadRow> = sqlx::query_as(
+                "UPDATE squads SET name = $4, unit = $5, capacity = $6, version = version + 1, updated_at = $7
+                 WHERE org_id = $1 AND id = $2 AND version = $3 RETURNING *",
+            )
+            .bind(org.0).bind(id.0).bind(expected.0).bind(spec.name.as_str()).bind(spec.unit.as_str()).bind(spec.capacity.get()).bind(now)
+            .fetch_optional(&mut *tx).await?;
+            let Some(row) = row else {
+                return Err(missing_or_conflict!(tx, "squads", "squad", org, id.0, expected));
+            };
+            let squad = Squad::try_from(row)?;
+            record_revision!(tx, org, "squad", squad.id.0, squad.version.0, now, &squad);
+            Ok(squad)
+        });
+        duplicate_name(result, spec.name.as_str())
+    }
+
+    // ---- squad goals ---------------------------------------------------------------------------
+
+    /// The goals that ladder up to key results of `season`.
+    pub async fn list_goals_for_season(&self, org: OrgId, season: SeasonId) -> Result<Vec<SquadGoal>> {
+        let rows: Vec<SquadGoalRow> = on_db!(self, db => sqlx::query_as(
+            "SELECT g.* FROM squad_goals g JOIN key_results k ON k.id = g.key_result_id JOIN objectives o ON o.id = k.objective_id
+             WHERE g.org_id = $1 AND o.season_id = $2 ORDER BY g.starts_on, g.id")
+            .bind(org.0).bind(season.0).fetch_all(db).await?);
+        convert_all(rows)
+    }
+
+    pub async fn get_goal(&self, org: OrgId, id: SquadGoalId) -> Result<SquadGoal> {
+        let row: Option<SquadGoalRow> = on_db!(self, db => sqlx::query_as("SELECT * FROM squad_goals WHERE org_id = $1 AND id = $2")
+            .bind(org.0).bind(id.0).fetch_optional(db).await?);
+        row.ok_or(StoreError::NotFound { entity: "squad goal", id: id.0 })?.try_into()
+    }
+
+    pub async fn create_goal(&self, org: OrgId, squad: SquadId, spec: &SquadGoalSpec) -> Result<SquadGoal> {
+        let now = Utc::now();
+        let m = MeasureCols::from_measure(&spec.measure);
+        in_tx!(self, tx => {
+            let row: SquadGoalRow = sqlx::query_as(
+                "INSERT INTO squad_goals (org_id, squad_id, key_result_id, title, starts_on, ends_on, investment, challenges, kill_criteria,
+                 planned_capacity, status, kind, start_value, target_value, threshold, low_value, high_value, unit, created_at, updated_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $19) RETURNING *",
+            )
+            .bind(org.0).bind(squad.0).bind(spec.key_result_id.0).bind(spec.title.as_str()).bind(spec.dates.start).bind(spec.dates.end)
+            .bind(spec.investment.as_str()).bind(spec.challenges.as_ref().map(|c| c.as_str())).bind(spec.kill_criteria.as_ref().map(|k| k.as_str()))
+            .bind(spec.planned_capacity.get()).bind(spec.status.as_str())
+            .bind(&m.kind).bind(m.start_value).bind(m.target_value).bind(m.threshold).bind(m.low_value).bind(m.high_value).bind(&m.unit)
+            .bind(now)
+            .fetch_one(&mut *tx).await?;
+            let goal = SquadGoal::try_from(row)?;
+            record_revision!(tx, org, "squad_goal", goal.id.0, goal.version.0, now, &goal);
+            Ok(goal)
+        })
+    }
+
+    pub async fn update_goal(
+        &self,
+        org: OrgId,
+        id: SquadGoalId,
+        expected: Version,
+        spec: &SquadGoalSpec,
+    ) -> Result<SquadGoal> {
+        let now = Utc::now();
+        let m = MeasureCols::from_measure(&spec.measure);
+        in_tx!(self, tx => {
+            let row: Option<SquadGoalRow> = sqlx::query_as(
+                "UPDATE squad_goals SET key_result_id = $4, title = $5, starts_on = $6, ends_on = $7, investment = $8, challenges = $9,
+                 kill_criteria = $10, planned_capacity = $11, status = $12, kind = $13, start_value = $14, target_value = $15,
+                 threshold = $16, low_value = $17, high_value = $18, unit = $19, version = version + 1, updated_at = $20
+                 WHERE org_id = $1 AND id = $2 AND version = $3 RETURNING *",
+            )
+            .bind(org.0).bind(id.0).bind(expected.0).bind(spec.key_result_id.0).bind(spec.title.as_str()).bind(spec.dates.start).bind(spec.dates.end)
+            .bind(spec.investment.as_str()).bind(spec.challenges.as_ref().map(|c| c.as_str())).bind(spec.kill_criteria.as_ref().map(|k| k.as_str()))
+            .bind(spec.planned_capacity.get()).bind(spec.status.as_str())
+            .bind(&m.kind).bind(m.start_value).bind(m.target_value).bind(m.threshold).bind(m.low_value).bind(m.high_value).bind(&m.unit)
+            .bind(now)
+            .fetch_optional(&mut *tx).await?;
+            let Some(row) = row else {
+                return Err(missing_or_conflict!(tx, "squad_goals", "squad goal", org, id.0, expected));
+            };
+            let goal = SquadGoal::try_from(row)?;
+            record_revision!(tx, org, "squad_goal", goal.id.0, goal.version.0, now, &goal);
+            Ok(goal)
+        })
+    }
+
+    // ---- check-ins -----------------------------------------------------------------------------
+
+    /// Records a check-in and makes it the subject's current value, in one transaction.
+    pub async fn add_check_in(
+        &self,
+        org: OrgId,
+        kind: SubjectKind,
+        subject: i64,
+        spec: &CheckInSpec,
+    ) -> Result<CheckIn> {
+        let now = Utc::now();
+        let (table_update, entity) = match kind {
+            SubjectKind::KeyResult => (
+                "UPDATE key_results SET current_value = $3, confidence = COALESCE($4, confidence) WHERE org_id = $1 AND id = $2",
+                "key result",
+            ),
+            SubjectKind::SquadGoal => (
+                "UPDATE squad_goals SET current_value = $3, confidence = COALESCE($4, confidence) WHERE org_id = $1 AND id = $2",
+                "squad goal",
+            ),
+        };
+        let confidence = spec.confidence.map(|c| c.get());
+        in_tx!(self, tx => {
+            let updated = sqlx::query(table_update).bind(org.0).bind(subject).bind(spec.value).bind(confidence).execute(&mut *tx).await?;
+            if updated.rows_affected() == 0 {
+                return Err(StoreError::NotFound { entity, id: subject });
+            }
+            let row: CheckInRow = sqlx::query_as(
+                "INSERT INTO check_ins (org_id, subject_kind, subject_id, value, confidence, note, author, recorded_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING *",
+            )
+            .bind(org.0).bind(kind.as_str()).bind(subject).bind(spec.value).bind(confidence)
+            .bind(spec.note.as_ref().map(|n| n.as_str())).bind(spec.author.as_str()).bind(now)
+            .fetch_one(&mut *tx).await?;
+            CheckIn::try_from(row)
+        })
+    }
+
+    /// A subject's check-ins, newest first.
+    pub async fn list_check_ins(&self, org: OrgId, kind: SubjectKind, subject: i64) -> Result<Vec<CheckIn>> {
+        let rows: Vec<CheckInRow> = on_db!(self, db => sqlx::query_as(
+            "SELECT * FROM check_ins WHERE org_id = $1 AND subject_kind = $2 AND subject_id = $3 ORDER BY recorded_at DESC, id DESC")
+            .bind(org.0).bind(kind.as_str()).bind(subject).fetch_all(db).await?);
+        convert_all(rows)
+    }
+
+    // ---- history -------------------------------------------------------------------------------
+
+    /// Every plan entity of the organisation as it was stored at `at`, with the check-ins known then.
+    pub async fn plan_as_of(&self, org: OrgId, at: DateTime<Utc>) -> Result<PlanAsOf> {
+        let (revisions, check_ins): (Vec<RevisionRow>, Vec<CheckInRow>) = on_db!(self, db => {
+            let revisions = sqlx::query_as("SELECT entity, entity_id, data FROM revisions WHERE org_id = $1 AND recorded_at <= $2 ORDER BY version")
+                .bind(org.0).bind(at).fetch_all(db).await?;
+            let check_ins = sqlx::query_as("SELECT * FROM check_ins WHERE org_id = $1 AND recorded_at <= $2")
+                .bind(org.0).bind(at).fetch_all(db).await?;
+            (revisions, check_ins)
+        });
+        // Revisions come in version order, so the last one inserted for an entity is its state at `at`.
+        let mut latest: BTreeMap<(String, i64), serde_json::Value> = BTreeMap::new();
+        for r in revisions {
+            latest.insert((r.entity, r.entity_id), r.data.0);
+        }
+        let mut plan = PlanAsOf { check_ins: convert_all(check_ins)?, ..Default::default() };
+        for ((entity, _), data) in latest {
+            match entity.as_str() {
+                "season" => plan.seasons.push(from_json(data)?),
+                "objective" => plan.objectives.push(from_json(data)?),
+                "key_result" => plan.key_results.push(from_json(data)?),
+                "squad" => plan.squads.push(from_json(data)?),
+                "squad_goal" => plan.goals.push(from_json(data)?),
+                other => return Err(StoreError::corrupt(format!("revision of unknown entity {other:?}"))),
+            }
+        }
+        Ok(plan)
+    }
+}
+
+fn from_json<T: serde::de::DeserializeOwned>(value: serde_json::Value) -> Result<T> {
+    serde_json::from_value(value).map_err(StoreError::corrupt)
+}
+
+fn duplicate_name<T: Serialize>(result: Result<T>, name: &str) -> Result<T> {
+    match result {
+        Err(e) if e.is_unique_violation() => {
+            Err(StoreError::Rejected(FieldErrors::single("name", format!("a squad named {name:?} already exists"))))
+        }
+        other => other,
+    }
+}

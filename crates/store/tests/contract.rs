@@ -1,0 +1,944 @@
+//! The storage contract: one set of test bodies, run against SQLite and against PostgreSQL.
+//!
+//! Each contract is an `async fn contract_xxx(store: Store)` that gets a freshly migrated, empty
+//! database. The `contract_tests!` macro turns every contract into an `xxx_sqlite` and an
+//! `xxx_postgres` test, so a behaviour that holds on one backend but not the other shows up as exactly
+//! one failing test.
+//!
+//! SQLite always runs. PostgreSQL runs when `SLOPE_TEST_POSTGRES_URL` names an admin connection (for
+//! example `postgres://postgres@127.0.0.1:5432/postgres`): each test creates its own database there and
+//! drops it afterwards. Without that variable the PostgreSQL half is skipped with a notice, unless
+//! `SLOPE_REQUIRE_POSTGRES=1` says that skipping is not allowed (as in CI).
+
+use std::fmt::Debug;
+use std::future::Future;
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::Once;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use chrono::{DateTime, NaiveDate, Utc};
+use sqlx::postgres::PgPoolOptions;
+
+use slope_domain::*;
+use slope_store::{Store, StoreError};
+
+// ---- harness -------------------------------------------------------------------------------------
+
+const POSTGRES_URL_VAR: &str = "SLOPE_TEST_POSTGRES_URL";
+const REQUIRE_POSTGRES_VAR: &str = "SLOPE_REQUIRE_POSTGRES";
+
+/// Generates a SQLite and a PostgreSQL test for each contract. Test names are spelled out rather than
+/// derived, so that the name a failing run prints can be found in this file with a plain search. An
+/// optional `[...]` passes arguments to `#[tokio::test]`, such as a multi-threaded runtime.
+macro_rules! contract_tests {
+    ($($contract:ident => $sqlite:ident, $postgres:ident $([$($runtime:tt)*])?;)*) => {$(
+        #[tokio::test $(($($runtime)*))?]
+        async fn $sqlite() {
+            with_sqlite($contract).await;
+        }
+
+        #[tokio::test $(($($runtime)*))?]
+        async fn $postgres() {
+            with_postgres($contract).await;
+        }
+    )*};
+}
+
+contract_tests! {
+    contract_orgs_are_idempotent_and_isolated =>
+        orgs_are_idempotent_and_isolated_sqlite, orgs_are_idempotent_and_isolated_postgres;
+    contract_seasons_round_trip =>
+        seasons_round_trip_sqlite, seasons_round_trip_postgres;
+    contract_rejected_season_stores_nothing =>
+        rejected_season_stores_nothing_sqlite, rejected_season_stores_nothing_postgres;
+    contract_season_updates_are_versioned =>
+        season_updates_are_versioned_sqlite, season_updates_are_versioned_postgres;
+    contract_one_active_season =>
+        one_active_season_sqlite, one_active_season_postgres;
+    contract_objectives_and_key_results =>
+        objectives_and_key_results_sqlite, objectives_and_key_results_postgres;
+    contract_squads_round_trip =>
+        squads_round_trip_sqlite, squads_round_trip_postgres;
+    contract_squad_names_are_unique_per_org =>
+        squad_names_are_unique_per_org_sqlite, squad_names_are_unique_per_org_postgres;
+    contract_squad_goals_round_trip =>
+        squad_goals_round_trip_sqlite, squad_goals_round_trip_postgres;
+    contract_check_ins_update_their_subject =>
+        check_ins_update_their_subject_sqlite, check_ins_update_their_subject_postgres;
+    contract_plan_as_of_shows_the_past =>
+        plan_as_of_shows_the_past_sqlite, plan_as_of_shows_the_past_postgres;
+    contract_concurrent_overlapping_seasons =>
+        concurrent_overlapping_seasons_sqlite, concurrent_overlapping_seasons_postgres
+        [flavor = "multi_thread", worker_threads = 4];
+    contract_concurrent_activations =>
+        concurrent_activations_sqlite, concurrent_activations_postgres
+        [flavor = "multi_thread", worker_threads = 4];
+}
+
+static UNIQUE: AtomicU64 = AtomicU64::new(0);
+
+/// A name no other test of any run shares: the process id tells concurrent runs apart, the counter
+/// tells tests of one run apart, and the clock guards against a reused process id.
+fn unique_suffix() -> String {
+    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).expect("the clock is after 1970").subsec_nanos();
+    let n = UNIQUE.fetch_add(1, Ordering::Relaxed);
+    format!("{}_{n}_{nanos}", std::process::id())
+}
+
+/// Ends a test after its cleanup: a contract task that panicked fails the test with its own message.
+fn finish(outcome: Result<(), tokio::task::JoinError>) {
+    if let Err(e) = outcome {
+        if e.is_panic() {
+            std::panic::resume_unwind(e.into_panic());
+        }
+        panic!("contract task did not finish: {e}");
+    }
+}
+
+/// Runs `body` against a fresh SQLite file in its own temporary folder.
+async fn with_sqlite<F, Fut>(body: F)
+where
+    F: FnOnce(Store) -> Fut + Send + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let dir: PathBuf = std::env::temp_dir().join(format!("slope-contract-{}", unique_suffix()));
+    let url = format!("sqlite://{}", dir.join("slope.db").display());
+    // Everything runs as its own task so that a failing assertion (or a failing migration) still
+    // lets the folder be removed.
+    let outcome = tokio::spawn(async move {
+        let store = Store::connect(&url).await.unwrap_or_else(|e| panic!("cannot open {url}: {e}"));
+        store.migrate().await.expect("SQLite migrations apply");
+        body(store.clone()).await;
+        store.close().await;
+    })
+    .await;
+    let _ = std::fs::remove_dir_all(&dir);
+    finish(outcome);
+}
+
+/// The admin URL for PostgreSQL contract tests, or `None` (after a one-time notice) to skip them.
+fn postgres_admin_url() -> Option<String> {
+    static NOTICE: Once = Once::new();
+    let url = std::env::var(POSTGRES_URL_VAR).ok().filter(|u| !u.trim().is_empty());
+    if url.is_none() {
+        let required = std::env::var(REQUIRE_POSTGRES_VAR).is_ok_and(|v| v.trim() == "1");
+        assert!(
+            !required,
+            "{REQUIRE_POSTGRES_VAR}=1 but {POSTGRES_URL_VAR} is not set: \
+             PostgreSQL contract tests must not be skipped here"
+        );
+        NOTICE.call_once(|| {
+            // Written straight to stderr: the test harness captures `eprintln!` of passing tests, and
+            // a skip that nobody sees is how a backend silently goes untested.
+            let _ = writeln!(
+                std::io::stderr(),
+                "PostgreSQL contract tests skipped: set {POSTGRES_URL_VAR} to an admin URL such as \
+                 postgres://postgres@127.0.0.1:5432/postgres to run them \
+                 (set {REQUIRE_POSTGRES_VAR}=1 to make skipping an error)"
+            );
+        });
+    }
+    url
+}
+
+/// `admin` with its database name replaced by `database`, keeping user, host, port and parameters.
+fn database_url(admin: &str, database: &str) -> String {
+    let authority_start = admin.find("://").map_or(0, |i| i + 3);
+    let authority_end = admin[authority_start..].find(['/', '?']).map_or(admin.len(), |i| authority_start + i);
+    let query = admin[authority_end..].find('?').map_or("", |i| &admin[authority_end + i..]);
+    format!("{}/{database}{query}", &admin[..authority_end])
+}
+
+#[test]
+fn database_url_replaces_only_the_database() {
+    let cases = [
+        ("postgres://postgres@127.0.0.1:5432/postgres", "postgres://postgres@127.0.0.1:5432/t"),
+        ("postgres://u:p@db/admin?sslmode=disable", "postgres://u:p@db/t?sslmode=disable"),
+        ("postgresql://u@db:5432", "postgresql://u@db:5432/t"),
+        ("postgres://u@db?sslmode=disable", "postgres://u@db/t?sslmode=disable"),
+        ("postgres:///postgres?host=/run/pg", "postgres:///t?host=/run/pg"),
+    ];
+    for (admin, expected) in cases {
+        assert_eq!(database_url(admin, "t"), expected, "from {admin}");
+    }
+}
+
+/// Runs `body` against a fresh PostgreSQL database, created for this test and dropped after it.
+async fn with_postgres<F, Fut>(body: F)
+where
+    F: FnOnce(Store) -> Fut + Send + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let Some(admin_url) = postgres_admin_url() else {
+        return;
+    };
+    let admin = PgPoolOptions::new()
+        .max_connections(1)
+        .connect(&admin_url)
+        .await
+        .unwrap_or_else(|e| panic!("cannot connect to {POSTGRES_URL_VAR}: {e}"));
+    let name = format!("slope_test_{}", unique_suffix());
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&admin)
+        .await
+        .unwrap_or_else(|e| panic!("cannot create database {name}: {e}"));
+    let url = database_url(&admin_url, &name);
+    // Connecting and migrating run inside the task too, so that the database is dropped whatever
+    // fails; WITH (FORCE) ends the connections of a pool that a panic left open.
+    let outcome = tokio::spawn(async move {
+        let store = Store::connect(&url).await.unwrap_or_else(|e| panic!("cannot connect to {url}: {e}"));
+        store.migrate().await.expect("PostgreSQL migrations apply");
+        body(store.clone()).await;
+        store.close().await;
+    })
+    .await;
+    let dropped = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).execute(&admin).await;
+    admin.close().await;
+    finish(outcome);
+    dropped.unwrap_or_else(|e| panic!("cannot drop database {name}: {e}"));
+}
+
+// ---- fixtures ------------------------------------------------------------------------------------
+
+fn date(raw: &str) -> NaiveDate {
+    raw.parse().expect("fixture dates are valid")
+}
+
+fn season_input(name: &str, starts_on: &str, ends_on: &str) -> SeasonInput {
+    SeasonInput {
+        name: name.into(),
+        thesis: "Agents replace forms".into(),
+        problems: vec!["Clinicians type too much".into()],
+        winning: "Half of all notes drafted by agents".into(),
+        starts_on: starts_on.into(),
+        ends_on: ends_on.into(),
+        slope_target: None,
+    }
+}
+
+fn season_spec(name: &str, starts_on: &str, ends_on: &str) -> SeasonSpec {
+    season_input(name, starts_on, ends_on).validate().expect("fixture season is valid")
+}
+
+/// Creates a season the way the service does: refusing overlaps with the organisation's others.
+async fn create_season(store: &Store, org: OrgId, name: &str, start: &str, end: &str) -> Season {
+    let spec = season_spec(name, start, end);
+    store
+        .create_season(org, &spec, |others| check_no_overlap(&spec.dates, others, None))
+        .await
+        .expect("season is created")
+}
+
+/// Decides a transition by the domain's rules, with the organisation's other active season if any.
+fn by_the_rules(
+    to: &str,
+    retrospective: &str,
+) -> impl FnOnce(&Season, &[Season]) -> Result<(SeasonStatus, Option<String>), FieldErrors> + use<> {
+    let input = TransitionInput { to: to.into(), retrospective: retrospective.into() };
+    move |current, all| {
+        let other_active = all.iter().find(|s| s.id != current.id && s.status == SeasonStatus::Active);
+        input.validate(current, other_active).map(|(status, retro)| (status, retro.map(|r| r.as_str().to_owned())))
+    }
+}
+
+fn objective_spec(season: &Season, quarter: &str, title: &str) -> ObjectiveSpec {
+    ObjectiveInput {
+        quarter: quarter.into(),
+        title: title.into(),
+        commitment: "committed".into(),
+        ..Default::default()
+    }
+    .validate(&season.dates())
+    .expect("fixture objective is valid")
+}
+
+fn measure(kind: &str) -> MeasureInput {
+    MeasureInput { kind: kind.into(), ..Default::default() }
+}
+
+fn key_result_spec(title: &str, measure: MeasureInput) -> KeyResultSpec {
+    KeyResultInput { title: title.into(), measure, weight: None, confidence: None }
+        .validate()
+        .expect("fixture key result is valid")
+}
+
+fn increase(start: f64, target: f64, unit: &str) -> MeasureInput {
+    MeasureInput { start: Some(start), target: Some(target), unit: unit.into(), ..measure("increase-to") }
+}
+
+fn squad_spec(name: &str) -> SquadSpec {
+    SquadInput { name: name.into(), unit: "Clinical".into(), capacity: Some(12.0) }
+        .validate()
+        .expect("fixture squad is valid")
+}
+
+fn check_in_spec(measure: &Measure, value: f64, confidence: Option<f64>) -> CheckInSpec {
+    CheckInInput { value: Some(value), confidence, author: "Ana".into(), ..Default::default() }
+        .validate(measure)
+        .expect("fixture check-in is valid")
+}
+
+/// A season with one Q1 objective and one key result, the smallest plan that check-ins attach to.
+async fn small_plan(store: &Store, org: OrgId) -> (Season, Objective, KeyResult) {
+    let season = create_season(store, org, "H1", "2027-01-01", "2027-06-30").await;
+    let objective = store
+        .create_objective(org, season.id, &objective_spec(&season, "2027-Q1", "Trust"))
+        .await
+        .expect("objective is created");
+    let spec = key_result_spec("Acceptance rate", increase(0.2, 0.35, ""));
+    let kr = store.create_key_result(org, objective.id, &spec).await.expect("key result is created");
+    (season, objective, kr)
+}
+
+/// Waits long enough that timestamps taken before and after differ on both backends, whose clocks
+/// resolve microseconds (PostgreSQL) and nanoseconds (SQLite text).
+async fn tick() {
+    tokio::time::sleep(Duration::from_millis(20)).await;
+}
+
+#[track_caller]
+fn assert_not_found<T: Debug>(result: Result<T, StoreError>, entity: &str, id: i64) {
+    match result {
+        Err(StoreError::NotFound { entity: e, id: i }) if e == entity && i == id => {}
+        other => panic!("expected {entity} {id} not found, got {other:?}"),
+    }
+}
+
+#[track_caller]
+fn assert_conflict<T: Debug>(result: Result<T, StoreError>, entity: &str, id: i64, expected: i64, actual: i64) {
+    match result {
+        Err(StoreError::Conflict { entity: e, id: i, expected: x, actual: a })
+            if e == entity && i == id && x == expected && a == actual => {}
+        other => panic!("expected a conflict on {entity} {id} (edited {expected}, stored {actual}), got {other:?}"),
+    }
+}
+
+#[track_caller]
+fn assert_rejected<T: Debug>(result: Result<T, StoreError>, field: &str) -> FieldErrors {
+    match result {
+        Err(StoreError::Rejected(errors)) if errors.get(field).is_some() => errors,
+        other => panic!("expected a rejection on {field:?}, got {other:?}"),
+    }
+}
+
+// ---- contracts -----------------------------------------------------------------------------------
+
+async fn contract_orgs_are_idempotent_and_isolated(store: Store) {
+    let a = store.ensure_org("acme", "Acme").await.unwrap();
+    let again = store.ensure_org("acme", "Acme, renamed").await.unwrap();
+    assert_eq!(a, again, "ensure_org must return the existing organisation");
+    let b = store.ensure_org("globex", "Globex").await.unwrap();
+    assert_ne!(a, b);
+
+    let (season, objective, kr) = small_plan(&store, a).await;
+    let squad = store.create_squad(a, &squad_spec("Drafts")).await.unwrap();
+
+    assert_eq!(store.list_seasons(a).await.unwrap(), vec![season.clone()]);
+    assert!(store.list_seasons(b).await.unwrap().is_empty());
+    assert_not_found(store.get_season(b, season.id).await, "season", season.id.0);
+    assert_not_found(store.get_objective(b, objective.id).await, "objective", objective.id.0);
+    assert!(store.list_objectives(b, season.id).await.unwrap().is_empty());
+    assert_not_found(store.get_key_result(b, kr.id).await, "key result", kr.id.0);
+    assert!(store.list_key_results(b, season.id).await.unwrap().is_empty());
+    assert_not_found(store.get_squad(b, squad.id).await, "squad", squad.id.0);
+    assert!(store.list_squads(b).await.unwrap().is_empty());
+
+    // Writes through the wrong organisation must miss, not change the other tenant's rows.
+    let spec = season_spec("Taken over", "2027-01-01", "2027-06-30");
+    let update = store.update_season(b, season.id, season.version, &spec, |_, _| Ok(())).await;
+    assert_not_found(update, "season", season.id.0);
+    let kr_spec = key_result_spec("Taken over", increase(0.0, 1.0, ""));
+    let update = store.update_key_result(b, kr.id, kr.version, &kr_spec).await;
+    assert_not_found(update, "key result", kr.id.0);
+    let check_in = check_in_spec(&kr.measure, 0.3, None);
+    let added = store.add_check_in(b, SubjectKind::KeyResult, kr.id.0, &check_in).await;
+    assert_not_found(added, "key result", kr.id.0);
+    assert_eq!(store.get_season(a, season.id).await.unwrap(), season);
+    assert_eq!(store.get_key_result(a, kr.id).await.unwrap(), kr);
+
+    // Cross-row rules are per organisation: B may use A's dates and run its own active season.
+    let b_season = create_season(&store, b, "B's H1", "2027-01-01", "2027-06-30").await;
+    store
+        .transition_season(a, season.id, season.version, by_the_rules("active", ""))
+        .await
+        .expect("A activates its season");
+    store
+        .transition_season(b, b_season.id, b_season.version, by_the_rules("active", ""))
+        .await
+        .expect("B activates its season while A has an active one");
+    store.create_squad(b, &squad_spec("Drafts")).await.expect("squad names are unique per organisation only");
+    assert_eq!(store.list_seasons(b).await.unwrap().len(), 1);
+    assert!(store.plan_as_of(b, Utc::now()).await.unwrap().objectives.is_empty());
+}
+
+async fn contract_seasons_round_trip(store: Store) {
+    let org = store.ensure_org("acme", "Acme").await.unwrap();
+    let before = Utc::now();
+    let input = SeasonInput {
+        name: "The advent of agents".into(),
+        thesis: "Agents replace forms".into(),
+        problems: vec!["Clinicians type too much".into(), "Ärzte schreiben doppelt — \"twice\"".into()],
+        winning: "Half of all notes drafted by agents".into(),
+        starts_on: "2027-01-01".into(),
+        ends_on: "2027-06-30".into(),
+        slope_target: Some(0.35),
+    };
+    let spec = input.validate().unwrap();
+    let created = store
+        .create_season(org, &spec, |others| {
+            assert!(others.is_empty(), "a new organisation has no seasons");
+            Ok(())
+        })
+        .await
+        .unwrap();
+
+    assert_eq!(created.org_id, org);
+    assert_eq!(created.name, "The advent of agents");
+    assert_eq!(created.thesis, "Agents replace forms");
+    assert_eq!(created.problems, input.problems);
+    assert_eq!(created.winning, "Half of all notes drafted by agents");
+    assert_eq!(created.starts_on, date("2027-01-01"));
+    assert_eq!(created.ends_on, date("2027-06-30"));
+    assert_eq!(created.status, SeasonStatus::Draft);
+    assert_eq!(created.slope_target, 0.35);
+    assert_eq!(created.retrospective, None);
+    assert_eq!(created.version, Version(1));
+    assert_eq!(created.created_at, created.updated_at);
+    // A timestamp read back in another zone or unit would land far from the clock of the write.
+    let skew = (created.created_at - before).num_seconds().abs();
+    assert!(skew < 60, "created_at {} is {skew} s from now", created.created_at);
+
+    assert_eq!(store.get_season(org, created.id).await.unwrap(), created);
+    assert_eq!(store.list_seasons(org).await.unwrap(), vec![created.clone()]);
+
+    // The check sees the organisation's stored seasons, and listing puts the latest season first.
+    let spec = season_spec("H2", "2027-07-01", "2027-12-31");
+    let later = store
+        .create_season(org, &spec, |others| {
+            assert_eq!(others, std::slice::from_ref(&created));
+            Ok(())
+        })
+        .await
+        .unwrap();
+    assert_eq!(later.slope_target, 0.2, "the default slope target is stored");
+    let listed = store.list_seasons(org).await.unwrap();
+    assert_eq!(listed, vec![later, created]);
+}
+
+async fn contract_rejected_season_stores_nothing(store: Store) {
+    let org = store.ensure_org("acme", "Acme").await.unwrap();
+    let spec = season_spec("H1", "2027-01-01", "2027-06-30");
+    let result =
+        store.create_season(org, &spec, |_| Err(FieldErrors::single("starts_on", "refused by the test"))).await;
+    let errors = assert_rejected(result, "starts_on");
+    assert_eq!(errors.get("starts_on").unwrap(), ["refused by the test"]);
+    assert!(store.list_seasons(org).await.unwrap().is_empty());
+    let plan = store.plan_as_of(org, Utc::now()).await.unwrap();
+    assert!(plan.seasons.is_empty(), "a rejected season leaves no revision");
+
+    // The rejected transaction must not hold on to a lock or a connection.
+    let first = create_season(&store, org, "H1", "2027-01-01", "2027-06-30").await;
+    let overlapping = season_spec("Overlap", "2027-06-30", "2027-12-31");
+    let result =
+        store.create_season(org, &overlapping, |others| check_no_overlap(&overlapping.dates, others, None)).await;
+    assert_rejected(result, "starts_on");
+    assert_eq!(store.list_seasons(org).await.unwrap(), vec![first]);
+    assert_eq!(store.plan_as_of(org, Utc::now()).await.unwrap().seasons.len(), 1);
+}
+
+async fn contract_season_updates_are_versioned(store: Store) {
+    let org = store.ensure_org("acme", "Acme").await.unwrap();
+    let season = create_season(&store, org, "H1", "2027-01-01", "2027-06-30").await;
+    tick().await;
+
+    let input = SeasonInput {
+        problems: vec!["Nurses chart twice".into(), "Handovers lose context".into()],
+        slope_target: Some(0.1),
+        ..season_input("H1, revised", "2027-01-15", "2027-07-15")
+    };
+    let spec = input.validate().unwrap();
+    let updated = store
+        .update_season(org, season.id, Version(1), &spec, |current, all| {
+            assert_eq!(current, &season, "the check sees the stored season");
+            check_no_overlap(&spec.dates, all, Some(current.id))
+        })
+        .await
+        .unwrap();
+    assert_eq!(updated.id, season.id);
+    assert_eq!(updated.version, Version(2));
+    assert_eq!(updated.name, "H1, revised");
+    assert_eq!(updated.problems, input.problems);
+    assert_eq!((updated.starts_on, updated.ends_on), (date("2027-01-15"), date("2027-07-15")));
+    assert_eq!(updated.slope_target, 0.1);
+    assert_eq!(updated.status, SeasonStatus::Draft);
+    assert_eq!(updated.created_at, season.created_at);
+    assert!(updated.updated_at > season.updated_at);
+    assert_eq!(store.get_season(org, season.id).await.unwrap(), updated);
+
+    let stale = season_spec("Lost edit", "2027-01-01", "2027-06-30");
+    let result = store.update_season(org, season.id, Version(1), &stale, |_, _| Ok(())).await;
+    assert_conflict(result, "season", season.id.0, 1, 2);
+    let result = store
+        .update_season(org, season.id, Version(2), &stale, |_, _| {
+            Err(FieldErrors::single("name", "refused by the test"))
+        })
+        .await;
+    assert_rejected(result, "name");
+    assert_eq!(store.get_season(org, season.id).await.unwrap(), updated);
+
+    let missing = SeasonId(season.id.0 + 1000);
+    let result = store.update_season(org, missing, Version(1), &stale, |_, _| Ok(())).await;
+    assert_not_found(result, "season", missing.0);
+
+    let again = store.update_season(org, season.id, Version(2), &stale, |_, _| Ok(())).await.unwrap();
+    assert_eq!(again.version, Version(3));
+    assert_eq!(again.name, "Lost edit");
+    let history = store.plan_as_of(org, Utc::now()).await.unwrap();
+    assert_eq!(history.seasons, vec![again]);
+}
+
+async fn contract_one_active_season(store: Store) {
+    let org = store.ensure_org("acme", "Acme").await.unwrap();
+    let h1 = create_season(&store, org, "H1", "2027-01-01", "2027-06-30").await;
+    let h2 = create_season(&store, org, "H2", "2027-07-01", "2027-12-31").await;
+
+    let active = store.transition_season(org, h1.id, h1.version, by_the_rules("active", "")).await.unwrap();
+    assert_eq!(active.status, SeasonStatus::Active);
+    assert_eq!(active.version, Version(2));
+    assert_eq!(store.get_season(org, h1.id).await.unwrap(), active);
+
+    // The rule, as the service applies it, names the season that is in the way.
+    let result = store.transition_season(org, h2.id, h2.version, by_the_rules("active", "")).await;
+    let errors = assert_rejected(result, "to");
+    assert!(errors.get("to").unwrap()[0].contains("\"H1\""), "{errors}");
+    assert_eq!(store.get_season(org, h2.id).await.unwrap(), h2);
+
+    // A caller that skips the rule still cannot store a second active season: the unique partial
+    // index is the last line of defence on both backends.
+    let result = store.transition_season(org, h2.id, h2.version, |_, _| Ok((SeasonStatus::Active, None))).await;
+    match &result {
+        Err(e) if e.is_unique_violation() => {}
+        other => panic!("expected a unique violation, got {other:?}"),
+    }
+    assert_eq!(store.get_season(org, h2.id).await.unwrap(), h2);
+    let statuses: Vec<SeasonStatus> = store.list_seasons(org).await.unwrap().iter().map(|s| s.status).collect();
+    assert_eq!(statuses, [SeasonStatus::Draft, SeasonStatus::Active]);
+
+    let result = store.transition_season(org, h1.id, Version(1), by_the_rules("closed", "")).await;
+    assert_conflict(result, "season", h1.id.0, 1, 2);
+    let missing = SeasonId(h2.id.0 + 1000);
+    let result = store.transition_season(org, missing, Version(1), by_the_rules("active", "")).await;
+    assert_not_found(result, "season", missing.0);
+
+    let retro = "Agents arrived faster than planned.";
+    let closed = store.transition_season(org, h1.id, active.version, by_the_rules("closed", retro)).await.unwrap();
+    assert_eq!(closed.status, SeasonStatus::Closed);
+    assert_eq!(closed.retrospective.as_deref(), Some(retro));
+    assert_eq!(closed.version, Version(3));
+    let next = store
+        .transition_season(org, h2.id, h2.version, by_the_rules("active", ""))
+        .await
+        .expect("a season can be activated once the active one is closed");
+    assert_eq!(next.status, SeasonStatus::Active);
+    assert_eq!(next.retrospective, None);
+}
+
+async fn contract_objectives_and_key_results(store: Store) {
+    let org = store.ensure_org("acme", "Acme").await.unwrap();
+    let season = create_season(&store, org, "H1", "2027-01-01", "2027-06-30").await;
+    let other_season = create_season(&store, org, "H2", "2027-07-01", "2027-12-31").await;
+
+    let spec = ObjectiveInput {
+        quarter: "2027-Q2".into(),
+        title: "Clinicians trust the drafts".into(),
+        description: "Trust is earned one note at a time".into(),
+        commitment: "committed".into(),
+        owner: "Ana".into(),
+        weight: Some(2.0),
+    }
+    .validate(&season.dates())
+    .unwrap();
+    let q2 = store.create_objective(org, season.id, &spec).await.unwrap();
+    assert_eq!((q2.org_id, q2.season_id), (org, season.id));
+    assert_eq!(q2.quarter.to_string(), "2027-Q2");
+    assert_eq!(q2.title, "Clinicians trust the drafts");
+    assert_eq!(q2.description.as_deref(), Some("Trust is earned one note at a time"));
+    assert_eq!(q2.commitment, Commitment::Committed);
+    assert_eq!(q2.owner.as_deref(), Some("Ana"));
+    assert_eq!(q2.weight, 2.0);
+    assert_eq!(q2.version, Version(1));
+    assert_eq!(store.get_objective(org, q2.id).await.unwrap(), q2);
+
+    let q1 = store.create_objective(org, season.id, &objective_spec(&season, "2027-Q1", "Fewer clicks")).await.unwrap();
+    let elsewhere =
+        store.create_objective(org, other_season.id, &objective_spec(&other_season, "2027-Q3", "Later")).await.unwrap();
+    let listed = store.list_objectives(org, season.id).await.unwrap();
+    assert_eq!(listed, vec![q1.clone(), q2.clone()], "objectives are listed by quarter");
+
+    let edit = ObjectiveInput { commitment: "aspirational".into(), ..q1.to_input() }.validate(&season.dates()).unwrap();
+    let q1 = store.update_objective(org, q1.id, q1.version, &edit).await.unwrap();
+    assert_eq!((q1.commitment, q1.version), (Commitment::Aspirational, Version(2)));
+    let result = store.update_objective(org, q1.id, Version(1), &edit).await;
+    assert_conflict(result, "objective", q1.id.0, 1, 2);
+    let missing = ObjectiveId(elsewhere.id.0 + 1000);
+    let result = store.update_objective(org, missing, Version(1), &edit).await;
+    assert_not_found(result, "objective", missing.0);
+
+    let spec = KeyResultInput {
+        title: "Acceptance rate".into(),
+        measure: increase(20.0, 35.0, "%"),
+        weight: Some(3.0),
+        confidence: Some(0.6),
+    }
+    .validate()
+    .unwrap();
+    let kr = store.create_key_result(org, q2.id, &spec).await.unwrap();
+    assert_eq!((kr.org_id, kr.objective_id), (org, q2.id));
+    assert_eq!(kr.title, "Acceptance rate");
+    let expected = Measure::IncreaseTo { start: 20.0, target: 35.0, unit: "%".into() };
+    assert_eq!(kr.measure, expected);
+    assert_eq!((kr.current, kr.confidence, kr.metric_id), (None, Some(0.6), None));
+    assert_eq!((kr.weight, kr.version), (3.0, Version(1)));
+    assert_eq!(store.get_key_result(org, kr.id).await.unwrap(), kr);
+
+    let below = MeasureInput { threshold: Some(300.0), unit: "ms".into(), ..measure("keep-below") };
+    let kr_q1 = store.create_key_result(org, q1.id, &key_result_spec("Latency", below)).await.unwrap();
+    let other_kr =
+        store.create_key_result(org, elsewhere.id, &key_result_spec("Later", measure("milestone"))).await.unwrap();
+    // Key results are listed by objective (in creation order), and only the season's own.
+    let listed = store.list_key_results(org, season.id).await.unwrap();
+    assert_eq!(listed, vec![kr.clone(), kr_q1.clone()]);
+    let listed = store.list_key_results(org, other_season.id).await.unwrap();
+    assert_eq!(listed, vec![other_kr]);
+
+    let decrease =
+        MeasureInput { start: Some(900.0), target: Some(300.0), unit: "ms".into(), ..measure("decrease-to") };
+    let edit = key_result_spec("Time to draft", decrease);
+    let updated = store.update_key_result(org, kr.id, kr.version, &edit).await.unwrap();
+    assert_eq!(updated.title, "Time to draft");
+    let expected = Measure::DecreaseTo { start: 900.0, target: 300.0, unit: "ms".into() };
+    assert_eq!(updated.measure, expected);
+    assert_eq!(updated.version, Version(2));
+    assert_eq!(updated.weight, 1.0);
+    assert_eq!(updated.confidence, Some(0.6), "an edit without a confidence keeps the last one");
+    assert_eq!(updated.created_at, kr.created_at);
+
+    let result = store.update_key_result(org, kr.id, Version(1), &edit).await;
+    assert_conflict(result, "key result", kr.id.0, 1, 2);
+    let missing = KeyResultId(kr.id.0 + 1000);
+    let result = store.update_key_result(org, missing, Version(1), &edit).await;
+    assert_not_found(result, "key result", missing.0);
+    assert_eq!(store.get_key_result(org, kr.id).await.unwrap(), updated);
+}
+
+async fn contract_squads_round_trip(store: Store) {
+    let org = store.ensure_org("acme", "Acme").await.unwrap();
+    let drafts = store.create_squad(org, &squad_spec("Drafts")).await.unwrap();
+    assert_eq!((drafts.org_id, drafts.name.as_str()), (org, "Drafts"));
+    assert_eq!((drafts.unit.as_str(), drafts.capacity), ("Clinical", 12.0));
+    assert_eq!(drafts.version, Version(1));
+    assert_eq!(store.get_squad(org, drafts.id).await.unwrap(), drafts);
+
+    let search = store.create_squad(org, &squad_spec("Search")).await.unwrap();
+    let renamed = store.update_squad(org, search.id, search.version, &squad_spec("Search & Browse")).await.unwrap();
+    assert_eq!((renamed.name.as_str(), renamed.version), ("Search & Browse", Version(2)));
+    assert_eq!(renamed.created_at, search.created_at);
+    assert_eq!(store.get_squad(org, search.id).await.unwrap(), renamed);
+
+    let result = store.update_squad(org, search.id, Version(1), &squad_spec("Lost edit")).await;
+    assert_conflict(result, "squad", search.id.0, 1, 2);
+    let missing = SquadId(search.id.0 + 1000);
+    let result = store.update_squad(org, missing, Version(1), &squad_spec("Ghost")).await;
+    assert_not_found(result, "squad", missing.0);
+    assert_not_found(store.get_squad(org, missing).await, "squad", missing.0);
+    assert_eq!(store.list_squads(org).await.unwrap(), vec![drafts, renamed]);
+}
+
+async fn contract_squad_names_are_unique_per_org(store: Store) {
+    let org = store.ensure_org("acme", "Acme").await.unwrap();
+    let drafts = store.create_squad(org, &squad_spec("Drafts")).await.unwrap();
+    let search = store.create_squad(org, &squad_spec("Search")).await.unwrap();
+
+    // The service shows this rejection next to the name field, so it must not arrive as a raw
+    // database error.
+    let result = store.create_squad(org, &squad_spec("Drafts")).await;
+    let errors = assert_rejected(result, "name");
+    assert!(errors.get("name").unwrap()[0].contains("\"Drafts\""), "{errors}");
+    let listed = store.list_squads(org).await.unwrap();
+    assert_eq!(listed, vec![drafts.clone(), search.clone()]);
+
+    // A rename onto a taken name is refused the same way, and leaves the squad as it was.
+    let result = store.update_squad(org, search.id, search.version, &squad_spec("Drafts")).await;
+    assert_rejected(result, "name");
+    assert_eq!(store.get_squad(org, search.id).await.unwrap(), search);
+}
+
+async fn contract_squad_goals_round_trip(store: Store) {
+    let org = store.ensure_org("acme", "Acme").await.unwrap();
+    let (season, _, kr) = small_plan(&store, org).await;
+    let squad = store.create_squad(org, &squad_spec("Drafts")).await.unwrap();
+
+    let latency = SquadGoalInput {
+        key_result_id: Some(kr.id.0),
+        title: "Cut draft latency".into(),
+        starts_on: "2027-01-04".into(),
+        ends_on: "2027-02-01".into(),
+        investment: "snapshot".into(),
+        planned_capacity: Some(8.0),
+        measure: MeasureInput { start: Some(900.0), target: Some(300.0), unit: "ms".into(), ..measure("decrease-to") },
+        ..Default::default()
+    };
+    let spec = latency.validate(Some(&season.dates())).unwrap();
+    let g1 = store.create_goal(org, squad.id, &spec).await.unwrap();
+    assert_eq!((g1.org_id, g1.squad_id, g1.key_result_id), (org, squad.id, kr.id));
+    assert_eq!(g1.title, "Cut draft latency");
+    assert_eq!((g1.starts_on, g1.ends_on), (date("2027-01-04"), date("2027-02-01")));
+    assert_eq!(g1.investment, Investment::Snapshot);
+    assert_eq!((g1.challenges.as_deref(), g1.kill_criteria.as_deref()), (None, None));
+    assert_eq!((g1.planned_capacity, g1.status), (8.0, GoalStatus::Planned));
+    let expected = Measure::DecreaseTo { start: 900.0, target: 300.0, unit: "ms".into() };
+    assert_eq!(g1.measure, expected);
+    assert_eq!((g1.current, g1.confidence, g1.version), (None, None, Version(1)));
+    assert_eq!(store.get_goal(org, g1.id).await.unwrap(), g1);
+
+    let bet = SquadGoalInput {
+        title: "Keep handovers short".into(),
+        starts_on: "2027-03-01".into(),
+        ends_on: "2027-04-05".into(),
+        investment: "slope".into(),
+        challenges: "Clinicians want full drafts".into(),
+        kill_criteria: "Acceptance below 10 % after 3 weeks".into(),
+        status: "active".into(),
+        measure: MeasureInput { low: Some(10.0), high: Some(20.0), unit: "min".into(), ..measure("within-range") },
+        ..latency.clone()
+    };
+    let g3 = store.create_goal(org, squad.id, &bet.validate(Some(&season.dates())).unwrap()).await.unwrap();
+    assert_eq!(g3.investment, Investment::Slope);
+    assert_eq!(g3.challenges.as_deref(), Some("Clinicians want full drafts"));
+    assert_eq!(g3.kill_criteria.as_deref(), Some("Acceptance below 10 % after 3 weeks"));
+    assert_eq!(g3.status, GoalStatus::Active);
+    let expected = Measure::WithinRange { low: 10.0, high: 20.0, unit: "min".into() };
+    assert_eq!(g3.measure, expected);
+
+    let milestone = SquadGoalInput {
+        title: "Ship inline suggestions".into(),
+        starts_on: "2027-02-01".into(),
+        ends_on: "2027-03-01".into(),
+        measure: measure("milestone"),
+        ..latency.clone()
+    };
+    let g2 = store.create_goal(org, squad.id, &milestone.validate(Some(&season.dates())).unwrap()).await.unwrap();
+    assert_eq!(g2.measure, Measure::Milestone);
+
+    // A goal of another season's key result does not show on this season's board.
+    let h2 = create_season(&store, org, "H2", "2027-07-01", "2027-12-31").await;
+    let o2 = store.create_objective(org, h2.id, &objective_spec(&h2, "2027-Q3", "Later")).await.unwrap();
+    let kr2 = store.create_key_result(org, o2.id, &key_result_spec("Later", measure("milestone"))).await.unwrap();
+    let later = SquadGoalInput {
+        key_result_id: Some(kr2.id.0),
+        starts_on: "2027-07-05".into(),
+        ends_on: "2027-08-02".into(),
+        ..milestone.clone()
+    };
+    let g4 = store.create_goal(org, squad.id, &later.validate(Some(&h2.dates())).unwrap()).await.unwrap();
+
+    let board = store.list_goals_for_season(org, season.id).await.unwrap();
+    assert_eq!(board, vec![g1.clone(), g2.clone(), g3.clone()], "goals are listed by start");
+    assert_eq!(store.list_goals_for_season(org, h2.id).await.unwrap(), vec![g4]);
+
+    let done = SquadGoalInput { status: "done".into(), measure: measure("milestone"), ..g1.to_input() };
+    let spec = done.validate(Some(&season.dates())).unwrap();
+    let updated = store.update_goal(org, g1.id, g1.version, &spec).await.unwrap();
+    assert_eq!((updated.status, updated.measure.clone()), (GoalStatus::Done, Measure::Milestone));
+    assert_eq!(updated.version, Version(2));
+    assert_eq!(updated.title, g1.title);
+    assert_eq!(store.get_goal(org, g1.id).await.unwrap(), updated);
+
+    let result = store.update_goal(org, g1.id, Version(1), &spec).await;
+    assert_conflict(result, "squad goal", g1.id.0, 1, 2);
+    let missing = SquadGoalId(g1.id.0 + 1000);
+    let result = store.update_goal(org, missing, Version(1), &spec).await;
+    assert_not_found(result, "squad goal", missing.0);
+    assert_not_found(store.get_goal(org, missing).await, "squad goal", missing.0);
+    assert_eq!(store.get_goal(org, g1.id).await.unwrap(), updated);
+}
+
+async fn contract_check_ins_update_their_subject(store: Store) {
+    let org = store.ensure_org("acme", "Acme").await.unwrap();
+    let (season, _, kr) = small_plan(&store, org).await;
+    assert_eq!((kr.current, kr.confidence), (None, None));
+
+    let first = store
+        .add_check_in(org, SubjectKind::KeyResult, kr.id.0, &{
+            let mut spec = check_in_spec(&kr.measure, 0.25, Some(0.5));
+            spec.note = Some(Prose::parse("Slow start after the holidays").unwrap());
+            spec
+        })
+        .await
+        .unwrap();
+    assert_eq!(first.org_id, org);
+    assert_eq!((first.subject_kind, first.subject_id), (SubjectKind::KeyResult, kr.id.0));
+    assert_eq!((first.value, first.confidence), (0.25, Some(0.5)));
+    assert_eq!(first.note.as_deref(), Some("Slow start after the holidays"));
+    assert_eq!(first.author, "Ana");
+    let stored = store.get_key_result(org, kr.id).await.unwrap();
+    assert_eq!((stored.current, stored.confidence), (Some(0.25), Some(0.5)));
+
+    tick().await;
+    let second =
+        store.add_check_in(org, SubjectKind::KeyResult, kr.id.0, &check_in_spec(&kr.measure, 0.3, None)).await.unwrap();
+    assert_eq!((second.confidence, second.note.as_deref()), (None, None));
+    assert!(second.recorded_at > first.recorded_at);
+    let stored = store.get_key_result(org, kr.id).await.unwrap();
+    assert_eq!(stored.current, Some(0.3));
+    assert_eq!(stored.confidence, Some(0.5), "a check-in without a confidence keeps the last one");
+    assert_eq!(stored.version, kr.version, "a check-in is not an edit of the plan");
+
+    // Goals take check-ins too, and a listing holds only its own subject's, even where ids coincide.
+    let squad = store.create_squad(org, &squad_spec("Drafts")).await.unwrap();
+    let goal = SquadGoalInput {
+        key_result_id: Some(kr.id.0),
+        title: "Ship inline suggestions".into(),
+        starts_on: "2027-01-04".into(),
+        ends_on: "2027-02-01".into(),
+        investment: "snapshot".into(),
+        planned_capacity: Some(8.0),
+        measure: measure("milestone"),
+        ..Default::default()
+    }
+    .validate(Some(&season.dates()))
+    .unwrap();
+    let goal = store.create_goal(org, squad.id, &goal).await.unwrap();
+    let done = CheckInInput { done: Some(true), confidence: Some(0.9), author: "Bo".into(), ..Default::default() }
+        .validate(&goal.measure)
+        .unwrap();
+    let goal_check_in = store.add_check_in(org, SubjectKind::SquadGoal, goal.id.0, &done).await.unwrap();
+    let stored = store.get_goal(org, goal.id).await.unwrap();
+    assert_eq!((stored.current, stored.confidence), (Some(1.0), Some(0.9)));
+
+    let listed = store.list_check_ins(org, SubjectKind::KeyResult, kr.id.0).await.unwrap();
+    assert_eq!(listed, vec![second, first], "check-ins are listed newest first");
+    let listed = store.list_check_ins(org, SubjectKind::SquadGoal, goal.id.0).await.unwrap();
+    assert_eq!(listed, vec![goal_check_in]);
+
+    let missing = kr.id.0.max(goal.id.0) + 1000;
+    for kind in [SubjectKind::KeyResult, SubjectKind::SquadGoal] {
+        let entity = if kind == SubjectKind::KeyResult { "key result" } else { "squad goal" };
+        let result = store.add_check_in(org, kind, missing, &check_in_spec(&Measure::Milestone, 1.0, None)).await;
+        assert_not_found(result, entity, missing);
+        assert!(store.list_check_ins(org, kind, missing).await.unwrap().is_empty());
+    }
+    let all = store.plan_as_of(org, Utc::now()).await.unwrap().check_ins;
+    assert_eq!(all.len(), 3, "a check-in on a missing subject leaves no row");
+}
+
+async fn contract_plan_as_of_shows_the_past(store: Store) {
+    let org = store.ensure_org("acme", "Acme").await.unwrap();
+    let other = store.ensure_org("globex", "Globex").await.unwrap();
+    let t0 = Utc::now();
+    tick().await;
+    let (season, objective, kr) = small_plan(&store, org).await;
+    tick().await;
+    let t1: DateTime<Utc> = Utc::now();
+    tick().await;
+
+    let edit = key_result_spec("Acceptance of drafts", increase(0.2, 0.35, ""));
+    let renamed = store.update_key_result(org, kr.id, kr.version, &edit).await.unwrap();
+    let check_in =
+        store.add_check_in(org, SubjectKind::KeyResult, kr.id.0, &check_in_spec(&kr.measure, 0.3, None)).await.unwrap();
+    tick().await;
+
+    let empty = store.plan_as_of(org, t0).await.unwrap();
+    assert!(empty.seasons.is_empty() && empty.objectives.is_empty());
+    assert!(empty.key_results.is_empty() && empty.check_ins.is_empty());
+
+    let then = store.plan_as_of(org, t1).await.unwrap();
+    assert_eq!(then.seasons, vec![season.clone()]);
+    assert_eq!(then.objectives, vec![objective.clone()]);
+    assert_eq!(then.key_results, vec![kr.clone()], "the key result as it was at t1");
+    assert!(then.check_ins.is_empty(), "no check-in was known at t1");
+    assert!(then.squads.is_empty() && then.goals.is_empty());
+
+    let now = store.plan_as_of(org, Utc::now()).await.unwrap();
+    assert_eq!(now.seasons, vec![season]);
+    assert_eq!(now.objectives, vec![objective]);
+    let titles: Vec<(&str, Version)> = now.key_results.iter().map(|k| (k.title.as_str(), k.version)).collect();
+    assert_eq!(titles, [("Acceptance of drafts", Version(2))]);
+    assert_eq!(now.key_results[0].measure, renamed.measure);
+    assert_eq!(now.check_ins, vec![check_in]);
+
+    let elsewhere = store.plan_as_of(other, Utc::now()).await.unwrap();
+    assert!(elsewhere.seasons.is_empty() && elsewhere.key_results.is_empty());
+    assert!(elsewhere.check_ins.is_empty());
+}
+
+async fn contract_concurrent_overlapping_seasons(store: Store) {
+    const WRITERS: usize = 8;
+    let org = store.ensure_org("acme", "Acme").await.unwrap();
+    // The barrier releases every writer at once, so that their transactions really overlap.
+    let start = Arc::new(tokio::sync::Barrier::new(WRITERS));
+    let writers: Vec<_> = (0..WRITERS)
+        .map(|i| {
+            let store = store.clone();
+            let start = start.clone();
+            tokio::spawn(async move {
+                let spec = season_spec(&format!("Season {i}"), "2027-01-01", &format!("2027-06-{:02}", 20 + i));
+                start.wait().await;
+                store.create_season(org, &spec, |others| check_no_overlap(&spec.dates, others, None)).await
+            })
+        })
+        .collect();
+    let mut created = vec![];
+    for writer in writers {
+        match writer.await.expect("writer task finishes") {
+            Ok(season) => created.push(season),
+            Err(StoreError::Rejected(errors)) if errors.get("starts_on").is_some() => {}
+            Err(e) => panic!("expected success or an overlap rejection, got {e:?}"),
+        }
+    }
+    assert_eq!(created.len(), 1, "exactly one overlapping season may be stored: {created:?}");
+    assert_eq!(store.list_seasons(org).await.unwrap(), created);
+}
+
+async fn contract_concurrent_activations(store: Store) {
+    const WRITERS: usize = 8;
+    let org = store.ensure_org("acme", "Acme").await.unwrap();
+    let mut seasons = vec![];
+    for i in 0..WRITERS {
+        let year = 2030 + i;
+        let season =
+            create_season(&store, org, &format!("{year}"), &format!("{year}-01-01"), &format!("{year}-12-31")).await;
+        seasons.push(season);
+    }
+    let start = Arc::new(tokio::sync::Barrier::new(WRITERS));
+    let writers: Vec<_> = seasons
+        .iter()
+        .map(|season| {
+            let (store, start, season) = (store.clone(), start.clone(), season.clone());
+            tokio::spawn(async move {
+                start.wait().await;
+                store.transition_season(org, season.id, season.version, by_the_rules("active", "")).await
+            })
+        })
+        .collect();
+    let mut activated = 0;
+    for writer in writers {
+        // With the organisation lock, each activation's rule sees the one that committed before it,
+        // so the losers are refused by the rule, never by the index.
+        match writer.await.expect("writer task finishes") {
+            Ok(season) => {
+                assert_eq!(season.status, SeasonStatus::Active);
+                activated += 1;
+            }
+            Err(StoreError::Rejected(errors)) if errors.get("to").is_some() => {}
+            Err(e) => panic!("expected success or a rule rejection, got {e:?}"),
+        }
+    }
+    assert_eq!(activated, 1);
+    let active =
+        store.list_seasons(org).await.unwrap().into_iter().filter(|s| s.status == SeasonStatus::Active).count();
+    assert_eq!(active, 1);
+}

@@ -1,0 +1,67 @@
+//! Extractors that turn malformed requests into field-level 422s instead of axum's plain-text rejections.
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
+use serde::de::DeserializeOwned;
+use slope_domain::FieldErrors;
+
+use super::error::ApiError;
+
+/// A JSON body whose type errors name the field: `{"fields": {"slope_target": ["invalid type: …"]}}`.
+pub struct Body<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        let bytes = Bytes::from_request(req, state).await.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+        let bytes: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) { b"{}" } else { &bytes };
+        let de = &mut serde_json::Deserializer::from_slice(bytes);
+        serde_path_to_error::deserialize(de).map(Body).map_err(|e| {
+            let path = e.path().to_string();
+            let inner = e.into_inner();
+            if inner.is_syntax() || inner.is_eof() {
+                ApiError::BadRequest(format!("the body is not valid JSON: {inner}"))
+            } else {
+                let field = if path == "." { "body".to_owned() } else { path };
+                FieldErrors::single(&field, strip_position(&inner.to_string())).into()
+            }
+        })
+    }
+}
+
+/// serde_json appends "at line 1 column 42", which means nothing once the field is named.
+fn strip_position(message: &str) -> String {
+    match message.rfind(" at line ") {
+        Some(i) => message[..i].to_owned(),
+        None => message.to_owned(),
+    }
+}
+
+/// A numeric id from the path; anything else is a 404, as the resource cannot exist.
+pub struct Id(pub i64);
+
+impl<S: Send + Sync> FromRequestParts<S> for Id {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let path = parts.uri.path().to_owned();
+        let not_found = || ApiError::not_found(format!("no resource at {path}"));
+        let axum::extract::Path(raw) =
+            axum::extract::Path::<String>::from_request_parts(parts, state).await.map_err(|_| not_found())?;
+        raw.parse().map(Id).map_err(|_| not_found())
+    }
+}
+
+/// Query parameters with field-level errors.
+pub struct Query<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Query<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        let query = parts.uri.query().unwrap_or_default();
+        serde_urlencoded::from_str(query).map(Query).map_err(|e| FieldErrors::single("query", e.to_string()).into())
+    }
+}
