@@ -255,3 +255,73 @@ pub fn ShareBadge(share: Option<Share>, target: f64) -> impl IntoView {
         }
     }
 }
+
+/// A chart of a measure's check-ins over time, with its start, target, threshold or range drawn in.
+/// Server-rendered SVG: readable without JavaScript, with each point's value in a native tooltip; the
+/// history table next to it carries the same numbers for screen readers.
+#[component]
+pub fn CheckInChart(check_ins: Vec<slope_domain::CheckIn>, measure: slope_domain::Measure) -> impl IntoView {
+    use slope_domain::Measure;
+    const W: f64 = 600.0;
+    const H: f64 = 200.0;
+    const PAD: f64 = 36.0;
+    if check_ins.is_empty() || measure == Measure::Milestone {
+        return ().into_any();
+    }
+    let mut points: Vec<(f64, f64, String)> = check_ins
+        .iter()
+        .map(|c| (c.recorded_at.timestamp_millis() as f64, c.value, c.recorded_at.format("%Y-%m-%d %H:%M").to_string()))
+        .collect();
+    points.sort_by(|a, b| a.0.total_cmp(&b.0));
+    // Reference lines: (value, label, class).
+    let references: Vec<(f64, &'static str, &'static str)> = match measure {
+        Measure::IncreaseTo { start, target, .. } | Measure::DecreaseTo { start, target, .. } => {
+            vec![(start, "start", "ref start"), (target, "target", "ref target")]
+        }
+        Measure::KeepAbove { threshold, .. } | Measure::KeepBelow { threshold, .. } => {
+            vec![(threshold, "threshold", "ref target")]
+        }
+        Measure::WithinRange { low, high, .. } => vec![(low, "low", "ref target"), (high, "high", "ref target")],
+        Measure::Milestone => vec![],
+    };
+    let values = points.iter().map(|p| p.1).chain(references.iter().map(|r| r.0));
+    let (lo, hi) = values.fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| (lo.min(v), hi.max(v)));
+    let span = if hi > lo { hi - lo } else { 1.0 };
+    let (lo, hi) = (lo - span * 0.1, hi + span * 0.1);
+    let (t0, t1) = (points[0].0, points[points.len() - 1].0);
+    // A single check-in sits in the middle rather than on the axis.
+    let x = move |t: f64| if t1 > t0 { PAD + (t - t0) / (t1 - t0) * (W - 2.0 * PAD) } else { W / 2.0 };
+    let y = move |v: f64| H - PAD / 2.0 - (v - lo) / (hi - lo) * (H - PAD);
+    let path: String = points
+        .iter()
+        .enumerate()
+        .map(|(i, p)| format!("{}{:.1},{:.1}", if i == 0 { "M" } else { " L" }, x(p.0), y(p.1)))
+        .collect();
+    let unit = measure.unit().to_owned();
+    let first = points[0].2.clone();
+    let last = points[points.len() - 1].2.clone();
+    let summary = format!(
+        "{} check-ins from {first} to {last}; latest {} {unit}",
+        points.len(),
+        fmt_number(points[points.len() - 1].1)
+    );
+    view! {
+        <figure class="chart">
+            <svg viewBox=format!("0 0 {W} {H}") role="img" aria-labelledby="chart-title chart-desc" preserveAspectRatio="xMidYMid meet">
+                <title id="chart-title">"Check-ins over time"</title>
+                <desc id="chart-desc">{summary}</desc>
+                {references.into_iter().map(|(v, label, class)| view! {
+                    <line class=class x1=PAD x2=W - PAD / 2.0 y1=y(v) y2=y(v)></line>
+                    <text class="ref-label" x=W - PAD / 2.0 y=y(v) - 4.0 text-anchor="end">{format!("{label} {}", fmt_number(v))}</text>
+                }).collect_view()}
+                <path class="series" d=path></path>
+                {points.into_iter().map(|(t, v, when)| view! {
+                    <circle class="point" cx=x(t) cy=y(v) r="4"><title>{format!("{when}: {} {}", fmt_number(v), unit)}</title></circle>
+                }).collect_view()}
+                <text class="axis" x=PAD y=H - 2.0>{first}</text>
+                <text class="axis" x=W - PAD / 2.0 y=H - 2.0 text-anchor="end">{last}</text>
+            </svg>
+        </figure>
+    }
+    .into_any()
+}

@@ -3,6 +3,8 @@
 //! Pages get data through the server functions in [`api`], which are thin: they parse form fields with
 //! the domain crate's rules and call the service layer. Nothing here touches a database.
 
+#![recursion_limit = "256"]
+
 pub mod api;
 mod components;
 mod pages;
@@ -31,6 +33,7 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
             <head>
                 <meta charset="utf-8"/>
                 <meta name="viewport" content="width=device-width, initial-scale=1"/>
+                <link rel="icon" href="/favicon.svg" type="image/svg+xml"/>
                 <meta name="description" content="Slope: plan seasons, OKRs and squad goals grounded in loop metrics."/>
                 <HydrationScripts options/>
                 <MetaTags/>
@@ -101,4 +104,8 @@ fn NotFound() -> impl IntoView {
 pub fn hydrate() {
     console_error_panic_hook::set_once();
     leptos::mount::hydrate_body(App);
+    // End-to-end tests wait for this mark: clicks before hydration would be lost.
+    if let Some(body) = leptos::prelude::document().body() {
+        let _ = body.set_attribute("data-hydrated", "true");
+    }
 }

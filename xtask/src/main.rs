@@ -108,9 +108,21 @@ fn setup(for_tests: bool) -> Result {
             apt(&["update", "-q"])?;
             apt(&["install", "-y", "-q", "chromium"])?;
         }
+        if !on_path("npm") {
+            apt_install("nodejs npm")?;
+        }
         npm_install()?;
     }
     Ok(())
+}
+
+/// Installs Debian packages, through sudo when not root.
+fn apt_install(packages: &str) -> Result {
+    let root_user = output(Command::new("id").arg("-u")).is_some_and(|u| u.trim() == "0");
+    let sudo = if root_user { "" } else { "sudo " };
+    run(Command::new("sh").arg("-c").arg(format!(
+        "{sudo}apt-get update -q && DEBIAN_FRONTEND=noninteractive {sudo}apt-get install -y -q {packages}"
+    )))
 }
 
 /// Installs Playwright and binaryen (for `wasm-opt`) from the lock file, when they are not there yet.

@@ -282,6 +282,7 @@ fn KeyResultView(detail: KeyResultDetail, check_in: ServerAction<RecordCheckIn>)
             </div>
             <div class="panel">
                 <h2>"History"</h2>
+                <CheckInChart check_ins=detail.check_ins.clone() measure=kr.measure.clone()/>
                 <CheckInHistory check_ins=detail.check_ins unit=kr.measure.unit().to_owned()/>
             </div>
         </section>

@@ -71,7 +71,7 @@ fn Board(board: SquadBoard) -> impl IntoView {
 #[component]
 fn SquadColumnView(column: SquadColumn, target: f64, open: bool) -> impl IntoView {
     let squad = column.squad;
-    let over = column.planned > squad.capacity;
+    let over = column.peak_load > squad.capacity;
     view! {
         <section class="column" id=format!("squad-{}", squad.id) aria-labelledby=format!("squad-{}-name", squad.id)>
             <div class="row-head">
@@ -80,7 +80,7 @@ fn SquadColumnView(column: SquadColumn, target: f64, open: bool) -> impl IntoVie
             </div>
             <p class="meta">{format!("{} · capacity {} pw per cycle", squad.unit, fmt_number(squad.capacity))}</p>
             <p class:warn=over class="meta">
-                {format!("planned {} pw this season{}", fmt_number(column.planned), if over { " — above one cycle's capacity" } else { "" })}
+                {format!("peak load {} pw at once{}", fmt_number(column.peak_load), if over { " — above its capacity" } else { "" })}
             </p>
             <p><ShareBadge share=column.share target/></p>
             <ul class="goal-cards">
@@ -334,6 +334,7 @@ fn GoalView(detail: SquadGoalDetail, check_in: ServerAction<RecordCheckIn>) -> i
             </div>
             <div class="panel">
                 <h2>"History"</h2>
+                <CheckInChart check_ins=detail.check_ins.clone() measure=g.measure.clone()/>
                 <CheckInHistory check_ins=detail.check_ins unit=g.measure.unit().to_owned()/>
             </div>
         </section>

@@ -102,6 +102,17 @@ pub fn slope_allocation(goals: &[SquadGoal], squads: &[Squad], period: DateRange
     }
 }
 
+/// The most person-weeks a set of goals asks for at once: the largest sum of planned capacity over goals
+/// that share a day. A squad's capacity is stated per cycle, and goals that run at the same time share
+/// one cycle, so this is the figure to set against it. Killed goals have given their capacity back.
+pub fn peak_load(goals: &[SquadGoal]) -> f64 {
+    let live: Vec<&SquadGoal> = goals.iter().filter(|g| g.status != GoalStatus::Killed).collect();
+    // The load only rises when a goal starts, so checking every start day finds the peak.
+    live.iter()
+        .map(|g| live.iter().filter(|o| o.dates().contains(g.starts_on)).map(|o| o.planned_capacity).sum::<f64>())
+        .fold(0.0, f64::max)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -188,6 +199,21 @@ mod tests {
         let goals = [goal(1, Investment::Slope, 29.0, "2027-06-21", "2027-07-19", GoalStatus::Active)];
         let report = slope_allocation(&goals, &squads, season(), 0.2);
         assert!((report.overall.total - 10.0).abs() < 1e-9, "{}", report.overall.total);
+    }
+
+    #[test]
+    fn peak_load_counts_goals_that_run_at_the_same_time() {
+        use GoalStatus::*;
+        use Investment::*;
+        let goals = [
+            goal(1, Snapshot, 8.0, "2027-01-04", "2027-02-01", Done),
+            goal(1, Slope, 2.0, "2027-01-18", "2027-02-15", Active),
+            goal(1, Snapshot, 6.0, "2027-02-08", "2027-03-08", Planned),
+            goal(1, Snapshot, 50.0, "2027-01-04", "2027-02-01", Killed),
+        ];
+        // The first two overlap (10); then the second and third (8); the killed goal does not count.
+        assert_eq!(peak_load(&goals), 10.0);
+        assert_eq!(peak_load(&[]), 0.0);
     }
 
     #[test]

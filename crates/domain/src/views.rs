@@ -46,8 +46,9 @@ pub struct SquadGoalDetail {
 pub struct SquadColumn {
     pub squad: Squad,
     pub goals: Vec<SquadGoalNode>,
-    /// Planned person-weeks of the squad's goals in the season that are not killed.
-    pub planned: f64,
+    /// The most person-weeks the squad's goals ask for at the same time (see `peak_load`), to set against
+    /// its capacity per cycle.
+    pub peak_load: f64,
     pub share: Option<Share>,
 }
 

@@ -307,13 +307,12 @@ impl Planning {
         let columns = squads
             .iter()
             .map(|squad| {
-                let goals: Vec<SquadGoalNode> =
-                    goals.iter().filter(|g| g.squad_id == squad.id).map(|g| goal_node(g.clone(), &squads)).collect();
-                let planned =
-                    goals.iter().filter(|g| g.goal.status != GoalStatus::Killed).map(|g| g.goal.planned_capacity).sum();
+                let own: Vec<SquadGoal> = goals.iter().filter(|g| g.squad_id == squad.id).cloned().collect();
+                let peak_load = peak_load(&own);
+                let goals: Vec<SquadGoalNode> = own.into_iter().map(|g| goal_node(g, &squads)).collect();
                 let share =
                     slope.as_ref().and_then(|r| r.squads.iter().find(|s| s.squad_id == squad.id)).map(|s| s.share);
-                SquadColumn { squad: squad.clone(), goals, planned, share }
+                SquadColumn { squad: squad.clone(), goals, peak_load, share }
             })
             .collect();
         Ok(SquadBoard { season, seasons, columns, slope })

@@ -1,0 +1,51 @@
+import { defineConfig } from "@playwright/test";
+
+// `cargo xtask test` builds the server and the site, then sets these; the defaults fit a manual run
+// from this folder after `cargo xtask build`.
+const server = process.env.SLOPE_E2E_SERVER ?? "../target/debug/slope";
+const site = process.env.SLOPE_E2E_SITE ?? "../target/site";
+const data = process.env.SLOPE_E2E_DATA ?? "./test-results/data";
+const port = Number(process.env.SLOPE_E2E_PORT ?? 3217);
+
+export default defineConfig({
+  testDir: "./tests",
+  // One worker: the journeys share one server and one database, and the machine has two cores.
+  workers: 1,
+  fullyParallel: false,
+  timeout: 90_000,
+  expect: { timeout: 10_000 },
+  reporter: [["list"]],
+  use: {
+    baseURL: `http://127.0.0.1:${port}`,
+    trace: "retain-on-failure",
+  },
+  projects: [
+    {
+      name: "chromium",
+      use: {
+        browserName: "chromium",
+        launchOptions: {
+          // Debian's Chromium: Playwright's own browser download is not available here.
+          executablePath: "/usr/bin/chromium",
+          args: [
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+          ],
+        },
+      },
+    },
+  ],
+  webServer: {
+    command: `${server} serve --bind 127.0.0.1:${port} --data-dir ${data} --site-root ${site}`,
+    url: `http://127.0.0.1:${port}/readyz`,
+    reuseExistingServer: false,
+    timeout: 120_000,
+    stdout: "pipe",
+    stderr: "pipe",
+  },
+});
