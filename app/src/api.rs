@@ -2,6 +2,10 @@
 //! domain's rules (the same functions run in the browser before submitting), calls one service method and
 //! maps the result to what the page shows.
 
+// A server function takes one argument per form field, so that forms post to it without JavaScript; the
+// long argument lists are the forms' shape, not a design smell.
+#![allow(clippy::too_many_arguments)]
+
 use leptos::prelude::*;
 use serde::{Deserialize, Serialize};
 use slope_domain::*;
@@ -338,7 +342,8 @@ pub fn key_result_form(f: &SaveKeyResult) -> Result<(i64, Option<i64>, Option<i6
     let measure = measure_form(&mut c, &f.kind, &f.start, &f.target, &f.threshold, &f.low, &f.high, &f.unit);
     let weight = c.optional_number("weight", &f.weight).flatten();
     let confidence = c.optional_number("confidence", &f.confidence).flatten().map(|p| p / 100.0);
-    let input = KeyResultInput { title: f.title.clone(), measure, weight, confidence };
+    let mut input = KeyResultInput { title: f.title.clone(), weight, confidence, ..Default::default() };
+    input.set_measure(measure);
     let mut errors = c.errors;
     if let Err(more) = input.validate() {
         errors.merge(more);
@@ -496,7 +501,7 @@ pub fn goal_form(f: &SaveGoal) -> Result<(i64, Option<i64>, Option<i64>, SquadGo
     );
     let planned_capacity = c.optional_number("planned_capacity", &f.planned_capacity).flatten();
     let measure = measure_form(&mut c, &f.kind, &f.start, &f.target, &f.threshold, &f.low, &f.high, &f.unit);
-    let input = SquadGoalInput {
+    let mut input = SquadGoalInput {
         key_result_id: key_result_id.flatten(),
         title: f.title.clone(),
         starts_on: f.starts_on.clone(),
@@ -506,8 +511,9 @@ pub fn goal_form(f: &SaveGoal) -> Result<(i64, Option<i64>, Option<i64>, SquadGo
         kill_criteria: f.kill_criteria.clone(),
         planned_capacity,
         status: f.status.clone(),
-        measure,
+        ..Default::default()
     };
+    input.set_measure(measure);
     let mut errors = c.errors;
     if let Err(more) = input.validate(None) {
         errors.merge(more);

@@ -12,7 +12,7 @@ mod pages;
 use leptos::prelude::*;
 use leptos_meta::{MetaTags, Stylesheet, Title, provide_meta_context};
 use leptos_router::components::{A, Route, Router, Routes};
-use leptos_router::path;
+use leptos_router::{SsrMode, path};
 
 use pages::*;
 
@@ -61,22 +61,24 @@ pub fn App() -> impl IntoView {
                 </nav>
             </header>
             <main id="main">
+                // Every page renders completely on the server before its response starts (async mode),
+                // so a missing entity can still answer 404 and pages read well without JavaScript.
                 <Routes fallback=|| view! { <NotFound/> }>
-                    <Route path=path!("/") view=SeasonsPage/>
-                    <Route path=path!("/seasons/new") view=NewSeasonPage/>
-                    <Route path=path!("/seasons/:id") view=SeasonPage/>
-                    <Route path=path!("/seasons/:id/edit") view=EditSeasonPage/>
-                    <Route path=path!("/seasons/:id/objectives/new") view=NewObjectivePage/>
-                    <Route path=path!("/objectives/:id/edit") view=EditObjectivePage/>
-                    <Route path=path!("/objectives/:id/key-results/new") view=NewKeyResultPage/>
-                    <Route path=path!("/key-results/:id") view=KeyResultPage/>
-                    <Route path=path!("/key-results/:id/edit") view=EditKeyResultPage/>
-                    <Route path=path!("/squads") view=SquadsPage/>
-                    <Route path=path!("/squads/new") view=NewSquadPage/>
-                    <Route path=path!("/squads/:id/edit") view=EditSquadPage/>
-                    <Route path=path!("/squads/:id/goals/new") view=NewGoalPage/>
-                    <Route path=path!("/squad-goals/:id") view=GoalPage/>
-                    <Route path=path!("/squad-goals/:id/edit") view=EditGoalPage/>
+                    <Route path=path!("/") view=SeasonsPage ssr=SsrMode::Async/>
+                    <Route path=path!("/seasons/new") view=NewSeasonPage ssr=SsrMode::Async/>
+                    <Route path=path!("/seasons/:id") view=SeasonPage ssr=SsrMode::Async/>
+                    <Route path=path!("/seasons/:id/edit") view=EditSeasonPage ssr=SsrMode::Async/>
+                    <Route path=path!("/seasons/:id/objectives/new") view=NewObjectivePage ssr=SsrMode::Async/>
+                    <Route path=path!("/objectives/:id/edit") view=EditObjectivePage ssr=SsrMode::Async/>
+                    <Route path=path!("/objectives/:id/key-results/new") view=NewKeyResultPage ssr=SsrMode::Async/>
+                    <Route path=path!("/key-results/:id") view=KeyResultPage ssr=SsrMode::Async/>
+                    <Route path=path!("/key-results/:id/edit") view=EditKeyResultPage ssr=SsrMode::Async/>
+                    <Route path=path!("/squads") view=SquadsPage ssr=SsrMode::Async/>
+                    <Route path=path!("/squads/new") view=NewSquadPage ssr=SsrMode::Async/>
+                    <Route path=path!("/squads/:id/edit") view=EditSquadPage ssr=SsrMode::Async/>
+                    <Route path=path!("/squads/:id/goals/new") view=NewGoalPage ssr=SsrMode::Async/>
+                    <Route path=path!("/squad-goals/:id") view=GoalPage ssr=SsrMode::Async/>
+                    <Route path=path!("/squad-goals/:id/edit") view=EditGoalPage ssr=SsrMode::Async/>
                 </Routes>
             </main>
         </Router>

@@ -45,6 +45,9 @@ pub fn router(planning: Planning, org: OrgId, site_root: &str, addr: SocketAddr)
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz).with_state(planning.clone()))
         .nest("/api/v1", api::router(api::ApiState { planning, org }))
+        // Without this, an unknown `/api/v1/…` path would fall to the server functions' catch-all below
+        // and answer like a missing server function instead of the API's JSON 404.
+        .route("/api/v1/{*rest}", any(|| async { api::ApiError::not_found("no such API route") }))
         .merge(pages)
         .layer(CompressionLayer::new())
         .layer(TraceLayer::new_for_http())

@@ -11,7 +11,12 @@ use tokio::net::TcpListener;
 
 /// Slope: plan seasons, OKRs and squad goals, grounded in the metrics of your product's loop.
 #[derive(Parser)]
-#[command(name = "slope", version, about, long_about = None, propagate_version = true)]
+#[command(
+    name = "slope",
+    version,
+    propagate_version = true,
+    after_help = "Examples:\n  slope serve --demo                                  SQLite in ./data with a demo organisation\n  DATABASE_URL=postgres://slope@db/slope slope serve   PostgreSQL\n  slope migrate --database-url postgres://slope@db/slope"
+)]
 struct Cli {
     /// Configuration file [default: ./slope.toml when present].
     #[arg(long, global = true, env = "SLOPE_CONFIG", value_name = "FILE")]

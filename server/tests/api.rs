@@ -629,7 +629,10 @@ async fn validation(server: &Server, year: i32) {
     assert!(messages(&fields, "slope_target").contains("invalid type"), "{fields:?}");
     // A body that is JSON but no object at all has no field to name.
     let fields = server.post("/api/v1/seasons", &json!(42)).await.expect_invalid(&["body"]);
-    assert!(messages(&fields, "body").contains("invalid type"), "{fields:?}");
+    assert!(messages(&fields, "body").contains("must be a JSON object"), "{fields:?}");
+    // Nor is an array read as positional fields.
+    let positional = json!(["Positional", "t", ["p"], "w", format!("{year}-01-01"), format!("{year}-06-30")]);
+    server.post("/api/v1/seasons", &positional).await.expect_invalid(&["body"]);
 
     for body in ["this is not JSON", "{\"name\": ", "\"unterminated"] {
         server

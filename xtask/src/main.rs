@@ -6,6 +6,7 @@
 //!   PostgreSQL, API, browser end-to-end).
 //! - `cargo xtask build [--release]`: the browser bundle, the site and the server.
 //! - `cargo xtask setup`: only install the tools.
+//! - `cargo xtask bench`: the season page benchmark, bundle size and memory (see BENCHMARKS.md).
 
 use std::env;
 use std::fs;
@@ -29,8 +30,9 @@ fn main() -> ExitCode {
         Some("build") => setup(false).and_then(|_| build(release)).map(|_| ()),
         Some("setup") => setup(true),
         Some("lint") => lint(),
+        Some("bench") => bench(),
         _ => {
-            eprintln!("usage: cargo xtask <serve [--release] | test | build [--release] | setup | lint>");
+            eprintln!("usage: cargo xtask <serve [--release] | test | build [--release] | setup | lint | bench>");
             return ExitCode::from(2);
         }
     };
@@ -355,4 +357,209 @@ fn tempdir(prefix: &str) -> Result<PathBuf> {
     let dir = env::temp_dir().join(format!("{prefix}-{}-{nanos}", std::process::id()));
     fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
     Ok(dir)
+}
+
+/// A running `slope serve`, stopped on drop.
+struct Server {
+    child: std::process::Child,
+    base: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_server(binary: &Path, site: &Path, data: &Path, extra: &[&str]) -> Result<Server> {
+    use std::io::{BufRead, BufReader};
+    let mut child = Command::new(binary)
+        .args(["serve", "--bind", "127.0.0.1:0", "--site-root"])
+        .arg(site)
+        .arg("--data-dir")
+        .arg(data)
+        .args(extra)
+        .env("SLOPE_LOG", "warn")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot start {}: {e}", binary.display()))?;
+    let stdout = child.stdout.take().ok_or("no stdout")?;
+    let mut lines = BufReader::new(stdout).lines();
+    let line = lines.next().ok_or("the server exited before listening")?.map_err(|e| e.to_string())?;
+    let base =
+        line.strip_prefix("slope listening on ").ok_or_else(|| format!("unexpected first line {line:?}"))?.to_owned();
+    Ok(Server { child, base })
+}
+
+/// POSTs JSON with curl and returns the `id` of the created entity.
+fn post(base: &str, path: &str, body: &str) -> Result<i64> {
+    let out = output(
+        Command::new("curl")
+            .args(["-sf", "-X", "POST", "-H", "content-type: application/json", "-d", body])
+            .arg(format!("{base}{path}")),
+    )
+    .ok_or_else(|| format!("POST {path} failed: {body}"))?;
+    let id = out
+        .split("\"id\":")
+        .nth(1)
+        .and_then(|rest| rest.split(|c: char| !c.is_ascii_digit()).next())
+        .and_then(|n| n.parse().ok());
+    id.ok_or_else(|| format!("no id in the answer to POST {path}: {out}"))
+}
+
+/// Seeds the benchmark season: 6 objectives × 4 key results, 8 squads and 40 squad goals.
+fn seed_bench_season(base: &str) -> Result<i64> {
+    let season = post(
+        base,
+        "/api/v1/seasons",
+        r#"{"name":"Benchmark season","thesis":"Agents replace forms","problems":["Notes take too long","Suggestions are slow"],"winning":"Half of all notes drafted by agents","starts_on":"2027-01-01","ends_on":"2027-12-31","slope_target":0.2}"#,
+    )?;
+    let mut krs = vec![];
+    for o in 0..6 {
+        let objective = post(
+            base,
+            &format!("/api/v1/seasons/{season}/objectives"),
+            &format!(
+                r#"{{"quarter":"2027-Q{}","title":"Objective {o}","commitment":"{}","owner":"Owner {o}","weight":{}}}"#,
+                o % 4 + 1,
+                if o % 2 == 0 { "committed" } else { "aspirational" },
+                1 + o % 3
+            ),
+        )?;
+        let measures = [
+            r#""kind":"increase-to","start":10,"target":40,"unit":"%""#,
+            r#""kind":"decrease-to","start":900,"target":300,"unit":"ms""#,
+            r#""kind":"keep-above","threshold":0.8"#,
+            r#""kind":"milestone""#,
+        ];
+        for (k, measure) in measures.iter().enumerate() {
+            let kr = post(
+                base,
+                &format!("/api/v1/objectives/{objective}/key-results"),
+                &format!(r#"{{"title":"Key result {o}.{k}",{measure},"confidence":0.6}}"#),
+            )?;
+            let value = if k == 3 { r#""done":true"# } else { r#""value":25"# };
+            post(
+                base,
+                &format!("/api/v1/key-results/{kr}/check-ins"),
+                &format!(r#"{{{value},"author":"bench","confidence":0.5}}"#),
+            )?;
+            krs.push(kr);
+        }
+    }
+    let mut squads = vec![];
+    for s in 0..8 {
+        squads.push(post(
+            base,
+            "/api/v1/squads",
+            &format!(r#"{{"name":"Squad {s}","unit":"Unit {}","capacity":10}}"#, s % 3),
+        )?);
+    }
+    for g in 0..40usize {
+        let start = chrono_free_date(2027, 1, 4, (g / 8) as i64 * 35);
+        let end = chrono_free_date(2027, 1, 4, (g / 8) as i64 * 35 + 35);
+        let slope = g % 5 == 0;
+        let extra =
+            if slope { r#","challenges":"Current thinking","kill_criteria":"No lift in three weeks""# } else { "" };
+        post(
+            base,
+            &format!("/api/v1/squads/{}/goals", squads[g % 8]),
+            &format!(
+                r#"{{"key_result_id":{},"title":"Goal {g}","starts_on":"{start}","ends_on":"{end}","investment":"{}","planned_capacity":{},"kind":"milestone"{extra}}}"#,
+                krs[g % krs.len()],
+                if slope { "slope" } else { "snapshot" },
+                2 + g % 4
+            ),
+        )?;
+    }
+    Ok(season)
+}
+
+/// `year-month-day` plus `days`, without a date library: the benchmark only needs days in one year.
+fn chrono_free_date(year: i32, month: u32, day: u32, days: i64) -> String {
+    const LENGTHS: [u32; 12] = [31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
+    let mut ordinal = LENGTHS[..month as usize - 1].iter().sum::<u32>() as i64 + day as i64 + days;
+    let mut m = 0;
+    while ordinal > LENGTHS[m] as i64 {
+        ordinal -= LENGTHS[m] as i64;
+        m += 1;
+    }
+    format!("{year}-{:02}-{:02}", m + 1, ordinal)
+}
+
+/// Requests per second that wrk measured, from its summary line.
+fn wrk(url: &str) -> Result<(f64, String)> {
+    let out = output(Command::new("wrk").args(["-t1", "-c16", "-d10s", "--latency"]).arg(url)).ok_or("wrk failed")?;
+    let rps = out
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("Requests/sec:"))
+        .and_then(|v| v.trim().parse().ok())
+        .ok_or_else(|| format!("no Requests/sec in wrk output:\n{out}"))?;
+    if out.contains("Non-2xx") {
+        return Err(format!("{url} answered errors under load:\n{out}"));
+    }
+    Ok((rps, out))
+}
+
+fn bench() -> Result {
+    setup(false)?;
+    if !on_path("wrk") {
+        apt_install("wrk")?;
+    }
+    let site = build(true)?;
+    let binary = server_binary(true);
+    let data = tempdir("slope-bench")?;
+
+    step("Season page: 6 objectives × 4 key results, 40 squad goals; wrk -t1 -c16 -d10s on 2 cores");
+    let server = start_server(&binary, &site, &data, &[])?;
+    let season = seed_bench_season(&server.base)?;
+    let page = format!("{}/seasons/{season}", server.base);
+    let html = output(Command::new("curl").args(["-sf"]).arg(&page)).ok_or("the season page failed")?;
+    if !html.contains("Objective 5") || !html.contains("Goal 39") {
+        return Err("the season page does not show the whole plan".into());
+    }
+    // Warm both paths once so that neither pays for first-use costs inside the measurement.
+    wrk(&format!("{}/healthz", server.base))?;
+    let (static_rps, _) = wrk(&format!("{}/healthz", server.base))?;
+    let (page_rps, page_out) = wrk(&page)?;
+    drop(server);
+    let _ = fs::remove_dir_all(&data);
+
+    step("Resident memory with the demo data loaded, after 200 page views");
+    let data = tempdir("slope-bench-demo")?;
+    let server = start_server(&binary, &site, &data, &["--demo"])?;
+    for path in ["/", "/seasons/1", "/squads", "/key-results/1"].iter().cycle().take(200) {
+        output(Command::new("curl").args(["-sf", "-o", "/dev/null"]).arg(format!("{}{path}", server.base)))
+            .ok_or("a demo page failed")?;
+    }
+    let status = fs::read_to_string(format!("/proc/{}/status", server.child.id())).map_err(|e| e.to_string())?;
+    let rss_kb: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .ok_or("no VmRSS")?;
+    drop(server);
+    let _ = fs::remove_dir_all(&data);
+
+    let wasm = site.join("pkg/slope_bg.wasm");
+    let raw = fs::metadata(&wasm).map_err(|e| e.to_string())?.len();
+    let gz = output(Command::new("sh").arg("-c").arg(format!("gzip -9 -c {} | wc -c", wasm.display())))
+        .ok_or("gzip failed")?;
+    let gz: f64 = gz.trim().parse().map_err(|_| "gzip size")?;
+
+    let latency: Vec<&str> =
+        page_out.lines().filter(|l| l.contains("50%") || l.contains("99%")).map(str::trim).collect();
+    println!("\n| measure | value | goal |\n| --- | --- | --- |");
+    println!("| season page, requests/s | {page_rps:.0} | |");
+    println!("| static axum handler (`/healthz`), requests/s | {static_rps:.0} | |");
+    println!("| ratio page / static | {:.3}× | ≥ 0.25× |", page_rps / static_rps);
+    println!("| season page latency | {} | |", latency.join(", "));
+    println!(
+        "| release hydrate bundle | {:.0} KB raw, {:.0} KB gzip -9 | ≤ 250 KB gzip |",
+        raw as f64 / 1024.0,
+        gz / 1024.0
+    );
+    println!("| server RSS with demo data | {:.1} MB | < 150 MB |", rss_kb / 1024.0);
+    Ok(())
 }

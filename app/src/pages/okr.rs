@@ -218,7 +218,7 @@ fn KeyResultForm(objective: ObjectiveId, key_result: Option<KeyResult>) -> impl 
             <input type="hidden" name="objective_id" value=objective.0.to_string()/>
             <Identity id=key_result.as_ref().map(|k| k.id.0) version=key_result.as_ref().map(|k| k.version.0)/>
             <Input label="Title" name="title" errors value=input.title.clone() required=true/>
-            <MeasureFields errors input=input.measure.clone()/>
+            <MeasureFields errors input=input.measure()/>
             <div class="row">
                 <Input label="Weight" name="weight" kind="number" step="any" errors
                     value=input.weight.map(fmt_number).unwrap_or_else(|| "1".into())/>

@@ -238,10 +238,10 @@ fn GoalForm(squad: SquadId, goal: Option<SquadGoal>, choices: Vec<(i64, String)>
     ];
     let statuses: Vec<(String, String)> =
         GoalStatus::ALL.iter().map(|s| (s.as_str().to_owned(), s.as_str().to_owned())).collect();
-    let measure = if input.measure.kind.is_empty() {
+    let measure = if input.kind.is_empty() {
         MeasureInput { kind: "milestone".into(), ..Default::default() }
     } else {
-        input.measure.clone()
+        input.measure()
     };
     view! {
         <form class="form" method="post" action=SaveGoal::url() on:submit=submit novalidate>

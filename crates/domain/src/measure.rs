@@ -42,7 +42,9 @@ pub enum Measure {
     Milestone,
 }
 
-/// The measure as a JSON body or a form carries it: every figure optional, checked by `validate`.
+/// The measure as a JSON body or a form carries it: every figure optional, checked by `validate`. Inputs
+/// that carry a measure repeat these fields flat (see `measure_fields!`) rather than nest this struct with
+/// `#[serde(flatten)]`, which would lose the field name in type errors.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct MeasureInput {
@@ -160,6 +162,49 @@ impl Measure {
         input
     }
 }
+
+/// Declares the measure's fields on an input struct and the conversions to and from `MeasureInput`.
+macro_rules! measure_fields {
+    ($(#[$meta:meta])* pub struct $name:ident { $($(#[$fmeta:meta])* pub $field:ident : $ty:ty,)* }) => {
+        $(#[$meta])*
+        pub struct $name {
+            $($(#[$fmeta])* pub $field: $ty,)*
+            /// One of `increase-to`, `decrease-to`, `keep-above`, `keep-below`, `within-range`, `milestone`.
+            pub kind: String,
+            pub start: Option<f64>,
+            pub target: Option<f64>,
+            pub threshold: Option<f64>,
+            pub low: Option<f64>,
+            pub high: Option<f64>,
+            pub unit: String,
+        }
+
+        impl $name {
+            pub fn measure(&self) -> $crate::measure::MeasureInput {
+                $crate::measure::MeasureInput {
+                    kind: self.kind.clone(),
+                    start: self.start,
+                    target: self.target,
+                    threshold: self.threshold,
+                    low: self.low,
+                    high: self.high,
+                    unit: self.unit.clone(),
+                }
+            }
+
+            pub fn set_measure(&mut self, m: $crate::measure::MeasureInput) {
+                self.kind = m.kind;
+                self.start = m.start;
+                self.target = m.target;
+                self.threshold = m.threshold;
+                self.low = m.low;
+                self.high = m.high;
+                self.unit = m.unit;
+            }
+        }
+    };
+}
+pub(crate) use measure_fields;
 
 fn bool_score(ok: bool) -> f64 {
     if ok { 1.0 } else { 0.0 }

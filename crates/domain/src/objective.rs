@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::entities::{Commitment, KeyResultId, ObjectiveId, OrgId, SeasonId, Version};
 use crate::errors::FieldErrors;
-use crate::measure::{Measure, MeasureInput};
+use crate::measure::{Measure, measure_fields};
 use crate::newtypes::{Checker, Confidence, DateRange, Prose, Title, Weight, optional_prose};
 use crate::quarter::Quarter;
 
@@ -118,23 +118,25 @@ pub struct KeyResult {
 
 impl KeyResult {
     pub fn to_input(&self) -> KeyResultInput {
-        KeyResultInput {
+        let mut input = KeyResultInput {
             title: self.title.clone(),
-            measure: self.measure.to_input(),
             weight: Some(self.weight),
             confidence: self.confidence,
-        }
+            ..Default::default()
+        };
+        input.set_measure(self.measure.to_input());
+        input
     }
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct KeyResultInput {
-    pub title: String,
-    #[serde(flatten)]
-    pub measure: MeasureInput,
-    pub weight: Option<f64>,
-    pub confidence: Option<f64>,
+measure_fields! {
+    #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+    #[serde(default)]
+    pub struct KeyResultInput {
+        pub title: String,
+        pub weight: Option<f64>,
+        pub confidence: Option<f64>,
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -149,7 +151,7 @@ impl KeyResultInput {
     pub fn validate(&self) -> Result<KeyResultSpec, FieldErrors> {
         let mut c = Checker::new();
         let title = c.check("title", Title::parse(&self.title));
-        let measure = self.measure.validate_into(&mut c);
+        let measure = self.measure().validate_into(&mut c);
         let weight = c.check("weight", Weight::parse(self.weight.unwrap_or(1.0)));
         let confidence = match self.confidence {
             None => Some(None),
@@ -201,14 +203,11 @@ mod tests {
     fn key_results_validate_measure_weight_and_confidence() {
         let kr = KeyResultInput {
             title: "Acceptance rate".into(),
-            measure: MeasureInput {
-                kind: "increase-to".into(),
-                start: Some(0.2),
-                target: Some(0.35),
-                ..Default::default()
-            },
-            weight: None,
+            kind: "increase-to".into(),
+            start: Some(0.2),
+            target: Some(0.35),
             confidence: Some(1.5),
+            ..Default::default()
         };
         let err = kr.validate().unwrap_err();
         assert_eq!(err.0.keys().collect::<Vec<_>>(), ["confidence"]);

@@ -103,13 +103,20 @@ pub fn slope_allocation(goals: &[SquadGoal], squads: &[Squad], period: DateRange
 }
 
 /// The most person-weeks a set of goals asks for at once: the largest sum of planned capacity over goals
-/// that share a day. A squad's capacity is stated per cycle, and goals that run at the same time share
-/// one cycle, so this is the figure to set against it. Killed goals have given their capacity back.
+/// that run on the same day. A squad's capacity is stated per cycle, and goals that run at the same time
+/// share one cycle, so this is the figure to set against it. Killed goals have given their capacity back.
+/// A goal's end date is its hand-over day (a four-week goal runs Monday to Monday), so a goal that starts
+/// on the day another ends follows it rather than overlapping it.
 pub fn peak_load(goals: &[SquadGoal]) -> f64 {
     let live: Vec<&SquadGoal> = goals.iter().filter(|g| g.status != GoalStatus::Killed).collect();
     // The load only rises when a goal starts, so checking every start day finds the peak.
     live.iter()
-        .map(|g| live.iter().filter(|o| o.dates().contains(g.starts_on)).map(|o| o.planned_capacity).sum::<f64>())
+        .map(|g| {
+            live.iter()
+                .filter(|o| o.starts_on <= g.starts_on && g.starts_on < o.ends_on)
+                .map(|o| o.planned_capacity)
+                .sum::<f64>()
+        })
         .fold(0.0, f64::max)
 }
 
@@ -210,8 +217,10 @@ mod tests {
             goal(1, Slope, 2.0, "2027-01-18", "2027-02-15", Active),
             goal(1, Snapshot, 6.0, "2027-02-08", "2027-03-08", Planned),
             goal(1, Snapshot, 50.0, "2027-01-04", "2027-02-01", Killed),
+            // Back to back with the first goal: it starts the day the first hands over.
+            goal(1, Snapshot, 1.0, "2027-02-01", "2027-03-01", Planned),
         ];
-        // The first two overlap (10); then the second and third (8); the killed goal does not count.
+        // The first two overlap (10); later the second, third and fifth (9); the killed goal does not count.
         assert_eq!(peak_load(&goals), 10.0);
         assert_eq!(peak_load(&[]), 0.0);
     }

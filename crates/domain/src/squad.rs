@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::entities::{GoalStatus, Investment, KeyResultId, OrgId, SquadGoalId, SquadId, Version};
 use crate::errors::FieldErrors;
-use crate::measure::{Measure, MeasureInput};
+use crate::measure::{Measure, measure_fields};
 use crate::newtypes::{Checker, DateRange, PersonWeeks, Prose, Title};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -89,7 +89,7 @@ impl SquadGoal {
     }
 
     pub fn to_input(&self) -> SquadGoalInput {
-        SquadGoalInput {
+        let mut input = SquadGoalInput {
             key_result_id: Some(self.key_result_id.0),
             title: self.title.clone(),
             starts_on: self.starts_on.to_string(),
@@ -99,27 +99,29 @@ impl SquadGoal {
             kill_criteria: self.kill_criteria.clone().unwrap_or_default(),
             planned_capacity: Some(self.planned_capacity),
             status: self.status.as_str().to_owned(),
-            measure: self.measure.to_input(),
-        }
+            ..Default::default()
+        };
+        input.set_measure(self.measure.to_input());
+        input
     }
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct SquadGoalInput {
-    pub key_result_id: Option<i64>,
-    pub title: String,
-    pub starts_on: String,
-    pub ends_on: String,
-    /// `snapshot` or `slope`.
-    pub investment: String,
-    pub challenges: String,
-    pub kill_criteria: String,
-    pub planned_capacity: Option<f64>,
-    /// `planned` when not given.
-    pub status: String,
-    #[serde(flatten)]
-    pub measure: MeasureInput,
+measure_fields! {
+    #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+    #[serde(default)]
+    pub struct SquadGoalInput {
+        pub key_result_id: Option<i64>,
+        pub title: String,
+        pub starts_on: String,
+        pub ends_on: String,
+        /// `snapshot` or `slope`.
+        pub investment: String,
+        pub challenges: String,
+        pub kill_criteria: String,
+        pub planned_capacity: Option<f64>,
+        /// `planned` when not given.
+        pub status: String,
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -202,7 +204,7 @@ impl SquadGoalInput {
         } else {
             c.check("status", self.status.parse::<GoalStatus>())
         };
-        let measure = self.measure.validate_into(&mut c);
+        let measure = self.measure().validate_into(&mut c);
         c.finish(|| {
             Some(SquadGoalSpec {
                 key_result_id: key_result_id?,
@@ -233,7 +235,7 @@ mod tests {
             ends_on: "2027-02-01".into(),
             investment: "snapshot".into(),
             planned_capacity: Some(8.0),
-            measure: MeasureInput { kind: "milestone".into(), ..Default::default() },
+            kind: "milestone".into(),
             ..Default::default()
         }
     }

@@ -11,14 +11,20 @@ use crate::{Planning, Result};
 pub const DEMO_ORG: &str = "demo";
 
 fn kr(title: &str, kind: &str, a: Option<f64>, b: Option<f64>, unit: &str) -> KeyResultInput {
-    let mut measure = MeasureInput { kind: kind.into(), unit: unit.into(), ..Default::default() };
+    let mut input = KeyResultInput {
+        title: title.into(),
+        kind: kind.into(),
+        unit: unit.into(),
+        weight: Some(1.0),
+        confidence: Some(0.6),
+        ..Default::default()
+    };
     match kind {
-        "increase-to" | "decrease-to" => (measure.start, measure.target) = (a, b),
-        "keep-above" | "keep-below" => measure.threshold = a,
-        "within-range" => (measure.low, measure.high) = (a, b),
+        "increase-to" | "decrease-to" => (input.start, input.target) = (a, b),
+        "keep-above" | "keep-below" => input.threshold = a,
         _ => {}
     }
-    KeyResultInput { title: title.into(), measure, weight: Some(1.0), confidence: Some(0.6) }
+    input
 }
 
 /// Seeds the demo plan when the organisation has no season yet; returns whether it seeded. The season
@@ -209,7 +215,8 @@ pub async fn seed(planning: &Planning, org: OrgId, today: NaiveDate) -> Result<b
                     kill_criteria: slope.map(|s| s.1.to_owned()).unwrap_or_default(),
                     planned_capacity: Some(capacity),
                     status: status.into(),
-                    measure: MeasureInput { kind: "milestone".into(), ..Default::default() },
+                    kind: "milestone".into(),
+                    ..Default::default()
                 },
             )
             .await?;

@@ -4,31 +4,44 @@ use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
+use serde_json::{Map, Value};
 use slope_domain::FieldErrors;
 
 use super::error::ApiError;
 
-/// A JSON body whose type errors name the field: `{"fields": {"slope_target": ["invalid type: …"]}}`.
+/// A JSON object body whose type errors name the field: `{"fields": {"slope_target": ["invalid type: …"]}}`.
+/// Bodies that are not JSON (or carry anything after the value) are a 400; JSON that is not an object is a
+/// 422, since every input is an object with named fields.
 pub struct Body<T>(pub T);
 
 impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
-        let bytes = Bytes::from_request(req, state).await.map_err(|e| ApiError::BadRequest(e.body_text()))?;
-        let bytes: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) { b"{}" } else { &bytes };
-        let de = &mut serde_json::Deserializer::from_slice(bytes);
-        serde_path_to_error::deserialize(de).map(Body).map_err(|e| {
-            let path = e.path().to_string();
-            let inner = e.into_inner();
-            if inner.is_syntax() || inner.is_eof() {
-                ApiError::BadRequest(format!("the body is not valid JSON: {inner}"))
-            } else {
-                let field = if path == "." { "body".to_owned() } else { path };
-                FieldErrors::single(&field, strip_position(&inner.to_string())).into()
-            }
-        })
+        let object = object_body(req, state).await?;
+        from_object(object).map(Body)
     }
+}
+
+pub(crate) async fn object_body<S: Send + Sync>(req: Request, state: &S) -> Result<Map<String, Value>, ApiError> {
+    let bytes = Bytes::from_request(req, state).await.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(Map::new());
+    }
+    // Parsing to a value first checks the whole body, trailing characters included.
+    match serde_json::from_slice::<Value>(&bytes) {
+        Ok(Value::Object(object)) => Ok(object),
+        Ok(_) => Err(FieldErrors::single("body", "must be a JSON object").into()),
+        Err(e) => Err(ApiError::BadRequest(format!("the body is not valid JSON: {e}"))),
+    }
+}
+
+pub(crate) fn from_object<T: DeserializeOwned>(object: Map<String, Value>) -> Result<T, ApiError> {
+    serde_path_to_error::deserialize(Value::Object(object)).map_err(|e| {
+        let path = e.path().to_string();
+        let field = if path == "." { "body".to_owned() } else { path };
+        FieldErrors::single(&field, strip_position(&e.into_inner().to_string())).into()
+    })
 }
 
 /// serde_json appends "at line 1 column 42", which means nothing once the field is named.

@@ -43,27 +43,34 @@ pub fn router(state: ApiState) -> Router {
         .route("/squad-board", get(squad_board))
         .route("/squad-goals/{id}", get(get_goal).put(update_goal))
         .route("/squad-goals/{id}/check-ins", get(goal_check_ins).post(check_in_goal))
-        .fallback(|| async { ApiError::not_found("no such API route") })
         .with_state(state)
 }
 
-/// An edit: the entity's fields plus the `version` the edit is based on.
-#[derive(Deserialize)]
+/// An edit: the entity's fields plus the `version` the edit is based on. Read by taking `version` out of
+/// the body object and parsing the rest as the input, so type errors keep their field names.
 struct Versioned<T> {
-    version: Option<i64>,
-    #[serde(flatten)]
+    version: Version,
     input: T,
 }
 
-impl<T> Versioned<T> {
-    fn split(self) -> ApiResult<(Version, T)> {
-        match self.version {
-            Some(v) => Ok((Version(v), self.input)),
-            None => {
-                Err(FieldErrors::single("version", "is required: send the version you edited (from the last GET)")
-                    .into())
+impl<S: Send + Sync, T: serde::de::DeserializeOwned> axum::extract::FromRequest<S> for Versioned<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, ApiError> {
+        let mut object = extract::object_body(req, state).await?;
+        let version = match object.remove("version") {
+            Some(value) => {
+                value.as_i64().map(Version).ok_or_else(|| FieldErrors::single("version", "must be a whole number"))?
             }
-        }
+            None => {
+                return Err(FieldErrors::single(
+                    "version",
+                    "is required: send the version you edited (from the last GET)",
+                )
+                .into());
+            }
+        };
+        Ok(Versioned { version, input: extract::from_object(object)? })
     }
 }
 
@@ -85,21 +92,17 @@ async fn get_season(State(s): State<ApiState>, Id(id): Id) -> ApiResult<Json<Sea
     Ok(Json(s.planning.get_season(s.org, SeasonId(id)).await?))
 }
 
-async fn update_season(
-    State(s): State<ApiState>,
-    Id(id): Id,
-    Body(body): Body<Versioned<SeasonInput>>,
-) -> ApiResult<Json<Season>> {
-    let (version, input) = body.split()?;
+async fn update_season(State(s): State<ApiState>, Id(id): Id, body: Versioned<SeasonInput>) -> ApiResult<Json<Season>> {
+    let Versioned { version, input } = body;
     Ok(Json(s.planning.update_season(s.org, SeasonId(id), version, &input).await?))
 }
 
 async fn transition_season(
     State(s): State<ApiState>,
     Id(id): Id,
-    Body(body): Body<Versioned<TransitionInput>>,
+    body: Versioned<TransitionInput>,
 ) -> ApiResult<Json<Season>> {
-    let (version, input) = body.split()?;
+    let Versioned { version, input } = body;
     Ok(Json(s.planning.transition_season(s.org, SeasonId(id), version, &input).await?))
 }
 
@@ -167,9 +170,9 @@ async fn get_objective(State(s): State<ApiState>, Id(id): Id) -> ApiResult<Json<
 async fn update_objective(
     State(s): State<ApiState>,
     Id(id): Id,
-    Body(body): Body<Versioned<ObjectiveInput>>,
+    body: Versioned<ObjectiveInput>,
 ) -> ApiResult<Json<Objective>> {
-    let (version, input) = body.split()?;
+    let Versioned { version, input } = body;
     Ok(Json(s.planning.update_objective(s.org, ObjectiveId(id), version, &input).await?))
 }
 
@@ -188,9 +191,9 @@ async fn get_key_result(State(s): State<ApiState>, Id(id): Id) -> ApiResult<Json
 async fn update_key_result(
     State(s): State<ApiState>,
     Id(id): Id,
-    Body(body): Body<Versioned<KeyResultInput>>,
+    body: Versioned<KeyResultInput>,
 ) -> ApiResult<Json<KeyResult>> {
-    let (version, input) = body.split()?;
+    let Versioned { version, input } = body;
     Ok(Json(s.planning.update_key_result(s.org, KeyResultId(id), version, &input).await?))
 }
 
@@ -220,12 +223,8 @@ async fn get_squad(State(s): State<ApiState>, Id(id): Id) -> ApiResult<Json<Squa
     Ok(Json(s.planning.get_squad(s.org, SquadId(id)).await?))
 }
 
-async fn update_squad(
-    State(s): State<ApiState>,
-    Id(id): Id,
-    Body(body): Body<Versioned<SquadInput>>,
-) -> ApiResult<Json<Squad>> {
-    let (version, input) = body.split()?;
+async fn update_squad(State(s): State<ApiState>, Id(id): Id, body: Versioned<SquadInput>) -> ApiResult<Json<Squad>> {
+    let Versioned { version, input } = body;
     Ok(Json(s.planning.update_squad(s.org, SquadId(id), version, &input).await?))
 }
 
@@ -253,9 +252,9 @@ async fn get_goal(State(s): State<ApiState>, Id(id): Id) -> ApiResult<Json<Squad
 async fn update_goal(
     State(s): State<ApiState>,
     Id(id): Id,
-    Body(body): Body<Versioned<SquadGoalInput>>,
+    body: Versioned<SquadGoalInput>,
 ) -> ApiResult<Json<SquadGoal>> {
-    let (version, input) = body.split()?;
+    let Versioned { version, input } = body;
     Ok(Json(s.planning.update_goal(s.org, SquadGoalId(id), version, &input).await?))
 }
 
