@@ -275,7 +275,7 @@ fn lint() -> Result {
     step("Invariant: no SQL in app/");
     let sql = output(
         Command::new("grep")
-            .args(["-rniE", r"\b(SELECT|INSERT INTO|UPDATE [a-z_]+ SET|DELETE FROM)\b", "app/src"])
+            .args(["-rnE", r"\b(SELECT .* FROM|INSERT INTO|UPDATE [a-z_]+ SET|DELETE FROM)\b|sqlx::", "app/src"])
             .current_dir(root()),
     );
     if let Some(found) = sql {

@@ -27,6 +27,10 @@ fn kr(title: &str, kind: &str, a: Option<f64>, b: Option<f64>, unit: &str) -> Ke
     input
 }
 
+/// A demo squad goal: squad index, key result index, title, start week, length in weeks, the belief and
+/// kill criteria of a slope bet, planned person-weeks and status.
+type GoalSeed = (usize, usize, &'static str, i64, i64, Option<(&'static str, &'static str)>, f64, &'static str);
+
 /// Seeds the demo plan when the organisation has no season yet; returns whether it seeded. The season
 /// starts on the first day of `today`'s quarter and runs six months, so the demo is always current.
 pub async fn seed(planning: &Planning, org: OrgId, today: NaiveDate) -> Result<bool> {
@@ -149,7 +153,7 @@ pub async fn seed(planning: &Planning, org: OrgId, today: NaiveDate) -> Result<b
     }
 
     // (squad, key result, title, start week, weeks, slope bet, capacity, status)
-    let goals: [(usize, usize, &str, i64, i64, Option<(&str, &str)>, f64, &str); 15] = [
+    let goals: [GoalSeed; 15] = [
         (0, 0, "Inline completions in the note editor", 0, 4, None, 10.0, "done"),
         (0, 0, "Learn from accepted edits", 5, 5, None, 9.0, "active"),
         (

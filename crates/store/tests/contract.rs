@@ -259,8 +259,19 @@ fn measure(kind: &str) -> MeasureInput {
     MeasureInput { kind: kind.into(), ..Default::default() }
 }
 
+/// Inputs carry the measure's fields flat; this sets them from a `MeasureInput`.
+fn goal_with(mut input: SquadGoalInput, measure: MeasureInput) -> SquadGoalInput {
+    input.set_measure(measure);
+    input
+}
+
+fn key_result_with(mut input: KeyResultInput, measure: MeasureInput) -> KeyResultInput {
+    input.set_measure(measure);
+    input
+}
+
 fn key_result_spec(title: &str, measure: MeasureInput) -> KeyResultSpec {
-    KeyResultInput { title: title.into(), measure, weight: None, confidence: None }
+    key_result_with(KeyResultInput { title: title.into(), ..Default::default() }, measure)
         .validate()
         .expect("fixture key result is valid")
 }
@@ -587,12 +598,15 @@ async fn contract_objectives_and_key_results(store: Store) {
     let result = store.update_objective(org, missing, Version(1), &edit).await;
     assert_not_found(result, "objective", missing.0);
 
-    let spec = KeyResultInput {
-        title: "Acceptance rate".into(),
-        measure: increase(20.0, 35.0, "%"),
-        weight: Some(3.0),
-        confidence: Some(0.6),
-    }
+    let spec = key_result_with(
+        KeyResultInput {
+            title: "Acceptance rate".into(),
+            weight: Some(3.0),
+            confidence: Some(0.6),
+            ..Default::default()
+        },
+        increase(20.0, 35.0, "%"),
+    )
     .validate()
     .unwrap();
     let kr = store.create_key_result(org, q2.id, &spec).await.unwrap();
@@ -681,16 +695,18 @@ async fn contract_squad_goals_round_trip(store: Store) {
     let (season, _, kr) = small_plan(&store, org).await;
     let squad = store.create_squad(org, &squad_spec("Drafts")).await.unwrap();
 
-    let latency = SquadGoalInput {
-        key_result_id: Some(kr.id.0),
-        title: "Cut draft latency".into(),
-        starts_on: "2027-01-04".into(),
-        ends_on: "2027-02-01".into(),
-        investment: "snapshot".into(),
-        planned_capacity: Some(8.0),
-        measure: MeasureInput { start: Some(900.0), target: Some(300.0), unit: "ms".into(), ..measure("decrease-to") },
-        ..Default::default()
-    };
+    let latency = goal_with(
+        SquadGoalInput {
+            key_result_id: Some(kr.id.0),
+            title: "Cut draft latency".into(),
+            starts_on: "2027-01-04".into(),
+            ends_on: "2027-02-01".into(),
+            investment: "snapshot".into(),
+            planned_capacity: Some(8.0),
+            ..Default::default()
+        },
+        MeasureInput { start: Some(900.0), target: Some(300.0), unit: "ms".into(), ..measure("decrease-to") },
+    );
     let spec = latency.validate(Some(&season.dates())).unwrap();
     let g1 = store.create_goal(org, squad.id, &spec).await.unwrap();
     assert_eq!((g1.org_id, g1.squad_id, g1.key_result_id), (org, squad.id, kr.id));
@@ -704,17 +720,19 @@ async fn contract_squad_goals_round_trip(store: Store) {
     assert_eq!((g1.current, g1.confidence, g1.version), (None, None, Version(1)));
     assert_eq!(store.get_goal(org, g1.id).await.unwrap(), g1);
 
-    let bet = SquadGoalInput {
-        title: "Keep handovers short".into(),
-        starts_on: "2027-03-01".into(),
-        ends_on: "2027-04-05".into(),
-        investment: "slope".into(),
-        challenges: "Clinicians want full drafts".into(),
-        kill_criteria: "Acceptance below 10 % after 3 weeks".into(),
-        status: "active".into(),
-        measure: MeasureInput { low: Some(10.0), high: Some(20.0), unit: "min".into(), ..measure("within-range") },
-        ..latency.clone()
-    };
+    let bet = goal_with(
+        SquadGoalInput {
+            title: "Keep handovers short".into(),
+            starts_on: "2027-03-01".into(),
+            ends_on: "2027-04-05".into(),
+            investment: "slope".into(),
+            challenges: "Clinicians want full drafts".into(),
+            kill_criteria: "Acceptance below 10 % after 3 weeks".into(),
+            status: "active".into(),
+            ..latency.clone()
+        },
+        MeasureInput { low: Some(10.0), high: Some(20.0), unit: "min".into(), ..measure("within-range") },
+    );
     let g3 = store.create_goal(org, squad.id, &bet.validate(Some(&season.dates())).unwrap()).await.unwrap();
     assert_eq!(g3.investment, Investment::Slope);
     assert_eq!(g3.challenges.as_deref(), Some("Clinicians want full drafts"));
@@ -723,13 +741,15 @@ async fn contract_squad_goals_round_trip(store: Store) {
     let expected = Measure::WithinRange { low: 10.0, high: 20.0, unit: "min".into() };
     assert_eq!(g3.measure, expected);
 
-    let milestone = SquadGoalInput {
-        title: "Ship inline suggestions".into(),
-        starts_on: "2027-02-01".into(),
-        ends_on: "2027-03-01".into(),
-        measure: measure("milestone"),
-        ..latency.clone()
-    };
+    let milestone = goal_with(
+        SquadGoalInput {
+            title: "Ship inline suggestions".into(),
+            starts_on: "2027-02-01".into(),
+            ends_on: "2027-03-01".into(),
+            ..latency.clone()
+        },
+        measure("milestone"),
+    );
     let g2 = store.create_goal(org, squad.id, &milestone.validate(Some(&season.dates())).unwrap()).await.unwrap();
     assert_eq!(g2.measure, Measure::Milestone);
 
@@ -749,7 +769,7 @@ async fn contract_squad_goals_round_trip(store: Store) {
     assert_eq!(board, vec![g1.clone(), g2.clone(), g3.clone()], "goals are listed by start");
     assert_eq!(store.list_goals_for_season(org, h2.id).await.unwrap(), vec![g4]);
 
-    let done = SquadGoalInput { status: "done".into(), measure: measure("milestone"), ..g1.to_input() };
+    let done = goal_with(SquadGoalInput { status: "done".into(), ..g1.to_input() }, measure("milestone"));
     let spec = done.validate(Some(&season.dates())).unwrap();
     let updated = store.update_goal(org, g1.id, g1.version, &spec).await.unwrap();
     assert_eq!((updated.status, updated.measure.clone()), (GoalStatus::Done, Measure::Milestone));
@@ -799,16 +819,18 @@ async fn contract_check_ins_update_their_subject(store: Store) {
 
     // Goals take check-ins too, and a listing holds only its own subject's, even where ids coincide.
     let squad = store.create_squad(org, &squad_spec("Drafts")).await.unwrap();
-    let goal = SquadGoalInput {
-        key_result_id: Some(kr.id.0),
-        title: "Ship inline suggestions".into(),
-        starts_on: "2027-01-04".into(),
-        ends_on: "2027-02-01".into(),
-        investment: "snapshot".into(),
-        planned_capacity: Some(8.0),
-        measure: measure("milestone"),
-        ..Default::default()
-    }
+    let goal = goal_with(
+        SquadGoalInput {
+            key_result_id: Some(kr.id.0),
+            title: "Ship inline suggestions".into(),
+            starts_on: "2027-01-04".into(),
+            ends_on: "2027-02-01".into(),
+            investment: "snapshot".into(),
+            planned_capacity: Some(8.0),
+            ..Default::default()
+        },
+        measure("milestone"),
+    )
     .validate(Some(&season.dates()))
     .unwrap();
     let goal = store.create_goal(org, squad.id, &goal).await.unwrap();
