@@ -523,6 +523,8 @@ fn bench() -> Result {
     wrk(&format!("{}/healthz", server.base))?;
     let (static_rps, _) = wrk(&format!("{}/healthz", server.base))?;
     let (page_rps, page_out) = wrk(&page)?;
+    // The same plan as JSON: what the data layer costs without rendering.
+    let (tree_rps, _) = wrk(&format!("{}/api/v1/seasons/{season}/tree", server.base))?;
     drop(server);
     let _ = fs::remove_dir_all(&data);
 
@@ -555,6 +557,7 @@ fn bench() -> Result {
     println!("| static axum handler (`/healthz`), requests/s | {static_rps:.0} | |");
     println!("| ratio page / static | {:.3}× | ≥ 0.25× |", page_rps / static_rps);
     println!("| season page latency | {} | |", latency.join(", "));
+    println!("| season tree as JSON (`/api/v1/seasons/{{id}}/tree`), requests/s | {tree_rps:.0} | |");
     println!(
         "| release hydrate bundle | {:.0} KB raw, {:.0} KB gzip -9 | ≤ 250 KB gzip |",
         raw as f64 / 1024.0,

@@ -4,7 +4,6 @@
 use leptos::prelude::*;
 use leptos::server_fn::ServerFn;
 use leptos_meta::Title;
-use leptos_router::components::A;
 use slope_domain::*;
 
 use super::{GoalChip, LoadError, loading, missing_id, param_id};
@@ -265,12 +264,12 @@ fn KeyResultView(detail: KeyResultDetail, check_in: ServerAction<RecordCheckIn>)
     view! {
         <Title text=kr.title.clone()/>
         <p class="crumbs">
-            <A href=format!("/seasons/{}", detail.season.id)>{detail.season.name.clone()}</A>
+            <a href=format!("/seasons/{}", detail.season.id)>{detail.season.name.clone()}</a>
             " › " {detail.objective.title.clone()}
         </p>
         <div class="page-head">
             <h1>{kr.title.clone()}</h1>
-            {open.then(|| view! { <A href=format!("/key-results/{}/edit", kr.id) attr:class="button secondary">"Edit"</A> })}
+            {open.then(|| view! { <a href=format!("/key-results/{}/edit", kr.id) class="button secondary">"Edit"</a> })}
         </div>
         <p class="meta">{format!("{} · {} · weight {}", kr.measure.kind().label(), kr.measure.describe(), fmt_number(kr.weight))}</p>
         <ProgressBar score=detail.progress.score expectation=detail.expectation label="Key result progress"/>

@@ -3,7 +3,6 @@
 use leptos::prelude::*;
 use leptos::server_fn::ServerFn;
 use leptos_meta::Title;
-use leptos_router::components::A;
 use leptos_router::hooks::use_query_map;
 use slope_domain::*;
 
@@ -18,7 +17,7 @@ pub fn SeasonsPage() -> impl IntoView {
         <Title text="Seasons"/>
         <div class="page-head">
             <h1>"Seasons"</h1>
-            <A href="/seasons/new" attr:class="button">"New season"</A>
+            <a href="/seasons/new" class="button">"New season"</a>
         </div>
         <p class="lede">"A season is the top planning unit: a secular market shift, the customer problems it opens, and what winning looks like."</p>
         <Suspense fallback=loading>
@@ -26,7 +25,7 @@ pub fn SeasonsPage() -> impl IntoView {
                 match seasons.await {
                     Err(e) => view! { <LoadError error=e/> }.into_any(),
                     Ok(list) if list.is_empty() => view! {
-                        <p class="empty">"No season yet. " <A href="/seasons/new">"Define the first one"</A> "."</p>
+                        <p class="empty">"No season yet. " <a href="/seasons/new">"Define the first one"</a> "."</p>
                     }.into_any(),
                     Ok(list) => view! {
                         <ul class="cards" aria-label="Seasons">
@@ -45,7 +44,7 @@ fn SeasonCard(summary: SeasonSummary) -> impl IntoView {
     let label = format!("{} progress", season.name);
     view! {
         <li class="card">
-            <h2><A href=format!("/seasons/{}", season.id)>{season.name.clone()}</A></h2>
+            <h2><a href=format!("/seasons/{}", season.id)>{season.name.clone()}</a></h2>
             <p class="meta">
                 <StatusBadge status=season.status/>
                 {format!(" {} → {} · {} objectives · {} key results", season.starts_on, season.ends_on, summary.objectives, summary.key_results)}
@@ -98,7 +97,7 @@ fn SeasonView(tree: SeasonTree, transition: ServerAction<TransitionSeason>) -> i
         {tree.as_of.map(|at| view! {
             <p class="banner" role="status">
                 {format!("Showing the plan as known on {}. ", at.format("%Y-%m-%d"))}
-                <A href=format!("/seasons/{sid}")>"Back to now"</A>
+                <a href=format!("/seasons/{sid}")>"Back to now"</a>
             </p>
         })}
         <div class="page-head">
@@ -110,7 +109,7 @@ fn SeasonView(tree: SeasonTree, transition: ServerAction<TransitionSeason>) -> i
                 </p>
             </div>
             {(!historical && season.status != SeasonStatus::Closed).then(|| view! {
-                <A href=format!("/seasons/{sid}/edit") attr:class="button secondary">"Edit season"</A>
+                <a href=format!("/seasons/{sid}/edit") class="button secondary">"Edit season"</a>
             })}
         </div>
 
@@ -139,7 +138,7 @@ fn SeasonView(tree: SeasonTree, transition: ServerAction<TransitionSeason>) -> i
             <div class="page-head">
                 <h2 id="okr-heading">"Objectives and key results"</h2>
                 {(!historical && season.status != SeasonStatus::Closed).then(|| view! {
-                    <A href=format!("/seasons/{sid}/objectives/new") attr:class="button">"Add objective"</A>
+                    <a href=format!("/seasons/{sid}/objectives/new") class="button">"Add objective"</a>
                 })}
             </div>
             {if tree.objectives.is_empty() {
@@ -165,8 +164,8 @@ fn ObjectiveItem(node: ObjectiveNode, editable: bool) -> impl IntoView {
                 <span class=format!("badge {}", o.commitment)>{o.commitment.as_str()}</span>
                 <span class="muted">{format!("{} · weight {}{}", o.quarter, fmt_number(o.weight), o.owner.as_ref().map(|w| format!(" · owner {w}")).unwrap_or_default())}</span>
                 {editable.then(|| view! {
-                    <A href=format!("/objectives/{}/edit", o.id) attr:class="link">"Edit"</A>
-                    <A href=format!("/objectives/{}/key-results/new", o.id) attr:class="link">"Add key result"</A>
+                    <a href=format!("/objectives/{}/edit", o.id) class="link">"Edit"</a>
+                    <a href=format!("/objectives/{}/key-results/new", o.id) class="link">"Add key result"</a>
                 })}
             </div>
             {o.description.clone().map(|d| view! { <p class="description">{d}</p> })}
@@ -186,7 +185,7 @@ fn KeyResultItem(node: KeyResultNode) -> impl IntoView {
     view! {
         <li class="kr">
             <div class="row-head">
-                <A href=format!("/key-results/{}", kr.id)>{kr.title.clone()}</A>
+                <a href=format!("/key-results/{}", kr.id)>{kr.title.clone()}</a>
                 <span class="muted">{format!("{} · weight {}", kr.measure.describe(), fmt_number(kr.weight))}</span>
                 {kr.confidence.map(|c| view! { <span class="muted">{format!(" · confidence {}", percent(c))}</span> })}
             </div>
@@ -207,7 +206,7 @@ pub fn GoalChip(node: SquadGoalNode) -> impl IntoView {
     view! {
         <li class="goal">
             <span class=format!("tag {}", g.investment)>{g.investment.as_str()}</span>
-            <A href=format!("/squad-goals/{}", g.id)>{g.title.clone()}</A>
+            <a href=format!("/squad-goals/{}", g.id)>{g.title.clone()}</a>
             <span class="muted">{format!(" · {} · {} · {} pw · {}", node.squad_name, g.status, fmt_number(g.planned_capacity), percent(node.progress.score))}</span>
         </li>
     }

@@ -3,7 +3,6 @@
 use leptos::prelude::*;
 use leptos::server_fn::ServerFn;
 use leptos_meta::Title;
-use leptos_router::components::A;
 use leptos_router::hooks::use_query_map;
 use slope_domain::*;
 
@@ -20,7 +19,7 @@ pub fn SquadsPage() -> impl IntoView {
         <Title text="Squads"/>
         <div class="page-head">
             <h1>"Squads"</h1>
-            <A href="/squads/new" attr:class="button">"New squad"</A>
+            <a href="/squads/new" class="button">"New squad"</a>
         </div>
         <Suspense fallback=loading>
             {move || Suspend::new(async move {
@@ -56,7 +55,7 @@ fn Board(board: SquadBoard) -> impl IntoView {
             {board.slope.clone().map(|r| view! { <SlopeSummary report=r/> })}
         </section>
         {if board.columns.is_empty() {
-            view! { <p class="empty">"No squads yet. " <A href="/squads/new">"Add the first squad"</A> "."</p> }.into_any()
+            view! { <p class="empty">"No squads yet. " <a href="/squads/new">"Add the first squad"</a> "."</p> }.into_any()
         } else {
             view! {
                 <div class="board">
@@ -76,7 +75,7 @@ fn SquadColumnView(column: SquadColumn, target: f64, open: bool) -> impl IntoVie
         <section class="column" id=format!("squad-{}", squad.id) aria-labelledby=format!("squad-{}-name", squad.id)>
             <div class="row-head">
                 <h2 id=format!("squad-{}-name", squad.id)>{squad.name.clone()}</h2>
-                <A href=format!("/squads/{}/edit", squad.id) attr:class="link">"Edit"</A>
+                <a href=format!("/squads/{}/edit", squad.id) class="link">"Edit"</a>
             </div>
             <p class="meta">{format!("{} · capacity {} pw per cycle", squad.unit, fmt_number(squad.capacity))}</p>
             <p class:warn=over class="meta">
@@ -91,14 +90,14 @@ fn SquadColumnView(column: SquadColumn, target: f64, open: bool) -> impl IntoVie
                         <li class=format!("goal-card {}", g.investment)>
                             <span class=format!("tag {}", g.investment)>{g.investment.as_str()}</span>
                             <span class="badge">{g.status.as_str()}</span>
-                            <h3><A href=format!("/squad-goals/{}", g.id)>{g.title.clone()}</A></h3>
+                            <h3><a href=format!("/squad-goals/{}", g.id)>{g.title.clone()}</a></h3>
                             <p class="meta">{format!("{} → {} · {} pw", g.starts_on, g.ends_on, fmt_number(g.planned_capacity))}</p>
                             <ProgressBar score=node.progress.score label/>
                         </li>
                     }
                 }).collect_view()}
             </ul>
-            {open.then(|| view! { <A href=format!("/squads/{}/goals/new", squad.id) attr:class="button secondary">"Add goal"</A> })}
+            {open.then(|| view! { <a href=format!("/squads/{}/goals/new", squad.id) class="button secondary">"Add goal"</a> })}
         </section>
     }
 }
@@ -311,12 +310,12 @@ fn GoalView(detail: SquadGoalDetail, check_in: ServerAction<RecordCheckIn>) -> i
     view! {
         <Title text=g.title.clone()/>
         <p class="crumbs">
-            <A href=format!("/squads?season={}", detail.season.id)>{detail.squad.name.clone()}</A>
-            " › ladders up to " <A href=format!("/key-results/{}", detail.key_result.id)>{detail.key_result.title.clone()}</A>
+            <a href=format!("/squads?season={}", detail.season.id)>{detail.squad.name.clone()}</a>
+            " › ladders up to " <a href=format!("/key-results/{}", detail.key_result.id)>{detail.key_result.title.clone()}</a>
         </p>
         <div class="page-head">
             <h1>{g.title.clone()}</h1>
-            {open.then(|| view! { <A href=format!("/squad-goals/{}/edit", g.id) attr:class="button secondary">"Edit"</A> })}
+            {open.then(|| view! { <a href=format!("/squad-goals/{}/edit", g.id) class="button secondary">"Edit"</a> })}
         </div>
         <p class="meta">
             <span class=format!("tag {}", g.investment)>{g.investment.as_str()}</span>
