@@ -390,6 +390,48 @@ async fn create_plan(server: &Server, year: i32, name: &str) -> Plan {
 
 // ---- scenarios ---------------------------------------------------------------------------------
 
+/// The season tree is cached by plan version: every kind of write must show on the next read.
+async fn trees_follow_every_write(server: &Server, year: i32) {
+    let plan = create_plan(server, year, &format!("Cached {year}")).await;
+    let tree_path = format!("/api/v1/seasons/{}/tree", plan.season);
+    let tree = server.get(&tree_path).await.expect(200);
+    let kr =
+        &node(&node(&tree["objectives"], "objective", plan.objective)["key_results"], "key_result", plan.key_result);
+    assert!(kr["key_result"]["current"].is_null(), "{kr}");
+
+    server
+        .post(&format!("/api/v1/key-results/{}/check-ins", plan.key_result), &json!({ "value": 5, "author": "Ana" }))
+        .await
+        .expect(201);
+    let tree = server.get(&tree_path).await.expect(200);
+    let kr =
+        &node(&node(&tree["objectives"], "objective", plan.objective)["key_results"], "key_result", plan.key_result);
+    assert_close(&kr["key_result"]["current"], 5.0, "current after a check-in");
+    assert_close(&tree["score"], 0.5, "season score after a check-in");
+
+    let objective = server.get(&format!("/api/v1/objectives/{}", plan.objective)).await.expect(200);
+    let mut edit = objective_input(year, "Renamed objective", "committed", 1.0);
+    edit["version"] = objective["version"].clone();
+    server.put(&format!("/api/v1/objectives/{}", plan.objective), &edit).await.expect(200);
+    server
+        .create(
+            &format!("/api/v1/squads/{}/goals", plan.squad),
+            &snapshot_goal(
+                plan.key_result,
+                "Goal after caching",
+                &format!("{year}-01-04"),
+                &format!("{year}-02-01"),
+                4.0,
+            ),
+        )
+        .await;
+    let tree = server.get(&tree_path).await.expect(200);
+    let objective = node(&tree["objectives"], "objective", plan.objective);
+    assert_eq!(objective["objective"]["title"], "Renamed objective");
+    let kr = node(&objective["key_results"], "key_result", plan.key_result);
+    assert_eq!(kr["goals"].as_array().map(Vec::len), Some(1), "{kr}");
+}
+
 async fn health(server: &Server) {
     let reply = server.get("/healthz").await;
     assert_eq!((reply.status, reply.text.as_str()), (200, "ok"), "GET /healthz");
@@ -1040,6 +1082,13 @@ async fn health_and_readiness_answer() {
 }
 
 #[tokio::test]
+async fn the_cached_tree_follows_every_write() {
+    let server = Server::start();
+    trees_follow_every_write(&server, 2040).await;
+    server.assert_no_server_errors();
+}
+
+#[tokio::test]
 async fn a_whole_plan_rolls_up_through_the_api() {
     let server = Server::start();
     happy_path(&server, 2031).await;
@@ -1220,5 +1269,6 @@ async fn the_api_works_on_postgres() {
     pages(&server, 2037).await;
     // Last, because it leaves a season active and only one may be.
     transitions(&server, 2038).await;
+    trees_follow_every_write(&server, 2039).await;
     server.assert_no_server_errors();
 }

@@ -1,6 +1,7 @@
 //! Planning use cases: seasons, OKRs, squads, squad goals, check-ins and their roll-ups.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Utc};
 
@@ -9,15 +10,17 @@ use slope_store::{PlanAsOf, Store};
 
 use crate::{Result, ServiceError};
 
-/// The planning service of one installation. Cheap to clone: it holds a connection pool.
+/// The planning service of one installation. Cheap to clone: it holds a connection pool and a shared
+/// cache.
 #[derive(Clone, Debug)]
 pub struct Planning {
     store: Store,
+    trees: Arc<Mutex<HashMap<(OrgId, SeasonId), (i64, SeasonTree)>>>,
 }
 
 impl Planning {
     pub fn new(store: Store) -> Self {
-        Self { store }
+        Self { store, trees: Arc::default() }
     }
 
     pub fn store(&self) -> &Store {
@@ -30,7 +33,7 @@ impl Planning {
         let seasons = self.store.list_seasons(org).await?;
         let mut summaries = Vec::with_capacity(seasons.len());
         for season in seasons {
-            let tree = self.tree_now(org, season).await?;
+            let tree = self.cached_tree(org, season.id).await?;
             summaries.push(SeasonSummary {
                 objectives: tree.objectives.len(),
                 key_results: tree.objectives.iter().map(|o| o.key_results.len()).sum(),
@@ -99,15 +102,30 @@ impl Planning {
     /// The season's OKR tree with roll-ups, now or as known at `as_of`.
     pub async fn season_tree(&self, org: OrgId, id: SeasonId, as_of: Option<DateTime<Utc>>) -> Result<SeasonTree> {
         match as_of {
-            None => {
-                let season = self.store.get_season(org, id).await?;
-                self.tree_now(org, season).await
-            }
+            None => self.cached_tree(org, id).await,
             Some(at) => {
                 let plan = self.store.plan_as_of(org, at).await?;
                 tree_as_of(plan, id, at)
             }
         }
+    }
+
+    /// The current tree of `id`, from the cache while the organisation's plan version is unchanged.
+    ///
+    /// The version is read before the plan, so a tree is never filed under a version newer than its data;
+    /// at worst it holds writes newer than its version and is rebuilt once more. Every server sharing
+    /// the database bumps the same version, so the cache is correct with several servers too.
+    async fn cached_tree(&self, org: OrgId, id: SeasonId) -> Result<SeasonTree> {
+        let version = self.store.plan_version(org).await?;
+        if let Some((cached, tree)) = self.trees.lock().map_err(poisoned)?.get(&(org, id))
+            && *cached == version
+        {
+            return Ok(tree.clone());
+        }
+        let season = self.store.get_season(org, id).await?;
+        let tree = self.tree_now(org, season).await?;
+        self.trees.lock().map_err(poisoned)?.insert((org, id), (version, tree.clone()));
+        Ok(tree)
     }
 
     async fn tree_now(&self, org: OrgId, season: Season) -> Result<SeasonTree> {
@@ -340,6 +358,10 @@ impl Planning {
         }
         Ok(self.store.list_check_ins(org, kind, id).await?)
     }
+}
+
+fn poisoned<T>(_: std::sync::PoisonError<T>) -> ServiceError {
+    ServiceError::Internal("the season tree cache is poisoned".into())
 }
 
 fn goal_node(goal: SquadGoal, squads: &[Squad]) -> SquadGoalNode {

@@ -44,9 +44,10 @@ macro_rules! missing_or_conflict {
     }};
 }
 
-/// Serialises cross-row checks of one organisation: the first statement of such a transaction is a
-/// write to the organisation's row, which PostgreSQL locks until commit and SQLite turns into the
-/// database write lock.
+/// The first statement of every plan write: it bumps the organisation's write sequence, which tells
+/// caches that the plan changed, and it serialises the organisation's writes, because PostgreSQL locks
+/// the row until commit and SQLite takes the database write lock. Cross-row checks (no overlapping
+/// seasons, one active season) rely on the latter.
 macro_rules! lock_org {
     ($tx:expr, $org:expr) => {
         sqlx::query("UPDATE orgs SET write_seq = write_seq + 1 WHERE id = $1").bind($org.0).execute(&mut *$tx).await?
@@ -69,6 +70,14 @@ pub struct PlanAsOf {
 }
 
 impl Store {
+    /// The organisation's write sequence: it grows with every committed plan write (check-ins
+    /// included), on every server sharing the database, so equal values mean an unchanged plan.
+    pub async fn plan_version(&self, org: OrgId) -> Result<i64> {
+        let seq: Option<i64> = on_db!(self, db => sqlx::query_scalar("SELECT write_seq FROM orgs WHERE id = $1")
+            .bind(org.0).fetch_optional(db).await?);
+        seq.ok_or(StoreError::NotFound { entity: "organisation", id: org.0 })
+    }
+
     // ---- seasons -------------------------------------------------------------------------------
 
     pub async fn list_seasons(&self, org: OrgId) -> Result<Vec<Season>> {
@@ -189,6 +198,7 @@ impl Store {
     pub async fn create_objective(&self, org: OrgId, season: SeasonId, spec: &ObjectiveSpec) -> Result<Objective> {
         let now = Utc::now();
         in_tx!(self, tx => {
+            lock_org!(tx, org);
             let row: ObjectiveRow = sqlx::query_as(
                 "INSERT INTO objectives (org_id, season_id, quarter, title, description, commitment, owner, weight, created_at, updated_at)
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9) RETURNING *",
@@ -212,6 +222,7 @@ impl Store {
     ) -> Result<Objective> {
         let now = Utc::now();
         in_tx!(self, tx => {
+            lock_org!(tx, org);
             let row: Option<ObjectiveRow> = sqlx::query_as(
                 "UPDATE objectives SET quarter = $4, title = $5, description = $6, commitment = $7, owner = $8, weight = $9,
                  version = version + 1, updated_at = $10 WHERE org_id = $1 AND id = $2 AND version = $3 RETURNING *",
@@ -254,6 +265,7 @@ impl Store {
         let now = Utc::now();
         let m = MeasureCols::from_measure(&spec.measure);
         in_tx!(self, tx => {
+            lock_org!(tx, org);
             let row: KeyResultRow = sqlx::query_as(
                 "INSERT INTO key_results (org_id, objective_id, title, kind, start_value, target_value, threshold, low_value, high_value,
                  unit, weight, confidence, created_at, updated_at)
@@ -281,6 +293,7 @@ impl Store {
         let now = Utc::now();
         let m = MeasureCols::from_measure(&spec.measure);
         in_tx!(self, tx => {
+            lock_org!(tx, org);
             let row: Option<KeyResultRow> = sqlx::query_as(
                 "UPDATE key_results SET title = $4, kind = $5, start_value = $6, target_value = $7, threshold = $8, low_value = $9,
                  high_value = $10, unit = $11, weight = $12, confidence = COALESCE($13, confidence), version = version + 1, updated_at = $14
@@ -316,6 +329,7 @@ impl Store {
     pub async fn create_squad(&self, org: OrgId, spec: &SquadSpec) -> Result<Squad> {
         let now = Utc::now();
         let result = in_tx!(self, tx => {
+            lock_org!(tx, org);
             let row: SquadRow = sqlx::query_as(
                 "INSERT INTO squads (org_id, name, unit, capacity, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $5) RETURNING *",
             )
@@ -331,6 +345,7 @@ impl Store {
     pub async fn update_squad(&self, org: OrgId, id: SquadId, expected: Version, spec: &SquadSpec) -> Result<Squad> {
         let now = Utc::now();
         let result = in_tx!(self, tx => {
+            lock_org!(tx, org);
             let row: Option<SquadRow> = sqlx::query_as(
                 "UPDATE squads SET name = $4, unit = $5, capacity = $6, version = version + 1, updated_at = $7
                  WHERE org_id = $1 AND id = $2 AND version = $3 RETURNING *",
@@ -368,6 +383,7 @@ impl Store {
         let now = Utc::now();
         let m = MeasureCols::from_measure(&spec.measure);
         in_tx!(self, tx => {
+            lock_org!(tx, org);
             let row: SquadGoalRow = sqlx::query_as(
                 "INSERT INTO squad_goals (org_id, squad_id, key_result_id, title, starts_on, ends_on, investment, challenges, kill_criteria,
                  planned_capacity, status, kind, start_value, target_value, threshold, low_value, high_value, unit, created_at, updated_at)
@@ -395,6 +411,7 @@ impl Store {
         let now = Utc::now();
         let m = MeasureCols::from_measure(&spec.measure);
         in_tx!(self, tx => {
+            lock_org!(tx, org);
             let row: Option<SquadGoalRow> = sqlx::query_as(
                 "UPDATE squad_goals SET key_result_id = $4, title = $5, starts_on = $6, ends_on = $7, investment = $8, challenges = $9,
                  kill_criteria = $10, planned_capacity = $11, status = $12, kind = $13, start_value = $14, target_value = $15,
@@ -439,6 +456,7 @@ impl Store {
         };
         let confidence = spec.confidence.map(|c| c.get());
         in_tx!(self, tx => {
+            lock_org!(tx, org);
             let updated = sqlx::query(table_update).bind(org.0).bind(subject).bind(spec.value).bind(confidence).execute(&mut *tx).await?;
             if updated.rows_affected() == 0 {
                 return Err(StoreError::NotFound { entity, id: subject });
