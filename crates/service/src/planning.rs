@@ -15,8 +15,11 @@ use crate::{Result, ServiceError};
 #[derive(Clone, Debug)]
 pub struct Planning {
     store: Store,
-    trees: Arc<Mutex<HashMap<(OrgId, SeasonId), (i64, SeasonTree)>>>,
+    trees: Arc<Mutex<TreeCache>>,
 }
+
+/// Season trees by organisation and season, each with the plan version it was built at.
+type TreeCache = HashMap<(OrgId, SeasonId), (i64, SeasonTree)>;
 
 impl Planning {
     pub fn new(store: Store) -> Self {
