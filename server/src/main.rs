@@ -4,6 +4,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
+
+mod metrics_cli;
 use slope::config::{Config, LogFormat, Overrides, redact};
 use slope::{DEFAULT_ORG, router};
 use slope_service::{Planning, Store, demo};
@@ -49,6 +51,11 @@ enum Command {
         #[command(flatten)]
         db: DbArgs,
     },
+    /// Compute loop metrics from files (acceptance rate, customer lifetime value).
+    Metrics {
+        #[command(subcommand)]
+        command: metrics_cli::MetricsCommand,
+    },
 }
 
 #[derive(Args)]
@@ -76,6 +83,7 @@ fn main() -> ExitCode {
             overrides.database_url = db.database_url.clone();
             overrides.data_dir = db.data_dir.clone();
         }
+        Command::Metrics { .. } => {}
     }
     let config = match Config::load(cli.config.as_deref(), &overrides) {
         Ok(config) => config,
@@ -85,11 +93,24 @@ fn main() -> ExitCode {
         }
     };
     init_logging(config.log_format);
+    let command = match cli.command {
+        // File metrics need neither a database nor an async runtime.
+        Command::Metrics { command } => {
+            return match metrics_cli::run(command) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("slope: {e}");
+                    ExitCode::FAILURE
+                }
+            };
+        }
+        other => other,
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
     let result = runtime.block_on(async {
-        match cli.command {
-            Command::Serve { .. } => serve(config).await,
+        match command {
             Command::Migrate { .. } => migrate(config).await.map(|_| ()),
+            _ => serve(config).await,
         }
     });
     match result {

@@ -256,6 +256,10 @@ fn lint() -> Result {
     let domain = output(cargo().args(["tree", "-p", "slope-domain", "-e", "normal", "--prefix", "none"]))
         .ok_or("cargo tree failed")?;
     forbid(&domain, "slope-domain", &["leptos", "axum", "sqlx", "polars", "candle", "tokio", "hyper"])?;
+    step("Invariant: the metrics crate depends on no web or database crate");
+    let metrics = output(cargo().args(["tree", "-p", "slope-metrics", "-e", "normal", "--prefix", "none"]))
+        .ok_or("cargo tree failed")?;
+    forbid(&metrics, "slope-metrics", &["leptos", "axum", "sqlx", "slope-store", "slope-service"])?;
     step("Invariant: the hydrate build pulls in no sqlx, polars or candle");
     let hydrate = output(cargo().args([
         "tree",

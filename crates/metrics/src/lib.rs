@@ -1,8 +1,11 @@
 //! Slope's loop metrics engine.
 //!
-//! This crate depends on no web crate. It holds the statistics behind loop metrics; today that is
-//! customer lifetime value ([`ltv`]). Event ingestion and the polars metric pipeline are not built yet.
+//! This crate depends on no web crate. It reads interaction events from files ([`events`]), computes
+//! the character acceptance rate with polars ([`acceptance`]) and fits customer lifetime value models
+//! ([`ltv`]). Ingestion into stored segments, A/B analysis and drift are not built yet.
 
+pub mod acceptance;
+pub mod events;
 pub mod ltv;
 pub mod optimize;
 pub mod special;

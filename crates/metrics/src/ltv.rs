@@ -318,6 +318,48 @@ pub fn customer_lifetime_value(
     total
 }
 
+/// Reads customer summaries from a CSV or Parquet file with columns `frequency`, `recency`, `T` and
+/// optionally `monetary_value`. Every row is checked; the first invalid one is named in the error.
+pub fn read_summary(path: &std::path::Path) -> Result<Vec<Customer>, String> {
+    use polars::prelude::*;
+    let extension = path.extension().and_then(|e| e.to_str()).unwrap_or_default().to_ascii_lowercase();
+    let frame = match extension.as_str() {
+        "csv" => CsvReadOptions::default()
+            .with_has_header(true)
+            .try_into_reader_with_file_path(Some(path.into()))
+            .and_then(|r| r.finish()),
+        "parquet" => std::fs::File::open(path).map_err(PolarsError::from).and_then(|f| ParquetReader::new(f).finish()),
+        other => return Err(format!("unknown summary file type {other:?}: use .csv or .parquet")),
+    }
+    .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let numbers = |name: &str, required: bool| -> Result<Option<Vec<Option<f64>>>, String> {
+        match frame.column(name) {
+            Ok(column) => {
+                let floats = column.cast(&DataType::Float64).map_err(|e| format!("column {name}: {e}"))?;
+                Ok(Some(floats.f64().map_err(|e| format!("column {name}: {e}"))?.iter().collect()))
+            }
+            Err(_) if !required => Ok(None),
+            Err(_) => Err(format!("the summary has no column {name:?} (it needs frequency, recency and T)")),
+        }
+    };
+    let (frequency, recency, t) = (numbers("frequency", true)?, numbers("recency", true)?, numbers("T", true)?);
+    let (frequency, recency, t) = (frequency.unwrap_or_default(), recency.unwrap_or_default(), t.unwrap_or_default());
+    let monetary = numbers("monetary_value", false)?;
+    (0..frame.height())
+        .map(|i| {
+            let missing = |name: &str| format!("customer {}: {name} is missing or not a number", i + 1);
+            let customer = Customer {
+                frequency: frequency[i].ok_or_else(|| missing("frequency"))?,
+                recency: recency[i].ok_or_else(|| missing("recency"))?,
+                t: t[i].ok_or_else(|| missing("T"))?,
+                monetary_value: monetary.as_ref().and_then(|m| m[i]),
+            };
+            customer.validate(i + 1).map_err(|e| e.to_string())?;
+            Ok(customer)
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,0 +1,199 @@
+//! Character acceptance rate: Σ accepted characters / Σ suggested characters, per variant and time
+//! bucket, with a 95 % confidence interval by the delta method for ratio metrics. The randomisation
+//! unit is the user: characters of one user are not independent, so each user contributes one
+//! (accepted, suggested) pair per bucket.
+
+use chrono::{Datelike, Duration};
+use polars::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::events::InteractionEvent;
+
+/// The normal quantile of a two-sided 95 % interval.
+pub const Z_95: f64 = 1.959_963_984_540_054;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Bucket {
+    Day,
+    /// ISO weeks, labelled by their Monday.
+    Week,
+    /// One bucket for the whole file.
+    All,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AcceptancePoint {
+    /// `None` when not split by variant.
+    pub variant: Option<String>,
+    /// The bucket's first day (`YYYY-MM-DD`), or `all`.
+    pub bucket: String,
+    pub value: f64,
+    /// Users in the bucket: the sample size of the ratio.
+    pub users: u64,
+    pub events: u64,
+    pub accepted: f64,
+    pub suggested: f64,
+    pub std_error: Option<f64>,
+    pub ci_low: Option<f64>,
+    pub ci_high: Option<f64>,
+}
+
+/// The delta-method standard error of Σa / Σs over `n` units, from the per-unit sums.
+///
+/// Var(R) ≈ (Var(a) − 2R·Cov(a, s) + R²·Var(s)) / (n · mean(s)²), with sample (co)variances over units.
+/// `None` with fewer than two units: there is no spread to estimate.
+pub fn delta_method_se(n: f64, sum_a: f64, sum_s: f64, sum_aa: f64, sum_ss: f64, sum_as: f64) -> Option<f64> {
+    if n < 2.0 || sum_s <= 0.0 {
+        return None;
+    }
+    let (mean_a, mean_s) = (sum_a / n, sum_s / n);
+    let var_a = (sum_aa - n * mean_a * mean_a) / (n - 1.0);
+    let var_s = (sum_ss - n * mean_s * mean_s) / (n - 1.0);
+    let cov = (sum_as - n * mean_a * mean_s) / (n - 1.0);
+    let r = sum_a / sum_s;
+    let variance = (var_a - 2.0 * r * cov + r * r * var_s) / (n * mean_s * mean_s);
+    // Rounding can push an exact zero slightly negative.
+    Some(variance.max(0.0).sqrt())
+}
+
+fn bucket_of(event: &InteractionEvent, bucket: Bucket) -> String {
+    let day = event.ts.date_naive();
+    match bucket {
+        Bucket::Day => day.to_string(),
+        Bucket::Week => (day - Duration::days(day.weekday().num_days_from_monday() as i64)).to_string(),
+        Bucket::All => "all".to_owned(),
+    }
+}
+
+/// The acceptance rate per bucket, split by variant when `by_variant`, computed with polars: first the
+/// per-user sums within each group, then the group's ratio and its spread across users.
+pub fn acceptance(events: &[InteractionEvent], by_variant: bool, bucket: Bucket) -> PolarsResult<Vec<AcceptancePoint>> {
+    let variant: Vec<&str> = events.iter().map(|e| if by_variant { e.variant.as_str() } else { "" }).collect();
+    let buckets: Vec<String> = events.iter().map(|e| bucket_of(e, bucket)).collect();
+    let users: Vec<&str> = events.iter().map(|e| e.user_id.as_str()).collect();
+    let accepted: Vec<f64> = events.iter().map(|e| e.accepted_chars as f64).collect();
+    let suggested: Vec<f64> = events.iter().map(|e| e.suggested_chars as f64).collect();
+    let frame = df!(
+        "variant" => variant,
+        "bucket" => buckets,
+        "user_id" => users,
+        "accepted" => accepted,
+        "suggested" => suggested,
+    )?;
+    let per_user = frame.lazy().group_by([col("variant"), col("bucket"), col("user_id")]).agg([
+        col("accepted").sum().alias("a"),
+        col("suggested").sum().alias("s"),
+        col("accepted").count().alias("events"),
+    ]);
+    let groups = per_user
+        .group_by([col("variant"), col("bucket")])
+        .agg([
+            col("a").count().alias("n"),
+            col("events").sum().alias("events"),
+            col("a").sum().alias("sum_a"),
+            col("s").sum().alias("sum_s"),
+            (col("a") * col("a")).sum().alias("sum_aa"),
+            (col("s") * col("s")).sum().alias("sum_ss"),
+            (col("a") * col("s")).sum().alias("sum_as"),
+        ])
+        .sort(["variant", "bucket"], SortMultipleOptions::default())
+        .collect()?;
+
+    let text = |name: &str| -> PolarsResult<Vec<String>> {
+        Ok(groups.column(name)?.str()?.iter().map(|v| v.unwrap_or_default().to_owned()).collect())
+    };
+    let float = |name: &str| -> PolarsResult<Vec<f64>> {
+        let column = groups.column(name)?.cast(&DataType::Float64)?;
+        Ok(column.f64()?.iter().map(|v| v.unwrap_or_default()).collect())
+    };
+    let (variants, bucket_labels) = (text("variant")?, text("bucket")?);
+    let (n, events_count) = (float("n")?, float("events")?);
+    let (sum_a, sum_s) = (float("sum_a")?, float("sum_s")?);
+    let (sum_aa, sum_ss, sum_as) = (float("sum_aa")?, float("sum_ss")?, float("sum_as")?);
+    Ok((0..groups.height())
+        .filter(|&i| sum_s[i] > 0.0)
+        .map(|i| {
+            let value = sum_a[i] / sum_s[i];
+            let std_error = delta_method_se(n[i], sum_a[i], sum_s[i], sum_aa[i], sum_ss[i], sum_as[i]);
+            AcceptancePoint {
+                variant: by_variant.then(|| variants[i].clone()),
+                bucket: bucket_labels[i].clone(),
+                value,
+                users: n[i] as u64,
+                events: events_count[i] as u64,
+                accepted: sum_a[i],
+                suggested: sum_s[i],
+                std_error,
+                ci_low: std_error.map(|se| (value - Z_95 * se).max(0.0)),
+                ci_high: std_error.map(|se| (value + Z_95 * se).min(1.0)),
+            }
+        })
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::{TimeZone, Utc};
+
+    fn event(id: u32, day: u32, user: &str, variant: &str, suggested: u64, accepted: u64) -> InteractionEvent {
+        InteractionEvent {
+            event_id: id.to_string(),
+            ts: Utc.with_ymd_and_hms(2027, 1, day, 12, 0, 0).unwrap(),
+            loop_key: "notes".into(),
+            user_id: user.into(),
+            variant: variant.into(),
+            suggested_chars: suggested,
+            accepted_chars: accepted,
+            latency_ms: None,
+            cost_usd: None,
+            session_id: None,
+            unit: None,
+            context: None,
+            suggestion: None,
+            final_text: None,
+            attributes: None,
+        }
+    }
+
+    #[test]
+    fn delta_method_matches_a_hand_computation() {
+        // Users: (a, s) = (2, 10), (5, 10), (9, 20). R = 16 / 40 = 0.4; mean s = 40/3.
+        // Var(a) = 37/3, Var(s) = 100/3, Cov = 55/3 (sample, n − 1).
+        // Var(R) = (37/3 − 2·0.4·55/3 + 0.16·100/3) / (3 · (40/3)²) = 3 / 533.33… = 0.005625, SE = 0.075.
+        let se =
+            delta_method_se(3.0, 16.0, 40.0, 4.0 + 25.0 + 81.0, 100.0 + 100.0 + 400.0, 20.0 + 50.0 + 180.0).unwrap();
+        assert!((se - 0.075).abs() < 1e-12, "{se}");
+        assert_eq!(delta_method_se(1.0, 1.0, 2.0, 1.0, 4.0, 2.0), None);
+    }
+
+    #[test]
+    fn acceptance_groups_by_variant_and_day_with_users_as_units() {
+        let events = vec![
+            event(1, 4, "u1", "A", 6, 1),
+            event(2, 4, "u1", "A", 4, 1), // u1 on day 4: (2, 10)
+            event(3, 4, "u2", "A", 10, 5),
+            event(4, 4, "u3", "A", 20, 9),
+            event(5, 4, "u4", "B", 10, 10),
+            event(6, 5, "u1", "A", 10, 0),
+            event(7, 5, "u1", "A", 0, 0),
+        ];
+        let points = acceptance(&events, true, Bucket::Day).unwrap();
+        assert_eq!(points.len(), 3);
+        let a4 = &points[0];
+        assert_eq!((a4.variant.as_deref(), a4.bucket.as_str()), (Some("A"), "2027-01-04"));
+        assert_eq!((a4.users, a4.events), (3, 4));
+        assert!((a4.value - 0.4).abs() < 1e-12);
+        assert!((a4.std_error.unwrap() - 0.075).abs() < 1e-12);
+        assert!(a4.ci_low.unwrap() < 0.4 && a4.ci_high.unwrap() > 0.4);
+        let a5 = &points[1];
+        assert_eq!((a5.bucket.as_str(), a5.value, a5.std_error), ("2027-01-05", 0.0, None));
+        assert_eq!(points[2].variant.as_deref(), Some("B"));
+
+        let weekly = acceptance(&events, false, Bucket::Week).unwrap();
+        assert_eq!(weekly.len(), 1);
+        assert_eq!(weekly[0].bucket, "2027-01-04", "4 January 2027 is a Monday");
+        assert!((weekly[0].value - 26.0 / 60.0).abs() < 1e-12);
+    }
+}
