@@ -1,4 +1,4 @@
-//! Slope's Leptos UI: server-rendered pages that hydrate in the browser.
+//! Slope's Leptos UI: pages rendered on the server, with islands (the forms) that hydrate in the browser.
 //!
 //! Pages get data through the server functions in [`api`], which are thin: they parse form fields with
 //! the domain crate's rules and call the service layer. Nothing here touches a database.
@@ -35,7 +35,7 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
                 <meta name="viewport" content="width=device-width, initial-scale=1"/>
                 <link rel="icon" href="/favicon.svg" type="image/svg+xml"/>
                 <meta name="description" content="Slope: plan seasons, OKRs and squad goals grounded in loop metrics."/>
-                <HydrationScripts options/>
+                <HydrationScripts options islands=true/>
                 <MetaTags/>
             </head>
             <body>
@@ -100,12 +100,17 @@ fn NotFound() -> impl IntoView {
     }
 }
 
-/// The browser entry point: attaches the app to the server-rendered HTML.
+/// The browser entry point: hydrates the islands (the forms) in the server-rendered HTML.
 #[cfg(feature = "hydrate")]
 #[wasm_bindgen::prelude::wasm_bindgen]
 pub fn hydrate() {
     console_error_panic_hook::set_once();
-    leptos::mount::hydrate_body(App);
+    // Only islands run in the browser and there is no client-side router, so a server function's
+    // redirect after a save is a plain page load.
+    let _ = leptos::server_fn::redirect::set_redirect_hook(|location: &str| {
+        let _ = leptos::prelude::window().location().set_href(location);
+    });
+    leptos::mount::hydrate_islands();
     // End-to-end tests wait for this mark: clicks before hydration would be lost.
     if let Some(body) = leptos::prelude::document().body() {
         let _ = body.set_attribute("data-hydrated", "true");

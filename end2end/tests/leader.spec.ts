@@ -4,8 +4,10 @@ import { hydrated, open } from "./helpers";
 // A leader defines a season and its plan in the browser, from an empty database.
 test("a leader plans a season, checks in and sees roll-up and slope share", async ({ page }) => {
   await open(page, "/");
+  // Pages load in full (only the forms are islands that hydrate), so wait after each navigation.
   await page.getByRole("link", { name: "New season" }).click();
   await expect(page.getByRole("heading", { name: "New season" })).toBeVisible();
+  await hydrated(page);
 
   // The domain's rules run in the browser before anything is sent.
   await page.getByLabel("Name").fill("Agents everywhere");
@@ -27,6 +29,7 @@ test("a leader plans a season, checks in and sees roll-up and slope share", asyn
 
   // An objective with an increasing and a decreasing key result.
   await page.getByRole("link", { name: "Add objective" }).click();
+  await hydrated(page);
   await page.getByLabel("Title").fill("Clinicians trust the drafts");
   await page.getByLabel("Quarter").selectOption("2027-Q1");
   await page.getByRole("button", { name: "Create objective" }).click();
@@ -53,6 +56,7 @@ test("a leader plans a season, checks in and sees roll-up and slope share", asyn
   // A squad with one snapshot and one slope goal.
   await page.getByRole("navigation", { name: "Main" }).getByRole("link", { name: "Squads" }).click();
   await page.getByRole("link", { name: "New squad" }).click();
+  await hydrated(page);
   await page.getByLabel("Name").fill("Drafts");
   await page.getByLabel("Unit").fill("Clinical");
   await page.getByLabel("Capacity").fill("10");

@@ -67,7 +67,7 @@ pub fn EditObjectivePage() -> impl IntoView {
     }
 }
 
-#[component]
+#[island]
 fn ObjectiveForm(season: Season, objective: Option<Objective>) -> impl IntoView {
     let action = ServerAction::<SaveObjective>::new();
     let errors: FormErrors = RwSignal::new(FieldErrors::new());
@@ -204,7 +204,7 @@ pub fn EditKeyResultPage() -> impl IntoView {
     }
 }
 
-#[component]
+#[island]
 fn KeyResultForm(objective: ObjectiveId, key_result: Option<KeyResult>) -> impl IntoView {
     let action = ServerAction::<SaveKeyResult>::new();
     let errors: FormErrors = RwSignal::new(FieldErrors::new());
@@ -234,10 +234,9 @@ fn KeyResultForm(objective: ObjectiveId, key_result: Option<KeyResult>) -> impl 
 #[component]
 pub fn KeyResultPage() -> impl IntoView {
     let id = param_id("id");
-    let check_in = ServerAction::<RecordCheckIn>::new();
     let detail = Resource::new(
-        move || (id.get(), check_in.version().get()),
-        |(id, _)| async move {
+        move || id.get(),
+        |id| async move {
             match id {
                 Some(id) => load_key_result(id).await,
                 None => Err(missing_id()),
@@ -249,7 +248,7 @@ pub fn KeyResultPage() -> impl IntoView {
             {move || Suspend::new(async move {
                 match detail.await {
                     Err(e) => view! { <LoadError error=e/> }.into_any(),
-                    Ok(d) => view! { <KeyResultView detail=d check_in/> }.into_any(),
+                    Ok(d) => view! { <KeyResultView detail=d/> }.into_any(),
                 }
             })}
         </Suspense>
@@ -257,7 +256,7 @@ pub fn KeyResultPage() -> impl IntoView {
 }
 
 #[component]
-fn KeyResultView(detail: KeyResultDetail, check_in: ServerAction<RecordCheckIn>) -> impl IntoView {
+fn KeyResultView(detail: KeyResultDetail) -> impl IntoView {
     let kr = detail.key_result;
     let note = progress_note(&detail.progress, kr.measure.unit(), kr.current);
     let open = detail.season.status != SeasonStatus::Closed;
@@ -277,7 +276,7 @@ fn KeyResultView(detail: KeyResultDetail, check_in: ServerAction<RecordCheckIn>)
         <section class="grid-2">
             <div class="panel">
                 <h2>"Check in"</h2>
-                <CheckInForm kind=SubjectKind::KeyResult subject=kr.id.0 milestone=kr.measure == Measure::Milestone action=check_in/>
+                <CheckInForm kind=SubjectKind::KeyResult subject=kr.id.0 milestone=kr.measure == Measure::Milestone/>
             </div>
             <div class="panel">
                 <h2>"History"</h2>
@@ -296,13 +295,9 @@ fn KeyResultView(detail: KeyResultDetail, check_in: ServerAction<RecordCheckIn>)
     }
 }
 
-#[component]
-pub fn CheckInForm(
-    kind: SubjectKind,
-    subject: i64,
-    milestone: bool,
-    action: ServerAction<RecordCheckIn>,
-) -> impl IntoView {
+#[island]
+pub fn CheckInForm(kind: SubjectKind, subject: i64, milestone: bool) -> impl IntoView {
+    let action = ServerAction::<RecordCheckIn>::new();
     let errors: FormErrors = RwSignal::new(FieldErrors::new());
     watch_outcome(action, errors);
     let submit = submit_with_checks(action, errors, |f| check_in_form(f).map(|_| ()));

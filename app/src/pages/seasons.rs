@@ -65,10 +65,9 @@ pub fn SeasonPage() -> impl IntoView {
     let id = param_id("id");
     let query = use_query_map();
     let as_of = Memo::new(move |_| query.read().get("as_of").unwrap_or_default());
-    let transition = ServerAction::<TransitionSeason>::new();
     let tree = Resource::new(
-        move || (id.get(), as_of.get(), transition.version().get()),
-        |(id, as_of, _)| async move {
+        move || (id.get(), as_of.get()),
+        |(id, as_of)| async move {
             match id {
                 Some(id) => load_season_tree(id, as_of).await,
                 None => Err(missing_id()),
@@ -80,7 +79,7 @@ pub fn SeasonPage() -> impl IntoView {
             {move || Suspend::new(async move {
                 match tree.await {
                     Err(e) => view! { <LoadError error=e/> }.into_any(),
-                    Ok(tree) => view! { <SeasonView tree transition/> }.into_any(),
+                    Ok(tree) => view! { <SeasonView tree/> }.into_any(),
                 }
             })}
         </Suspense>
@@ -88,7 +87,7 @@ pub fn SeasonPage() -> impl IntoView {
 }
 
 #[component]
-fn SeasonView(tree: SeasonTree, transition: ServerAction<TransitionSeason>) -> impl IntoView {
+fn SeasonView(tree: SeasonTree) -> impl IntoView {
     let season = tree.season.clone();
     let historical = tree.as_of.is_some();
     let sid = season.id;
@@ -129,7 +128,7 @@ fn SeasonView(tree: SeasonTree, transition: ServerAction<TransitionSeason>) -> i
                 <p class="hint">"Weighted mean of objectives; the tick marks where committed (100 %) and aspirational (70 %) objectives are expected to land."</p>
                 <h2>"Slope allocation"</h2>
                 <SlopeSummary report=tree.slope.clone()/>
-                {(!historical).then(|| view! { <TransitionForms season=season.clone() transition/> })}
+                {(!historical).then(|| view! { <TransitionForms season=season.clone()/> })}
                 <AsOfForm season=sid/>
             </div>
         </section>
@@ -236,8 +235,9 @@ pub fn SlopeSummary(report: SlopeReport) -> impl IntoView {
     }
 }
 
-#[component]
-fn TransitionForms(season: Season, transition: ServerAction<TransitionSeason>) -> impl IntoView {
+#[island]
+fn TransitionForms(season: Season) -> impl IntoView {
+    let transition = ServerAction::<TransitionSeason>::new();
     let errors: FormErrors = RwSignal::new(FieldErrors::new());
     watch_outcome(transition, errors);
     let submit = submit_with_checks(transition, errors, |_| Ok(()));
@@ -323,7 +323,7 @@ pub fn EditSeasonPage() -> impl IntoView {
     }
 }
 
-#[component]
+#[island]
 fn SeasonForm(season: Option<Season>) -> impl IntoView {
     let action = ServerAction::<SaveSeason>::new();
     let errors: FormErrors = RwSignal::new(FieldErrors::new());

@@ -139,7 +139,7 @@ pub fn EditSquadPage() -> impl IntoView {
     }
 }
 
-#[component]
+#[island]
 fn SquadForm(squad: Option<Squad>) -> impl IntoView {
     let action = ServerAction::<SaveSquad>::new();
     let errors: FormErrors = RwSignal::new(FieldErrors::new());
@@ -220,7 +220,7 @@ pub fn EditGoalPage() -> impl IntoView {
     }
 }
 
-#[component]
+#[island]
 fn GoalForm(squad: SquadId, goal: Option<SquadGoal>, choices: Vec<(i64, String)>) -> impl IntoView {
     let action = ServerAction::<SaveGoal>::new();
     let errors: FormErrors = RwSignal::new(FieldErrors::new());
@@ -280,10 +280,9 @@ fn GoalForm(squad: SquadId, goal: Option<SquadGoal>, choices: Vec<(i64, String)>
 #[component]
 pub fn GoalPage() -> impl IntoView {
     let id = param_id("id");
-    let check_in = ServerAction::<RecordCheckIn>::new();
     let detail = Resource::new(
-        move || (id.get(), check_in.version().get()),
-        |(id, _)| async move {
+        move || id.get(),
+        |id| async move {
             match id {
                 Some(id) => load_goal(id).await,
                 None => Err(missing_id()),
@@ -295,7 +294,7 @@ pub fn GoalPage() -> impl IntoView {
             {move || Suspend::new(async move {
                 match detail.await {
                     Err(e) => view! { <LoadError error=e/> }.into_any(),
-                    Ok(d) => view! { <GoalView detail=d check_in/> }.into_any(),
+                    Ok(d) => view! { <GoalView detail=d/> }.into_any(),
                 }
             })}
         </Suspense>
@@ -303,7 +302,7 @@ pub fn GoalPage() -> impl IntoView {
 }
 
 #[component]
-fn GoalView(detail: SquadGoalDetail, check_in: ServerAction<RecordCheckIn>) -> impl IntoView {
+fn GoalView(detail: SquadGoalDetail) -> impl IntoView {
     let g = detail.goal;
     let note = progress_note(&detail.progress, g.measure.unit(), g.current);
     let open = detail.season.status != SeasonStatus::Closed;
@@ -329,7 +328,7 @@ fn GoalView(detail: SquadGoalDetail, check_in: ServerAction<RecordCheckIn>) -> i
         <section class="grid-2">
             <div class="panel">
                 <h2>"Check in"</h2>
-                <CheckInForm kind=SubjectKind::SquadGoal subject=g.id.0 milestone=g.measure == Measure::Milestone action=check_in/>
+                <CheckInForm kind=SubjectKind::SquadGoal subject=g.id.0 milestone=g.measure == Measure::Milestone/>
             </div>
             <div class="panel">
                 <h2>"History"</h2>
