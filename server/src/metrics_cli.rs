@@ -2,9 +2,11 @@
 
 use std::path::PathBuf;
 
+use chrono::NaiveDate;
 use clap::Subcommand;
 use serde_json::json;
 use slope_metrics::acceptance::{Bucket, acceptance};
+use slope_metrics::drift::{DriftField, drift};
 use slope_metrics::events::{EventsError, read_interactions};
 use slope_metrics::ltv::{BgNbd, GammaGamma, read_summary};
 
@@ -23,6 +25,25 @@ pub enum MetricsCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Distribution drift of an event field between a reference window and the current one: PSI and
+    /// Jensen–Shannon distance over the reference's deciles, with the bands < 0.1, 0.1–0.25, > 0.25.
+    Drift {
+        /// Interaction events: .ndjson, .jsonl, .csv or .parquet.
+        #[arg(long, value_name = "FILE")]
+        events: PathBuf,
+        /// latency_ms, cost_usd, suggested_chars, accepted_chars or acceptance (per event).
+        #[arg(long, value_name = "FIELD")]
+        field: String,
+        /// Reference window, days inclusive: 2027-01-01..2027-01-14.
+        #[arg(long, value_name = "START..END")]
+        reference: String,
+        /// Current window, days inclusive.
+        #[arg(long, value_name = "START..END")]
+        current: String,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Fit BG/NBD (purchases) and Gamma-Gamma (spend) by maximum likelihood to customer summaries.
     Ltv {
         /// A .csv or .parquet file with columns frequency, recency, T and optionally monetary_value.
@@ -37,20 +58,45 @@ pub enum MetricsCommand {
 /// Runs a metrics command; the error is the message to print, and the command exits non-zero.
 pub fn run(command: MetricsCommand) -> Result<(), String> {
     match command {
+        MetricsCommand::Drift { events, field, reference, current, json } => {
+            let field: DriftField = field.parse().map_err(|e| format!("--field: {e}"))?;
+            let reference_window = window("--reference", &reference)?;
+            let current_window = window("--current", &current)?;
+            let read = read_interactions(&events).map_err(|e| refusal(&events, e))?;
+            let values = |(start, end): (NaiveDate, NaiveDate)| -> Vec<f64> {
+                read.events
+                    .iter()
+                    .filter(|e| (start..=end).contains(&e.ts.date_naive()))
+                    .filter_map(|e| field.value(e))
+                    .collect()
+            };
+            let (r, c) = (values(reference_window), values(current_window));
+            let result = drift(&r, &c).ok_or_else(|| {
+                format!("no {field:?} values in the {} window", if r.is_empty() { "reference" } else { "current" })
+            })?;
+            if json {
+                let out = json!({
+                    "method": "PSI and Jensen–Shannon distance (base 2) over bins cut at the reference's deciles; empty bins count as 0.01 %",
+                    "field": field,
+                    "drift": result,
+                });
+                println!("{}", serde_json::to_string_pretty(&out).map_err(|e| e.to_string())?);
+            } else {
+                println!(
+                    "reference {reference} ({} values), current {current} ({} values)",
+                    result.reference_n, result.current_n
+                );
+                println!(
+                    "PSI {:.4} ({:?}; bands < 0.1 stable, 0.1–0.25 moderate, > 0.25 major)",
+                    result.psi, result.band
+                );
+                println!("Jensen–Shannon distance {:.4}", result.js_distance);
+            }
+            Ok(())
+        }
         MetricsCommand::Acceptance { events, by, json } => {
             let (by_variant, bucket) = parse_by(&by)?;
-            let read = read_interactions(&events).map_err(|e| match e {
-                EventsError::Invalid { errors, total } => {
-                    let mut lines =
-                        vec![format!("{} has {total} invalid row(s); nothing was computed:", events.display())];
-                    lines.extend(errors.iter().map(|e| format!("  row {}, {}: {}", e.row, e.field, e.message)));
-                    if total > errors.len() {
-                        lines.push(format!("  … and {} more", total - errors.len()));
-                    }
-                    lines.join("\n")
-                }
-                other => other.to_string(),
-            })?;
+            let read = read_interactions(&events).map_err(|e| refusal(&events, e))?;
             let points =
                 acceptance(&read.events, by_variant, bucket).map_err(|e| format!("computing acceptance: {e}"))?;
             if json {
@@ -118,6 +164,33 @@ pub fn run(command: MetricsCommand) -> Result<(), String> {
             Ok(())
         }
     }
+}
+
+/// The message for a file that could not be read, listing its invalid rows.
+fn refusal(path: &std::path::Path, error: EventsError) -> String {
+    match error {
+        EventsError::Invalid { errors, total } => {
+            let mut lines = vec![format!("{} has {total} invalid row(s); nothing was computed:", path.display())];
+            lines.extend(errors.iter().map(|e| format!("  row {}, {}: {}", e.row, e.field, e.message)));
+            if total > errors.len() {
+                lines.push(format!("  … and {} more", total - errors.len()));
+            }
+            lines.join("\n")
+        }
+        other => other.to_string(),
+    }
+}
+
+/// A window of days, both ends included: `2027-01-01..2027-01-14`.
+fn window(flag: &str, raw: &str) -> Result<(NaiveDate, NaiveDate), String> {
+    let invalid = || format!("{flag}: expected START..END with dates like 2027-01-01..2027-01-14, not {raw:?}");
+    let (start, end) = raw.split_once("..").ok_or_else(invalid)?;
+    let parse = |d: &str| NaiveDate::parse_from_str(d.trim(), "%Y-%m-%d").map_err(|_| invalid());
+    let (start, end) = (parse(start)?, parse(end)?);
+    if end < start {
+        return Err(format!("{flag}: the window ends before it starts"));
+    }
+    Ok((start, end))
 }
 
 fn parse_by(by: &str) -> Result<(bool, Bucket), String> {

@@ -120,3 +120,86 @@ fn ltv_fits_a_summary_file() {
     let out = slope(&["metrics", "ltv", "--summary", missing.to_str().unwrap()]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("no column \"recency\""));
 }
+
+#[test]
+fn drift_compares_two_windows() {
+    let dir = dir();
+    let file = dir.join("latency.ndjson");
+    // Reference week: latencies 100 … 199 ms. Current week: the same shape 60 ms slower.
+    let mut lines = String::new();
+    for i in 0..100 {
+        for (day, latency) in [(4, 100 + i), (12, 160 + i)] {
+            lines.push_str(&format!(
+                "{{\"event_id\":\"d{day}-{i}\",\"ts\":\"2027-01-{day:02}T10:00:00Z\",\"loop\":\"notes\",\"user_id\":\"u{i}\",\
+                 \"variant\":\"A\",\"suggested_chars\":10,\"accepted_chars\":3,\"latency_ms\":{latency}}}\n"
+            ));
+        }
+    }
+    std::fs::write(&file, lines).unwrap();
+    let path = file.to_str().unwrap();
+    let args = |current: &'static str| {
+        vec![
+            "metrics",
+            "drift",
+            "--events",
+            path,
+            "--field",
+            "latency_ms",
+            "--reference",
+            "2027-01-04..2027-01-10",
+            "--current",
+            current,
+            "--json",
+        ]
+    };
+    let out = stdout_json(&slope(&args("2027-01-11..2027-01-17")));
+    assert_eq!(out["drift"]["band"], "major");
+    assert!(out["drift"]["psi"].as_f64().unwrap() > 0.25);
+    assert_eq!((out["drift"]["reference_n"].as_u64(), out["drift"]["current_n"].as_u64()), (Some(100), Some(100)));
+    // The reference window against itself does not drift.
+    let same = stdout_json(&slope(&args("2027-01-04..2027-01-04")));
+    assert_eq!(same["drift"]["band"], "stable");
+    assert!(same["drift"]["psi"].as_f64().unwrap().abs() < 1e-9);
+
+    let out = slope(&[
+        "metrics",
+        "drift",
+        "--events",
+        path,
+        "--field",
+        "mood",
+        "--reference",
+        "2027-01-04..2027-01-10",
+        "--current",
+        "2027-01-11..2027-01-17",
+    ]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--field: unknown field \"mood\""));
+    let out = slope(&[
+        "metrics",
+        "drift",
+        "--events",
+        path,
+        "--field",
+        "latency_ms",
+        "--reference",
+        "last week",
+        "--current",
+        "2027-01-11..2027-01-17",
+    ]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--reference: expected START..END"));
+    let empty = slope(&[
+        "metrics",
+        "drift",
+        "--events",
+        path,
+        "--field",
+        "latency_ms",
+        "--reference",
+        "2026-01-01..2026-01-02",
+        "--current",
+        "2027-01-11..2027-01-17",
+    ]);
+    assert!(!empty.status.success());
+    assert!(String::from_utf8_lossy(&empty.stderr).contains("reference window"));
+}

@@ -5,6 +5,7 @@
 //! ([`ltv`]). Ingestion into stored segments, A/B analysis and drift are not built yet.
 
 pub mod acceptance;
+pub mod drift;
 pub mod events;
 pub mod ltv;
 pub mod optimize;
