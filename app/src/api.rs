@@ -40,10 +40,8 @@ mod server {
     /// shown without detail.
     pub fn read<T>(result: Result<T, ServiceError>) -> Result<T, ServerFnError> {
         result.map_err(|e| {
-            if matches!(e, ServiceError::NotFound(_) | ServiceError::Invalid(_))
-                && let Some(response) = use_context::<leptos_axum::ResponseOptions>()
-            {
-                response.set_status(http::StatusCode::NOT_FOUND);
+            if matches!(e, ServiceError::NotFound(_) | ServiceError::Invalid(_)) {
+                crate::set_not_found();
             }
             ServerFnError::new(e.to_string())
         })

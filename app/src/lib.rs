@@ -25,6 +25,14 @@ pub struct ServerCtx {
     pub org: slope_domain::OrgId,
 }
 
+/// Marks the response being rendered as 404 Not Found; outside server rendering it does nothing.
+pub(crate) fn set_not_found() {
+    #[cfg(feature = "ssr")]
+    if let Some(response) = use_context::<leptos_axum::ResponseOptions>() {
+        response.set_status(http::StatusCode::NOT_FOUND);
+    }
+}
+
 /// The HTML document around the app, rendered on the server only.
 pub fn shell(options: LeptosOptions) -> impl IntoView {
     view! {
@@ -87,12 +95,7 @@ pub fn App() -> impl IntoView {
 
 #[component]
 fn NotFound() -> impl IntoView {
-    #[cfg(feature = "ssr")]
-    {
-        if let Some(response) = use_context::<leptos_axum::ResponseOptions>() {
-            response.set_status(http::StatusCode::NOT_FOUND);
-        }
-    }
+    set_not_found();
     view! {
         <Title text="Not found"/>
         <h1>"Not found"</h1>

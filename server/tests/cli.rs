@@ -161,45 +161,17 @@ fn drift_compares_two_windows() {
     assert_eq!(same["drift"]["band"], "stable");
     assert!(same["drift"]["psi"].as_f64().unwrap().abs() < 1e-9);
 
-    let out = slope(&[
-        "metrics",
-        "drift",
-        "--events",
-        path,
-        "--field",
-        "mood",
-        "--reference",
-        "2027-01-04..2027-01-10",
-        "--current",
-        "2027-01-11..2027-01-17",
-    ]);
-    assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("--field: unknown field \"mood\""));
-    let out = slope(&[
-        "metrics",
-        "drift",
-        "--events",
-        path,
-        "--field",
-        "latency_ms",
-        "--reference",
-        "last week",
-        "--current",
-        "2027-01-11..2027-01-17",
-    ]);
-    assert!(String::from_utf8_lossy(&out.stderr).contains("--reference: expected START..END"));
-    let empty = slope(&[
-        "metrics",
-        "drift",
-        "--events",
-        path,
-        "--field",
-        "latency_ms",
-        "--reference",
-        "2026-01-01..2026-01-02",
-        "--current",
-        "2027-01-11..2027-01-17",
-    ]);
-    assert!(!empty.status.success());
-    assert!(String::from_utf8_lossy(&empty.stderr).contains("reference window"));
+    // Refusals exit non-zero and name the flag or window at fault.
+    let refused = |field: &str, reference: &str, message: &str| {
+        let current = "2027-01-11..2027-01-17";
+        let args =
+            ["metrics", "drift", "--events", path, "--field", field, "--reference", reference, "--current", current];
+        let out = slope(&args);
+        assert!(!out.status.success(), "{args:?} succeeded");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(message), "{args:?}: {err}");
+    };
+    refused("mood", "2027-01-04..2027-01-10", "--field: unknown field \"mood\"");
+    refused("latency_ms", "last week", "--reference: expected START..END");
+    refused("latency_ms", "2026-01-01..2026-01-02", "reference window");
 }

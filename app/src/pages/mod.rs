@@ -40,9 +40,6 @@ pub(crate) fn loading() -> impl IntoView {
 
 /// The error of a page whose address has no valid id; on the server it also sets the 404 status.
 pub(crate) fn missing_id() -> ServerFnError {
-    #[cfg(feature = "ssr")]
-    if let Some(response) = use_context::<leptos_axum::ResponseOptions>() {
-        response.set_status(http::StatusCode::NOT_FOUND);
-    }
+    crate::set_not_found();
     ServerFnError::new("this address does not name anything")
 }

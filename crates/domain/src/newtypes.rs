@@ -240,10 +240,6 @@ impl DateRange {
         self.start <= other.start && other.end <= self.end
     }
 
-    pub fn contains(&self, day: NaiveDate) -> bool {
-        self.start <= day && day <= self.end
-    }
-
     /// The number of days from start to end, as people count a span ("4 weeks" from Monday to Monday).
     pub fn days(&self) -> i64 {
         (self.end - self.start).num_days()

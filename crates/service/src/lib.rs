@@ -7,6 +7,6 @@ mod planning;
 
 pub use error::ServiceError;
 pub use planning::Planning;
-pub use slope_store::{Backend, Store, StoreError};
+pub use slope_store::{Store, StoreError};
 
 pub type Result<T, E = ServiceError> = std::result::Result<T, E>;

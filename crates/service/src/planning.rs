@@ -388,10 +388,12 @@ fn tree_as_of(plan: PlanAsOf, id: SeasonId, at: DateTime<Utc>) -> Result<SeasonT
     goals.retain(|g| kr_ids.contains(&g.key_result_id));
 
     // A revision stores the current value of its moment; the check-ins say what was known at `at`.
+    let mut by_subject: HashMap<(SubjectKind, i64), Vec<CheckIn>> = HashMap::new();
+    for c in check_ins {
+        by_subject.entry((c.subject_kind, c.subject_id)).or_default().push(c);
+    }
     let latest = |kind: SubjectKind, subject: i64| {
-        let mine: Vec<CheckIn> =
-            check_ins.iter().filter(|c| c.subject_kind == kind && c.subject_id == subject).cloned().collect();
-        known_as_of(&mine, at).map(|c| (c.value, c.confidence))
+        by_subject.get(&(kind, subject)).and_then(|mine| known_as_of(mine, at)).map(|c| (c.value, c.confidence))
     };
     for kr in &mut key_results {
         let known = latest(SubjectKind::KeyResult, kr.id.0);

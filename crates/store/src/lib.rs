@@ -32,12 +32,6 @@ pub enum Store {
     Postgres(PgPool),
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Backend {
-    Sqlite,
-    Postgres,
-}
-
 /// Runs `$body` with `$db` bound to the concrete pool. The body is expanded once per backend, so each
 /// copy is type-checked against its own database driver.
 macro_rules! on_db {
@@ -117,13 +111,6 @@ impl Store {
             Err(StoreError::Config(format!(
                 "unsupported database URL {url:?}: use sqlite://FILE or postgres://USER@HOST/DB"
             )))
-        }
-    }
-
-    pub fn backend(&self) -> Backend {
-        match self {
-            Store::Sqlite(_) => Backend::Sqlite,
-            Store::Postgres(_) => Backend::Postgres,
         }
     }
 
