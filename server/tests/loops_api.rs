@@ -1,0 +1,819 @@
+//! Black-box tests of the loop metrics API: event ingestion in every format, replays and duplicates,
+//! metric series kept up to date by ingestion and feeding key results, pushed points, experiments, drift
+//! alerts, retention, and batches surviving a restart.
+//!
+//! Every test starts the real `slope` binary on a port the system picks, with a database and an event
+//! store of its own, and talks to it over HTTP only, so that what is checked is what a loop's client
+//! sees. Events are dated in the past, in 2026, so that no answer depends on the day the tests run.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use chrono::{DateTime, Utc};
+use reqwest::Method;
+use serde_json::{Value, json};
+use slope_metrics::events::InteractionEvent;
+
+/// Generous, because tests start several servers at once on small machines.
+const START_TIMEOUT: Duration = Duration::from_secs(60);
+const LISTENING: &str = "slope listening on ";
+const NDJSON: &str = "application/x-ndjson";
+
+// ---- the server under test ---------------------------------------------------------------------
+
+/// A folder of its own for each test, removed at the end. It outlives the servers started on it, so
+/// that a restarted server finds the database and the segments its predecessor wrote.
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new() -> Scratch {
+        static COUNTER: AtomicUsize = AtomicUsize::new(0);
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or_default();
+        let dir =
+            PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("slope-loops-{}-{n}-{nanos}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("cannot create {}: {e}", dir.display()));
+        Scratch(dir)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A running server. Dropping it kills the process without warning, which is also how the restart test
+/// simulates a crash: what was acknowledged must already be durable.
+struct Server {
+    base: String,
+    client: reqwest::Client,
+    child: Child,
+    log: PathBuf,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if std::thread::panicking() {
+            let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+            eprintln!("---- log of the server at {} ----\n{log}", self.base);
+        }
+    }
+}
+
+/// A finished request, with a label for assertion messages.
+struct Reply {
+    what: String,
+    status: u16,
+    text: String,
+}
+
+impl Server {
+    /// Starts a server on the database and event store in `dir`, creating them on the first start.
+    fn start(dir: &Path) -> Server {
+        static STARTS: AtomicUsize = AtomicUsize::new(0);
+        let log = dir.join(format!("server-{}.log", STARTS.fetch_add(1, Ordering::Relaxed)));
+        let stderr = std::fs::File::create(&log).unwrap_or_else(|e| panic!("cannot create {}: {e}", log.display()));
+        let mut command = Command::new(env!("CARGO_BIN_EXE_slope"));
+        command
+            .args(["serve", "--bind", "127.0.0.1:0", "--data-dir"])
+            .arg(dir)
+            .arg("--site-root")
+            .arg(dir)
+            .arg("--event-store")
+            .arg(dir.join("events"));
+        // A developer's own `slope.toml` and environment must not change what the tests see.
+        command.current_dir(dir);
+        for var in [
+            "DATABASE_URL",
+            "SLOPE_CONFIG",
+            "SLOPE_BIND",
+            "SLOPE_DATABASE_URL",
+            "SLOPE_DATA_DIR",
+            "SLOPE_EVENT_STORE",
+            "SLOPE_SITE_ROOT",
+            "SLOPE_DEMO",
+            "SLOPE_LOG_FORMAT",
+        ] {
+            command.env_remove(var);
+        }
+        command.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(stderr);
+        let mut child = command.spawn().unwrap_or_else(|e| panic!("cannot start {}: {e}", env!("CARGO_BIN_EXE_slope")));
+        let stdout = child.stdout.take().expect("stdout is piped");
+        // The reader keeps draining stdout after the first line, so that the server never blocks on a
+        // full pipe; it ends with the process.
+        let (first_line, receive) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut lines = BufReader::new(stdout).lines().map_while(Result::ok);
+            if let Some(line) = lines.next() {
+                let _ = first_line.send(line);
+            }
+            lines.for_each(drop);
+        });
+        let client =
+            reqwest::Client::builder().no_proxy().timeout(Duration::from_secs(60)).build().expect("HTTP client");
+        // The server is built before the wait, so that a failed start still kills the process and prints
+        // its log.
+        let mut server = Server { base: String::new(), client, child, log };
+        let line = receive.recv_timeout(START_TIMEOUT).unwrap_or_else(|e| panic!("no start-up line: {e}"));
+        server.base = line
+            .strip_prefix(LISTENING)
+            .unwrap_or_else(|| panic!("the first line on stdout should be {LISTENING:?}…, not {line:?}"))
+            .trim_end_matches('/')
+            .to_owned();
+        server
+    }
+
+    async fn send(&self, request: reqwest::RequestBuilder, what: String) -> Reply {
+        let response = request.send().await.unwrap_or_else(|e| panic!("{what}: {e}"));
+        let status = response.status().as_u16();
+        let text = response.text().await.unwrap_or_else(|e| panic!("{what}: cannot read the body: {e}"));
+        // No input a client can send should crash a handler, including the requests a test only probes.
+        assert!(status < 500, "{what}: the server failed with {status}: {text}");
+        Reply { what, status, text }
+    }
+
+    async fn call(&self, method: Method, path: &str, body: Option<&Value>) -> Reply {
+        let mut request = self.client.request(method.clone(), format!("{}{path}", self.base));
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        self.send(request, format!("{method} {path}")).await
+    }
+
+    async fn get(&self, path: &str) -> Reply {
+        self.call(Method::GET, path, None).await
+    }
+
+    async fn post(&self, path: &str, body: &Value) -> Reply {
+        self.call(Method::POST, path, Some(body)).await
+    }
+
+    async fn put(&self, path: &str, body: &Value) -> Reply {
+        self.call(Method::PUT, path, Some(body)).await
+    }
+
+    /// Posts a batch of events to a loop with the given headers, the body sent as it is.
+    async fn ingest(&self, loop_key: &str, headers: &[(&str, &str)], body: Vec<u8>) -> Reply {
+        let path = format!("/api/v1/loops/{loop_key}/events");
+        let mut request = self.client.post(format!("{}{path}", self.base)).body(body);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        self.send(request, format!("POST {path} with {headers:?}")).await
+    }
+}
+
+impl Reply {
+    /// Asserts the status and returns the JSON body.
+    #[track_caller]
+    fn expect(self, status: u16) -> Value {
+        assert_eq!(self.status, status, "{}: unexpected status; body: {}", self.what, self.text);
+        serde_json::from_str(&self.text)
+            .unwrap_or_else(|e| panic!("{}: the body is not JSON ({e}): {}", self.what, self.text))
+    }
+
+    /// Asserts a 422 whose field errors belong to exactly `fields`.
+    #[track_caller]
+    fn expect_invalid(self, fields: &[&str]) -> Value {
+        let what = self.what.clone();
+        let body = self.expect(422);
+        assert_eq!(body["error"]["code"], "invalid", "{what}: {body}");
+        let messages = body["error"]["fields"].as_object().unwrap_or_else(|| panic!("{what}: no fields in {body}"));
+        let mut got: Vec<&str> = messages.keys().map(String::as_str).collect();
+        let mut want = fields.to_vec();
+        got.sort_unstable();
+        want.sort_unstable();
+        assert_eq!(got, want, "{what}: fields with errors: {body}");
+        body["error"].clone()
+    }
+
+    /// Asserts a refused batch, and returns its row errors as (row, field) pairs in the order given.
+    #[track_caller]
+    fn expect_invalid_rows(self, total: u64) -> Vec<(u64, String)> {
+        let what = self.what.clone();
+        let body = self.expect(422);
+        let error = &body["error"];
+        assert_eq!(error["code"], "invalid_rows", "{what}: {body}");
+        assert_eq!(error["total"], total, "{what}: {body}");
+        assert!(error["message"].as_str().is_some_and(|m| !m.is_empty()), "{what}: no message in {body}");
+        let rows = error["rows"].as_array().unwrap_or_else(|| panic!("{what}: no rows in {body}"));
+        rows.iter()
+            .map(|r| {
+                assert!(r["message"].as_str().is_some_and(|m| !m.is_empty()), "{what}: a row without a message: {r}");
+                (r["row"].as_u64().expect("a row number"), r["field"].as_str().expect("a field").to_owned())
+            })
+            .collect()
+    }
+}
+
+// ---- input and output helpers ------------------------------------------------------------------
+
+/// One interaction event as a loop sends it, without `loop`: the batch's URL names it.
+fn event(id: &str, ts: &str, user: &str, variant: &str, suggested: u64, accepted: u64) -> Value {
+    json!({
+        "event_id": id,
+        "ts": ts,
+        "user_id": user,
+        "variant": variant,
+        "suggested_chars": suggested,
+        "accepted_chars": accepted,
+    })
+}
+
+fn ndjson(events: &[Value]) -> Vec<u8> {
+    events.iter().map(|e| format!("{e}\n")).collect::<String>().into_bytes()
+}
+
+fn gzip(bytes: &[u8]) -> Vec<u8> {
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    encoder.write_all(bytes).expect("gzip into memory");
+    encoder.finish().expect("gzip into memory")
+}
+
+fn time(text: &str) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(text).unwrap_or_else(|e| panic!("{text:?} is not RFC 3339: {e}")).to_utc()
+}
+
+fn rfc3339(value: &Value) -> DateTime<Utc> {
+    time(value.as_str().unwrap_or_else(|| panic!("a time should be a string, not {value}")))
+}
+
+#[track_caller]
+fn assert_close(value: &Value, expected: f64, what: &str) {
+    let actual = value.as_f64().unwrap_or_else(|| panic!("{what} should be a number, not {value}"));
+    assert!((actual - expected).abs() < 1e-9, "{what}: expected {expected}, got {actual}");
+}
+
+fn items(value: &Value) -> &Vec<Value> {
+    value.as_array().unwrap_or_else(|| panic!("not an array: {value}"))
+}
+
+/// The point of a series for one bucket (a day, or the Monday of a week).
+fn point<'a>(series: &'a Value, bucket: &str) -> &'a Value {
+    items(&series["points"])
+        .iter()
+        .find(|p| p["bucket"] == bucket)
+        .unwrap_or_else(|| panic!("no point for {bucket} in {series}"))
+}
+
+fn metric_input(key: &str, kind: &str, loop_key: &str, granularity: &str) -> Value {
+    json!({ "key": key, "name": format!("Metric {key}"), "kind": kind, "loop": loop_key, "granularity": granularity })
+}
+
+/// Creates a season, an objective and a key result fed by `metric`, as a planner would.
+async fn key_result_fed_by(server: &Server, metric: &str) -> i64 {
+    let season = server
+        .post(
+            "/api/v1/seasons",
+            &json!({
+                "name": "Loops 2026",
+                "thesis": "Agents replace forms",
+                "problems": ["Clinicians type too much"],
+                "winning": "Half of all notes drafted by agents",
+                "starts_on": "2026-01-01",
+                "ends_on": "2026-06-30",
+                "slope_target": 0.2,
+            }),
+        )
+        .await
+        .expect(201);
+    let objective = server
+        .post(
+            &format!("/api/v1/seasons/{}/objectives", season["id"]),
+            &json!({ "quarter": "2026-Q1", "title": "Clinicians trust the drafts", "commitment": "committed" }),
+        )
+        .await
+        .expect(201);
+    let key_result = server
+        .post(
+            &format!("/api/v1/objectives/{}/key-results", objective["id"]),
+            &json!({ "title": "Drafts accepted", "kind": "increase-to", "start": 0, "target": 1, "metric": metric }),
+        )
+        .await
+        .expect(201);
+    key_result["id"].as_i64().expect("ids are numbers")
+}
+
+// ---- ingestion ---------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn batches_are_acknowledged_replayed_and_deduplicated() {
+    let scratch = Scratch::new();
+    let server = Server::start(&scratch.0);
+    let mut explicit = event("e3", "2026-03-03T08:00:00Z", "u1", "a", 40, 0);
+    // A row may also name the loop it is posted to.
+    explicit["loop"] = json!("notes");
+    let first = ndjson(&[
+        event("e1", "2026-03-02T09:00:00Z", "u1", "a", 100, 50),
+        event("e2", "2026-03-02T10:30:00+01:00", "u2", "b", 80, 80),
+        explicit,
+    ]);
+
+    let ack = server.ingest("notes", &[("Content-Type", NDJSON), ("Idempotency-Key", "k-1")], first.clone()).await;
+    let ack = ack.expect(201);
+    assert_eq!(ack["loop"], "notes", "{ack}");
+    assert_eq!((&ack["rows"], &ack["stored"], &ack["duplicates"]), (&json!(3), &json!(3), &json!(0)), "{ack}");
+    assert_eq!(ack["replayed"], false, "{ack}");
+    assert_eq!(rfc3339(&ack["min_ts"]), time("2026-03-02T09:00:00Z"), "{ack}");
+    assert_eq!(rfc3339(&ack["max_ts"]), time("2026-03-03T08:00:00Z"), "{ack}");
+    assert!(ack["batch_id"].is_i64(), "{ack}");
+    rfc3339(&ack["received_at"]);
+    assert_eq!(ack["metrics_updated"], json!([]), "no metric is defined on the loop yet: {ack}");
+
+    // A retry with the same key, and one without a key but with the same bytes, get the first answer.
+    let by_key = server.ingest("notes", &[("Content-Type", NDJSON), ("Idempotency-Key", "k-1")], first.clone()).await;
+    let by_key = by_key.expect(200);
+    assert_eq!((&by_key["batch_id"], &by_key["replayed"]), (&ack["batch_id"], &json!(true)), "{by_key}");
+    assert_eq!((&by_key["rows"], &by_key["stored"]), (&json!(3), &json!(3)), "{by_key}");
+    let by_content = server.ingest("notes", &[], first.clone()).await.expect(200);
+    assert_eq!((&by_content["batch_id"], &by_content["replayed"]), (&ack["batch_id"], &json!(true)), "{by_content}");
+
+    // A key reused for other content is a client bug, not a replay.
+    let other = ndjson(&[event("e9", "2026-03-04T08:00:00Z", "u1", "a", 10, 1)]);
+    server
+        .ingest("notes", &[("Content-Type", NDJSON), ("Idempotency-Key", "k-1")], other)
+        .await
+        .expect_invalid(&["Idempotency-Key"]);
+
+    // New content repeating two stored events stores only the new one.
+    let overlapping = ndjson(&[
+        event("e1", "2026-03-02T09:00:00Z", "u1", "a", 100, 50),
+        event("e2", "2026-03-02T09:30:00Z", "u2", "b", 80, 80),
+        event("e4", "2026-03-03T09:00:00Z", "u3", "b", 60, 30),
+    ]);
+    let ack2 = server.ingest("notes", &[("Content-Type", NDJSON)], overlapping).await.expect(201);
+    assert_eq!((&ack2["rows"], &ack2["stored"], &ack2["duplicates"]), (&json!(3), &json!(1), &json!(2)), "{ack2}");
+    assert_ne!(ack2["batch_id"], ack["batch_id"]);
+
+    // An id repeated within one batch counts once.
+    let repeated = ndjson(&[
+        event("e5", "2026-03-03T10:00:00Z", "u2", "a", 20, 10),
+        event("e5", "2026-03-03T10:00:00Z", "u2", "a", 20, 10),
+    ]);
+    let ack3 = server.ingest("notes", &[("Content-Type", NDJSON)], repeated).await.expect(201);
+    assert_eq!((&ack3["rows"], &ack3["stored"], &ack3["duplicates"]), (&json!(2), &json!(1), &json!(1)), "{ack3}");
+
+    let loops = server.get("/api/v1/loops").await.expect(200);
+    let notes = items(&loops).iter().find(|l| l["loop"] == "notes").unwrap_or_else(|| panic!("{loops}"));
+    assert_eq!(notes["events"], 5, "three, one and one events were stored: {notes}");
+
+    let report = server.get("/api/v1/loops/notes?days=28").await.expect(200);
+    assert_eq!(report["summary"]["events"], 5, "{report}");
+    let batches: Vec<&Value> = items(&report["batches"]).iter().map(|b| &b["batch_id"]).collect();
+    assert_eq!(batches.len(), 3, "replays record no batch: {report}");
+    for id in [&ack["batch_id"], &ack2["batch_id"], &ack3["batch_id"]] {
+        assert!(batches.contains(&id), "batch {id} is missing from {report}");
+    }
+    // Acceptance per variant and day: variant a on 2 March is e1 alone, 50 of 100 characters.
+    let acceptance = items(&report["acceptance"]);
+    let a_day1 = acceptance
+        .iter()
+        .find(|p| p["variant"] == "a" && p["bucket"].as_str().is_some_and(|b| b.starts_with("2026-03-02")))
+        .unwrap_or_else(|| panic!("no point for variant a on 2 March: {report}"));
+    assert_close(&a_day1["value"], 0.5, "acceptance of variant a on 2 March");
+    let variants: std::collections::BTreeSet<&str> = acceptance.iter().filter_map(|p| p["variant"].as_str()).collect();
+    assert_eq!(variants.into_iter().collect::<Vec<_>>(), ["a", "b"], "{report}");
+
+    server.get("/api/v1/loops/unknown?days=28").await.expect(404);
+}
+
+#[tokio::test]
+async fn gzip_and_csv_bodies_are_read() {
+    let scratch = Scratch::new();
+    let server = Server::start(&scratch.0);
+
+    let body = ndjson(&[
+        event("g1", "2026-03-02T09:00:00Z", "u1", "a", 100, 25),
+        event("g2", "2026-03-02T09:05:00Z", "u2", "a", 100, 75),
+    ]);
+    let ack = server
+        .ingest("zipped", &[("Content-Type", NDJSON), ("Content-Encoding", "gzip")], gzip(&body))
+        .await
+        .expect(201);
+    assert_eq!((&ack["rows"], &ack["stored"]), (&json!(2), &json!(2)), "{ack}");
+
+    // Text columns carry numbers as strings and attributes as JSON text; an empty cell is a missing value.
+    let csv = "event_id,ts,user_id,variant,suggested_chars,accepted_chars,latency_ms,attributes\n\
+               c1,2026-03-02T09:00:00Z,u1,a,100,10,120.5,\"{\"\"model\"\":\"\"m1\"\"}\"\n\
+               c2,2026-03-02T09:10:00Z,u2,a,100,30,,\n";
+    let ack = server.ingest("csv", &[("Content-Type", "text/csv; charset=utf-8")], csv.as_bytes().to_vec()).await;
+    let ack = ack.expect(201);
+    assert_eq!((&ack["rows"], &ack["stored"]), (&json!(2), &json!(2)), "{ack}");
+
+    // Each loop's acceptance shows that the numbers were read, not only the rows counted.
+    for (loop_key, expected) in [("zipped", 0.5), ("csv", 0.2)] {
+        let report = server.get(&format!("/api/v1/loops/{loop_key}")).await.expect(200);
+        assert_eq!(report["summary"]["events"], 2, "{report}");
+        let points = items(&report["acceptance"]);
+        assert_eq!(points.len(), 1, "one variant on one day: {report}");
+        assert_close(&points[0]["value"], expected, &format!("acceptance of {loop_key}"));
+    }
+
+    // A body that claims gzip but is not is refused, not stored.
+    server
+        .ingest("zipped", &[("Content-Type", NDJSON), ("Content-Encoding", "gzip")], b"not gzip".to_vec())
+        .await
+        .expect_invalid(&["body"]);
+}
+
+#[tokio::test]
+async fn parquet_bodies_with_a_timestamp_column_are_read() {
+    let scratch = Scratch::new();
+    let server = Server::start(&scratch.0);
+    // The Parquet a client would most likely send has a timestamp column, as Slope's own segments do:
+    // polars, pandas and Spark all write times that way.
+    let parquet_event = |id: &str, user: &str, accepted: u64| InteractionEvent {
+        event_id: id.to_owned(),
+        ts: time("2026-03-02T11:00:00Z"),
+        loop_key: "columnar".to_owned(),
+        user_id: user.to_owned(),
+        variant: "a".to_owned(),
+        suggested_chars: 100,
+        accepted_chars: accepted,
+        latency_ms: Some(80.0),
+        cost_usd: Some(0.002),
+        session_id: Some("s1".to_owned()),
+        unit: None,
+        context: None,
+        suggestion: Some("Patient reports".to_owned()),
+        final_text: None,
+        attributes: None,
+    };
+    let parquet = slope_metrics::segment::encode(&[parquet_event("p1", "u1", 60), parquet_event("p2", "u2", 80)])
+        .expect("encoding a Parquet file");
+    let ack = server.ingest("columnar", &[("Content-Type", "application/vnd.apache.parquet")], parquet).await;
+    let ack = ack.expect(201);
+    assert_eq!((&ack["rows"], &ack["stored"]), (&json!(2), &json!(2)), "{ack}");
+
+    let report = server.get("/api/v1/loops/columnar").await.expect(200);
+    assert_eq!(report["summary"]["events"], 2, "{report}");
+    assert_eq!(rfc3339(&report["summary"]["first_event"]), time("2026-03-02T11:00:00Z"), "{report}");
+    let points = items(&report["acceptance"]);
+    assert_eq!(points.len(), 1, "one variant on one day: {report}");
+    assert_close(&points[0]["value"], 0.7, "acceptance of the Parquet events");
+}
+
+#[tokio::test]
+async fn invalid_batches_are_refused_whole_naming_rows_and_fields() {
+    let scratch = Scratch::new();
+    let server = Server::start(&scratch.0);
+
+    let body = ndjson(&[
+        event("ok", "2026-03-02T09:00:00Z", "u1", "a", 100, 50),
+        event("bad-ts", "yesterday", "u1", "a", 100, 50),
+        event("too-many", "2026-03-02T09:00:00Z", "u1", "a", 10, 11),
+    ]);
+    let rows = server.ingest("refused", &[("Content-Type", NDJSON)], body).await.expect_invalid_rows(2);
+    assert_eq!(rows, [(2, "ts".to_owned()), (3, "accepted_chars".to_owned())]);
+
+    let mut elsewhere = event("x1", "2026-03-02T09:00:00Z", "u1", "a", 10, 1);
+    elsewhere["loop"] = json!("other");
+    let rows = server.ingest("refused", &[], ndjson(&[elsewhere])).await.expect_invalid_rows(1);
+    assert_eq!(rows, [(1, "loop".to_owned())]);
+
+    let rows = server.ingest("refused", &[("Content-Type", NDJSON)], b"{\"event_id\": \n".to_vec()).await;
+    assert_eq!(rows.expect_invalid_rows(1), [(1, "row".to_owned())]);
+
+    // A file that is not Parquet at all is refused as a whole body rather than row by row.
+    let rows = server.ingest("refused", &[("Content-Type", "application/vnd.apache.parquet")], b"PAR1?".to_vec()).await;
+    assert_eq!(rows.expect_invalid_rows(1), [(0, "body".to_owned())]);
+
+    let valid = ndjson(&[event("ok", "2026-03-02T09:00:00Z", "u1", "a", 100, 50)]);
+    let error = server.ingest("refused", &[("Content-Type", "text/plain")], valid.clone()).await;
+    error.expect_invalid(&["Content-Type"]);
+    let error = server.ingest("refused", &[("Content-Type", NDJSON), ("Content-Encoding", "br")], valid).await;
+    error.expect_invalid(&["Content-Encoding"]);
+
+    // The valid first row of the refused batch was not stored either.
+    assert_eq!(server.get("/api/v1/loops").await.expect(200), json!([]));
+    server.get("/api/v1/loops/refused").await.expect(404);
+}
+
+// ---- metrics and key results -------------------------------------------------------------------
+
+#[tokio::test]
+async fn metrics_follow_ingested_events_and_feed_key_results_at_once() {
+    let scratch = Scratch::new();
+    let server = Server::start(&scratch.0);
+    let first = ndjson(&[
+        event("m1", "2026-03-02T09:00:00Z", "u1", "a", 100, 50),
+        event("m2", "2026-03-02T10:00:00Z", "u2", "a", 100, 50),
+    ]);
+    server.ingest("notes", &[("Content-Type", NDJSON)], first).await.expect(201);
+
+    // A new metric is computed at once from the events already stored.
+    let metric = server
+        .post("/api/v1/metrics", &metric_input("notes.acceptance", "acceptance-rate", "notes", "day"))
+        .await
+        .expect(201);
+    assert_eq!(
+        (&metric["key"], &metric["version"], &metric["loop"]),
+        (&json!("notes.acceptance"), &json!(1), &json!("notes"))
+    );
+    let series = server.get("/api/v1/metrics/notes.acceptance").await.expect(200);
+    assert_eq!(items(&series["points"]).len(), 1, "{series}");
+    let day1 = point(&series, "2026-03-02");
+    assert_close(&day1["value"], 0.5, "acceptance on 2 March");
+    assert_eq!(day1["n"], 2, "two users: {series}");
+    assert_eq!(rfc3339(&day1["observed_at"]), time("2026-03-02T10:00:00Z"), "the newest event behind it");
+    assert_eq!(series["stale"], true, "events from March are older than 48 hours: {series}");
+    let listed = server.get("/api/v1/metrics").await.expect(200);
+    assert!(items(&listed).iter().any(|m| m["key"] == "notes.acceptance"), "{listed}");
+    server
+        .post("/api/v1/metrics", &metric_input("notes.acceptance", "acceptance-rate", "notes", "day"))
+        .await
+        .expect_invalid(&["key"]);
+    server
+        .post("/api/v1/metrics", &metric_input("no-loop", "acceptance-rate", "", "day"))
+        .await
+        .expect_invalid(&["loop"]);
+
+    // One key result is fed from its creation, the other is linked by an edit.
+    let fed = key_result_fed_by(&server, "notes.acceptance").await;
+    let kr = server.get(&format!("/api/v1/key-results/{fed}")).await.expect(200);
+    assert_close(&kr["key_result"]["current"], 0.5, "current of a key result created with a metric");
+    let linked = server
+        .post(
+            &format!("/api/v1/objectives/{}/key-results", kr["objective"]["id"]),
+            &json!({ "title": "Linked later", "kind": "increase-to", "start": 0, "target": 1 }),
+        )
+        .await
+        .expect(201);
+    let linked_id = linked["id"].as_i64().expect("ids are numbers");
+    let mut edit = json!({ "title": "Linked later", "kind": "increase-to", "start": 0, "target": 1 });
+    edit["version"] = linked["version"].clone();
+    edit["metric"] = json!("notes.acceptance");
+    let edited = server.put(&format!("/api/v1/key-results/{linked_id}"), &edit).await.expect(200);
+    assert_close(&edited["current"], 0.5, "current of a key result linked by an edit");
+    let mut unknown = json!({ "title": "Unknown metric", "kind": "increase-to", "start": 0, "target": 1 });
+    unknown["metric"] = json!("no-such-metric");
+    server
+        .post(&format!("/api/v1/objectives/{}/key-results", kr["objective"]["id"]), &unknown)
+        .await
+        .expect_invalid(&["metric"]);
+
+    // A later batch on the same day changes that day's point: (50 + 50 + 200) / (100 + 100 + 200).
+    let second = ndjson(&[event("m3", "2026-03-02T15:00:00Z", "u1", "a", 200, 200)]);
+    let ack = server.ingest("notes", &[("Content-Type", NDJSON)], second).await.expect(201);
+    let acknowledged = Instant::now();
+    let kr = server.get(&format!("/api/v1/key-results/{fed}")).await.expect(200);
+    let visible_after = acknowledged.elapsed();
+    assert_eq!(ack["metrics_updated"], json!(["notes.acceptance"]), "{ack}");
+    assert_close(&kr["key_result"]["current"], 0.75, "current right after the ingest answer");
+    assert!(visible_after < Duration::from_secs(2), "the new value took {visible_after:?} to show");
+    let feed = &kr["key_result"]["metric"];
+    assert_eq!((&feed["key"], &feed["freshness_hours"]), (&json!("notes.acceptance"), &json!(48)), "{kr}");
+    assert_eq!(rfc3339(&feed["observed_at"]), time("2026-03-02T15:00:00Z"), "{kr}");
+    let kr = server.get(&format!("/api/v1/key-results/{linked_id}")).await.expect(200);
+    assert_close(&kr["key_result"]["current"], 0.75, "current of the key result linked by an edit");
+
+    let series = server.get("/api/v1/metrics/notes.acceptance").await.expect(200);
+    assert_eq!(items(&series["points"]).len(), 1, "the same bucket was updated: {series}");
+    assert_close(&point(&series, "2026-03-02")["value"], 0.75, "acceptance on 2 March after the second batch");
+
+    // A batch on a later day adds a bucket, and the key result follows the latest one.
+    let third = ndjson(&[event("m4", "2026-03-03T09:00:00Z", "u2", "a", 100, 10)]);
+    server.ingest("notes", &[("Content-Type", NDJSON)], third).await.expect(201);
+    let kr = server.get(&format!("/api/v1/key-results/{fed}")).await.expect(200);
+    assert_close(&kr["key_result"]["current"], 0.1, "current after a batch on 3 March");
+
+    // An edit makes version 2, computed anew over two-day windows: 3 March is (300 + 10) / (400 + 100).
+    let mut update = metric_input("notes.acceptance", "acceptance-rate", "notes", "day");
+    update["window_days"] = json!(2);
+    update["version"] = json!(1);
+    let updated = server.put("/api/v1/metrics/notes.acceptance", &update).await.expect(200);
+    assert_eq!((&updated["version"], &updated["window_days"]), (&json!(2), &json!(2)), "{updated}");
+    let series = server.get("/api/v1/metrics/notes.acceptance").await.expect(200);
+    assert_eq!(series["metric"]["version"], 2, "{series}");
+    assert_close(&point(&series, "2026-03-03")["value"], 0.62, "two-day acceptance on 3 March");
+    // An edit based on version 1 is now out of date.
+    server.put("/api/v1/metrics/notes.acceptance", &update).await.expect(409);
+    server.get("/api/v1/metrics/unknown").await.expect(404);
+}
+
+#[tokio::test]
+async fn pushed_points_are_checked_by_index_and_refused_for_computed_metrics() {
+    let scratch = Scratch::new();
+    let server = Server::start(&scratch.0);
+    let eval = server
+        .post("/api/v1/metrics", &json!({ "key": "eval.f1", "name": "Eval F1", "kind": "eval-score" }))
+        .await
+        .expect(201);
+    assert_eq!(eval["loop"], Value::Null, "{eval}");
+
+    let good = json!({ "at": "2026-03-02T10:00:00Z", "value": 0.8, "n": 100, "ci_low": 0.75, "ci_high": 0.85 });
+    let series = server.post("/api/v1/metrics/eval.f1/points", &json!({ "points": [good] })).await.expect(200);
+    let p = point(&series, "2026-03-02");
+    assert_close(&p["value"], 0.8, "the pushed value");
+    assert_eq!((&p["n"], &p["ci_low"], &p["ci_high"]), (&json!(100), &json!(0.75), &json!(0.85)), "{series}");
+
+    // All or nothing: a valid point in a request with invalid ones is not stored either.
+    let later = json!({ "at": "2026-03-05T10:00:00Z", "value": 0.9 });
+    let bad = json!({ "points": [
+        later,
+        { "at": "yesterday" },
+        { "at": "2026-03-04T10:00:00Z", "value": 0.5, "n": -1, "ci_low": 0.6, "ci_high": 0.9 },
+    ]});
+    server.post("/api/v1/metrics/eval.f1/points", &bad).await.expect_invalid(&[
+        "points[1].at",
+        "points[1].value",
+        "points[2].n",
+        "points[2].ci_low",
+    ]);
+    let future = json!({ "points": [{ "at": "2999-01-01T00:00:00Z", "value": 0.5 }] });
+    server.post("/api/v1/metrics/eval.f1/points", &future).await.expect_invalid(&["points[0].at"]);
+    server.post("/api/v1/metrics/eval.f1/points", &json!({ "points": [] })).await.expect_invalid(&["points"]);
+    let series = server.get("/api/v1/metrics/eval.f1").await.expect(200);
+    assert_eq!(items(&series["points"]).len(), 1, "nothing of the refused requests was stored: {series}");
+
+    server.post("/api/v1/metrics", &metric_input("computed", "acceptance-rate", "notes", "day")).await.expect(201);
+    let pushed = json!({ "points": [{ "at": "2026-03-02T10:00:00Z", "value": 0.5 }] });
+    server.post("/api/v1/metrics/computed/points", &pushed).await.expect_invalid(&["points[0].metric"]);
+    server.post("/api/v1/metrics/unknown/points", &pushed).await.expect(404);
+}
+
+// ---- experiments, drift and retention ----------------------------------------------------------
+
+#[tokio::test]
+async fn an_experiment_with_a_better_treatment_shows_a_positive_difference() {
+    let scratch = Scratch::new();
+    let server = Server::start(&scratch.0);
+    // Twenty users per arm. Rates vary between users (so that the difference has a spread): control
+    // users accept 25–33 of 100 characters, 29 on average, treatment users 60–68, 64 on average.
+    let mut events = vec![];
+    for i in 0..20u64 {
+        let day = format!("2026-05-{:02}T10:00:00Z", 4 + i % 10);
+        let extra = 2 * (i % 5);
+        events.push(event(&format!("c{i}"), &day, &format!("control-{i}"), "control", 100, 25 + extra));
+        events.push(event(&format!("t{i}"), &day, &format!("treatment-{i}"), "treatment", 100, 60 + extra));
+    }
+    server.ingest("drafts", &[("Content-Type", NDJSON)], ndjson(&events)).await.expect(201);
+
+    let input = json!({
+        "key": "shorter-drafts",
+        "name": "Shorter drafts",
+        "loop": "drafts",
+        "control": "control",
+        "treatment": "treatment",
+        "starts_on": "2026-05-04",
+        "ends_on": "2026-05-17",
+    });
+    let experiment = server.post("/api/v1/experiments", &input).await.expect(201);
+    assert_close(&experiment["expected_share"], 0.5, "the default expected share");
+    let listed = server.get("/api/v1/experiments").await.expect(200);
+    assert!(items(&listed).iter().any(|e| e["key"] == "shorter-drafts"), "{listed}");
+
+    let analysis = server.get("/api/v1/experiments/shorter-drafts").await.expect(200);
+    let report = &analysis["report"];
+    assert_eq!(analysis["experiment"]["key"], "shorter-drafts");
+    assert_eq!((&report["control"]["users"], &report["treatment"]["users"]), (&json!(20), &json!(20)), "{report}");
+    assert_close(&report["control"]["rate"], 0.29, "control rate");
+    assert_close(&report["treatment"]["rate"], 0.64, "treatment rate");
+    assert_close(&report["difference"]["estimate"], 0.35, "difference");
+    let ci_low = report["difference"]["ci_low"].as_f64().expect("a lower bound");
+    assert!(ci_low > 0.0, "the interval should exclude 0: {report}");
+    assert_eq!(report["sample_ratio"]["mismatch"], false, "a 20/20 split matches 50 %: {report}");
+
+    // An arm without events cannot be analysed yet, which is an answer rather than a failure.
+    let mut missing = input.clone();
+    missing["key"] = json!("missing-arm");
+    missing["treatment"] = json!("nobody");
+    server.post("/api/v1/experiments", &missing).await.expect(201);
+    server.get("/api/v1/experiments/missing-arm").await.expect(409);
+    server.get("/api/v1/experiments/unknown").await.expect(404);
+}
+
+#[tokio::test]
+async fn shifted_latencies_raise_a_drift_alert() {
+    let scratch = Scratch::new();
+    let server = Server::start(&scratch.0);
+    // Seventy events in each week; the second week's latencies are all above the first week's.
+    let mut events = vec![];
+    for i in 0..70u64 {
+        for (week, base) in [(0, 100), (1, 300)] {
+            let mut e = event(
+                &format!("w{week}-{i}"),
+                &format!("2026-04-{:02}T12:00:00Z", 1 + week * 7 + i % 7),
+                &format!("u{}", i % 10),
+                "a",
+                100,
+                50,
+            );
+            e["latency_ms"] = json!(base + i);
+            events.push(e);
+        }
+    }
+    server.ingest("latency", &[("Content-Type", NDJSON)], ndjson(&events)).await.expect(201);
+
+    let same =
+        json!({ "field": "latency_ms", "reference": "2026-04-01..2026-04-07", "current": "2026-04-01..2026-04-07" });
+    let stable = server.post("/api/v1/loops/latency/drift", &same).await.expect(200);
+    assert_eq!((&stable["drift"]["band"], &stable["alert"]), (&json!("stable"), &Value::Null), "{stable}");
+    assert_eq!(server.get("/api/v1/drift-alerts").await.expect(200), json!([]), "a stable check records nothing");
+
+    let shifted =
+        json!({ "field": "latency_ms", "reference": "2026-04-01..2026-04-07", "current": "2026-04-08..2026-04-14" });
+    let check = server.post("/api/v1/loops/latency/drift", &shifted).await.expect(200);
+    let psi = check["drift"]["psi"].as_f64().expect("a PSI");
+    assert!(psi >= 0.25, "disjoint latencies are a major shift: {check}");
+    assert_eq!(check["drift"]["band"], "major", "{check}");
+    let alert = &check["alert"];
+    assert!(alert["id"].is_i64(), "an alert is recorded: {check}");
+
+    let alerts = server.get("/api/v1/drift-alerts").await.expect(200);
+    let listed = items(&alerts).iter().find(|a| a["id"] == alert["id"]).unwrap_or_else(|| panic!("{alerts}"));
+    assert_eq!((&listed["loop"], &listed["field"]), (&json!("latency"), &json!("latency_ms")), "{listed}");
+    assert_eq!((&listed["current_start"], &listed["band"]), (&json!("2026-04-08"), &json!("major")), "{listed}");
+    assert_close(&listed["psi"], psi, "the recorded PSI");
+    assert_eq!(items(&alerts).len(), 1, "{alerts}");
+
+    let bad = json!({ "field": "mood", "reference": "2026-04-01", "current": "2026-04-08..2026-04-14" });
+    server.post("/api/v1/loops/latency/drift", &bad).await.expect_invalid(&["reference"]);
+    let bad = json!({ "field": "mood", "reference": "2026-04-01..2026-04-07", "current": "2026-04-08..2026-04-14" });
+    server.post("/api/v1/loops/latency/drift", &bad).await.expect_invalid(&["field"]);
+}
+
+#[tokio::test]
+async fn retention_answers_weekly_cohorts() {
+    let scratch = Scratch::new();
+    let server = Server::start(&scratch.0);
+    // Four users start in the week of Monday 2 March 2026; two of them come back the next week, when a
+    // fifth user starts.
+    let mut events = vec![];
+    for user in ["u1", "u2", "u3", "u4"] {
+        events.push(event(&format!("{user}-w1"), "2026-03-03T09:00:00Z", user, "a", 10, 5));
+    }
+    for user in ["u1", "u2", "u5"] {
+        events.push(event(&format!("{user}-w2"), "2026-03-10T09:00:00Z", user, "a", 10, 5));
+    }
+    server.ingest("cohorts", &[("Content-Type", NDJSON)], ndjson(&events)).await.expect(201);
+
+    let retention = server.get("/api/v1/loops/cohorts/retention").await.expect(200);
+    assert_eq!(retention["last_week"], "2026-03-09", "{retention}");
+    let loops = items(&retention["loops"]);
+    assert_eq!(loops.len(), 1, "{retention}");
+    assert_eq!(loops[0]["loop"], "cohorts");
+    let cohorts = items(&loops[0]["cohorts"]);
+    assert_eq!(cohorts.len(), 2, "{retention}");
+    assert_eq!((&cohorts[0]["week"], &cohorts[0]["size"]), (&json!("2026-03-02"), &json!(4)), "{retention}");
+    let weeks = items(&cohorts[0]["weeks"]);
+    assert_eq!((&weeks[1]["offset"], &weeks[1]["active"]), (&json!(1), &json!(2)), "{retention}");
+    assert_close(&weeks[1]["share"], 0.5, "week-1 retention of the first cohort");
+    assert_eq!((&cohorts[1]["week"], &cohorts[1]["size"]), (&json!("2026-03-09"), &json!(1)), "{retention}");
+
+    // The same numbers as metric series: week-1 retention per cohort, and active users per week.
+    server
+        .post("/api/v1/metrics", &metric_input("cohorts.retention", "retention", "cohorts", "week"))
+        .await
+        .expect(201);
+    let series = server.get("/api/v1/metrics/cohorts.retention").await.expect(200);
+    let first = point(&series, "2026-03-02");
+    assert_close(&first["value"], 0.5, "week-1 retention of the 2 March cohort");
+    assert_eq!(first["n"], 4, "{series}");
+    server.post("/api/v1/metrics", &metric_input("cohorts.users", "active-users", "cohorts", "week")).await.expect(201);
+    let series = server.get("/api/v1/metrics/cohorts.users").await.expect(200);
+    assert_close(&point(&series, "2026-03-02")["value"], 4.0, "active users in the week of 2 March");
+    assert_close(&point(&series, "2026-03-09")["value"], 3.0, "active users in the week of 9 March");
+}
+
+// ---- durability --------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn acknowledged_batches_survive_a_restart_and_still_replay() {
+    let scratch = Scratch::new();
+    let body = ndjson(&[
+        event("r1", "2026-03-02T09:00:00Z", "u1", "a", 100, 40),
+        event("r2", "2026-03-02T09:30:00Z", "u2", "a", 100, 60),
+    ]);
+    let server = Server::start(&scratch.0);
+    server
+        .post("/api/v1/metrics", &metric_input("durable.acceptance", "acceptance-rate", "durable", "day"))
+        .await
+        .expect(201);
+    let ack = server.ingest("durable", &[("Content-Type", NDJSON), ("Idempotency-Key", "once")], body.clone()).await;
+    let ack = ack.expect(201);
+    // Killed without warning right after the answer, as a crash would.
+    drop(server);
+
+    let server = Server::start(&scratch.0);
+    let report = server.get("/api/v1/loops/durable").await.expect(200);
+    assert_eq!(report["summary"]["events"], 2, "{report}");
+    assert!(items(&report["batches"]).iter().any(|b| b["batch_id"] == ack["batch_id"]), "{report}");
+    let series = server.get("/api/v1/metrics/durable.acceptance").await.expect(200);
+    assert_close(&point(&series, "2026-03-02")["value"], 0.5, "the point computed before the restart");
+
+    let replay = server.ingest("durable", &[("Content-Type", NDJSON), ("Idempotency-Key", "once")], body.clone()).await;
+    let replay = replay.expect(200);
+    assert_eq!((&replay["batch_id"], &replay["replayed"]), (&ack["batch_id"], &json!(true)), "{replay}");
+    let by_content = server.ingest("durable", &[("Content-Type", NDJSON)], body).await.expect(200);
+    assert_eq!((&by_content["batch_id"], &by_content["replayed"]), (&ack["batch_id"], &json!(true)), "{by_content}");
+    let report = server.get("/api/v1/loops/durable").await.expect(200);
+    assert_eq!(report["summary"]["events"], 2, "replays after the restart stored nothing: {report}");
+}
