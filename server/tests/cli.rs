@@ -175,3 +175,212 @@ fn drift_compares_two_windows() {
     refused("latency_ms", "last week", "--reference: expected START..END");
     refused("latency_ms", "2026-01-01..2026-01-02", "reference window");
 }
+
+/// Events of an A/B test: `control` users in variant A and `treatment` users in B, two events each. Users'
+/// own acceptance rates spread over 0.1 above 0.25 in A and above 0.25 + `lift` in B, and their volumes
+/// vary, so both arms have a spread to estimate.
+fn ab_events(control: usize, treatment: usize, lift: f64) -> String {
+    let mut lines = String::new();
+    for (variant, users, base) in [("A", control, 0.25), ("B", treatment, 0.25 + lift)] {
+        for i in 0..users {
+            let suggested = 20 + (i * 37) % 80;
+            let rate = base + 0.1 * ((i * 13) % 10) as f64 / 10.0;
+            let accepted = (rate * suggested as f64).round() as usize;
+            for week in 0..2 {
+                lines.push_str(&format!(
+                    "{{\"event_id\":\"{variant}{i}-{week}\",\"ts\":\"2027-01-{:02}T10:00:00Z\",\"loop\":\"notes\",\
+                     \"user_id\":\"{variant}{i}\",\"variant\":\"{variant}\",\"suggested_chars\":{suggested},\
+                     \"accepted_chars\":{accepted}}}\n",
+                    4 + 7 * week + i % 5
+                ));
+            }
+        }
+    }
+    lines
+}
+
+#[test]
+fn ab_finds_a_clear_improvement_and_flags_a_broken_split() {
+    let dir = dir();
+    let file = dir.join("ab.ndjson");
+    std::fs::write(&file, ab_events(200, 200, 0.2)).unwrap();
+    let path = file.to_str().unwrap();
+    let out = stdout_json(&slope(&["metrics", "ab", "--events", path, "--control", "A", "--treatment", "B", "--json"]));
+    assert_eq!(out["events"], 800);
+    assert_eq!((out["control"]["users"].as_u64(), out["treatment"]["users"].as_u64()), (Some(200), Some(200)));
+    let (control, treatment) = (out["control"]["rate"].as_f64().unwrap(), out["treatment"]["rate"].as_f64().unwrap());
+    assert!((0.27..0.32).contains(&control) && (0.47..0.52).contains(&treatment), "{control} {treatment}");
+    let difference = &out["difference"];
+    assert!((difference["estimate"].as_f64().unwrap() - (treatment - control)).abs() < 1e-12);
+    assert!(difference["ci_low"].as_f64().unwrap() > 0.15, "{difference}");
+    assert!(difference["z"].as_f64().unwrap() > 10.0 && difference["p_value"].as_f64().unwrap() < 1e-6);
+    assert!(out["relative_lift"]["estimate"].as_f64().unwrap() > 0.5);
+    assert!(out["relative_lift"]["ci_low"].as_f64().unwrap() > 0.5);
+    let always_valid = &out["always_valid"];
+    assert!(always_valid["p_value"].as_f64().unwrap() < 0.05 && always_valid["ci_low"].as_f64().unwrap() > 0.0);
+    assert_eq!(always_valid["mixing_sd"], 0.01);
+    assert_eq!(out["sample_ratio"]["mismatch"], false);
+    assert_eq!(out["users_in_both"], 0);
+    let methods = out["methods"].as_str().unwrap();
+    assert!(methods.contains("delta method") && methods.contains("mixture sequential probability ratio"), "{methods}");
+
+    let table = slope(&["metrics", "ab", "--events", path, "--control", "A", "--treatment", "B"]);
+    assert!(table.status.success());
+    let text = String::from_utf8_lossy(&table.stdout);
+    assert!(text.contains("A (control)") && text.contains("no mismatch") && text.contains("Methods:"), "{text}");
+
+    // 300 users against 400 on a 50/50 design: χ² = 14.3, p = 0.00016.
+    let imbalanced = dir.join("srm.ndjson");
+    std::fs::write(&imbalanced, ab_events(300, 400, 0.0)).unwrap();
+    let path = imbalanced.to_str().unwrap();
+    let args = ["metrics", "ab", "--events", path, "--control", "A", "--treatment", "B"];
+    let out = stdout_json(&slope(&[&args[..], &["--json"]].concat()));
+    assert_eq!(out["sample_ratio"]["mismatch"], true);
+    assert!(out["sample_ratio"]["p_value"].as_f64().unwrap() < 0.001);
+    let text = slope(&args);
+    assert!(String::from_utf8_lossy(&text.stdout).contains("SAMPLE RATIO MISMATCH"));
+    // The same counts on a 3:4 design are no mismatch.
+    let out = stdout_json(&slope(&[&args[..], &["--expected-share", "0.5714", "--json"]].concat()));
+    assert_eq!(out["sample_ratio"]["mismatch"], false);
+
+    let out = slope(&["metrics", "ab", "--events", path, "--control", "A", "--treatment", "C"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no events have variant \"C\"; the variants present are"));
+    let out = slope(&[&args[..], &["--expected-share", "1.5"]].concat());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--expected-share must lie strictly between 0 and 1"));
+}
+
+#[test]
+fn retention_by_weekly_cohort() {
+    let dir = dir();
+    let file = dir.join("retention.ndjson");
+    // Mondays: 4, 11 and 18 January 2027. u1, u2 and u3 start in the week of the 4th; u1 and u2 come back
+    // the next week and u1 the week after. u4 starts on the 12th.
+    let mut lines = String::new();
+    for (i, (user, day)) in
+        [("u1", 4), ("u2", 5), ("u3", 10), ("u1", 11), ("u2", 17), ("u4", 12), ("u1", 19)].into_iter().enumerate()
+    {
+        lines.push_str(&format!(
+            "{{\"event_id\":\"r{i}\",\"ts\":\"2027-01-{day:02}T10:00:00Z\",\"loop\":\"notes\",\"user_id\":\"{user}\",\
+             \"variant\":\"A\",\"suggested_chars\":10,\"accepted_chars\":3}}\n"
+        ));
+    }
+    std::fs::write(&file, lines).unwrap();
+    let path = file.to_str().unwrap();
+    let out = stdout_json(&slope(&["metrics", "retention", "--events", path, "--json"]));
+    assert_eq!(out["last_week"], "2027-01-18");
+    let cohorts = out["loops"][0]["cohorts"].as_array().unwrap();
+    assert_eq!(out["loops"][0]["loop"], "notes");
+    assert_eq!((cohorts[0]["week"].as_str(), cohorts[0]["size"].as_u64()), (Some("2027-01-04"), Some(3)));
+    let active: Vec<u64> =
+        cohorts[0]["weeks"].as_array().unwrap().iter().map(|w| w["active"].as_u64().unwrap()).collect();
+    assert_eq!(active, [3, 2, 1]);
+    // The cohort of the 11th has had two weeks, not three.
+    assert_eq!(cohorts[1]["weeks"].as_array().unwrap().len(), 2);
+
+    let table = slope(&["metrics", "retention", "--events", path]);
+    let text = String::from_utf8_lossy(&table.stdout);
+    assert!(table.status.success() && text.contains("2027-01-04") && text.contains("66.7%"), "{text}");
+}
+
+/// Transactions of 400 customers over 40 weeks from Monday 4 January 2027: a quarter buy once, a quarter
+/// buy every one to three weeks to the end, a quarter buy a few weeks in a row and lapse, and a quarter
+/// buy once more later. Each customer buys at most once a week, on one weekday. Returns the CSV and the
+/// number of repeat purchases.
+fn transactions_csv() -> (String, usize) {
+    let start = chrono::NaiveDate::from_ymd_opt(2027, 1, 4).unwrap();
+    let mut csv = String::from("customer,day,paid\n");
+    let mut repeats = 0;
+    for i in 0..400usize {
+        let first = i % 10;
+        let mut weeks = vec![first];
+        match i % 4 {
+            1 => weeks.extend((first + i % 3 + 1..40).step_by(i % 3 + 1)),
+            2 => weeks.extend((1..=i % 3 + 1).map(|j| first + j)),
+            3 => weeks.push(first + 1 + i % 20),
+            _ => {}
+        }
+        repeats += weeks.len() - 1;
+        for w in weeks {
+            let day = start + chrono::Duration::days((7 * w + i % 5) as i64);
+            let paid = (1 + i % 5) * (5 + (i * 7919 + w * 104_729) % 97);
+            csv.push_str(&format!("c{i},{day},{paid}\n"));
+        }
+    }
+    (csv, repeats)
+}
+
+#[test]
+fn ltv_fits_customers_summarised_from_transactions() {
+    let dir = dir();
+    let file = dir.join("transactions.csv");
+    let (csv, repeats) = transactions_csv();
+    std::fs::write(&file, csv).unwrap();
+    let path = file.to_str().unwrap();
+    let fit = |period: &str, extra: &[&str]| {
+        let args = [
+            &["metrics", "ltv", "--transactions", path, "--customer-col", "customer", "--date-col", "day"][..],
+            &["--amount-col", "paid", "--period", period, "--json"],
+            extra,
+        ]
+        .concat();
+        stdout_json(&slope(&args))
+    };
+    let weekly = fit("week", &[]);
+    assert_eq!(weekly["customers"], 400);
+    let summary = &weekly["transactions"];
+    assert_eq!((summary["customers"].as_u64(), summary["repeat_customers"].as_u64()), (Some(400), Some(300)));
+    assert_eq!(summary["repeat_purchases"].as_f64(), Some(repeats as f64));
+    assert_eq!(weekly["gamma_gamma"]["customers"], 300);
+    // Each customer buys at most once a week, so daily summaries are the weekly ones in days, nearly:
+    // the fitted rate scale α grows sevenfold while the shapes stay.
+    let daily = fit("day", &[]);
+    let ratio = daily["bg_nbd"]["alpha"].as_f64().unwrap() / weekly["bg_nbd"]["alpha"].as_f64().unwrap();
+    assert!((6.5..7.5).contains(&ratio), "α(day) / α(week) = {ratio}");
+    let (r_day, r_week) = (daily["bg_nbd"]["r"].as_f64().unwrap(), weekly["bg_nbd"]["r"].as_f64().unwrap());
+    assert!((r_day / r_week - 1.0).abs() < 0.05, "r: {r_day} by day, {r_week} by week");
+
+    // Calibrating to Sunday 14 February keeps the customers who started in weeks 0 to 5; those of week 5
+    // have T = 0 and are left out of the fit.
+    let calibrated = fit("week", &["--calibration-end", "2027-02-14"]);
+    assert_eq!(calibrated["transactions"]["customers"], 240);
+    assert_eq!(calibrated["transactions"]["new_in_last_period"], 40);
+    assert_eq!(calibrated["customers"], 200);
+
+    let table = slope(&["metrics", "ltv", "--transactions", path, "--customer-col", "customer", "--date-col", "day"]);
+    let text = String::from_utf8_lossy(&table.stdout);
+    assert!(table.status.success() && text.contains("BG/NBD") && text.contains("no --amount-col"), "{text}");
+}
+
+#[test]
+fn invalid_transactions_and_flags_are_refused() {
+    let dir = dir();
+    let file = dir.join("bad.csv");
+    std::fs::write(&file, "customer,day,paid\nc1,2027-01-04,10\nc1,soon,5\nc2,2027-01-05,-3\n").unwrap();
+    let path = file.to_str().unwrap();
+    let base = ["metrics", "ltv", "--transactions", path, "--customer-col", "customer", "--date-col", "day"];
+    let out = slope(&[&base[..], &["--amount-col", "paid"]].concat());
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("2 invalid row(s); nothing was computed"), "{err}");
+    assert!(err.contains("row 2, day: must be a date"), "{err}");
+    assert!(err.contains("row 3, paid: must be a number ≥ 0, not -3"), "{err}");
+    assert!(out.stdout.is_empty(), "nothing is computed from a refused file");
+
+    let refused = |args: &[&str], message: &str| {
+        let out = slope(args);
+        assert!(!out.status.success(), "{args:?} succeeded");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(message), "{args:?}: {err}");
+    };
+    refused(&["metrics", "ltv"], "<--summary <FILE>|--transactions <FILE>>");
+    refused(&["metrics", "ltv", "--summary", path, "--transactions", path], "cannot be used with");
+    refused(&["metrics", "ltv", "--summary", path, "--date-col", "day"], "cannot be used with");
+    refused(&["metrics", "ltv", "--transactions", path, "--date-col", "day"], "needs --customer-col and --date-col");
+    refused(&[&base[..], &["--period", "month"]].concat(), "invalid value 'month'");
+    refused(&[&base[..], &["--calibration-end", "2027-02-30"]].concat(), "expected a date like 2027-01-31");
+    refused(
+        &[&base[..2], &["--transactions", path, "--customer-col", "buyer", "--date-col", "day"]].concat(),
+        "no column \"buyer\"",
+    );
+}
