@@ -30,6 +30,12 @@ mod server {
     use super::Outcome;
     use crate::ServerCtx;
 
+    pub fn loops() -> Result<(slope_service::Loops, OrgId), ServerFnError> {
+        use_context::<ServerCtx>()
+            .map(|c| (c.loops, c.org))
+            .ok_or_else(|| ServerFnError::new("server context is missing"))
+    }
+
     pub fn ctx() -> Result<(Planning, OrgId), ServerFnError> {
         use_context::<ServerCtx>()
             .map(|c| (c.planning, c.org))
@@ -121,6 +127,21 @@ pub async fn load_key_result(id: i64) -> Result<KeyResultDetail, ServerFnError> 
     server::read(planning.key_result_detail(org, KeyResultId(id)).await)
 }
 
+/// A key result with the series of the metric feeding it, when it is fed by one.
+#[server]
+pub async fn load_key_result_page(id: i64) -> Result<(KeyResultDetail, Option<MetricSeries>), ServerFnError> {
+    let (planning, org) = server::ctx()?;
+    let detail = server::read(planning.key_result_detail(org, KeyResultId(id)).await)?;
+    let series = match &detail.key_result.metric {
+        None => None,
+        Some(feed) => {
+            let (loops, org) = server::loops()?;
+            Some(server::read(loops.series(org, &feed.key).await)?)
+        }
+    };
+    Ok((detail, series))
+}
+
 #[server]
 pub async fn load_squad_board(season: Option<i64>) -> Result<SquadBoard, ServerFnError> {
     let (planning, org) = server::ctx()?;
@@ -157,6 +178,217 @@ pub async fn key_result_choices() -> Result<Vec<(i64, String)>, ServerFnError> {
                 .map(move |k| (k.key_result.id.0, format!("{} › {}", o.objective.title, k.key_result.title)))
         })
         .collect())
+}
+
+/// Metrics a key result can be fed by: (key, label).
+#[server]
+pub async fn metric_choices() -> Result<Vec<(String, String)>, ServerFnError> {
+    let (loops, org) = server::loops()?;
+    let metrics = server::read(loops.list_metrics(org).await)?;
+    Ok(metrics.into_iter().map(|m| (m.key.clone(), format!("{} ({}, {})", m.name, m.key, m.kind))).collect())
+}
+
+#[server]
+pub async fn load_metric(key: String) -> Result<MetricSeries, ServerFnError> {
+    let (loops, org) = server::loops()?;
+    server::read(loops.series(org, &key).await)
+}
+
+/// One row of the loops overview.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LoopRow {
+    pub key: String,
+    pub events: i64,
+    pub segments: i64,
+    pub first_event: String,
+    pub last_event: String,
+}
+
+/// Every loop, every metric with its series, and recent drift alerts.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LoopsOverview {
+    pub loops: Vec<LoopRow>,
+    pub metrics: Vec<MetricSeries>,
+    pub alerts: Vec<DriftAlert>,
+}
+
+#[server]
+pub async fn load_loops() -> Result<LoopsOverview, ServerFnError> {
+    let (loops, org) = server::loops()?;
+    let rows = server::read(loops.list_loops(org).await)?
+        .into_iter()
+        .map(|l| LoopRow {
+            key: l.loop_key,
+            events: l.events,
+            segments: l.segments,
+            first_event: l.first_event.format("%Y-%m-%d %H:%M").to_string(),
+            last_event: l.last_event.format("%Y-%m-%d %H:%M").to_string(),
+        })
+        .collect();
+    let mut metrics = vec![];
+    for m in server::read(loops.list_metrics(org).await)? {
+        metrics.push(server::read(loops.series(org, &m.key).await)?);
+    }
+    let alerts = server::read(loops.drift_alerts(org).await)?;
+    Ok(LoopsOverview { loops: rows, metrics, alerts })
+}
+
+/// Acceptance of one variant on one day.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AcceptanceRow {
+    pub variant: String,
+    pub day: String,
+    pub value: f64,
+    pub ci_low: Option<f64>,
+    pub ci_high: Option<f64>,
+    pub users: u64,
+}
+
+/// A weekly cohort: its Monday, size and the share active in each following week.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CohortRow {
+    pub week: String,
+    pub size: u64,
+    pub shares: Vec<f64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BatchRow {
+    pub id: i64,
+    pub rows: i64,
+    pub stored: i64,
+    pub duplicates: i64,
+    pub received_at: String,
+}
+
+/// What the page of one loop shows.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LoopView {
+    pub key: String,
+    pub summary: Option<LoopRow>,
+    pub method: String,
+    pub acceptance: Vec<AcceptanceRow>,
+    pub cohorts: Vec<CohortRow>,
+    pub metrics: Vec<MetricDefinition>,
+    pub batches: Vec<BatchRow>,
+}
+
+#[server]
+pub async fn load_loop(key: String) -> Result<LoopView, ServerFnError> {
+    let (loops, org) = server::loops()?;
+    let report = server::read(loops.loop_report(org, &key, 28).await)?;
+    let retention = server::read(loops.retention(org, &key).await)?;
+    let cohorts = retention
+        .loops
+        .into_iter()
+        .flat_map(|l| l.cohorts)
+        .map(|c| CohortRow {
+            week: c.week.to_string(),
+            size: c.size,
+            shares: c.weeks.iter().map(|w| w.share).collect(),
+        })
+        .collect();
+    Ok(LoopView {
+        key: key.clone(),
+        summary: report.summary.map(|l| LoopRow {
+            key: l.loop_key,
+            events: l.events,
+            segments: l.segments,
+            first_event: l.first_event.format("%Y-%m-%d %H:%M").to_string(),
+            last_event: l.last_event.format("%Y-%m-%d %H:%M").to_string(),
+        }),
+        method: report.method.to_owned(),
+        acceptance: report
+            .acceptance
+            .into_iter()
+            .map(|p| AcceptanceRow {
+                variant: p.variant.unwrap_or_default(),
+                day: p.bucket,
+                value: p.value,
+                ci_low: p.ci_low,
+                ci_high: p.ci_high,
+                users: p.users,
+            })
+            .collect(),
+        cohorts,
+        metrics: report.metrics,
+        batches: report
+            .batches
+            .into_iter()
+            .map(|b| BatchRow {
+                id: b.batch_id,
+                rows: b.rows,
+                stored: b.stored,
+                duplicates: b.duplicates,
+                received_at: b.received_at.format("%Y-%m-%d %H:%M:%S").to_string(),
+            })
+            .collect(),
+    })
+}
+
+/// Form fields of a metric definition; `version` is empty when creating.
+#[server]
+pub async fn save_metric(
+    version: String,
+    key: String,
+    name: String,
+    kind: String,
+    loop_key: String,
+    variant: String,
+    unit: String,
+    granularity: String,
+    window_days: String,
+    freshness_hours: String,
+) -> Result<Outcome, ServerFnError> {
+    let (loops, org) = server::loops()?;
+    let form =
+        SaveMetric { version, key, name, kind, loop_key, variant, unit, granularity, window_days, freshness_hours };
+    let (version, input) = match metric_form(&form) {
+        Ok(parsed) => parsed,
+        Err(errors) => return Ok(Outcome::Invalid(errors)),
+    };
+    let result = match version {
+        Some(version) => loops.update_metric(org, &input.key, version, &input).await,
+        None => loops.create_metric(org, &input).await,
+    };
+    server::write(result, |m| format!("/metrics/{}", m.key))
+}
+
+pub fn metric_form(f: &SaveMetric) -> Result<(Option<i64>, MetricInput), FieldErrors> {
+    let mut c = Checker::new();
+    let version = c.check("version", optional_id("version", &f.version).map_err(|e| e.to_string()));
+    let whole = |c: &mut Checker, field: &str, raw: &str| match c.optional_number(field, raw).flatten() {
+        Some(v) if v.fract() == 0.0 => Some(v as i64),
+        Some(_) => {
+            c.fail(field, "must be a whole number");
+            None
+        }
+        None => None,
+    };
+    let window_days = whole(&mut c, "window_days", &f.window_days);
+    let freshness_hours = whole(&mut c, "freshness_hours", &f.freshness_hours);
+    let input = MetricInput {
+        key: f.key.clone(),
+        name: f.name.clone(),
+        kind: f.kind.clone(),
+        loop_key: f.loop_key.clone(),
+        variant: f.variant.clone(),
+        unit: f.unit.clone(),
+        granularity: f.granularity.clone(),
+        window_days,
+        freshness_hours,
+    };
+    let mut errors = c.errors;
+    if let Err(more) = input.validate() {
+        // The form names the loop field `loop_key`, as `loop` is a Rust keyword.
+        for (field, messages) in more.0 {
+            let field = if field == "loop" { "loop_key".to_owned() } else { field };
+            for m in messages {
+                errors.add(&field, m);
+            }
+        }
+    }
+    errors.into_result((version.flatten(), input))
 }
 
 // ---- writes --------------------------------------------------------------------------------------
@@ -304,6 +536,7 @@ pub async fn save_key_result(
     unit: String,
     weight: String,
     confidence: String,
+    metric: String,
 ) -> Result<Outcome, ServerFnError> {
     let (planning, org) = server::ctx()?;
     let form = SaveKeyResult {
@@ -320,6 +553,7 @@ pub async fn save_key_result(
         unit,
         weight,
         confidence,
+        metric,
     };
     let (objective_id, id, version, input) = match key_result_form(&form) {
         Ok(parsed) => parsed,
@@ -340,7 +574,8 @@ pub fn key_result_form(f: &SaveKeyResult) -> Result<(i64, Option<i64>, Option<i6
     let measure = measure_form(&mut c, &f.kind, &f.start, &f.target, &f.threshold, &f.low, &f.high, &f.unit);
     let weight = c.optional_number("weight", &f.weight).flatten();
     let confidence = c.optional_number("confidence", &f.confidence).flatten().map(|p| p / 100.0);
-    let mut input = KeyResultInput { title: f.title.clone(), weight, confidence, ..Default::default() };
+    let mut input =
+        KeyResultInput { title: f.title.clone(), weight, confidence, metric: f.metric.clone(), ..Default::default() };
     input.set_measure(measure);
     let mut errors = c.errors;
     if let Err(more) = input.validate() {
@@ -452,9 +687,11 @@ pub async fn save_goal(
     low: String,
     high: String,
     unit: String,
+    metric: String,
 ) -> Result<Outcome, ServerFnError> {
     let (planning, org) = server::ctx()?;
     let form = SaveGoal {
+        metric,
         squad_id,
         id,
         version,
@@ -500,6 +737,7 @@ pub fn goal_form(f: &SaveGoal) -> Result<(i64, Option<i64>, Option<i64>, SquadGo
     let planned_capacity = c.optional_number("planned_capacity", &f.planned_capacity).flatten();
     let measure = measure_form(&mut c, &f.kind, &f.start, &f.target, &f.threshold, &f.low, &f.high, &f.unit);
     let mut input = SquadGoalInput {
+        metric: f.metric.clone(),
         key_result_id: key_result_id.flatten(),
         title: f.title.clone(),
         starts_on: f.starts_on.clone(),

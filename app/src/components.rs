@@ -1,5 +1,6 @@
 //! Building blocks shared by the pages: form fields with their messages, progress bars, badges.
 
+use chrono::Datelike;
 use leptos::ev::SubmitEvent;
 use leptos::form::FromFormData;
 use leptos::prelude::*;
@@ -324,4 +325,116 @@ pub fn CheckInChart(check_ins: Vec<slope_domain::CheckIn>, measure: slope_domain
         </figure>
     }
     .into_any()
+}
+
+/// One line of a [`LineChart`]: dated values with an optional confidence band.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChartSeries {
+    pub name: String,
+    /// (day, value, (low, high) of the 95 % interval).
+    pub points: Vec<(chrono::NaiveDate, f64, Option<(f64, f64)>)>,
+}
+
+/// Dated series as server-rendered SVG: each line with its CI band shaded, reference lines (targets,
+/// thresholds) dashed, every point's value in a native tooltip, and a legend when there are several
+/// lines. `format` turns a value into text (a share as a percentage, say).
+#[component]
+pub fn LineChart(
+    series: Vec<ChartSeries>,
+    #[prop(optional)] references: Vec<(f64, String)>,
+    #[prop(into)] title: String,
+    format: fn(f64) -> String,
+) -> impl IntoView {
+    const W: f64 = 640.0;
+    const H: f64 = 220.0;
+    const PAD: f64 = 40.0;
+    let all: Vec<&(chrono::NaiveDate, f64, Option<(f64, f64)>)> = series.iter().flat_map(|s| &s.points).collect();
+    if all.is_empty() {
+        return view! { <p class="empty">"No data yet."</p> }.into_any();
+    }
+    let values = all
+        .iter()
+        .flat_map(|p| [Some(p.1), p.2.map(|b| b.0), p.2.map(|b| b.1)])
+        .flatten()
+        .chain(references.iter().map(|r| r.0));
+    let (lo, hi) = values.fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| (lo.min(v), hi.max(v)));
+    let span = if hi > lo { hi - lo } else { 1.0 };
+    let (lo, hi) = (lo - span * 0.08, hi + span * 0.08);
+    let day = |d: chrono::NaiveDate| d.num_days_from_ce() as f64;
+    let t0 = all.iter().map(|p| day(p.0)).fold(f64::INFINITY, f64::min);
+    let t1 = all.iter().map(|p| day(p.0)).fold(f64::NEG_INFINITY, f64::max);
+    let x = move |t: f64| if t1 > t0 { PAD + (t - t0) / (t1 - t0) * (W - 1.5 * PAD) } else { W / 2.0 };
+    let y = move |v: f64| H - PAD / 2.0 - (v - lo) / (hi - lo) * (H - PAD);
+    let first = all.iter().map(|p| p.0).min().map(|d| d.to_string()).unwrap_or_default();
+    let last = all.iter().map(|p| p.0).max().map(|d| d.to_string()).unwrap_or_default();
+    let summary = series
+        .iter()
+        .filter_map(|s| s.points.last().map(|p| format!("{}: latest {} on {}", s.name, format(p.1), p.0)))
+        .collect::<Vec<_>>()
+        .join("; ");
+    let legend = series.len() > 1;
+    let lines = series
+        .into_iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let class = format!("series s{}", i % 4);
+            let band_class = format!("band s{}", i % 4);
+            let path: String = s
+                .points
+                .iter()
+                .enumerate()
+                .map(|(j, p)| format!("{}{:.1},{:.1}", if j == 0 { "M" } else { " L" }, x(day(p.0)), y(p.1)))
+                .collect();
+            // The band runs along the upper bounds and back along the lower ones.
+            let banded: Vec<_> = s.points.iter().filter_map(|p| p.2.map(|b| (p.0, b))).collect();
+            let band = (banded.len() > 1).then(|| {
+                let upper = banded.iter().map(|(d, b)| format!("{:.1},{:.1}", x(day(*d)), y(b.1)));
+                let lower = banded.iter().rev().map(|(d, b)| format!("{:.1},{:.1}", x(day(*d)), y(b.0)));
+                format!("M{} Z", upper.chain(lower).collect::<Vec<_>>().join(" L"))
+            });
+            let name = s.name.clone();
+            view! {
+                {band.map(|d| view! { <path class=band_class d=d></path> })}
+                <path class=class.clone() d=path></path>
+                {s.points.into_iter().map(|(d, v, b)| {
+                    let tip = match b {
+                        Some((l, h)) => format!("{name} {d}: {} (95 % CI {} – {})", format(v), format(l), format(h)),
+                        None => format!("{name} {d}: {}", format(v)),
+                    };
+                    view! { <circle class=format!("point s{}", i % 4) cx=x(day(d)) cy=y(v) r="3"><title>{tip}</title></circle> }
+                }).collect_view()}
+                {legend.then(|| view! {
+                    <text class=format!("legend s{}", i % 4) x=PAD + 4.0 + 150.0 * i as f64 y=12.0>{format!("● {}", s.name)}</text>
+                })}
+            }
+        })
+        .collect_view();
+    view! {
+        <figure class="chart">
+            <svg viewBox=format!("0 0 {W} {H}") role="img" preserveAspectRatio="xMidYMid meet">
+                <title>{title}</title>
+                <desc>{summary}</desc>
+                {references.into_iter().map(|(v, label)| view! {
+                    <line class="ref target" x1=PAD x2=W - PAD / 2.0 y1=y(v) y2=y(v)></line>
+                    <text class="ref-label" x=W - PAD / 2.0 y=y(v) - 4.0 text-anchor="end">{format!("{label} {}", format(v))}</text>
+                }).collect_view()}
+                <text class="axis" x=2.0 y=y(hi) + 10.0>{format(hi)}</text>
+                <text class="axis" x=2.0 y=y(lo) - 2.0>{format(lo)}</text>
+                {lines}
+                <text class="axis" x=PAD y=H - 2.0>{first}</text>
+                <text class="axis" x=W - PAD / 2.0 y=H - 2.0 text-anchor="end">{last}</text>
+            </svg>
+        </figure>
+    }
+    .into_any()
+}
+
+/// A share as a percentage with one decimal.
+pub fn share_text(value: f64) -> String {
+    format!("{:.1} %", value * 100.0)
+}
+
+/// A number as the measure formats it.
+pub fn number_text(value: f64) -> String {
+    fmt_number(value)
 }

@@ -22,6 +22,7 @@ use pages::*;
 #[derive(Clone, Debug)]
 pub struct ServerCtx {
     pub planning: slope_service::Planning,
+    pub loops: slope_service::Loops,
     pub org: slope_domain::OrgId,
 }
 
@@ -66,6 +67,7 @@ pub fn App() -> impl IntoView {
                 <nav aria-label="Main">
                     <A href="/">"Seasons"</A>
                     <A href="/squads">"Squads"</A>
+                    <A href="/loops">"Loops"</A>
                 </nav>
             </header>
             <main id="main">
@@ -87,6 +89,9 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("/squads/:id/goals/new") view=NewGoalPage ssr=SsrMode::Async/>
                     <Route path=path!("/squad-goals/:id") view=GoalPage ssr=SsrMode::Async/>
                     <Route path=path!("/squad-goals/:id/edit") view=EditGoalPage ssr=SsrMode::Async/>
+                    <Route path=path!("/loops") view=LoopsPage ssr=SsrMode::Async/>
+                    <Route path=path!("/loops/:key") view=LoopPage ssr=SsrMode::Async/>
+                    <Route path=path!("/metrics/:key") view=MetricPage ssr=SsrMode::Async/>
                 </Routes>
             </main>
         </Router>

@@ -23,6 +23,8 @@ pub struct Config {
     pub database_url: Option<String>,
     /// Where the embedded database and other local state live.
     pub data_dir: PathBuf,
+    /// Where event segments are stored: `file:///DIR` or a path; when unset, `segments/` in `data_dir`.
+    pub event_store: Option<String>,
     /// The built site (`pkg/` with the browser bundle and stylesheet).
     pub site_root: PathBuf,
     /// Seed a demo organisation when the database is empty.
@@ -36,6 +38,7 @@ impl Default for Config {
             bind: SocketAddr::from(([127, 0, 0, 1], 3000)),
             database_url: None,
             data_dir: PathBuf::from("data"),
+            event_store: None,
             site_root: PathBuf::from("target/site"),
             demo: false,
             log_format: LogFormat::Human,
@@ -52,6 +55,8 @@ pub struct Overrides {
     pub database_url: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub data_dir: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub event_store: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub site_root: Option<PathBuf>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -75,6 +80,7 @@ impl Config {
                 "BIND",
                 "DATABASE_URL",
                 "DATA_DIR",
+                "EVENT_STORE",
                 "SITE_ROOT",
                 "DEMO",
                 "LOG_FORMAT",
@@ -82,6 +88,13 @@ impl Config {
             .merge(Serialized::defaults(overrides))
             .extract()
             .map_err(|e| format!("invalid configuration: {e}"))
+    }
+
+    pub fn event_store(&self) -> String {
+        match &self.event_store {
+            Some(url) if !url.trim().is_empty() => url.clone(),
+            _ => self.data_dir.join("segments").display().to_string(),
+        }
     }
 
     pub fn database_url(&self) -> String {

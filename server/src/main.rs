@@ -5,10 +5,11 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 
+mod ingest_cli;
 mod metrics_cli;
 use slope::config::{Config, LogFormat, Overrides, redact};
 use slope::{DEFAULT_ORG, router};
-use slope_service::{Planning, Store, demo};
+use slope_service::{Loops, Planning, SegmentStore, Store, demo};
 use tokio::net::TcpListener;
 
 /// Slope: plan seasons, OKRs and squad goals, grounded in the metrics of your product's loop.
@@ -51,6 +52,23 @@ enum Command {
         #[command(flatten)]
         db: DbArgs,
     },
+    /// Ingest a file of interaction events into a loop, as one all-or-nothing batch.
+    Ingest {
+        #[command(flatten)]
+        db: DbArgs,
+        /// Events as .ndjson/.jsonl, .csv or .parquet; a further .gz is decompressed.
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+        /// The loop the events belong to; rows may leave out `loop`.
+        #[arg(long = "loop", value_name = "KEY")]
+        loop_key: String,
+        /// Makes a retried ingest of the same batch safe [default: the file's content decides].
+        #[arg(long, value_name = "KEY")]
+        idempotency_key: Option<String>,
+        /// Print the acknowledgement as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Compute loop metrics from files (acceptance rate, customer lifetime value).
     Metrics {
         #[command(subcommand)]
@@ -66,6 +84,17 @@ struct DbArgs {
     /// Folder for local state such as the embedded database [default: ./data].
     #[arg(long, value_name = "DIR")]
     data_dir: Option<PathBuf>,
+    /// Where event segments live: file:///DIR or a path [default: segments/ in the data dir].
+    #[arg(long, value_name = "URL")]
+    event_store: Option<String>,
+}
+
+impl DbArgs {
+    fn apply(&self, overrides: &mut Overrides) {
+        overrides.database_url = self.database_url.clone();
+        overrides.data_dir = self.data_dir.clone();
+        overrides.event_store = self.event_store.clone();
+    }
 }
 
 fn main() -> ExitCode {
@@ -76,13 +105,9 @@ fn main() -> ExitCode {
             overrides.bind = *bind;
             overrides.site_root = site_root.clone();
             overrides.demo = demo.then_some(true);
-            overrides.database_url = db.database_url.clone();
-            overrides.data_dir = db.data_dir.clone();
+            db.apply(&mut overrides);
         }
-        Command::Migrate { db } => {
-            overrides.database_url = db.database_url.clone();
-            overrides.data_dir = db.data_dir.clone();
-        }
+        Command::Migrate { db } | Command::Ingest { db, .. } => db.apply(&mut overrides),
         Command::Metrics { .. } => {}
     }
     let config = match Config::load(cli.config.as_deref(), &overrides) {
@@ -110,6 +135,9 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match command {
             Command::Migrate { .. } => migrate(config).await.map(|_| ()),
+            Command::Ingest { file, loop_key, idempotency_key, json, .. } => {
+                ingest_cli::run(config, &file, &loop_key, idempotency_key.as_deref(), json).await
+            }
             _ => serve(config).await,
         }
     });
@@ -141,13 +169,40 @@ async fn migrate(config: Config) -> Result<Store, String> {
     Ok(store)
 }
 
-async fn serve(config: Config) -> Result<(), String> {
+/// The loop metrics service over the configured database and event store.
+pub(crate) async fn open_loops(config: &Config) -> Result<(Store, Loops), String> {
     let store = migrate(config.clone()).await?;
+    let segments = SegmentStore::open(&config.event_store()).map_err(|e| format!("event store: {e}"))?;
+    Ok((store.clone(), Loops::new(store, segments)))
+}
+
+/// Background upkeep of the event store: materialise what a crash left unmaterialised, compact small
+/// segments, delete retired files. Every server may run it; the manifest arbitrates.
+fn spawn_upkeep(loops: Loops, org: slope_domain::OrgId) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
+        loop {
+            tick.tick().await;
+            if let Err(e) = loops.materialize_pending(None).await {
+                tracing::warn!(error = %e, "materialising pending segments failed");
+            }
+            match loops.compact(org).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(segments = n, "compacted event segments"),
+                Err(e) => tracing::warn!(error = %e, "compaction failed"),
+            }
+        }
+    });
+}
+
+async fn serve(config: Config) -> Result<(), String> {
+    let (store, loops) = open_loops(&config).await?;
     let org = store.ensure_org(DEFAULT_ORG.0, DEFAULT_ORG.1).await.map_err(|e| e.to_string())?;
     let planning = Planning::new(store.clone());
     if config.demo {
         let today = chrono::Utc::now().date_naive();
         if demo::seed(&planning, org, today).await.map_err(|e| format!("demo data: {e}"))? {
+            demo::seed_loop(&planning, &loops, org, today).await.map_err(|e| format!("demo loop: {e}"))?;
             tracing::info!("demo data seeded");
         }
     }
@@ -161,7 +216,10 @@ async fn serve(config: Config) -> Result<(), String> {
             "the built site is missing: pages render but will not hydrate (run `cargo xtask build`)"
         );
     }
-    let app = router(planning, org, &site_root, addr);
+    // Whatever a crash left unmaterialised is recomputed before the first request.
+    loops.materialize_pending(None).await.map_err(|e| format!("materialising pending segments: {e}"))?;
+    spawn_upkeep(loops.clone(), org);
+    let app = router(planning, loops, org, &site_root, addr);
     // Scripts and tests read this line to learn the port when it was chosen by the system.
     println!("slope listening on http://{addr}");
     tracing::info!(%addr, database = %redact(&config.database_url()), "listening");

@@ -1,10 +1,12 @@
 //! One module per area of the product; each page fetches through `crate::api` and renders with
 //! `crate::components`.
 
+mod loops;
 mod okr;
 mod seasons;
 mod squads;
 
+pub use loops::*;
 pub use okr::*;
 pub use seasons::*;
 pub use squads::*;

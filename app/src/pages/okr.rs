@@ -154,7 +154,7 @@ pub fn NewKeyResultPage() -> impl IntoView {
         move || id.get(),
         |id| async move {
             match id {
-                Some(id) => get_objective(id).await,
+                Some(id) => Ok((get_objective(id).await?, metric_choices().await?)),
                 None => Err(missing_id()),
             }
         },
@@ -164,11 +164,11 @@ pub fn NewKeyResultPage() -> impl IntoView {
             {move || Suspend::new(async move {
                 match data.await {
                     Err(e) => view! { <LoadError error=e/> }.into_any(),
-                    Ok((o, _)) => view! {
+                    Ok(((o, _), metrics)) => view! {
                         <Title text="New key result"/>
                         <h1>"New key result"</h1>
                         <p class="lede">{format!("For objective {}", o.title)}</p>
-                        <KeyResultForm objective=o.id key_result=None/>
+                        <KeyResultForm objective=o.id key_result=None metrics/>
                     }.into_any(),
                 }
             })}
@@ -183,7 +183,7 @@ pub fn EditKeyResultPage() -> impl IntoView {
         move || id.get(),
         |id| async move {
             match id {
-                Some(id) => load_key_result(id).await,
+                Some(id) => Ok((load_key_result(id).await?, metric_choices().await?)),
                 None => Err(missing_id()),
             }
         },
@@ -193,10 +193,10 @@ pub fn EditKeyResultPage() -> impl IntoView {
             {move || Suspend::new(async move {
                 match data.await {
                     Err(e) => view! { <LoadError error=e/> }.into_any(),
-                    Ok(d) => view! {
+                    Ok((d, metrics)) => view! {
                         <Title text="Edit key result"/>
                         <h1>"Edit key result"</h1>
-                        <KeyResultForm objective=d.objective.id key_result=Some(d.key_result)/>
+                        <KeyResultForm objective=d.objective.id key_result=Some(d.key_result) metrics/>
                     }.into_any(),
                 }
             })}
@@ -205,7 +205,11 @@ pub fn EditKeyResultPage() -> impl IntoView {
 }
 
 #[island]
-fn KeyResultForm(objective: ObjectiveId, key_result: Option<KeyResult>) -> impl IntoView {
+fn KeyResultForm(
+    objective: ObjectiveId,
+    key_result: Option<KeyResult>,
+    metrics: Vec<(String, String)>,
+) -> impl IntoView {
     let action = ServerAction::<SaveKeyResult>::new();
     let errors: FormErrors = RwSignal::new(FieldErrors::new());
     watch_outcome(action, errors);
@@ -224,6 +228,8 @@ fn KeyResultForm(objective: ObjectiveId, key_result: Option<KeyResult>) -> impl 
                 <Input label="Confidence (%)" name="confidence" kind="number" step="5" errors
                     value=input.confidence.map(|c| fmt_number(c * 100.0)).unwrap_or_default() hint="How likely the target is met, as the owner sees it."/>
             </div>
+            <Select label="Fed by metric" name="metric" errors value=input.metric.clone()
+                options=std::iter::once((String::new(), "none: check-ins set the current value".to_owned())).chain(metrics).collect()/>
             <button type="submit" disabled=move || action.pending().get()>
                 {if key_result.is_some() { "Save key result" } else { "Create key result" }}
             </button>
@@ -238,7 +244,7 @@ pub fn KeyResultPage() -> impl IntoView {
         move || id.get(),
         |id| async move {
             match id {
-                Some(id) => load_key_result(id).await,
+                Some(id) => load_key_result_page(id).await,
                 None => Err(missing_id()),
             }
         },
@@ -248,7 +254,7 @@ pub fn KeyResultPage() -> impl IntoView {
             {move || Suspend::new(async move {
                 match detail.await {
                     Err(e) => view! { <LoadError error=e/> }.into_any(),
-                    Ok(d) => view! { <KeyResultView detail=d/> }.into_any(),
+                    Ok((d, series)) => view! { <KeyResultView detail=d series/> }.into_any(),
                 }
             })}
         </Suspense>
@@ -256,7 +262,7 @@ pub fn KeyResultPage() -> impl IntoView {
 }
 
 #[component]
-fn KeyResultView(detail: KeyResultDetail) -> impl IntoView {
+fn KeyResultView(detail: KeyResultDetail, series: Option<MetricSeries>) -> impl IntoView {
     let kr = detail.key_result;
     let note = progress_note(&detail.progress, kr.measure.unit(), kr.current);
     let open = detail.season.status != SeasonStatus::Closed;
@@ -273,11 +279,23 @@ fn KeyResultView(detail: KeyResultDetail) -> impl IntoView {
         <p class="meta">{format!("{} · {} · weight {}", kr.measure.kind().label(), kr.measure.describe(), fmt_number(kr.weight))}</p>
         <ProgressBar score=detail.progress.score expectation=detail.expectation label="Key result progress"/>
         <p class="hint">{note}{kr.confidence.map(|c| format!(" · confidence {}", percent(c)))}</p>
+        {series.map(|s| view! { <MetricPanel series=s measure=kr.measure.clone()/> })}
         <section class="grid-2">
-            <div class="panel">
-                <h2>"Check in"</h2>
-                <CheckInForm kind=SubjectKind::KeyResult subject=kr.id.0 milestone=kr.measure == Measure::Milestone/>
-            </div>
+            {if kr.metric.is_some() {
+                view! {
+                    <div class="panel">
+                        <h2>"Check in"</h2>
+                        <p class="hint">"The metric sets this key result's current value; a check-in would be replaced by its next point. Unlink the metric (Edit) to check in by hand."</p>
+                    </div>
+                }.into_any()
+            } else {
+                view! {
+                    <div class="panel">
+                        <h2>"Check in"</h2>
+                        <CheckInForm kind=SubjectKind::KeyResult subject=kr.id.0 milestone=kr.measure == Measure::Milestone/>
+                    </div>
+                }.into_any()
+            }}
             <div class="panel">
                 <h2>"History"</h2>
                 <CheckInChart check_ins=detail.check_ins.clone() measure=kr.measure.clone()/>
@@ -350,4 +368,52 @@ pub fn CheckInHistory(check_ins: Vec<slope_domain::CheckIn>, unit: String) -> im
         </table>
     }
     .into_any()
+}
+
+/// The metric feeding a key result or squad goal: its series with CI band and the measure's target
+/// drawn in, and whether it is stale.
+#[component]
+pub fn MetricPanel(series: MetricSeries, measure: Measure) -> impl IntoView {
+    let m = &series.metric;
+    let format = super::metric_format(m.kind);
+    let references: Vec<(f64, String)> = match measure {
+        Measure::IncreaseTo { target, .. } | Measure::DecreaseTo { target, .. } => vec![(target, "target".into())],
+        Measure::KeepAbove { threshold, .. } | Measure::KeepBelow { threshold, .. } => {
+            vec![(threshold, "threshold".into())]
+        }
+        Measure::WithinRange { low, high, .. } => vec![(low, "low".into()), (high, "high".into())],
+        Measure::Milestone => vec![],
+    };
+    let latest = series.points.last().cloned();
+    let chart = ChartSeries {
+        name: m.name.clone(),
+        points: series.points.iter().map(|p| (p.bucket, p.value, p.ci_low.zip(p.ci_high))).collect(),
+    };
+    let status = match &latest {
+        None => "no point yet".to_owned(),
+        Some(p) => format!(
+            "latest {} for {} (newest data {} UTC){}",
+            format(p.value),
+            p.bucket,
+            p.observed_at.format("%Y-%m-%d %H:%M"),
+            p.ci_low
+                .zip(p.ci_high)
+                .map(|(l, h)| format!(", 95 % CI {} – {}", format(l), format(h)))
+                .unwrap_or_default()
+        ),
+    };
+    view! {
+        <section class="panel metric-feed" data-metric=m.key.clone()>
+            <div class="row-head">
+                <h2>"Fed by " <a href=format!("/metrics/{}", m.key)>{m.name.clone()}</a></h2>
+                {if series.stale {
+                    view! { <span class="badge warn">{format!("stale: no data for more than {} h", m.freshness_hours)}</span> }.into_any()
+                } else {
+                    view! { <span class="badge ok">"fresh"</span> }.into_any()
+                }}
+            </div>
+            <p class="hint metric-latest">{status}</p>
+            <LineChart series=vec![chart] references title=format!("{} over time", m.name) format/>
+        </section>
+    }
 }

@@ -187,6 +187,13 @@ fn KeyResultItem(node: KeyResultNode) -> impl IntoView {
                 <a href=format!("/key-results/{}", kr.id)>{kr.title.clone()}</a>
                 <span class="muted">{format!("{} · weight {}", kr.measure.describe(), fmt_number(kr.weight))}</span>
                 {kr.confidence.map(|c| view! { <span class="muted">{format!(" · confidence {}", percent(c))}</span> })}
+                {kr.metric.as_ref().map(|m| {
+                    let stale = m.is_stale(chrono::Utc::now());
+                    view! {
+                        <span class="tag metric" title="The current value comes from this metric's latest point">{format!("metric {}", m.key)}</span>
+                        {stale.then(|| view! { <span class="badge warn">"stale"</span> })}
+                    }
+                })}
             </div>
             <ProgressBar score=node.progress.score label/>
             <p class="hint">{note}</p>

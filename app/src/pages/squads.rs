@@ -270,6 +270,8 @@ fn GoalForm(squad: SquadId, goal: Option<SquadGoal>, choices: Vec<(i64, String)>
                     hint="The evidence that would end the bet."/>
             </div>
             <MeasureFields errors input=measure/>
+            <Input label="Fed by metric (key)" name="metric" errors value=input.metric.clone()
+                hint="Optional: the key of a metric whose latest point becomes the goal's current value (see Loops)."/>
             <button type="submit" disabled=move || action.pending().get()>
                 {if goal.is_some() { "Save goal" } else { "Create goal" }}
             </button>
@@ -325,6 +327,16 @@ fn GoalView(detail: SquadGoalDetail) -> impl IntoView {
         {g.kill_criteria.clone().map(|k| view! { <p><strong>"Kill criteria: "</strong>{k}</p> })}
         <ProgressBar score=detail.progress.score label="Goal progress"/>
         <p class="hint">{note}</p>
+        {g.metric.as_ref().map(|m| {
+            let stale = m.is_stale(chrono::Utc::now());
+            view! {
+                <p class="hint">
+                    "Fed by metric " <a href=format!("/metrics/{}", m.key)>{m.key.clone()}</a>
+                    {m.observed_at.map(|at| format!(", newest data {} UTC", at.format("%Y-%m-%d %H:%M")))}
+                    {stale.then(|| view! { " " <span class="badge warn">"stale"</span> })}
+                </p>
+            }
+        })}
         <section class="grid-2">
             <div class="panel">
                 <h2>"Check in"</h2>

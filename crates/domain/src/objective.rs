@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 use crate::entities::{Commitment, KeyResultId, ObjectiveId, OrgId, SeasonId, Version};
 use crate::errors::FieldErrors;
 use crate::measure::{Measure, measure_fields};
+use crate::metric::{Key, MetricFeed, parse_metric_link};
 use crate::newtypes::{Checker, Confidence, DateRange, Prose, Title, Weight, optional_prose};
 use crate::quarter::Quarter;
 
@@ -108,9 +109,8 @@ pub struct KeyResult {
     pub weight: f64,
     /// The latest stated confidence that the target will be met.
     pub confidence: Option<f64>,
-    /// The metric that feeds this key result, once metrics exist. Nullable so that linking needs no
-    /// migration of meaning.
-    pub metric_id: Option<i64>,
+    /// The metric whose latest point is this key result's current value, when it is fed by one.
+    pub metric: Option<MetricFeed>,
     pub version: Version,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
@@ -122,6 +122,7 @@ impl KeyResult {
             title: self.title.clone(),
             weight: Some(self.weight),
             confidence: self.confidence,
+            metric: self.metric.as_ref().map(|m| m.key.clone()).unwrap_or_default(),
             ..Default::default()
         };
         input.set_measure(self.measure.to_input());
@@ -136,6 +137,8 @@ measure_fields! {
         pub title: String,
         pub weight: Option<f64>,
         pub confidence: Option<f64>,
+        /// The key of a metric that feeds the current value (empty: check-ins feed it).
+        pub metric: String,
     }
 }
 
@@ -145,6 +148,7 @@ pub struct KeyResultSpec {
     pub measure: Measure,
     pub weight: Weight,
     pub confidence: Option<Confidence>,
+    pub metric: Option<Key>,
 }
 
 impl KeyResultInput {
@@ -157,7 +161,16 @@ impl KeyResultInput {
             None => Some(None),
             Some(v) => c.check("confidence", Confidence::parse(v).map(Some)),
         };
-        c.finish(|| Some(KeyResultSpec { title: title?, measure: measure?, weight: weight?, confidence: confidence? }))
+        let metric = parse_metric_link(&mut c, &self.metric);
+        c.finish(|| {
+            Some(KeyResultSpec {
+                title: title?,
+                measure: measure?,
+                weight: weight?,
+                confidence: confidence?,
+                metric: metric?,
+            })
+        })
     }
 }
 

@@ -155,7 +155,7 @@ mod tests {
             current,
             weight,
             confidence: None,
-            metric_id: None,
+            metric: None,
             version: Version(1),
             created_at: now,
             updated_at: now,

@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 use crate::entities::{GoalStatus, Investment, KeyResultId, OrgId, SquadGoalId, SquadId, Version};
 use crate::errors::FieldErrors;
 use crate::measure::{Measure, measure_fields};
+use crate::metric::{Key, MetricFeed, parse_metric_link};
 use crate::newtypes::{Checker, DateRange, PersonWeeks, Prose, Title};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -77,6 +78,8 @@ pub struct SquadGoal {
     pub status: GoalStatus,
     pub measure: Measure,
     pub current: Option<f64>,
+    /// The metric whose latest point is this goal's current value, when it is fed by one.
+    pub metric: Option<MetricFeed>,
     pub confidence: Option<f64>,
     pub version: Version,
     pub created_at: DateTime<Utc>,
@@ -99,6 +102,7 @@ impl SquadGoal {
             kill_criteria: self.kill_criteria.clone().unwrap_or_default(),
             planned_capacity: Some(self.planned_capacity),
             status: self.status.as_str().to_owned(),
+            metric: self.metric.as_ref().map(|m| m.key.clone()).unwrap_or_default(),
             ..Default::default()
         };
         input.set_measure(self.measure.to_input());
@@ -121,6 +125,8 @@ measure_fields! {
         pub planned_capacity: Option<f64>,
         /// `planned` when not given.
         pub status: String,
+        /// The key of a metric that feeds the current value (empty: check-ins feed it).
+        pub metric: String,
     }
 }
 
@@ -135,6 +141,7 @@ pub struct SquadGoalSpec {
     pub planned_capacity: PersonWeeks,
     pub status: GoalStatus,
     pub measure: Measure,
+    pub metric: Option<Key>,
 }
 
 /// A squad goal's cycle: four to six weeks, counted from the start date to the end date.
@@ -205,6 +212,7 @@ impl SquadGoalInput {
             c.check("status", self.status.parse::<GoalStatus>())
         };
         let measure = self.measure().validate_into(&mut c);
+        let metric = parse_metric_link(&mut c, &self.metric);
         c.finish(|| {
             Some(SquadGoalSpec {
                 key_result_id: key_result_id?,
@@ -217,6 +225,7 @@ impl SquadGoalInput {
                 planned_capacity: planned_capacity?,
                 status: status?,
                 measure: measure?,
+                metric: metric?,
             })
         })
     }

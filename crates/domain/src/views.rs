@@ -4,6 +4,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::checkin::CheckIn;
 use crate::measure::Progress;
+use crate::metric::{MetricDefinition, MetricPoint};
 use crate::objective::{KeyResult, Objective};
 use crate::rollup::SquadGoalNode;
 use crate::season::Season;
@@ -60,4 +61,14 @@ pub struct SquadBoard {
     pub seasons: Vec<Season>,
     pub columns: Vec<SquadColumn>,
     pub slope: Option<SlopeReport>,
+}
+
+/// A metric with its current version's series, for charts and the API.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MetricSeries {
+    pub metric: MetricDefinition,
+    /// Oldest bucket first.
+    pub points: Vec<MetricPoint>,
+    /// Whether the newest data is older than the metric's freshness limit (or there is none).
+    pub stale: bool,
 }

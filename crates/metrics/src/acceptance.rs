@@ -3,7 +3,6 @@
 //! unit is the user: characters of one user are not independent, so each user contributes one
 //! (accepted, suggested) pair per bucket.
 
-use chrono::{Datelike, Duration};
 use polars::prelude::*;
 use serde::{Deserialize, Serialize};
 
@@ -57,35 +56,45 @@ pub fn delta_method_se(n: f64, sum_a: f64, sum_s: f64, sum_aa: f64, sum_ss: f64,
     Some(variance.max(0.0).sqrt())
 }
 
-fn bucket_of(event: &InteractionEvent, bucket: Bucket) -> String {
-    let day = event.ts.date_naive();
+/// The bucket of each event as a date expression (`None` for [`Bucket::All`]).
+pub fn bucket_expr(bucket: Bucket) -> Option<Expr> {
+    let day = col("ts").cast(DataType::Date);
     match bucket {
-        Bucket::Day => day.to_string(),
-        Bucket::Week => (day - Duration::days(day.weekday().num_days_from_monday() as i64)).to_string(),
-        Bucket::All => "all".to_owned(),
+        Bucket::Day => Some(day),
+        // Truncating to one week lands on the Monday of the ISO week.
+        Bucket::Week => Some(day.dt().truncate(lit("1w"))),
+        Bucket::All => None,
     }
 }
 
-/// The acceptance rate per bucket, split by variant when `by_variant`, computed with polars: first the
-/// per-user sums within each group, then the group's ratio and its spread across users.
+/// The acceptance rate per bucket of validated events; see [`acceptance_of`].
 pub fn acceptance(events: &[InteractionEvent], by_variant: bool, bucket: Bucket) -> PolarsResult<Vec<AcceptancePoint>> {
-    let variant: Vec<&str> = events.iter().map(|e| if by_variant { e.variant.as_str() } else { "" }).collect();
-    let buckets: Vec<String> = events.iter().map(|e| bucket_of(e, bucket)).collect();
-    let users: Vec<&str> = events.iter().map(|e| e.user_id.as_str()).collect();
-    let accepted: Vec<f64> = events.iter().map(|e| e.accepted_chars as f64).collect();
-    let suggested: Vec<f64> = events.iter().map(|e| e.suggested_chars as f64).collect();
-    let frame = df!(
-        "variant" => variant,
-        "bucket" => buckets,
-        "user_id" => users,
-        "accepted" => accepted,
-        "suggested" => suggested,
-    )?;
-    let per_user = frame.lazy().group_by([col("variant"), col("bucket"), col("user_id")]).agg([
-        col("accepted").sum().alias("a"),
-        col("suggested").sum().alias("s"),
-        col("accepted").count().alias("events"),
-    ]);
+    acceptance_of(crate::events::to_frame(events)?.lazy(), by_variant, bucket)
+}
+
+/// The acceptance rate per bucket of an events frame (columns of [`crate::events::schema`]), split by
+/// variant when `by_variant`, computed with polars: first the per-user sums within each group, then the
+/// group's ratio and its spread across users.
+pub fn acceptance_of(events: LazyFrame, by_variant: bool, bucket: Bucket) -> PolarsResult<Vec<AcceptancePoint>> {
+    let variant = if by_variant { col("variant") } else { lit("") };
+    let label = match bucket_expr(bucket) {
+        Some(expr) => expr.cast(DataType::String),
+        None => lit("all"),
+    };
+    let per_user = events
+        .select([
+            variant.alias("variant"),
+            label.alias("bucket"),
+            col("user_id"),
+            col("accepted_chars").cast(DataType::Float64).alias("accepted"),
+            col("suggested_chars").cast(DataType::Float64).alias("suggested"),
+        ])
+        .group_by([col("variant"), col("bucket"), col("user_id")])
+        .agg([
+            col("accepted").sum().alias("a"),
+            col("suggested").sum().alias("s"),
+            col("accepted").count().alias("events"),
+        ]);
     let groups = per_user
         .group_by([col("variant"), col("bucket")])
         .agg([
@@ -99,7 +108,6 @@ pub fn acceptance(events: &[InteractionEvent], by_variant: bool, bucket: Bucket)
         ])
         .sort(["variant", "bucket"], SortMultipleOptions::default())
         .collect()?;
-
     let text = |name: &str| -> PolarsResult<Vec<String>> {
         Ok(groups.column(name)?.str()?.iter().map(|v| v.unwrap_or_default().to_owned()).collect())
     };

@@ -50,6 +50,22 @@ impl DriftField {
     }
 }
 
+/// The values of `field` in an events frame (columns of [`crate::events::schema`]), nulls left out.
+pub fn values_of(events: polars::prelude::LazyFrame, field: DriftField) -> polars::prelude::PolarsResult<Vec<f64>> {
+    use polars::prelude::*;
+    let value = match field {
+        DriftField::LatencyMs => col("latency_ms"),
+        DriftField::CostUsd => col("cost_usd"),
+        DriftField::SuggestedChars => col("suggested_chars").cast(DataType::Float64),
+        DriftField::AcceptedChars => col("accepted_chars").cast(DataType::Float64),
+        DriftField::Acceptance => when(col("suggested_chars").gt(lit(0u64)))
+            .then(col("accepted_chars").cast(DataType::Float64) / col("suggested_chars").cast(DataType::Float64))
+            .otherwise(lit(NULL).cast(DataType::Float64)),
+    };
+    let frame = events.select([value.alias("value")]).collect()?;
+    Ok(frame.column("value")?.cast(&DataType::Float64)?.f64()?.iter().flatten().collect())
+}
+
 /// The usual reading of a PSI value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -63,6 +79,14 @@ pub enum DriftBand {
 }
 
 impl DriftBand {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DriftBand::Stable => "stable",
+            DriftBand::Moderate => "moderate",
+            DriftBand::Major => "major",
+        }
+    }
+
     pub fn of(psi: f64) -> Self {
         if psi < 0.1 {
             DriftBand::Stable

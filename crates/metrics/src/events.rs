@@ -2,7 +2,6 @@
 //! validated row by row; a file with any invalid row is refused whole, naming the rows.
 
 use std::collections::HashSet;
-use std::fs::File;
 use std::path::Path;
 
 use chrono::{DateTime, Utc};
@@ -64,57 +63,197 @@ pub struct Events {
     pub duplicates: usize,
 }
 
-/// Reads interaction events from `path`; the format follows the extension (`.ndjson`/`.jsonl`/`.json`,
-/// `.csv`, `.parquet`).
-pub fn read_interactions(path: &Path) -> Result<Events, EventsError> {
-    let io = |e: &dyn std::fmt::Display| EventsError::Io { path: path.display().to_string(), message: e.to_string() };
-    let extension = path.extension().and_then(|e| e.to_str()).unwrap_or_default().to_ascii_lowercase();
-    let rows: Vec<RawRow> = match extension.as_str() {
-        "ndjson" | "jsonl" | "json" => {
-            let text = std::fs::read_to_string(path).map_err(|e| io(&e))?;
-            let mut rows = vec![];
-            let mut errors = vec![];
-            for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
-                match serde_json::from_str::<Value>(line) {
-                    Ok(Value::Object(object)) => rows.push((i + 1, object)),
-                    Ok(_) => errors.push(RowError {
-                        row: i + 1,
-                        field: "row".into(),
-                        message: "must be a JSON object".into(),
-                    }),
-                    Err(e) => errors.push(RowError {
-                        row: i + 1,
-                        field: "row".into(),
-                        message: format!("is not valid JSON: {e}"),
-                    }),
-                }
-            }
-            refuse(errors)?;
-            rows
+/// The formats a batch or file of events may come in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Ndjson,
+    Csv,
+    Parquet,
+}
+
+impl Format {
+    /// The format a file's extension names (`.ndjson`/`.jsonl`/`.json`, `.csv`, `.parquet`).
+    pub fn from_path(path: &Path) -> Result<Format, EventsError> {
+        let extension = path.extension().and_then(|e| e.to_str()).unwrap_or_default().to_ascii_lowercase();
+        match extension.as_str() {
+            "ndjson" | "jsonl" | "json" => Ok(Format::Ndjson),
+            "csv" => Ok(Format::Csv),
+            "parquet" => Ok(Format::Parquet),
+            other => Err(EventsError::Format(format!(
+                "unknown event file type {other:?}: use .ndjson, .jsonl, .csv or .parquet"
+            ))),
         }
-        "csv" => {
+    }
+
+    /// The format a `Content-Type` names, ignoring parameters such as `charset`.
+    pub fn from_content_type(content_type: &str) -> Option<Format> {
+        match content_type.split(';').next().unwrap_or_default().trim().to_ascii_lowercase().as_str() {
+            "application/x-ndjson" | "application/ndjson" | "application/jsonl" | "application/json" => {
+                Some(Format::Ndjson)
+            }
+            "text/csv" => Some(Format::Csv),
+            "application/vnd.apache.parquet" | "application/x-parquet" | "application/parquet" => Some(Format::Parquet),
+            _ => None,
+        }
+    }
+}
+
+/// Reads interaction events from `path`; the format follows the extension.
+pub fn read_interactions(path: &Path) -> Result<Events, EventsError> {
+    let format = Format::from_path(path)?;
+    let bytes = std::fs::read(path)
+        .map_err(|e| EventsError::Io { path: path.display().to_string(), message: e.to_string() })?;
+    parse_batch(&bytes, format, None)
+}
+
+/// Parses and validates a whole batch of events. Any invalid row refuses the batch, naming rows and
+/// fields; repeated `event_id`s within the batch are dropped and counted. With `batch_loop` (a batch
+/// posted to one loop), rows may leave out `loop`, and rows naming another loop are refused.
+pub fn parse_batch(bytes: &[u8], format: Format, batch_loop: Option<&str>) -> Result<Events, EventsError> {
+    let rows = match format {
+        Format::Ndjson => return parse_ndjson(bytes, batch_loop),
+        Format::Csv => {
             // Every column is read as text, so that a bad value is reported against its row and field
             // instead of failing the whole file in the CSV parser's type inference.
             let frame = CsvReadOptions::default()
                 .with_has_header(true)
                 .with_infer_schema_length(Some(0))
-                .try_into_reader_with_file_path(Some(path.into()))
-                .and_then(|r| r.finish())
-                .map_err(|e| io(&e))?;
+                .into_reader_with_file_handle(std::io::Cursor::new(bytes))
+                .finish()
+                .map_err(|e| EventsError::Format(format!("not a readable CSV file: {e}")))?;
             frame_rows(&frame)?
         }
-        "parquet" => {
-            let file = File::open(path).map_err(|e| io(&e))?;
-            let frame = ParquetReader::new(file).finish().map_err(|e| io(&e))?;
+        Format::Parquet => {
+            let frame = ParquetReader::new(std::io::Cursor::new(bytes))
+                .finish()
+                .map_err(|e| EventsError::Format(format!("not a readable Parquet file: {e}")))?;
             frame_rows(&frame)?
-        }
-        other => {
-            return Err(EventsError::Format(format!(
-                "unknown event file type {other:?}: use .ndjson, .jsonl, .csv or .parquet"
-            )));
         }
     };
-    validate_rows(rows)
+    validate_rows(rows, batch_loop)
+}
+
+/// NDJSON is parsed and validated on every core: it is the format loops send most, and JSON parsing
+/// is the cost of ingestion.
+fn parse_ndjson(bytes: &[u8], batch_loop: Option<&str>) -> Result<Events, EventsError> {
+    let text = std::str::from_utf8(bytes).map_err(|e| {
+        let line = bytes[..e.valid_up_to()].iter().filter(|&&b| b == b'\n').count() + 1;
+        EventsError::Invalid {
+            errors: vec![RowError { row: line, field: "row".into(), message: "is not valid UTF-8".into() }],
+            total: 1,
+        }
+    })?;
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(16);
+    // Chunks end at line breaks, and each knows the number of its first line.
+    let mut chunks = vec![];
+    let (mut start, mut first_line) = (0usize, 1usize);
+    let target = text.len() / threads + 1;
+    while start < text.len() {
+        let mut end = (start + target).min(text.len());
+        while end < text.len() && text.as_bytes()[end - 1] != b'\n' {
+            end += 1;
+        }
+        let chunk = &text[start..end];
+        chunks.push((first_line, chunk));
+        first_line += chunk.bytes().filter(|&b| b == b'\n').count();
+        start = end;
+    }
+    type Parsed = (Vec<InteractionEvent>, Vec<RowError>, Vec<RowError>);
+    let parse = |(first, chunk): (usize, &str)| -> Parsed {
+        let (mut events, mut syntax, mut fields) = (vec![], vec![], vec![]);
+        for (i, line) in chunk.lines().enumerate() {
+            let row = first + i;
+            if line.trim().is_empty() {
+                continue;
+            }
+            match serde_json::from_str::<Value>(line) {
+                Ok(Value::Object(object)) => match validate_in(&object, batch_loop) {
+                    Ok(event) => events.push(event),
+                    Err(found) => {
+                        fields.extend(found.into_iter().map(|(field, message)| RowError { row, field, message }))
+                    }
+                },
+                Ok(_) => syntax.push(RowError { row, field: "row".into(), message: "must be a JSON object".into() }),
+                Err(e) => {
+                    syntax.push(RowError { row, field: "row".into(), message: format!("is not valid JSON: {e}") })
+                }
+            }
+        }
+        (events, syntax, fields)
+    };
+    let parsed: Vec<Parsed> = if chunks.len() <= 1 {
+        chunks.into_iter().map(parse).collect()
+    } else {
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = chunks.into_iter().map(|chunk| scope.spawn(move || parse(chunk))).collect();
+            handles.into_iter().map(|h| h.join().expect("an NDJSON worker panicked")).collect()
+        })
+    };
+    let (mut events, mut syntax, mut fields) = (vec![], vec![], vec![]);
+    for (e, s, f) in parsed {
+        events.extend(e);
+        syntax.extend(s);
+        fields.extend(f);
+    }
+    // Syntax errors are reported first: a row that is not JSON hides whatever else is wrong.
+    refuse(syntax)?;
+    refuse(fields)?;
+    Ok(dedup(events))
+}
+
+/// The column names and types of an events frame: what [`to_frame`] builds, what stored segments hold
+/// and what every polars computation in this crate reads. Times are UTC microseconds without a zone.
+pub fn schema() -> Schema {
+    let text = DataType::String;
+    Schema::from_iter([
+        Field::new("event_id".into(), text.clone()),
+        Field::new("ts".into(), DataType::Datetime(TimeUnit::Microseconds, None)),
+        Field::new("loop".into(), text.clone()),
+        Field::new("user_id".into(), text.clone()),
+        Field::new("variant".into(), text.clone()),
+        Field::new("suggested_chars".into(), DataType::UInt64),
+        Field::new("accepted_chars".into(), DataType::UInt64),
+        Field::new("latency_ms".into(), DataType::Float64),
+        Field::new("cost_usd".into(), DataType::Float64),
+        Field::new("session_id".into(), text.clone()),
+        Field::new("unit".into(), text.clone()),
+        Field::new("context".into(), text.clone()),
+        Field::new("suggestion".into(), text.clone()),
+        Field::new("final_text".into(), text.clone()),
+        // Attributes are kept as JSON text: their keys differ from loop to loop.
+        Field::new("attributes".into(), text),
+    ])
+}
+
+/// Validated events as a polars frame with the columns of [`schema`].
+pub fn to_frame(events: &[InteractionEvent]) -> PolarsResult<DataFrame> {
+    fn text<'a>(name: &str, values: impl Iterator<Item = Option<&'a str>>) -> Column {
+        Column::new(name.into(), values.collect::<Vec<_>>())
+    }
+    let ts = Column::new("ts".into(), events.iter().map(|e| e.ts.timestamp_micros()).collect::<Vec<i64>>())
+        .cast(&DataType::Datetime(TimeUnit::Microseconds, None))?;
+    let attributes: Vec<Option<String>> =
+        events.iter().map(|e| e.attributes.as_ref().map(|a| Value::Object(a.clone()).to_string())).collect();
+    DataFrame::new(
+        events.len(),
+        vec![
+            text("event_id", events.iter().map(|e| Some(e.event_id.as_str()))),
+            ts,
+            text("loop", events.iter().map(|e| Some(e.loop_key.as_str()))),
+            text("user_id", events.iter().map(|e| Some(e.user_id.as_str()))),
+            text("variant", events.iter().map(|e| Some(e.variant.as_str()))),
+            Column::new("suggested_chars".into(), events.iter().map(|e| e.suggested_chars).collect::<Vec<u64>>()),
+            Column::new("accepted_chars".into(), events.iter().map(|e| e.accepted_chars).collect::<Vec<u64>>()),
+            Column::new("latency_ms".into(), events.iter().map(|e| e.latency_ms).collect::<Vec<_>>()),
+            Column::new("cost_usd".into(), events.iter().map(|e| e.cost_usd).collect::<Vec<_>>()),
+            text("session_id", events.iter().map(|e| e.session_id.as_deref())),
+            text("unit", events.iter().map(|e| e.unit.as_deref())),
+            text("context", events.iter().map(|e| e.context.as_deref())),
+            text("suggestion", events.iter().map(|e| e.suggestion.as_deref())),
+            text("final_text", events.iter().map(|e| e.final_text.as_deref())),
+            Column::new("attributes".into(), attributes),
+        ],
+    )
 }
 
 /// A row as read from any format, numbered from 1, before validation.
@@ -156,23 +295,51 @@ fn refuse(mut errors: Vec<RowError>) -> Result<(), EventsError> {
     Err(EventsError::Invalid { errors, total })
 }
 
-fn validate_rows(rows: Vec<RawRow>) -> Result<Events, EventsError> {
+fn validate_rows(rows: Vec<RawRow>, batch_loop: Option<&str>) -> Result<Events, EventsError> {
     let mut errors = vec![];
     let mut events = Vec::with_capacity(rows.len());
     for (row, object) in rows {
-        match validate(&object) {
+        match validate_in(&object, batch_loop) {
             Ok(event) => events.push(event),
             Err(found) => errors.extend(found.into_iter().map(|(field, message)| RowError { row, field, message })),
         }
     }
     refuse(errors)?;
-    let mut seen = HashSet::new();
+    Ok(dedup(events))
+}
+
+fn dedup(mut events: Vec<InteractionEvent>) -> Events {
+    let mut seen = HashSet::with_capacity(events.len());
     let before = events.len();
     events.retain(|e| seen.insert(e.event_id.clone()));
-    Ok(Events { duplicates: before - events.len(), events })
+    Events { duplicates: before - events.len(), events }
 }
 
 type FieldProblems = Vec<(String, String)>;
+
+/// Checks one row of a batch posted to `batch_loop`, if any.
+fn validate_in(
+    object: &serde_json::Map<String, Value>,
+    batch_loop: Option<&str>,
+) -> Result<InteractionEvent, FieldProblems> {
+    let Some(batch_loop) = batch_loop else { return validate(object) };
+    let mut event = match object.get("loop") {
+        None | Some(Value::Null) => {
+            let mut with_loop = object.clone();
+            with_loop.insert("loop".into(), Value::String(batch_loop.to_owned()));
+            validate(&with_loop)?
+        }
+        Some(_) => validate(object)?,
+    };
+    if event.loop_key != batch_loop {
+        return Err(vec![(
+            "loop".into(),
+            format!("must be {batch_loop:?}, the loop this batch is posted to, not {:?}", event.loop_key),
+        )]);
+    }
+    event.loop_key = batch_loop.to_owned();
+    Ok(event)
+}
 
 /// Checks one row. Text files carry numbers as strings, so numeric fields accept both.
 pub fn validate(object: &serde_json::Map<String, Value>) -> Result<InteractionEvent, FieldProblems> {

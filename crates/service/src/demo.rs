@@ -5,7 +5,7 @@
 use chrono::{Datelike, Duration, NaiveDate};
 use slope_domain::*;
 
-use crate::{Planning, Result};
+use crate::{BatchInput, Loops, Planning, Result};
 
 /// The demo organisation's slug.
 pub const DEMO_ORG: &str = "demo";
@@ -78,7 +78,7 @@ pub async fn seed(planning: &Planning, org: OrgId, today: NaiveDate) -> Result<b
             "Clinicians trust AI drafts",
             "Dr. Amara Osei",
             vec![
-                kr("Character acceptance rate", "increase-to", Some(22.0), Some(35.0), "%"),
+                kr("Character acceptance rate", "increase-to", Some(0.22), Some(0.35), "of characters"),
                 kr("Median suggestion latency", "decrease-to", Some(900.0), Some(300.0), "ms"),
             ],
         ),
@@ -237,16 +237,8 @@ pub async fn seed(planning: &Planning, org: OrgId, today: NaiveDate) -> Result<b
     }
 
     // One check-in per key result that has data in the demo story so far.
-    let values = [
-        (0, 27.5, 0.7),
-        (1, 620.0, 0.6),
-        (2, 12.0, 0.4),
-        (3, 0.83, 0.8),
-        (4, 1310.0, 0.5),
-        (5, 87.0, 0.7),
-        (6, 0.58, 0.4),
-        (7, 1.0, 0.5),
-    ];
+    // The acceptance rate and the eval score are fed by metrics instead (see `seed_loop`).
+    let values = [(1, 620.0, 0.6), (2, 12.0, 0.4), (4, 1310.0, 0.5), (5, 87.0, 0.7), (6, 0.58, 0.4), (7, 1.0, 0.5)];
     for (index, value, confidence) in values {
         planning
             .check_in_key_result(
@@ -263,5 +255,138 @@ pub async fn seed(planning: &Planning, org: OrgId, today: NaiveDate) -> Result<b
             .await?;
     }
     tracing::info!(season = %season.id, year = today.year(), "seeded the demo organisation");
+    Ok(true)
+}
+
+/// A small deterministic generator, so the demo is the same on every machine without a dependency.
+struct Lcg(u64);
+
+impl Lcg {
+    fn next(&mut self) -> f64 {
+        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        (self.0 >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+/// The demo loop's metrics and what they feed, by key.
+pub const DEMO_LOOP: &str = "notes";
+pub const DEMO_ACCEPTANCE_METRIC: &str = "notes-acceptance";
+pub const DEMO_EVAL_METRIC: &str = "agent-eval";
+
+/// Seeds a simulated loop when the organisation has no loop yet: six weeks of interaction events of the
+/// note-drafting loop with two model variants (ingested through the same path as a real batch), an
+/// acceptance-rate metric (7-day window) feeding the "Character acceptance rate" key result, active
+/// users, week-1 retention, and an eval-score metric with weekly simulated runs feeding "Agent eval
+/// score". Every event and score is simulated; the README says so.
+pub async fn seed_loop(planning: &Planning, loops: &Loops, org: OrgId, today: NaiveDate) -> Result<bool> {
+    if !loops.list_loops(org).await?.is_empty() {
+        return Ok(false);
+    }
+    let mut rng = Lcg(20_270_101);
+    let mut lines = String::new();
+    let first_day = today - Duration::days(41);
+    let units = ["Cardiology", "Primary care", "Emergency"];
+    let mut n = 0u64;
+    for user in 0..360u32 {
+        // Users join over the six weeks and some stop coming back, so retention has a shape.
+        let joins = (rng.next() * 40.0) as i64;
+        let stays = 3 + (rng.next() * 30.0) as i64;
+        let variant = if user % 2 == 0 { "v7" } else { "v8-shorter" };
+        let unit = units[(user % 3) as usize];
+        for offset in joins..(joins + stays).min(42) {
+            if rng.next() < 0.6 {
+                continue;
+            }
+            let day = first_day + Duration::days(offset);
+            for _ in 0..(1 + (rng.next() * 5.0) as u32) {
+                let base = if variant == "v7" { 0.26 } else { 0.30 };
+                let rate = (base + 0.0015 * offset as f64 + (rng.next() - 0.5) * 0.3).clamp(0.0, 1.0);
+                let suggested = 20 + (rng.next() * 180.0) as u64;
+                let accepted = ((suggested as f64) * rate).round() as u64;
+                let latency = 900.0 - 8.0 * offset as f64 + (rng.next() - 0.5) * 300.0;
+                let seconds = (rng.next() * 36_000.0) as i64 + 7 * 3600;
+                let ts = day.and_hms_opt(0, 0, 0).unwrap_or_default().and_utc() + Duration::seconds(seconds);
+                n += 1;
+                lines.push_str(
+                    &serde_json::json!({
+                        "event_id": format!("demo-{n}"),
+                        "ts": ts.to_rfc3339(),
+                        "user_id": format!("clinician-{user}"),
+                        "variant": variant,
+                        "suggested_chars": suggested,
+                        "accepted_chars": accepted,
+                        "latency_ms": latency.max(80.0).round(),
+                        "cost_usd": 0.0004 * suggested as f64,
+                        "unit": unit,
+                    })
+                    .to_string(),
+                );
+                lines.push('\n');
+            }
+        }
+    }
+    loops
+        .ingest(
+            org,
+            BatchInput {
+                loop_key: DEMO_LOOP,
+                body: lines.as_bytes(),
+                format: slope_metrics::events::Format::Ndjson,
+                gzip: false,
+                idempotency_key: Some("demo-seed"),
+            },
+        )
+        .await?;
+    let metric = |key: &str, name: &str, kind: &str, window: Option<i64>| MetricInput {
+        key: key.into(),
+        name: name.into(),
+        kind: kind.into(),
+        loop_key: if kind == "eval-score" { String::new() } else { DEMO_LOOP.into() },
+        window_days: window,
+        ..Default::default()
+    };
+    loops
+        .create_metric(
+            org,
+            &metric(DEMO_ACCEPTANCE_METRIC, "Notes acceptance rate (7 days)", "acceptance-rate", Some(7)),
+        )
+        .await?;
+    loops
+        .create_metric(org, &metric("notes-active-users", "Notes daily active clinicians", "active-users", None))
+        .await?;
+    loops.create_metric(org, &metric("notes-retention", "Notes week-1 retention", "retention", None)).await?;
+    let eval = MetricInput {
+        freshness_hours: Some(24 * 8),
+        granularity: "week".into(),
+        ..metric(DEMO_EVAL_METRIC, "Agent eval score", "eval-score", None)
+    };
+    loops.create_metric(org, &eval).await?;
+    let runs: Vec<PointInput> = (0..6)
+        .map(|week| {
+            let at = (today - Duration::days(35 - 7 * week)).and_hms_opt(6, 0, 0).unwrap_or_default().and_utc();
+            let value = 0.74 + 0.018 * week as f64 + (rng.next() - 0.5) * 0.02;
+            PointInput {
+                at: at.to_rfc3339(),
+                value: Some(value),
+                n: Some(500),
+                ci_low: Some(value - 0.03),
+                ci_high: Some(value + 0.03),
+            }
+        })
+        .collect();
+    loops.push_points(org, DEMO_EVAL_METRIC, &runs).await?;
+
+    // Link the key results the loop measures.
+    for (title, key) in [("Character acceptance rate", DEMO_ACCEPTANCE_METRIC), ("Agent eval score", DEMO_EVAL_METRIC)]
+    {
+        let Some(season) = planning.current_season(org).await? else { break };
+        let krs = planning.store().list_key_results(org, season.id).await?;
+        if let Some(kr) = krs.into_iter().find(|k| k.title == title) {
+            let mut input = kr.to_input();
+            input.metric = key.into();
+            planning.update_key_result(org, kr.id, kr.version, &input).await?;
+        }
+    }
+    tracing::info!(events = n, "seeded the demo loop");
     Ok(true)
 }

@@ -11,6 +11,9 @@ pub enum ServiceError {
     NotFound(String),
     #[error("{0}")]
     Conflict(String),
+    /// A batch of events with invalid rows: the first few, and how many there were.
+    #[error("{total} invalid row(s); nothing was stored")]
+    InvalidRows { errors: Vec<slope_metrics::events::RowError>, total: usize },
     #[error("internal error")]
     Internal(String),
 }

@@ -3,10 +3,14 @@
 
 pub mod demo;
 mod error;
+mod loops;
 mod planning;
+mod segments;
 
 pub use error::ServiceError;
+pub use loops::*;
 pub use planning::Planning;
+pub use segments::SegmentStore;
 pub use slope_store::{Store, StoreError};
 
 pub type Result<T, E = ServiceError> = std::result::Result<T, E>;

@@ -6,6 +6,7 @@
 //! rule lives in the domain crate and its atomicity lives here.
 
 mod error;
+mod metrics;
 mod plan;
 mod rows;
 
@@ -21,6 +22,7 @@ use sqlx::{PgPool, SqlitePool};
 use slope_domain::OrgId;
 
 pub use error::StoreError;
+pub use metrics::*;
 pub use plan::*;
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;

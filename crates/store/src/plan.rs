@@ -54,6 +54,44 @@ macro_rules! lock_org {
     };
 }
 
+/// Copies the latest point of metric `$key` (current definition) onto every key result and squad goal
+/// linked to it: the value becomes their current value, and the point's time and the metric's freshness
+/// limit travel with it so that reading a plan needs no join. Rejects an unknown metric key.
+macro_rules! feed_linked {
+    ($tx:expr, $org:expr, $key:expr) => {{
+        let definition: Option<(i64, i64)> = sqlx::query_as(
+            "SELECT version, freshness_hours FROM metric_definitions WHERE org_id = $1 AND key = $2 ORDER BY version DESC LIMIT 1",
+        )
+        .bind($org.0)
+        .bind($key)
+        .fetch_optional(&mut *$tx)
+        .await?;
+        let Some((version, freshness)) = definition else {
+            return Err(StoreError::Rejected(FieldErrors::single("metric", format!("no metric has the key {:?}", $key))));
+        };
+        let latest: Option<(f64, DateTime<Utc>)> = sqlx::query_as(
+            "SELECT value, observed_at FROM metric_points WHERE org_id = $1 AND metric_key = $2 AND version = $3
+             ORDER BY bucket DESC LIMIT 1",
+        )
+        .bind($org.0)
+        .bind($key)
+        .bind(version)
+        .fetch_optional(&mut *$tx)
+        .await?;
+        let (value, observed) = latest.map_or((None, None), |(v, at)| (Some(v), Some(at)));
+        for table in [
+            "UPDATE key_results SET current_value = COALESCE($3, current_value), metric_observed_at = $4, metric_freshness_hours = $5
+             WHERE org_id = $1 AND metric_key = $2",
+            "UPDATE squad_goals SET current_value = COALESCE($3, current_value), metric_observed_at = $4, metric_freshness_hours = $5
+             WHERE org_id = $1 AND metric_key = $2",
+        ] {
+            sqlx::query(table).bind($org.0).bind($key).bind(value).bind(observed).bind(freshness).execute(&mut *$tx).await?;
+        }
+    }};
+}
+pub(crate) use feed_linked;
+pub(crate) use lock_org;
+
 fn rejected(result: std::result::Result<(), FieldErrors>) -> Result<()> {
     result.map_err(StoreError::Rejected)
 }
@@ -268,13 +306,20 @@ impl Store {
             lock_org!(tx, org);
             let row: KeyResultRow = sqlx::query_as(
                 "INSERT INTO key_results (org_id, objective_id, title, kind, start_value, target_value, threshold, low_value, high_value,
-                 unit, weight, confidence, created_at, updated_at)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $13) RETURNING *",
+                 unit, weight, confidence, created_at, updated_at, metric_key)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $13, $14) RETURNING *",
             )
             .bind(org.0).bind(objective.0).bind(spec.title.as_str())
             .bind(&m.kind).bind(m.start_value).bind(m.target_value).bind(m.threshold).bind(m.low_value).bind(m.high_value).bind(&m.unit)
-            .bind(spec.weight.get()).bind(spec.confidence.map(|c| c.get())).bind(now)
+            .bind(spec.weight.get()).bind(spec.confidence.map(|c| c.get())).bind(now).bind(spec.metric.as_ref().map(Key::as_str))
             .fetch_one(&mut *tx).await?;
+            let row = match &spec.metric {
+                None => row,
+                Some(key) => {
+                    feed_linked!(tx, org, key.as_str());
+                    sqlx::query_as("SELECT * FROM key_results WHERE id = $1").bind(row.id).fetch_one(&mut *tx).await?
+                }
+            };
             let kr = KeyResult::try_from(row)?;
             record_revision!(tx, org, "key_result", kr.id.0, kr.version.0, now, &kr);
             Ok(kr)
@@ -296,15 +341,25 @@ impl Store {
             lock_org!(tx, org);
             let row: Option<KeyResultRow> = sqlx::query_as(
                 "UPDATE key_results SET title = $4, kind = $5, start_value = $6, target_value = $7, threshold = $8, low_value = $9,
-                 high_value = $10, unit = $11, weight = $12, confidence = COALESCE($13, confidence), version = version + 1, updated_at = $14
+                 high_value = $10, unit = $11, weight = $12, confidence = COALESCE($13, confidence), version = version + 1, updated_at = $14,
+                 metric_key = $15,
+                 metric_observed_at = CASE WHEN $15 IS NULL THEN NULL ELSE metric_observed_at END,
+                 metric_freshness_hours = CASE WHEN $15 IS NULL THEN NULL ELSE metric_freshness_hours END
                  WHERE org_id = $1 AND id = $2 AND version = $3 RETURNING *",
             )
             .bind(org.0).bind(id.0).bind(expected.0).bind(spec.title.as_str())
             .bind(&m.kind).bind(m.start_value).bind(m.target_value).bind(m.threshold).bind(m.low_value).bind(m.high_value).bind(&m.unit)
-            .bind(spec.weight.get()).bind(spec.confidence.map(|c| c.get())).bind(now)
+            .bind(spec.weight.get()).bind(spec.confidence.map(|c| c.get())).bind(now).bind(spec.metric.as_ref().map(Key::as_str))
             .fetch_optional(&mut *tx).await?;
             let Some(row) = row else {
                 return Err(missing_or_conflict!(tx, "key_results", "key result", org, id.0, expected));
+            };
+            let row: KeyResultRow = match &spec.metric {
+                None => row,
+                Some(key) => {
+                    feed_linked!(tx, org, key.as_str());
+                    sqlx::query_as("SELECT * FROM key_results WHERE id = $1").bind(id.0).fetch_one(&mut *tx).await?
+                }
             };
             let kr = KeyResult::try_from(row)?;
             record_revision!(tx, org, "key_result", kr.id.0, kr.version.0, now, &kr);
@@ -386,15 +441,22 @@ impl Store {
             lock_org!(tx, org);
             let row: SquadGoalRow = sqlx::query_as(
                 "INSERT INTO squad_goals (org_id, squad_id, key_result_id, title, starts_on, ends_on, investment, challenges, kill_criteria,
-                 planned_capacity, status, kind, start_value, target_value, threshold, low_value, high_value, unit, created_at, updated_at)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $19) RETURNING *",
+                 planned_capacity, status, kind, start_value, target_value, threshold, low_value, high_value, unit, created_at, updated_at, metric_key)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $19, $20) RETURNING *",
             )
             .bind(org.0).bind(squad.0).bind(spec.key_result_id.0).bind(spec.title.as_str()).bind(spec.dates.start).bind(spec.dates.end)
             .bind(spec.investment.as_str()).bind(spec.challenges.as_ref().map(|c| c.as_str())).bind(spec.kill_criteria.as_ref().map(|k| k.as_str()))
             .bind(spec.planned_capacity.get()).bind(spec.status.as_str())
             .bind(&m.kind).bind(m.start_value).bind(m.target_value).bind(m.threshold).bind(m.low_value).bind(m.high_value).bind(&m.unit)
-            .bind(now)
+            .bind(now).bind(spec.metric.as_ref().map(Key::as_str))
             .fetch_one(&mut *tx).await?;
+            let row = match &spec.metric {
+                None => row,
+                Some(key) => {
+                    feed_linked!(tx, org, key.as_str());
+                    sqlx::query_as("SELECT * FROM squad_goals WHERE id = $1").bind(row.id).fetch_one(&mut *tx).await?
+                }
+            };
             let goal = SquadGoal::try_from(row)?;
             record_revision!(tx, org, "squad_goal", goal.id.0, goal.version.0, now, &goal);
             Ok(goal)
@@ -415,17 +477,27 @@ impl Store {
             let row: Option<SquadGoalRow> = sqlx::query_as(
                 "UPDATE squad_goals SET key_result_id = $4, title = $5, starts_on = $6, ends_on = $7, investment = $8, challenges = $9,
                  kill_criteria = $10, planned_capacity = $11, status = $12, kind = $13, start_value = $14, target_value = $15,
-                 threshold = $16, low_value = $17, high_value = $18, unit = $19, version = version + 1, updated_at = $20
+                 threshold = $16, low_value = $17, high_value = $18, unit = $19, version = version + 1, updated_at = $20,
+                 metric_key = $21,
+                 metric_observed_at = CASE WHEN $21 IS NULL THEN NULL ELSE metric_observed_at END,
+                 metric_freshness_hours = CASE WHEN $21 IS NULL THEN NULL ELSE metric_freshness_hours END
                  WHERE org_id = $1 AND id = $2 AND version = $3 RETURNING *",
             )
             .bind(org.0).bind(id.0).bind(expected.0).bind(spec.key_result_id.0).bind(spec.title.as_str()).bind(spec.dates.start).bind(spec.dates.end)
             .bind(spec.investment.as_str()).bind(spec.challenges.as_ref().map(|c| c.as_str())).bind(spec.kill_criteria.as_ref().map(|k| k.as_str()))
             .bind(spec.planned_capacity.get()).bind(spec.status.as_str())
             .bind(&m.kind).bind(m.start_value).bind(m.target_value).bind(m.threshold).bind(m.low_value).bind(m.high_value).bind(&m.unit)
-            .bind(now)
+            .bind(now).bind(spec.metric.as_ref().map(Key::as_str))
             .fetch_optional(&mut *tx).await?;
             let Some(row) = row else {
                 return Err(missing_or_conflict!(tx, "squad_goals", "squad goal", org, id.0, expected));
+            };
+            let row: SquadGoalRow = match &spec.metric {
+                None => row,
+                Some(key) => {
+                    feed_linked!(tx, org, key.as_str());
+                    sqlx::query_as("SELECT * FROM squad_goals WHERE id = $1").bind(id.0).fetch_one(&mut *tx).await?
+                }
             };
             let goal = SquadGoal::try_from(row)?;
             record_revision!(tx, org, "squad_goal", goal.id.0, goal.version.0, now, &goal);

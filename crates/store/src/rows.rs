@@ -125,9 +125,29 @@ impl MeasureCols {
     }
 }
 
+/// The metric link of a key result or squad goal, as copied onto its row when the metric feeds it.
+#[derive(sqlx::FromRow)]
+pub(crate) struct FeedCols {
+    metric_key: Option<String>,
+    metric_observed_at: Option<DateTime<Utc>>,
+    metric_freshness_hours: Option<i64>,
+}
+
+impl FeedCols {
+    fn into_feed(self) -> Option<MetricFeed> {
+        let key = self.metric_key?;
+        // Linked but never fed (the metric has no point yet): stale from the start.
+        Some(MetricFeed {
+            key,
+            observed_at: self.metric_observed_at,
+            freshness_hours: self.metric_freshness_hours.unwrap_or(0),
+        })
+    }
+}
+
 #[derive(sqlx::FromRow)]
 pub(crate) struct KeyResultRow {
-    id: i64,
+    pub(crate) id: i64,
     org_id: i64,
     objective_id: i64,
     title: String,
@@ -136,7 +156,8 @@ pub(crate) struct KeyResultRow {
     current_value: Option<f64>,
     weight: f64,
     confidence: Option<f64>,
-    metric_id: Option<i64>,
+    #[sqlx(flatten)]
+    feed: FeedCols,
     version: i64,
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
@@ -154,7 +175,7 @@ impl TryFrom<KeyResultRow> for KeyResult {
             current: r.current_value,
             weight: r.weight,
             confidence: r.confidence,
-            metric_id: r.metric_id,
+            metric: r.feed.into_feed(),
             version: Version(r.version),
             created_at: r.created_at,
             updated_at: r.updated_at,
@@ -192,7 +213,7 @@ impl TryFrom<SquadRow> for Squad {
 
 #[derive(sqlx::FromRow)]
 pub(crate) struct SquadGoalRow {
-    id: i64,
+    pub(crate) id: i64,
     org_id: i64,
     squad_id: i64,
     key_result_id: i64,
@@ -208,6 +229,8 @@ pub(crate) struct SquadGoalRow {
     measure: MeasureCols,
     current_value: Option<f64>,
     confidence: Option<f64>,
+    #[sqlx(flatten)]
+    feed: FeedCols,
     version: i64,
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
@@ -231,6 +254,7 @@ impl TryFrom<SquadGoalRow> for SquadGoal {
             status: r.status.parse().map_err(StoreError::corrupt)?,
             measure: r.measure.into_measure()?,
             current: r.current_value,
+            metric: r.feed.into_feed(),
             confidence: r.confidence,
             version: Version(r.version),
             created_at: r.created_at,

@@ -35,6 +35,15 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        if let ApiError::Service(ServiceError::InvalidRows { errors, total }) = &self {
+            let body = json!({ "error": {
+                "code": "invalid_rows",
+                "message": format!("{total} invalid row(s); nothing of the batch was stored"),
+                "total": total,
+                "rows": errors,
+            }});
+            return (StatusCode::UNPROCESSABLE_ENTITY, Json(body)).into_response();
+        }
         let (status, code, message, fields) = match self {
             ApiError::BadRequest(message) => (StatusCode::BAD_REQUEST, "bad_request", message, None),
             ApiError::Service(ServiceError::Invalid(fields)) => (
@@ -46,6 +55,7 @@ impl IntoResponse for ApiError {
             ApiError::Service(ServiceError::NotFound(message)) => (StatusCode::NOT_FOUND, "not_found", message, None),
             ApiError::Service(ServiceError::Conflict(message)) => (StatusCode::CONFLICT, "conflict", message, None),
             // The details were logged where the error arose; the caller learns only that it happened.
+            ApiError::Service(ServiceError::InvalidRows { .. }) => unreachable!("answered above"),
             ApiError::Service(ServiceError::Internal(_)) => {
                 (StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error".to_owned(), None)
             }

@@ -2,6 +2,7 @@
 
 mod error;
 mod extract;
+mod loops;
 
 use axum::Json;
 use axum::Router;
@@ -12,7 +13,7 @@ use axum::routing::{get, post};
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use slope_domain::*;
-use slope_service::Planning;
+use slope_service::{Loops, Planning};
 
 pub use error::ApiError;
 use extract::{Body, Id, Query};
@@ -20,6 +21,7 @@ use extract::{Body, Id, Query};
 #[derive(Clone)]
 pub struct ApiState {
     pub planning: Planning,
+    pub loops: Loops,
     pub org: OrgId,
 }
 
@@ -43,6 +45,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/squad-board", get(squad_board))
         .route("/squad-goals/{id}", get(get_goal).put(update_goal))
         .route("/squad-goals/{id}/check-ins", get(goal_check_ins).post(check_in_goal))
+        .merge(loops::routes())
         .with_state(state)
 }
 

@@ -1,0 +1,343 @@
+//! The product's loops: their events, metrics (with charts), retention and drift alerts, and the form
+//! that defines a metric.
+
+use leptos::prelude::*;
+use leptos::server_fn::ServerFn;
+use leptos_meta::Title;
+use leptos_router::hooks::use_params_map;
+use slope_domain::*;
+
+use super::{LoadError, loading};
+use crate::api::*;
+use crate::components::*;
+
+/// The text route parameter `name`.
+fn param_text(name: &'static str) -> Memo<String> {
+    let params = use_params_map();
+    Memo::new(move |_| params.read().get(name).unwrap_or_default())
+}
+
+/// How a metric's values read: shares as percentages, counts as numbers.
+pub fn metric_format(kind: MetricKind) -> fn(f64) -> String {
+    match kind {
+        MetricKind::AcceptanceRate | MetricKind::Retention => share_text,
+        MetricKind::ActiveUsers | MetricKind::EvalScore | MetricKind::Custom => number_text,
+    }
+}
+
+fn series_of(metric: &MetricSeries) -> ChartSeries {
+    ChartSeries {
+        name: metric.metric.name.clone(),
+        points: metric.points.iter().map(|p| (p.bucket, p.value, p.ci_low.zip(p.ci_high))).collect(),
+    }
+}
+
+#[component]
+pub fn LoopsPage() -> impl IntoView {
+    let data = Resource::new(|| (), |_| load_loops());
+    view! {
+        <Title text="Loops"/>
+        <h1>"Loops"</h1>
+        <p class="lede">"What the product's loops do, measured from their events: the metrics that feed key results."</p>
+        <Suspense fallback=loading>
+            {move || Suspend::new(async move {
+                match data.await {
+                    Err(e) => view! { <LoadError error=e/> }.into_any(),
+                    Ok(overview) => view! { <LoopsOverviewView overview/> }.into_any(),
+                }
+            })}
+        </Suspense>
+    }
+}
+
+#[component]
+fn LoopsOverviewView(overview: LoopsOverview) -> impl IntoView {
+    let loop_keys: Vec<String> = overview.loops.iter().map(|l| l.key.clone()).collect();
+    view! {
+        <section>
+            <h2>"Event streams"</h2>
+            {if overview.loops.is_empty() {
+                view! { <p class="empty">"No events yet. Send a batch to POST /api/v1/loops/{loop}/events or run slope ingest FILE --loop KEY."</p> }.into_any()
+            } else {
+                view! {
+                    <table class="compact">
+                        <thead><tr><th scope="col">"Loop"</th><th scope="col">"Events"</th><th scope="col">"Segments"</th><th scope="col">"First event (UTC)"</th><th scope="col">"Last event (UTC)"</th></tr></thead>
+                        <tbody>
+                            {overview.loops.into_iter().map(|l| view! {
+                                <tr>
+                                    <th scope="row"><a href=format!("/loops/{}", l.key)>{l.key.clone()}</a></th>
+                                    <td>{l.events}</td>
+                                    <td>{l.segments}</td>
+                                    <td>{l.first_event}</td>
+                                    <td>{l.last_event}</td>
+                                </tr>
+                            }).collect_view()}
+                        </tbody>
+                    </table>
+                }.into_any()
+            }}
+        </section>
+        <section>
+            <h2>"Metrics"</h2>
+            {if overview.metrics.is_empty() {
+                view! { <p class="empty">"No metric is defined yet."</p> }.into_any()
+            } else {
+                view! {
+                    <ul class="metrics">
+                        {overview.metrics.into_iter().map(|m| {
+                            let format = metric_format(m.metric.kind);
+                            let latest = m.points.last().map(|p| format(p.value)).unwrap_or_else(|| "no data".into());
+                            let chart = series_of(&m);
+                            view! {
+                                <li class="metric-card">
+                                    <div class="row-head">
+                                        <a href=format!("/metrics/{}", m.metric.key)>{m.metric.name.clone()}</a>
+                                        <span class="muted">{format!("{} · {} · v{}", m.metric.key, m.metric.kind, m.metric.version)}</span>
+                                        {m.stale.then(|| view! { <span class="badge warn">"stale"</span> })}
+                                    </div>
+                                    <p class="score">{latest}</p>
+                                    <LineChart series=vec![chart] title=m.metric.name.clone() format/>
+                                </li>
+                            }
+                        }).collect_view()}
+                    </ul>
+                }.into_any()
+            }}
+        </section>
+        <section>
+            <h2>"Drift alerts"</h2>
+            {if overview.alerts.is_empty() {
+                view! { <p class="empty">"No drift alert: no checked field moved beyond PSI 0.1."</p> }.into_any()
+            } else {
+                view! {
+                    <table class="compact">
+                        <thead><tr><th scope="col">"When"</th><th scope="col">"Loop"</th><th scope="col">"Field"</th><th scope="col">"Reference"</th><th scope="col">"Current"</th><th scope="col">"PSI"</th><th scope="col">"JS distance"</th><th scope="col">"Band"</th></tr></thead>
+                        <tbody>
+                            {overview.alerts.into_iter().map(|a| {
+                                let major = a.band == "major";
+                                view! {
+                                <tr class:warn=major>
+                                    <td>{a.created_at.format("%Y-%m-%d %H:%M").to_string()}</td>
+                                    <td>{a.loop_key}</td>
+                                    <td>{a.field}</td>
+                                    <td>{format!("{} – {}", a.reference_start, a.reference_end)}</td>
+                                    <td>{format!("{} – {}", a.current_start, a.current_end)}</td>
+                                    <td>{format!("{:.3}", a.psi)}</td>
+                                    <td>{format!("{:.3}", a.js_distance)}</td>
+                                    <td>{a.band}</td>
+                                </tr>
+                            }}).collect_view()}
+                        </tbody>
+                    </table>
+                }.into_any()
+            }}
+        </section>
+        <section class="panel">
+            <h2>"Define a metric"</h2>
+            <MetricForm metric=None loops=loop_keys/>
+        </section>
+    }
+}
+
+#[island]
+fn MetricForm(metric: Option<MetricDefinition>, loops: Vec<String>) -> impl IntoView {
+    let action = ServerAction::<SaveMetric>::new();
+    let errors: FormErrors = RwSignal::new(FieldErrors::new());
+    watch_outcome(action, errors);
+    let submit = submit_with_checks(action, errors, |f| metric_form(f).map(|_| ()));
+    let input = metric.as_ref().map(MetricDefinition::to_input).unwrap_or_default();
+    let kinds: Vec<(String, String)> =
+        MetricKind::ALL.iter().map(|k| (k.as_str().to_owned(), format!("{} — {}", k.as_str(), k.label()))).collect();
+    let granularities =
+        vec![("day".to_owned(), "day".to_owned()), ("week".to_owned(), "week (ISO, from Monday)".to_owned())];
+    let editing = metric.is_some();
+    view! {
+        <form class="form" method="post" action=SaveMetric::url() on:submit=submit novalidate>
+            <FormMessages errors/>
+            <input type="hidden" name="version" value=metric.as_ref().map(|m| m.version.to_string()).unwrap_or_default()/>
+            <div class="row">
+                {if editing {
+                    view! { <input type="hidden" name="key" value=input.key.clone()/> }.into_any()
+                } else {
+                    view! { <Input label="Key" name="key" errors value=input.key.clone() required=true hint="Lowercase letters, digits, - _ . — used in URLs and the API."/> }.into_any()
+                }}
+                <Input label="Name" name="name" errors value=input.name.clone() required=true/>
+            </div>
+            <div class="row">
+                <Select label="Kind" name="kind" errors options=kinds value=input.kind.clone()/>
+                <Input label="Loop" name="loop_key" errors value=input.loop_key.clone()
+                    hint="Required for computed kinds (acceptance-rate, active-users, retention)."/>
+            </div>
+            <div class="row">
+                <Input label="Only variant" name="variant" errors value=input.variant.clone() hint="Empty: all variants."/>
+                <Input label="Only unit" name="unit" errors value=input.unit.clone() hint="Empty: all organisation units."/>
+            </div>
+            <div class="row">
+                <Select label="Granularity" name="granularity" errors options=granularities value=if input.granularity.is_empty() { "day".to_owned() } else { input.granularity.clone() }/>
+                <Input label="Window (days)" name="window_days" kind="number" step="1" errors
+                    value=input.window_days.map(|d| d.to_string()).unwrap_or_default() hint="Each point over this many trailing days; empty: the bucket itself."/>
+                <Input label="Freshness limit (hours)" name="freshness_hours" kind="number" step="1" errors
+                    value=input.freshness_hours.map(|h| h.to_string()).unwrap_or_default() hint="Older data flags what the metric feeds as stale. Default 48 (daily) or 192 (weekly)."/>
+            </div>
+            {(!loops.is_empty()).then(|| view! { <p class="hint">{format!("Loops with events: {}", loops.join(", "))}</p> })}
+            <button type="submit" disabled=move || action.pending().get()>
+                {if editing { "Save a new version" } else { "Create metric" }}
+            </button>
+        </form>
+    }
+}
+
+#[component]
+pub fn MetricPage() -> impl IntoView {
+    let key = param_text("key");
+    let data = Resource::new(move || key.get(), load_metric);
+    view! {
+        <Suspense fallback=loading>
+            {move || Suspend::new(async move {
+                match data.await {
+                    Err(e) => view! { <LoadError error=e/> }.into_any(),
+                    Ok(series) => view! { <MetricView series/> }.into_any(),
+                }
+            })}
+        </Suspense>
+    }
+}
+
+#[component]
+fn MetricView(series: MetricSeries) -> impl IntoView {
+    let m = series.metric.clone();
+    let format = metric_format(m.kind);
+    let chart = series_of(&series);
+    let filters = [m.variant.as_ref().map(|v| format!("variant {v}")), m.unit.as_ref().map(|u| format!("unit {u}"))]
+        .into_iter()
+        .flatten()
+        .collect::<Vec<_>>();
+    let description = format!(
+        "{} · {}{} · per {}{} · stale after {} h · version {}",
+        m.kind.label(),
+        m.loop_key.as_ref().map(|l| format!("loop {l}")).unwrap_or_else(|| "pushed".into()),
+        if filters.is_empty() { String::new() } else { format!(" ({})", filters.join(", ")) },
+        m.granularity,
+        m.window_days.map(|d| format!(", {d}-day window")).unwrap_or_default(),
+        m.freshness_hours,
+        m.version
+    );
+    let loops = m.loop_key.iter().cloned().collect();
+    view! {
+        <Title text=m.name.clone()/>
+        <p class="crumbs"><a href="/loops">"Loops"</a>{m.loop_key.clone().map(|l| view! { " › " <a href=format!("/loops/{l}")>{l.clone()}</a> })}</p>
+        <div class="page-head">
+            <h1>{m.name.clone()}</h1>
+            {series.stale.then(|| view! { <span class="badge warn">"stale"</span> })}
+        </div>
+        <p class="meta">{description}</p>
+        <LineChart series=vec![chart] title=m.name.clone() format/>
+        <table class="history">
+            <thead><tr><th scope="col">"Bucket"</th><th scope="col">"Value"</th><th scope="col">"95 % CI"</th><th scope="col">"n"</th><th scope="col">"Newest data (UTC)"</th></tr></thead>
+            <tbody>
+                {series.points.iter().rev().take(60).map(|p| view! {
+                    <tr>
+                        <td>{p.bucket.to_string()}</td>
+                        <td>{format(p.value)}</td>
+                        <td>{p.ci_low.zip(p.ci_high).map(|(l, h)| format!("{} – {}", format(l), format(h))).unwrap_or_default()}</td>
+                        <td>{p.n.map(|n| n.to_string()).unwrap_or_default()}</td>
+                        <td>{p.observed_at.format("%Y-%m-%d %H:%M").to_string()}</td>
+                    </tr>
+                }).collect_view()}
+            </tbody>
+        </table>
+        <section class="panel">
+            <h2>"Change the definition"</h2>
+            <p class="hint">"Saving creates a new version with its own series; the old version's points are kept."</p>
+            <MetricForm metric=Some(m) loops/>
+        </section>
+    }
+}
+
+#[component]
+pub fn LoopPage() -> impl IntoView {
+    let key = param_text("key");
+    let data = Resource::new(move || key.get(), load_loop);
+    view! {
+        <Suspense fallback=loading>
+            {move || Suspend::new(async move {
+                match data.await {
+                    Err(e) => view! { <LoadError error=e/> }.into_any(),
+                    Ok(view) => view! { <LoopDetail view/> }.into_any(),
+                }
+            })}
+        </Suspense>
+    }
+}
+
+#[component]
+fn LoopDetail(view: LoopView) -> impl IntoView {
+    let mut by_variant: Vec<ChartSeries> = vec![];
+    for row in &view.acceptance {
+        let Ok(day) = row.day.parse::<chrono::NaiveDate>() else { continue };
+        let point = (day, row.value, row.ci_low.zip(row.ci_high));
+        match by_variant.iter_mut().find(|s| s.name == row.variant) {
+            Some(s) => s.points.push(point),
+            None => by_variant.push(ChartSeries { name: row.variant.clone(), points: vec![point] }),
+        }
+    }
+    let max_weeks = view.cohorts.iter().map(|c| c.shares.len()).max().unwrap_or(0);
+    view! {
+        <Title text=format!("Loop {}", view.key)/>
+        <p class="crumbs"><a href="/loops">"Loops"</a></p>
+        <h1>{format!("Loop {}", view.key)}</h1>
+        {view.summary.map(|s| view! {
+            <p class="meta">{format!("{} events in {} segments, {} – {} (UTC)", s.events, s.segments, s.first_event, s.last_event)}</p>
+        })}
+        <section>
+            <h2>"Character acceptance by variant, last 28 days of data"</h2>
+            <LineChart series=by_variant title="Acceptance rate by variant and day" format=share_text/>
+            <p class="hint">{view.method}</p>
+        </section>
+        <section>
+            <h2>"Weekly cohort retention"</h2>
+            {if view.cohorts.is_empty() {
+                view! { <p class="empty">"No cohorts yet."</p> }.into_any()
+            } else {
+                view! {
+                    <table class="heatmap">
+                        <thead><tr>
+                            <th scope="col">"Cohort (week of)"</th><th scope="col">"Users"</th>
+                            {(0..max_weeks).map(|w| view! { <th scope="col">{format!("W{w}")}</th> }).collect_view()}
+                        </tr></thead>
+                        <tbody>
+                            {view.cohorts.into_iter().map(|c| view! {
+                                <tr>
+                                    <th scope="row">{c.week}</th>
+                                    <td>{c.size}</td>
+                                    {c.shares.into_iter().map(|s| view! {
+                                        <td style=format!("background: rgba(37, 99, 235, {:.2})", 0.08 + 0.8 * s) title=share_text(s)>{format!("{:.0}", s * 100.0)}</td>
+                                    }).collect_view()}
+                                </tr>
+                            }).collect_view()}
+                        </tbody>
+                    </table>
+                }.into_any()
+            }}
+        </section>
+        <section>
+            <h2>"Metrics of this loop"</h2>
+            <ul>
+                {view.metrics.into_iter().map(|m| view! {
+                    <li><a href=format!("/metrics/{}", m.key)>{m.name.clone()}</a><span class="muted">{format!(" · {} · v{}", m.kind, m.version)}</span></li>
+                }).collect_view()}
+            </ul>
+        </section>
+        <section>
+            <h2>"Recent batches"</h2>
+            <table class="compact">
+                <thead><tr><th scope="col">"Batch"</th><th scope="col">"Received (UTC)"</th><th scope="col">"Rows"</th><th scope="col">"Stored"</th><th scope="col">"Duplicates"</th></tr></thead>
+                <tbody>
+                    {view.batches.into_iter().map(|b| view! {
+                        <tr><td>{b.id}</td><td>{b.received_at}</td><td>{b.rows}</td><td>{b.stored}</td><td>{b.duplicates}</td></tr>
+                    }).collect_view()}
+                </tbody>
+            </table>
+        </section>
+    }
+}

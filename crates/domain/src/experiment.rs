@@ -1,0 +1,144 @@
+//! Experiments (A/B tests of a loop's variants) and drift alerts.
+
+use chrono::{DateTime, NaiveDate, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::entities::OrgId;
+use crate::errors::FieldErrors;
+use crate::metric::Key;
+use crate::newtypes::{Checker, DateRange, Title};
+
+/// An experiment as a form or JSON body carries it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ExperimentInput {
+    pub key: String,
+    pub name: String,
+    #[serde(rename = "loop")]
+    pub loop_key: String,
+    /// The variant that stands for the current thinking.
+    pub control: String,
+    pub treatment: String,
+    pub starts_on: String,
+    pub ends_on: String,
+    /// The share of users meant to see the treatment (0.5 when not given); the sample-ratio check
+    /// compares the observed split with it.
+    pub expected_share: Option<f64>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExperimentSpec {
+    pub key: Key,
+    pub name: Title,
+    pub loop_key: Key,
+    pub control: String,
+    pub treatment: String,
+    pub dates: DateRange,
+    pub expected_share: f64,
+}
+
+impl ExperimentInput {
+    pub fn validate(&self) -> Result<ExperimentSpec, FieldErrors> {
+        let mut c = Checker::new();
+        let key = c.check("key", Key::parse(&self.key));
+        let name = c.check("name", Title::parse(&self.name));
+        let loop_key = c.check("loop", Key::parse(&self.loop_key));
+        let arm = |c: &mut Checker, field: &str, raw: &str| {
+            let raw = raw.trim();
+            if raw.is_empty() {
+                c.fail(field, "is required");
+                None
+            } else {
+                Some(raw.to_owned())
+            }
+        };
+        let control = arm(&mut c, "control", &self.control);
+        let treatment = arm(&mut c, "treatment", &self.treatment);
+        if control.is_some() && control == treatment {
+            c.fail("treatment", "must differ from the control");
+        }
+        let starts = c.date("starts_on", &self.starts_on);
+        let ends = c.date("ends_on", &self.ends_on);
+        let dates = match (starts, ends) {
+            (Some(s), Some(e)) => c.check("ends_on", DateRange::new(s, e)),
+            _ => None,
+        };
+        let expected_share = match self.expected_share {
+            None => Some(0.5),
+            Some(v) if v > 0.0 && v < 1.0 => Some(v),
+            Some(v) => {
+                c.fail("expected_share", format!("must be between 0 and 1 (exclusive), not {v}"));
+                None
+            }
+        };
+        c.finish(|| {
+            Some(ExperimentSpec {
+                key: key?,
+                name: name?,
+                loop_key: loop_key?,
+                control: control?,
+                treatment: treatment?,
+                dates: dates?,
+                expected_share: expected_share?,
+            })
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Experiment {
+    pub id: i64,
+    pub org_id: OrgId,
+    pub key: String,
+    pub name: String,
+    #[serde(rename = "loop")]
+    pub loop_key: String,
+    pub control: String,
+    pub treatment: String,
+    pub starts_on: NaiveDate,
+    pub ends_on: NaiveDate,
+    pub expected_share: f64,
+    pub created_at: DateTime<Utc>,
+}
+
+/// A drift check that crossed the "moderate" band (PSI ≥ 0.1), recorded so that it is seen later.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DriftAlert {
+    pub id: i64,
+    #[serde(rename = "loop")]
+    pub loop_key: String,
+    pub field: String,
+    pub reference_start: NaiveDate,
+    pub reference_end: NaiveDate,
+    pub current_start: NaiveDate,
+    pub current_end: NaiveDate,
+    pub psi: f64,
+    pub js_distance: f64,
+    /// `moderate` (0.1–0.25) or `major` (> 0.25).
+    pub band: String,
+    pub created_at: DateTime<Utc>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn experiments_need_two_distinct_arms_and_dates_in_order() {
+        let input = ExperimentInput {
+            key: "shorter-drafts".into(),
+            name: "Shorter drafts".into(),
+            loop_key: "notes".into(),
+            control: "v1".into(),
+            treatment: "v1".into(),
+            starts_on: "2027-02-01".into(),
+            ends_on: "2027-01-01".into(),
+            expected_share: Some(1.0),
+        };
+        let err = input.validate().unwrap_err();
+        assert_eq!(err.0.keys().collect::<Vec<_>>(), ["ends_on", "expected_share", "treatment"]);
+        let ok =
+            ExperimentInput { treatment: "v2".into(), ends_on: "2027-02-28".into(), expected_share: None, ..input };
+        assert_eq!(ok.validate().unwrap().expected_share, 0.5);
+    }
+}

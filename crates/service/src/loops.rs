@@ -1,0 +1,600 @@
+//! Loop metrics use cases: ingesting event batches into segments, keeping metric series materialised,
+//! pushed points, and the reports (acceptance, experiments, drift) computed from stored events.
+
+use std::collections::{BTreeSet, HashMap};
+use std::io::Read;
+
+use chrono::{DateTime, Duration, NaiveDate, Utc};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use slope_domain::*;
+use slope_metrics::acceptance::{AcceptancePoint, Bucket, acceptance_of};
+use slope_metrics::drift::{Drift, DriftBand, DriftField, drift};
+use slope_metrics::events::{EventsError, Format, InteractionEvent, RowError, parse_batch};
+use slope_metrics::segment;
+use slope_metrics::series::{self, Filter, SeriesKind, Window};
+use slope_store::{BatchRecord, LoopSummary, NewBatch, NewSegment, SegmentRow, Store, Written};
+
+use crate::segments::SegmentStore;
+use crate::{Result, ServiceError};
+
+/// The largest batch body accepted after decompression: bigger loads go in several batches.
+pub const MAX_BATCH_BYTES: usize = 512 * 1024 * 1024;
+/// Segments smaller than this are merged by compaction once there are [`COMPACT_AT`] of them.
+pub const SMALL_SEGMENT_BYTES: i64 = 16 * 1024 * 1024;
+pub const COMPACT_AT: usize = 8;
+/// How long a compacted segment's file outlives its retirement, for readers that listed it.
+pub const RETIRED_GRACE: Duration = Duration::minutes(10);
+
+/// A batch as it arrives.
+#[derive(Debug, Clone, Copy)]
+pub struct BatchInput<'a> {
+    pub loop_key: &'a str,
+    pub body: &'a [u8],
+    pub format: Format,
+    pub gzip: bool,
+    pub idempotency_key: Option<&'a str>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct IngestAck {
+    #[serde(flatten)]
+    pub batch: BatchRecord,
+    /// Metric definitions whose touched buckets were recomputed before this answer.
+    pub metrics_updated: Vec<String>,
+}
+
+/// What the loop page and `GET /api/v1/loops/{loop}` show.
+#[derive(Debug, Clone, Serialize)]
+pub struct LoopReport {
+    pub summary: Option<LoopSummary>,
+    pub method: &'static str,
+    /// Acceptance per variant and day over the last `days` days of events.
+    pub acceptance: Vec<AcceptancePoint>,
+    pub metrics: Vec<MetricDefinition>,
+    pub batches: Vec<BatchRecord>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ExperimentAnalysis {
+    pub experiment: Experiment,
+    pub report: slope_metrics::ab::AbReport,
+}
+
+/// The loop metrics service. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Loops {
+    store: Store,
+    segments: SegmentStore,
+}
+
+fn internal(what: &str, e: impl std::fmt::Display) -> ServiceError {
+    tracing::error!(error = %e, "{what}");
+    ServiceError::Internal(format!("{what}: {e}"))
+}
+
+/// Runs CPU-bound polars work off the async threads.
+async fn blocking<T: Send + 'static>(
+    what: &'static str,
+    work: impl FnOnce() -> Result<T, String> + Send + 'static,
+) -> Result<T> {
+    tokio::task::spawn_blocking(work).await.map_err(|e| internal(what, e))?.map_err(|e| internal(what, e))
+}
+
+fn rows_error(e: EventsError) -> ServiceError {
+    match e {
+        EventsError::Invalid { errors, total } => ServiceError::InvalidRows { errors, total },
+        EventsError::Format(message) | EventsError::Io { message, .. } => {
+            ServiceError::InvalidRows { errors: vec![RowError { row: 0, field: "body".into(), message }], total: 1 }
+        }
+    }
+}
+
+fn kind_of(metric: &MetricDefinition) -> Option<SeriesKind> {
+    match metric.kind {
+        MetricKind::AcceptanceRate => Some(SeriesKind::AcceptanceRate),
+        MetricKind::ActiveUsers => Some(SeriesKind::ActiveUsers),
+        MetricKind::Retention => Some(SeriesKind::Retention),
+        MetricKind::EvalScore | MetricKind::Custom => None,
+    }
+}
+
+fn day_start(day: NaiveDate) -> DateTime<Utc> {
+    day.and_hms_opt(0, 0, 0).map(|t| t.and_utc()).unwrap_or_default()
+}
+
+impl Loops {
+    pub fn new(store: Store, segments: SegmentStore) -> Self {
+        Self { store, segments }
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    // ---- ingestion -----------------------------------------------------------------------------
+
+    /// Ingests one batch, all or nothing. A retry (same idempotency key, or same content) gets the
+    /// first acknowledgement again; events whose ids are already stored are counted as duplicates and
+    /// not stored twice. The answer comes after the segment is durable and its manifest row committed,
+    /// and after the touched buckets of the loop's metrics are recomputed, so what it acknowledges is
+    /// already visible on every key result the loop feeds.
+    pub async fn ingest(&self, org: OrgId, input: BatchInput<'_>) -> Result<IngestAck> {
+        let loop_key = Key::parse(input.loop_key).map_err(|m| FieldErrors::single("loop", m))?;
+        let body = if input.gzip { gunzip(input.body)? } else { input.body.to_vec() };
+        if body.len() > MAX_BATCH_BYTES {
+            return Err(FieldErrors::single(
+                "body",
+                format!("is over {} MiB; send several batches", MAX_BATCH_BYTES >> 20),
+            )
+            .into());
+        }
+        let content_hash: String = Sha256::digest(&body).iter().map(|b| format!("{b:02x}")).collect();
+        let (format, batch_loop) = (input.format, loop_key.to_string());
+        let parsed = blocking("parsing a batch", move || Ok(parse_batch(&body, format, Some(&batch_loop)))).await?;
+        let events = parsed.map_err(rows_error)?;
+        let within_batch = events.duplicates as i64;
+        let mut events = events.events;
+        events.sort_by_key(|e| e.ts);
+        let range = events.first().zip(events.last()).map(|(a, b)| (a.ts, b.ts));
+        let batch = NewBatch {
+            loop_key: loop_key.as_str(),
+            idempotency_key: input.idempotency_key,
+            content_hash: &content_hash,
+            rows: events.len() as i64 + within_batch,
+            range,
+        };
+        if let Some(previous) = self.store.find_batch(org, &batch).await? {
+            return Ok(IngestAck { batch: previous, metrics_updated: vec![] });
+        }
+        let segments = self.segments.clone();
+        let path_loop = loop_key.to_string();
+        let hash_prefix = content_hash[..16].to_owned();
+        let record = self
+            .store
+            .record_batch(org, &batch, move |overlapping: Vec<SegmentRow>| async move {
+                let stored = segments.get_all(&overlapping).await?;
+                let (fresh, duplicates, encoded) = blocking("writing a segment", move || {
+                    let known = segment::event_ids(&stored).map_err(|e| e.to_string())?;
+                    let before = events.len();
+                    let fresh: Vec<InteractionEvent> =
+                        events.into_iter().filter(|e| !known.contains(&e.event_id)).collect();
+                    let duplicates = (before - fresh.len()) as i64;
+                    let encoded =
+                        if fresh.is_empty() { None } else { Some(segment::encode(&fresh).map_err(|e| e.to_string())?) };
+                    Ok((fresh.len(), duplicates, encoded))
+                })
+                .await?;
+                let Some(bytes) = encoded else {
+                    return Ok::<_, ServiceError>(Written { duplicates: duplicates + within_batch, segment: None });
+                };
+                let (min_ts, max_ts) = range.unwrap_or_default();
+                let now = Utc::now();
+                let path = format!(
+                    "org-{}/{}/{}/{}-{hash_prefix}.parquet",
+                    org.0,
+                    path_loop,
+                    min_ts.format("%Y-%m-%d"),
+                    now.format("%Y%m%dT%H%M%S%6f")
+                );
+                let size = bytes.len() as i64;
+                segments.put(&path, bytes).await?;
+                Ok(Written {
+                    duplicates: duplicates + within_batch,
+                    segment: Some(NewSegment { path, rows: fresh as i64, bytes: size, min_ts, max_ts }),
+                })
+            })
+            .await??;
+        let metrics_updated =
+            if record.stored > 0 && !record.replayed { self.materialize_pending(Some(org)).await? } else { vec![] };
+        Ok(IngestAck { batch: record, metrics_updated })
+    }
+
+    /// Recomputes the buckets touched by segments not yet materialised (all organisations when `org` is
+    /// `None`): after each batch, and at start-up for what a crash left behind. Returns the metric keys
+    /// it updated.
+    pub async fn materialize_pending(&self, org: Option<OrgId>) -> Result<Vec<String>> {
+        let pending = self.store.unmaterialized_segments().await?;
+        let mut groups: HashMap<(i64, String), Vec<SegmentRow>> = HashMap::new();
+        for s in pending.into_iter().filter(|s| org.is_none_or(|o| o.0 == s.org_id)) {
+            groups.entry((s.org_id, s.loop_key.clone())).or_default().push(s);
+        }
+        let mut updated = BTreeSet::new();
+        for ((org, loop_key), segments) in groups {
+            let org = OrgId(org);
+            let mut days = BTreeSet::new();
+            for s in &segments {
+                let mut day = s.min_ts.date_naive();
+                while day <= s.max_ts.date_naive() {
+                    days.insert(day);
+                    day += Duration::days(1);
+                }
+            }
+            for metric in self.store.list_metrics(org).await? {
+                if metric.loop_key.as_deref() != Some(loop_key.as_str()) || kind_of(&metric).is_none() {
+                    continue;
+                }
+                let buckets: BTreeSet<NaiveDate> = if metric.kind == MetricKind::Retention {
+                    // A new user changes their cohort; a returning one the cohort a week before.
+                    days.iter()
+                        .flat_map(|d| {
+                            [metric.granularity.bucket_of(*d), metric.granularity.bucket_of(*d - Duration::days(7))]
+                        })
+                        .collect()
+                } else {
+                    days.iter().flat_map(|d| metric.buckets_touched_by(*d)).collect()
+                };
+                self.recompute_buckets(org, &metric, &buckets.into_iter().collect::<Vec<_>>(), false).await?;
+                updated.insert(metric.key.clone());
+            }
+            self.store.mark_materialized(&segments.iter().map(|s| s.id).collect::<Vec<_>>()).await?;
+        }
+        Ok(updated.into_iter().collect())
+    }
+
+    async fn recompute_buckets(
+        &self,
+        org: OrgId,
+        metric: &MetricDefinition,
+        buckets: &[NaiveDate],
+        full: bool,
+    ) -> Result<usize> {
+        let (Some(kind), Some(loop_key)) = (kind_of(metric), metric.loop_key.clone()) else { return Ok(0) };
+        // A trailing window reaches past the last event, but a bucket of a day still to come is not a
+        // measurement.
+        let today = Utc::now().date_naive();
+        let windows: Vec<Window> = buckets
+            .iter()
+            .filter(|b| **b <= today)
+            .map(|b| {
+                let (from, to) = metric.window_of(*b);
+                Window { bucket: *b, from, to }
+            })
+            .collect();
+        let range = match (kind, windows.iter().map(|w| w.from).min(), windows.iter().map(|w| w.to).max()) {
+            (SeriesKind::Retention, ..) | (_, None, _) | (_, _, None) => None,
+            (_, Some(from), Some(to)) => Some((day_start(from), day_start(to + Duration::days(1)))),
+        };
+        let rows = self.store.live_segments(org, &loop_key, range).await?;
+        let bytes = self.segments.get_all(&rows).await?;
+        let filter = Filter { variant: metric.variant.clone(), unit: metric.unit.clone() };
+        let points = blocking("computing a metric", move || {
+            let events = segment::frame_of(&bytes, None).map_err(|e| e.to_string())?;
+            series::compute(kind, &filter, events, &windows).map_err(|e| e.to_string())
+        })
+        .await?;
+        let now = Utc::now();
+        let points: Vec<MetricPoint> = points
+            .into_iter()
+            .map(|p| MetricPoint {
+                bucket: p.bucket,
+                value: p.value,
+                n: Some(p.n),
+                ci_low: p.ci_low,
+                ci_high: p.ci_high,
+                observed_at: p.observed_at,
+                computed_at: now,
+            })
+            .collect();
+        let replace = if full { Some((NaiveDate::MIN, NaiveDate::MAX)) } else { None };
+        self.store.write_points(org, metric, &points, replace).await?;
+        Ok(points.len())
+    }
+
+    /// Recomputes a computed metric's whole series from every stored event of its loop.
+    pub async fn recompute(&self, org: OrgId, key: &str) -> Result<MetricSeries> {
+        let metric = self.metric(org, key).await?;
+        if let Some(loop_key) = metric.loop_key.clone().filter(|_| metric.kind.from_events()) {
+            let rows = self.store.live_segments(org, &loop_key, None).await?;
+            let first = rows.iter().map(|s| s.min_ts.date_naive()).min();
+            let last = rows.iter().map(|s| s.max_ts.date_naive()).max();
+            let mut buckets = vec![];
+            if let (Some(first), Some(last)) = (first, last) {
+                let mut bucket = metric.granularity.bucket_of(first);
+                // Trailing windows keep reaching into the buckets after the last event.
+                let end = last + Duration::days(metric.window_days.unwrap_or(1) - 1);
+                while bucket <= end {
+                    buckets.push(bucket);
+                    bucket += Duration::days(metric.granularity.days());
+                }
+            }
+            self.recompute_buckets(org, &metric, &buckets, true).await?;
+        }
+        self.series(org, key).await
+    }
+
+    // ---- compaction ----------------------------------------------------------------------------
+
+    /// Merges each loop's small segments once there are enough of them, and deletes the files of
+    /// segments retired long enough ago. Safe to run on several servers at once: a second merge of the
+    /// same segments loses the race in the manifest and deletes its own output.
+    pub async fn compact(&self, org: OrgId) -> Result<usize> {
+        let mut merged = 0;
+        for summary in self.store.list_loops(org).await? {
+            let small: Vec<SegmentRow> = self
+                .store
+                .live_segments(org, &summary.loop_key, None)
+                .await?
+                .into_iter()
+                .filter(|s| s.bytes < SMALL_SEGMENT_BYTES && s.materialized)
+                .collect();
+            if small.len() < COMPACT_AT {
+                continue;
+            }
+            let bytes = self.segments.get_all(&small).await?;
+            let (encoded, rows, range) =
+                blocking("compacting segments", move || segment::compact(&bytes).map_err(|e| e.to_string())).await?;
+            let Some((min_ts, max_ts)) = range else { continue };
+            let path = format!(
+                "org-{}/{}/compacted/{}-{}.parquet",
+                org.0,
+                summary.loop_key,
+                Utc::now().format("%Y%m%dT%H%M%S%6f"),
+                small[0].id
+            );
+            let size = encoded.len() as i64;
+            self.segments.put(&path, encoded).await?;
+            let new = NewSegment { path: path.clone(), rows: rows as i64, bytes: size, min_ts, max_ts };
+            let old: Vec<i64> = small.iter().map(|s| s.id).collect();
+            match self.store.replace_segments(org, &summary.loop_key, &old, &new).await {
+                Ok(()) => merged += small.len(),
+                Err(e) => {
+                    self.segments.delete(&path).await?;
+                    return Err(e.into());
+                }
+            }
+        }
+        for retired in self.store.retired_segments(Utc::now() - RETIRED_GRACE).await? {
+            self.segments.delete(&retired.path).await?;
+            self.store.forget_segment(retired.id).await?;
+        }
+        Ok(merged)
+    }
+
+    // ---- reading events ------------------------------------------------------------------------
+
+    /// The loop's events between two days (both included; all when `None`) as segment bytes.
+    async fn event_bytes(
+        &self,
+        org: OrgId,
+        loop_key: &str,
+        days: Option<(NaiveDate, NaiveDate)>,
+    ) -> Result<Vec<bytes::Bytes>> {
+        let range = days.map(|(from, to)| (day_start(from), day_start(to + Duration::days(1))));
+        let rows = self.store.live_segments(org, loop_key, range).await?;
+        self.segments.get_all(&rows).await
+    }
+
+    pub async fn list_loops(&self, org: OrgId) -> Result<Vec<LoopSummary>> {
+        Ok(self.store.list_loops(org).await?)
+    }
+
+    /// A loop at a glance: its stored events, acceptance per variant and day over the last `days` days
+    /// of data, its metrics and recent batches.
+    pub async fn loop_report(&self, org: OrgId, loop_key: &str, days: i64) -> Result<LoopReport> {
+        let summary = self.store.list_loops(org).await?.into_iter().find(|l| l.loop_key == loop_key);
+        let metrics: Vec<MetricDefinition> = self
+            .store
+            .list_metrics(org)
+            .await?
+            .into_iter()
+            .filter(|m| m.loop_key.as_deref() == Some(loop_key))
+            .collect();
+        let batches = self.store.recent_batches(org, loop_key, 20).await?;
+        if summary.is_none() && metrics.is_empty() && batches.is_empty() {
+            return Err(ServiceError::NotFound(format!("no loop {loop_key:?} has events or metrics")));
+        }
+        let acceptance = match &summary {
+            None => vec![],
+            Some(s) => {
+                let to = s.last_event.date_naive();
+                let from = to - Duration::days(days.clamp(1, 366) - 1);
+                let bytes = self.event_bytes(org, loop_key, Some((from, to))).await?;
+                blocking("computing acceptance", move || {
+                    let events =
+                        segment::between_days(segment::frame_of(&bytes, None).map_err(|e| e.to_string())?, from, to);
+                    acceptance_of(events, true, Bucket::Day).map_err(|e| e.to_string())
+                })
+                .await?
+            }
+        };
+        Ok(LoopReport {
+            summary,
+            method: "Σ accepted / Σ suggested characters; 95 % CI by the delta method with users as the randomisation unit",
+            acceptance,
+            metrics,
+            batches,
+        })
+    }
+
+    /// Drift of `field` between two windows of a loop's events. A result in the moderate or major band
+    /// is recorded as a drift alert.
+    pub async fn drift_check(
+        &self,
+        org: OrgId,
+        loop_key: &str,
+        field: &str,
+        reference: (NaiveDate, NaiveDate),
+        current: (NaiveDate, NaiveDate),
+    ) -> Result<(Drift, Option<DriftAlert>)> {
+        let drift_field: DriftField = field.parse().map_err(|m: String| FieldErrors::single("field", m))?;
+        for (name, (from, to)) in [("reference", reference), ("current", current)] {
+            if to < from {
+                return Err(FieldErrors::single(name, "ends before it starts").into());
+            }
+        }
+        let from = reference.0.min(current.0);
+        let to = reference.1.max(current.1);
+        let bytes = self.event_bytes(org, loop_key, Some((from, to))).await?;
+        let values = blocking("reading events for drift", move || {
+            let read = |(a, b): (NaiveDate, NaiveDate)| -> Result<Vec<f64>, String> {
+                let frame = segment::between_days(segment::frame_of(&bytes, None).map_err(|e| e.to_string())?, a, b);
+                slope_metrics::drift::values_of(frame, drift_field).map_err(|e| e.to_string())
+            };
+            Ok((read(reference)?, read(current)?))
+        })
+        .await?;
+        let (r, c) = values;
+        let Some(result) = drift(&r, &c) else {
+            let which = if r.is_empty() { "reference" } else { "current" };
+            return Err(FieldErrors::single(which, format!("has no {field} values in that window")).into());
+        };
+        let alert = if result.band == DriftBand::Stable {
+            None
+        } else {
+            let alert = DriftAlert {
+                id: 0,
+                loop_key: loop_key.to_owned(),
+                field: field.to_owned(),
+                reference_start: reference.0,
+                reference_end: reference.1,
+                current_start: current.0,
+                current_end: current.1,
+                psi: result.psi,
+                js_distance: result.js_distance,
+                band: result.band.as_str().to_owned(),
+                created_at: Utc::now(),
+            };
+            Some(self.store.record_drift_alert(org, &alert).await?)
+        };
+        Ok((result, alert))
+    }
+
+    pub async fn drift_alerts(&self, org: OrgId) -> Result<Vec<DriftAlert>> {
+        Ok(self.store.list_drift_alerts(org, 100).await?)
+    }
+
+    // ---- metric definitions and points ---------------------------------------------------------
+
+    pub async fn list_metrics(&self, org: OrgId) -> Result<Vec<MetricDefinition>> {
+        Ok(self.store.list_metrics(org).await?)
+    }
+
+    pub async fn metric(&self, org: OrgId, key: &str) -> Result<MetricDefinition> {
+        self.store
+            .metric(org, key)
+            .await?
+            .ok_or_else(|| ServiceError::NotFound(format!("no metric has the key {key:?}")))
+    }
+
+    /// Creates a metric and computes its series from the events already stored.
+    pub async fn create_metric(&self, org: OrgId, input: &MetricInput) -> Result<MetricDefinition> {
+        let spec = input.validate()?;
+        let metric = self.store.create_metric(org, &spec).await?;
+        self.recompute(org, &metric.key).await?;
+        Ok(metric)
+    }
+
+    /// Adds a version of a metric (its earlier series stays with the earlier version) and computes it.
+    pub async fn update_metric(
+        &self,
+        org: OrgId,
+        key: &str,
+        version: i64,
+        input: &MetricInput,
+    ) -> Result<MetricDefinition> {
+        let spec = input.validate()?;
+        let metric = self.store.update_metric(org, key, version, &spec).await?;
+        self.recompute(org, &metric.key).await?;
+        Ok(metric)
+    }
+
+    /// The current version's series and whether it is stale now.
+    pub async fn series(&self, org: OrgId, key: &str) -> Result<MetricSeries> {
+        let metric = self.metric(org, key).await?;
+        let points = self.store.series(org, key, metric.version).await?;
+        let feed = MetricFeed {
+            key: metric.key.clone(),
+            observed_at: points.last().map(|p| p.observed_at),
+            freshness_hours: metric.freshness_hours,
+        };
+        Ok(MetricSeries { stale: feed.is_stale(Utc::now()), metric, points })
+    }
+
+    /// Stores points pushed by another system (the eval runner, a warehouse job). All or nothing: any
+    /// invalid point refuses the request, naming it as `points[i].field`.
+    pub async fn push_points(&self, org: OrgId, key: &str, inputs: &[PointInput]) -> Result<MetricSeries> {
+        let metric = self.metric(org, key).await?;
+        if inputs.is_empty() {
+            return Err(FieldErrors::single("points", "must hold at least one point").into());
+        }
+        let now = Utc::now();
+        let mut errors = FieldErrors::new();
+        let mut points = vec![];
+        for (i, input) in inputs.iter().enumerate() {
+            match input.validate(&metric, now) {
+                Ok(point) => points.push(point),
+                Err(found) => {
+                    for (field, messages) in found.0 {
+                        for m in messages {
+                            errors.add(&format!("points[{i}].{field}"), m);
+                        }
+                    }
+                }
+            }
+        }
+        let points = errors.into_result(points)?;
+        self.store.write_points(org, &metric, &points, None).await?;
+        self.series(org, key).await
+    }
+
+    // ---- experiments ---------------------------------------------------------------------------
+
+    pub async fn create_experiment(&self, org: OrgId, input: &ExperimentInput) -> Result<Experiment> {
+        Ok(self.store.create_experiment(org, &input.validate()?).await?)
+    }
+
+    pub async fn list_experiments(&self, org: OrgId) -> Result<Vec<Experiment>> {
+        Ok(self.store.list_experiments(org).await?)
+    }
+
+    /// The A/B analysis of an experiment over its loop's events between its start and end dates.
+    pub async fn analyze_experiment(&self, org: OrgId, key: &str) -> Result<ExperimentAnalysis> {
+        let experiment = self.experiment(org, key).await?;
+        let window = (experiment.starts_on, experiment.ends_on.min(Utc::now().date_naive()));
+        let bytes = self.event_bytes(org, &experiment.loop_key, Some(window)).await?;
+        let (control, treatment, share) =
+            (experiment.control.clone(), experiment.treatment.clone(), experiment.expected_share);
+        let report = tokio::task::spawn_blocking(move || {
+            let events = segment::frame_of(&bytes, None).map_err(|e| e.to_string())?;
+            let events = segment::between_days(events, window.0, window.1);
+            Ok::<_, String>(slope_metrics::ab::ab_of(events, &control, &treatment, Some(share)))
+        })
+        .await
+        .map_err(|e| internal("analysing an experiment", e))?
+        .map_err(|e| internal("analysing an experiment", e))?;
+        match report {
+            Ok(report) => Ok(ExperimentAnalysis { experiment, report }),
+            Err(slope_metrics::ab::AbError::Polars(e)) => Err(internal("analysing an experiment", e)),
+            // Not enough data yet (an arm without users, say) is an answer, not a failure.
+            Err(e) => Err(ServiceError::Conflict(format!("cannot analyse {key} yet: {e}"))),
+        }
+    }
+
+    /// Weekly cohort retention of a loop's users.
+    pub async fn retention(&self, org: OrgId, loop_key: &str) -> Result<slope_metrics::retention::Retention> {
+        let bytes = self.event_bytes(org, loop_key, None).await?;
+        blocking("computing retention", move || {
+            let events = segment::frame_of(&bytes, Some(&["loop", "user_id", "ts"])).map_err(|e| e.to_string())?;
+            slope_metrics::retention::retention_of(events).map_err(|e| e.to_string())
+        })
+        .await
+    }
+
+    pub async fn experiment(&self, org: OrgId, key: &str) -> Result<Experiment> {
+        self.store
+            .experiment(org, key)
+            .await?
+            .ok_or_else(|| ServiceError::NotFound(format!("no experiment has the key {key:?}")))
+    }
+}
+
+fn gunzip(body: &[u8]) -> Result<Vec<u8>> {
+    let mut out = vec![];
+    flate2::read::MultiGzDecoder::new(body)
+        .take(MAX_BATCH_BYTES as u64 + 1)
+        .read_to_end(&mut out)
+        .map_err(|e| FieldErrors::single("body", format!("is not valid gzip: {e}")))?;
+    Ok(out)
+}

@@ -1,0 +1,200 @@
+//! `/api/v1` routes of the loop metrics engine: event ingestion, loops, metrics and their points,
+//! experiments and drift.
+
+use axum::Json;
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use chrono::NaiveDate;
+use serde::Deserialize;
+use serde_json::json;
+use slope_domain::*;
+use slope_metrics::events::Format;
+use slope_service::{BatchInput, IngestAck, Loops, MAX_BATCH_BYTES};
+
+use super::extract::{Body, Query};
+use super::{ApiResult, ApiState, Versioned, created};
+
+pub fn routes() -> Router<ApiState> {
+    Router::new()
+        .route(
+            "/loops/{loop}/events",
+            // A batch may be large; every other route keeps axum's default limit.
+            post(ingest).layer(DefaultBodyLimit::max(MAX_BATCH_BYTES + 1024)),
+        )
+        .route("/loops", get(list_loops))
+        .route("/loops/{loop}", get(loop_report))
+        .route("/loops/{loop}/retention", get(retention))
+        .route("/loops/{loop}/drift", post(drift_check))
+        .route("/drift-alerts", get(drift_alerts))
+        .route("/metrics", get(list_metrics).post(create_metric))
+        .route("/metrics/{key}", get(metric_series).put(update_metric))
+        .route("/metrics/{key}/points", post(push_points))
+        .route("/metrics/{key}/recompute", post(recompute))
+        .route("/experiments", get(list_experiments).post(create_experiment))
+        .route("/experiments/{key}", get(analyze_experiment))
+}
+
+fn loops(s: &ApiState) -> &Loops {
+    &s.loops
+}
+
+/// `POST /loops/{loop}/events`: one batch, all or nothing. The format follows `Content-Type`
+/// (`application/x-ndjson`, `text/csv`, `application/vnd.apache.parquet`); `Content-Encoding: gzip` is
+/// understood; `Idempotency-Key` makes retries safe. 201 for a new batch, 200 for a replayed one.
+async fn ingest(
+    State(s): State<ApiState>,
+    Path(loop_key): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<impl IntoResponse> {
+    let text = |name: header::HeaderName| headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or_default();
+    let content_type = text(header::CONTENT_TYPE);
+    let format = if content_type.is_empty() {
+        Format::Ndjson
+    } else {
+        Format::from_content_type(content_type).ok_or_else(|| {
+            FieldErrors::single(
+                "Content-Type",
+                format!(
+                    "{content_type:?} is not an event format: use application/x-ndjson, text/csv or application/vnd.apache.parquet"
+                ),
+            )
+        })?
+    };
+    let gzip = match text(header::CONTENT_ENCODING).trim() {
+        "" | "identity" => false,
+        "gzip" | "x-gzip" => true,
+        other => {
+            return Err(FieldErrors::single("Content-Encoding", format!("{other:?} is not supported; use gzip")).into());
+        }
+    };
+    let key = headers.get("idempotency-key").map(|v| v.to_str().map(str::trim));
+    let idempotency_key = match key {
+        None => None,
+        Some(Ok(k)) if !k.is_empty() && k.len() <= 255 => Some(k),
+        Some(_) => return Err(FieldErrors::single("Idempotency-Key", "must be 1–255 visible ASCII characters").into()),
+    };
+    let ack: IngestAck =
+        loops(&s).ingest(s.org, BatchInput { loop_key: &loop_key, body: &body, format, gzip, idempotency_key }).await?;
+    let status = if ack.batch.replayed { StatusCode::OK } else { StatusCode::CREATED };
+    Ok((status, Json(ack)))
+}
+
+async fn list_loops(State(s): State<ApiState>) -> ApiResult<impl IntoResponse> {
+    Ok(Json(loops(&s).list_loops(s.org).await?))
+}
+
+#[derive(Deserialize)]
+struct ReportQuery {
+    days: Option<i64>,
+}
+
+async fn loop_report(
+    State(s): State<ApiState>,
+    Path(loop_key): Path<String>,
+    Query(q): Query<ReportQuery>,
+) -> ApiResult<impl IntoResponse> {
+    Ok(Json(loops(&s).loop_report(s.org, &loop_key, q.days.unwrap_or(28)).await?))
+}
+
+async fn retention(State(s): State<ApiState>, Path(loop_key): Path<String>) -> ApiResult<impl IntoResponse> {
+    Ok(Json(loops(&s).retention(s.org, &loop_key).await?))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct DriftInput {
+    field: String,
+    /// Days, both included: `2027-01-01..2027-01-14`.
+    reference: String,
+    current: String,
+}
+
+fn window(field: &str, raw: &str) -> Result<(NaiveDate, NaiveDate), FieldErrors> {
+    let invalid = || {
+        FieldErrors::single(field, format!("must be START..END with dates like 2027-01-01..2027-01-14, not {raw:?}"))
+    };
+    let (a, b) = raw.split_once("..").ok_or_else(invalid)?;
+    let a = parse_date(a.trim()).map_err(|_| invalid())?;
+    let b = parse_date(b.trim()).map_err(|_| invalid())?;
+    Ok((a, b))
+}
+
+async fn drift_check(
+    State(s): State<ApiState>,
+    Path(loop_key): Path<String>,
+    Body(input): Body<DriftInput>,
+) -> ApiResult<impl IntoResponse> {
+    let mut errors = FieldErrors::new();
+    let reference = window("reference", &input.reference).map_err(|e| errors.merge(e)).ok();
+    let current = window("current", &input.current).map_err(|e| errors.merge(e)).ok();
+    let (Some(reference), Some(current)) = (reference, current) else { return Err(errors.into()) };
+    let (drift, alert) = loops(&s).drift_check(s.org, &loop_key, &input.field, reference, current).await?;
+    Ok(Json(json!({
+        "method": "PSI and Jensen–Shannon distance (base 2) over bins cut at the reference's deciles; bands < 0.1 stable, 0.1–0.25 moderate, > 0.25 major",
+        "drift": drift,
+        "alert": alert,
+    })))
+}
+
+async fn drift_alerts(State(s): State<ApiState>) -> ApiResult<impl IntoResponse> {
+    Ok(Json(loops(&s).drift_alerts(s.org).await?))
+}
+
+async fn list_metrics(State(s): State<ApiState>) -> ApiResult<impl IntoResponse> {
+    Ok(Json(loops(&s).list_metrics(s.org).await?))
+}
+
+async fn create_metric(State(s): State<ApiState>, Body(input): Body<MetricInput>) -> ApiResult<impl IntoResponse> {
+    Ok(created(loops(&s).create_metric(s.org, &input).await?))
+}
+
+async fn metric_series(State(s): State<ApiState>, Path(key): Path<String>) -> ApiResult<impl IntoResponse> {
+    Ok(Json(loops(&s).series(s.org, &key).await?))
+}
+
+async fn update_metric(
+    State(s): State<ApiState>,
+    Path(key): Path<String>,
+    body: Versioned<MetricInput>,
+) -> ApiResult<impl IntoResponse> {
+    let Versioned { version, input } = body;
+    Ok(Json(loops(&s).update_metric(s.org, &key, version.0, &input).await?))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct PointsInput {
+    points: Vec<PointInput>,
+}
+
+async fn push_points(
+    State(s): State<ApiState>,
+    Path(key): Path<String>,
+    Body(input): Body<PointsInput>,
+) -> ApiResult<impl IntoResponse> {
+    Ok(Json(loops(&s).push_points(s.org, &key, &input.points).await?))
+}
+
+async fn recompute(State(s): State<ApiState>, Path(key): Path<String>) -> ApiResult<impl IntoResponse> {
+    Ok(Json(loops(&s).recompute(s.org, &key).await?))
+}
+
+async fn list_experiments(State(s): State<ApiState>) -> ApiResult<impl IntoResponse> {
+    Ok(Json(loops(&s).list_experiments(s.org).await?))
+}
+
+async fn create_experiment(
+    State(s): State<ApiState>,
+    Body(input): Body<ExperimentInput>,
+) -> ApiResult<impl IntoResponse> {
+    Ok(created(loops(&s).create_experiment(s.org, &input).await?))
+}
+
+async fn analyze_experiment(State(s): State<ApiState>, Path(key): Path<String>) -> ApiResult<impl IntoResponse> {
+    Ok(Json(loops(&s).analyze_experiment(s.org, &key).await?))
+}
