@@ -265,7 +265,26 @@ fn frame_rows(frame: &DataFrame) -> Result<Vec<RawRow>, EventsError> {
     let mut columns = vec![];
     for column in frame.columns() {
         let name = column.name().to_string();
-        let values: Vec<Value> = if column.dtype().is_primitive_numeric() {
+        let values: Vec<Value> = if let DataType::Datetime(unit, _) = column.dtype() {
+            // Timestamps (Slope's own segments, and files from polars, pandas or Spark) become RFC 3339
+            // text for the shared validation; a timestamp without a zone is taken as UTC.
+            let unit = *unit;
+            let physical = column.cast(&DataType::Int64).map_err(format)?;
+            physical
+                .i64()
+                .map_err(format)?
+                .iter()
+                .map(|v| {
+                    let at = v.and_then(|v| match unit {
+                        TimeUnit::Nanoseconds => Some(DateTime::from_timestamp_nanos(v)),
+                        TimeUnit::Microseconds => DateTime::from_timestamp_micros(v),
+                        TimeUnit::Milliseconds => DateTime::from_timestamp_millis(v),
+                    });
+                    at.map(|t| Value::String(t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)))
+                        .unwrap_or(Value::Null)
+                })
+                .collect()
+        } else if column.dtype().is_primitive_numeric() {
             let floats = column.cast(&DataType::Float64).map_err(format)?;
             floats.f64().map_err(format)?.iter().map(|v| v.map(Value::from).unwrap_or(Value::Null)).collect()
         } else {
@@ -533,6 +552,14 @@ not json
         let found: Vec<(usize, &str)> = errors.iter().map(|e| (e.row, e.field.as_str())).collect();
         assert_eq!(found, [(2, "ts"), (2, "accepted_chars"), (3, "user_id"), (3, "suggested_chars")]);
         assert!(errors[1].message.contains("must not exceed suggested_chars (3)"));
+    }
+
+    #[test]
+    fn parquet_timestamps_are_read_as_utc_times() {
+        let events = read_interactions(&temp_file("good.ndjson", GOOD)).unwrap().events;
+        let bytes = crate::segment::encode(&events).unwrap();
+        let back = parse_batch(&bytes, Format::Parquet, None).unwrap();
+        assert_eq!(back.events, events, "a segment reads back as the events it was written from");
     }
 
     #[test]

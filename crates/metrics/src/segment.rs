@@ -58,9 +58,7 @@ pub fn event_ids<B: AsRef<[u8]>>(segments: &[B]) -> PolarsResult<HashSet<String>
 
 /// Merges segments into one, keeping the first copy of every event id (a retried batch sent without
 /// its key, or two segments of the same events, must not count twice) and ordering events by time.
-pub fn compact<B: AsRef<[u8]>>(
-    segments: &[B],
-) -> PolarsResult<(Vec<u8>, usize, Option<(DateTime<Utc>, DateTime<Utc>)>)> {
+pub fn compact<B: AsRef<[u8]>>(segments: &[B]) -> PolarsResult<Compacted> {
     let mut frame = frame_of(segments, None)?
         .unique_stable(
             Some(Selector::ByName { names: Arc::new(["event_id".into()]), strict: true }),
@@ -70,7 +68,14 @@ pub fn compact<B: AsRef<[u8]>>(
         .collect()?;
     let range = time_range(&frame)?;
     let rows = frame.height();
-    Ok((encode_frame(&mut frame)?, rows, range))
+    Ok(Compacted { bytes: encode_frame(&mut frame)?, rows, range })
+}
+
+/// A compacted segment: its Parquet bytes, its number of events and their time range.
+pub struct Compacted {
+    pub bytes: Vec<u8>,
+    pub rows: usize,
+    pub range: Option<(DateTime<Utc>, DateTime<Utc>)>,
 }
 
 /// The first and last event time of a frame.
@@ -120,7 +125,7 @@ mod tests {
         let first = encode(&[event("e1", 5), event("e2", 4)]).unwrap();
         let second = encode(&[event("e2", 4), event("e3", 6)]).unwrap();
         assert_eq!(event_ids(&[&first, &second]).unwrap().len(), 3);
-        let (merged, rows, range) = compact(&[&first, &second]).unwrap();
+        let Compacted { bytes: merged, rows, range } = compact(&[&first, &second]).unwrap();
         assert_eq!(rows, 3);
         let (lo, hi) = range.unwrap();
         assert_eq!(

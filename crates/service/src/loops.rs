@@ -277,7 +277,12 @@ impl Loops {
                 computed_at: now,
             })
             .collect();
-        let replace = if full { Some((NaiveDate::MIN, NaiveDate::MAX)) } else { None };
+        // Both databases can store these dates (PostgreSQL's DATE cannot hold chrono's MIN and MAX).
+        let everything = (NaiveDate::from_ymd_opt(1900, 1, 1), NaiveDate::from_ymd_opt(9999, 12, 31));
+        let replace = match everything {
+            (Some(from), Some(to)) if full => Some((from, to)),
+            _ => None,
+        };
         self.store.write_points(org, metric, &points, replace).await?;
         Ok(points.len())
     }
@@ -323,7 +328,7 @@ impl Loops {
                 continue;
             }
             let bytes = self.segments.get_all(&small).await?;
-            let (encoded, rows, range) =
+            let segment::Compacted { bytes: encoded, rows, range } =
                 blocking("compacting segments", move || segment::compact(&bytes).map_err(|e| e.to_string())).await?;
             let Some((min_ts, max_ts)) = range else { continue };
             let path = format!(
