@@ -327,12 +327,14 @@ pub fn CheckInChart(check_ins: Vec<slope_domain::CheckIn>, measure: slope_domain
     .into_any()
 }
 
+/// A point of a chart: its day, its value and the (low, high) of its 95 % interval when it has one.
+pub type ChartPoint = (chrono::NaiveDate, f64, Option<(f64, f64)>);
+
 /// One line of a [`LineChart`]: dated values with an optional confidence band.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ChartSeries {
     pub name: String,
-    /// (day, value, (low, high) of the 95 % interval).
-    pub points: Vec<(chrono::NaiveDate, f64, Option<(f64, f64)>)>,
+    pub points: Vec<ChartPoint>,
 }
 
 /// Dated series as server-rendered SVG: each line with its CI band shaded, reference lines (targets,
@@ -348,7 +350,7 @@ pub fn LineChart(
     const W: f64 = 640.0;
     const H: f64 = 220.0;
     const PAD: f64 = 40.0;
-    let all: Vec<&(chrono::NaiveDate, f64, Option<(f64, f64)>)> = series.iter().flat_map(|s| &s.points).collect();
+    let all: Vec<&ChartPoint> = series.iter().flat_map(|s| &s.points).collect();
     if all.is_empty() {
         return view! { <p class="empty">"No data yet."</p> }.into_any();
     }
