@@ -11,10 +11,11 @@ use slope::config::Config;
 use slope_metrics::events::Format;
 use slope_service::{BatchInput, ServiceError};
 
+/// Ingests `file` into the loop `loop_key`, or into the transaction stream when it is `None`.
 pub async fn run(
     config: Config,
     file: &Path,
-    loop_key: &str,
+    loop_key: Option<&str>,
     idempotency_key: Option<&str>,
     json: bool,
 ) -> Result<(), String> {
@@ -41,9 +42,19 @@ pub async fn run(
 
     let spinner = ProgressBar::new_spinner()
         .with_style(ProgressStyle::with_template("{spinner} {msg} {elapsed}").map_err(|e| e.to_string())?);
-    spinner.set_message(format!("validating, storing and updating the metrics of {loop_key}"));
     spinner.enable_steady_tick(Duration::from_millis(120));
-    let result = loops.ingest(org, BatchInput { loop_key, body: &body, format, gzip, idempotency_key }).await;
+    let result = match loop_key {
+        Some(loop_key) => {
+            spinner.set_message(format!("validating, storing and updating the metrics of {loop_key}"));
+            loops.ingest(org, BatchInput { loop_key, body: &body, format, gzip, idempotency_key }).await
+        }
+        None => {
+            spinner.set_message("validating and storing transactions");
+            loops
+                .ingest_transactions(org, BatchInput { loop_key: "", body: &body, format, gzip, idempotency_key })
+                .await
+        }
+    };
     spinner.finish_and_clear();
     let ack = result.map_err(|e| match e {
         ServiceError::InvalidRows { errors, total } => {
@@ -64,7 +75,11 @@ pub async fn run(
         let replay = if b.replayed { " (already ingested: this is the first acknowledgement again)" } else { "" };
         println!(
             "batch {} into {}: {} rows, {} stored, {} duplicates{replay}",
-            b.batch_id, b.loop_key, b.rows, b.stored, b.duplicates
+            b.batch_id,
+            loop_key.unwrap_or("transactions"),
+            b.rows,
+            b.stored,
+            b.duplicates
         );
         if !ack.metrics_updated.is_empty() {
             println!("metrics updated: {}", ack.metrics_updated.join(", "));

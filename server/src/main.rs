@@ -60,8 +60,16 @@ enum Command {
         #[arg(value_name = "FILE")]
         file: PathBuf,
         /// The loop the events belong to; rows may leave out `loop`.
-        #[arg(long = "loop", value_name = "KEY")]
-        loop_key: String,
+        #[arg(
+            long = "loop",
+            value_name = "KEY",
+            required_unless_present = "transactions",
+            conflicts_with = "transactions"
+        )]
+        loop_key: Option<String>,
+        /// The file holds transaction events (event_id, customer_id, ts, amount) for lifetime value.
+        #[arg(long)]
+        transactions: bool,
         /// Makes a retried ingest of the same batch safe [default: the file's content decides].
         #[arg(long, value_name = "KEY")]
         idempotency_key: Option<String>,
@@ -69,7 +77,7 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Compute loop metrics from files (acceptance rate, customer lifetime value).
+    /// Compute loop metrics from files (acceptance, A/B analysis, retention, drift, customer lifetime value).
     Metrics {
         #[command(subcommand)]
         command: metrics_cli::MetricsCommand,
@@ -135,8 +143,15 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match command {
             Command::Migrate { .. } => migrate(config).await.map(|_| ()),
-            Command::Ingest { file, loop_key, idempotency_key, json, .. } => {
-                ingest_cli::run(config, &file, &loop_key, idempotency_key.as_deref(), json).await
+            Command::Ingest { file, loop_key, transactions, idempotency_key, json, .. } => {
+                ingest_cli::run(
+                    config,
+                    &file,
+                    loop_key.as_deref().filter(|_| !transactions),
+                    idempotency_key.as_deref(),
+                    json,
+                )
+                .await
             }
             _ => serve(config).await,
         }

@@ -384,3 +384,36 @@ fn invalid_transactions_and_flags_are_refused() {
         "no column \"buyer\"",
     );
 }
+
+#[test]
+fn ingest_stores_a_file_once_and_refuses_bad_rows_by_name() {
+    let dir = dir();
+    let data = dir.join("data");
+    let file = dir.join("events.ndjson");
+    std::fs::write(&file, EVENTS).unwrap();
+    let ingest = |file: &std::path::Path| {
+        slope(&["ingest", file.to_str().unwrap(), "--loop", "notes", "--data-dir", data.to_str().unwrap(), "--json"])
+    };
+    let ack = stdout_json(&ingest(&file));
+    assert_eq!((&ack["rows"], &ack["stored"], &ack["duplicates"]), (&5.into(), &4.into(), &1.into()), "{ack}");
+    assert_eq!(ack["replayed"], false);
+    let again = stdout_json(&ingest(&file));
+    assert_eq!((&again["replayed"], &again["batch_id"]), (&true.into(), &ack["batch_id"]), "{again}");
+
+    let bad = dir.join("bad.ndjson");
+    std::fs::write(&bad, EVENTS.replace(r#""accepted_chars":5"#, r#""accepted_chars":50"#)).unwrap();
+    let out = ingest(&bad);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("row 2, accepted_chars"), "{stderr}");
+    assert!(stderr.contains("nothing was stored"), "{stderr}");
+
+    let transactions = dir.join("tx.csv");
+    std::fs::write(&transactions, "event_id,customer_id,ts,amount\nt1,c1,2027-01-04T09:00:00Z,12.5\n").unwrap();
+    let out =
+        slope(&["ingest", transactions.to_str().unwrap(), "--transactions", "--data-dir", data.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("into transactions: 1 rows, 1 stored"));
+    let neither = slope(&["ingest", transactions.to_str().unwrap(), "--data-dir", data.to_str().unwrap()]);
+    assert!(!neither.status.success(), "a file needs --loop or --transactions");
+}

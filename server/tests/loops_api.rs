@@ -817,3 +817,98 @@ async fn acknowledged_batches_survive_a_restart_and_still_replay() {
     let report = server.get("/api/v1/loops/durable").await.expect(200);
     assert_eq!(report["summary"]["events"], 2, "replays after the restart stored nothing: {report}");
 }
+
+// ---- transactions and lifetime value -----------------------------------------------------------
+
+/// Purchases of `customers` customers over 40 weeks from a fixed generator: each buys in a week with
+/// a probability of their own until they drop out, spending around a level of their own.
+fn transactions(customers: usize) -> Vec<Value> {
+    let mut state = 7u64;
+    let mut next = move || {
+        state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        (state >> 11) as f64 / (1u64 << 53) as f64
+    };
+    let start = time("2026-01-05T12:00:00Z");
+    let mut rows = vec![];
+    for c in 0..customers {
+        let first_week = (next() * 20.0) as i64;
+        let rate = 0.1 + 0.5 * next();
+        let spend = 20.0 + 80.0 * next();
+        let mut week = first_week;
+        let mut n = 0;
+        loop {
+            let ts = start + chrono::Duration::weeks(week) + chrono::Duration::hours((next() * 48.0) as i64);
+            rows.push(json!({
+                "event_id": format!("t{c}-{n}"),
+                "customer_id": format!("c{c}"),
+                "ts": ts.to_rfc3339(),
+                "amount": (spend * (0.5 + next()) * 100.0).round() / 100.0,
+            }));
+            n += 1;
+            // Drop out with probability 0.1 after each purchase, else wait for the next one.
+            if next() < 0.1 {
+                break;
+            }
+            week += 1 + (next() / rate) as i64;
+            if week >= 40 {
+                break;
+            }
+        }
+    }
+    rows
+}
+
+#[tokio::test]
+async fn transactions_are_ingested_and_fit_lifetime_value() {
+    let scratch = Scratch::new();
+    let server = Server::start(&scratch.0);
+    let refused = server.get("/api/v1/ltv").await;
+    assert_eq!(refused.status, 404, "no transactions yet: {}", refused.text);
+
+    let rows = transactions(400);
+    let post = |body: Vec<u8>, key: &'static str| {
+        let request = server
+            .client
+            .post(format!("{}/api/v1/transactions", server.base))
+            .header("Content-Type", NDJSON)
+            .header("Idempotency-Key", key)
+            .body(body);
+        server.send(request, format!("POST /api/v1/transactions ({key})"))
+    };
+    let ack = post(ndjson(&rows), "tx-1").await.expect(201);
+    assert_eq!((ack["rows"].as_u64(), ack["stored"].as_u64()), (Some(rows.len() as u64), Some(rows.len() as u64)));
+    let replay = post(ndjson(&rows), "tx-1").await.expect(200);
+    assert_eq!((replay["replayed"].as_bool(), &replay["batch_id"]), (Some(true), &ack["batch_id"]));
+
+    // A bad row refuses the batch, naming it; nothing of it is stored.
+    let mut bad = rows[..3].to_vec();
+    bad[1]["amount"] = json!(-5);
+    bad[2]["customer_id"] = Value::Null;
+    let errors = post(ndjson(&bad), "tx-bad").await.expect_invalid_rows(2);
+    assert_eq!(errors, [(2, "amount".to_owned()), (3, "customer_id".to_owned())]);
+
+    // Transactions are not a loop.
+    assert_eq!(server.get("/api/v1/loops").await.expect(200), json!([]));
+
+    let report = server.get("/api/v1/ltv?period=week&horizon=26&discount_rate=0.01").await.expect(200);
+    assert_eq!(report["customers"], 400, "{report}");
+    for p in ["r", "alpha", "a", "b"] {
+        assert!(report["bg_nbd"]["params"][p].as_f64().is_some_and(|v| v > 0.0 && v.is_finite()), "{p}: {report}");
+    }
+    for p in ["p", "q", "v"] {
+        assert!(report["gamma_gamma"]["params"][p].as_f64().is_some_and(|v| v > 0.0), "{p}: {report}");
+    }
+    let cohorts = items(&report["cohorts"]);
+    assert!(cohorts.len() >= 4, "first purchases span 20 weeks: {report}");
+    assert_eq!(cohorts.iter().map(|c| c["customers"].as_u64().unwrap()).sum::<u64>(), 400);
+    let top = items(&report["top_customers"]);
+    assert_eq!(top.len(), 50);
+    let clv = |i: usize| top[i]["clv"].as_f64().expect("a CLV");
+    assert!(clv(0) >= clv(49) && clv(49) > 0.0, "ordered by value: {report}");
+    assert!(top.iter().all(|c| (0.0..=1.0).contains(&c["p_alive"].as_f64().unwrap())), "{report}");
+
+    let invalid = server.get("/api/v1/ltv?period=month").await;
+    assert_eq!(invalid.status, 422, "{}", invalid.text);
+    let invalid = server.get("/api/v1/ltv?discount_rate=1.5").await;
+    assert_eq!(invalid.status, 422, "{}", invalid.text);
+}

@@ -110,32 +110,50 @@ pub fn read_interactions(path: &Path) -> Result<Events, EventsError> {
 /// fields; repeated `event_id`s within the batch are dropped and counted. With `batch_loop` (a batch
 /// posted to one loop), rows may leave out `loop`, and rows naming another loop are refused.
 pub fn parse_batch(bytes: &[u8], format: Format, batch_loop: Option<&str>) -> Result<Events, EventsError> {
-    let rows = match format {
-        Format::Ndjson => return parse_ndjson(bytes, batch_loop),
+    let rows = match parse_frame(bytes, format)? {
+        None => return parse_ndjson(bytes, batch_loop),
+        Some(frame) => frame_rows(&frame)?,
+    };
+    validate_rows(rows, batch_loop)
+}
+
+/// Reads a CSV or Parquet body into a frame; `None` for NDJSON, which is parsed line by line.
+fn parse_frame(bytes: &[u8], format: Format) -> Result<Option<DataFrame>, EventsError> {
+    Ok(match format {
+        Format::Ndjson => None,
         Format::Csv => {
             // Every column is read as text, so that a bad value is reported against its row and field
             // instead of failing the whole file in the CSV parser's type inference.
-            let frame = CsvReadOptions::default()
-                .with_has_header(true)
-                .with_infer_schema_length(Some(0))
-                .into_reader_with_file_handle(std::io::Cursor::new(bytes))
-                .finish()
-                .map_err(|e| EventsError::Format(format!("not a readable CSV file: {e}")))?;
-            frame_rows(&frame)?
+            Some(
+                CsvReadOptions::default()
+                    .with_has_header(true)
+                    .with_infer_schema_length(Some(0))
+                    .into_reader_with_file_handle(std::io::Cursor::new(bytes))
+                    .finish()
+                    .map_err(|e| EventsError::Format(format!("not a readable CSV file: {e}")))?,
+            )
         }
-        Format::Parquet => {
-            let frame = ParquetReader::new(std::io::Cursor::new(bytes))
+        Format::Parquet => Some(
+            ParquetReader::new(std::io::Cursor::new(bytes))
                 .finish()
-                .map_err(|e| EventsError::Format(format!("not a readable Parquet file: {e}")))?;
-            frame_rows(&frame)?
-        }
-    };
-    validate_rows(rows, batch_loop)
+                .map_err(|e| EventsError::Format(format!("not a readable Parquet file: {e}")))?,
+        ),
+    })
 }
 
 /// NDJSON is parsed and validated on every core: it is the format loops send most, and JSON parsing
 /// is the cost of ingestion.
 fn parse_ndjson(bytes: &[u8], batch_loop: Option<&str>) -> Result<Events, EventsError> {
+    let events = ndjson_rows(bytes, &|object| validate_in(object, batch_loop))?;
+    Ok(dedup(events))
+}
+
+/// Parses NDJSON lines into rows checked by `check`, in parallel. All syntax errors are reported before
+/// any field error: a row that is not JSON hides whatever else is wrong.
+fn ndjson_rows<T: Send>(
+    bytes: &[u8],
+    check: &(dyn Fn(&JsonObject) -> Result<T, FieldProblems> + Sync),
+) -> Result<Vec<T>, EventsError> {
     let text = std::str::from_utf8(bytes).map_err(|e| {
         let line = bytes[..e.valid_up_to()].iter().filter(|&&b| b == b'\n').count() + 1;
         EventsError::Invalid {
@@ -158,8 +176,8 @@ fn parse_ndjson(bytes: &[u8], batch_loop: Option<&str>) -> Result<Events, Events
         first_line += chunk.bytes().filter(|&b| b == b'\n').count();
         start = end;
     }
-    type Parsed = (Vec<InteractionEvent>, Vec<RowError>, Vec<RowError>);
-    let parse = |(first, chunk): (usize, &str)| -> Parsed {
+    type Parsed<T> = (Vec<T>, Vec<RowError>, Vec<RowError>);
+    let parse = |(first, chunk): (usize, &str)| -> Parsed<T> {
         let (mut events, mut syntax, mut fields) = (vec![], vec![], vec![]);
         for (i, line) in chunk.lines().enumerate() {
             let row = first + i;
@@ -167,7 +185,7 @@ fn parse_ndjson(bytes: &[u8], batch_loop: Option<&str>) -> Result<Events, Events
                 continue;
             }
             match serde_json::from_str::<Value>(line) {
-                Ok(Value::Object(object)) => match validate_in(&object, batch_loop) {
+                Ok(Value::Object(object)) => match check(&object) {
                     Ok(event) => events.push(event),
                     Err(found) => {
                         fields.extend(found.into_iter().map(|(field, message)| RowError { row, field, message }))
@@ -181,7 +199,7 @@ fn parse_ndjson(bytes: &[u8], batch_loop: Option<&str>) -> Result<Events, Events
         }
         (events, syntax, fields)
     };
-    let parsed: Vec<Parsed> = if chunks.len() <= 1 {
+    let parsed: Vec<Parsed<T>> = if chunks.len() <= 1 {
         chunks.into_iter().map(parse).collect()
     } else {
         std::thread::scope(|scope| {
@@ -195,10 +213,97 @@ fn parse_ndjson(bytes: &[u8], batch_loop: Option<&str>) -> Result<Events, Events
         syntax.extend(s);
         fields.extend(f);
     }
-    // Syntax errors are reported first: a row that is not JSON hides whatever else is wrong.
     refuse(syntax)?;
     refuse(fields)?;
-    Ok(dedup(events))
+    Ok(events)
+}
+
+/// A purchase by a customer, for customer lifetime value.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TransactionEvent {
+    pub event_id: String,
+    pub customer_id: String,
+    pub ts: DateTime<Utc>,
+    pub amount: f64,
+}
+
+/// Parses and validates a batch of transaction events (`event_id`, `customer_id`, `ts`, `amount` ≥ 0),
+/// all or nothing; repeated ids within the batch are dropped and counted.
+pub fn parse_transactions(bytes: &[u8], format: Format) -> Result<(Vec<TransactionEvent>, usize), EventsError> {
+    let rows = match format {
+        Format::Ndjson => ndjson_rows(bytes, &validate_transaction)?,
+        Format::Csv | Format::Parquet => {
+            let raw = match parse_frame(bytes, format)? {
+                Some(frame) => frame_rows(&frame)?,
+                None => vec![],
+            };
+            let mut errors = vec![];
+            let mut rows = vec![];
+            for (row, object) in raw {
+                match validate_transaction(&object) {
+                    Ok(t) => rows.push(t),
+                    Err(found) => {
+                        errors.extend(found.into_iter().map(|(field, message)| RowError { row, field, message }))
+                    }
+                }
+            }
+            refuse(errors)?;
+            rows
+        }
+    };
+    let mut seen = HashSet::with_capacity(rows.len());
+    let before = rows.len();
+    let rows: Vec<TransactionEvent> = rows.into_iter().filter(|t| seen.insert(t.event_id.clone())).collect();
+    let duplicates = before - rows.len();
+    Ok((rows, duplicates))
+}
+
+fn validate_transaction(object: &serde_json::Map<String, Value>) -> Result<TransactionEvent, FieldProblems> {
+    let mut problems: FieldProblems = vec![];
+    let text = |field: &str| match object.get(field) {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) if s.trim().is_empty() => None,
+        Some(Value::String(s)) => Some(s.clone()),
+        Some(other) => Some(other.to_string()),
+    };
+    let required = |field: &str, problems: &mut FieldProblems| {
+        let value = text(field);
+        if value.is_none() {
+            problems.push((field.to_owned(), "is required".into()));
+        }
+        value
+    };
+    let event_id = required("event_id", &mut problems);
+    let customer_id = required("customer_id", &mut problems);
+    let ts = required("ts", &mut problems).and_then(|t| match DateTime::parse_from_rfc3339(&t) {
+        Ok(ts) => Some(ts.with_timezone(&Utc)),
+        Err(_) => {
+            problems.push(("ts".into(), format!("must be an RFC 3339 time such as 2027-01-31T09:30:00Z, not {t:?}")));
+            None
+        }
+    });
+    let amount = match object.get("amount") {
+        Some(Value::Number(n)) => n.as_f64(),
+        Some(Value::String(s)) => s.trim().parse::<f64>().ok(),
+        _ => None,
+    };
+    let amount = match amount {
+        Some(a) if a.is_finite() && a >= 0.0 => Some(a),
+        Some(a) => {
+            problems.push(("amount".into(), format!("must be a number ≥ 0, not {a}")));
+            None
+        }
+        None => {
+            problems.push(("amount".into(), "is required and must be a number ≥ 0".into()));
+            None
+        }
+    };
+    match (event_id, customer_id, ts, amount) {
+        (Some(event_id), Some(customer_id), Some(ts), Some(amount)) if problems.is_empty() => {
+            Ok(TransactionEvent { event_id, customer_id, ts, amount })
+        }
+        _ => Err(problems),
+    }
 }
 
 /// The column names and types of an events frame: what [`to_frame`] builds, what stored segments hold
@@ -335,6 +440,7 @@ fn dedup(mut events: Vec<InteractionEvent>) -> Events {
 }
 
 type FieldProblems = Vec<(String, String)>;
+type JsonObject = serde_json::Map<String, Value>;
 
 /// Checks one row of a batch posted to `batch_loop`, if any.
 fn validate_in(
@@ -560,6 +666,20 @@ not json
         let bytes = crate::segment::encode(&events).unwrap();
         let back = parse_batch(&bytes, Format::Parquet, None).unwrap();
         assert_eq!(back.events, events, "a segment reads back as the events it was written from");
+    }
+
+    #[test]
+    fn transactions_are_validated_row_by_row() {
+        let good = "{\"event_id\":\"t1\",\"customer_id\":\"c1\",\"ts\":\"2027-01-04T09:00:00Z\",\"amount\":12.5}\n\
+                    {\"event_id\":\"t1\",\"customer_id\":\"c1\",\"ts\":\"2027-01-04T09:00:00Z\",\"amount\":12.5}\n";
+        let (rows, duplicates) = parse_transactions(good.as_bytes(), Format::Ndjson).unwrap();
+        assert_eq!((rows.len(), duplicates, rows[0].amount), (1, 1, 12.5));
+        let csv = "event_id,customer_id,ts,amount\nt1,c1,2027-01-04T09:00:00Z,3\nt2,,yesterday,-1\n";
+        let EventsError::Invalid { errors, .. } = parse_transactions(csv.as_bytes(), Format::Csv).unwrap_err() else {
+            panic!()
+        };
+        let found: Vec<(usize, &str)> = errors.iter().map(|e| (e.row, e.field.as_str())).collect();
+        assert_eq!(found, [(2, "customer_id"), (2, "ts"), (2, "amount")]);
     }
 
     #[test]

@@ -318,6 +318,108 @@ pub fn customer_lifetime_value(
     total
 }
 
+/// Expected value of the customers whose first purchase fell in one month.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CohortValue {
+    /// The first day of the month of the cohort's first purchases.
+    pub cohort: chrono::NaiveDate,
+    pub customers: usize,
+    pub mean_p_alive: f64,
+    pub mean_expected_purchases: f64,
+    pub mean_clv: Option<f64>,
+}
+
+/// A customer's predictions.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CustomerValue {
+    pub customer: String,
+    pub summary: Customer,
+    pub p_alive: f64,
+    pub expected_purchases: f64,
+    pub clv: Option<f64>,
+}
+
+/// BG/NBD and Gamma-Gamma fitted to customer summaries, with predictions per customer and per monthly
+/// cohort over `horizon` periods discounted at `discount_rate` per period.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LtvReport {
+    pub method: String,
+    pub customers: usize,
+    pub horizon_periods: usize,
+    pub discount_rate: f64,
+    pub bg_nbd: Fit<BgNbd>,
+    pub gamma_gamma: Option<Fit<GammaGamma>>,
+    pub cohorts: Vec<CohortValue>,
+    /// The customers with the highest expected value (or purchases without a spend model), at most 50.
+    pub top_customers: Vec<CustomerValue>,
+}
+
+/// Fits both models and predicts. `customers` are (id, summary, first purchase day); customers first
+/// seen in the last period (T = 0) carry no information and are left out of the fit but not of the
+/// predictions.
+pub fn ltv_report(
+    customers: &[(String, Customer, chrono::NaiveDate)],
+    horizon: usize,
+    discount_rate: f64,
+) -> Result<LtvReport, LtvError> {
+    use chrono::Datelike;
+    let fit_on: Vec<Customer> = customers.iter().map(|c| c.1).filter(|c| c.t > 0.0).collect();
+    let purchases = BgNbd::fit(&fit_on)?;
+    let spend = if fit_on.iter().any(|c| c.frequency > 0.0 && c.monetary_value.is_some_and(|m| m > 0.0)) {
+        Some(GammaGamma::fit(&fit_on)?)
+    } else {
+        None
+    };
+    let mut values: Vec<CustomerValue> = customers
+        .iter()
+        .map(|(id, c, _)| CustomerValue {
+            customer: id.clone(),
+            summary: *c,
+            p_alive: purchases.params.p_alive(c.frequency, c.recency, c.t),
+            expected_purchases: purchases.params.expected_purchases(horizon as f64, c.frequency, c.recency, c.t),
+            clv: spend
+                .as_ref()
+                .map(|s| customer_lifetime_value(&purchases.params, &s.params, c, horizon, 1.0, discount_rate)),
+        })
+        .collect();
+    let mut cohorts: std::collections::BTreeMap<chrono::NaiveDate, Vec<&CustomerValue>> = Default::default();
+    for (value, (_, _, first)) in values.iter().zip(customers) {
+        let month = first.with_day(1).unwrap_or(*first);
+        cohorts.entry(month).or_default().push(value);
+    }
+    let cohorts = cohorts
+        .into_iter()
+        .map(|(cohort, members)| {
+            let n = members.len() as f64;
+            CohortValue {
+                cohort,
+                customers: members.len(),
+                mean_p_alive: members.iter().map(|m| m.p_alive).sum::<f64>() / n,
+                mean_expected_purchases: members.iter().map(|m| m.expected_purchases).sum::<f64>() / n,
+                mean_clv: spend.as_ref().map(|_| members.iter().filter_map(|m| m.clv).sum::<f64>() / n),
+            }
+        })
+        .collect();
+    values.sort_by(|a, b| {
+        let key = |v: &CustomerValue| v.clv.unwrap_or(v.expected_purchases);
+        key(b).total_cmp(&key(a))
+    });
+    values.truncate(50);
+    Ok(LtvReport {
+        method: "BG/NBD (Fader, Hardie & Lee 2005) and Gamma-Gamma fitted by maximum likelihood; expected purchases \
+                 and P(alive) per customer; CLV = Σ over the horizon of each period's expected purchases × the \
+                 Gamma-Gamma expected spend, discounted per period"
+            .into(),
+        customers: customers.len(),
+        horizon_periods: horizon,
+        discount_rate,
+        bg_nbd: purchases,
+        gamma_gamma: spend,
+        cohorts,
+        top_customers: values,
+    })
+}
+
 /// Reads customer summaries from a CSV or Parquet file with columns `frequency`, `recency`, `T` and
 /// optionally `monetary_value`. Every row is checked; the first invalid one is named in the error.
 pub fn read_summary(path: &std::path::Path) -> Result<Vec<Customer>, String> {

@@ -8,7 +8,7 @@ use std::io::Cursor;
 use chrono::{DateTime, NaiveDate, Utc};
 use polars::prelude::*;
 
-use crate::events::{InteractionEvent, schema, to_frame};
+use crate::events::{InteractionEvent, TransactionEvent, schema, to_frame};
 
 /// Encodes events as one Parquet file.
 pub fn encode(events: &[InteractionEvent]) -> PolarsResult<Vec<u8>> {
@@ -24,6 +24,44 @@ pub fn encode_frame(frame: &mut DataFrame) -> PolarsResult<Vec<u8>> {
         .with_statistics(StatisticsOptions::full())
         .finish(frame)?;
     Ok(bytes)
+}
+
+/// Encodes transaction events as one Parquet file: `event_id`, `customer_id`, `ts` (UTC microseconds)
+/// and `amount`.
+pub fn encode_transactions(transactions: &[TransactionEvent]) -> PolarsResult<Vec<u8>> {
+    let ts = Column::new("ts".into(), transactions.iter().map(|t| t.ts.timestamp_micros()).collect::<Vec<i64>>())
+        .cast(&DataType::Datetime(TimeUnit::Microseconds, None))?;
+    let mut frame = DataFrame::new(
+        transactions.len(),
+        vec![
+            Column::new("event_id".into(), transactions.iter().map(|t| t.event_id.as_str()).collect::<Vec<_>>()),
+            Column::new("customer_id".into(), transactions.iter().map(|t| t.customer_id.as_str()).collect::<Vec<_>>()),
+            ts,
+            Column::new("amount".into(), transactions.iter().map(|t| t.amount).collect::<Vec<f64>>()),
+        ],
+    )?;
+    encode_frame(&mut frame)
+}
+
+/// Transaction segments as the frame customer summaries are computed from: `customer` (String), `date`
+/// (Date, UTC) and `amount` (Float64).
+pub fn transactions_frame<B: AsRef<[u8]>>(segments: &[B]) -> PolarsResult<LazyFrame> {
+    let mut frames = Vec::with_capacity(segments.len());
+    for segment in segments {
+        frames.push(ParquetReader::new(Cursor::new(segment.as_ref())).finish()?.lazy());
+    }
+    let all = if frames.is_empty() {
+        DataFrame::empty_with_schema(&Schema::from_iter([
+            Field::new("event_id".into(), DataType::String),
+            Field::new("customer_id".into(), DataType::String),
+            Field::new("ts".into(), DataType::Datetime(TimeUnit::Microseconds, None)),
+            Field::new("amount".into(), DataType::Float64),
+        ]))
+        .lazy()
+    } else {
+        concat(frames, UnionArgs::default())?
+    };
+    Ok(all.select([col("customer_id").alias("customer"), col("ts").cast(DataType::Date).alias("date"), col("amount")]))
 }
 
 /// Decodes segments into one frame, reading only `columns` when given. No segment gives an empty frame

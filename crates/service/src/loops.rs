@@ -11,9 +11,13 @@ use sha2::{Digest, Sha256};
 use slope_domain::*;
 use slope_metrics::acceptance::{AcceptancePoint, Bucket, acceptance_of};
 use slope_metrics::drift::{Drift, DriftBand, DriftField, drift};
-use slope_metrics::events::{EventsError, Format, InteractionEvent, RowError, parse_batch};
+use slope_metrics::events::{
+    EventsError, Format, InteractionEvent, RowError, TransactionEvent, parse_batch, parse_transactions,
+};
+use slope_metrics::ltv::{Customer, LtvReport, ltv_report};
 use slope_metrics::segment;
 use slope_metrics::series::{self, Filter, SeriesKind, Window};
+use slope_metrics::transactions::{Period, SummaryOptions, summaries_of};
 use slope_store::{BatchRecord, LoopSummary, NewBatch, NewSegment, SegmentRow, Store, Written};
 
 use crate::segments::SegmentStore;
@@ -122,48 +126,76 @@ impl Loops {
     /// already visible on every key result the loop feeds.
     pub async fn ingest(&self, org: OrgId, input: BatchInput<'_>) -> Result<IngestAck> {
         let loop_key = Key::parse(input.loop_key).map_err(|m| FieldErrors::single("loop", m))?;
-        let body = if input.gzip { gunzip(input.body)? } else { input.body.to_vec() };
-        if body.len() > MAX_BATCH_BYTES {
-            return Err(FieldErrors::single(
-                "body",
-                format!("is over {} MiB; send several batches", MAX_BATCH_BYTES >> 20),
-            )
-            .into());
-        }
-        let content_hash: String = Sha256::digest(&body).iter().map(|b| format!("{b:02x}")).collect();
+        let (body, content_hash) = unpack(&input)?;
         let (format, batch_loop) = (input.format, loop_key.to_string());
         let parsed = blocking("parsing a batch", move || Ok(parse_batch(&body, format, Some(&batch_loop)))).await?;
         let events = parsed.map_err(rows_error)?;
         let within_batch = events.duplicates as i64;
-        let mut events = events.events;
-        events.sort_by_key(|e| e.ts);
-        let range = events.first().zip(events.last()).map(|(a, b)| (a.ts, b.ts));
-        let batch = NewBatch {
-            loop_key: loop_key.as_str(),
-            idempotency_key: input.idempotency_key,
-            content_hash: &content_hash,
-            rows: events.len() as i64 + within_batch,
-            range,
-        };
+        let record = self
+            .store_rows(
+                org,
+                loop_key.as_str(),
+                input.idempotency_key,
+                &content_hash,
+                Rows::Interactions(events.events),
+                within_batch,
+            )
+            .await?;
+        let metrics_updated =
+            if record.stored > 0 && !record.replayed { self.materialize_pending(Some(org)).await? } else { vec![] };
+        Ok(IngestAck { batch: record, metrics_updated })
+    }
+
+    /// Ingests a batch of transaction events (`event_id`, `customer_id`, `ts`, `amount`) into the
+    /// organisation's transaction stream, with the same all-or-nothing, idempotency and duplicate rules
+    /// as interaction events. `input.loop_key` is ignored.
+    pub async fn ingest_transactions(&self, org: OrgId, input: BatchInput<'_>) -> Result<IngestAck> {
+        let (body, content_hash) = unpack(&input)?;
+        let format = input.format;
+        let parsed = blocking("parsing a batch", move || Ok(parse_transactions(&body, format))).await?;
+        let (rows, within_batch) = parsed.map_err(rows_error)?;
+        let record = self
+            .store_rows(
+                org,
+                TRANSACTIONS,
+                input.idempotency_key,
+                &content_hash,
+                Rows::Transactions(rows),
+                within_batch as i64,
+            )
+            .await?;
+        Ok(IngestAck { batch: record, metrics_updated: vec![] })
+    }
+
+    /// Records a validated batch of `stream`: replays an earlier identical one, else drops events already
+    /// stored and writes the rest as one durable segment entered in the manifest.
+    async fn store_rows(
+        &self,
+        org: OrgId,
+        stream: &str,
+        idempotency_key: Option<&str>,
+        content_hash: &str,
+        mut rows: Rows,
+        within_batch: i64,
+    ) -> Result<BatchRecord> {
+        rows.sort();
+        let range = rows.range();
+        let batch =
+            NewBatch { loop_key: stream, idempotency_key, content_hash, rows: rows.len() as i64 + within_batch, range };
         if let Some(previous) = self.store.find_batch(org, &batch).await? {
-            return Ok(IngestAck { batch: previous, metrics_updated: vec![] });
+            return Ok(previous);
         }
         let segments = self.segments.clone();
-        let path_loop = loop_key.to_string();
+        let path_stream = stream.to_owned();
         let hash_prefix = content_hash[..16].to_owned();
-        let record = self
-            .store
+        self.store
             .record_batch(org, &batch, move |overlapping: Vec<SegmentRow>| async move {
                 let stored = segments.get_all(&overlapping).await?;
                 let (fresh, duplicates, encoded) = blocking("writing a segment", move || {
                     let known = segment::event_ids(&stored).map_err(|e| e.to_string())?;
-                    let before = events.len();
-                    let fresh: Vec<InteractionEvent> =
-                        events.into_iter().filter(|e| !known.contains(&e.event_id)).collect();
-                    let duplicates = (before - fresh.len()) as i64;
-                    let encoded =
-                        if fresh.is_empty() { None } else { Some(segment::encode(&fresh).map_err(|e| e.to_string())?) };
-                    Ok((fresh.len(), duplicates, encoded))
+                    let (fresh, duplicates) = rows.without(&known);
+                    let encoded = if fresh.len() == 0 { None } else { Some(fresh.encode()?) };
+                    Ok((fresh.len(), duplicates as i64, encoded))
                 })
                 .await?;
                 let Some(bytes) = encoded else {
@@ -174,7 +206,7 @@ impl Loops {
                 let path = format!(
                     "org-{}/{}/{}/{}-{hash_prefix}.parquet",
                     org.0,
-                    path_loop,
+                    path_stream,
                     min_ts.format("%Y-%m-%d"),
                     now.format("%Y%m%dT%H%M%S%6f")
                 );
@@ -185,10 +217,40 @@ impl Loops {
                     segment: Some(NewSegment { path, rows: fresh as i64, bytes: size, min_ts, max_ts }),
                 })
             })
-            .await??;
-        let metrics_updated =
-            if record.stored > 0 && !record.replayed { self.materialize_pending(Some(org)).await? } else { vec![] };
-        Ok(IngestAck { batch: record, metrics_updated })
+            .await?
+    }
+
+    /// BG/NBD and Gamma-Gamma fitted to the customers of the stored transactions, with predictions per
+    /// customer and per monthly cohort over `horizon` periods, discounted at `discount_rate` per period.
+    pub async fn ltv(&self, org: OrgId, period: Period, horizon: usize, discount_rate: f64) -> Result<LtvReport> {
+        if !(0.0..1.0).contains(&discount_rate) {
+            return Err(FieldErrors::single("discount_rate", "must be at least 0 and below 1 (per period)").into());
+        }
+        if !(1..=520).contains(&horizon) {
+            return Err(FieldErrors::single("horizon", "must be between 1 and 520 periods").into());
+        }
+        let rows = self.store.live_segments(org, TRANSACTIONS, None).await?;
+        if rows.is_empty() {
+            return Err(ServiceError::NotFound("no transactions have been ingested yet".into()));
+        }
+        let bytes = self.segments.get_all(&rows).await?;
+        let end = rows.iter().map(|r| r.max_ts.date_naive()).max().unwrap_or_default();
+        let fitted = blocking("fitting customer lifetime value", move || {
+            let frame = segment::transactions_frame(&bytes).map_err(|e| e.to_string())?;
+            let options = SummaryOptions { period, calibration_end: Some(end) };
+            let summaries = summaries_of(frame, &options).map_err(|e| e.to_string())?;
+            let last = period.start(end);
+            let customers: Vec<(String, Customer, NaiveDate)> = summaries
+                .into_iter()
+                .map(|(id, c)| {
+                    let first = last - Duration::days((c.t * period_days(period)) as i64);
+                    (id, c, first)
+                })
+                .collect();
+            Ok(ltv_report(&customers, horizon, discount_rate))
+        })
+        .await?;
+        fitted.map_err(|e| ServiceError::Conflict(format!("cannot fit yet: {e}")))
     }
 
     /// Recomputes the buckets touched by segments not yet materialised (all organisations when `org` is
@@ -592,6 +654,84 @@ impl Loops {
             .experiment(org, key)
             .await?
             .ok_or_else(|| ServiceError::NotFound(format!("no experiment has the key {key:?}")))
+    }
+}
+
+/// The reserved stream of transaction events. Loop keys start with a letter or digit, so no loop can
+/// share it.
+pub const TRANSACTIONS: &str = "_transactions";
+
+fn period_days(period: Period) -> f64 {
+    match period {
+        Period::Day => 1.0,
+        Period::Week => 7.0,
+    }
+}
+
+/// The decompressed body of a batch and the hash that recognises a retry of it.
+fn unpack(input: &BatchInput<'_>) -> Result<(Vec<u8>, String)> {
+    let body = if input.gzip { gunzip(input.body)? } else { input.body.to_vec() };
+    if body.len() > MAX_BATCH_BYTES {
+        return Err(FieldErrors::single(
+            "body",
+            format!("is over {} MiB; send several batches", MAX_BATCH_BYTES >> 20),
+        )
+        .into());
+    }
+    let content_hash: String = Sha256::digest(&body).iter().map(|b| format!("{b:02x}")).collect();
+    Ok((body, content_hash))
+}
+
+/// The validated rows of a batch, of either stream.
+enum Rows {
+    Interactions(Vec<InteractionEvent>),
+    Transactions(Vec<TransactionEvent>),
+}
+
+impl Rows {
+    fn len(&self) -> usize {
+        match self {
+            Rows::Interactions(r) => r.len(),
+            Rows::Transactions(r) => r.len(),
+        }
+    }
+
+    fn sort(&mut self) {
+        match self {
+            Rows::Interactions(r) => r.sort_by_key(|e| e.ts),
+            Rows::Transactions(r) => r.sort_by_key(|e| e.ts),
+        }
+    }
+
+    /// The first and last time, once sorted.
+    fn range(&self) -> Option<(DateTime<Utc>, DateTime<Utc>)> {
+        match self {
+            Rows::Interactions(r) => r.first().zip(r.last()).map(|(a, b)| (a.ts, b.ts)),
+            Rows::Transactions(r) => r.first().zip(r.last()).map(|(a, b)| (a.ts, b.ts)),
+        }
+    }
+
+    /// The rows whose ids are not in `known`, and how many were dropped.
+    fn without(self, known: &std::collections::HashSet<String>) -> (Rows, usize) {
+        let before = self.len();
+        let kept = match self {
+            Rows::Interactions(r) => {
+                Rows::Interactions(r.into_iter().filter(|e| !known.contains(&e.event_id)).collect())
+            }
+            Rows::Transactions(r) => {
+                Rows::Transactions(r.into_iter().filter(|e| !known.contains(&e.event_id)).collect())
+            }
+        };
+        let dropped = before - kept.len();
+        (kept, dropped)
+    }
+
+    fn encode(&self) -> Result<Vec<u8>, String> {
+        match self {
+            Rows::Interactions(r) => segment::encode(r),
+            Rows::Transactions(r) => segment::encode_transactions(r),
+        }
+        .map_err(|e| e.to_string())
     }
 }
 

@@ -399,11 +399,13 @@ impl Store {
         Ok(())
     }
 
-    /// Every loop with stored events.
+    /// Every loop with stored events. Reserved streams (keys starting with `_`, such as transactions)
+    /// are not loops.
     pub async fn list_loops(&self, org: OrgId) -> Result<Vec<LoopSummary>> {
         Ok(on_db!(self, db => sqlx::query_as(
             "SELECT loop_key, COUNT(*) AS segments, CAST(SUM(rows) AS BIGINT) AS events, MIN(min_ts) AS first_event, MAX(max_ts) AS last_event
-             FROM event_segments WHERE org_id = $1 AND retired_at IS NULL GROUP BY loop_key ORDER BY loop_key")
+             FROM event_segments WHERE org_id = $1 AND retired_at IS NULL AND substr(loop_key, 1, 1) <> '_'
+             GROUP BY loop_key ORDER BY loop_key")
             .bind(org.0).fetch_all(db).await?))
     }
 

@@ -25,6 +25,8 @@ pub fn routes() -> Router<ApiState> {
             // A batch may be large; every other route keeps axum's default limit.
             post(ingest).layer(DefaultBodyLimit::max(MAX_BATCH_BYTES + 1024)),
         )
+        .route("/transactions", post(ingest_transactions).layer(DefaultBodyLimit::max(MAX_BATCH_BYTES + 1024)))
+        .route("/ltv", get(ltv))
         .route("/loops", get(list_loops))
         .route("/loops/{loop}", get(loop_report))
         .route("/loops/{loop}/retention", get(retention))
@@ -45,12 +47,8 @@ fn loops(s: &ApiState) -> &Loops {
 /// `POST /loops/{loop}/events`: one batch, all or nothing. The format follows `Content-Type`
 /// (`application/x-ndjson`, `text/csv`, `application/vnd.apache.parquet`); `Content-Encoding: gzip` is
 /// understood; `Idempotency-Key` makes retries safe. 201 for a new batch, 200 for a replayed one.
-async fn ingest(
-    State(s): State<ApiState>,
-    Path(loop_key): Path<String>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> ApiResult<impl IntoResponse> {
+/// The format, compression and idempotency key a batch's headers name.
+fn batch_headers(headers: &HeaderMap) -> Result<(Format, bool, Option<&str>), FieldErrors> {
     let text = |name: header::HeaderName| headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or_default();
     let content_type = text(header::CONTENT_TYPE);
     let format = if content_type.is_empty() {
@@ -68,20 +66,65 @@ async fn ingest(
     let gzip = match text(header::CONTENT_ENCODING).trim() {
         "" | "identity" => false,
         "gzip" | "x-gzip" => true,
-        other => {
-            return Err(FieldErrors::single("Content-Encoding", format!("{other:?} is not supported; use gzip")).into());
-        }
+        other => return Err(FieldErrors::single("Content-Encoding", format!("{other:?} is not supported; use gzip"))),
     };
-    let key = headers.get("idempotency-key").map(|v| v.to_str().map(str::trim));
-    let idempotency_key = match key {
+    let idempotency_key = match headers.get("idempotency-key").map(|v| v.to_str().map(str::trim)) {
         None => None,
         Some(Ok(k)) if !k.is_empty() && k.len() <= 255 => Some(k),
-        Some(_) => return Err(FieldErrors::single("Idempotency-Key", "must be 1–255 visible ASCII characters").into()),
+        Some(_) => return Err(FieldErrors::single("Idempotency-Key", "must be 1–255 visible ASCII characters")),
     };
-    let ack: IngestAck =
-        loops(&s).ingest(s.org, BatchInput { loop_key: &loop_key, body: &body, format, gzip, idempotency_key }).await?;
+    Ok((format, gzip, idempotency_key))
+}
+
+fn acknowledged(ack: IngestAck) -> impl IntoResponse {
     let status = if ack.batch.replayed { StatusCode::OK } else { StatusCode::CREATED };
-    Ok((status, Json(ack)))
+    (status, Json(ack))
+}
+
+/// `POST /loops/{loop}/events`: one batch, all or nothing. The format follows `Content-Type`
+/// (`application/x-ndjson`, `text/csv`, `application/vnd.apache.parquet`); `Content-Encoding: gzip` is
+/// understood; `Idempotency-Key` makes retries safe. 201 for a new batch, 200 for a replayed one.
+async fn ingest(
+    State(s): State<ApiState>,
+    Path(loop_key): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<impl IntoResponse> {
+    let (format, gzip, idempotency_key) = batch_headers(&headers)?;
+    let input = BatchInput { loop_key: &loop_key, body: &body, format, gzip, idempotency_key };
+    Ok(acknowledged(loops(&s).ingest(s.org, input).await?))
+}
+
+/// `POST /transactions`: a batch of transaction events (`event_id`, `customer_id`, `ts`, `amount`), with
+/// the same formats, rules and answers as interaction events.
+async fn ingest_transactions(
+    State(s): State<ApiState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<impl IntoResponse> {
+    let (format, gzip, idempotency_key) = batch_headers(&headers)?;
+    let input = BatchInput { loop_key: "", body: &body, format, gzip, idempotency_key };
+    Ok(acknowledged(loops(&s).ingest_transactions(s.org, input).await?))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct LtvQuery {
+    /// `day` or `week` (default).
+    period: Option<String>,
+    /// Periods ahead (default 52).
+    horizon: Option<usize>,
+    /// Per period (default 0: undiscounted).
+    discount_rate: Option<f64>,
+}
+
+/// `GET /ltv`: BG/NBD and Gamma-Gamma fitted to the stored transactions.
+async fn ltv(State(s): State<ApiState>, Query(q): Query<LtvQuery>) -> ApiResult<impl IntoResponse> {
+    let period = match q.period.as_deref().unwrap_or("week").parse() {
+        Ok(p) => p,
+        Err(m) => return Err(FieldErrors::single("period", m).into()),
+    };
+    Ok(Json(loops(&s).ltv(s.org, period, q.horizon.unwrap_or(52), q.discount_rate.unwrap_or(0.0)).await?))
 }
 
 async fn list_loops(State(s): State<ApiState>) -> ApiResult<impl IntoResponse> {
