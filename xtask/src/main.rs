@@ -7,6 +7,8 @@
 //! - `cargo xtask build [--release]`: the browser bundle, the site and the server.
 //! - `cargo xtask setup`: only install the tools.
 //! - `cargo xtask bench`: the season page benchmark, bundle size and memory (see BENCHMARKS.md).
+//! - `cargo xtask bench-metrics [--events N] [--skip-python] [--no-build]`: the loop-metrics engine
+//!   against DuckDB and lifetimes (see `bench_metrics.rs`).
 
 use std::env;
 use std::fs;
@@ -14,6 +16,8 @@ use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 use std::time::Duration;
+
+mod bench_metrics;
 
 /// Must equal the `wasm-bindgen` version pinned in the workspace `Cargo.toml`.
 const WASM_BINDGEN_VERSION: &str = "0.2.130";
@@ -31,8 +35,11 @@ fn main() -> ExitCode {
         Some("setup") => setup(true),
         Some("lint") => lint(),
         Some("bench") => bench(),
+        Some("bench-metrics") => bench_metrics::bench_metrics(&args[1..]),
         _ => {
-            eprintln!("usage: cargo xtask <serve [--release] | test | build [--release] | setup | lint | bench>");
+            eprintln!(
+                "usage: cargo xtask <serve [--release] | test | build [--release] | setup | lint | bench | bench-metrics>"
+            );
             return ExitCode::from(2);
         }
     };
