@@ -26,6 +26,13 @@ pub async fn run(
     };
     let format = Format::from_path(&inner).map_err(|e| format!("{name}: {e}"))?;
     let total = std::fs::metadata(file).map_err(|e| format!("cannot read {name}: {e}"))?.len();
+    if !gzip && total > slope_service::MAX_BATCH_BYTES as u64 {
+        return Err(format!(
+            "{name} is {} MiB; one batch holds at most {} MiB, so split the file",
+            total >> 20,
+            slope_service::MAX_BATCH_BYTES >> 20
+        ));
+    }
     let (_store, loops) = crate::open_loops(&config).await?;
     let org = loops.store().ensure_org(DEFAULT_ORG.0, DEFAULT_ORG.1).await.map_err(|e| e.to_string())?;
 

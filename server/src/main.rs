@@ -201,6 +201,9 @@ fn spawn_upkeep(loops: Loops, org: slope_domain::OrgId) {
             if let Err(e) = loops.materialize_pending(None).await {
                 tracing::warn!(error = %e, "materialising pending segments failed");
             }
+            if let Err(e) = loops.catch_up(org).await {
+                tracing::warn!(error = %e, "filling in trailing-window metrics failed");
+            }
             match loops.compact(org).await {
                 Ok(0) => {}
                 Ok(n) => tracing::info!(segments = n, "compacted event segments"),
@@ -231,8 +234,11 @@ async fn serve(config: Config) -> Result<(), String> {
             "the built site is missing: pages render but will not hydrate (run `cargo xtask build`)"
         );
     }
-    // Whatever a crash left unmaterialised is recomputed before the first request.
-    loops.materialize_pending(None).await.map_err(|e| format!("materialising pending segments: {e}"))?;
+    // Whatever a crash left unmaterialised is recomputed before the first request; a failure is logged
+    // and retried by the upkeep rather than keeping the server down.
+    if let Err(e) = loops.materialize_pending(None).await {
+        tracing::warn!(error = %e, "materialising pending segments failed; the upkeep will retry");
+    }
     spawn_upkeep(loops.clone(), org);
     let app = router(planning, loops, org, &site_root, addr);
     // Scripts and tests read this line to learn the port when it was chosen by the system.

@@ -390,7 +390,9 @@ fn ingest_stores_a_file_once_and_refuses_bad_rows_by_name() {
     let dir = dir();
     let data = dir.join("data");
     let file = dir.join("events.ndjson");
-    std::fs::write(&file, EVENTS).unwrap();
+    // Stored events must not lie in the future, so the shared sample moves back a year.
+    let events = EVENTS.replace("2027-", "2026-");
+    std::fs::write(&file, &events).unwrap();
     let ingest = |file: &std::path::Path| {
         slope(&["ingest", file.to_str().unwrap(), "--loop", "notes", "--data-dir", data.to_str().unwrap(), "--json"])
     };
@@ -401,7 +403,7 @@ fn ingest_stores_a_file_once_and_refuses_bad_rows_by_name() {
     assert_eq!((&again["replayed"], &again["batch_id"]), (&true.into(), &ack["batch_id"]), "{again}");
 
     let bad = dir.join("bad.ndjson");
-    std::fs::write(&bad, EVENTS.replace(r#""accepted_chars":5"#, r#""accepted_chars":50"#)).unwrap();
+    std::fs::write(&bad, events.replace(r#""accepted_chars":5"#, r#""accepted_chars":50"#)).unwrap();
     let out = ingest(&bad);
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -409,7 +411,7 @@ fn ingest_stores_a_file_once_and_refuses_bad_rows_by_name() {
     assert!(stderr.contains("nothing was stored"), "{stderr}");
 
     let transactions = dir.join("tx.csv");
-    std::fs::write(&transactions, "event_id,customer_id,ts,amount\nt1,c1,2027-01-04T09:00:00Z,12.5\n").unwrap();
+    std::fs::write(&transactions, "event_id,customer_id,ts,amount\nt1,c1,2026-01-04T09:00:00Z,12.5\n").unwrap();
     let out =
         slope(&["ingest", transactions.to_str().unwrap(), "--transactions", "--data-dir", data.to_str().unwrap()]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));

@@ -912,3 +912,29 @@ async fn transactions_are_ingested_and_fit_lifetime_value() {
     let invalid = server.get("/api/v1/ltv?discount_rate=1.5").await;
     assert_eq!(invalid.status, 422, "{}", invalid.text);
 }
+
+#[tokio::test]
+async fn out_of_range_times_are_refused_not_fatal() {
+    let scratch = Scratch::new();
+    let server = Server::start(&scratch.0);
+    // An event from before 2000 or more than a day ahead would make every per-day computation span
+    // centuries; both are refused by row and field.
+    let future = (chrono::Utc::now() + chrono::Duration::days(3)).to_rfc3339();
+    let body = ndjson(&[
+        event("old", "1999-12-31T23:00:00Z", "u1", "a", 10, 1),
+        event("new", &future, "u1", "a", 10, 1),
+        event("ok", "2026-03-02T09:00:00Z", "u1", "a", 10, 1),
+    ]);
+    let errors = server.ingest("notes", &[("Content-Type", NDJSON)], body).await.expect_invalid_rows(2);
+    assert_eq!(errors, [(1, "ts".to_owned()), (2, "ts".to_owned())]);
+    // A drift window at the edge of the calendar is a 422, not a crash (the server's 5xx check applies).
+    let reply = server
+        .post(
+            "/api/v1/loops/notes/drift",
+            &json!({"field": "latency_ms", "reference": "2027-01-01..+262143-12-31", "current": "2027-01-01..2027-01-02"}),
+        )
+        .await;
+    assert_eq!(reply.status, 422, "{}", reply.text);
+    // Reserved streams are not loops.
+    assert_eq!(server.get("/api/v1/loops/_transactions").await.status, 404);
+}

@@ -234,8 +234,10 @@ impl MetricDefinition {
     /// window every later bucket whose window reaches back to it.
     pub fn buckets_touched_by(&self, day: NaiveDate) -> Vec<NaiveDate> {
         let first = self.granularity.bucket_of(day);
-        let reach = self.window_days.unwrap_or(0);
-        let last = self.granularity.bucket_of(day + Duration::days((reach - 1).max(0)));
+        // A bucket's window ends on its last day and reaches `window_days` back, so the last bucket whose
+        // window holds `day` is the one starting `window_days − days per bucket` days later.
+        let reach = self.window_days.unwrap_or(0) - self.granularity.days();
+        let last = self.granularity.bucket_of(day + Duration::days(reach.max(0)));
         let mut buckets = vec![];
         let mut bucket = first;
         while bucket <= last {

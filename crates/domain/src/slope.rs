@@ -163,6 +163,7 @@ mod tests {
             status,
             measure: Measure::Milestone,
             current: None,
+            metric: None,
             confidence: None,
             version: Version(1),
             created_at: Utc::now(),

@@ -110,11 +110,37 @@ pub fn read_interactions(path: &Path) -> Result<Events, EventsError> {
 /// fields; repeated `event_id`s within the batch are dropped and counted. With `batch_loop` (a batch
 /// posted to one loop), rows may leave out `loop`, and rows naming another loop are refused.
 pub fn parse_batch(bytes: &[u8], format: Format, batch_loop: Option<&str>) -> Result<Events, EventsError> {
+    parse_batch_until(bytes, format, batch_loop, None)
+}
+
+/// [`parse_batch`], refusing events later than `latest` when given (see [`latest_event_time`]).
+pub fn parse_batch_until(
+    bytes: &[u8],
+    format: Format,
+    batch_loop: Option<&str>,
+    latest: Option<DateTime<Utc>>,
+) -> Result<Events, EventsError> {
+    let check = |object: &JsonObject| {
+        let event = validate_in(object, batch_loop)?;
+        match too_late(event.ts, latest) {
+            Some(problem) => Err(vec![problem]),
+            None => Ok(event),
+        }
+    };
     let rows = match parse_frame(bytes, format)? {
-        None => return parse_ndjson(bytes, batch_loop),
+        None => return Ok(dedup(ndjson_rows(bytes, &check)?)),
         Some(frame) => frame_rows(&frame)?,
     };
-    validate_rows(rows, batch_loop)
+    let mut errors = vec![];
+    let mut events = Vec::with_capacity(rows.len());
+    for (row, object) in rows {
+        match check(&object) {
+            Ok(event) => events.push(event),
+            Err(found) => errors.extend(found.into_iter().map(|(field, message)| RowError { row, field, message })),
+        }
+    }
+    refuse(errors)?;
+    Ok(dedup(events))
 }
 
 /// Reads a CSV or Parquet body into a frame; `None` for NDJSON, which is parsed line by line.
@@ -143,12 +169,7 @@ fn parse_frame(bytes: &[u8], format: Format) -> Result<Option<DataFrame>, Events
 
 /// NDJSON is parsed and validated on every core: it is the format loops send most, and JSON parsing
 /// is the cost of ingestion.
-fn parse_ndjson(bytes: &[u8], batch_loop: Option<&str>) -> Result<Events, EventsError> {
-    let events = ndjson_rows(bytes, &|object| validate_in(object, batch_loop))?;
-    Ok(dedup(events))
-}
-
-/// Parses NDJSON lines into rows checked by `check`, in parallel. All syntax errors are reported before
+/// Rows are checked by `check`, in parallel. All syntax errors are reported before
 /// any field error: a row that is not JSON hides whatever else is wrong.
 fn ndjson_rows<T: Send>(
     bytes: &[u8],
@@ -229,9 +250,20 @@ pub struct TransactionEvent {
 
 /// Parses and validates a batch of transaction events (`event_id`, `customer_id`, `ts`, `amount` ≥ 0),
 /// all or nothing; repeated ids within the batch are dropped and counted.
-pub fn parse_transactions(bytes: &[u8], format: Format) -> Result<(Vec<TransactionEvent>, usize), EventsError> {
+pub fn parse_transactions(
+    bytes: &[u8],
+    format: Format,
+    latest: Option<DateTime<Utc>>,
+) -> Result<(Vec<TransactionEvent>, usize), EventsError> {
+    let check = |object: &JsonObject| {
+        let t = validate_transaction(object)?;
+        match too_late(t.ts, latest) {
+            Some(problem) => Err(vec![problem]),
+            None => Ok(t),
+        }
+    };
     let rows = match format {
-        Format::Ndjson => ndjson_rows(bytes, &validate_transaction)?,
+        Format::Ndjson => ndjson_rows(bytes, &check)?,
         Format::Csv | Format::Parquet => {
             let raw = match parse_frame(bytes, format)? {
                 Some(frame) => frame_rows(&frame)?,
@@ -240,7 +272,7 @@ pub fn parse_transactions(bytes: &[u8], format: Format) -> Result<(Vec<Transacti
             let mut errors = vec![];
             let mut rows = vec![];
             for (row, object) in raw {
-                match validate_transaction(&object) {
+                match check(&object) {
                     Ok(t) => rows.push(t),
                     Err(found) => {
                         errors.extend(found.into_iter().map(|(field, message)| RowError { row, field, message }))
@@ -275,10 +307,10 @@ fn validate_transaction(object: &serde_json::Map<String, Value>) -> Result<Trans
     };
     let event_id = required("event_id", &mut problems);
     let customer_id = required("customer_id", &mut problems);
-    let ts = required("ts", &mut problems).and_then(|t| match DateTime::parse_from_rfc3339(&t) {
-        Ok(ts) => Some(ts.with_timezone(&Utc)),
-        Err(_) => {
-            problems.push(("ts".into(), format!("must be an RFC 3339 time such as 2027-01-31T09:30:00Z, not {t:?}")));
+    let ts = required("ts", &mut problems).and_then(|t| match parse_event_time(&t) {
+        Ok(ts) => Some(ts),
+        Err(message) => {
+            problems.push(("ts".into(), message));
             None
         }
     });
@@ -419,19 +451,6 @@ fn refuse(mut errors: Vec<RowError>) -> Result<(), EventsError> {
     Err(EventsError::Invalid { errors, total })
 }
 
-fn validate_rows(rows: Vec<RawRow>, batch_loop: Option<&str>) -> Result<Events, EventsError> {
-    let mut errors = vec![];
-    let mut events = Vec::with_capacity(rows.len());
-    for (row, object) in rows {
-        match validate_in(&object, batch_loop) {
-            Ok(event) => events.push(event),
-            Err(found) => errors.extend(found.into_iter().map(|(field, message)| RowError { row, field, message })),
-        }
-    }
-    refuse(errors)?;
-    Ok(dedup(events))
-}
-
 fn dedup(mut events: Vec<InteractionEvent>) -> Events {
     let mut seen = HashSet::with_capacity(events.len());
     let before = events.len();
@@ -440,6 +459,34 @@ fn dedup(mut events: Vec<InteractionEvent>) -> Events {
 }
 
 type FieldProblems = Vec<(String, String)>;
+
+/// The earliest event time accepted: nothing in a loop's history predates it, and a bound keeps a typo
+/// such as year 0201 from making every per-day computation span eighteen centuries.
+pub const EARLIEST_EVENT: &str = "2000-01-01T00:00:00Z";
+
+/// Parses an event time: RFC 3339, not before [`EARLIEST_EVENT`].
+pub fn parse_event_time(text: &str) -> Result<DateTime<Utc>, String> {
+    let ts = DateTime::parse_from_rfc3339(text)
+        .map_err(|_| format!("must be an RFC 3339 time such as 2027-01-31T09:30:00Z, not {text:?}"))?
+        .with_timezone(&Utc);
+    let earliest = DateTime::parse_from_rfc3339(EARLIEST_EVENT).map(|t| t.with_timezone(&Utc)).unwrap_or_default();
+    if ts < earliest {
+        return Err(format!("must not be before {EARLIEST_EVENT}, not {text:?}"));
+    }
+    Ok(ts)
+}
+
+/// The latest event time a stored batch may hold: a day after now (clocks drift; the future does not
+/// happen). Files analysed with `slope metrics` have no such bound.
+pub fn latest_event_time() -> DateTime<Utc> {
+    Utc::now() + chrono::Duration::days(1)
+}
+
+fn too_late(ts: DateTime<Utc>, latest: Option<DateTime<Utc>>) -> Option<(String, String)> {
+    latest
+        .filter(|l| ts > *l)
+        .map(|_| ("ts".to_owned(), format!("is more than a day in the future: {}", ts.to_rfc3339())))
+}
 type JsonObject = serde_json::Map<String, Value>;
 
 /// Checks one row of a batch posted to `batch_loop`, if any.
@@ -501,10 +548,10 @@ pub fn validate(object: &serde_json::Map<String, Value>) -> Result<InteractionEv
     let loop_key = required("loop");
     let user_id = required("user_id");
     let variant = required("variant");
-    let ts = ts_text.as_deref().and_then(|t| match DateTime::parse_from_rfc3339(t) {
-        Ok(ts) => Some(ts.with_timezone(&Utc)),
-        Err(_) => {
-            fail("ts", format!("must be an RFC 3339 time such as 2027-01-31T09:30:00Z, not {t:?}"));
+    let ts = ts_text.as_deref().and_then(|t| match parse_event_time(t) {
+        Ok(ts) => Some(ts),
+        Err(message) => {
+            fail("ts", message);
             None
         }
     });
@@ -672,10 +719,11 @@ not json
     fn transactions_are_validated_row_by_row() {
         let good = "{\"event_id\":\"t1\",\"customer_id\":\"c1\",\"ts\":\"2027-01-04T09:00:00Z\",\"amount\":12.5}\n\
                     {\"event_id\":\"t1\",\"customer_id\":\"c1\",\"ts\":\"2027-01-04T09:00:00Z\",\"amount\":12.5}\n";
-        let (rows, duplicates) = parse_transactions(good.as_bytes(), Format::Ndjson).unwrap();
+        let (rows, duplicates) = parse_transactions(good.as_bytes(), Format::Ndjson, None).unwrap();
         assert_eq!((rows.len(), duplicates, rows[0].amount), (1, 1, 12.5));
         let csv = "event_id,customer_id,ts,amount\nt1,c1,2027-01-04T09:00:00Z,3\nt2,,yesterday,-1\n";
-        let EventsError::Invalid { errors, .. } = parse_transactions(csv.as_bytes(), Format::Csv).unwrap_err() else {
+        let EventsError::Invalid { errors, .. } = parse_transactions(csv.as_bytes(), Format::Csv, None).unwrap_err()
+        else {
             panic!()
         };
         let found: Vec<(usize, &str)> = errors.iter().map(|e| (e.row, e.field.as_str())).collect();

@@ -3,8 +3,9 @@
 //! This crate depends on no web crate. It reads interaction events from files ([`events`]), computes
 //! the character acceptance rate with polars ([`acceptance`]), compares it between an A/B test's arms
 //! ([`ab`]), computes weekly cohort retention ([`retention`]) and fits customer lifetime value models
-//! ([`ltv`]) to customer summaries, which [`transactions`] builds from transaction files. Ingestion into
-//! stored segments and drift alerts are not built yet.
+//! ([`ltv`]) to customer summaries, which [`transactions`] builds from transaction files. It also
+//! encodes events as Parquet segments ([`segment`]), computes metric series over windows of days
+//! ([`series`]) and distribution drift ([`drift`]); where segments are stored is the service's business.
 
 pub mod ab;
 pub mod acceptance;

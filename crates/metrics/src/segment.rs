@@ -10,6 +10,13 @@ use polars::prelude::*;
 
 use crate::events::{InteractionEvent, TransactionEvent, schema, to_frame};
 
+pub use polars::prelude::LazyFrame;
+
+/// The first and last event time of a lazy frame, reading only its `ts` column.
+pub fn lazy_time_range(events: &LazyFrame) -> PolarsResult<Option<(DateTime<Utc>, DateTime<Utc>)>> {
+    time_range(&events.clone().select([col("ts")]).collect()?)
+}
+
 /// Encodes events as one Parquet file.
 pub fn encode(events: &[InteractionEvent]) -> PolarsResult<Vec<u8>> {
     let mut frame = to_frame(events)?;
@@ -62,6 +69,19 @@ pub fn transactions_frame<B: AsRef<[u8]>>(segments: &[B]) -> PolarsResult<LazyFr
         concat(frames, UnionArgs::default())?
     };
     Ok(all.select([col("customer_id").alias("customer"), col("ts").cast(DataType::Date).alias("date"), col("amount")]))
+}
+
+/// Each customer's first purchase day, from a frame of [`transactions_frame`].
+pub fn first_purchase_days(transactions: LazyFrame) -> PolarsResult<std::collections::HashMap<String, NaiveDate>> {
+    let first = transactions.group_by([col("customer")]).agg([col("date").min().alias("first")]).collect()?;
+    let customers = first.column("customer")?.str()?.clone();
+    let days = first.column("first")?.cast(&DataType::Int32)?;
+    let days = days.i32()?;
+    Ok(customers
+        .iter()
+        .zip(days.iter())
+        .filter_map(|(c, d)| Some((c?.to_owned(), NaiveDate::from_num_days_from_ce_opt(d? + 719_163)?)))
+        .collect())
 }
 
 /// Decodes segments into one frame, reading only `columns` when given. No segment gives an empty frame

@@ -128,31 +128,30 @@ fn retention_week1(events: LazyFrame, windows: &[Window]) -> PolarsResult<Vec<Co
         .join(cohorts, [col("user_id")], [col("user_id")], JoinArgs::new(JoinType::Inner))
         .collect()?;
     let day = |d: Option<i32>| d.and_then(|d| NaiveDate::from_num_days_from_ce_opt(d + 719_163));
-    let users = active.column("user_id")?.str()?.clone();
     let week = active.column("week")?.date()?.physical().clone();
     let cohort = active.column("cohort")?.date()?.physical().clone();
     let last_ts = active.column("last_ts")?.cast(&DataType::Int64)?;
     let last_ts = last_ts.i64()?;
+    // One pass over (user, active week) rows: each adds to its cohort's size (the cohort's own week) or
+    // to its retained users (the week after), whatever the number of cohorts asked for.
+    let mut cohorts: std::collections::HashMap<NaiveDate, (i64, i64, Option<i64>)> = Default::default();
+    for i in 0..active.height() {
+        let (Some(c), Some(w)) = (day(cohort.get(i)), day(week.get(i))) else { continue };
+        let entry = cohorts.entry(c).or_default();
+        if w == c {
+            entry.0 += 1;
+        } else if w == c + chrono::Duration::days(7) {
+            entry.1 += 1;
+            entry.2 = entry.2.max(last_ts.get(i));
+        }
+    }
     let mut points = vec![];
     for window in windows {
         let next = window.bucket + chrono::Duration::days(7);
         if next > last_week {
             continue;
         }
-        let (mut size, mut retained, mut observed) = (0i64, 0i64, None::<i64>);
-        for i in 0..active.height() {
-            if day(cohort.get(i)) != Some(window.bucket) || users.get(i).is_none() {
-                continue;
-            }
-            match day(week.get(i)) {
-                Some(w) if w == window.bucket => size += 1,
-                Some(w) if w == next => {
-                    retained += 1;
-                    observed = observed.max(last_ts.get(i));
-                }
-                _ => {}
-            }
-        }
+        let Some(&(size, retained, observed)) = cohorts.get(&window.bucket) else { continue };
         if size == 0 {
             continue;
         }

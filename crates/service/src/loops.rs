@@ -4,7 +4,7 @@
 use std::collections::{BTreeSet, HashMap};
 use std::io::Read;
 
-use chrono::{DateTime, Duration, NaiveDate, Utc};
+use chrono::{DateTime, Datelike, Duration, NaiveDate, Utc};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
@@ -12,13 +12,14 @@ use slope_domain::*;
 use slope_metrics::acceptance::{AcceptancePoint, Bucket, acceptance_of};
 use slope_metrics::drift::{Drift, DriftBand, DriftField, drift};
 use slope_metrics::events::{
-    EventsError, Format, InteractionEvent, RowError, TransactionEvent, parse_batch, parse_transactions,
+    EventsError, Format, InteractionEvent, RowError, TransactionEvent, latest_event_time, parse_batch_until,
+    parse_transactions,
 };
 use slope_metrics::ltv::{Customer, LtvReport, ltv_report};
 use slope_metrics::segment;
 use slope_metrics::series::{self, Filter, SeriesKind, Window};
 use slope_metrics::transactions::{Period, SummaryOptions, summaries_of};
-use slope_store::{BatchRecord, LoopSummary, NewBatch, NewSegment, SegmentRow, Store, Written};
+use slope_store::{BatchRecord, LoopSummary, NewBatch, NewSegment, PointsWrite, SegmentRow, Store, Written};
 
 use crate::segments::SegmentStore;
 use crate::{Result, ServiceError};
@@ -47,6 +48,9 @@ pub struct IngestAck {
     pub batch: BatchRecord,
     /// Metric definitions whose touched buckets were recomputed before this answer.
     pub metrics_updated: Vec<String>,
+    /// True when the batch is stored but recomputing its loop's metrics failed; the upkeep retries
+    /// every minute.
+    pub metrics_pending: bool,
 }
 
 /// What the loop page and `GET /api/v1/loops/{loop}` show.
@@ -127,8 +131,14 @@ impl Loops {
     pub async fn ingest(&self, org: OrgId, input: BatchInput<'_>) -> Result<IngestAck> {
         let loop_key = Key::parse(input.loop_key).map_err(|m| FieldErrors::single("loop", m))?;
         let (body, content_hash) = unpack(&input)?;
+        if let Some(previous) = self.replay(org, loop_key.as_str(), input.idempotency_key, &content_hash).await? {
+            return Ok(previous);
+        }
         let (format, batch_loop) = (input.format, loop_key.to_string());
-        let parsed = blocking("parsing a batch", move || Ok(parse_batch(&body, format, Some(&batch_loop)))).await?;
+        let parsed = blocking("parsing a batch", move || {
+            Ok(parse_batch_until(&body, format, Some(&batch_loop), Some(latest_event_time())))
+        })
+        .await?;
         let events = parsed.map_err(rows_error)?;
         let within_batch = events.duplicates as i64;
         let record = self
@@ -141,9 +151,29 @@ impl Loops {
                 within_batch,
             )
             .await?;
-        let metrics_updated =
-            if record.stored > 0 && !record.replayed { self.materialize_pending(Some(org)).await? } else { vec![] };
-        Ok(IngestAck { batch: record, metrics_updated })
+        let (metrics_updated, failed) = if record.stored > 0 && !record.replayed {
+            self.materialize_pending(Some(org)).await?
+        } else {
+            (vec![], vec![])
+        };
+        let metrics_pending = failed.iter().any(|l| l == loop_key.as_str());
+        Ok(IngestAck { batch: record, metrics_updated, metrics_pending })
+    }
+
+    /// The acknowledgement of an earlier identical batch, looked up before the body is parsed.
+    async fn replay(
+        &self,
+        org: OrgId,
+        stream: &str,
+        key: Option<&str>,
+        content_hash: &str,
+    ) -> Result<Option<IngestAck>> {
+        let probe = NewBatch { loop_key: stream, idempotency_key: key, content_hash, rows: 0, range: None };
+        Ok(self.store.find_batch(org, &probe).await?.map(|batch| IngestAck {
+            batch,
+            metrics_updated: vec![],
+            metrics_pending: false,
+        }))
     }
 
     /// Ingests a batch of transaction events (`event_id`, `customer_id`, `ts`, `amount`) into the
@@ -151,8 +181,13 @@ impl Loops {
     /// as interaction events. `input.loop_key` is ignored.
     pub async fn ingest_transactions(&self, org: OrgId, input: BatchInput<'_>) -> Result<IngestAck> {
         let (body, content_hash) = unpack(&input)?;
+        if let Some(previous) = self.replay(org, TRANSACTIONS, input.idempotency_key, &content_hash).await? {
+            return Ok(previous);
+        }
         let format = input.format;
-        let parsed = blocking("parsing a batch", move || Ok(parse_transactions(&body, format))).await?;
+        let parsed =
+            blocking("parsing a batch", move || Ok(parse_transactions(&body, format, Some(latest_event_time()))))
+                .await?;
         let (rows, within_batch) = parsed.map_err(rows_error)?;
         let record = self
             .store_rows(
@@ -164,7 +199,7 @@ impl Loops {
                 within_batch as i64,
             )
             .await?;
-        Ok(IngestAck { batch: record, metrics_updated: vec![] })
+        Ok(IngestAck { batch: record, metrics_updated: vec![], metrics_pending: false })
     }
 
     /// Records a validated batch of `stream`: replays an earlier identical one, else drops events already
@@ -191,17 +226,18 @@ impl Loops {
         self.store
             .record_batch(org, &batch, move |overlapping: Vec<SegmentRow>| async move {
                 let stored = segments.get_all(&overlapping).await?;
-                let (fresh, duplicates, encoded) = blocking("writing a segment", move || {
+                let (fresh, duplicates, encoded, kept_range) = blocking("writing a segment", move || {
                     let known = segment::event_ids(&stored).map_err(|e| e.to_string())?;
                     let (fresh, duplicates) = rows.without(&known);
                     let encoded = if fresh.len() == 0 { None } else { Some(fresh.encode()?) };
-                    Ok((fresh.len(), duplicates as i64, encoded))
+                    Ok((fresh.len(), duplicates as i64, encoded, fresh.range()))
                 })
                 .await?;
                 let Some(bytes) = encoded else {
                     return Ok::<_, ServiceError>(Written { duplicates: duplicates + within_batch, segment: None });
                 };
-                let (min_ts, max_ts) = range.unwrap_or_default();
+                // The segment spans what it holds, not the duplicates left out of it.
+                let (min_ts, max_ts) = kept_range.or(range).unwrap_or_default();
                 let now = Utc::now();
                 let path = format!(
                     "org-{}/{}/{}/{}-{hash_prefix}.parquet",
@@ -238,12 +274,12 @@ impl Loops {
         let fitted = blocking("fitting customer lifetime value", move || {
             let frame = segment::transactions_frame(&bytes).map_err(|e| e.to_string())?;
             let options = SummaryOptions { period, calibration_end: Some(end) };
-            let summaries = summaries_of(frame, &options).map_err(|e| e.to_string())?;
-            let last = period.start(end);
+            let summaries = summaries_of(frame.clone(), &options).map_err(|e| e.to_string())?;
+            let firsts = segment::first_purchase_days(frame).map_err(|e| e.to_string())?;
             let customers: Vec<(String, Customer, NaiveDate)> = summaries
                 .into_iter()
                 .map(|(id, c)| {
-                    let first = last - Duration::days((c.t * period_days(period)) as i64);
+                    let first = firsts.get(&id).copied().unwrap_or(end);
                     (id, c, first)
                 })
                 .collect();
@@ -254,121 +290,174 @@ impl Loops {
     }
 
     /// Recomputes the buckets touched by segments not yet materialised (all organisations when `org` is
-    /// `None`): after each batch, and at start-up for what a crash left behind. Returns the metric keys
-    /// it updated.
-    pub async fn materialize_pending(&self, org: Option<OrgId>) -> Result<Vec<String>> {
+    /// `None`): after each batch, and at start-up and every minute for what a crash or a failure left
+    /// behind. A loop whose recomputation fails is logged and left pending for the next round, so it
+    /// holds up no other loop. Returns the metric keys updated and the loops left pending.
+    pub async fn materialize_pending(&self, org: Option<OrgId>) -> Result<(Vec<String>, Vec<String>)> {
         let pending = self.store.unmaterialized_segments().await?;
         let mut groups: HashMap<(i64, String), Vec<SegmentRow>> = HashMap::new();
         for s in pending.into_iter().filter(|s| org.is_none_or(|o| o.0 == s.org_id)) {
             groups.entry((s.org_id, s.loop_key.clone())).or_default().push(s);
         }
-        let mut updated = BTreeSet::new();
+        let (mut updated, mut failed) = (BTreeSet::new(), vec![]);
         for ((org, loop_key), segments) in groups {
-            let org = OrgId(org);
-            let mut days = BTreeSet::new();
-            for s in &segments {
-                let mut day = s.min_ts.date_naive();
-                while day <= s.max_ts.date_naive() {
-                    days.insert(day);
-                    day += Duration::days(1);
+            match self.materialize_segments(OrgId(org), &loop_key, &segments).await {
+                Ok(keys) => updated.extend(keys),
+                Err(e) => {
+                    tracing::warn!(org, loop_key, error = %e, "recomputing metrics failed; the segments stay pending");
+                    failed.push(loop_key);
                 }
             }
-            for metric in self.store.list_metrics(org).await? {
-                if metric.loop_key.as_deref() != Some(loop_key.as_str()) || kind_of(&metric).is_none() {
-                    continue;
-                }
-                let buckets: BTreeSet<NaiveDate> = if metric.kind == MetricKind::Retention {
-                    // A new user changes their cohort; a returning one the cohort a week before.
-                    days.iter()
-                        .flat_map(|d| {
-                            [metric.granularity.bucket_of(*d), metric.granularity.bucket_of(*d - Duration::days(7))]
-                        })
-                        .collect()
-                } else {
-                    days.iter().flat_map(|d| metric.buckets_touched_by(*d)).collect()
-                };
-                self.recompute_buckets(org, &metric, &buckets.into_iter().collect::<Vec<_>>(), false).await?;
-                updated.insert(metric.key.clone());
-            }
-            self.store.mark_materialized(&segments.iter().map(|s| s.id).collect::<Vec<_>>()).await?;
         }
-        Ok(updated.into_iter().collect())
+        Ok((updated.into_iter().collect(), failed))
     }
 
-    async fn recompute_buckets(
-        &self,
-        org: OrgId,
-        metric: &MetricDefinition,
-        buckets: &[NaiveDate],
-        full: bool,
-    ) -> Result<usize> {
-        let (Some(kind), Some(loop_key)) = (kind_of(metric), metric.loop_key.clone()) else { return Ok(0) };
-        // A trailing window reaches past the last event, but a bucket of a day still to come is not a
-        // measurement.
+    async fn materialize_segments(&self, org: OrgId, loop_key: &str, segments: &[SegmentRow]) -> Result<Vec<String>> {
+        let mut days = BTreeSet::new();
+        for s in segments {
+            let mut day = s.min_ts.date_naive();
+            while day <= s.max_ts.date_naive() {
+                days.insert(day);
+                day = day.succ_opt().unwrap_or(NaiveDate::MAX);
+                if day == NaiveDate::MAX {
+                    break;
+                }
+            }
+        }
+        let mut plans = vec![];
+        for metric in self.store.list_metrics(org).await? {
+            if metric.loop_key.as_deref() != Some(loop_key) || kind_of(&metric).is_none() {
+                continue;
+            }
+            // Every cohort is recomputed: a late event can move a user's first week, and a cohort's
+            // following week can fill in after the fact.
+            let buckets: Vec<NaiveDate> = if metric.kind == MetricKind::Retention {
+                vec![]
+            } else {
+                days.iter().flat_map(|d| metric.buckets_touched_by(*d)).collect::<BTreeSet<_>>().into_iter().collect()
+            };
+            plans.push(Plan { full: metric.kind == MetricKind::Retention, metric, buckets });
+        }
+        let ids: Vec<i64> = segments.iter().map(|s| s.id).collect();
+        let keys = plans.iter().map(|p| p.metric.key.clone()).collect();
+        self.run_plans(org, loop_key, plans, &ids).await?;
+        Ok(keys)
+    }
+
+    /// Computes and writes the planned points of one loop's metrics under the organisation's lock (see
+    /// [`Store::materialize`]), marking `mark` materialised with them.
+    async fn run_plans(&self, org: OrgId, loop_key: &str, plans: Vec<Plan>, mark: &[i64]) -> Result<()> {
         let today = Utc::now().date_naive();
-        let windows: Vec<Window> = buckets
-            .iter()
-            .filter(|b| **b <= today)
-            .map(|b| {
-                let (from, to) = metric.window_of(*b);
-                Window { bucket: *b, from, to }
-            })
-            .collect();
-        let range = match (kind, windows.iter().map(|w| w.from).min(), windows.iter().map(|w| w.to).max()) {
-            (SeriesKind::Retention, ..) | (_, None, _) | (_, _, None) => None,
-            (_, Some(from), Some(to)) => Some((day_start(from), day_start(to + Duration::days(1)))),
+        let mut work = vec![];
+        let mut needs_all = false;
+        let (mut from, mut to) = (None::<NaiveDate>, None::<NaiveDate>);
+        for plan in plans {
+            let Some(kind) = kind_of(&plan.metric) else { continue };
+            // A trailing window reaches past the last event, but a bucket of a day still to come is not
+            // a measurement; the upkeep fills it in once the day has come.
+            let windows: Vec<Window> = plan
+                .buckets
+                .iter()
+                .filter(|b| **b <= today)
+                .map(|b| {
+                    let (from, to) = plan.metric.window_of(*b);
+                    Window { bucket: *b, from, to }
+                })
+                .collect();
+            if kind == SeriesKind::Retention || plan.full {
+                needs_all = true;
+            }
+            for w in &windows {
+                from = Some(from.map_or(w.from, |f| f.min(w.from)));
+                to = Some(to.map_or(w.to, |t| t.max(w.to)));
+            }
+            work.push((plan, kind, windows));
+        }
+        let range = match (needs_all, from, to) {
+            _ if work.is_empty() => return self.mark_only(org, loop_key, mark).await,
+            (true, _, _) => None,
+            (false, Some(f), Some(t)) => Some((day_start(f), day_start(t.succ_opt().unwrap_or(t)))),
+            // Only buckets still to come: nothing to compute yet.
+            (false, _, _) => return self.mark_only(org, loop_key, mark).await,
         };
-        let rows = self.store.live_segments(org, &loop_key, range).await?;
-        let bytes = self.segments.get_all(&rows).await?;
-        let filter = Filter { variant: metric.variant.clone(), unit: metric.unit.clone() };
-        let points = blocking("computing a metric", move || {
-            let events = segment::frame_of(&bytes, None).map_err(|e| e.to_string())?;
-            series::compute(kind, &filter, events, &windows).map_err(|e| e.to_string())
-        })
-        .await?;
-        let now = Utc::now();
-        let points: Vec<MetricPoint> = points
-            .into_iter()
-            .map(|p| MetricPoint {
-                bucket: p.bucket,
-                value: p.value,
-                n: Some(p.n),
-                ci_low: p.ci_low,
-                ci_high: p.ci_high,
-                observed_at: p.observed_at,
-                computed_at: now,
+        let segments = self.segments.clone();
+        self.store
+            .materialize(org, loop_key, range, mark, move |rows: Vec<SegmentRow>| async move {
+                let bytes = segments.get_all(&rows).await?;
+                blocking("computing metrics", move || {
+                    let columns = ["ts", "user_id", "variant", "unit", "accepted_chars", "suggested_chars"];
+                    let events = segment::frame_of(&bytes, Some(&columns)).map_err(|e| e.to_string())?;
+                    let now = Utc::now();
+                    let mut writes = vec![];
+                    for (plan, kind, windows) in work {
+                        let filter = Filter { variant: plan.metric.variant.clone(), unit: plan.metric.unit.clone() };
+                        let windows =
+                            if plan.full { full_windows(&plan.metric, kind, &events, today)? } else { windows };
+                        let points =
+                            series::compute(kind, &filter, events.clone(), &windows).map_err(|e| e.to_string())?;
+                        let points: Vec<MetricPoint> = points
+                            .into_iter()
+                            .map(|p| MetricPoint {
+                                bucket: p.bucket,
+                                value: p.value,
+                                n: Some(p.n),
+                                ci_low: p.ci_low,
+                                ci_high: p.ci_high,
+                                observed_at: p.observed_at,
+                                computed_at: now,
+                            })
+                            .collect();
+                        let replace = if plan.full { everything() } else { None };
+                        writes.push(PointsWrite { metric: plan.metric, points, replace });
+                    }
+                    Ok(writes)
+                })
+                .await
             })
-            .collect();
-        // Both databases can store these dates (PostgreSQL's DATE cannot hold chrono's MIN and MAX).
-        let everything = (NaiveDate::from_ymd_opt(1900, 1, 1), NaiveDate::from_ymd_opt(9999, 12, 31));
-        let replace = match everything {
-            (Some(from), Some(to)) if full => Some((from, to)),
-            _ => None,
-        };
-        self.store.write_points(org, metric, &points, replace).await?;
-        Ok(points.len())
+            .await?
+    }
+
+    async fn mark_only(&self, org: OrgId, loop_key: &str, mark: &[i64]) -> Result<()> {
+        if mark.is_empty() {
+            return Ok(());
+        }
+        self.store.materialize(org, loop_key, None, mark, |_| async { Ok::<_, ServiceError>(vec![]) }).await?
     }
 
     /// Recomputes a computed metric's whole series from every stored event of its loop.
     pub async fn recompute(&self, org: OrgId, key: &str) -> Result<MetricSeries> {
         let metric = self.metric(org, key).await?;
         if let Some(loop_key) = metric.loop_key.clone().filter(|_| metric.kind.from_events()) {
-            let rows = self.store.live_segments(org, &loop_key, None).await?;
-            let first = rows.iter().map(|s| s.min_ts.date_naive()).min();
-            let last = rows.iter().map(|s| s.max_ts.date_naive()).max();
-            let mut buckets = vec![];
-            if let (Some(first), Some(last)) = (first, last) {
-                let mut bucket = metric.granularity.bucket_of(first);
-                // Trailing windows keep reaching into the buckets after the last event.
-                let end = last + Duration::days(metric.window_days.unwrap_or(1) - 1);
-                while bucket <= end {
-                    buckets.push(bucket);
-                    bucket += Duration::days(metric.granularity.days());
-                }
-            }
-            self.recompute_buckets(org, &metric, &buckets, true).await?;
+            self.run_plans(org, &loop_key, vec![Plan { metric, buckets: vec![], full: true }], &[]).await?;
         }
         self.series(org, key).await
+    }
+
+    /// Fills in the buckets of trailing-window metrics whose day has come since they were last computed
+    /// (a 7-day window keeps a value on a quiet weekend), up to today.
+    pub async fn catch_up(&self, org: OrgId) -> Result<()> {
+        let today = Utc::now().date_naive();
+        let loops = self.store.list_loops(org).await?;
+        for metric in self.store.list_metrics(org).await? {
+            let Some(window) = metric.window_days.filter(|w| *w > metric.granularity.days()) else { continue };
+            let Some(summary) = loops.iter().find(|l| Some(l.loop_key.as_str()) == metric.loop_key.as_deref()) else {
+                continue;
+            };
+            let points = self.store.series(org, &metric.key, metric.version).await?;
+            let Some(last) = points.last().map(|p| p.bucket) else { continue };
+            let reach = summary.last_event.date_naive() + Duration::days(window - 1);
+            let mut buckets = vec![];
+            let mut bucket = last + Duration::days(metric.granularity.days());
+            while bucket <= today.min(reach) {
+                buckets.push(bucket);
+                bucket += Duration::days(metric.granularity.days());
+            }
+            if !buckets.is_empty() {
+                let loop_key = summary.loop_key.clone();
+                self.run_plans(org, &loop_key, vec![Plan { metric, buckets, full: false }], &[]).await?;
+            }
+        }
+        Ok(())
     }
 
     // ---- compaction ----------------------------------------------------------------------------
@@ -407,7 +496,11 @@ impl Loops {
             match self.store.replace_segments(org, &summary.loop_key, &old, &new).await {
                 Ok(()) => merged += small.len(),
                 Err(e) => {
-                    self.segments.delete(&path).await?;
+                    // The commit may have happened with only its answer lost: delete the merged file only
+                    // if the manifest does not name it.
+                    if !self.store.segment_listed(&path).await? {
+                        self.segments.delete(&path).await?;
+                    }
                     return Err(e.into());
                 }
             }
@@ -428,7 +521,7 @@ impl Loops {
         loop_key: &str,
         days: Option<(NaiveDate, NaiveDate)>,
     ) -> Result<Vec<bytes::Bytes>> {
-        let range = days.map(|(from, to)| (day_start(from), day_start(to + Duration::days(1))));
+        let range = days.map(|(from, to)| (day_start(from), day_start(to.succ_opt().unwrap_or(to))));
         let rows = self.store.live_segments(org, loop_key, range).await?;
         self.segments.get_all(&rows).await
     }
@@ -489,6 +582,9 @@ impl Loops {
         for (name, (from, to)) in [("reference", reference), ("current", current)] {
             if to < from {
                 return Err(FieldErrors::single(name, "ends before it starts").into());
+            }
+            if from.year() < 1970 || to.year() > 9999 {
+                return Err(FieldErrors::single(name, "must lie between 1970 and 9999").into());
             }
         }
         let from = reference.0.min(current.0);
@@ -657,16 +753,43 @@ impl Loops {
     }
 }
 
+/// What to recompute of one metric: the listed buckets, or with `full` its whole series.
+struct Plan {
+    metric: MetricDefinition,
+    buckets: Vec<NaiveDate>,
+    full: bool,
+}
+
+/// Every bucket of a metric from its loop's first event to today (or to the last event's window).
+fn full_windows(
+    metric: &MetricDefinition,
+    kind: SeriesKind,
+    events: &segment::LazyFrame,
+    today: NaiveDate,
+) -> Result<Vec<Window>, String> {
+    let Some((first, last)) = segment::lazy_time_range(events).map_err(|e| e.to_string())? else { return Ok(vec![]) };
+    let (first, last) = (first.date_naive(), last.date_naive());
+    let reach = if kind == SeriesKind::Retention { 0 } else { metric.window_days.unwrap_or(1) - 1 };
+    let end = today.min(last + Duration::days(reach.max(0)));
+    let mut windows = vec![];
+    let mut bucket = metric.granularity.bucket_of(first);
+    while bucket <= end {
+        let (from, to) = metric.window_of(bucket);
+        windows.push(Window { bucket, from, to });
+        bucket += Duration::days(metric.granularity.days());
+    }
+    Ok(windows)
+}
+
+/// The whole bucket range, in dates both databases can store (PostgreSQL's DATE cannot hold chrono's
+/// MIN and MAX).
+fn everything() -> Option<(NaiveDate, NaiveDate)> {
+    NaiveDate::from_ymd_opt(1900, 1, 1).zip(NaiveDate::from_ymd_opt(9999, 12, 31))
+}
+
 /// The reserved stream of transaction events. Loop keys start with a letter or digit, so no loop can
 /// share it.
 pub const TRANSACTIONS: &str = "_transactions";
-
-fn period_days(period: Period) -> f64 {
-    match period {
-        Period::Day => 1.0,
-        Period::Week => 7.0,
-    }
-}
 
 /// The decompressed body of a batch and the hash that recognises a retry of it.
 fn unpack(input: &BatchInput<'_>) -> Result<(Vec<u8>, String)> {

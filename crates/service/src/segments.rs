@@ -56,10 +56,18 @@ impl SegmentStore {
             .map_err(|e| internal("writing a segment", e))?;
         if let Some(root) = &self.local_root {
             let file = root.join(path);
+            let root = root.clone();
             tokio::task::spawn_blocking(move || -> std::io::Result<()> {
                 std::fs::File::open(&file)?.sync_all()?;
-                if let Some(dir) = file.parent() {
-                    std::fs::File::open(dir)?.sync_all()?;
+                // Every folder from the file's up to the store's root: `object_store` may just have
+                // created some of them, and a new folder's entry lives in its parent.
+                let mut dir = file.parent();
+                while let Some(d) = dir {
+                    std::fs::File::open(d)?.sync_all()?;
+                    if d == root {
+                        break;
+                    }
+                    dir = d.parent();
                 }
                 Ok(())
             })

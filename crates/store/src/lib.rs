@@ -95,10 +95,11 @@ impl Store {
             let options = SqliteConnectOptions::from_str(url)
                 .map_err(StoreError::config)?
                 .create_if_missing(true)
-                // WAL lets readers run while a writer commits; NORMAL sync is durable across
-                // application crashes, which is what an embedded store needs.
+                // WAL lets readers run while a writer commits. FULL sync makes a commit durable against
+                // power loss too, not only against a crash of the process: an acknowledged batch of
+                // events must survive either.
                 .journal_mode(SqliteJournalMode::Wal)
-                .synchronous(SqliteSynchronous::Normal)
+                .synchronous(SqliteSynchronous::Full)
                 .busy_timeout(Duration::from_secs(10))
                 .foreign_keys(true);
             if let Some(parent) = Path::new(options.get_filename()).parent()

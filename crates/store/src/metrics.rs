@@ -227,6 +227,57 @@ struct KeyedBatch {
 
 const BATCH_COLUMNS: &str = "id, loop_key, rows, stored, duplicates, min_ts, max_ts, received_at";
 
+/// Points of one metric version to write, and the bucket range they replace (points there that are not
+/// among them are removed).
+#[derive(Debug, Clone)]
+pub struct PointsWrite {
+    pub metric: MetricDefinition,
+    pub points: Vec<MetricPoint>,
+    pub replace: Option<(NaiveDate, NaiveDate)>,
+}
+
+/// Writes points inside a transaction that holds the organisation's lock, then feeds what the metric
+/// is linked to.
+macro_rules! upsert_points {
+    ($tx:expr, $org:expr, $metric:expr, $points:expr, $replace:expr) => {{
+        let metric: &MetricDefinition = $metric;
+        if let Some((from, to)) = $replace {
+            sqlx::query(
+                "DELETE FROM metric_points WHERE org_id = $1 AND metric_key = $2 AND version = $3 AND bucket >= $4 AND bucket <= $5",
+            )
+            .bind($org.0)
+            .bind(&metric.key)
+            .bind(metric.version)
+            .bind(from)
+            .bind(to)
+            .execute(&mut *$tx)
+            .await?;
+        }
+        for p in $points.iter() {
+            sqlx::query(
+                "INSERT INTO metric_points (org_id, metric_key, version, bucket, value, n, ci_low, ci_high, observed_at, computed_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+                 ON CONFLICT (org_id, metric_key, version, bucket) DO UPDATE SET value = excluded.value, n = excluded.n,
+                 ci_low = excluded.ci_low, ci_high = excluded.ci_high, observed_at = excluded.observed_at,
+                 computed_at = excluded.computed_at",
+            )
+            .bind($org.0)
+            .bind(&metric.key)
+            .bind(metric.version)
+            .bind(p.bucket)
+            .bind(p.value)
+            .bind(p.n)
+            .bind(p.ci_low)
+            .bind(p.ci_high)
+            .bind(p.observed_at)
+            .bind(p.computed_at)
+            .execute(&mut *$tx)
+            .await?;
+        }
+        feed_linked!($tx, $org, metric.key.as_str());
+    }};
+}
+
 /// The lookup behind [`Store::find_batch`], on any executor: the pool, or a transaction that must not
 /// wait for a second connection while it holds the organisation's lock.
 macro_rules! lookup_batch {
@@ -379,7 +430,9 @@ impl Store {
                 "INSERT INTO event_segments (org_id, loop_key, path, rows, bytes, min_ts, max_ts, materialized, created_at)
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)")
                 .bind(org.0).bind(loop_key).bind(&new.path).bind(new.rows).bind(new.bytes)
-                .bind(new.min_ts).bind(new.max_ts).bind(true).bind(now)
+                // Compaction may drop copies of an event stored twice under two times, so the merged
+                // segment's buckets are recomputed like a new batch's.
+                .bind(new.min_ts).bind(new.max_ts).bind(false).bind(now)
                 .execute(&mut *tx).await?;
             Ok(())
         })
@@ -391,6 +444,13 @@ impl Store {
             "SELECT id, org_id, loop_key, path, rows, bytes, min_ts, max_ts, materialized, created_at
              FROM event_segments WHERE retired_at IS NOT NULL AND retired_at < $1")
             .bind(before).fetch_all(db).await?))
+    }
+
+    /// Whether the manifest names a segment at `path` (live or retired).
+    pub async fn segment_listed(&self, path: &str) -> Result<bool> {
+        let found: Option<i64> = on_db!(self, db => sqlx::query_scalar("SELECT id FROM event_segments WHERE path = $1")
+            .bind(path).fetch_optional(db).await?);
+        Ok(found.is_some())
     }
 
     pub async fn forget_segment(&self, id: i64) -> Result<()> {
@@ -507,23 +567,47 @@ impl Store {
     ) -> Result<()> {
         in_tx!(self, tx => {
             lock_org!(tx, org);
-            if let Some((from, to)) = replace {
-                sqlx::query("DELETE FROM metric_points WHERE org_id = $1 AND metric_key = $2 AND version = $3 AND bucket >= $4 AND bucket <= $5")
-                    .bind(org.0).bind(&metric.key).bind(metric.version).bind(from).bind(to).execute(&mut *tx).await?;
-            }
-            for p in points {
-                sqlx::query(
-                    "INSERT INTO metric_points (org_id, metric_key, version, bucket, value, n, ci_low, ci_high, observed_at, computed_at)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
-                     ON CONFLICT (org_id, metric_key, version, bucket) DO UPDATE SET value = excluded.value, n = excluded.n,
-                     ci_low = excluded.ci_low, ci_high = excluded.ci_high, observed_at = excluded.observed_at,
-                     computed_at = excluded.computed_at")
-                    .bind(org.0).bind(&metric.key).bind(metric.version).bind(p.bucket).bind(p.value).bind(p.n)
-                    .bind(p.ci_low).bind(p.ci_high).bind(p.observed_at).bind(p.computed_at)
-                    .execute(&mut *tx).await?;
-            }
-            feed_linked!(tx, org, metric.key.as_str());
+            upsert_points!(tx, org, metric, points, replace);
             Ok(())
+        })
+    }
+
+    /// Recomputes metric points of a loop under the organisation's lock, so that two recomputations
+    /// (two batches, a batch and the upkeep, two servers) never interleave: the later one lists the
+    /// segments only once the earlier one has committed, and so computes from a superset of its events.
+    /// `compute` gets the live segments overlapping `range` (all when `None`) and returns the points to
+    /// write; the segments `mark` are then marked materialised in the same transaction.
+    pub async fn materialize<F, Fut, E>(
+        &self,
+        org: OrgId,
+        loop_key: &str,
+        range: Option<(DateTime<Utc>, DateTime<Utc>)>,
+        mark: &[i64],
+        compute: F,
+    ) -> Result<std::result::Result<(), E>>
+    where
+        F: FnOnce(Vec<SegmentRow>) -> Fut,
+        Fut: Future<Output = std::result::Result<Vec<PointsWrite>, E>>,
+    {
+        let (from, to) = range.map_or((None, None), |(f, t)| (Some(f), Some(t)));
+        in_tx!(self, tx => {
+            lock_org!(tx, org);
+            let rows: Vec<SegmentRow> = sqlx::query_as(
+                "SELECT * FROM event_segments WHERE org_id = $1 AND loop_key = $2 AND retired_at IS NULL
+                 AND ($4 IS NULL OR min_ts <= $4) AND ($3 IS NULL OR max_ts >= $3) ORDER BY id")
+                .bind(org.0).bind(loop_key).bind(from).bind(to).fetch_all(&mut *tx).await?;
+            let writes = match compute(rows).await {
+                Ok(writes) => writes,
+                Err(e) => return Ok(Err(e)),
+            };
+            for write in &writes {
+                upsert_points!(tx, org, &write.metric, &write.points, write.replace);
+            }
+            for id in mark {
+                sqlx::query("UPDATE event_segments SET materialized = $3 WHERE org_id = $1 AND id = $2")
+                    .bind(org.0).bind(id).bind(true).execute(&mut *tx).await?;
+            }
+            Ok(Ok(()))
         })
     }
 

@@ -55,7 +55,7 @@ macro_rules! lock_org {
 }
 
 /// Copies the latest point of metric `$key` (current definition) onto every key result and squad goal
-/// linked to it: the value becomes their current value, and the point's time and the metric's freshness
+/// linked to it, except those of closed seasons, which are history: the value becomes their current value, and the point's time and the metric's freshness
 /// limit travel with it so that reading a plan needs no join. Rejects an unknown metric key.
 macro_rules! feed_linked {
     ($tx:expr, $org:expr, $key:expr) => {{
@@ -81,9 +81,12 @@ macro_rules! feed_linked {
         let (value, observed) = latest.map_or((None, None), |(v, at)| (Some(v), Some(at)));
         for table in [
             "UPDATE key_results SET current_value = COALESCE($3, current_value), metric_observed_at = $4, metric_freshness_hours = $5
-             WHERE org_id = $1 AND metric_key = $2",
+             WHERE org_id = $1 AND metric_key = $2 AND objective_id IN
+             (SELECT o.id FROM objectives o JOIN seasons s ON s.id = o.season_id WHERE s.status <> 'closed')",
             "UPDATE squad_goals SET current_value = COALESCE($3, current_value), metric_observed_at = $4, metric_freshness_hours = $5
-             WHERE org_id = $1 AND metric_key = $2",
+             WHERE org_id = $1 AND metric_key = $2 AND key_result_id IN
+             (SELECT k.id FROM key_results k JOIN objectives o ON o.id = k.objective_id JOIN seasons s ON s.id = o.season_id
+              WHERE s.status <> 'closed')",
         ] {
             sqlx::query(table).bind($org.0).bind($key).bind(value).bind(observed).bind(freshness).execute(&mut *$tx).await?;
         }
@@ -317,7 +320,7 @@ impl Store {
                 None => row,
                 Some(key) => {
                     feed_linked!(tx, org, key.as_str());
-                    sqlx::query_as("SELECT * FROM key_results WHERE id = $1").bind(row.id).fetch_one(&mut *tx).await?
+                    sqlx::query_as("SELECT * FROM key_results WHERE org_id = $1 AND id = $2").bind(org.0).bind(row.id).fetch_one(&mut *tx).await?
                 }
             };
             let kr = KeyResult::try_from(row)?;
@@ -358,7 +361,7 @@ impl Store {
                 None => row,
                 Some(key) => {
                     feed_linked!(tx, org, key.as_str());
-                    sqlx::query_as("SELECT * FROM key_results WHERE id = $1").bind(id.0).fetch_one(&mut *tx).await?
+                    sqlx::query_as("SELECT * FROM key_results WHERE org_id = $1 AND id = $2").bind(org.0).bind(id.0).fetch_one(&mut *tx).await?
                 }
             };
             let kr = KeyResult::try_from(row)?;
@@ -454,7 +457,7 @@ impl Store {
                 None => row,
                 Some(key) => {
                     feed_linked!(tx, org, key.as_str());
-                    sqlx::query_as("SELECT * FROM squad_goals WHERE id = $1").bind(row.id).fetch_one(&mut *tx).await?
+                    sqlx::query_as("SELECT * FROM squad_goals WHERE org_id = $1 AND id = $2").bind(org.0).bind(row.id).fetch_one(&mut *tx).await?
                 }
             };
             let goal = SquadGoal::try_from(row)?;
@@ -496,7 +499,7 @@ impl Store {
                 None => row,
                 Some(key) => {
                     feed_linked!(tx, org, key.as_str());
-                    sqlx::query_as("SELECT * FROM squad_goals WHERE id = $1").bind(id.0).fetch_one(&mut *tx).await?
+                    sqlx::query_as("SELECT * FROM squad_goals WHERE org_id = $1 AND id = $2").bind(org.0).bind(id.0).fetch_one(&mut *tx).await?
                 }
             };
             let goal = SquadGoal::try_from(row)?;

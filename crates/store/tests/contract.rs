@@ -1387,8 +1387,10 @@ async fn contract_segments_are_materialized_compacted_and_forgotten(store: Store
         (merged.rows, merged.bytes, merged.min_ts, merged.max_ts),
         (30, 3000, compacted.min_ts, compacted.max_ts)
     );
-    assert!(merged.materialized, "a compacted segment holds events whose buckets were already computed");
-    assert_eq!(store.unmaterialized_segments().await.unwrap(), vec![c.clone()]);
+    // Compaction may drop copies of an event stored twice under two times, so the merged segment's
+    // buckets are recomputed like a new batch's.
+    assert!(!merged.materialized, "a compacted segment waits for its buckets to be recomputed");
+    assert_eq!(store.unmaterialized_segments().await.unwrap(), vec![c.clone(), merged.clone()]);
     let loops = store.list_loops(org).await.unwrap();
     assert_eq!((loops[0].segments, loops[0].events), (2, 60), "compaction keeps the loop's events");
     assert_eq!((loops[0].first_event, loops[0].last_event), (a.min_ts, c.max_ts));

@@ -16,7 +16,7 @@ use slope_metrics::events::Format;
 use slope_service::{BatchInput, IngestAck, Loops, MAX_BATCH_BYTES};
 
 use super::extract::{Body, Query};
-use super::{ApiResult, ApiState, Versioned, created};
+use super::{ApiError, ApiResult, ApiState, Versioned, created};
 
 pub fn routes() -> Router<ApiState> {
     Router::new()
@@ -44,13 +44,25 @@ fn loops(s: &ApiState) -> &Loops {
     &s.loops
 }
 
-/// `POST /loops/{loop}/events`: one batch, all or nothing. The format follows `Content-Type`
-/// (`application/x-ndjson`, `text/csv`, `application/vnd.apache.parquet`); `Content-Encoding: gzip` is
-/// understood; `Idempotency-Key` makes retries safe. 201 for a new batch, 200 for a replayed one.
+/// A loop key from the path. Reserved streams (such as `_transactions`) and malformed keys name no loop.
+fn loop_key(raw: &str) -> Result<String, ApiError> {
+    Key::parse(raw).map(|k| k.to_string()).map_err(|_| ApiError::not_found(format!("no loop {raw:?}")))
+}
+
 /// The format, compression and idempotency key a batch's headers name.
 fn batch_headers(headers: &HeaderMap) -> Result<(Format, bool, Option<&str>), FieldErrors> {
-    let text = |name: header::HeaderName| headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or_default();
-    let content_type = text(header::CONTENT_TYPE);
+    // A header that is not visible ASCII is refused rather than read as absent.
+    let text = |name: header::HeaderName| -> Result<String, FieldErrors> {
+        match headers.get(&name) {
+            None => Ok(String::new()),
+            Some(v) => v
+                .to_str()
+                .map(|t| t.trim().to_ascii_lowercase())
+                .map_err(|_| FieldErrors::single(name.as_str(), "must be visible ASCII")),
+        }
+    };
+    let content_type = text(header::CONTENT_TYPE)?;
+    let content_type = content_type.as_str();
     let format = if content_type.is_empty() {
         Format::Ndjson
     } else {
@@ -63,10 +75,12 @@ fn batch_headers(headers: &HeaderMap) -> Result<(Format, bool, Option<&str>), Fi
             )
         })?
     };
-    let gzip = match text(header::CONTENT_ENCODING).trim() {
+    let gzip = match text(header::CONTENT_ENCODING)?.as_str() {
         "" | "identity" => false,
         "gzip" | "x-gzip" => true,
-        other => return Err(FieldErrors::single("Content-Encoding", format!("{other:?} is not supported; use gzip"))),
+        other => {
+            return Err(FieldErrors::single("Content-Encoding", format!("{other:?} is not supported; use gzip")));
+        }
     };
     let idempotency_key = match headers.get("idempotency-key").map(|v| v.to_str().map(str::trim)) {
         None => None,
@@ -138,13 +152,15 @@ struct ReportQuery {
 
 async fn loop_report(
     State(s): State<ApiState>,
-    Path(loop_key): Path<String>,
+    Path(raw): Path<String>,
     Query(q): Query<ReportQuery>,
 ) -> ApiResult<impl IntoResponse> {
+    let loop_key = loop_key(&raw)?;
     Ok(Json(loops(&s).loop_report(s.org, &loop_key, q.days.unwrap_or(28)).await?))
 }
 
-async fn retention(State(s): State<ApiState>, Path(loop_key): Path<String>) -> ApiResult<impl IntoResponse> {
+async fn retention(State(s): State<ApiState>, Path(raw): Path<String>) -> ApiResult<impl IntoResponse> {
+    let loop_key = loop_key(&raw)?;
     Ok(Json(loops(&s).retention(s.org, &loop_key).await?))
 }
 
@@ -169,9 +185,10 @@ fn window(field: &str, raw: &str) -> Result<(NaiveDate, NaiveDate), FieldErrors>
 
 async fn drift_check(
     State(s): State<ApiState>,
-    Path(loop_key): Path<String>,
+    Path(raw): Path<String>,
     Body(input): Body<DriftInput>,
 ) -> ApiResult<impl IntoResponse> {
+    let loop_key = loop_key(&raw)?;
     let mut errors = FieldErrors::new();
     let reference = window("reference", &input.reference).map_err(|e| errors.merge(e)).ok();
     let current = window("current", &input.current).map_err(|e| errors.merge(e)).ok();
