@@ -29,8 +29,6 @@ const USERS: u64 = 200_000;
 const DAYS: u64 = 90;
 /// The follow-up batch lands in the last days of the range, as late data does.
 const FOLLOW_UP_DAYS: u64 = 3;
-/// 2027-01-01 as days since 1970-01-01: the events start there.
-const FIRST_DAY: i64 = 20_819;
 /// Slope refuses a batch over 512 MiB (`slope_service::MAX_BATCH_BYTES`; xtask is std-only, so it cannot
 /// import the constant). A larger file is sent as parts of at most `PART_BYTES`.
 const MAX_BATCH_BYTES: u64 = 512 * 1024 * 1024;
@@ -145,11 +143,15 @@ pub fn bench_metrics(args: &[String]) -> Result {
     let machine = machine();
     let n = options.events;
 
+    // Slope refuses events more than a day in the future, so the range ends yesterday.
+    let first_day = days_since_epoch() - DAYS as i64;
     step(&format!("Generating {} events and a follow-up batch of {}", thousands(n), thousands(FOLLOW_UP_EVENTS)));
     let events = dir.join("events.ndjson");
     let follow_up = dir.join("follow-up.ndjson");
-    generate_cached(&events, &format!("events {n} v1"), |w| write_events(w, n))?;
-    generate_cached(&follow_up, &format!("follow-up {FOLLOW_UP_EVENTS} v1"), |w| write_follow_up(w, FOLLOW_UP_EVENTS))?;
+    generate_cached(&events, &format!("events {n} from day {first_day} v1"), |w| write_events(w, n, first_day))?;
+    generate_cached(&follow_up, &format!("follow-up {FOLLOW_UP_EVENTS} from day {first_day} v1"), |w| {
+        write_follow_up(w, FOLLOW_UP_EVENTS, first_day)
+    })?;
 
     let slope = target_dir().join("release").join("slope");
     if options.no_build {
@@ -556,6 +558,12 @@ fn mix(mut x: u64) -> u64 {
     x ^ (x >> 31)
 }
 
+/// Today as days since 1970-01-01 (UTC).
+fn days_since_epoch() -> i64 {
+    let seconds = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    (seconds / 86_400) as i64
+}
+
 /// Days since 1970-01-01 as a civil date (Howard Hinnant's algorithm), so that xtask needs no date crate.
 fn civil(days: i64) -> (i64, u32, u32) {
     let z = days + 719_468;
@@ -573,9 +581,9 @@ const VARIANTS: [&str; 3] = ["control", "short", "long"];
 
 /// One event line at `millis` after the first day: the user decides the variant and a base acceptance
 /// propensity, the variant adds a lift, and each event adds noise, so the groups differ and have spread.
-fn write_event(out: &mut dyn Write, rng: &mut Lcg, id: &str, millis: u64) -> std::io::Result<()> {
+fn write_event(out: &mut dyn Write, rng: &mut Lcg, id: &str, first_day: i64, millis: u64) -> std::io::Result<()> {
     let seconds = millis / 1000;
-    let (year, month, day) = civil(FIRST_DAY + (seconds / 86_400) as i64);
+    let (year, month, day) = civil(first_day + (seconds / 86_400) as i64);
     let time = seconds % 86_400;
     let user = rng.next() % USERS;
     let hash = mix(user);
@@ -601,24 +609,24 @@ fn write_event(out: &mut dyn Write, rng: &mut Lcg, id: &str, millis: u64) -> std
 }
 
 /// `n` events over `DAYS` days in time order, as a log arrives; each is up to ten minutes late.
-fn write_events(out: &mut dyn Write, n: u64) -> std::io::Result<()> {
+fn write_events(out: &mut dyn Write, n: u64, first_day: i64) -> std::io::Result<()> {
     let mut rng = Lcg(42);
     let span = DAYS * 86_400_000 - 600_000;
     for i in 0..n {
         let millis = (i as u128 * span as u128 / n as u128) as u64 + rng.next() % 600_000;
-        write_event(out, &mut rng, &format!("e{i:010}"), millis)?;
+        write_event(out, &mut rng, &format!("e{i:010}"), first_day, millis)?;
     }
     Ok(())
 }
 
 /// New events with new ids in the last `FOLLOW_UP_DAYS` days of the range.
-fn write_follow_up(out: &mut dyn Write, n: u64) -> std::io::Result<()> {
+fn write_follow_up(out: &mut dyn Write, n: u64, first_day: i64) -> std::io::Result<()> {
     let mut rng = Lcg(7);
     let from = (DAYS - FOLLOW_UP_DAYS) * 86_400_000;
     let span = FOLLOW_UP_DAYS * 86_400_000;
     for i in 0..n {
         let millis = from + rng.next() % span;
-        write_event(out, &mut rng, &format!("f{i:08}"), millis)?;
+        write_event(out, &mut rng, &format!("f{i:08}"), first_day, millis)?;
     }
     Ok(())
 }
@@ -974,8 +982,8 @@ mod tests {
     #[test]
     fn civil_dates_match_the_calendar() {
         assert_eq!(civil(0), (1970, 1, 1));
-        assert_eq!(civil(FIRST_DAY), (2027, 1, 1));
-        assert_eq!(civil(FIRST_DAY + 89), (2027, 3, 31));
+        assert_eq!(civil(20_819), (2027, 1, 1));
+        assert_eq!(civil(20_819 + 89), (2027, 3, 31));
         assert_eq!(civil(19_782), (2024, 2, 29));
     }
 
@@ -991,7 +999,7 @@ mod tests {
     #[test]
     fn events_are_valid_and_ordered() {
         let mut out = vec![];
-        write_events(&mut out, 1000).unwrap();
+        write_events(&mut out, 1000, 20_819).unwrap();
         let text = String::from_utf8(out).unwrap();
         assert_eq!(text.lines().count(), 1000);
         let first = text.lines().next().unwrap();
