@@ -744,9 +744,12 @@ fn ingest(slope: &Path, events: &Path, data: &Path, n: u64) -> Result<Ingested> 
             }
             Ok(Ingested { seconds, commands: vec![command(events)], refusal: None })
         }
-        Err(message) if size > MAX_BATCH_BYTES && message.contains("send several batches") => {
-            eprintln!("slope refused the file as one batch ({message}); sending it in parts");
-            let refusal = message.lines().find(|l| !l.trim().is_empty()).unwrap_or_default().trim().to_owned();
+        // Slope's wording has changed before ("send several batches", "so split the file"); the size
+        // limit in MiB is what every version names.
+        Err(message) if size > MAX_BATCH_BYTES && message.contains("512 MiB") => {
+            // The last line is Slope's own message; earlier ones are its log.
+            let refusal = message.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or_default().trim().to_owned();
+            eprintln!("slope refused the file as one batch ({refusal}); sending it in parts");
             let parts = split(events, PART_BYTES)?;
             let (mut total, mut stored_all, mut commands) = (0.0, 0, vec![]);
             for part in &parts {
