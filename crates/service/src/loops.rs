@@ -552,8 +552,11 @@ impl Loops {
                 let from = to - Duration::days(days.clamp(1, 366) - 1);
                 let bytes = self.event_bytes(org, loop_key, Some((from, to))).await?;
                 blocking("computing acceptance", move || {
-                    let events =
-                        segment::between_days(segment::frame_of(&bytes, None).map_err(|e| e.to_string())?, from, to);
+                    let events = segment::between_days(
+                        segment::frame_of(&bytes, Some(&RATIO_COLUMNS)).map_err(|e| e.to_string())?,
+                        from,
+                        to,
+                    );
                     acceptance_of(events, true, Bucket::Day).map_err(|e| e.to_string())
                 })
                 .await?
@@ -592,7 +595,9 @@ impl Loops {
         let bytes = self.event_bytes(org, loop_key, Some((from, to))).await?;
         let values = blocking("reading events for drift", move || {
             let read = |(a, b): (NaiveDate, NaiveDate)| -> Result<Vec<f64>, String> {
-                let frame = segment::between_days(segment::frame_of(&bytes, None).map_err(|e| e.to_string())?, a, b);
+                let columns = ["ts", "latency_ms", "cost_usd", "suggested_chars", "accepted_chars"];
+                let frame =
+                    segment::between_days(segment::frame_of(&bytes, Some(&columns)).map_err(|e| e.to_string())?, a, b);
                 slope_metrics::drift::values_of(frame, drift_field).map_err(|e| e.to_string())
             };
             Ok((read(reference)?, read(current)?))
@@ -720,7 +725,7 @@ impl Loops {
         let (control, treatment, share) =
             (experiment.control.clone(), experiment.treatment.clone(), experiment.expected_share);
         let report = tokio::task::spawn_blocking(move || {
-            let events = segment::frame_of(&bytes, None).map_err(|e| e.to_string())?;
+            let events = segment::frame_of(&bytes, Some(&RATIO_COLUMNS)).map_err(|e| e.to_string())?;
             let events = segment::between_days(events, window.0, window.1);
             Ok::<_, String>(slope_metrics::ab::ab_of(events, &control, &treatment, Some(share)))
         })
@@ -786,6 +791,10 @@ fn full_windows(
 fn everything() -> Option<(NaiveDate, NaiveDate)> {
     NaiveDate::from_ymd_opt(1900, 1, 1).zip(NaiveDate::from_ymd_opt(9999, 12, 31))
 }
+
+/// The columns a ratio of characters per variant needs: segments are decoded for these only, not for
+/// their text columns.
+const RATIO_COLUMNS: [&str; 5] = ["ts", "variant", "user_id", "accepted_chars", "suggested_chars"];
 
 /// The reserved stream of transaction events. Loop keys start with a letter or digit, so no loop can
 /// share it.
