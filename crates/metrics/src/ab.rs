@@ -578,23 +578,8 @@ mod tests {
     }
 
     fn event(id: usize, user: &str, variant: &str, suggested: u64, accepted: u64) -> InteractionEvent {
-        InteractionEvent {
-            event_id: id.to_string(),
-            ts: Utc.with_ymd_and_hms(2027, 1, 4, 12, 0, 0).unwrap(),
-            loop_key: "notes".into(),
-            user_id: user.into(),
-            variant: variant.into(),
-            suggested_chars: suggested,
-            accepted_chars: accepted,
-            latency_ms: None,
-            cost_usd: None,
-            session_id: None,
-            unit: None,
-            context: None,
-            suggestion: None,
-            final_text: None,
-            attributes: None,
-        }
+        let ts = Utc.with_ymd_and_hms(2027, 1, 4, 12, 0, 0).unwrap();
+        InteractionEvent::sample(&id.to_string(), ts, user, variant, suggested, accepted)
     }
 
     #[test]

@@ -32,6 +32,37 @@ pub struct InteractionEvent {
     pub attributes: Option<serde_json::Map<String, Value>>,
 }
 
+#[cfg(test)]
+impl InteractionEvent {
+    /// An event with only the required fields, for the tests of every module.
+    pub(crate) fn sample(
+        event_id: &str,
+        ts: DateTime<Utc>,
+        user: &str,
+        variant: &str,
+        suggested: u64,
+        accepted: u64,
+    ) -> InteractionEvent {
+        InteractionEvent {
+            event_id: event_id.into(),
+            ts,
+            loop_key: "notes".into(),
+            user_id: user.into(),
+            variant: variant.into(),
+            suggested_chars: suggested,
+            accepted_chars: accepted,
+            latency_ms: None,
+            cost_usd: None,
+            session_id: None,
+            unit: None,
+            context: None,
+            suggestion: None,
+            final_text: None,
+            attributes: None,
+        }
+    }
+}
+
 /// One invalid field of one row. Rows count from 1: the line of an NDJSON file, the record of a CSV
 /// file after its header, the row of a Parquet file.
 #[derive(Debug, Clone, PartialEq, Serialize)]

@@ -118,22 +118,10 @@ mod tests {
     use chrono::{TimeZone, Utc};
 
     fn event(id: usize, loop_key: &str, user: &str, month: u32, day: u32) -> InteractionEvent {
+        let ts = Utc.with_ymd_and_hms(2027, month, day, 12, 0, 0).unwrap();
         InteractionEvent {
-            event_id: id.to_string(),
-            ts: Utc.with_ymd_and_hms(2027, month, day, 12, 0, 0).unwrap(),
             loop_key: loop_key.into(),
-            user_id: user.into(),
-            variant: "A".into(),
-            suggested_chars: 10,
-            accepted_chars: 3,
-            latency_ms: None,
-            cost_usd: None,
-            session_id: None,
-            unit: None,
-            context: None,
-            suggestion: None,
-            final_text: None,
-            attributes: None,
+            ..InteractionEvent::sample(&id.to_string(), ts, user, "A", 10, 3)
         }
     }
 

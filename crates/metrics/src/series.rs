@@ -179,23 +179,8 @@ mod tests {
     use chrono::TimeZone;
 
     fn event(user: &str, day: u32, variant: &str, suggested: u64, accepted: u64) -> InteractionEvent {
-        InteractionEvent {
-            event_id: format!("{user}-{day}-{variant}-{suggested}"),
-            ts: Utc.with_ymd_and_hms(2027, 1, day, 9, 0, 0).unwrap(),
-            loop_key: "notes".into(),
-            user_id: user.into(),
-            variant: variant.into(),
-            suggested_chars: suggested,
-            accepted_chars: accepted,
-            latency_ms: None,
-            cost_usd: None,
-            session_id: None,
-            unit: None,
-            context: None,
-            suggestion: None,
-            final_text: None,
-            attributes: None,
-        }
+        let ts = Utc.with_ymd_and_hms(2027, 1, day, 9, 0, 0).unwrap();
+        InteractionEvent::sample(&format!("{user}-{day}-{variant}-{suggested}"), ts, user, variant, suggested, accepted)
     }
 
     fn day(d: u32) -> NaiveDate {
