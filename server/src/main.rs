@@ -73,6 +73,10 @@ enum Command {
         /// Makes a retried ingest of the same batch safe [default: the file's content decides].
         #[arg(long, value_name = "KEY")]
         idempotency_key: Option<String>,
+        /// A larger uncompressed NDJSON or CSV file of a loop is sent as several batches of about this
+        /// size, after every row of the whole file has been validated.
+        #[arg(long, value_name = "BYTES", default_value_t = 256 * 1024 * 1024)]
+        batch_bytes: usize,
         /// Print the acknowledgement as JSON.
         #[arg(long)]
         json: bool,
@@ -143,12 +147,13 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match command {
             Command::Migrate { .. } => migrate(config).await.map(|_| ()),
-            Command::Ingest { file, loop_key, transactions, idempotency_key, json, .. } => {
+            Command::Ingest { file, loop_key, transactions, idempotency_key, batch_bytes, json, .. } => {
                 ingest_cli::run(
                     config,
                     &file,
                     loop_key.as_deref().filter(|_| !transactions),
                     idempotency_key.as_deref(),
+                    batch_bytes,
                     json,
                 )
                 .await

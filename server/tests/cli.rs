@@ -419,3 +419,42 @@ fn ingest_stores_a_file_once_and_refuses_bad_rows_by_name() {
     let neither = slope(&["ingest", transactions.to_str().unwrap(), "--data-dir", data.to_str().unwrap()]);
     assert!(!neither.status.success(), "a file needs --loop or --transactions");
 }
+
+#[test]
+fn a_large_file_is_validated_whole_then_sent_in_parts() {
+    let dir = dir();
+    let data = dir.join("data");
+    let events = EVENTS.replace("2027-", "2026-");
+    let ingest = |file: &std::path::Path| {
+        slope(&[
+            "ingest",
+            file.to_str().unwrap(),
+            "--loop",
+            "notes",
+            "--data-dir",
+            data.to_str().unwrap(),
+            "--batch-bytes",
+            "200",
+            "--json",
+        ])
+    };
+    // A bad row in the last part refuses the whole file, numbered as in the file, before anything is
+    // stored: the good file then stores every event.
+    let bad = dir.join("bad.ndjson");
+    std::fs::write(&bad, events.replace(r#""accepted_chars":12}"#, r#""accepted_chars":99}"#)).unwrap();
+    let out = ingest(&bad);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("row 4, accepted_chars") && stderr.contains("nothing was stored"), "{stderr}");
+
+    let good = dir.join("good.ndjson");
+    std::fs::write(&good, &events).unwrap();
+    let ack = stdout_json(&ingest(&good));
+    let batches = ack["batches"].as_array().unwrap();
+    assert!(batches.len() >= 2, "five lines of ~140 bytes in parts of about 200 bytes: {ack}");
+    assert_eq!((&ack["rows"], &ack["stored"]), (&5.into(), &4.into()), "{ack}");
+    // Running the same command again stores nothing more: every part replays.
+    let again = stdout_json(&ingest(&good));
+    assert_eq!(again["stored"], 4);
+    assert!(again["batches"].as_array().unwrap().iter().all(|b| b["replayed"] == true), "{again}");
+}
