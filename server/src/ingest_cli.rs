@@ -63,14 +63,7 @@ pub async fn run(
     };
     spinner.finish_and_clear();
     let ack = result.map_err(|e| match e {
-        ServiceError::InvalidRows { errors, total } => {
-            let mut lines = vec![format!("{name} has {total} invalid row(s); nothing was stored:")];
-            lines.extend(errors.iter().map(|e| format!("  row {}, {}: {}", e.row, e.field, e.message)));
-            if total > errors.len() {
-                lines.push(format!("  … and {} more", total - errors.len()));
-            }
-            lines.join("\n")
-        }
+        ServiceError::InvalidRows { errors, total } => refusal(&name, &errors, total),
         ServiceError::Invalid(fields) => format!("{name}: {fields}"),
         other => other.to_string(),
     })?;
@@ -181,12 +174,7 @@ async fn run_in_parts(
     }
     bar.finish_and_clear();
     if invalid > 0 {
-        let mut lines = vec![format!("{name} has {invalid} invalid row(s); nothing was stored:")];
-        lines.extend(errors.iter().take(20).map(|e| format!("  row {}, {}: {}", e.row, e.field, e.message)));
-        if invalid > 20.min(errors.len()) {
-            lines.push(format!("  … and {} more", invalid - 20.min(errors.len())));
-        }
-        return Err(lines.join("\n"));
+        return Err(refusal(&name, &errors, invalid));
     }
 
     let (_store, loops) = crate::open_loops(&config).await?;
@@ -215,4 +203,15 @@ async fn run_in_parts(
         );
     }
     Ok(())
+}
+
+/// The message for a refused file: its first invalid rows with field and reason, and how many more.
+fn refusal(name: &str, errors: &[slope_metrics::events::RowError], total: usize) -> String {
+    let shown = &errors[..errors.len().min(slope_metrics::events::MAX_REPORTED_ERRORS)];
+    let mut lines = vec![format!("{name} has {total} invalid row(s); nothing was stored:")];
+    lines.extend(shown.iter().map(|e| format!("  row {}, {}: {}", e.row, e.field, e.message)));
+    if total > shown.len() {
+        lines.push(format!("  … and {} more", total - shown.len()));
+    }
+    lines.join("\n")
 }
