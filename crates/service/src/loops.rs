@@ -217,9 +217,7 @@ impl Loops {
         let range = rows.range();
         let batch =
             NewBatch { loop_key: stream, idempotency_key, content_hash, rows: rows.len() as i64 + within_batch, range };
-        if let Some(previous) = self.store.find_batch(org, &batch).await? {
-            return Ok(previous);
-        }
+        // The callers have looked for a replay before parsing; `record_batch` looks again under the lock.
         let segments = self.segments.clone();
         let path_stream = stream.to_owned();
         let hash_prefix = content_hash[..16].to_owned();
@@ -594,10 +592,11 @@ impl Loops {
         let to = reference.1.max(current.1);
         let bytes = self.event_bytes(org, loop_key, Some((from, to))).await?;
         let values = blocking("reading events for drift", move || {
+            // The segments are decoded once; each window filters the same frame.
+            let columns = ["ts", "latency_ms", "cost_usd", "suggested_chars", "accepted_chars"];
+            let events = segment::frame_of(&bytes, Some(&columns)).map_err(|e| e.to_string())?;
             let read = |(a, b): (NaiveDate, NaiveDate)| -> Result<Vec<f64>, String> {
-                let columns = ["ts", "latency_ms", "cost_usd", "suggested_chars", "accepted_chars"];
-                let frame =
-                    segment::between_days(segment::frame_of(&bytes, Some(&columns)).map_err(|e| e.to_string())?, a, b);
+                let frame = segment::between_days(events.clone(), a, b);
                 slope_metrics::drift::values_of(frame, drift_field).map_err(|e| e.to_string())
             };
             Ok((read(reference)?, read(current)?))
