@@ -1,0 +1,24 @@
+use thiserror::Error;
+
+/// Everything the runner can fail with. `Invalid` is the caller's fault (a bad dataset row or config
+/// value) and names the place; the others are the machine's.
+#[derive(Debug, Error)]
+pub enum RunnerError {
+    /// Bad input, with the field (or `line N: field`) it concerns.
+    #[error("{field}: {message}")]
+    Invalid { field: String, message: String },
+    #[error("tensor computation failed: {0}")]
+    Candle(#[from] candle_core::Error),
+    #[error("file system: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("checkpoint: {0}")]
+    Checkpoint(String),
+}
+
+impl RunnerError {
+    pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> RunnerError {
+        RunnerError::Invalid { field: field.into(), message: message.into() }
+    }
+}
+
+pub type Result<T, E = RunnerError> = std::result::Result<T, E>;

@@ -1,0 +1,279 @@
+//! Evals: perplexity on held-out text, replay character acceptance, exact match, DPO margin, and a
+//! reward spec that folds them (with latency and cost) into one number per model.
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use candle_core::Tensor;
+use serde::{Deserialize, Serialize};
+
+use crate::checkpoint::Model;
+use crate::data::Row;
+use crate::error::{Result, RunnerError};
+use crate::generate::Generator;
+use crate::model::target_log_probs;
+use crate::rng;
+use crate::tokens::{EOS, encode};
+
+/// Eval scores by name (`perplexity`, `replay_acceptance`, `exact_match`, `latency_ms`,
+/// `cost_usd_per_1k`, `dpo_margin`, `dpo_accuracy`).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct EvalReport {
+    pub scores: BTreeMap<String, f64>,
+    /// How much each score rests on: windows, cursor positions, rows.
+    pub counts: BTreeMap<String, u64>,
+}
+
+/// exp(mean negative log-likelihood per byte) over non-overlapping windows of the texts.
+pub fn perplexity(model: &Model, texts: &[&str]) -> Result<(f64, u64)> {
+    let ctx = model.config().ctx_len;
+    let mut stream = Vec::new();
+    for t in texts {
+        stream.extend(encode(t));
+        stream.push(EOS);
+    }
+    if stream.len() < 2 {
+        return Err(RunnerError::invalid("held_out", "has no text to measure perplexity on"));
+    }
+    let windows: Vec<&[u32]> = stream.windows(ctx + 1).step_by(ctx).collect();
+    let windows = if windows.is_empty() { vec![stream.as_slice()] } else { windows };
+    let device = model.gpt.device();
+    let (mut nll, mut count) = (0f64, 0u64);
+    for chunk in windows.chunks(16) {
+        let t = chunk[0].len() - 1;
+        let inp: Vec<u32> = chunk.iter().flat_map(|w| w[..t].iter().copied()).collect();
+        let tgt: Vec<u32> = chunk.iter().flat_map(|w| w[1..].iter().copied()).collect();
+        let inp = Tensor::from_vec(inp, (chunk.len(), t), device)?;
+        let tgt = Tensor::from_vec(tgt, (chunk.len(), t), device)?;
+        let lp = target_log_probs(&model.gpt.forward(&inp, false, None)?, &tgt)?;
+        nll -= lp.sum_all()?.to_scalar::<f32>()? as f64;
+        count += (chunk.len() * t) as u64;
+    }
+    Ok(((nll / count as f64).exp(), count))
+}
+
+/// The outcome of replaying held-out texts.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Acceptance {
+    pub accepted_chars: u64,
+    pub suggested_chars: u64,
+    pub positions: u64,
+    /// Σ accepted / Σ suggested (0 when nothing was suggested).
+    pub score: f64,
+    pub median_latency_ms: f64,
+}
+
+/// Replay character acceptance: at `per_text` cursor positions in each text (drawn from `seed`, at
+/// character boundaries after at least 8 bytes) the model suggests up to `k` characters greedily; the
+/// accepted characters are the common prefix with what was really written next.
+pub fn replay_acceptance(model: &Model, texts: &[&str], k: usize, per_text: usize, seed: u64) -> Result<Acceptance> {
+    let generator = Generator::new(model);
+    let (mut accepted, mut suggested, mut positions) = (0u64, 0u64, 0u64);
+    let mut latencies = Vec::new();
+    for (ti, text) in texts.iter().enumerate() {
+        let bounds: Vec<usize> = text.char_indices().map(|(i, _)| i).filter(|&i| i >= 8).collect();
+        if bounds.is_empty() {
+            continue;
+        }
+        for p in 0..per_text {
+            let cut = bounds[rng::index(seed, ti as u64, p as u64, bounds.len())];
+            let t0 = Instant::now();
+            let suggestion = generator.suggest(&text[..cut], k)?;
+            latencies.push(t0.elapsed().as_secs_f64() * 1000.0);
+            let truth = &text[cut..];
+            let common = suggestion.chars().zip(truth.chars()).take_while(|(a, b)| a == b).count();
+            accepted += common as u64;
+            suggested += suggestion.chars().count() as u64;
+            positions += 1;
+        }
+    }
+    if positions == 0 {
+        return Err(RunnerError::invalid("held_out", "has no text longer than 8 bytes to replay"));
+    }
+    latencies.sort_by(f64::total_cmp);
+    Ok(Acceptance {
+        accepted_chars: accepted,
+        suggested_chars: suggested,
+        positions,
+        score: if suggested == 0 { 0.0 } else { accepted as f64 / suggested as f64 },
+        median_latency_ms: latencies[latencies.len() / 2],
+    })
+}
+
+/// The share of prompt/completion rows whose greedy completion equals the expected one (surrounding
+/// whitespace ignored).
+pub fn exact_match(model: &Model, rows: &[Row]) -> Result<(f64, u64)> {
+    let generator = Generator::new(model);
+    let (mut hits, mut n) = (0u64, 0u64);
+    for row in rows {
+        if let Row::Completion { prompt, completion } = row {
+            let got = generator.suggest(prompt, completion.len() + 8)?;
+            hits += u64::from(got.trim() == completion.trim());
+            n += 1;
+        }
+    }
+    if n == 0 {
+        return Err(RunnerError::invalid("held_out", "has no prompt/completion rows for exact match"));
+    }
+    Ok((hits as f64 / n as f64, n))
+}
+
+/// Weights over eval scores, latency and cost: reward = Σ weightᵢ · scoreᵢ. Every weighted score must
+/// be present, so a model is never rewarded for an eval it skipped.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RewardSpec {
+    pub weights: BTreeMap<String, f64>,
+    /// What one CPU-hour costs, to turn measured latency into `cost_usd_per_1k` suggestions.
+    #[serde(default = "default_cpu_usd_per_hour")]
+    pub cpu_usd_per_hour: f64,
+}
+
+fn default_cpu_usd_per_hour() -> f64 {
+    0.05
+}
+
+pub const SCORES: [&str; 7] =
+    ["perplexity", "replay_acceptance", "exact_match", "latency_ms", "cost_usd_per_1k", "dpo_margin", "dpo_accuracy"];
+
+impl Default for RewardSpec {
+    /// Acceptance is what users feel; latency is charged a little so a slower model must earn it.
+    fn default() -> Self {
+        let weights = BTreeMap::from([("replay_acceptance".to_string(), 1.0), ("latency_ms".to_string(), -0.001)]);
+        RewardSpec { weights, cpu_usd_per_hour: default_cpu_usd_per_hour() }
+    }
+}
+
+impl RewardSpec {
+    pub fn validate(&self) -> Result<()> {
+        if self.weights.is_empty() {
+            return Err(RunnerError::invalid("weights", "must weigh at least one score"));
+        }
+        for (k, w) in &self.weights {
+            if !SCORES.contains(&k.as_str()) {
+                return Err(RunnerError::invalid(
+                    format!("weights.{k}"),
+                    format!("is not a score (one of {})", SCORES.join(", ")),
+                ));
+            }
+            if !w.is_finite() {
+                return Err(RunnerError::invalid(format!("weights.{k}"), "must be a finite number"));
+            }
+        }
+        if !(self.cpu_usd_per_hour >= 0.0 && self.cpu_usd_per_hour.is_finite()) {
+            return Err(RunnerError::invalid("cpu_usd_per_hour", "must be a non-negative number"));
+        }
+        Ok(())
+    }
+
+    pub fn reward(&self, report: &EvalReport) -> Result<f64> {
+        self.validate()?;
+        let mut total = 0.0;
+        for (k, w) in &self.weights {
+            let v = report.scores.get(k).ok_or_else(|| {
+                RunnerError::invalid(format!("weights.{k}"), "is weighted but the eval did not measure it")
+            })?;
+            total += w * v;
+        }
+        Ok(total)
+    }
+
+    /// The cost of a thousand suggestions at the measured latency.
+    pub fn cost_per_1k(&self, latency_ms: f64) -> f64 {
+        latency_ms / 1000.0 / 3600.0 * self.cpu_usd_per_hour * 1000.0
+    }
+}
+
+/// Held-out material for [`evaluate`].
+#[derive(Default)]
+pub struct HeldOut<'a> {
+    pub texts: Vec<&'a str>,
+    pub completions: Vec<Row>,
+    pub preferences: Vec<Row>,
+}
+
+/// Settings of replay acceptance.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EvalConfig {
+    /// Characters suggested at most per cursor position.
+    pub k: usize,
+    pub positions_per_text: usize,
+    pub seed: u64,
+    pub dpo_beta: f64,
+}
+
+impl Default for EvalConfig {
+    fn default() -> Self {
+        EvalConfig { k: 16, positions_per_text: 4, seed: 7, dpo_beta: 0.1 }
+    }
+}
+
+/// Runs every eval the held-out material allows; `reference` enables the DPO margin.
+pub fn evaluate(
+    model: &Model,
+    reference: Option<&Model>,
+    held: &HeldOut<'_>,
+    cfg: &EvalConfig,
+    spec: &RewardSpec,
+) -> Result<EvalReport> {
+    let mut report = EvalReport::default();
+    let mut prefixed_texts: Vec<String> = Vec::new();
+    for row in &held.completions {
+        if let Row::Completion { prompt, completion } = row {
+            prefixed_texts.push(format!("{prompt}{completion}"));
+        }
+    }
+    let mut texts: Vec<&str> = held.texts.clone();
+    texts.extend(prefixed_texts.iter().map(String::as_str));
+    if !texts.is_empty() {
+        let (ppl, n) = perplexity(model, &texts)?;
+        report.scores.insert("perplexity".into(), ppl);
+        report.counts.insert("perplexity".into(), n);
+        let acc = replay_acceptance(model, &texts, cfg.k, cfg.positions_per_text, cfg.seed)?;
+        report.scores.insert("replay_acceptance".into(), acc.score);
+        report.counts.insert("replay_acceptance".into(), acc.positions);
+        report.scores.insert("latency_ms".into(), acc.median_latency_ms);
+        report.scores.insert("cost_usd_per_1k".into(), spec.cost_per_1k(acc.median_latency_ms));
+    }
+    if !held.completions.is_empty() {
+        let (em, n) = exact_match(model, &held.completions)?;
+        report.scores.insert("exact_match".into(), em);
+        report.counts.insert("exact_match".into(), n);
+    }
+    if let Some(reference) = reference
+        && !held.preferences.is_empty()
+    {
+        let (margin, acc) =
+            crate::train::preference_margin(&model.gpt, &reference.gpt, &held.preferences, cfg.dpo_beta)?;
+        report.scores.insert("dpo_margin".into(), margin);
+        report.scores.insert("dpo_accuracy".into(), acc);
+        report.counts.insert("dpo_margin".into(), held.preferences.len() as u64);
+    }
+    if report.scores.is_empty() {
+        return Err(RunnerError::invalid("held_out", "is empty: nothing to evaluate"));
+    }
+    Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reward_names_missing_and_unknown_scores() {
+        let mut r = EvalReport::default();
+        r.scores.insert("replay_acceptance".into(), 0.5);
+        r.scores.insert("latency_ms".into(), 10.0);
+        let spec = RewardSpec::default();
+        assert!((spec.reward(&r).unwrap() - (0.5 - 0.01)).abs() < 1e-12);
+        let spec = RewardSpec { weights: BTreeMap::from([("exact_match".into(), 1.0)]), cpu_usd_per_hour: 0.05 };
+        assert_eq!(
+            spec.reward(&r).unwrap_err().to_string(),
+            "weights.exact_match: is weighted but the eval did not measure it"
+        );
+        let spec = RewardSpec { weights: BTreeMap::from([("speed".into(), 1.0)]), cpu_usd_per_hour: 0.05 };
+        assert!(spec.validate().unwrap_err().to_string().starts_with("weights.speed: is not a score"));
+        assert!((RewardSpec::default().cost_per_1k(3600.0) - 0.05).abs() < 1e-12);
+    }
+}
