@@ -9,6 +9,7 @@ mod error;
 mod metrics;
 mod plan;
 mod rows;
+mod runner;
 
 use std::path::Path;
 use std::str::FromStr;
@@ -24,6 +25,7 @@ use slope_domain::OrgId;
 pub use error::StoreError;
 pub use metrics::*;
 pub use plan::*;
+pub use runner::*;
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
