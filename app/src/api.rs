@@ -756,3 +756,241 @@ pub fn goal_form(f: &SaveGoal) -> Result<(i64, Option<i64>, Option<i64>, SquadGo
     }
     errors.into_result((squad_id.unwrap_or_default(), id.flatten(), version.flatten(), input))
 }
+
+// ---- runner: jobs, models, datasets ---------------------------------------------------------------
+
+/// A job as the jobs pages list it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobRow {
+    pub id: i64,
+    pub kind: String,
+    pub status: String,
+    pub step: i64,
+    pub total_steps: i64,
+    pub attempts: i64,
+    pub cancel_requested: bool,
+    pub error: Option<String>,
+    pub created_at: String,
+    pub finished_at: Option<String>,
+    /// The model a finished training job registered.
+    pub model_id: Option<i64>,
+}
+
+/// One optimizer step's metrics, as the loss chart plots them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StepPoint {
+    pub step: i64,
+    pub loss: f64,
+    pub lr: f64,
+    pub grad_norm: f64,
+    pub tokens_per_s: f64,
+    #[serde(default)]
+    pub reward_margin: Option<f64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobView {
+    pub job: JobRow,
+    /// The job's specification and result, as indented JSON.
+    pub spec: String,
+    pub result: Option<String>,
+    pub points: Vec<StepPoint>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelRow {
+    pub id: i64,
+    pub name: String,
+    pub kind: String,
+    pub loop_key: Option<String>,
+    pub base: Option<(i64, String)>,
+    pub dataset_digest: Option<String>,
+    pub job_id: Option<i64>,
+    pub parameters: i64,
+    pub reward: Option<f64>,
+    pub scores: Vec<(String, f64)>,
+    /// `loop: alias` for each alias naming the model.
+    pub aliases: Vec<String>,
+    pub created_at: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PromotionRow {
+    pub at: String,
+    pub loop_key: String,
+    pub challenger: String,
+    pub champion: Option<String>,
+    pub accepted: bool,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DatasetRow {
+    pub id: i64,
+    pub name: String,
+    pub kind: String,
+    pub rows: i64,
+    pub digest: String,
+    pub source: String,
+    pub created_at: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelsView {
+    pub models: Vec<ModelRow>,
+    pub promotions: Vec<PromotionRow>,
+    pub datasets: Vec<DatasetRow>,
+}
+
+#[cfg(feature = "ssr")]
+mod runner_views {
+    use super::*;
+
+    pub fn runner() -> Result<(slope_service::Runner, OrgId), ServerFnError> {
+        use_context::<crate::ServerCtx>()
+            .map(|c| (c.runner, c.org))
+            .ok_or_else(|| ServerFnError::new("server context is missing"))
+    }
+
+    fn time(t: chrono::DateTime<chrono::Utc>) -> String {
+        t.format("%Y-%m-%d %H:%M:%S").to_string()
+    }
+
+    pub fn job_row(j: &slope_service::JobRecord) -> JobRow {
+        JobRow {
+            id: j.id,
+            kind: j.kind.clone(),
+            status: j.status.clone(),
+            step: j.step,
+            total_steps: j.total_steps,
+            attempts: j.attempts,
+            cancel_requested: j.cancel_requested,
+            error: j.error.clone(),
+            created_at: time(j.created_at),
+            finished_at: j.finished_at.map(time),
+            model_id: j.result.as_ref().and_then(|r| r["model_id"].as_i64()),
+        }
+    }
+
+    pub fn step_point(m: &slope_service::JobMetric) -> StepPoint {
+        StepPoint {
+            step: m.step,
+            loss: m.loss,
+            lr: m.lr,
+            grad_norm: m.grad_norm,
+            tokens_per_s: m.tokens_per_s,
+            reward_margin: m.reward_margin,
+        }
+    }
+
+    pub fn model_row(
+        m: &slope_service::ModelRecord,
+        all: &[slope_service::ModelRecord],
+        aliases: &[slope_service::AliasRecord],
+    ) -> ModelRow {
+        let scores = m
+            .eval
+            .as_ref()
+            .and_then(|e| e["scores"].as_object())
+            .map(|o| o.iter().filter_map(|(k, v)| Some((k.clone(), v.as_f64()?))).collect())
+            .unwrap_or_default();
+        ModelRow {
+            id: m.id,
+            name: m.name.clone(),
+            kind: m.kind.clone(),
+            loop_key: m.loop_key.clone(),
+            base: m
+                .base_model_id
+                .map(|b| (b, all.iter().find(|x| x.id == b).map(|x| x.name.clone()).unwrap_or_default())),
+            dataset_digest: m.dataset_digest.clone(),
+            job_id: m.job_id,
+            parameters: m.parameters,
+            reward: m.reward,
+            scores,
+            aliases: aliases
+                .iter()
+                .filter(|a| a.model_id == m.id)
+                .map(|a| format!("{}: {}", a.loop_key, a.alias))
+                .collect(),
+            created_at: time(m.created_at),
+        }
+    }
+
+    pub fn promotion_row(p: &slope_service::PromotionRecord, all: &[slope_service::ModelRecord]) -> PromotionRow {
+        let name =
+            |id: i64| all.iter().find(|m| m.id == id).map(|m| m.name.clone()).unwrap_or_else(|| format!("model {id}"));
+        PromotionRow {
+            at: time(p.at),
+            loop_key: p.loop_key.clone(),
+            challenger: name(p.challenger_id),
+            champion: p.champion_id.map(name),
+            accepted: p.accepted,
+            reason: p.decision["reason"].as_str().unwrap_or_default().to_owned(),
+        }
+    }
+
+    pub fn dataset_row(d: &slope_service::DatasetRecord) -> DatasetRow {
+        let source = match (
+            d.source["loop"].as_str(),
+            d.source["events"].as_i64(),
+            d.source["upload"].as_str(),
+            d.source["file"].as_str(),
+        ) {
+            (Some(l), Some(n), _, _) => format!("{n} events of loop {l}"),
+            (_, _, Some(u), _) => format!("upload {u}"),
+            (_, _, _, Some(f)) => format!("file {f}"),
+            _ => String::new(),
+        };
+        DatasetRow {
+            id: d.id,
+            name: d.name.clone(),
+            kind: d.kind.clone(),
+            rows: d.rows,
+            digest: d.digest.chars().take(19).collect(),
+            source,
+            created_at: time(d.created_at),
+        }
+    }
+}
+
+#[server]
+pub async fn load_jobs() -> Result<Vec<JobRow>, ServerFnError> {
+    let (runner, org) = runner_views::runner()?;
+    Ok(server::read(runner.jobs(org, 200).await)?.iter().map(runner_views::job_row).collect())
+}
+
+#[server]
+pub async fn load_job(id: i64) -> Result<JobView, ServerFnError> {
+    let (runner, org) = runner_views::runner()?;
+    let job = server::read(runner.job(org, id).await)?;
+    let points = server::read(runner.job_metrics(org, id, 0).await)?.iter().map(runner_views::step_point).collect();
+    let pretty = |v: &serde_json::Value| serde_json::to_string_pretty(v).unwrap_or_default();
+    Ok(JobView {
+        job: runner_views::job_row(&job),
+        spec: pretty(&job.spec),
+        result: job.result.as_ref().map(pretty),
+        points,
+    })
+}
+
+/// Cancels a job from its page; answers the job as it now stands.
+#[server]
+pub async fn cancel_job(id: i64) -> Result<JobRow, ServerFnError> {
+    let (runner, org) = runner_views::runner()?;
+    let job = runner.cancel(org, id).await.map_err(|e| ServerFnError::new(e.to_string()))?;
+    Ok(runner_views::job_row(&job))
+}
+
+#[server]
+pub async fn load_models() -> Result<ModelsView, ServerFnError> {
+    let (runner, org) = runner_views::runner()?;
+    let models = server::read(runner.models(org, None).await)?;
+    let aliases = server::read(runner.aliases(org, None).await)?;
+    let promotions = server::read(runner.promotions(org, None).await)?;
+    let datasets = server::read(runner.datasets(org).await)?;
+    Ok(ModelsView {
+        models: models.iter().map(|m| runner_views::model_row(m, &models, &aliases)).collect(),
+        promotions: promotions.iter().map(|p| runner_views::promotion_row(p, &models)).collect(),
+        datasets: datasets.iter().map(runner_views::dataset_row).collect(),
+    })
+}

@@ -23,6 +23,7 @@ use pages::*;
 pub struct ServerCtx {
     pub planning: slope_service::Planning,
     pub loops: slope_service::Loops,
+    pub runner: slope_service::Runner,
     pub org: slope_domain::OrgId,
 }
 
@@ -68,6 +69,8 @@ pub fn App() -> impl IntoView {
                     <A href="/">"Seasons"</A>
                     <A href="/squads">"Squads"</A>
                     <A href="/loops">"Loops"</A>
+                    <A href="/jobs">"Jobs"</A>
+                    <A href="/models">"Models"</A>
                 </nav>
             </header>
             <main id="main">
@@ -92,6 +95,9 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("/loops") view=LoopsPage ssr=SsrMode::Async/>
                     <Route path=path!("/loops/:key") view=LoopPage ssr=SsrMode::Async/>
                     <Route path=path!("/metrics/:key") view=MetricPage ssr=SsrMode::Async/>
+                    <Route path=path!("/jobs") view=JobsPage ssr=SsrMode::Async/>
+                    <Route path=path!("/jobs/:id") view=JobPage ssr=SsrMode::Async/>
+                    <Route path=path!("/models") view=ModelsPage ssr=SsrMode::Async/>
                 </Routes>
             </main>
         </Router>

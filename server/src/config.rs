@@ -30,6 +30,15 @@ pub struct Config {
     /// Seed a demo organisation when the database is empty.
     pub demo: bool,
     pub log_format: LogFormat,
+    /// Runner jobs this server runs at once (0: none; then run `slope worker` elsewhere).
+    pub workers: usize,
+    /// How long a claimed job stays a worker's without a heartbeat before another worker may resume it.
+    pub job_lease_seconds: u64,
+    /// A model folder registered at start-up as `base` when no model has that name (the shipped
+    /// pre-trained byte model).
+    pub base_model: Option<PathBuf>,
+    /// Seconds between upkeep rounds (materialising, compaction, turning served suggestions into events).
+    pub upkeep_seconds: u64,
 }
 
 impl Default for Config {
@@ -42,6 +51,10 @@ impl Default for Config {
             site_root: PathBuf::from("target/site"),
             demo: false,
             log_format: LogFormat::Human,
+            workers: 1,
+            job_lease_seconds: 30,
+            base_model: Some(PathBuf::from("models/base")),
+            upkeep_seconds: 60,
         }
     }
 }
@@ -63,6 +76,8 @@ pub struct Overrides {
     pub demo: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub log_format: Option<LogFormat>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub workers: Option<usize>,
 }
 
 impl Config {
@@ -84,6 +99,10 @@ impl Config {
                 "SITE_ROOT",
                 "DEMO",
                 "LOG_FORMAT",
+                "WORKERS",
+                "JOB_LEASE_SECONDS",
+                "BASE_MODEL",
+                "UPKEEP_SECONDS",
             ]))
             .merge(Serialized::defaults(overrides))
             .extract()
@@ -95,6 +114,15 @@ impl Config {
             Some(url) if !url.trim().is_empty() => url.clone(),
             _ => self.data_dir.join("segments").display().to_string(),
         }
+    }
+
+    /// This process's folder for local copies of models and checkpoints.
+    pub fn runner_cache(&self) -> PathBuf {
+        self.data_dir.join("runner-cache")
+    }
+
+    pub fn job_lease(&self) -> chrono::Duration {
+        chrono::Duration::seconds(self.job_lease_seconds.clamp(2, 3600) as i64)
     }
 
     pub fn database_url(&self) -> String {

@@ -13,7 +13,7 @@ use leptos::prelude::*;
 use leptos_axum::{LeptosRoutes, generate_route_list, handle_server_fns_with_context};
 use slope_app::{App, ServerCtx, shell};
 use slope_domain::OrgId;
-use slope_service::{Loops, Planning};
+use slope_service::{Loops, Planning, Runner};
 use tower_http::compression::CompressionLayer;
 use tower_http::trace::TraceLayer;
 
@@ -21,10 +21,17 @@ use tower_http::trace::TraceLayer;
 pub const DEFAULT_ORG: (&str, &str) = ("default", "Default organisation");
 
 /// Builds every route of the server around the planning and loop metrics services.
-pub fn router(planning: Planning, loops: Loops, org: OrgId, site_root: &str, addr: SocketAddr) -> Router {
+pub fn router(
+    planning: Planning,
+    loops: Loops,
+    runner: Runner,
+    org: OrgId,
+    site_root: &str,
+    addr: SocketAddr,
+) -> Router {
     let leptos_options =
         LeptosOptions::builder().output_name("slope").site_root(site_root).site_pkg_dir("pkg").site_addr(addr).build();
-    let ctx = ServerCtx { planning: planning.clone(), loops: loops.clone(), org };
+    let ctx = ServerCtx { planning: planning.clone(), loops: loops.clone(), runner: runner.clone(), org };
     // Server functions and server-side rendering must see the same context: a page rendered on the
     // server calls the same functions that the browser later calls over HTTP.
     let provide = move || provide_context(ctx.clone());
@@ -44,7 +51,7 @@ pub fn router(planning: Planning, loops: Loops, org: OrgId, site_root: &str, add
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz).with_state(planning.clone()))
-        .nest("/api/v1", api::router(api::ApiState { planning, loops, org }))
+        .nest("/api/v1", api::router(api::ApiState { planning, loops, runner, org }))
         // Without this, an unknown `/api/v1/…` path would fall to the server functions' catch-all below
         // and answer like a missing server function instead of the API's JSON 404.
         .route("/api/v1/{*rest}", any(|| async { api::ApiError::not_found("no such API route") }))

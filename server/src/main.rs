@@ -7,9 +7,10 @@ use clap::{Args, Parser, Subcommand};
 
 mod ingest_cli;
 mod metrics_cli;
+mod runner_cli;
 use slope::config::{Config, LogFormat, Overrides, redact};
 use slope::{DEFAULT_ORG, router};
-use slope_service::{Loops, Planning, SegmentStore, Store, demo};
+use slope_service::{Loops, Planning, Runner, SegmentStore, Store, demo};
 use tokio::net::TcpListener;
 
 /// Slope: plan seasons, OKRs and squad goals, grounded in the metrics of your product's loop.
@@ -86,18 +87,42 @@ enum Command {
         #[command(subcommand)]
         command: metrics_cli::MetricsCommand,
     },
+    /// The fine-tune/eval runner: train, evaluate, promote and list models and jobs.
+    Runner {
+        #[command(flatten)]
+        db: DbArgs,
+        #[command(subcommand)]
+        command: runner_cli::RunnerCommand,
+    },
+    /// Training datasets: build them from a loop's events, or register JSONL files.
+    Datasets {
+        #[command(flatten)]
+        db: DbArgs,
+        #[command(subcommand)]
+        command: runner_cli::DatasetsCommand,
+    },
+    /// Run queued runner jobs (training and evals) until stopped; any number of workers may share a
+    /// PostgreSQL database.
+    Worker {
+        #[command(flatten)]
+        db: DbArgs,
+        /// Jobs run at once.
+        #[arg(long, default_value_t = 1)]
+        slots: usize,
+    },
 }
 
 #[derive(Args)]
 struct DbArgs {
     /// Database URL: sqlite://FILE or postgres://USER@HOST/DB [default: sqlite in the data dir].
-    #[arg(long, value_name = "URL")]
+    #[arg(long, global = true, value_name = "URL")]
     database_url: Option<String>,
     /// Folder for local state such as the embedded database [default: ./data].
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, global = true, value_name = "DIR")]
     data_dir: Option<PathBuf>,
-    /// Where event segments live: file:///DIR or a path [default: segments/ in the data dir].
-    #[arg(long, value_name = "URL")]
+    /// Where event segments, datasets and models live: file:///DIR or a path [default: segments/ in
+    /// the data dir].
+    #[arg(long, global = true, value_name = "URL")]
     event_store: Option<String>,
 }
 
@@ -119,7 +144,11 @@ fn main() -> ExitCode {
             overrides.demo = demo.then_some(true);
             db.apply(&mut overrides);
         }
-        Command::Migrate { db } | Command::Ingest { db, .. } => db.apply(&mut overrides),
+        Command::Migrate { db }
+        | Command::Ingest { db, .. }
+        | Command::Runner { db, .. }
+        | Command::Datasets { db, .. }
+        | Command::Worker { db, .. } => db.apply(&mut overrides),
         Command::Metrics { .. } => {}
     }
     let config = match Config::load(cli.config.as_deref(), &overrides) {
@@ -158,6 +187,9 @@ fn main() -> ExitCode {
                 )
                 .await
             }
+            Command::Runner { command, .. } => runner_cli::run_runner(config, command).await,
+            Command::Datasets { command, .. } => runner_cli::run_datasets(config, command).await,
+            Command::Worker { slots, .. } => runner_cli::run_worker(config, slots).await,
             _ => serve(config).await,
         }
     });
@@ -196,13 +228,25 @@ pub(crate) async fn open_loops(config: &Config) -> Result<(Store, Loops), String
     Ok((store.clone(), Loops::new(store, segments)))
 }
 
+/// The runner service over the configured database and object store.
+pub(crate) fn open_runner(config: &Config, store: Store, loops: Loops) -> Result<Runner, String> {
+    let objects = SegmentStore::open(&config.event_store()).map_err(|e| format!("event store: {e}"))?;
+    Ok(Runner::new(store, objects, loops, config.runner_cache(), config.job_lease()))
+}
+
 /// Background upkeep of the event store: materialise what a crash left unmaterialised, compact small
-/// segments, delete retired files. Every server may run it; the manifest arbitrates.
-fn spawn_upkeep(loops: Loops, org: slope_domain::OrgId) {
+/// segments, delete retired files, and turn served suggestions into events. Every server may run it;
+/// the manifest arbitrates.
+fn spawn_upkeep(loops: Loops, runner: Runner, org: slope_domain::OrgId, every: u64) {
     tokio::spawn(async move {
-        let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(every.max(1)));
         loop {
             tick.tick().await;
+            match runner.flush_impressions(chrono::Utc::now()).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(events = n, "served suggestions recorded as events"),
+                Err(e) => tracing::warn!(error = %e, "recording served suggestions failed"),
+            }
             if let Err(e) = loops.materialize_pending(None).await {
                 tracing::warn!(error = %e, "materialising pending segments failed");
             }
@@ -222,6 +266,14 @@ async fn serve(config: Config) -> Result<(), String> {
     let (store, loops) = open_loops(&config).await?;
     let org = store.ensure_org(DEFAULT_ORG.0, DEFAULT_ORG.1).await.map_err(|e| e.to_string())?;
     let planning = Planning::new(store.clone());
+    let runner = open_runner(&config, store.clone(), loops.clone())?;
+    // An empty setting (SLOPE_BASE_MODEL=) turns the shipped base model off.
+    if let Some(dir) = config.base_model.as_ref().filter(|d| d.join("model.safetensors").is_file()) {
+        match runner.import_model(org, "base", dir, None).await {
+            Ok(m) => tracing::info!(model = m.id, dir = %dir.display(), "base model registered"),
+            Err(e) => tracing::warn!(error = %e, dir = %dir.display(), "the base model could not be registered"),
+        }
+    }
     if config.demo {
         let today = chrono::Utc::now().date_naive();
         if demo::seed(&planning, org, today).await.map_err(|e| format!("demo data: {e}"))? {
@@ -244,8 +296,11 @@ async fn serve(config: Config) -> Result<(), String> {
     if let Err(e) = loops.materialize_pending(None).await {
         tracing::warn!(error = %e, "materialising pending segments failed; the upkeep will retry");
     }
-    spawn_upkeep(loops.clone(), org);
-    let app = router(planning, loops, org, &site_root, addr);
+    spawn_upkeep(loops.clone(), runner.clone(), org, config.upkeep_seconds);
+    if config.workers > 0 {
+        slope_service::spawn_workers(runner.clone(), "serve", config.workers, std::time::Duration::from_secs(1));
+    }
+    let app = router(planning, loops, runner, org, &site_root, addr);
     // Scripts and tests read this line to learn the port when it was chosen by the system.
     println!("slope listening on http://{addr}");
     tracing::info!(%addr, database = %redact(&config.database_url()), "listening");

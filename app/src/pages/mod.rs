@@ -3,11 +3,13 @@
 
 mod loops;
 mod okr;
+mod runner;
 mod seasons;
 mod squads;
 
 pub use loops::*;
 pub use okr::*;
+pub use runner::*;
 pub use seasons::*;
 pub use squads::*;
 

@@ -11,6 +11,7 @@ pub mod ab;
 pub mod acceptance;
 pub mod drift;
 pub mod events;
+pub mod examples;
 pub mod ltv;
 pub mod optimize;
 pub mod retention;

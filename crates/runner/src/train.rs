@@ -256,6 +256,9 @@ pub fn train(
             reward_margin: (pairs > 0).then(|| margins / pairs as f64),
             reward_accuracy: (pairs > 0).then(|| correct as f64 / pairs as f64),
         };
+        // The step is reported before its checkpoint is written, so that a checkpoint's hooks see
+        // every step it covers.
+        let control = hooks.on_step(&metrics);
         if let Some(dir) = ckpt_dir
             && cfg.checkpoint_every > 0
             && step % cfg.checkpoint_every == 0
@@ -270,7 +273,7 @@ pub fn train(
             checkpoint::save_training(dir, &gpt, &opt, &state)?;
             hooks.on_checkpoint(step, dir)?;
         }
-        if hooks.on_step(&metrics) == Control::Stop {
+        if control == Control::Stop {
             stopped = step < cfg.steps;
             break;
         }

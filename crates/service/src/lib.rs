@@ -5,12 +5,16 @@ pub mod demo;
 mod error;
 mod loops;
 mod planning;
+mod runner;
 mod segments;
 
 pub use error::ServiceError;
 pub use loops::*;
 pub use planning::Planning;
+pub use runner::*;
 pub use segments::SegmentStore;
-pub use slope_store::{Store, StoreError};
+pub use slope_store::{
+    AliasRecord, DatasetRecord, ImpressionRecord, JobMetric, JobRecord, ModelRecord, PromotionRecord, Store, StoreError,
+};
 
 pub type Result<T, E = ServiceError> = std::result::Result<T, E>;

@@ -513,7 +513,7 @@ impl Loops {
     // ---- reading events ------------------------------------------------------------------------
 
     /// The loop's events between two days (both included; all when `None`) as segment bytes.
-    async fn event_bytes(
+    pub(crate) async fn event_bytes(
         &self,
         org: OrgId,
         loop_key: &str,

@@ -382,6 +382,23 @@ impl Store {
         })
     }
 
+    /// Claims one particular job for `worker` while it is still pending: `slope runner train` runs the
+    /// job it has just queued in its own process. `None` when a worker took it first or it was cancelled.
+    pub async fn claim_job_id(
+        &self,
+        id: i64,
+        worker: &str,
+        lease: chrono::Duration,
+        now: DateTime<Utc>,
+    ) -> Result<Option<JobRecord>> {
+        Ok(on_db!(self, db => sqlx::query_as(
+            "UPDATE jobs SET status = 'running', lease_owner = $2, lease_expires_at = $3, heartbeat_at = $4,
+             attempts = attempts + 1, started_at = COALESCE(started_at, $4)
+             WHERE id = $1 AND status = 'pending' AND cancel_requested = FALSE RETURNING *")
+            .bind(id).bind(worker).bind(now + lease).bind(now)
+            .fetch_optional(db).await?))
+    }
+
     /// Renews the lease of a job that `worker` holds (it is running and `worker` owns the lease) and
     /// records its progress. `LeaseLost` when the worker no longer holds it (nothing is written), `Cancel`
     /// when a cancel was requested (the lease is still renewed, so the worker can finish the job as
@@ -676,6 +693,13 @@ impl Store {
             .bind(org.0).bind(i.event_id).bind(i.loop_key).bind(i.user_id).bind(i.variant).bind(i.model_id)
             .bind(i.context).bind(i.suggestion).bind(i.latency_ms).bind(i.unit).bind(i.at)
             .fetch_one(db).await?))
+    }
+
+    /// One served suggestion of a loop, by its event id.
+    pub async fn impression(&self, org: OrgId, loop_key: &str, event_id: &str) -> Result<Option<ImpressionRecord>> {
+        Ok(on_db!(self, db => sqlx::query_as(
+            "SELECT * FROM serving_impressions WHERE org_id = $1 AND loop_key = $2 AND event_id = $3")
+            .bind(org.0).bind(loop_key).bind(event_id).fetch_optional(db).await?))
     }
 
     /// Sets the outcome of a served suggestion, once: a second report returns the record unchanged,

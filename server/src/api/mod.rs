@@ -3,6 +3,7 @@
 mod error;
 mod extract;
 mod loops;
+mod runner;
 
 use axum::Json;
 use axum::Router;
@@ -13,7 +14,7 @@ use axum::routing::{get, post};
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use slope_domain::*;
-use slope_service::{Loops, Planning};
+use slope_service::{Loops, Planning, Runner};
 
 pub use error::ApiError;
 use extract::{Body, Id, Query};
@@ -22,6 +23,7 @@ use extract::{Body, Id, Query};
 pub struct ApiState {
     pub planning: Planning,
     pub loops: Loops,
+    pub runner: Runner,
     pub org: OrgId,
 }
 
@@ -46,6 +48,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/squad-goals/{id}", get(get_goal).put(update_goal))
         .route("/squad-goals/{id}/check-ins", get(goal_check_ins).post(check_in_goal))
         .merge(loops::routes())
+        .merge(runner::routes())
         .with_state(state)
 }
 

@@ -1,0 +1,192 @@
+//! What the black-box server tests share: a scratch folder per test, the real `slope` binary started on
+//! a port the system picks, and replies checked by status and JSON shape.
+
+// Each test file uses a different part of this module.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use reqwest::Method;
+use serde_json::Value;
+
+/// Generous, because tests start several servers at once on small machines.
+pub const START_TIMEOUT: Duration = Duration::from_secs(60);
+const LISTENING: &str = "slope listening on ";
+
+/// A folder of its own for each test, removed at the end. It outlives the servers started on it, so
+/// that a restarted server finds the database and the files its predecessor wrote.
+pub struct Scratch(pub PathBuf);
+
+impl Scratch {
+    pub fn new(label: &str) -> Scratch {
+        static COUNTER: AtomicUsize = AtomicUsize::new(0);
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or_default();
+        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+            .join(format!("slope-{label}-{}-{n}-{nanos}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("cannot create {}: {e}", dir.display()));
+        Scratch(dir)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A running server. Dropping it kills the process without warning, which is also how tests simulate a
+/// crash.
+pub struct Server {
+    pub base: String,
+    pub client: reqwest::Client,
+    child: Child,
+    log: PathBuf,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill();
+        if std::thread::panicking() {
+            let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+            eprintln!("---- log of the server at {} ----\n{log}", self.base);
+        }
+    }
+}
+
+/// A finished request, with a label for assertion messages.
+pub struct Reply {
+    pub what: String,
+    pub status: u16,
+    pub text: String,
+}
+
+impl Server {
+    /// Starts a server on the database and stores in `dir`, with `env` added to a clean environment.
+    pub fn start(dir: &Path, env: &[(&str, &str)]) -> Server {
+        static STARTS: AtomicUsize = AtomicUsize::new(0);
+        let log = dir.join(format!("server-{}.log", STARTS.fetch_add(1, Ordering::Relaxed)));
+        let stderr = std::fs::File::create(&log).unwrap_or_else(|e| panic!("cannot create {}: {e}", log.display()));
+        let mut command = Command::new(env!("CARGO_BIN_EXE_slope"));
+        command
+            .args(["serve", "--bind", "127.0.0.1:0", "--data-dir"])
+            .arg(dir)
+            .arg("--site-root")
+            .arg(dir)
+            .arg("--event-store")
+            .arg(dir.join("events"));
+        // A developer's own `slope.toml` and environment must not change what the tests see.
+        command.current_dir(dir);
+        for (var, _) in std::env::vars() {
+            if var.starts_with("SLOPE_") || var == "DATABASE_URL" {
+                command.env_remove(var);
+            }
+        }
+        for (k, v) in env {
+            command.env(k, v);
+        }
+        command.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(stderr);
+        let mut child = command.spawn().unwrap_or_else(|e| panic!("cannot start {}: {e}", env!("CARGO_BIN_EXE_slope")));
+        let stdout = child.stdout.take().expect("stdout is piped");
+        // The reader keeps draining stdout after the first line, so that the server never blocks on a
+        // full pipe; it ends with the process.
+        let (first_line, receive) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut lines = BufReader::new(stdout).lines().map_while(Result::ok);
+            if let Some(line) = lines.next() {
+                let _ = first_line.send(line);
+            }
+            lines.for_each(drop);
+        });
+        let client =
+            reqwest::Client::builder().no_proxy().timeout(Duration::from_secs(120)).build().expect("HTTP client");
+        let mut server = Server { base: String::new(), client, child, log };
+        let line = receive.recv_timeout(START_TIMEOUT).unwrap_or_else(|e| panic!("no start-up line: {e}"));
+        server.base = line
+            .strip_prefix(LISTENING)
+            .unwrap_or_else(|| panic!("the first line on stdout should be {LISTENING:?}…, not {line:?}"))
+            .trim_end_matches('/')
+            .to_owned();
+        server
+    }
+
+    /// Kills the process at once (SIGKILL), as a crash or an out-of-memory kill would.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    pub async fn send(&self, request: reqwest::RequestBuilder, what: String) -> Reply {
+        let response = request.send().await.unwrap_or_else(|e| panic!("{what}: {e}"));
+        let status = response.status().as_u16();
+        let text = response.text().await.unwrap_or_else(|e| panic!("{what}: cannot read the body: {e}"));
+        // No input a client can send should crash a handler, including the requests a test only probes.
+        assert!(status < 500, "{what}: the server failed with {status}: {text}");
+        Reply { what, status, text }
+    }
+
+    pub async fn call(&self, method: Method, path: &str, body: Option<&Value>) -> Reply {
+        let mut request = self.client.request(method.clone(), format!("{}{path}", self.base));
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        self.send(request, format!("{method} {path}")).await
+    }
+
+    pub async fn get(&self, path: &str) -> Reply {
+        self.call(Method::GET, path, None).await
+    }
+
+    pub async fn post(&self, path: &str, body: &Value) -> Reply {
+        self.call(Method::POST, path, Some(body)).await
+    }
+
+    /// Posts a raw body with a content type.
+    pub async fn post_raw(&self, path: &str, content_type: &str, body: Vec<u8>) -> Reply {
+        let request = self.client.post(format!("{}{path}", self.base)).header("content-type", content_type).body(body);
+        self.send(request, format!("POST {path} ({content_type})")).await
+    }
+}
+
+impl Reply {
+    /// Asserts the status and returns the JSON body.
+    #[track_caller]
+    pub fn expect(self, status: u16) -> Value {
+        assert_eq!(self.status, status, "{}: unexpected status; body: {}", self.what, self.text);
+        serde_json::from_str(&self.text)
+            .unwrap_or_else(|e| panic!("{}: the body is not JSON ({e}): {}", self.what, self.text))
+    }
+
+    /// Asserts an error answer with this status and code, and returns its `error` object.
+    #[track_caller]
+    pub fn expect_error(self, status: u16, code: &str) -> Value {
+        let what = self.what.clone();
+        let body = self.expect(status);
+        assert_eq!(body["error"]["code"], code, "{what}: {body}");
+        body
+    }
+
+    /// Asserts a 422 whose field errors belong to exactly `fields`.
+    #[track_caller]
+    pub fn expect_invalid(self, fields: &[&str]) -> Value {
+        let what = self.what.clone();
+        let body = self.expect(422);
+        assert_eq!(body["error"]["code"], "invalid", "{what}: {body}");
+        let messages = body["error"]["fields"].as_object().unwrap_or_else(|| panic!("{what}: no fields in {body}"));
+        let mut got: Vec<&str> = messages.keys().map(String::as_str).collect();
+        let mut want = fields.to_vec();
+        got.sort_unstable();
+        want.sort_unstable();
+        assert_eq!(got, want, "{what}: fields with errors: {body}");
+        body["error"].clone()
+    }
+}
+
+pub fn ndjson(rows: &[Value]) -> Vec<u8> {
+    rows.iter().map(|e| format!("{e}\n")).collect::<String>().into_bytes()
+}
