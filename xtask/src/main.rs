@@ -267,6 +267,10 @@ fn lint() -> Result {
     let metrics = output(cargo().args(["tree", "-p", "slope-metrics", "-e", "normal", "--prefix", "none"]))
         .ok_or("cargo tree failed")?;
     forbid(&metrics, "slope-metrics", &["leptos", "axum", "sqlx", "slope-store", "slope-service"])?;
+    step("Invariant: the runner crate depends on no web or database crate, nor on polars");
+    let runner = output(cargo().args(["tree", "-p", "slope-runner", "-e", "normal", "--prefix", "none"]))
+        .ok_or("cargo tree failed")?;
+    forbid(&runner, "slope-runner", &["leptos", "axum", "sqlx", "polars", "tokio", "slope-store", "slope-service"])?;
     step("Invariant: the hydrate build pulls in no sqlx, polars or candle");
     let hydrate = output(cargo().args([
         "tree",
