@@ -193,6 +193,9 @@ fn main() -> ExitCode {
             _ => serve(config).await,
         }
     });
+    // A training job may still be running on the blocking pool: the process does not wait for it. Its
+    // lease expires and a worker resumes it from its last checkpoint.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(2));
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -738,9 +738,17 @@ impl Runner {
         if let Some(loop_key) = &updated.loop_key
             && self.store.alias(org, loop_key, CHAMPION).await?.is_some_and(|a| a.model_id == updated.id)
         {
-            self.publish_champion(org, loop_key, &updated).await?;
+            self.publish_champion_logged(org, loop_key, &updated).await;
         }
         Ok(eval)
+    }
+
+    /// Publishing is a consequence of an eval or a promotion that has already been recorded; when it
+    /// fails (say the metric key would be too long) it is logged and does not undo that.
+    async fn publish_champion_logged(&self, org: OrgId, loop_key: &str, model: &ModelRecord) {
+        if let Err(e) = self.publish_champion(org, loop_key, model).await {
+            tracing::warn!(error = %e, loop_key, model = model.id, "publishing the champion's scores as metric points failed");
+        }
     }
 
     /// Writes the champion's eval scores as points of the loop's `<loop>-champion-*` metrics (created
@@ -977,7 +985,7 @@ impl Runner {
         if accepted {
             tracing::info!(loop_key = key.as_str(), model = model_id, "promoted to champion");
             let promoted = self.model_record(org, model_id).await?;
-            self.publish_champion(org, key.as_str(), &promoted).await?;
+            self.publish_champion_logged(org, key.as_str(), &promoted).await;
         }
         Ok(PromotionOutcome { accepted, reason, record })
     }
