@@ -631,6 +631,12 @@ impl Runner {
             LOST => return Ok(Finish::LeaseLost),
             _ => {}
         }
+        // A worker that lost its lease without noticing (a pause longer than the lease) must not register
+        // a model: the worker that took the job over will.
+        let step = outcome.steps as i64;
+        if self.store.heartbeat_job(job.id, worker, step, 1.0, self.lease, Utc::now()).await? == Heartbeat::LeaseLost {
+            return Ok(Finish::LeaseLost);
+        }
 
         let name = match &request.name {
             Some(n) => n.trim().to_string(),
