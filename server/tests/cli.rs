@@ -458,3 +458,287 @@ fn a_large_file_is_validated_whole_then_sent_in_parts() {
     assert_eq!(again["stored"], 4);
     assert!(again["batches"].as_array().unwrap().iter().all(|b| b["replayed"] == true), "{again}");
 }
+
+// ---- the runner from the terminal: `slope datasets …` and `slope runner …` ---------------------------
+
+/// Runs `slope` in `dir` as a user would, but with none of the developer's `SLOPE_*` settings or
+/// `DATABASE_URL`, no `slope.toml` (the working directory is the scratch folder) and no shipped base
+/// model. `args` name the data dir themselves.
+fn slope_in(dir: &std::path::Path, args: &[&str]) -> Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_slope"));
+    command.args(args).current_dir(dir);
+    for (var, _) in std::env::vars() {
+        if var.starts_with("SLOPE_") || var == "DATABASE_URL" {
+            command.env_remove(var);
+        }
+    }
+    command.env("SLOPE_BASE_MODEL", "").env("SLOPE_LOG", "warn").output().unwrap()
+}
+
+/// A scratch folder with its own data dir, and `slope <args> --data-dir <data>` run in it.
+struct Runner {
+    dir: PathBuf,
+    data: String,
+}
+
+impl Runner {
+    fn new() -> Runner {
+        let dir = dir();
+        let data = dir.join("data").display().to_string();
+        Runner { dir, data }
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        slope_in(&self.dir, &[args, &["--data-dir", &self.data]].concat())
+    }
+
+    /// Runs a command that must fail, and returns its stderr.
+    #[track_caller]
+    fn refused(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(!out.status.success(), "{args:?} succeeded: {}", String::from_utf8_lossy(&out.stdout));
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    }
+
+    /// Runs a command that must succeed, and returns its stdout.
+    #[track_caller]
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(out.status.success(), "{args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn json(&self, args: &[&str]) -> Value {
+        stdout_json(&self.run(args))
+    }
+
+    /// Writes `text` to a file in the scratch folder and returns its path.
+    fn file(&self, name: &str, text: &str) -> String {
+        let path = self.dir.join(name);
+        std::fs::write(&path, text).unwrap();
+        path.display().to_string()
+    }
+
+    /// Registers a JSONL dataset and returns its id.
+    fn dataset(&self, name: &str, text: &str) -> i64 {
+        let file = self.file(name, text);
+        self.json(&["datasets", "add", &file, "--json"])["id"].as_i64().expect("a dataset id")
+    }
+}
+
+/// A model small enough to train for a few dozen steps in well under a second.
+const TINY_MODEL: &str = r#"{"vocab_size":257,"n_layer":1,"n_head":2,"d_model":32,"ctx_len":64}"#;
+
+/// Short lines of text to pre-train on (and hold out).
+fn corpus(n: usize, salt: usize) -> String {
+    let symptoms = ["cough", "headache", "back pain", "sore throat", "fatigue"];
+    let plans = ["rest and fluids.", "ibuprofen as needed.", "follow up in two weeks."];
+    (0..n)
+        .map(|i| {
+            let j = i * 7 + salt * 13;
+            let text = format!(
+                "Pt reports {} for {} days. Plan: {}",
+                symptoms[j % symptoms.len()],
+                2 + j % 5,
+                plans[(j / 3) % plans.len()]
+            );
+            format!("{}\n", serde_json::json!({ "text": text }))
+        })
+        .collect()
+}
+
+#[test]
+fn datasets_add_refuses_a_bad_row_by_file_line_and_field_and_registers_content_once() {
+    let r = Runner::new();
+    let bad = r.file("bad.jsonl", "{\"text\":\"fine\"}\n{\"prompt\":\"no completion\"}\n");
+    let err = r.refused(&["datasets", "add", &bad]);
+    assert!(err.contains(&bad), "the file is named: {err}");
+    assert!(err.contains("line 2: completion: is required"), "the line and field are named: {err}");
+    let bad_kind =
+        r.file("mixed.jsonl", "{\"text\":\"fine\"}\n\n{\"prompt\":\"p\",\"chosen\":\"a\",\"rejected\":\"b\"}\n");
+    let err = r.refused(&["datasets", "add", &bad_kind]);
+    assert!(err.contains("line 3: ") && err.contains("cannot be mixed"), "{err}");
+    let err = r.refused(&["datasets", "add", &r.dir.join("missing.jsonl").display().to_string()]);
+    assert!(err.contains("cannot read") && err.contains("missing.jsonl"), "{err}");
+    assert_eq!(r.json(&["datasets", "list", "--json"]), serde_json::json!([]), "nothing was registered");
+
+    let good = r.file("notes.jsonl", &corpus(5, 0));
+    let text = r.ok(&["datasets", "add", &good]);
+    let list = r.json(&["datasets", "list", "--json"]);
+    let datasets = list.as_array().unwrap();
+    assert_eq!(datasets.len(), 1, "{list}");
+    let (id, digest) = (datasets[0]["id"].as_i64().unwrap(), datasets[0]["digest"].as_str().unwrap());
+    assert!(digest.starts_with("sha256:"), "{list}");
+    assert_eq!((datasets[0]["name"].as_str(), datasets[0]["kind"].as_str()), (Some("notes"), Some("text")));
+    assert_eq!(datasets[0]["rows"], 5);
+    assert!(text.starts_with(&format!("dataset {id} notes (text, 5 rows, {digest})")), "{text}");
+    assert!(!text.contains("registered already"), "{text}");
+
+    // The same rows under another name and with other blank lines are the same version.
+    let copy = r.file("copy.jsonl", &format!("\n{}\n", corpus(5, 0)));
+    let again = r.ok(&["datasets", "add", &copy, "--name", "another-name"]);
+    assert!(again.contains(&format!("dataset {id} notes")) && again.contains(digest), "{again}");
+    assert!(again.contains("(this content was registered already)"), "{again}");
+    let as_json = r.json(&["datasets", "add", &copy, "--json"]);
+    assert_eq!((as_json["id"].as_i64(), as_json["digest"].as_str()), (Some(id), Some(digest)));
+    assert_eq!(r.json(&["datasets", "list", "--json"]).as_array().unwrap().len(), 1);
+}
+
+#[test]
+fn a_job_needs_its_model_and_nothing_is_queued_otherwise() {
+    let r = Runner::new();
+    let data = r.dataset("notes.jsonl", &corpus(5, 0)).to_string();
+    let err = r.refused(&["runner", "train", "--kind", "sft", "--dataset", &data]);
+    assert!(err.contains("model_id: is required for sft jobs"), "{err}");
+    assert!(!err.contains("dataset_id"), "the dataset exists: {err}");
+    let err = r.refused(&["runner", "train", "--kind", "dpo", "--model", "41", "--dataset", &data]);
+    assert!(err.contains("model_id: model 41 not found"), "{err}");
+    assert!(err.contains("dataset_id") && err.contains("which dpo cannot train on"), "{err}");
+    let err = r.refused(&["runner", "train", "--kind", "finetune", "--dataset", &data]);
+    assert!(err.contains("kind: must be one of pretrain, sft, dpo, eval"), "{err}");
+    let config = r.file("tiny.json", TINY_MODEL);
+    let err = r.refused(&[
+        "runner",
+        "train",
+        "--kind",
+        "pretrain",
+        "--dataset",
+        &data,
+        "--model-config",
+        &config,
+        "--seq-len",
+        "65",
+    ]);
+    assert!(err.contains("train.seq_len: must be between 2 and the model's ctx_len (64)"), "{err}");
+    let err = r.refused(&["runner", "eval", "--model", "1", "--held-out", &data]);
+    assert!(err.contains("model_id: model 1 not found"), "{err}");
+    assert_eq!(r.json(&["runner", "jobs", "--json"]), serde_json::json!([]), "nothing was queued");
+
+    // --queue only queues (no worker runs here), and a pending job is cancelled at once.
+    let args = ["runner", "train", "--kind", "pretrain", "--dataset", &data, "--model-config", &config];
+    let queued = r.json(&[&args[..], &["--queue", "--json"]].concat());
+    assert_eq!((queued["status"].as_str(), queued["step"].as_i64()), (Some("pending"), Some(0)), "{queued}");
+    let id = queued["id"].as_i64().unwrap().to_string();
+    let jobs = r.json(&["runner", "jobs", "--json"]);
+    assert_eq!((jobs[0]["id"].to_string(), jobs[0]["status"].as_str()), (id.clone(), Some("pending")), "{jobs}");
+    let cancelled = r.ok(&["runner", "cancel", &id]);
+    assert!(cancelled.starts_with(&format!("job {id}: cancelled")), "{cancelled}");
+    assert_eq!(r.json(&["runner", "jobs", "--json"])[0]["status"], "cancelled");
+    let err = r.refused(&["runner", "cancel", "99"]);
+    assert!(err.contains("job 99 not found"), "{err}");
+}
+
+#[test]
+fn train_evaluate_and_promote_from_the_terminal() {
+    let r = Runner::new();
+    let corpus_id = r.dataset("corpus.jsonl", &corpus(40, 1)).to_string();
+    let held_out = r.dataset("held-out.jsonl", &corpus(12, 7)).to_string();
+    let config = r.file("tiny.json", TINY_MODEL);
+    // Held-out perplexity alone decides, so the rewards do not depend on how fast this machine is.
+    let reward = r.file("reward.json", r#"{"weights":{"perplexity":-1}}"#);
+    let train = |steps: &str, name: &str| {
+        let args = [
+            "runner",
+            "train",
+            "--kind",
+            "pretrain",
+            "--dataset",
+            &corpus_id,
+            "--model-config",
+            &config,
+            "--steps",
+            steps,
+            "--batch-size",
+            "4",
+            "--seq-len",
+            "32",
+            "--lr",
+            "0.01",
+            "--name",
+            name,
+            "--json",
+        ];
+        let job = r.json(&args);
+        assert_eq!(job["status"], "succeeded", "{job}");
+        assert_eq!(job["step"], job["total_steps"], "every step ran: {job}");
+        job
+    };
+
+    // Trained in this process: the job ran to its end before the command returned.
+    let job = train("30", "tiny-30");
+    assert_eq!(
+        (job["kind"].as_str(), job["step"].as_i64(), job["attempts"].as_i64()),
+        (Some("pretrain"), Some(30), Some(1))
+    );
+    assert!(job["lease_owner"].is_null() && job["finished_at"].is_string(), "{job}");
+    let model = job["result"]["model_id"].as_i64().expect("the registered model");
+    assert_eq!(job["result"]["train"]["steps"], 30);
+    assert_eq!(job["result"]["model"], "tiny-30");
+
+    let listed = r.json(&["runner", "models", "--json"]);
+    let models = listed["models"].as_array().unwrap();
+    assert_eq!(models.len(), 1, "{listed}");
+    assert_eq!((models[0]["id"].as_i64(), models[0]["name"].as_str()), (Some(model), Some("tiny-30")));
+    assert_eq!((models[0]["kind"].as_str(), models[0]["job_id"].as_i64()), (Some("pretrain"), job["id"].as_i64()));
+    assert!(models[0]["reward"].is_null(), "not evaluated yet: {listed}");
+    let jobs = r.ok(&["runner", "jobs"]);
+    let line = jobs.lines().find(|l| l.trim_start().starts_with(&job["id"].to_string())).unwrap_or_default();
+    assert!(line.contains("pretrain") && line.contains("succeeded") && line.contains("30/30"), "{jobs}");
+
+    // Evaluated on held-out data with a reward spec; the model remembers its reward.
+    let eval = r.json(&[
+        "runner",
+        "eval",
+        "--model",
+        &model.to_string(),
+        "--held-out",
+        &held_out,
+        "--reward",
+        &reward,
+        "--json",
+    ]);
+    assert_eq!((eval["kind"].as_str(), eval["status"].as_str()), (Some("eval"), Some("succeeded")), "{eval}");
+    let score = eval["result"]["eval"]["reward"].as_f64().expect("a reward");
+    let perplexity = eval["result"]["eval"]["scores"]["perplexity"].as_f64().unwrap();
+    assert!((score + perplexity).abs() < 1e-9 && perplexity > 1.0, "{eval}");
+    let listed = r.json(&["runner", "models", "--json"]);
+    assert_eq!(listed["models"][0]["reward"].as_f64(), Some(score));
+
+    // The gate: the first champion of a loop is accepted; the champion cannot be promoted again.
+    let id = model.to_string();
+    let promoted = r.ok(&["runner", "promote", "--loop", "notes", "--model", &id]);
+    assert!(promoted.starts_with("promoted: tiny-30 is the first champion of notes"), "{promoted}");
+    let err = r.refused(&["runner", "promote", "--loop", "notes", "--model", &id]);
+    assert!(err.contains(&format!("model {model} is already the champion of notes")), "{err}");
+    let listed = r.json(&["runner", "models", "--json"]);
+    let aliases = listed["aliases"].as_array().unwrap();
+    assert!(
+        aliases.iter().any(|a| a["alias"] == "champion" && a["model_id"] == model && a["loop_key"] == "notes"),
+        "{listed}"
+    );
+
+    // A barely trained model is refused: first for want of an eval, then for a worse reward.
+    let worse = train("1", "tiny-1")["result"]["model_id"].as_i64().unwrap();
+    let worse_id = worse.to_string();
+    let promote_worse = ["runner", "promote", "--loop", "notes", "--model", &worse_id];
+    let out = r.run(&promote_worse);
+    assert!(!out.status.success());
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.starts_with("refused: model tiny-1 has no eval yet"), "{stdout}");
+    assert!(stderr.contains(&format!("the gate refused model {worse}")), "{stderr}");
+    let eval =
+        r.json(&["runner", "eval", "--model", &worse_id, "--held-out", &held_out, "--reward", &reward, "--json"]);
+    let worse_score = eval["result"]["eval"]["reward"].as_f64().unwrap();
+    assert!(worse_score < score, "one step leaves the perplexity higher: {worse_score} against {score}");
+    let out = r.run(&[&promote_worse[..], &["--json"]].concat());
+    assert!(!out.status.success());
+    let decision: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(decision["accepted"], false, "{decision}");
+    assert!(decision["reason"].as_str().unwrap().contains("does not beat the champion tiny-30"), "{decision}");
+    let listed = r.json(&["runner", "models", "--loop", "notes", "--json"]);
+    let champion: Vec<&Value> =
+        listed["aliases"].as_array().unwrap().iter().filter(|a| a["alias"] == "champion").collect();
+    assert_eq!((champion.len(), champion[0]["model_id"].as_i64()), (1, Some(model)), "still the champion: {listed}");
+    let table = r.ok(&["runner", "models"]);
+    assert!(table.lines().any(|l| l.contains("tiny-30") && l.contains("notes:champion")), "{table}");
+}
