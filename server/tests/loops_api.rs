@@ -6,212 +6,17 @@
 //! store of its own, and talks to it over HTTP only, so that what is checked is what a loop's client
 //! sees. Events are dated in the past, in 2026, so that no answer depends on the day the tests run.
 
-use std::io::{BufRead, BufReader, Write};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::mpsc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+mod common;
+
+use std::io::Write;
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use reqwest::Method;
+use common::{Scratch, Server, ndjson};
 use serde_json::{Value, json};
 use slope_metrics::events::InteractionEvent;
 
-/// Generous, because tests start several servers at once on small machines.
-const START_TIMEOUT: Duration = Duration::from_secs(60);
-const LISTENING: &str = "slope listening on ";
 const NDJSON: &str = "application/x-ndjson";
-
-// ---- the server under test ---------------------------------------------------------------------
-
-/// A folder of its own for each test, removed at the end. It outlives the servers started on it, so
-/// that a restarted server finds the database and the segments its predecessor wrote.
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new() -> Scratch {
-        static COUNTER: AtomicUsize = AtomicUsize::new(0);
-        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-        let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or_default();
-        let dir =
-            PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("slope-loops-{}-{n}-{nanos}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("cannot create {}: {e}", dir.display()));
-        Scratch(dir)
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// A running server. Dropping it kills the process without warning, which is also how the restart test
-/// simulates a crash: what was acknowledged must already be durable.
-struct Server {
-    base: String,
-    client: reqwest::Client,
-    child: Child,
-    log: PathBuf,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        if std::thread::panicking() {
-            let log = std::fs::read_to_string(&self.log).unwrap_or_default();
-            eprintln!("---- log of the server at {} ----\n{log}", self.base);
-        }
-    }
-}
-
-/// A finished request, with a label for assertion messages.
-struct Reply {
-    what: String,
-    status: u16,
-    text: String,
-}
-
-impl Server {
-    /// Starts a server on the database and event store in `dir`, creating them on the first start.
-    fn start(dir: &Path) -> Server {
-        static STARTS: AtomicUsize = AtomicUsize::new(0);
-        let log = dir.join(format!("server-{}.log", STARTS.fetch_add(1, Ordering::Relaxed)));
-        let stderr = std::fs::File::create(&log).unwrap_or_else(|e| panic!("cannot create {}: {e}", log.display()));
-        let mut command = Command::new(env!("CARGO_BIN_EXE_slope"));
-        command
-            .args(["serve", "--bind", "127.0.0.1:0", "--data-dir"])
-            .arg(dir)
-            .arg("--site-root")
-            .arg(dir)
-            .arg("--event-store")
-            .arg(dir.join("events"));
-        // A developer's own `slope.toml` and environment must not change what the tests see.
-        command.current_dir(dir);
-        for var in [
-            "DATABASE_URL",
-            "SLOPE_CONFIG",
-            "SLOPE_BIND",
-            "SLOPE_DATABASE_URL",
-            "SLOPE_DATA_DIR",
-            "SLOPE_EVENT_STORE",
-            "SLOPE_SITE_ROOT",
-            "SLOPE_DEMO",
-            "SLOPE_LOG_FORMAT",
-        ] {
-            command.env_remove(var);
-        }
-        command.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(stderr);
-        let mut child = command.spawn().unwrap_or_else(|e| panic!("cannot start {}: {e}", env!("CARGO_BIN_EXE_slope")));
-        let stdout = child.stdout.take().expect("stdout is piped");
-        // The reader keeps draining stdout after the first line, so that the server never blocks on a
-        // full pipe; it ends with the process.
-        let (first_line, receive) = mpsc::channel();
-        std::thread::spawn(move || {
-            let mut lines = BufReader::new(stdout).lines().map_while(Result::ok);
-            if let Some(line) = lines.next() {
-                let _ = first_line.send(line);
-            }
-            lines.for_each(drop);
-        });
-        let client =
-            reqwest::Client::builder().no_proxy().timeout(Duration::from_secs(60)).build().expect("HTTP client");
-        // The server is built before the wait, so that a failed start still kills the process and prints
-        // its log.
-        let mut server = Server { base: String::new(), client, child, log };
-        let line = receive.recv_timeout(START_TIMEOUT).unwrap_or_else(|e| panic!("no start-up line: {e}"));
-        server.base = line
-            .strip_prefix(LISTENING)
-            .unwrap_or_else(|| panic!("the first line on stdout should be {LISTENING:?}…, not {line:?}"))
-            .trim_end_matches('/')
-            .to_owned();
-        server
-    }
-
-    async fn send(&self, request: reqwest::RequestBuilder, what: String) -> Reply {
-        let response = request.send().await.unwrap_or_else(|e| panic!("{what}: {e}"));
-        let status = response.status().as_u16();
-        let text = response.text().await.unwrap_or_else(|e| panic!("{what}: cannot read the body: {e}"));
-        // No input a client can send should crash a handler, including the requests a test only probes.
-        assert!(status < 500, "{what}: the server failed with {status}: {text}");
-        Reply { what, status, text }
-    }
-
-    async fn call(&self, method: Method, path: &str, body: Option<&Value>) -> Reply {
-        let mut request = self.client.request(method.clone(), format!("{}{path}", self.base));
-        if let Some(body) = body {
-            request = request.json(body);
-        }
-        self.send(request, format!("{method} {path}")).await
-    }
-
-    async fn get(&self, path: &str) -> Reply {
-        self.call(Method::GET, path, None).await
-    }
-
-    async fn post(&self, path: &str, body: &Value) -> Reply {
-        self.call(Method::POST, path, Some(body)).await
-    }
-
-    async fn put(&self, path: &str, body: &Value) -> Reply {
-        self.call(Method::PUT, path, Some(body)).await
-    }
-
-    /// Posts a batch of events to a loop with the given headers, the body sent as it is.
-    async fn ingest(&self, loop_key: &str, headers: &[(&str, &str)], body: Vec<u8>) -> Reply {
-        let path = format!("/api/v1/loops/{loop_key}/events");
-        let mut request = self.client.post(format!("{}{path}", self.base)).body(body);
-        for (name, value) in headers {
-            request = request.header(*name, *value);
-        }
-        self.send(request, format!("POST {path} with {headers:?}")).await
-    }
-}
-
-impl Reply {
-    /// Asserts the status and returns the JSON body.
-    #[track_caller]
-    fn expect(self, status: u16) -> Value {
-        assert_eq!(self.status, status, "{}: unexpected status; body: {}", self.what, self.text);
-        serde_json::from_str(&self.text)
-            .unwrap_or_else(|e| panic!("{}: the body is not JSON ({e}): {}", self.what, self.text))
-    }
-
-    /// Asserts a 422 whose field errors belong to exactly `fields`.
-    #[track_caller]
-    fn expect_invalid(self, fields: &[&str]) -> Value {
-        let what = self.what.clone();
-        let body = self.expect(422);
-        assert_eq!(body["error"]["code"], "invalid", "{what}: {body}");
-        let messages = body["error"]["fields"].as_object().unwrap_or_else(|| panic!("{what}: no fields in {body}"));
-        let mut got: Vec<&str> = messages.keys().map(String::as_str).collect();
-        let mut want = fields.to_vec();
-        got.sort_unstable();
-        want.sort_unstable();
-        assert_eq!(got, want, "{what}: fields with errors: {body}");
-        body["error"].clone()
-    }
-
-    /// Asserts a refused batch, and returns its row errors as (row, field) pairs in the order given.
-    #[track_caller]
-    fn expect_invalid_rows(self, total: u64) -> Vec<(u64, String)> {
-        let what = self.what.clone();
-        let body = self.expect(422);
-        let error = &body["error"];
-        assert_eq!(error["code"], "invalid_rows", "{what}: {body}");
-        assert_eq!(error["total"], total, "{what}: {body}");
-        assert!(error["message"].as_str().is_some_and(|m| !m.is_empty()), "{what}: no message in {body}");
-        let rows = error["rows"].as_array().unwrap_or_else(|| panic!("{what}: no rows in {body}"));
-        rows.iter()
-            .map(|r| {
-                assert!(r["message"].as_str().is_some_and(|m| !m.is_empty()), "{what}: a row without a message: {r}");
-                (r["row"].as_u64().expect("a row number"), r["field"].as_str().expect("a field").to_owned())
-            })
-            .collect()
-    }
-}
 
 // ---- input and output helpers ------------------------------------------------------------------
 
@@ -225,10 +30,6 @@ fn event(id: &str, ts: &str, user: &str, variant: &str, suggested: u64, accepted
         "suggested_chars": suggested,
         "accepted_chars": accepted,
     })
-}
-
-fn ndjson(events: &[Value]) -> Vec<u8> {
-    events.iter().map(|e| format!("{e}\n")).collect::<String>().into_bytes()
 }
 
 fn gzip(bytes: &[u8]) -> Vec<u8> {
@@ -305,8 +106,8 @@ async fn key_result_fed_by(server: &Server, metric: &str) -> i64 {
 
 #[tokio::test]
 async fn batches_are_acknowledged_replayed_and_deduplicated() {
-    let scratch = Scratch::new();
-    let server = Server::start(&scratch.0);
+    let scratch = Scratch::new("loops");
+    let server = Server::start(&scratch.0, &[]);
     let mut explicit = event("e3", "2026-03-03T08:00:00Z", "u1", "a", 40, 0);
     // A row may also name the loop it is posted to.
     explicit["loop"] = json!("notes");
@@ -386,8 +187,8 @@ async fn batches_are_acknowledged_replayed_and_deduplicated() {
 
 #[tokio::test]
 async fn gzip_and_csv_bodies_are_read() {
-    let scratch = Scratch::new();
-    let server = Server::start(&scratch.0);
+    let scratch = Scratch::new("loops");
+    let server = Server::start(&scratch.0, &[]);
 
     let body = ndjson(&[
         event("g1", "2026-03-02T09:00:00Z", "u1", "a", 100, 25),
@@ -425,8 +226,8 @@ async fn gzip_and_csv_bodies_are_read() {
 
 #[tokio::test]
 async fn parquet_bodies_with_a_timestamp_column_are_read() {
-    let scratch = Scratch::new();
-    let server = Server::start(&scratch.0);
+    let scratch = Scratch::new("loops");
+    let server = Server::start(&scratch.0, &[]);
     // The Parquet a client would most likely send has a timestamp column, as Slope's own segments do:
     // polars, pandas and Spark all write times that way.
     let parquet_event = |id: &str, user: &str, accepted: u64| InteractionEvent {
@@ -462,8 +263,8 @@ async fn parquet_bodies_with_a_timestamp_column_are_read() {
 
 #[tokio::test]
 async fn invalid_batches_are_refused_whole_naming_rows_and_fields() {
-    let scratch = Scratch::new();
-    let server = Server::start(&scratch.0);
+    let scratch = Scratch::new("loops");
+    let server = Server::start(&scratch.0, &[]);
 
     let body = ndjson(&[
         event("ok", "2026-03-02T09:00:00Z", "u1", "a", 100, 50),
@@ -500,8 +301,8 @@ async fn invalid_batches_are_refused_whole_naming_rows_and_fields() {
 
 #[tokio::test]
 async fn metrics_follow_ingested_events_and_feed_key_results_at_once() {
-    let scratch = Scratch::new();
-    let server = Server::start(&scratch.0);
+    let scratch = Scratch::new("loops");
+    let server = Server::start(&scratch.0, &[]);
     let first = ndjson(&[
         event("m1", "2026-03-02T09:00:00Z", "u1", "a", 100, 50),
         event("m2", "2026-03-02T10:00:00Z", "u2", "a", 100, 50),
@@ -600,8 +401,8 @@ async fn metrics_follow_ingested_events_and_feed_key_results_at_once() {
 
 #[tokio::test]
 async fn pushed_points_are_checked_by_index_and_refused_for_computed_metrics() {
-    let scratch = Scratch::new();
-    let server = Server::start(&scratch.0);
+    let scratch = Scratch::new("loops");
+    let server = Server::start(&scratch.0, &[]);
     let eval = server
         .post("/api/v1/metrics", &json!({ "key": "eval.f1", "name": "Eval F1", "kind": "eval-score" }))
         .await
@@ -643,8 +444,8 @@ async fn pushed_points_are_checked_by_index_and_refused_for_computed_metrics() {
 
 #[tokio::test]
 async fn an_experiment_with_a_better_treatment_shows_a_positive_difference() {
-    let scratch = Scratch::new();
-    let server = Server::start(&scratch.0);
+    let scratch = Scratch::new("loops");
+    let server = Server::start(&scratch.0, &[]);
     // Twenty users per arm. Rates vary between users (so that the difference has a spread): control
     // users accept 25–33 of 100 characters, 29 on average, treatment users 60–68, 64 on average.
     let mut events = vec![];
@@ -692,8 +493,8 @@ async fn an_experiment_with_a_better_treatment_shows_a_positive_difference() {
 
 #[tokio::test]
 async fn shifted_latencies_raise_a_drift_alert() {
-    let scratch = Scratch::new();
-    let server = Server::start(&scratch.0);
+    let scratch = Scratch::new("loops");
+    let server = Server::start(&scratch.0, &[]);
     // Seventy events in each week; the second week's latencies are all above the first week's.
     let mut events = vec![];
     for i in 0..70u64 {
@@ -742,8 +543,8 @@ async fn shifted_latencies_raise_a_drift_alert() {
 
 #[tokio::test]
 async fn retention_answers_weekly_cohorts() {
-    let scratch = Scratch::new();
-    let server = Server::start(&scratch.0);
+    let scratch = Scratch::new("loops");
+    let server = Server::start(&scratch.0, &[]);
     // Four users start in the week of Monday 2 March 2026; two of them come back the next week, when a
     // fifth user starts.
     let mut events = vec![];
@@ -787,12 +588,12 @@ async fn retention_answers_weekly_cohorts() {
 
 #[tokio::test]
 async fn acknowledged_batches_survive_a_restart_and_still_replay() {
-    let scratch = Scratch::new();
+    let scratch = Scratch::new("loops");
     let body = ndjson(&[
         event("r1", "2026-03-02T09:00:00Z", "u1", "a", 100, 40),
         event("r2", "2026-03-02T09:30:00Z", "u2", "a", 100, 60),
     ]);
-    let server = Server::start(&scratch.0);
+    let server = Server::start(&scratch.0, &[]);
     server
         .post("/api/v1/metrics", &metric_input("durable.acceptance", "acceptance-rate", "durable", "day"))
         .await
@@ -802,7 +603,7 @@ async fn acknowledged_batches_survive_a_restart_and_still_replay() {
     // Killed without warning right after the answer, as a crash would.
     drop(server);
 
-    let server = Server::start(&scratch.0);
+    let server = Server::start(&scratch.0, &[]);
     let report = server.get("/api/v1/loops/durable").await.expect(200);
     assert_eq!(report["summary"]["events"], 2, "{report}");
     assert!(items(&report["batches"]).iter().any(|b| b["batch_id"] == ack["batch_id"]), "{report}");
@@ -860,8 +661,8 @@ fn transactions(customers: usize) -> Vec<Value> {
 
 #[tokio::test]
 async fn transactions_are_ingested_and_fit_lifetime_value() {
-    let scratch = Scratch::new();
-    let server = Server::start(&scratch.0);
+    let scratch = Scratch::new("loops");
+    let server = Server::start(&scratch.0, &[]);
     let refused = server.get("/api/v1/ltv").await;
     assert_eq!(refused.status, 404, "no transactions yet: {}", refused.text);
 
@@ -915,8 +716,8 @@ async fn transactions_are_ingested_and_fit_lifetime_value() {
 
 #[tokio::test]
 async fn out_of_range_times_are_refused_not_fatal() {
-    let scratch = Scratch::new();
-    let server = Server::start(&scratch.0);
+    let scratch = Scratch::new("loops");
+    let server = Server::start(&scratch.0, &[]);
     // An event from before 2000 or more than a day ahead would make every per-day computation span
     // centuries; both are refused by row and field.
     let future = (chrono::Utc::now() + chrono::Duration::days(3)).to_rfc3339();

@@ -146,6 +146,20 @@ impl Server {
         self.call(Method::POST, path, Some(body)).await
     }
 
+    pub async fn put(&self, path: &str, body: &Value) -> Reply {
+        self.call(Method::PUT, path, Some(body)).await
+    }
+
+    /// Posts a batch of events to a loop with the given headers, the body sent as it is.
+    pub async fn ingest(&self, loop_key: &str, headers: &[(&str, &str)], body: Vec<u8>) -> Reply {
+        let path = format!("/api/v1/loops/{loop_key}/events");
+        let mut request = self.client.post(format!("{}{path}", self.base)).body(body);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        self.send(request, format!("POST {path} with {headers:?}")).await
+    }
+
     /// Posts a raw body with a content type.
     pub async fn post_raw(&self, path: &str, content_type: &str, body: Vec<u8>) -> Reply {
         let request = self.client.post(format!("{}{path}", self.base)).header("content-type", content_type).body(body);
@@ -184,6 +198,24 @@ impl Reply {
         want.sort_unstable();
         assert_eq!(got, want, "{what}: fields with errors: {body}");
         body["error"].clone()
+    }
+
+    /// Asserts a refused batch, and returns its row errors as (row, field) pairs in the order given.
+    #[track_caller]
+    pub fn expect_invalid_rows(self, total: u64) -> Vec<(u64, String)> {
+        let what = self.what.clone();
+        let body = self.expect(422);
+        let error = &body["error"];
+        assert_eq!(error["code"], "invalid_rows", "{what}: {body}");
+        assert_eq!(error["total"], total, "{what}: {body}");
+        assert!(error["message"].as_str().is_some_and(|m| !m.is_empty()), "{what}: no message in {body}");
+        let rows = error["rows"].as_array().unwrap_or_else(|| panic!("{what}: no rows in {body}"));
+        rows.iter()
+            .map(|r| {
+                assert!(r["message"].as_str().is_some_and(|m| !m.is_empty()), "{what}: a row without a message: {r}");
+                (r["row"].as_u64().expect("a row number"), r["field"].as_str().expect("a field").to_owned())
+            })
+            .collect()
     }
 }
 
