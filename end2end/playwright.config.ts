@@ -47,5 +47,8 @@ export default defineConfig({
     timeout: 120_000,
     stdout: "pipe",
     stderr: "pipe",
+    // One job slot and no shipped base model, whatever the developer's environment says: the runner
+    // journeys queue their own tiny models and wait for them in turn.
+    env: { SLOPE_WORKERS: "1", SLOPE_BASE_MODEL: "" },
   },
 });

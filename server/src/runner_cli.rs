@@ -290,7 +290,7 @@ pub async fn run_runner(config: Config, command: RunnerCommand) -> Result<(), St
             println!(
                 "job {id}: {}{}",
                 job.status,
-                if job.cancel_requested { " (stops at its next heartbeat)" } else { "" }
+                if job.cancel_requested && job.status == "running" { " (stops at its next heartbeat)" } else { "" }
             );
             Ok(())
         }
