@@ -315,7 +315,7 @@ async fn run_job(
         println!("job {} queued ({})", job.id, job.kind);
         return Ok(());
     }
-    let worker = format!("cli-{}", std::process::id());
+    let worker = slope_service::worker_id("cli");
     let claimed = runner
         .store()
         .claim_job_id(job.id, &worker, config.job_lease(), chrono::Utc::now())

@@ -79,7 +79,7 @@ pub struct TrainConfig {
     pub beta2: f64,
     /// Gradients whose global norm exceeds this are scaled down to it.
     pub grad_clip: f64,
-    /// A checkpoint (weights and optimizer state) every this many steps; 0 for none but the last.
+    /// A checkpoint (weights and optimizer state) every this many steps, to resume from; 0 for none.
     pub checkpoint_every: usize,
     pub seed: u64,
     /// DPO's β: how far the policy may move from the reference.

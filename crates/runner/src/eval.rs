@@ -35,11 +35,19 @@ pub fn perplexity(model: &Model, texts: &[&str]) -> Result<(f64, u64)> {
     if stream.len() < 2 {
         return Err(RunnerError::invalid("held_out", "has no text to measure perplexity on"));
     }
-    let windows: Vec<&[u32]> = stream.windows(ctx + 1).step_by(ctx).collect();
-    let windows = if windows.is_empty() { vec![stream.as_slice()] } else { windows };
+    // Windows of ctx + 1 bytes that overlap by one, so every byte after the first is predicted exactly
+    // once; the shorter last window goes in a batch of its own.
+    let mut windows: Vec<&[u32]> = Vec::new();
+    let mut start = 0;
+    while start + 1 < stream.len() {
+        windows.push(&stream[start..(start + ctx + 1).min(stream.len())]);
+        start += ctx;
+    }
     let device = model.gpt.device();
     let (mut nll, mut count) = (0f64, 0u64);
-    for chunk in windows.chunks(16) {
+    let full: Vec<&[u32]> = windows.iter().copied().filter(|w| w.len() == ctx + 1).collect();
+    let rest: Vec<&[u32]> = windows.iter().copied().filter(|w| w.len() != ctx + 1).collect();
+    for chunk in full.chunks(16).chain(rest.chunks(1)) {
         let t = chunk[0].len() - 1;
         let inp: Vec<u32> = chunk.iter().flat_map(|w| w[..t].iter().copied()).collect();
         let tgt: Vec<u32> = chunk.iter().flat_map(|w| w[1..].iter().copied()).collect();
@@ -259,6 +267,18 @@ pub fn evaluate(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn perplexity_predicts_every_byte_after_the_first_once() {
+        let cfg = crate::ModelConfig { n_layer: 1, n_head: 2, d_model: 16, ctx_len: 16, ..Default::default() };
+        let model = Model::new(crate::model::Gpt::init(cfg, 1, &candle_core::Device::Cpu).unwrap());
+        // 40 bytes and the end token: 41 ids, 40 predictions, in windows of 17, 17 and 9 ids.
+        let text = "abcdefghijklmnopqrstuvwxyz0123456789ABCD";
+        let (ppl, n) = perplexity(&model, &[text]).unwrap();
+        assert_eq!(n, 40);
+        // An untrained model is close to uniform over 257 ids.
+        assert!(ppl > 150.0 && ppl < 400.0, "{ppl}");
+    }
 
     #[test]
     fn reward_names_missing_and_unknown_scores() {

@@ -41,6 +41,11 @@ pub const MAX_SUGGESTION_CHARS: usize = 64;
 /// Contexts longer than this are cut to their end before generation (the model reads far less).
 const MAX_CONTEXT_BYTES: usize = 64 * 1024;
 pub const MAX_DATASET_BYTES: usize = 256 * 1024 * 1024;
+/// The largest model a job may train or create; larger ones would exhaust a worker's memory.
+pub const MAX_PARAMETERS: usize = 100_000_000;
+/// Bytes per micro-batch, and attention scores (batch × heads × length²) per layer.
+pub const MAX_BATCH_TOKENS: usize = 65_536;
+pub const MAX_ATTENTION_SCORES: usize = 1 << 28;
 
 /// What a client asks of a job; stored as the job's specification.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -137,7 +142,36 @@ pub struct Runner {
     loops: Loops,
     cache: PathBuf,
     lease: Duration,
-    models: Arc<Mutex<HashMap<i64, Arc<Model>>>>,
+    models: Arc<Mutex<ModelCache>>,
+    /// One model is fetched and loaded at a time, so concurrent first requests for a model load it once.
+    loading: Arc<tokio::sync::Mutex<()>>,
+}
+
+/// Loaded models by (organisation, model id), least recently used first; a few are kept, since each is
+/// a few MB and serving needs only a loop's champion and challenger.
+#[derive(Default)]
+struct ModelCache {
+    entries: Vec<((i64, i64), Arc<Model>)>,
+}
+
+const MAX_CACHED_MODELS: usize = 8;
+
+impl ModelCache {
+    fn get(&mut self, key: (i64, i64)) -> Option<Arc<Model>> {
+        let i = self.entries.iter().position(|(k, _)| *k == key)?;
+        let entry = self.entries.remove(i);
+        let model = entry.1.clone();
+        self.entries.push(entry);
+        Some(model)
+    }
+
+    fn insert(&mut self, key: (i64, i64), model: Arc<Model>) {
+        self.entries.retain(|(k, _)| *k != key);
+        self.entries.push((key, model));
+        if self.entries.len() > MAX_CACHED_MODELS {
+            self.entries.remove(0);
+        }
+    }
 }
 
 impl std::fmt::Debug for Runner {
@@ -190,7 +224,7 @@ impl Runner {
     /// `cache` is this process's folder for local copies of models and checkpoints; `lease` how long
     /// a claimed job stays this worker's without a heartbeat.
     pub fn new(store: Store, objects: SegmentStore, loops: Loops, cache: PathBuf, lease: Duration) -> Runner {
-        Runner { store, objects, loops, cache, lease, models: Arc::default() }
+        Runner { store, objects, loops, cache, lease, models: Arc::default(), loading: Arc::default() }
     }
 
     pub fn store(&self) -> &Store {
@@ -347,11 +381,14 @@ impl Runner {
             errors.add("kind", format!("must be one of {}", JOB_KINDS.join(", ")));
             return Err(errors.into());
         }
-        if let Some(l) = &request.loop_key
-            && let Err(m) = Key::parse(l)
-        {
-            errors.add("loop", m);
+        // The loop key is stored as parsed, so " notes" and "notes" are one loop.
+        let mut request = request.clone();
+        match request.loop_key.as_deref().map(Key::parse) {
+            Some(Ok(key)) => request.loop_key = Some(key.as_str().to_owned()),
+            Some(Err(m)) => errors.add("loop", m),
+            None => {}
         }
+        let request = &request;
         if let Some(name) = &request.name {
             if name.trim().is_empty() || name.len() > 100 {
                 errors.add("name", "must be 1 to 100 characters");
@@ -380,6 +417,11 @@ impl Runner {
         };
         if let Err(RunnerError::Invalid { field, message }) = model_config.validate() {
             errors.add(&format!("model_config.{field}"), message);
+        } else if model_config.parameters() > MAX_PARAMETERS {
+            errors.add(
+                "model_config",
+                format!("has {} parameters; a job trains at most {MAX_PARAMETERS}", model_config.parameters()),
+            );
         }
         let dataset = match request.dataset_id {
             Some(id) => match self.store.dataset(org, id).await? {
@@ -415,15 +457,60 @@ impl Runner {
             None if kind == "eval" => errors.add("held_out_id", "is required for eval jobs"),
             _ => {}
         }
-        if kind != "eval"
-            && let Err(RunnerError::Invalid { field, message }) = request.train.validate(&model_config)
-        {
-            errors.add(&format!("train.{field}"), message);
+        if kind != "eval" {
+            if let Err(RunnerError::Invalid { field, message }) = request.train.validate(&model_config) {
+                errors.add(&format!("train.{field}"), message);
+            } else {
+                // Memory grows with the tokens of a micro-batch and, for attention, with their square.
+                let (b, t) = (request.train.batch_size, request.train.seq_len(&model_config));
+                if b * t > MAX_BATCH_TOKENS || b * model_config.n_head * t * t > MAX_ATTENTION_SCORES {
+                    errors.add(
+                        "train.batch_size",
+                        format!("{b} sequences of {t} bytes need too much memory; use fewer or shorter ones (at most {MAX_BATCH_TOKENS} bytes per micro-batch) and grad_accum"),
+                    );
+                }
+            }
         }
         if let Some(spec) = &request.reward
             && let Err(RunnerError::Invalid { field, message }) = spec.validate()
         {
             errors.add(&format!("reward.{field}"), message);
+        }
+        // Every weighted score must be one the held-out data can measure, or the job would fail after
+        // training; DPO margins need the model the scored one was trained from.
+        if let Some((_, Some(held))) = &held_out {
+            let has_base = match kind {
+                "eval" => model.as_ref().is_some_and(|m| m.base_model_id.is_some()),
+                _ => request.model_id.is_some(),
+            };
+            let measurable: &[&str] = match held.kind.as_str() {
+                "preference" if has_base => &["dpo_margin", "dpo_accuracy"],
+                "preference" => &[],
+                "sft" => &["perplexity", "replay_acceptance", "latency_ms", "cost_usd_per_1k", "exact_match"],
+                _ => &["perplexity", "replay_acceptance", "latency_ms", "cost_usd_per_1k"],
+            };
+            let spec = request.reward.clone().unwrap_or_default();
+            for score in spec.weights.keys() {
+                if !measurable.contains(&score.as_str()) {
+                    errors.add(
+                        &format!("reward.weights.{score}"),
+                        format!(
+                            "cannot be measured on dataset {} ({} rows{}); it measures: {}",
+                            held.id,
+                            held.kind,
+                            if held.kind == "preference" && !has_base {
+                                ", and the model has no base model"
+                            } else {
+                                ""
+                            },
+                            if measurable.is_empty() { "nothing".to_string() } else { measurable.join(", ") }
+                        ),
+                    );
+                }
+            }
+        }
+        if !(request.eval.dpo_beta > 0.0 && request.eval.dpo_beta <= 10.0) {
+            errors.add("eval.dpo_beta", "must be in (0, 10]");
         }
         if !(1..=MAX_SUGGESTION_CHARS).contains(&request.eval.k) {
             errors.add("eval.k", format!("must be between 1 and {MAX_SUGGESTION_CHARS}"));
@@ -480,13 +567,45 @@ impl Runner {
 
     /// Runs a job this worker has claimed and returns it as it ended. Failures end the job as
     /// `failed` with the reason; they are not the caller's error.
+    ///
+    /// The lease is renewed by a heartbeat task for the whole job (loading, training, evals and
+    /// registration alike); a cancel request or a lost lease it reports stops the job at the next step
+    /// or the next phase.
     pub async fn run_claimed(&self, worker: &str, job: JobRecord) -> JobRecord {
         let (id, org) = (job.id, OrgId(job.org_id));
         tracing::info!(job = id, kind = %job.kind, attempt = job.attempts, worker, "job started");
-        let outcome = self.execute(worker, &job).await;
+        let lease = Lease {
+            control: Arc::new(AtomicU8::new(RUN)),
+            step: Arc::new(std::sync::atomic::AtomicI64::new(job.step)),
+            total: job.total_steps.max(1),
+        };
+        let beat = {
+            let (store, lease_state, worker, duration) =
+                (self.store.clone(), lease.clone(), worker.to_string(), self.lease);
+            let every = std::time::Duration::from_millis((duration.num_milliseconds() / 3).clamp(200, 10_000) as u64);
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(every).await;
+                    let step = lease_state.step.load(Ordering::SeqCst);
+                    let progress = step as f64 / lease_state.total as f64;
+                    match store.heartbeat_job(id, &worker, step, progress, duration, Utc::now()).await {
+                        Ok(Heartbeat::Continue) => {}
+                        Ok(Heartbeat::Cancel) => lease_state.control.store(CANCEL, Ordering::SeqCst),
+                        Ok(Heartbeat::LeaseLost) => {
+                            lease_state.control.store(LOST, Ordering::SeqCst);
+                            break;
+                        }
+                        Err(e) => tracing::warn!(job = id, error = %e, "heartbeat failed"),
+                    }
+                }
+            })
+        };
+        let work = self.cache.join("jobs").join(format!("{id}-{}", unique_id("")));
+        let outcome = self.execute(worker, &job, &lease, &work).await;
         let now = Utc::now();
         let finished = match outcome {
             Ok(Finish::Done(result)) => self.store.finish_job(id, worker, "succeeded", Some(&result), None, now).await,
+            Ok(Finish::Registered) => Ok(true),
             Ok(Finish::Cancelled) => self.store.finish_job(id, worker, "cancelled", None, None, now).await,
             Ok(Finish::LeaseLost) => Ok(false),
             Err(e) => {
@@ -500,33 +619,50 @@ impl Runner {
                 self.store.finish_job(id, worker, "failed", None, Some(&message), now).await
             }
         };
+        beat.abort();
+        let _ = std::fs::remove_dir_all(&work);
         match finished {
             Ok(true) => {}
             Ok(false) => tracing::warn!(job = id, worker, "the job's lease was lost; another worker continues it"),
             Err(e) => tracing::error!(job = id, error = %e, "recording the end of a job failed"),
         }
         let ended = self.store.job(org, id).await.ok().flatten().unwrap_or(job);
+        // An ended job's checkpoint is of no further use; one that may still resume keeps it.
+        if matches!(ended.status.as_str(), "succeeded" | "failed" | "cancelled")
+            && let Some(path) = &ended.checkpoint_path
+        {
+            for f in CHECKPOINT_FILES {
+                let _ = self.objects.delete(&format!("{path}/{f}")).await;
+            }
+        }
         tracing::info!(job = id, status = %ended.status, "job ended");
         ended
     }
 
-    async fn execute(&self, worker: &str, job: &JobRecord) -> Result<Finish> {
+    async fn execute(&self, worker: &str, job: &JobRecord, lease: &Lease, work: &Path) -> Result<Finish> {
         let org = OrgId(job.org_id);
         let request: JobRequest =
             serde_json::from_value(job.spec.clone()).map_err(|e| internal("a stored job specification", e))?;
-        let work = self.cache.join("jobs").join(job.id.to_string());
-        std::fs::create_dir_all(&work).map_err(|e| internal("creating a job folder", e))?;
+        std::fs::create_dir_all(work).map_err(|e| internal("creating a job folder", e))?;
         let held = match request.held_out_id {
             Some(id) => Some(self.load_dataset(org, id).await?.1),
             None => None,
         };
         let spec = request.reward.clone().unwrap_or_default();
+        if let Some(stop) = lease.stopped() {
+            return Ok(stop);
+        }
         if request.kind == "eval" {
             let model_id = request.model_id.expect("validated at submission");
             let record = self.model_record(org, model_id).await?;
-            let report =
-                self.evaluate_model(org, &record, held.as_ref().expect("validated"), &request.eval, &spec).await?;
-            return Ok(Finish::Done(json!({ "model_id": model_id, "eval": report })));
+            let model = self.loaded(org, model_id).await?;
+            let held = held.as_ref().expect("validated at submission");
+            let eval = self.score(org, model, record.base_model_id, held, &request.eval, &spec).await?;
+            if let Some(stop) = lease.stopped() {
+                return Ok(stop);
+            }
+            self.record_eval(org, record.id, &eval).await?;
+            return Ok(Finish::Done(json!({ "model_id": model_id, "eval": eval })));
         }
 
         let objective = match request.kind.as_str() {
@@ -553,25 +689,22 @@ impl Runner {
                 )
             }
         };
-        // The checkpoint this job last recorded, wherever it was written, replaces any local leftovers.
+        // The checkpoint this job last recorded, wherever it was written, is where training resumes.
         let ckpt = work.join("checkpoint");
-        let _ = std::fs::remove_dir_all(&ckpt);
         if let Some(path) = &job.checkpoint_path {
             self.fetch_dir(path, &CHECKPOINT_FILES, &ckpt).await?;
         }
 
-        let control = Arc::new(AtomicU8::new(RUN));
+        // Step metrics go to the database in batches (about twice a second) and move the step the
+        // heartbeat reports.
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<StepMetrics>();
-        let beat = {
-            let (store, control, worker, lease) = (self.store.clone(), control.clone(), worker.to_string(), self.lease);
-            let id = job.id;
-            let every = std::time::Duration::from_millis((lease.num_milliseconds() / 3).clamp(200, 10_000) as u64);
+        let flush = {
+            let (store, step, id) = (self.store.clone(), lease.step.clone(), job.id);
             tokio::spawn(async move {
-                let mut last = (0i64, 0f64);
                 let mut open = true;
                 while open {
                     let mut batch = Vec::new();
-                    let deadline = tokio::time::sleep(every);
+                    let deadline = tokio::time::sleep(std::time::Duration::from_millis(500));
                     tokio::pin!(deadline);
                     loop {
                         tokio::select! {
@@ -586,31 +719,24 @@ impl Runner {
                         }
                     }
                     if let Some(m) = batch.last() {
-                        last = (m.step as i64, m.step as f64 / m.total_steps.max(1) as f64);
+                        step.store(m.step as i64, Ordering::SeqCst);
                     }
-                    let now = Utc::now();
-                    let rows: Vec<JobMetric> = batch.iter().map(|m| job_metric(m, now)).collect();
+                    let rows: Vec<JobMetric> = batch.iter().map(|m| job_metric(m, Utc::now())).collect();
                     if !rows.is_empty()
                         && let Err(e) = store.append_job_metrics(id, &rows).await
                     {
                         tracing::warn!(job = id, error = %e, "recording step metrics failed");
                     }
-                    match store.heartbeat_job(id, &worker, last.0, last.1, lease, now).await {
-                        Ok(Heartbeat::Continue) => {}
-                        Ok(Heartbeat::Cancel) => control.store(CANCEL, Ordering::SeqCst),
-                        Ok(Heartbeat::LeaseLost) => control.store(LOST, Ordering::SeqCst),
-                        Err(e) => tracing::warn!(job = id, error = %e, "heartbeat failed"),
-                    }
                 }
             })
         };
-
         let mut hooks = JobHooks {
-            control: control.clone(),
+            control: lease.control.clone(),
             tx,
             runtime: tokio::runtime::Handle::current(),
             runner: self.clone(),
             job_id: job.id,
+            attempt: job.attempts,
             worker: worker.to_string(),
             uploaded: job.checkpoint_path.clone(),
             since_checkpoint: Vec::new(),
@@ -623,27 +749,19 @@ impl Runner {
         })
         .await
         .map_err(|e| internal("training", e))?;
-        // The hooks (and with them the sender) are gone: the heartbeat task flushes and ends.
-        let _ = beat.await;
+        // The hooks (and with them the sender) are gone: the metrics task flushes and ends.
+        let _ = flush.await;
         let outcome = trained.map_err(|e| runner_error("train", e))?;
-        match control.load(Ordering::SeqCst) {
-            CANCEL if outcome.stopped => return Ok(Finish::Cancelled),
-            LOST => return Ok(Finish::LeaseLost),
-            _ => {}
-        }
-        // A worker that lost its lease without noticing (a pause longer than the lease) must not register
-        // a model: the worker that took the job over will.
-        let step = outcome.steps as i64;
-        if self.store.heartbeat_job(job.id, worker, step, 1.0, self.lease, Utc::now()).await? == Heartbeat::LeaseLost {
-            return Ok(Finish::LeaseLost);
+        if let Some(stop) = lease.stopped() {
+            return Ok(stop);
         }
 
-        let name = match &request.name {
-            Some(n) => n.trim().to_string(),
-            None => format!("{}-{}-j{}", request.loop_key.as_deref().unwrap_or("model"), request.kind, job.id),
+        let model = Arc::new(outcome.model);
+        let eval = match &held {
+            Some(held) => Some(self.score(org, model.clone(), request.model_id, held, &request.eval, &spec).await?),
+            None => None,
         };
         let model_dir = work.join("model");
-        let model = Arc::new(outcome.model);
         {
             let (model, dir) = (model.clone(), model_dir.clone());
             tokio::task::spawn_blocking(move || model.save(&dir))
@@ -653,6 +771,9 @@ impl Runner {
         }
         let prefix = format!("runner/{}/models/{}", org.0, unique_id("m-"));
         self.put_dir(&model_dir, &MODEL_FILES, &prefix).await?;
+        if let Some(stop) = lease.stopped() {
+            return Ok(stop);
+        }
         let seconds = outcome.seconds.max(1e-9);
         let train_metrics = json!({
             "steps": outcome.steps,
@@ -663,57 +784,79 @@ impl Runner {
             "resumed_from": outcome.resumed_from,
             "objective": objective.as_str(),
         });
+        let name = match &request.name {
+            Some(n) => n.trim().to_string(),
+            None => format!("{}-{}-j{}", request.loop_key.as_deref().unwrap_or("model"), request.kind, job.id),
+        };
+        // A running experiment keeps serving the challenger it started with.
+        let challenger_of = match &request.loop_key {
+            Some(l) if self.active_experiment(org, l).await?.is_none() => Some(l.as_str()),
+            _ => None,
+        };
+        let mut result = json!({ "train": train_metrics.clone() });
+        if let Some(eval) = &eval {
+            result["eval"] = eval.clone();
+        }
+        if request.loop_key.is_some() && challenger_of.is_none() {
+            result["challenger"] = json!("unchanged: an experiment of the loop is running");
+        }
         let config = serde_json::to_value(model.config()).map_err(|e| internal("a model config", e))?;
-        let record = self
-            .store
-            .create_model(
-                org,
-                &NewModel {
-                    name: &name,
-                    loop_key: request.loop_key.as_deref(),
-                    kind: &request.kind,
-                    base_model_id: request.model_id,
-                    dataset_digest: Some(&dataset_record.digest),
-                    job_id: Some(job.id),
-                    path: &prefix,
-                    config,
-                    parameters: model.config().parameters() as i64,
-                    train_metrics: train_metrics.clone(),
+        let new = NewModel {
+            name: &name,
+            loop_key: request.loop_key.as_deref(),
+            kind: &request.kind,
+            base_model_id: request.model_id,
+            dataset_digest: Some(&dataset_record.digest),
+            job_id: Some(job.id),
+            path: &prefix,
+            config,
+            parameters: model.config().parameters() as i64,
+            train_metrics,
+        };
+        // Registration, the challenger alias and the job's success are one transaction that first
+        // re-checks the lease: a worker that lost it registers nothing.
+        let registered =
+            self.store.complete_training_job(job.id, worker, &new, challenger_of, &result, Utc::now()).await.map_err(
+                |e| {
+                    if e.is_unique_violation() {
+                        invalid("name", format!("a model named {name:?} exists already"))
+                    } else {
+                        e.into()
+                    }
                 },
-            )
-            .await
-            .map_err(|e| {
-                if e.is_unique_violation() {
-                    invalid("name", format!("a model named {name:?} exists already"))
-                } else {
-                    e.into()
-                }
-            })?;
-        self.models.lock().expect("model cache").insert(record.id, model);
-        let mut result = json!({ "model_id": record.id, "model": record.name, "train": train_metrics });
-        if let Some(held) = &held {
-            let report = self.evaluate_model(org, &record, held, &request.eval, &spec).await?;
-            result["eval"] = report;
+            )?;
+        let Some(record) = registered else { return Ok(Finish::LeaseLost) };
+        self.cache_model(org, record.id, model);
+        if let Some(eval) = &eval {
+            self.record_eval(org, record.id, eval).await?;
         }
-        if let Some(loop_key) = &request.loop_key {
-            self.store.set_alias(org, loop_key, CHALLENGER, record.id, Utc::now()).await?;
-        }
-        let _ = std::fs::remove_dir_all(&work);
-        Ok(Finish::Done(result))
+        Ok(Finish::Registered)
     }
 
-    /// Evaluates a stored model on held-out data, records the scores and reward on the model, and, when
-    /// the model is its loop's champion, publishes them as metric points.
-    async fn evaluate_model(
+    /// The loop's experiment running today, if any.
+    async fn active_experiment(&self, org: OrgId, loop_key: &str) -> Result<Option<slope_domain::Experiment>> {
+        let today = Utc::now().date_naive();
+        Ok(self
+            .loops
+            .list_experiments(org)
+            .await?
+            .into_iter()
+            .filter(|e| e.loop_key == loop_key && e.starts_on <= today && today <= e.ends_on)
+            .max_by_key(|e| (e.starts_on, e.id)))
+    }
+
+    /// Scores a model on held-out data: every eval the data allows, and the reward under `spec`. The
+    /// DPO margin is measured against `base` (the model it was trained from) when the data has pairs.
+    async fn score(
         &self,
         org: OrgId,
-        record: &ModelRecord,
+        model: Arc<Model>,
+        base: Option<i64>,
         held: &Dataset,
         cfg: &EvalConfig,
         spec: &RewardSpec,
     ) -> Result<Value> {
-        let model = self.loaded(org, record.id).await?;
-        let reference = match record.base_model_id {
+        let reference = match base {
             Some(base) if held.kind == DatasetKind::Preference => Some(self.loaded(org, base).await?),
             _ => None,
         };
@@ -731,22 +874,30 @@ impl Runner {
         })
         .await
         .map_err(|e| internal("evaluating", e))?;
-        let (report, reward) = report.map_err(|e| runner_error("reward", e))?;
-        let eval = json!({
+        let (report, reward) = report.map_err(|e| runner_error("", e))?;
+        if !reward.is_finite() {
+            return Err(invalid("reward", format!("is not a finite number (scores: {:?})", report.scores)));
+        }
+        Ok(json!({
             "scores": report.scores,
             "counts": report.counts,
             "reward": reward,
             "reward_spec": spec,
             "held_out_digest": held.digest(),
             "config": cfg,
-        });
-        let updated = self.store.set_model_eval(org, record.id, &eval, reward, Utc::now()).await?;
+        }))
+    }
+
+    /// Records an eval on its model and, when the model is its loop's champion, publishes the scores.
+    async fn record_eval(&self, org: OrgId, model_id: i64, eval: &Value) -> Result<()> {
+        let reward = eval["reward"].as_f64().unwrap_or(f64::NAN);
+        let updated = self.store.set_model_eval(org, model_id, eval, reward, Utc::now()).await?;
         if let Some(loop_key) = &updated.loop_key
             && self.store.alias(org, loop_key, CHAMPION).await?.is_some_and(|a| a.model_id == updated.id)
         {
             self.publish_champion_logged(org, loop_key, &updated).await;
         }
-        Ok(eval)
+        Ok(())
     }
 
     /// Publishing is a consequence of an eval or a promotion that has already been recorded; when it
@@ -875,7 +1026,7 @@ impl Runner {
                 },
             )
             .await?;
-        self.models.lock().expect("model cache").insert(record.id, Arc::new(model));
+        self.cache_model(org, record.id, Arc::new(model));
         Ok(record)
     }
 
@@ -940,7 +1091,15 @@ impl Runner {
                     challenger.name, champ.name
                 ));
             }
-            if reward <= champ_reward {
+            let how = |m: &ModelRecord| m.eval.as_ref().map(|e| (e["reward_spec"].clone(), e["config"].clone()));
+            if how(&challenger) != how(champ) {
+                return Err(format!(
+                    "{} and {} were evaluated with different reward specs or eval settings, so their rewards do not compare; evaluate both the same way",
+                    challenger.name, champ.name
+                ));
+            }
+            // A NaN reward never beats anything.
+            if reward.partial_cmp(&champ_reward) != Some(std::cmp::Ordering::Greater) {
                 return Err(format!(
                     "reward {reward:.4} does not beat the champion {}'s {champ_reward:.4}",
                     champ.name
@@ -1046,14 +1205,7 @@ impl Runner {
         let champion = self.store.alias(org, key.as_str(), CHAMPION).await?.ok_or_else(|| {
             ServiceError::Conflict(format!("loop {} has no champion model yet; promote one first", key.as_str()))
         })?;
-        let today = Utc::now().date_naive();
-        let active = self
-            .loops
-            .list_experiments(org)
-            .await?
-            .into_iter()
-            .filter(|e| e.loop_key == key.as_str() && e.starts_on <= today && today <= e.ends_on)
-            .max_by_key(|e| (e.starts_on, e.id));
+        let active = self.active_experiment(org, key.as_str()).await?;
         let challenger = self.store.alias(org, key.as_str(), CHALLENGER).await?;
         let (model_id, variant) = match (&active, &challenger) {
             (Some(e), Some(c)) if in_treatment(&e.key, user, e.expected_share) => {
@@ -1117,6 +1269,12 @@ impl Runner {
         let served = self.store.impression(org, loop_key, event_id).await?.ok_or_else(|| {
             ServiceError::NotFound(format!("no suggestion {event_id:?} was served in loop {loop_key}"))
         })?;
+        if served.outcome_at.is_none() && served.at < Utc::now() - OUTCOME_TIMEOUT {
+            return Err(ServiceError::Conflict(format!(
+                "suggestion {event_id:?} was served more than {} minutes ago and is recorded as not accepted",
+                OUTCOME_TIMEOUT.num_minutes()
+            )));
+        }
         let suggested = served.suggestion.chars().count() as i64;
         if !(0..=suggested).contains(&accepted_chars) {
             return Err(invalid(
@@ -1183,12 +1341,17 @@ impl Runner {
 
     // ---- model files ---------------------------------------------------------------------------
 
-    /// The model, loaded once per process and kept for serving and evals.
+    /// The model, loaded once per process and kept (a few at a time) for serving and evals. The
+    /// organisation is checked before the cache is consulted.
     async fn loaded(&self, org: OrgId, id: i64) -> Result<Arc<Model>> {
-        if let Some(m) = self.models.lock().expect("model cache").get(&id) {
-            return Ok(m.clone());
-        }
         let record = self.model_record(org, id).await?;
+        if let Some(m) = self.models.lock().expect("model cache").get((org.0, id)) {
+            return Ok(m);
+        }
+        let _one_at_a_time = self.loading.lock().await;
+        if let Some(m) = self.models.lock().expect("model cache").get((org.0, id)) {
+            return Ok(m);
+        }
         let dir = self.local_model(&record).await?;
         let device = slope_runner::device();
         let model = tokio::task::spawn_blocking(move || Model::load(&dir, &device))
@@ -1196,8 +1359,12 @@ impl Runner {
             .map_err(|e| internal("loading a model", e))?
             .map_err(|e| internal("loading a model", e))?;
         let model = Arc::new(model);
-        self.models.lock().expect("model cache").insert(id, model.clone());
+        self.cache_model(org, id, model.clone());
         Ok(model)
+    }
+
+    fn cache_model(&self, org: OrgId, id: i64, model: Arc<Model>) {
+        self.models.lock().expect("model cache").insert((org.0, id), model);
     }
 
     /// A local folder holding the model's files, fetched from the object store when missing.
@@ -1209,17 +1376,34 @@ impl Runner {
         Ok(dir)
     }
 
+    /// Copies objects into `dir` through a temporary folder of its own, so that two processes sharing
+    /// the cache never see or remove each other's half-written files; the first complete copy wins.
     async fn fetch_dir(&self, prefix: &str, files: &[&str], dir: &Path) -> Result<()> {
-        let tmp = dir.with_extension("partial");
-        let _ = std::fs::remove_dir_all(&tmp);
+        let name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let tmp = dir.with_file_name(format!(".{name}.{}", unique_id("partial-")));
         std::fs::create_dir_all(&tmp).map_err(|e| internal("creating a cache folder", e))?;
-        for f in files {
-            let bytes = self.objects.get(&format!("{prefix}/{f}")).await?;
-            std::fs::write(tmp.join(f), &bytes).map_err(|e| internal("writing a cached file", e))?;
+        let filled: Result<()> = async {
+            for f in files {
+                let bytes = self.objects.get(&format!("{prefix}/{f}")).await?;
+                std::fs::write(tmp.join(f), &bytes).map_err(|e| internal("writing a cached file", e))?;
+            }
+            Ok(())
         }
-        let _ = std::fs::remove_dir_all(dir);
-        std::fs::rename(&tmp, dir).map_err(|e| internal("placing a cached folder", e))?;
-        Ok(())
+        .await;
+        let complete = |d: &Path| files.iter().all(|f| d.join(f).is_file());
+        let placed = filled.and_then(|()| {
+            if complete(dir) {
+                return Ok(());
+            }
+            match std::fs::rename(&tmp, dir) {
+                Ok(()) => Ok(()),
+                // Another process placed a complete copy first.
+                Err(_) if complete(dir) => Ok(()),
+                Err(e) => Err(internal("placing a cached folder", e)),
+            }
+        });
+        let _ = std::fs::remove_dir_all(&tmp);
+        placed
     }
 
     async fn put_dir(&self, dir: &Path, files: &[&str], prefix: &str) -> Result<()> {
@@ -1245,9 +1429,31 @@ fn job_metric(m: &StepMetrics, at: DateTime<Utc>) -> JobMetric {
 }
 
 enum Finish {
+    /// An eval job's result, for `finish_job`.
     Done(Value),
+    /// A training job whose model, alias and success were recorded in one transaction.
+    Registered,
     Cancelled,
     LeaseLost,
+}
+
+/// What the heartbeat task and the job share: the stop signal it raises and the step it reports.
+#[derive(Clone)]
+struct Lease {
+    control: Arc<AtomicU8>,
+    step: Arc<std::sync::atomic::AtomicI64>,
+    total: i64,
+}
+
+impl Lease {
+    /// `Some` when the job must stop: cancelled by a person, or taken over by another worker.
+    fn stopped(&self) -> Option<Finish> {
+        match self.control.load(Ordering::SeqCst) {
+            CANCEL => Some(Finish::Cancelled),
+            LOST => Some(Finish::LeaseLost),
+            _ => None,
+        }
+    }
 }
 
 const RUN: u8 = 0;
@@ -1262,6 +1468,7 @@ struct JobHooks {
     runtime: tokio::runtime::Handle,
     runner: Runner,
     job_id: i64,
+    attempt: i64,
     worker: String,
     uploaded: Option<String>,
     /// Steps since the last checkpoint: written with the checkpoint, so that the metrics of every step
@@ -1277,7 +1484,9 @@ impl TrainHooks for JobHooks {
     }
 
     fn on_checkpoint(&mut self, step: usize, dir: &Path) -> slope_runner::Result<()> {
-        let prefix = format!("runner/jobs/{}/checkpoint-{step:07}", self.job_id);
+        // The attempt is part of the name, so a worker that lost its lease never writes into the
+        // checkpoint its successor records.
+        let prefix = format!("runner/jobs/{}/checkpoint-a{}-{step:07}", self.job_id, self.attempt);
         let runner = self.runner.clone();
         let (dir, worker, id, previous) = (dir.to_path_buf(), self.worker.clone(), self.job_id, self.uploaded.clone());
         let metrics = std::mem::take(&mut self.since_checkpoint);
@@ -1301,12 +1510,24 @@ impl TrainHooks for JobHooks {
     }
 }
 
+/// A worker's name, unique across machines and restarts: the host, the process and a random part
+/// (two containers may both be process 1 on hosts of the same name).
+pub fn worker_id(label: &str) -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "host".into());
+    format!("{label}@{host}-{}-{}", std::process::id(), unique_id(""))
+}
+
 /// Runs `slots` workers in this process until the process ends. Each claims a job, runs it, and looks
 /// again at once; an empty queue is polled every `poll`.
 pub fn spawn_workers(runner: Runner, name: &str, slots: usize, poll: std::time::Duration) {
     for slot in 0..slots {
         let runner = runner.clone();
-        let worker = format!("{name}-{}-{slot}", std::process::id());
+        let worker = worker_id(&format!("{name}-{slot}"));
         tokio::spawn(async move {
             loop {
                 match runner.work_once(&worker).await {

@@ -462,6 +462,57 @@ impl Store {
         Ok(updated > 0)
     }
 
+    /// Ends a training job that `worker` still holds, atomically: registers its model, points the
+    /// loop's `challenger` alias at it when `challenger_of` names a loop, and marks the job succeeded with
+    /// `result` (plus `model_id` and `model`). The first statement re-checks the lease (and, being a write,
+    /// takes SQLite's write lock and PostgreSQL's row lock), so a worker that lost its lease registers
+    /// nothing: `None`, with nothing written.
+    pub async fn complete_training_job(
+        &self,
+        id: i64,
+        worker: &str,
+        model: &NewModel<'_>,
+        challenger_of: Option<&str>,
+        result: &serde_json::Value,
+        now: DateTime<Utc>,
+    ) -> Result<Option<ModelRecord>> {
+        in_tx!(self, tx => {
+            let held = sqlx::query("UPDATE jobs SET heartbeat_at = $3 WHERE id = $1 AND status = 'running' AND lease_owner = $2")
+                .bind(id).bind(worker).bind(now)
+                .execute(&mut *tx).await?.rows_affected();
+            if held == 0 {
+                return Ok(None);
+            }
+            let org: i64 = sqlx::query_scalar("SELECT org_id FROM jobs WHERE id = $1").bind(id).fetch_one(&mut *tx).await?;
+            let record: ModelRecord = sqlx::query_as(
+                "INSERT INTO models (org_id, name, loop_key, kind, base_model_id, dataset_digest, job_id, path, config,
+                 parameters, train_metrics, created_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) RETURNING *")
+                .bind(org).bind(model.name).bind(model.loop_key).bind(model.kind).bind(model.base_model_id)
+                .bind(model.dataset_digest).bind(model.job_id).bind(model.path).bind(Json(&model.config))
+                .bind(model.parameters).bind(Json(&model.train_metrics)).bind(now)
+                .fetch_one(&mut *tx).await?;
+            if let Some(loop_key) = challenger_of {
+                sqlx::query(
+                    "INSERT INTO model_aliases (org_id, loop_key, alias, model_id, updated_at) VALUES ($1, $2, 'challenger', $3, $4)
+                     ON CONFLICT (org_id, loop_key, alias) DO UPDATE SET model_id = excluded.model_id, updated_at = excluded.updated_at")
+                    .bind(org).bind(loop_key).bind(record.id).bind(now)
+                    .execute(&mut *tx).await?;
+            }
+            let mut result = result.clone();
+            if let Some(object) = result.as_object_mut() {
+                object.insert("model_id".into(), record.id.into());
+                object.insert("model".into(), record.name.clone().into());
+            }
+            sqlx::query(
+                "UPDATE jobs SET status = 'succeeded', result = $2, error = NULL, finished_at = $3, lease_owner = NULL,
+                 lease_expires_at = NULL, progress = 1.0 WHERE id = $1")
+                .bind(id).bind(Json(&result)).bind(now)
+                .execute(&mut *tx).await?;
+            Ok(Some(record))
+        })
+    }
+
     /// Cancels a job: a pending job becomes "cancelled" at once; a running job gets a cancel request,
     /// which its worker sees at its next heartbeat; a finished job is returned unchanged. `None` when
     /// the organisation has no such job.
