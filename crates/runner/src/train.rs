@@ -5,14 +5,14 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::time::Instant;
 
-use candle_core::{DType, Device, Tensor};
+use candle_core::{DType, Device, Tensor, Var};
 use serde::{Deserialize, Serialize};
 
 use crate::checkpoint::{self, Model, TrainerState};
 use crate::config::TrainConfig;
 use crate::data::{Dataset, DatasetKind, Row};
 use crate::error::{Result, RunnerError};
-use crate::model::{Gpt, target_log_probs};
+use crate::model::{Gpt, Trace, target_log_probs};
 use crate::optim::AdamW;
 use crate::rng;
 use crate::tokens::{EOS, encode};
@@ -110,6 +110,21 @@ pub fn train(
     let model_cfg = start.config().clone();
     cfg.validate(&model_cfg)?;
     check_fit(objective, data)?;
+    malloc::keep_freed_memory();
+    let outcome = run(objective, start, data, cfg, ckpt_dir, hooks);
+    malloc::release_freed_memory();
+    outcome
+}
+
+fn run(
+    objective: Objective,
+    start: Model,
+    data: &Dataset,
+    cfg: &TrainConfig,
+    ckpt_dir: Option<&Path>,
+    hooks: &mut dyn TrainHooks,
+) -> Result<TrainOutcome> {
+    let model_cfg = start.config().clone();
     let device = start.gpt.device().clone();
     let digest = data.digest();
     // DPO's reference is the starting model, frozen: it must be taken before a checkpoint replaces
@@ -155,15 +170,15 @@ pub fn train(
         let (mut margins, mut correct, mut pairs) = (0.0, 0usize, 0usize);
         for micro in 0..cfg.grad_accum {
             let draw_base = ((step - 1) * cfg.grad_accum + micro) as u64 * cfg.batch_size as u64;
-            let loss = match objective {
+            let (loss, backward) = match objective {
                 Objective::Pretrain | Objective::Sft => {
                     let seqs: Vec<Seq> =
                         (0..cfg.batch_size).map(|i| sampler.lm_sequence(draw_base + i as u64)).collect();
                     let (inputs, targets, mask, n) = batch_tensors(&seqs, &device)?;
                     step_tokens += n;
-                    let lp = target_log_probs(&gpt.forward(&inputs, true, None)?, &targets)?;
+                    let (lp, backward) = training_log_probs(&gpt, &inputs, &targets)?;
                     let count = mask.sum_all()?.to_scalar::<f32>()?.max(1.0) as f64;
-                    ((lp * &mask)?.sum_all()? * (-1.0 / count))?
+                    (((lp * &mask)?.sum_all()? * (-1.0 / count))?, backward)
                 }
                 Objective::Dpo => {
                     let reference = reference.as_ref().expect("made for DPO");
@@ -177,7 +192,8 @@ pub fn train(
                     }
                     let (inputs, targets, mask, n) = batch_tensors(&seqs, &device)?;
                     step_tokens += n;
-                    let sums = sequence_log_probs(&gpt, &inputs, &targets, &mask, true)?; // [2B]
+                    let (lp, backward) = training_log_probs(&gpt, &inputs, &targets)?;
+                    let sums = (lp * &mask)?.sum(1)?; // [2B]
                     let mut missing = Vec::new();
                     for &i in &idx {
                         if !ref_cache.contains_key(&i) {
@@ -207,20 +223,31 @@ pub fn train(
                         correct += usize::from(m > 0.0);
                         pairs += 1;
                     }
-                    softplus(&margin.neg()?)?.mean_all()?
+                    (softplus(&margin.neg()?)?.mean_all()?, backward)
                 }
             };
             let scaled = (&loss / cfg.grad_accum as f64)?;
             loss_sum += loss.to_scalar::<f32>()? as f64;
             let store = scaled.backward()?;
-            for (name, var) in &gpt.params {
-                if let Some(g) = store.get(var.as_tensor()) {
-                    let acc = match grads.remove(name) {
-                        Some(prev) => (prev + g)?,
-                        None => g.clone(),
-                    };
-                    grads.insert(name.clone(), acc);
+            let micro: Vec<(String, Tensor)> = match backward {
+                Backward::Autograd => gpt
+                    .params
+                    .iter()
+                    .filter_map(|(name, var)| store.get(var.as_tensor()).map(|g| (name.clone(), g.clone())))
+                    .collect(),
+                Backward::Traced { trace, lp } => {
+                    let dlp = store.get(lp.as_tensor()).ok_or_else(|| {
+                        RunnerError::invalid("objective", "the loss does not depend on the log-probabilities")
+                    })?;
+                    gpt.traced_backward(trace, dlp)?.into_iter().collect()
                 }
+            };
+            for (name, g) in micro {
+                let acc = match grads.remove(&name) {
+                    Some(prev) => (prev + g)?,
+                    None => g,
+                };
+                grads.insert(name, acc);
             }
         }
         let mut sq = 0f64;
@@ -288,6 +315,63 @@ pub fn train(
         seconds: started.elapsed().as_secs_f64(),
         resumed_from,
     })
+}
+
+/// How a micro-batch's gradients are computed once its loss is known.
+enum Backward {
+    /// candle's autograd through [`Gpt::forward`] (GPUs).
+    Autograd,
+    /// The fused CPU path: autograd only from the loss to the log-probabilities `lp`, then
+    /// [`Gpt::traced_backward`].
+    Traced { trace: Trace, lp: Var },
+}
+
+/// Per-position log-probabilities of `targets` `[batch, time]` for a training step, and how to
+/// back-propagate through them.
+fn training_log_probs(gpt: &Gpt, inputs: &Tensor, targets: &Tensor) -> Result<(Tensor, Backward)> {
+    if gpt.fused_training() {
+        let (lp, trace) = gpt.traced_target_log_probs(inputs, targets)?;
+        let lp = Var::from_tensor(&lp)?;
+        Ok((lp.as_tensor().clone(), Backward::Traced { trace, lp }))
+    } else {
+        Ok((target_log_probs(&gpt.forward(inputs, true, None)?, targets)?, Backward::Autograd))
+    }
+}
+
+/// glibc hands freed blocks over 128 KiB straight back to the system and maps large ones afresh, so by
+/// default every training step page-faults its activations in again: that was over a quarter of a
+/// step's time. During training, freed memory is kept for reuse (blocks up to 32 MiB come from the
+/// heap, which is trimmed only past 256 MiB free); when a run ends, what is free is handed back.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+mod malloc {
+    unsafe extern "C" {
+        fn mallopt(param: i32, value: i32) -> i32;
+        fn malloc_trim(pad: usize) -> i32;
+    }
+    const M_TRIM_THRESHOLD: i32 = -1;
+    const M_MMAP_THRESHOLD: i32 = -3;
+
+    pub fn keep_freed_memory() {
+        static ONCE: std::sync::Once = std::sync::Once::new();
+        // SAFETY: mallopt only changes glibc's allocation thresholds.
+        ONCE.call_once(|| unsafe {
+            mallopt(M_MMAP_THRESHOLD, 32 << 20);
+            mallopt(M_TRIM_THRESHOLD, 256 << 20);
+        });
+    }
+
+    pub fn release_freed_memory() {
+        // SAFETY: malloc_trim only returns free memory to the system.
+        unsafe {
+            malloc_trim(0);
+        }
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+mod malloc {
+    pub fn keep_freed_memory() {}
+    pub fn release_freed_memory() {}
 }
 
 fn check_fit(objective: Objective, data: &Dataset) -> Result<()> {
