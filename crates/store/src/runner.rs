@@ -506,7 +506,7 @@ impl Store {
             }
             sqlx::query(
                 "UPDATE jobs SET status = 'succeeded', result = $2, error = NULL, finished_at = $3, lease_owner = NULL,
-                 lease_expires_at = NULL, progress = 1.0 WHERE id = $1")
+                 lease_expires_at = NULL, progress = 1.0, step = total_steps WHERE id = $1")
                 .bind(id).bind(Json(&result)).bind(now)
                 .execute(&mut *tx).await?;
             Ok(Some(record))

@@ -108,6 +108,8 @@ contract_tests! {
         jobs_are_isolated_by_org_sqlite, jobs_are_isolated_by_org_postgres;
     contract_expired_leases_are_claimed_again =>
         expired_leases_are_claimed_again_sqlite, expired_leases_are_claimed_again_postgres;
+    contract_only_the_lease_holder_registers_a_trained_model =>
+        only_the_lease_holder_registers_a_trained_model_sqlite, only_the_lease_holder_registers_a_trained_model_postgres;
     contract_jobs_abandoned_too_often_fail =>
         jobs_abandoned_too_often_fail_sqlite, jobs_abandoned_too_often_fail_postgres;
     contract_cancelled_jobs =>
@@ -2329,4 +2331,38 @@ async fn contract_impressions_wait_for_their_outcome(store: Store) {
     store.delete_impressions(&[]).await.unwrap();
     assert_eq!(store.ready_impressions(t0 + minutes(60), 10).await.unwrap(), vec![third, theirs]);
     assert_not_found(store.record_impression_outcome(org, "notes", "e-1", 1, None, t1).await, "impression", 0);
+}
+
+async fn contract_only_the_lease_holder_registers_a_trained_model(store: Store) {
+    let org = store.ensure_org("acme", "Acme").await.unwrap();
+    let job = store.enqueue_job(org, &new_job("sft")).await.unwrap();
+    let t0 = at("2027-03-01T10:00:00Z");
+    let lease = minutes(5);
+    claim(&store, "w1", lease, t0).await;
+    let t1 = t0 + minutes(6);
+    claim(&store, "w2", lease, t1).await;
+    let model = NewModel { job_id: Some(job.id), ..new_model("notes-sft-j1", Some("notes")) };
+    let result = json!({ "train": { "steps": 30 } });
+
+    // The worker that lost its lease finishes training late: it registers nothing at all.
+    let stale = store.complete_training_job(job.id, "w1", &model, Some("notes"), &result, t1).await.unwrap();
+    assert_eq!(stale, None);
+    assert_eq!(store.model_by_name(org, "notes-sft-j1").await.unwrap(), None);
+    assert_eq!(store.alias(org, "notes", "challenger").await.unwrap(), None);
+    assert_eq!(store.job(org, job.id).await.unwrap().unwrap().status, "running");
+
+    // The holder registers the model, names it the loop's challenger and ends the job, together.
+    let t2 = t1 + minutes(1);
+    let record = store.complete_training_job(job.id, "w2", &model, Some("notes"), &result, t2).await.unwrap().unwrap();
+    assert_eq!((record.name.as_str(), record.job_id), ("notes-sft-j1", Some(job.id)));
+    assert_eq!(store.alias(org, "notes", "challenger").await.unwrap().map(|a| a.model_id), Some(record.id));
+    let done = store.job(org, job.id).await.unwrap().unwrap();
+    assert_eq!((done.status.as_str(), done.finished_at, done.lease_owner), ("succeeded", Some(t2), None));
+    assert_eq!(done.step, done.total_steps);
+    let result = done.result.unwrap();
+    assert_eq!((result["model_id"].as_i64(), result["model"].as_str()), (Some(record.id), Some("notes-sft-j1")));
+    assert_eq!(result["train"]["steps"], 30);
+    // Done is done: a second completion registers nothing.
+    let again = NewModel { ..new_model("notes-sft-j1-again", Some("notes")) };
+    assert_eq!(store.complete_training_job(job.id, "w2", &again, None, &json!({}), t2).await.unwrap(), None);
 }
