@@ -632,6 +632,43 @@ mod fused {
         par_map(parts, |(r, o)| f(r, o));
     }
 
+    /// Defines `fn $name` to run its body compiled for AVX-512 or for AVX2 and FMA when the CPU has
+    /// them, so that its loops vectorise 16 or 8 lanes wide rather than plain x86-64's 4. The code does
+    /// the same IEEE operations in the same order whichever runs (Rust never fuses a multiply and an
+    /// add on its own), so results do not depend on the CPU.
+    macro_rules! wide {
+        ($(#[$meta:meta])* $vis:vis fn $name:ident($($arg:ident: $ty:ty),* $(,)?) $(-> $ret:ty)? $body:block) => {
+            $(#[$meta])*
+            $vis fn $name($($arg: $ty),*) $(-> $ret)? {
+                #[inline(always)]
+                $(#[$meta])*
+                fn imp($($arg: $ty),*) $(-> $ret)? $body
+                #[cfg(target_arch = "x86_64")]
+                {
+                    #[target_feature(enable = "avx512f,avx512vl,avx2,fma")]
+                    $(#[$meta])*
+                    fn v4($($arg: $ty),*) $(-> $ret)? {
+                        imp($($arg),*)
+                    }
+                    #[target_feature(enable = "avx2,fma")]
+                    $(#[$meta])*
+                    fn v3($($arg: $ty),*) $(-> $ret)? {
+                        imp($($arg),*)
+                    }
+                    if std::arch::is_x86_feature_detected!("avx512f") && std::arch::is_x86_feature_detected!("avx512vl") {
+                        // SAFETY: the CPU has every feature v4 is compiled for.
+                        return unsafe { v4($($arg),*) };
+                    }
+                    if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+                        // SAFETY: the CPU has every feature v3 is compiled for.
+                        return unsafe { v3($($arg),*) };
+                    }
+                }
+                imp($($arg),*)
+            }
+        };
+    }
+
     /// Σ of a slice with eight accumulators, so that it vectorises; always in the same order.
     #[inline(always)]
     fn sum(xs: &[f32]) -> f32 {
@@ -718,12 +755,12 @@ mod fused {
     const GELU_A: f32 = 0.044_715;
 
     #[inline(always)]
-    pub(super) fn gelu(z: f32) -> f32 {
+    fn gelu(z: f32) -> f32 {
         0.5 * z * (1.0 + tanh(GELU_C * z * (1.0 + GELU_A * z * z)))
     }
 
     #[inline(always)]
-    pub(super) fn gelu_grad(z: f32) -> f32 {
+    fn gelu_grad(z: f32) -> f32 {
         let z2 = z * z;
         let th = tanh(GELU_C * z * (1.0 + GELU_A * z2));
         0.5 * (1.0 + th) + 0.5 * z * (1.0 - th * th) * GELU_C * (1.0 + 3.0 * GELU_A * z2)
@@ -766,6 +803,35 @@ mod fused {
         (dwte, dwpe)
     }
 
+    /// Adds each row's Σ to the partial sums of its block of [`BLOCK`] rows (`first` is the index of
+    /// `rows`' first row, a block start).
+    #[inline(always)]
+    fn add_to_blocks(blocks: &mut Vec<Vec<f32>>, first: usize, i: usize, vals: impl Iterator<Item = f32>, len: usize) {
+        if (first + i).is_multiple_of(BLOCK) || blocks.is_empty() {
+            blocks.push(vec![0f32; len]);
+        }
+        let acc = blocks.last_mut().expect("pushed above");
+        for (a, v) in acc.iter_mut().zip(vals) {
+            *a += v;
+        }
+    }
+
+    wide! {
+        /// Layer norm of `x`'s rows into `y`, with each row's mean and 1/√(var + eps) into `stats`.
+        fn layer_norm_rows(x: &[f32], w: &[f32], b: &[f32], eps: f32, y: &mut [f32], stats: &mut [f32]) {
+            let d = w.len();
+            for ((xr, yr), st) in x.chunks_exact(d).zip(y.chunks_exact_mut(d)).zip(stats.chunks_exact_mut(2)) {
+                let m = sum(xr) / d as f32;
+                let s = 1.0 / (sum_sq_dev(xr, m) / d as f32 + eps).sqrt();
+                for (((o, &v), &wi), &bi) in yr.iter_mut().zip(xr).zip(w).zip(b) {
+                    *o = (v - m) * s * wi + bi;
+                }
+                st[0] = m;
+                st[1] = s;
+            }
+        }
+    }
+
     /// Layer norm of each row of `x`: the output, and each row's mean and 1/√(var + eps).
     pub(super) fn layer_norm(x: &[f32], w: &[f32], b: &[f32], d: usize, eps: f32) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
         let rows = x.len() / d;
@@ -773,20 +839,57 @@ mod fused {
         let mut stats = vec![0f32; 2 * rows];
         let rs = ranges(rows, d);
         let parts: Vec<_> = rs.iter().cloned().zip(split(&mut y, &rs, d)).zip(split(&mut stats, &rs, 2)).collect();
-        par_map(parts, |((r, y), st)| {
-            for (i, row) in r.enumerate() {
-                let xr = &x[row * d..][..d];
-                let m = sum(xr) / d as f32;
-                let s = 1.0 / (sum_sq_dev(xr, m) / d as f32 + eps).sqrt();
-                for (((o, &v), &wi), &bi) in y[i * d..][..d].iter_mut().zip(xr).zip(w).zip(b) {
-                    *o = (v - m) * s * wi + bi;
-                }
-                st[2 * i] = m;
-                st[2 * i + 1] = s;
-            }
-        });
+        par_map(parts, |((r, y), st)| layer_norm_rows(&x[r.start * d..r.end * d], w, b, eps, y, st));
         let (mean, rstd) = stats.chunks_exact(2).map(|s| (s[0], s[1])).unzip();
         (y, mean, rstd)
+    }
+
+    wide! {
+        /// The input gradient (plus `resid`) of rows `first..` of a layer norm into `out`, and the
+        /// per-block sums of dy·x̂ then dy (`2·d` values a block).
+        #[allow(clippy::too_many_arguments)]
+        fn layer_norm_backward_rows(
+            dy: &[f32],
+            x: &[f32],
+            w: &[f32],
+            mean: &[f32],
+            rstd: &[f32],
+            resid: Option<&[f32]>,
+            first: usize,
+            out: &mut [f32],
+        ) -> Vec<Vec<f32>> {
+            let d = w.len();
+            let mut blocks: Vec<Vec<f32>> = Vec::new();
+            let (mut g, mut xh, mut both) = (vec![0f32; d], vec![0f32; d], vec![0f32; 2 * d]);
+            for (i, (o, (dyr, xr))) in out.chunks_exact_mut(d).zip(dy.chunks_exact(d).zip(x.chunks_exact(d))).enumerate() {
+                let (m, s) = (mean[i], rstd[i]);
+                for (((gj, xhj), (&dyj, &xj)), &wj) in g.iter_mut().zip(xh.iter_mut()).zip(dyr.iter().zip(xr)).zip(w) {
+                    *xhj = (xj - m) * s;
+                    *gj = dyj * wj;
+                }
+                let mg = sum(&g) / d as f32;
+                let mgx = dot(&g, &xh) / d as f32;
+                match resid {
+                    Some(res) => {
+                        for (((oj, &rj), &gj), &xhj) in o.iter_mut().zip(&res[i * d..][..d]).zip(&g).zip(&xh) {
+                            *oj = rj + s * (gj - mg - xhj * mgx);
+                        }
+                    }
+                    None => {
+                        for ((oj, &gj), &xhj) in o.iter_mut().zip(&g).zip(&xh) {
+                            *oj = s * (gj - mg - xhj * mgx);
+                        }
+                    }
+                }
+                let (dwp, dbp) = both.split_at_mut(d);
+                for (((a, b), &dyj), &xhj) in dwp.iter_mut().zip(dbp.iter_mut()).zip(dyr).zip(&xh) {
+                    *a = dyj * xhj;
+                    *b = dyj;
+                }
+                add_to_blocks(&mut blocks, first, i, both.iter().copied(), 2 * d);
+            }
+            blocks
+        }
     }
 
     /// The gradients of a layer norm's input (plus `resid`), gain and bias.
@@ -803,45 +906,18 @@ mod fused {
         let mut dx = vec![0f32; rows * d];
         let rs = block_ranges(rows, d);
         let parts: Vec<_> = rs.iter().cloned().zip(split(&mut dx, &rs, d)).collect();
-        // Per block of rows: Σ dy·x̂ and Σ dy, to add in block order.
         let partials = par_map(parts, |(r, out)| {
-            let mut blocks: Vec<Vec<f32>> = Vec::new();
-            let mut g = vec![0f32; d];
-            let mut xh = vec![0f32; d];
-            for (i, row) in r.clone().enumerate() {
-                if (row - r.start) % BLOCK == 0 {
-                    blocks.push(vec![0f32; 2 * d]);
-                }
-                let acc = blocks.last_mut().expect("pushed at the block's first row");
-                let (m, s) = (mean[row], rstd[row]);
-                let (dyr, xr) = (&dy[row * d..][..d], &x[row * d..][..d]);
-                for j in 0..d {
-                    xh[j] = (xr[j] - m) * s;
-                    g[j] = dyr[j] * w[j];
-                }
-                let mg = sum(&g) / d as f32;
-                let mgx = dot(&g, &xh) / d as f32;
-                let o = &mut out[i * d..][..d];
-                match resid {
-                    Some(res) => {
-                        let res = &res[row * d..][..d];
-                        for j in 0..d {
-                            o[j] = res[j] + s * (g[j] - mg - xh[j] * mgx);
-                        }
-                    }
-                    None => {
-                        for j in 0..d {
-                            o[j] = s * (g[j] - mg - xh[j] * mgx);
-                        }
-                    }
-                }
-                let (dw, db) = acc.split_at_mut(d);
-                for j in 0..d {
-                    dw[j] += dyr[j] * xh[j];
-                    db[j] += dyr[j];
-                }
-            }
-            blocks
+            let span = r.start * d..r.end * d;
+            layer_norm_backward_rows(
+                &dy[span.clone()],
+                &x[span.clone()],
+                w,
+                &mean[r.clone()],
+                &rstd[r.clone()],
+                resid.map(|res| &res[span.clone()]),
+                r.start,
+                out,
+            )
         });
         let mut total = vec![0f32; 2 * d];
         for block in partials.iter().flatten() {
@@ -853,17 +929,34 @@ mod fused {
         (dx, total, db)
     }
 
-    /// `gelu(u + bias)`, the bias repeating along each row.
-    pub(super) fn gelu_bias(u: &[f32], bias: &[f32]) -> Vec<f32> {
-        let cols = bias.len();
-        let mut out = vec![0f32; u.len()];
-        par_rows(&mut out, cols, cols, |r, o| {
-            for (orow, urow) in o.chunks_exact_mut(cols).zip(u[r.start * cols..r.end * cols].chunks_exact(cols)) {
+    wide! {
+        /// `out = gelu(u + bias)` row by row.
+        fn gelu_rows(u: &[f32], bias: &[f32], out: &mut [f32]) {
+            for (orow, urow) in out.chunks_exact_mut(bias.len()).zip(u.chunks_exact(bias.len())) {
                 for ((o, &x), &b) in orow.iter_mut().zip(urow).zip(bias) {
                     *o = gelu(x + b);
                 }
             }
-        });
+        }
+    }
+
+    wide! {
+        /// `out = dg · gelu′(u + bias)` row by row.
+        fn gelu_grad_rows(dg: &[f32], u: &[f32], bias: &[f32], out: &mut [f32]) {
+            let cols = bias.len();
+            for ((orow, urow), grow) in out.chunks_exact_mut(cols).zip(u.chunks_exact(cols)).zip(dg.chunks_exact(cols)) {
+                for (((o, &x), &g), &b) in orow.iter_mut().zip(urow).zip(grow).zip(bias) {
+                    *o = g * gelu_grad(x + b);
+                }
+            }
+        }
+    }
+
+    /// `gelu(u + bias)`, the bias repeating along each row.
+    pub(super) fn gelu_bias(u: &[f32], bias: &[f32]) -> Vec<f32> {
+        let cols = bias.len();
+        let mut out = vec![0f32; u.len()];
+        par_rows(&mut out, cols, cols, |r, o| gelu_rows(&u[r.start * cols..r.end * cols], bias, o));
         out
     }
 
@@ -872,17 +965,23 @@ mod fused {
         let cols = bias.len();
         let mut du = vec![0f32; u.len()];
         par_rows(&mut du, cols, cols, |r, o| {
-            let (urows, grows) = (&u[r.start * cols..r.end * cols], &dg[r.start * cols..r.end * cols]);
-            for ((orow, urow), grow) in
-                o.chunks_exact_mut(cols).zip(urows.chunks_exact(cols)).zip(grows.chunks_exact(cols))
-            {
-                for (((o, &x), &g), &b) in orow.iter_mut().zip(urow).zip(grow).zip(bias) {
-                    *o = g * gelu_grad(x + b);
-                }
-            }
+            let span = r.start * cols..r.end * cols;
+            gelu_grad_rows(&dg[span.clone()], &u[span], bias, o)
         });
         let db = col_sums(&du, cols);
         (du, db)
+    }
+
+    wide! {
+        /// `out = x + a + bias` row by row.
+        fn residual_rows(x: &[f32], a: &[f32], bias: &[f32], out: &mut [f32]) {
+            let cols = bias.len();
+            for ((orow, xrow), arow) in out.chunks_exact_mut(cols).zip(x.chunks_exact(cols)).zip(a.chunks_exact(cols)) {
+                for (((o, &xv), &av), &b) in orow.iter_mut().zip(xrow).zip(arow).zip(bias) {
+                    *o = xv + av + b;
+                }
+            }
+        }
     }
 
     /// `x + a + bias`, the bias repeating along each row.
@@ -890,33 +989,28 @@ mod fused {
         let cols = bias.len();
         let mut out = vec![0f32; x.len()];
         par_rows(&mut out, cols, cols, |r, o| {
-            let (xs, as_) = (&x[r.start * cols..r.end * cols], &a[r.start * cols..r.end * cols]);
-            for ((orow, xrow), arow) in o.chunks_exact_mut(cols).zip(xs.chunks_exact(cols)).zip(as_.chunks_exact(cols))
-            {
-                for (((o, &xv), &av), &b) in orow.iter_mut().zip(xrow).zip(arow).zip(bias) {
-                    *o = xv + av + b;
-                }
-            }
+            let span = r.start * cols..r.end * cols;
+            residual_rows(&x[span.clone()], &a[span], bias, o)
         });
         out
+    }
+
+    wide! {
+        /// Per-block column sums of rows `first..` of `g`.
+        fn col_sum_rows(g: &[f32], cols: usize, first: usize) -> Vec<Vec<f32>> {
+            let mut blocks: Vec<Vec<f32>> = Vec::new();
+            for (i, row) in g.chunks_exact(cols).enumerate() {
+                add_to_blocks(&mut blocks, first, i, row.iter().copied(), cols);
+            }
+            blocks
+        }
     }
 
     /// Σ over the rows of `g` (`cols` values a row), by blocks of rows added in order.
     pub(super) fn col_sums(g: &[f32], cols: usize) -> Vec<f32> {
         let rows = g.len() / cols;
-        let partials = par_map(block_ranges(rows, cols), |r| {
-            let mut blocks = Vec::new();
-            for start in r.clone().step_by(BLOCK) {
-                let mut acc = vec![0f32; cols];
-                for row in g[start * cols..(start + BLOCK).min(r.end) * cols].chunks_exact(cols) {
-                    for (a, v) in acc.iter_mut().zip(row) {
-                        *a += v;
-                    }
-                }
-                blocks.push(acc);
-            }
-            blocks
-        });
+        let partials =
+            par_map(block_ranges(rows, cols), |r| col_sum_rows(&g[r.start * cols..r.end * cols], cols, r.start));
         let mut total = vec![0f32; cols];
         for block in partials.iter().flatten() {
             for (t, v) in total.iter_mut().zip(block) {
@@ -926,24 +1020,23 @@ mod fused {
         total
     }
 
-    /// Columns `col0..col0 + heads·hd` of the rows of `src` (`stride` values a row, rows `(b, t)`),
-    /// plus `bias`, times `scale`, as head-major `[b·heads, t, hd]`.
-    #[allow(clippy::too_many_arguments)]
-    pub(super) fn to_heads(
-        src: &[f32],
-        stride: usize,
-        col0: usize,
-        bias: Option<&[f32]>,
-        scale: f32,
-        t: usize,
-        heads: usize,
-        hd: usize,
-    ) -> Vec<f32> {
-        let b = src.len() / stride / t;
-        let mut out = vec![0f32; b * heads * t * hd];
-        // One output "row" per sequence: its heads × t × hd values.
-        par_rows(&mut out, heads * t * hd, heads * t * hd, |r, o| {
-            for (bi, seq) in r.zip(o.chunks_exact_mut(heads * t * hd)) {
+    wide! {
+        /// [`to_heads`] for the sequences `first..` whose head-major values `out` receives.
+        #[allow(clippy::too_many_arguments)]
+        fn to_heads_seqs(
+            src: &[f32],
+            stride: usize,
+            col0: usize,
+            bias: Option<&[f32]>,
+            scale: f32,
+            t: usize,
+            heads: usize,
+            hd: usize,
+            first: usize,
+            out: &mut [f32],
+        ) {
+            for (k, seq) in out.chunks_exact_mut(heads * t * hd).enumerate() {
+                let bi = first + k;
                 for ti in 0..t {
                     let row = &src[(bi * t + ti) * stride + col0..][..heads * hd];
                     for h in 0..heads {
@@ -964,8 +1057,59 @@ mod fused {
                     }
                 }
             }
+        }
+    }
+
+    /// Columns `col0..col0 + heads·hd` of the rows of `src` (`stride` values a row, rows `(b, t)`),
+    /// plus `bias`, times `scale`, as head-major `[b·heads, t, hd]`.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn to_heads(
+        src: &[f32],
+        stride: usize,
+        col0: usize,
+        bias: Option<&[f32]>,
+        scale: f32,
+        t: usize,
+        heads: usize,
+        hd: usize,
+    ) -> Vec<f32> {
+        let b = src.len() / stride / t;
+        let mut out = vec![0f32; b * heads * t * hd];
+        // One output "row" per sequence: its heads × t × hd values.
+        par_rows(&mut out, heads * t * hd, heads * t * hd, |r, o| {
+            to_heads_seqs(src, stride, col0, bias, scale, t, heads, hd, r.start, o)
         });
         out
+    }
+
+    wide! {
+        /// [`from_heads`] for the sequences `first..` whose rows `out` holds.
+        #[allow(clippy::too_many_arguments)]
+        fn from_heads_seqs(
+            parts: &[(usize, &[f32])],
+            stride: usize,
+            col0: usize,
+            scale: f32,
+            t: usize,
+            heads: usize,
+            hd: usize,
+            first: usize,
+            out: &mut [f32],
+        ) {
+            for (k, seq) in out.chunks_exact_mut(t * stride).enumerate() {
+                for h in 0..heads {
+                    let bh = (first + k) * heads + h;
+                    let (p0, vals) = parts.iter().rev().find(|(p0, _)| *p0 <= bh).expect("parts start at head 0");
+                    let src = &vals[(bh - p0) * t * hd..][..t * hd];
+                    for ti in 0..t {
+                        let dst = &mut seq[ti * stride + col0 + h * hd..][..hd];
+                        for (o, &v) in dst.iter_mut().zip(&src[ti * hd..][..hd]) {
+                            *o = v * scale;
+                        }
+                    }
+                }
+            }
+        }
     }
 
     /// The inverse of [`to_heads`]: head-major parts (each the first head index it holds, then its
@@ -981,30 +1125,16 @@ mod fused {
         heads: usize,
         hd: usize,
     ) {
-        let head = |bh: usize| -> &[f32] {
-            let (first, vals) = parts.iter().rev().find(|(first, _)| *first <= bh).expect("parts start at head 0");
-            &vals[(bh - first) * t * hd..][..t * hd]
-        };
         par_rows(dst, t * stride, t * stride, |r, o| {
-            for (bi, seq) in r.zip(o.chunks_exact_mut(t * stride)) {
-                for h in 0..heads {
-                    let src = head(bi * heads + h);
-                    for ti in 0..t {
-                        let out = &mut seq[ti * stride + col0 + h * hd..][..hd];
-                        for (o, &v) in out.iter_mut().zip(&src[ti * hd..][..hd]) {
-                            *o = v * scale;
-                        }
-                    }
-                }
-            }
+            from_heads_seqs(parts, stride, col0, scale, t, heads, hd, r.start, o)
         });
     }
 
-    /// Softmax of each row of the `[.., t, t]` scores in place, query `i` seeing keys `0..=i`.
-    pub(super) fn causal_softmax(s: &mut [f32], t: usize) {
-        for m in s.chunks_exact_mut(t * t) {
-            for (i, row) in m.chunks_exact_mut(t).enumerate() {
-                let (live, dead) = row.split_at_mut(i + 1);
+    wide! {
+        /// Softmax of each row of the `[.., t, t]` scores in place, query `i` seeing keys `0..=i`.
+        pub(super) fn causal_softmax(s: &mut [f32], t: usize) {
+            for (i, row) in s.chunks_exact_mut(t).enumerate() {
+                let (live, dead) = row.split_at_mut(i % t + 1);
                 let mx = max(live);
                 for v in live.iter_mut() {
                     *v = exp(*v - mx);
@@ -1018,18 +1148,35 @@ mod fused {
         }
     }
 
-    /// The gradient of the scores from that of the probabilities `dp` (in place), given the
-    /// probabilities `p`.
-    pub(super) fn causal_softmax_backward(dp: &mut [f32], p: &[f32], t: usize) {
-        for (i, (drow, prow)) in dp.chunks_exact_mut(t).zip(p.chunks_exact(t)).enumerate() {
-            let live = (i % t) + 1;
-            let (dl, dead) = drow.split_at_mut(live);
-            let pl = &prow[..live];
-            let c = dot(dl, pl);
-            for (d, &pv) in dl.iter_mut().zip(pl) {
-                *d = pv * (*d - c);
+    wide! {
+        /// The gradient of the scores from that of the probabilities `dp` (in place), given the
+        /// probabilities `p`.
+        pub(super) fn causal_softmax_backward(dp: &mut [f32], p: &[f32], t: usize) {
+            for (i, (drow, prow)) in dp.chunks_exact_mut(t).zip(p.chunks_exact(t)).enumerate() {
+                let (dl, dead) = drow.split_at_mut(i % t + 1);
+                let pl = &prow[..dl.len()];
+                let c = dot(dl, pl);
+                for (d, &pv) in dl.iter_mut().zip(pl) {
+                    *d = pv * (*d - c);
+                }
+                dead.fill(0.0);
             }
-            dead.fill(0.0);
+        }
+    }
+
+    wide! {
+        /// Each row's target log-probability and log-sum-exp, in pairs into `out`.
+        fn log_prob_rows(logits: &[f32], targets: &[u32], vocab: usize, out: &mut [f32]) {
+            let mut e = vec![0f32; vocab];
+            for ((l, &target), pair) in logits.chunks_exact(vocab).zip(targets).zip(out.chunks_exact_mut(2)) {
+                let mx = max(l);
+                for (e, &v) in e.iter_mut().zip(l) {
+                    *e = exp(v - mx);
+                }
+                let lse = mx + sum(&e).ln();
+                pair[0] = l[target as usize] - lse;
+                pair[1] = lse;
+            }
         }
     }
 
@@ -1039,22 +1186,24 @@ mod fused {
         if targets.iter().any(|&t| t as usize >= vocab) {
             return Err(fail("a target is outside the vocabulary"));
         }
-        let rows = targets.len();
-        let mut out = vec![0f32; 2 * rows];
+        let mut out = vec![0f32; 2 * targets.len()];
         par_rows(&mut out, 2, vocab, |r, o| {
-            let mut e = vec![0f32; vocab];
-            for (row, pair) in r.zip(o.chunks_exact_mut(2)) {
-                let l = &logits[row * vocab..][..vocab];
-                let mx = max(l);
-                for (e, &v) in e.iter_mut().zip(l) {
-                    *e = exp(v - mx);
-                }
-                let lse = mx + sum(&e).ln();
-                pair[0] = l[targets[row] as usize] - lse;
-                pair[1] = lse;
-            }
+            log_prob_rows(&logits[r.start * vocab..r.end * vocab], &targets[r], vocab, o)
         });
         Ok(out.chunks_exact(2).map(|p| (p[0], p[1])).unzip())
+    }
+
+    wide! {
+        /// [`log_probs_backward`] for the rows `out` holds.
+        fn log_prob_backward_rows(logits: &[f32], targets: &[u32], lse: &[f32], dlp: &[f32], vocab: usize, out: &mut [f32]) {
+            let rows = logits.chunks_exact(vocab).zip(targets).zip(lse).zip(dlp);
+            for ((((l, &target), &z), &g), orow) in rows.zip(out.chunks_exact_mut(vocab)) {
+                for (o, &v) in orow.iter_mut().zip(l) {
+                    *o = -g * exp(v - z);
+                }
+                orow[target as usize] += g;
+            }
+        }
     }
 
     /// The gradient of the logits from that of the log-probabilities `dlp`.
@@ -1067,13 +1216,8 @@ mod fused {
     ) -> Vec<f32> {
         let mut out = vec![0f32; logits.len()];
         par_rows(&mut out, vocab, vocab, |r, o| {
-            for (row, orow) in r.zip(o.chunks_exact_mut(vocab)) {
-                let (l, g, z) = (&logits[row * vocab..][..vocab], dlp[row], lse[row]);
-                for (o, &v) in orow.iter_mut().zip(l) {
-                    *o = -g * exp(v - z);
-                }
-                orow[targets[row] as usize] += g;
-            }
+            let span = r.start * vocab..r.end * vocab;
+            log_prob_backward_rows(&logits[span], &targets[r.clone()], &lse[r.clone()], &dlp[r], vocab, o)
         });
         out
     }
