@@ -27,6 +27,10 @@ pub struct Gpt {
 #[derive(Default)]
 pub struct KvCache {
     layers: Vec<Option<(Tensor, Tensor)>>,
+    /// The fused CPU path's keys and values per layer: head-major `[batch·heads, ctx_len, head_dim]`,
+    /// filled up to `len`, for `batch` sequences.
+    fused: Vec<(Tensor, Tensor)>,
+    batch: usize,
     /// Positions already in the cache.
     pub len: usize,
 }
@@ -115,6 +119,10 @@ impl Gpt {
     /// have none. With a cache, `ids` continue the cached positions.
     pub fn forward(&self, ids: &Tensor, train: bool, mut cache: Option<&mut KvCache>) -> Result<Tensor> {
         let (b, t) = ids.dims2()?;
+        if !train && self.fused_training() {
+            let run = self.fused_run(&ids.flatten_all()?.to_vec1()?, b, t, cache, false)?;
+            return Ok(run.logits.reshape((b, t, self.config.vocab_size))?);
+        }
         let offset = cache.as_ref().map_or(0, |c| c.len);
         if offset + t > self.config.ctx_len {
             return Err(RunnerError::invalid(
@@ -271,6 +279,16 @@ struct NormStats {
     rstd: Vec<f32>,
 }
 
+/// What [`Gpt::fused_run`] ends with: logits `[b·t, vocab]`, the layers' traces (when kept), and the
+/// final norm's input, statistics and output.
+struct FusedRun {
+    logits: Tensor,
+    layers: Vec<LayerTrace>,
+    x: Tensor,
+    norm: NormStats,
+    h: Tensor,
+}
+
 impl Gpt {
     /// Whether training uses the fused path (the CPU) rather than autograd over [`Gpt::forward`].
     pub fn fused_training(&self) -> bool {
@@ -281,21 +299,45 @@ impl Gpt {
     /// [`target_log_probs`] of [`Gpt::forward`]), and what [`Gpt::traced_backward`] needs. CPU only.
     pub fn traced_target_log_probs(&self, ids: &Tensor, targets: &Tensor) -> Result<(Tensor, Trace)> {
         let (b, t) = ids.dims2()?;
-        if t > self.config.ctx_len {
-            return Err(RunnerError::invalid(
-                "context",
-                format!("{t} positions exceed the model's {}", self.config.ctx_len),
-            ));
+        let ids: Vec<u32> = ids.flatten_all()?.to_vec1()?;
+        let targets: Vec<u32> = targets.flatten_all()?.to_vec1()?;
+        let FusedRun { logits, layers, x, norm, h } = self.fused_run(&ids, b, t, None, true)?;
+        let (lp, lse) = fused::log_probs(fused::view(&logits)?.s(), &targets, self.config.vocab_size)?;
+        let lp = Tensor::from_vec(lp, (b, t), &self.device)?;
+        Ok((lp, Trace { ids, targets, t, layers, x, norm, h, logits, lse }))
+    }
+
+    /// The fused forward pass over `ids` (`b` rows of `t`), continuing `cache` when given: logits
+    /// `[b·t, vocab]`, and with `keep` what the backward pass needs. CPU only.
+    fn fused_run(
+        &self,
+        ids: &[u32],
+        b: usize,
+        t: usize,
+        mut cache: Option<&mut KvCache>,
+        keep: bool,
+    ) -> Result<FusedRun> {
+        let offset = cache.as_ref().map_or(0, |c| c.len);
+        let ctx = self.config.ctx_len;
+        if offset + t > ctx {
+            return Err(RunnerError::invalid("context", format!("{} positions exceed the model's {ctx}", offset + t)));
         }
         let (d, nh, hd) = (self.config.d_model, self.config.n_head, self.config.head_dim());
         let n = b * t;
         let dev = &self.device;
-        let ids: Vec<u32> = ids.flatten_all()?.to_vec1()?;
-        let targets: Vec<u32> = targets.flatten_all()?.to_vec1()?;
-        let x = fused::embed(fused::view(self.p("wte"))?.s(), fused::view(self.p("wpe"))?.s(), &ids, t, d)?;
+        if let Some(c) = cache.as_deref_mut() {
+            if c.fused.is_empty() {
+                let zeros = || Tensor::zeros((b * nh, ctx, hd), DType::F32, dev);
+                c.fused = (0..self.config.n_layer).map(|_| Ok((zeros()?, zeros()?))).collect::<Result<_>>()?;
+                c.batch = b;
+            } else if c.batch != b {
+                return Err(RunnerError::invalid("cache", format!("holds {} sequences, not {b}", c.batch)));
+            }
+        }
+        let x = fused::embed(fused::view(self.p("wte"))?.s(), fused::view(self.p("wpe"))?.s(), ids, t, offset, d)?;
         let mut x = Tensor::from_vec(x, (n, d), dev)?;
         let scale = 1.0 / (hd as f32).sqrt();
-        let mut layers = Vec::with_capacity(self.config.n_layer);
+        let mut layers = Vec::with_capacity(if keep { self.config.n_layer } else { 0 });
         for l in 0..self.config.n_layer {
             let name = |s: &str| format!("h.{l:02}.{s}");
             let (h1, ln1) = self.traced_norm(&name("ln1"), &x)?;
@@ -310,7 +352,17 @@ impl Gpt {
                 (heads(0, scale)?, heads(1, 1.0)?, heads(2, 1.0)?)
             };
             drop(qkv);
-            let (probs, y) = attention_forward(&q, &k, &v, t, d)?;
+            let (keys, values) = match cache.as_deref_mut() {
+                Some(c) => {
+                    let (kc, vc) = &c.fused[l];
+                    fused::write_positions(kc, &k, offset)?;
+                    fused::write_positions(vc, &v, offset)?;
+                    (kc.narrow(1, 0, offset + t)?, vc.narrow(1, 0, offset + t)?)
+                }
+                None => (k.clone(), v.clone()),
+            };
+            let (probs, y) = attention_forward(&q, &keys, &values, offset, d)?;
+            drop((keys, values));
             let a = y.matmul(&self.p(&name("attn.proj.w")).t()?)?;
             let x_mid = self.traced_residual(&x, &a, &name("attn.proj.b"))?;
             let (h2, ln2) = self.traced_norm(&name("ln2"), &x_mid)?;
@@ -321,14 +373,17 @@ impl Gpt {
             };
             let m = g.matmul(&self.p(&name("mlp.proj.w")).t()?)?;
             let x_out = self.traced_residual(&x_mid, &m, &name("mlp.proj.b"))?;
-            layers.push(LayerTrace { x, ln1, h1, q, k, v, probs, y, x_mid, ln2, h2, u, g });
+            if keep {
+                layers.push(LayerTrace { x, ln1, h1, q, k, v, probs, y, x_mid, ln2, h2, u, g });
+            }
             x = x_out;
         }
         let (h, norm) = self.traced_norm("ln_f", &x)?;
         let logits = h.matmul(&self.p("wte").t()?)?;
-        let (lp, lse) = fused::log_probs(fused::view(&logits)?.s(), &targets, self.config.vocab_size)?;
-        let lp = Tensor::from_vec(lp, (b, t), dev)?;
-        Ok((lp, Trace { ids, targets, t, layers, x, norm, h, logits, lse }))
+        if let Some(c) = cache {
+            c.len += t;
+        }
+        Ok(FusedRun { logits, layers, x, norm, h })
     }
 
     /// The gradient of Σ `dlp` ⊙ log-probabilities with respect to every parameter, from the trace
@@ -450,16 +505,18 @@ impl Gpt {
     }
 }
 
-/// Causal attention over head-major q, k, v `[b·heads, t, head_dim]` (q already scaled), the heads
-/// split into one part per thread: the probabilities of each part and the output `[b·t, d]`.
-fn attention_forward(q: &Tensor, k: &Tensor, v: &Tensor, t: usize, d: usize) -> Result<(Vec<Tensor>, Tensor)> {
-    let (bh, _, hd) = q.dims3()?;
-    let parts = fused::ranges(bh, t * t);
+/// Causal attention of head-major queries `[b·heads, t, head_dim]` (already scaled) at positions
+/// `offset..offset + t` over the keys and values of positions `0..offset + t`, the heads split into
+/// one part per thread: the probabilities of each part and the output `[b·t, d]`.
+fn attention_forward(q: &Tensor, k: &Tensor, v: &Tensor, offset: usize, d: usize) -> Result<(Vec<Tensor>, Tensor)> {
+    let (bh, t, hd) = q.dims3()?;
+    let cols = offset + t;
+    let parts = fused::ranges(bh, t * cols);
     let done = fused::par_map(parts.clone(), |r| -> Result<(Tensor, Tensor)> {
         let (qp, kp, vp) =
             (q.narrow(0, r.start, r.len())?, k.narrow(0, r.start, r.len())?, v.narrow(0, r.start, r.len())?);
         let s = qp.matmul(&kp.t()?)?;
-        fused::in_place(&s, |m| fused::causal_softmax(m, t))?;
+        fused::in_place(&s, |m| fused::causal_softmax(m, t, cols, offset))?;
         let y = s.matmul(&vp)?;
         Ok((s, y))
     });
@@ -571,6 +628,20 @@ mod fused {
     /// Applies `f` to the values of `t`, which nothing else may share.
     pub(super) fn in_place(t: &Tensor, f: impl Fn(&mut [f32]) + Send + Sync) -> Result<()> {
         Ok(t.inplace_op1(&InPlace(f))?)
+    }
+
+    /// Copies head-major `new` `[bh, t, hd]` into positions `offset..offset + t` of `cache`
+    /// `[bh, ctx, hd]`.
+    pub(super) fn write_positions(cache: &Tensor, new: &Tensor, offset: usize) -> Result<()> {
+        let (bh, t, hd) = new.dims3()?;
+        let ctx = cache.dim(1)?;
+        let src = view(new)?;
+        let src = src.s();
+        in_place(cache, |c| {
+            for h in 0..bh {
+                c[(h * ctx + offset) * hd..][..t * hd].copy_from_slice(&src[h * t * hd..][..t * hd]);
+            }
+        })
     }
 
     fn threads() -> usize {
@@ -766,15 +837,16 @@ mod fused {
         0.5 * (1.0 + th) + 0.5 * z * (1.0 - th * th) * GELU_C * (1.0 + 3.0 * GELU_A * z2)
     }
 
-    /// Token plus position embeddings `[n, d]` for `ids` laid out as rows of `t`.
-    pub(super) fn embed(wte: &[f32], wpe: &[f32], ids: &[u32], t: usize, d: usize) -> Result<Vec<f32>> {
+    /// Token plus position embeddings `[n, d]` for `ids` laid out as rows of `t` at positions
+    /// `offset..offset + t`.
+    pub(super) fn embed(wte: &[f32], wpe: &[f32], ids: &[u32], t: usize, offset: usize, d: usize) -> Result<Vec<f32>> {
         let vocab = wte.len() / d;
         if let Some(bad) = ids.iter().find(|&&i| i as usize >= vocab) {
             return Err(RunnerError::invalid("ids", format!("token {bad} is outside the vocabulary")));
         }
         let mut x = vec![0f32; ids.len() * d];
         for (n, (row, &id)) in x.chunks_exact_mut(d).zip(ids).enumerate() {
-            let (e, p) = (&wte[id as usize * d..][..d], &wpe[(n % t) * d..][..d]);
+            let (e, p) = (&wte[id as usize * d..][..d], &wpe[(offset + n % t) * d..][..d]);
             for ((o, a), b) in row.iter_mut().zip(e).zip(p) {
                 *o = a + b;
             }
@@ -1131,10 +1203,11 @@ mod fused {
     }
 
     wide! {
-        /// Softmax of each row of the `[.., t, t]` scores in place, query `i` seeing keys `0..=i`.
-        pub(super) fn causal_softmax(s: &mut [f32], t: usize) {
-            for (i, row) in s.chunks_exact_mut(t).enumerate() {
-                let (live, dead) = row.split_at_mut(i % t + 1);
+        /// Softmax of each row of the `[.., t, cols]` scores in place, query `i` (at position
+        /// `offset + i`) seeing keys `0..=offset + i`.
+        pub(super) fn causal_softmax(s: &mut [f32], t: usize, cols: usize, offset: usize) {
+            for (i, row) in s.chunks_exact_mut(cols).enumerate() {
+                let (live, dead) = row.split_at_mut(offset + i % t + 1);
                 let mx = max(live);
                 for v in live.iter_mut() {
                     *v = exp(*v - mx);
