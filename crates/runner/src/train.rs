@@ -200,18 +200,17 @@ fn run(
                             missing.push(i);
                         }
                     }
-                    if !missing.is_empty() {
-                        let mut rs = Vec::new();
-                        for &i in &missing {
-                            let (c, r) = sampler.preference_sequences(i);
-                            rs.push(c);
-                            rs.push(r);
+                    // Each pair's reference log-probabilities are computed alone, in a batch of just its
+                    // two sequences, so their values never depend on which pairs happened to be drawn
+                    // with it: a resumed run, whose cache starts empty, gets the same numbers.
+                    for &i in &missing {
+                        if ref_cache.contains_key(&i) {
+                            continue;
                         }
-                        let (ri, rt, rm, _) = batch_tensors(&rs, &device)?;
+                        let (c, r) = sampler.preference_sequences(i);
+                        let (ri, rt, rm, _) = batch_tensors(&[c, r], &device)?;
                         let ref_sums = sequence_log_probs(reference, &ri, &rt, &rm, false)?.to_vec1::<f32>()?;
-                        for (k, &i) in missing.iter().enumerate() {
-                            ref_cache.insert(i, (ref_sums[2 * k] as f64, ref_sums[2 * k + 1] as f64));
-                        }
+                        ref_cache.insert(i, (ref_sums[0] as f64, ref_sums[1] as f64));
                     }
                     let ref_diff: Vec<f32> = idx.iter().map(|i| (ref_cache[i].0 - ref_cache[i].1) as f32).collect();
                     let ref_diff = Tensor::from_vec(ref_diff, idx.len(), &device)?;

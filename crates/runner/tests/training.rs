@@ -211,3 +211,30 @@ fn a_resumed_job_ends_with_the_weights_of_one_that_never_stopped() {
     let g2 = slope_runner::Generator::new(&loaded).suggest("Patient reports", 10).unwrap();
     assert_eq!(g1, g2);
 }
+
+#[test]
+fn a_resumed_dpo_job_ends_with_the_weights_of_one_that_never_stopped() {
+    let dir = tempfile::tempdir().unwrap();
+    let ckpt = dir.path().join("ckpt");
+    let rows: Vec<Row> = (0..12)
+        .map(|i| Row::Preference {
+            prompt: format!("Patient reports cough for {} days. Plan: ", 2 + i % 5),
+            chosen: "follow up in two weeks.".into(),
+            rejected: if i % 2 == 0 { "order chest x-ray.".into() } else { "rest.".into() },
+        })
+        .collect();
+    let data = Dataset { kind: DatasetKind::Preference, rows };
+    let c = TrainConfig { checkpoint_every: 4, batch_size: 3, ..cfg(14) };
+    // The reference is the starting model, so every run starts from the same one.
+    let fresh = || Model::new(Gpt::init(tiny(), 8, &Device::Cpu).unwrap());
+    let whole = train::train(Objective::Dpo, fresh(), &data, &c, None, &mut NoHooks).unwrap();
+    let killed = train::train(Objective::Dpo, fresh(), &data, &c, Some(&ckpt), &mut StopAt(10)).unwrap();
+    assert!(killed.stopped);
+    let resumed = train::train(Objective::Dpo, fresh(), &data, &c, Some(&ckpt), &mut NoHooks).unwrap();
+    assert_eq!(resumed.resumed_from, Some(8));
+    for (name, t) in whole.model.gpt.tensors() {
+        let a = t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        let b = resumed.model.gpt.tensors()[&name].flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        assert!(a == b, "{name} differs after resuming DPO");
+    }
+}
