@@ -343,3 +343,24 @@ async fn a_job_whose_worker_dies_resumes_elsewhere_from_its_checkpoint() {
     second.post(&format!("/api/v1/jobs/{}/cancel", id), &json!({})).await.expect_error(409, "conflict");
     second.get("/api/v1/jobs/987654").await.expect_error(404, "not_found");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_loop_carries_text_to_learn_from() {
+    let dir = Scratch::new("runner-demo");
+    let mut env = ENV.to_vec();
+    env.push(("SLOPE_DEMO", "true"));
+    let server = Server::start(&dir.0, &env);
+    let report = server.get("/api/v1/loops/notes").await.expect(200);
+    let events = report["summary"]["events"].as_i64().expect("the demo loop has events");
+    let built = server.post("/api/v1/loops/notes/datasets", &json!({})).await.expect(201);
+    // Every simulated event has a context and what the clinician wrote; the suggestions not taken whole
+    // are the preference pairs.
+    assert_eq!(built["events_read"].as_i64(), Some(events));
+    assert_eq!(built["sft"]["rows"].as_i64(), Some(events));
+    let pairs = built["preference"]["rows"].as_i64().unwrap();
+    assert!(pairs > events / 4 && pairs < events, "{pairs} preference pairs of {events} events");
+    let rows = server.get(&format!("/api/v1/datasets/{}/rows", built["sft"]["id"])).await;
+    let first: Value = serde_json::from_str(rows.text.lines().next().unwrap()).unwrap();
+    assert!(first["prompt"].as_str().unwrap().starts_with("Pt reports "), "{first}");
+    assert!(first["completion"].as_str().unwrap().ends_with('.'), "{first}");
+}

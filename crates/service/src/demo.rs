@@ -268,6 +268,46 @@ impl Lcg {
     }
 }
 
+/// One simulated moment of note writing: the text before the cursor, what the model suggested there, and
+/// what the clinician wrote. The plan usually follows from the complaint, so a model can learn it.
+struct SimulatedNote {
+    context: String,
+    suggestion: &'static str,
+    written: &'static str,
+    suggested_chars: u64,
+    accepted_chars: u64,
+}
+
+const COMPLAINTS: [&str; 6] = ["cough", "headache", "low back pain", "sore throat", "fatigue", "knee pain"];
+const PLANS: [&str; 6] = [
+    "rest, fluids and honey; return if fever.",
+    "ibuprofen 400 mg as needed.",
+    "stretching exercises and physiotherapy referral.",
+    "throat swab; review results in two days.",
+    "full blood count and thyroid function tests.",
+    "ice, rest and follow up in two weeks.",
+];
+
+/// A note whose suggestion is taken whole with probability `rate`; otherwise the model suggested another
+/// plan and the clinician kept only the part both share.
+fn simulated_note(rng: &mut Lcg, rate: f64) -> SimulatedNote {
+    let complaint = (rng.next() * COMPLAINTS.len() as f64) as usize % COMPLAINTS.len();
+    let days = 1 + (rng.next() * 14.0) as u32;
+    let plan = if rng.next() < 0.85 { complaint } else { (rng.next() * PLANS.len() as f64) as usize % PLANS.len() };
+    let written = PLANS[plan];
+    let suggestion =
+        if rng.next() < rate { written } else { PLANS[(plan + 1 + (rng.next() * 5.0) as usize) % PLANS.len()] };
+    let suggested_chars = suggestion.chars().count() as u64;
+    let accepted_chars = suggestion.chars().zip(written.chars()).take_while(|(a, b)| a == b).count() as u64;
+    SimulatedNote {
+        context: format!("Pt reports {} for {days} days. Plan: ", COMPLAINTS[complaint]),
+        suggestion,
+        written,
+        suggested_chars,
+        accepted_chars,
+    }
+}
+
 /// The demo loop's metrics and what they feed, by key.
 pub const DEMO_LOOP: &str = "notes";
 pub const DEMO_ACCEPTANCE_METRIC: &str = "notes-acceptance";
@@ -301,8 +341,8 @@ pub async fn seed_loop(planning: &Planning, loops: &Loops, org: OrgId, today: Na
             for _ in 0..(1 + (rng.next() * 5.0) as u32) {
                 let base = if variant == "v7" { 0.26 } else { 0.30 };
                 let rate = (base + 0.0015 * offset as f64 + (rng.next() - 0.5) * 0.3).clamp(0.0, 1.0);
-                let suggested = 20 + (rng.next() * 180.0) as u64;
-                let accepted = ((suggested as f64) * rate).round() as u64;
+                let note = simulated_note(&mut rng, rate);
+                let (suggested, accepted) = (note.suggested_chars, note.accepted_chars);
                 let latency = 900.0 - 8.0 * offset as f64 + (rng.next() - 0.5) * 300.0;
                 let seconds = (rng.next() * 36_000.0) as i64 + 7 * 3600;
                 let ts = day.and_hms_opt(0, 0, 0).unwrap_or_default().and_utc() + Duration::seconds(seconds);
@@ -318,6 +358,9 @@ pub async fn seed_loop(planning: &Planning, loops: &Loops, org: OrgId, today: Na
                         "latency_ms": latency.max(80.0).round(),
                         "cost_usd": 0.0004 * suggested as f64,
                         "unit": unit,
+                        "context": note.context,
+                        "suggestion": note.suggestion,
+                        "final_text": note.written,
                     })
                     .to_string(),
                 );
@@ -363,7 +406,10 @@ pub async fn seed_loop(planning: &Planning, loops: &Loops, org: OrgId, today: Na
     loops.create_metric(org, &eval).await?;
     let runs: Vec<PointInput> = (0..6)
         .map(|week| {
+            // The weekly run is at 06:00; today's has not happened yet when the demo starts before then
+            // (a point in the future is refused), so it is dated now instead.
             let at = (today - Duration::days(35 - 7 * week)).and_hms_opt(6, 0, 0).unwrap_or_default().and_utc();
+            let at = at.min(chrono::Utc::now() - Duration::minutes(1));
             let value = 0.74 + 0.018 * week as f64 + (rng.next() - 0.5) * 0.02;
             PointInput {
                 at: at.to_rfc3339(),
