@@ -245,16 +245,19 @@ fn follow(id: i64, status: RwSignal<String>, step: RwSignal<i64>, points: RwSign
     let closer = source.clone();
     let on_job = Closure::<dyn FnMut(web_sys::MessageEvent)>::new(move |e: web_sys::MessageEvent| {
         let Some(text) = e.data().as_string() else { return };
-        if let Ok(job) = serde_json::from_str::<serde_json::Value>(&text) {
-            if let Some(s) = job["status"].as_str() {
-                status.set(s.to_owned());
-                if finished(s) {
-                    closer.close();
-                }
+        // Only the two fields the page shows are read, into a struct: a generic JSON value would add its
+        // whole parser and tree to the browser bundle.
+        #[derive(serde::Deserialize)]
+        struct JobState {
+            status: String,
+            step: i64,
+        }
+        if let Ok(job) = serde_json::from_str::<JobState>(&text) {
+            step.set(job.step);
+            if finished(&job.status) {
+                closer.close();
             }
-            if let Some(n) = job["step"].as_i64() {
-                step.set(n);
-            }
+            status.set(job.status);
         }
     });
     let _ = source.add_event_listener_with_callback("metrics", on_metrics.as_ref().unchecked_ref());
