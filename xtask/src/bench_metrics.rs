@@ -167,7 +167,7 @@ pub fn bench_metrics(args: &[String]) -> Result {
         None
     } else {
         step("Python peers: DuckDB and lifetimes in target/bench-metrics/venv");
-        Some(python_peers(&dir)?)
+        Some(super::python_venv(&dir, "requirements.txt")?)
     };
     let peer = |args: &[&str]| -> Result<Option<String>> {
         match &python {
@@ -945,20 +945,6 @@ fn slope_ltv(slope: &Path, summary: &Path, repeats: usize) -> Result<(f64, Ltv, 
 }
 
 // ---- Python peers ------------------------------------------------------------------------------
-
-/// Creates the virtual environment when missing and installs the pinned peers into it; returns its
-/// Python.
-fn python_peers(dir: &Path) -> Result<PathBuf> {
-    let venv = dir.join("venv");
-    let python = venv.join("bin").join("python");
-    if !python.exists() {
-        run(Command::new("python3").args(["-m", "venv"]).arg(&venv))?;
-    }
-    run(Command::new(&python)
-        .args(["-m", "pip", "install", "-q", "--disable-pip-version-check", "-r"])
-        .arg(root().join("bench").join("requirements.txt")))?;
-    Ok(python)
-}
 
 /// Runs a subcommand of `bench/metrics_peers.py`; its last line on stdout is a JSON object.
 fn peer_json(python: &Path, args: &[&str]) -> Result<String> {

@@ -15,7 +15,6 @@
 
 use std::fmt::Write as _;
 use std::fs;
-use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use super::{Result, cargo, output, root, run, step, target_dir};
@@ -56,7 +55,7 @@ pub fn bench_runner(args: &[String]) -> Result {
         None
     } else {
         step("PyTorch peer: venv in target/bench-runner/venv (torch from PyPI is large)");
-        Some(python_peer(&dir)?)
+        Some(super::python_venv(&dir, "requirements-runner.txt")?)
     };
 
     let threads = o.threads.to_string();
@@ -166,40 +165,27 @@ fn render(
     };
     let _ = writeln!(out, "| measure | candle | PyTorch (eager) | candle / PyTorch | goal |");
     let _ = writeln!(out, "| --- | --- | --- | --- | --- |");
-    let _ = writeln!(
-        out,
-        "| SFT training, tokens/s (higher is better) | {} | {} | **{}** | ≥ 1.0× |",
-        fmt(n(candle, "tokens_per_s"), 0),
-        fmt(tn("tokens_per_s"), 0),
-        ratio(n(candle, "tokens_per_s"), tn("tokens_per_s"))
-    );
-    let _ = writeln!(
-        out,
-        "| median step, ms | {} | {} | {} | |",
-        fmt(n(candle, "step_ms_median"), 1),
-        fmt(tn("step_ms_median"), 1),
-        ratio(n(candle, "step_ms_median"), tn("step_ms_median"))
-    );
-    let _ = writeln!(
-        out,
-        "| suggestion latency, median ms (lower is better) | {} | {} | {} | < 20 ms |",
-        fmt(n(candle, "latency_ms_median"), 2),
-        fmt(tn("latency_ms_median"), 2),
-        ratio(n(candle, "latency_ms_median"), tn("latency_ms_median"))
-    );
-    let _ = writeln!(
-        out,
-        "| suggestion latency, p90 ms | {} | {} | {} | |",
-        fmt(n(candle, "latency_ms_p90"), 2),
-        fmt(tn("latency_ms_p90"), 2),
-        ratio(n(candle, "latency_ms_p90"), tn("latency_ms_p90"))
-    );
-    let _ = writeln!(
-        out,
-        "| bytes per suggestion (mean) | {} | {} | | |",
-        fmt(n(candle, "suggestion_bytes_mean"), 2),
-        fmt(tn("suggestion_bytes_mean"), 2)
-    );
+    // (label, key, decimals, whether the ratio is shown and bold, goal)
+    let rows = [
+        ("SFT training, tokens/s (higher is better)", "tokens_per_s", 0, Some(true), "≥ 1.0×"),
+        ("median step, ms", "step_ms_median", 1, Some(false), ""),
+        ("suggestion latency, median ms (lower is better)", "latency_ms_median", 2, Some(false), "< 20 ms"),
+        ("suggestion latency, p90 ms", "latency_ms_p90", 2, Some(false), ""),
+        ("bytes per suggestion (mean)", "suggestion_bytes_mean", 2, None, ""),
+    ];
+    for (label, key, decimals, show_ratio, goal) in rows {
+        let r = match show_ratio {
+            Some(true) => format!("**{}**", ratio(n(candle, key), tn(key))),
+            Some(false) => ratio(n(candle, key), tn(key)),
+            None => String::new(),
+        };
+        let _ = writeln!(
+            out,
+            "| {label} | {} | {} | {r} | {goal} |",
+            fmt(n(candle, key), decimals),
+            fmt(tn(key), decimals)
+        );
+    }
     if let Some(j) = t {
         let _ = writeln!(
             out,
@@ -237,19 +223,6 @@ fn render(
     }
     let _ = writeln!(out, "```");
     out
-}
-
-/// Creates the venv when missing and installs the pinned peer into it; returns its Python.
-fn python_peer(dir: &Path) -> Result<PathBuf> {
-    let venv = dir.join("venv");
-    let python = venv.join("bin").join("python");
-    if !python.exists() {
-        run(Command::new("python3").args(["-m", "venv"]).arg(&venv))?;
-    }
-    run(Command::new(&python)
-        .args(["-m", "pip", "install", "-q", "--disable-pip-version-check", "-r"])
-        .arg(root().join("bench").join("requirements-runner.txt")))?;
-    Ok(python)
 }
 
 /// Runs `cmd` (stderr shown) and returns the last line of its stdout that is a JSON object.

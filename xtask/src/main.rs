@@ -256,6 +256,21 @@ fn serve(release: bool, extra: &[String]) -> Result {
         .args(extra))
 }
 
+/// Creates a Python virtual environment in `dir` when missing and installs the pinned packages of
+/// `bench/<requirements>` into it; returns its Python. The benchmarks' peers live there, never in the
+/// repository.
+fn python_venv(dir: &Path, requirements: &str) -> Result<PathBuf> {
+    let venv = dir.join("venv");
+    let python = venv.join("bin").join("python");
+    if !python.exists() {
+        run(Command::new("python3").args(["-m", "venv"]).arg(&venv))?;
+    }
+    run(Command::new(&python)
+        .args(["-m", "pip", "install", "-q", "--disable-pip-version-check", "-r"])
+        .arg(root().join("bench").join(requirements)))?;
+    Ok(python)
+}
+
 fn postgres_reachable() -> bool {
     let addr: SocketAddr = "127.0.0.1:5432".parse().expect("valid address");
     TcpStream::connect_timeout(&addr, Duration::from_secs(1)).is_ok()
