@@ -36,6 +36,12 @@ mod server {
             .ok_or_else(|| ServerFnError::new("server context is missing"))
     }
 
+    pub fn runner() -> Result<(slope_service::Runner, OrgId), ServerFnError> {
+        use_context::<ServerCtx>()
+            .map(|c| (c.runner, c.org))
+            .ok_or_else(|| ServerFnError::new("server context is missing"))
+    }
+
     pub fn ctx() -> Result<(Planning, OrgId), ServerFnError> {
         use_context::<ServerCtx>()
             .map(|c| (c.planning, c.org))
@@ -846,12 +852,6 @@ pub struct ModelsView {
 mod runner_views {
     use super::*;
 
-    pub fn runner() -> Result<(slope_service::Runner, OrgId), ServerFnError> {
-        use_context::<crate::ServerCtx>()
-            .map(|c| (c.runner, c.org))
-            .ok_or_else(|| ServerFnError::new("server context is missing"))
-    }
-
     fn time(t: chrono::DateTime<chrono::Utc>) -> String {
         t.format("%Y-%m-%d %H:%M:%S").to_string()
     }
@@ -955,13 +955,13 @@ mod runner_views {
 
 #[server]
 pub async fn load_jobs() -> Result<Vec<JobRow>, ServerFnError> {
-    let (runner, org) = runner_views::runner()?;
+    let (runner, org) = server::runner()?;
     Ok(server::read(runner.jobs(org, 200).await)?.iter().map(runner_views::job_row).collect())
 }
 
 #[server]
 pub async fn load_job(id: i64) -> Result<JobView, ServerFnError> {
-    let (runner, org) = runner_views::runner()?;
+    let (runner, org) = server::runner()?;
     let job = server::read(runner.job(org, id).await)?;
     let points = server::read(runner.job_metrics(org, id, 0).await)?.iter().map(runner_views::step_point).collect();
     let pretty = |v: &serde_json::Value| serde_json::to_string_pretty(v).unwrap_or_default();
@@ -976,14 +976,14 @@ pub async fn load_job(id: i64) -> Result<JobView, ServerFnError> {
 /// Cancels a job from its page; answers the job as it now stands.
 #[server]
 pub async fn cancel_job(id: i64) -> Result<JobRow, ServerFnError> {
-    let (runner, org) = runner_views::runner()?;
+    let (runner, org) = server::runner()?;
     let job = runner.cancel(org, id).await.map_err(|e| ServerFnError::new(e.to_string()))?;
     Ok(runner_views::job_row(&job))
 }
 
 #[server]
 pub async fn load_models() -> Result<ModelsView, ServerFnError> {
-    let (runner, org) = runner_views::runner()?;
+    let (runner, org) = server::runner()?;
     let models = server::read(runner.models(org, None).await)?;
     let aliases = server::read(runner.aliases(org, None).await)?;
     let promotions = server::read(runner.promotions(org, None).await)?;

@@ -208,7 +208,7 @@ pub async fn run_runner(config: Config, command: RunnerCommand) -> Result<(), St
                 train,
                 ..Default::default()
             };
-            run_job(&runner, &config, org, &request, a.queue, a.json).await
+            run_job(&runner, org, &request, a.queue, a.json).await
         }
         RunnerCommand::Eval { model, held_out, reward, queue, json } => {
             let reward: Option<RewardSpec> = reward.as_ref().map(read_json).transpose()?;
@@ -220,7 +220,7 @@ pub async fn run_runner(config: Config, command: RunnerCommand) -> Result<(), St
                 eval: EvalConfig::default(),
                 ..Default::default()
             };
-            run_job(&runner, &config, org, &request, queue, json).await
+            run_job(&runner, org, &request, queue, json).await
         }
         RunnerCommand::Promote { loop_key, model, json } => {
             let outcome = runner.promote(org, &loop_key, model).await.map_err(show)?;
@@ -301,7 +301,6 @@ pub async fn run_runner(config: Config, command: RunnerCommand) -> Result<(), St
 /// its step metrics.
 async fn run_job(
     runner: &Runner,
-    config: &Config,
     org: OrgId,
     request: &JobRequest,
     queue_only: bool,
@@ -317,10 +316,9 @@ async fn run_job(
     }
     let worker = slope_service::worker_id("cli");
     let claimed = runner
-        .store()
-        .claim_job_id(job.id, &worker, config.job_lease(), chrono::Utc::now())
+        .claim(job.id, &worker)
         .await
-        .map_err(|e| e.to_string())?
+        .map_err(show)?
         .ok_or_else(|| format!("job {} was taken by a worker before this process could run it", job.id))?;
     let bar = if json {
         ProgressBar::hidden()

@@ -227,10 +227,6 @@ impl Runner {
         Runner { store, objects, loops, cache, lease, models: Arc::default(), loading: Arc::default() }
     }
 
-    pub fn store(&self) -> &Store {
-        &self.store
-    }
-
     // ---- datasets ------------------------------------------------------------------------------
 
     /// Registers a JSONL dataset (validated row by row; errors name `line N: field`). Identical
@@ -565,6 +561,12 @@ impl Runner {
         Ok(Some(self.run_claimed(worker, job).await))
     }
 
+    /// Claims one particular pending job for `worker`, so the process that queued it can run it itself
+    /// (`slope runner train`). `None` when a worker took it first.
+    pub async fn claim(&self, id: i64, worker: &str) -> Result<Option<JobRecord>> {
+        Ok(self.store.claim_job_id(id, worker, self.lease, Utc::now()).await?)
+    }
+
     /// Runs a job this worker has claimed and returns it as it ended. Failures end the job as
     /// `failed` with the reason; they are not the caller's error.
     ///
@@ -654,8 +656,7 @@ impl Runner {
         }
         if request.kind == "eval" {
             let model_id = request.model_id.expect("validated at submission");
-            let record = self.model_record(org, model_id).await?;
-            let model = self.loaded(org, model_id).await?;
+            let (record, model) = self.loaded(org, model_id).await?;
             let held = held.as_ref().expect("validated at submission");
             let eval = self.score(org, model, record.base_model_id, held, &request.eval, &spec).await?;
             if let Some(stop) = lease.stopped() {
@@ -857,7 +858,7 @@ impl Runner {
         spec: &RewardSpec,
     ) -> Result<Value> {
         let reference = match base {
-            Some(base) if held.kind == DatasetKind::Preference => Some(self.loaded(org, base).await?),
+            Some(base) if held.kind == DatasetKind::Preference => Some(self.loaded(org, base).await?.1),
             _ => None,
         };
         let (held_c, cfg_c, spec_c) = (held.clone(), cfg.clone(), spec.clone());
@@ -1214,9 +1215,8 @@ impl Runner {
             (Some(e), _) => (champion.model_id, Some(e.control.clone())),
             _ => (champion.model_id, None),
         };
-        let record = self.model_record(org, model_id).await?;
+        let (record, model) = self.loaded(org, model_id).await?;
         let variant = variant.unwrap_or_else(|| record.name.clone());
-        let model = self.loaded(org, model_id).await?;
         let mut context = request.context.as_str();
         if context.len() > MAX_CONTEXT_BYTES {
             let mut cut = context.len() - MAX_CONTEXT_BYTES;
@@ -1341,16 +1341,16 @@ impl Runner {
 
     // ---- model files ---------------------------------------------------------------------------
 
-    /// The model, loaded once per process and kept (a few at a time) for serving and evals. The
-    /// organisation is checked before the cache is consulted.
-    async fn loaded(&self, org: OrgId, id: i64) -> Result<Arc<Model>> {
+    /// The model's record and weights, loaded once per process and kept (a few at a time) for serving
+    /// and evals. The organisation is checked (by reading the record) before the cache is consulted.
+    async fn loaded(&self, org: OrgId, id: i64) -> Result<(ModelRecord, Arc<Model>)> {
         let record = self.model_record(org, id).await?;
         if let Some(m) = self.models.lock().expect("model cache").get((org.0, id)) {
-            return Ok(m);
+            return Ok((record, m));
         }
         let _one_at_a_time = self.loading.lock().await;
         if let Some(m) = self.models.lock().expect("model cache").get((org.0, id)) {
-            return Ok(m);
+            return Ok((record, m));
         }
         let dir = self.local_model(&record).await?;
         let device = slope_runner::device();
@@ -1360,7 +1360,7 @@ impl Runner {
             .map_err(|e| internal("loading a model", e))?;
         let model = Arc::new(model);
         self.cache_model(org, id, model.clone());
-        Ok(model)
+        Ok((record, model))
     }
 
     fn cache_model(&self, org: OrgId, id: i64, model: Arc<Model>) {

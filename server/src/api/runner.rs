@@ -17,8 +17,8 @@ use serde_json::json;
 use slope_domain::FieldErrors;
 use slope_service::{CompletionRequest, JobRequest, MAX_DATASET_BYTES, Runner};
 
-use super::extract::{Body, Query};
-use super::{ApiError, ApiResult, ApiState, created};
+use super::extract::{Body, Id, Query};
+use super::{ApiResult, ApiState, created};
 
 pub fn routes() -> Router<ApiState> {
     Router::new()
@@ -42,10 +42,6 @@ pub fn routes() -> Router<ApiState> {
 
 fn runner(s: &ApiState) -> &Runner {
     &s.runner
-}
-
-fn id_of(raw: &str, what: &str) -> Result<i64, ApiError> {
-    raw.parse::<i64>().map_err(|_| ApiError::not_found(format!("no {what} {raw:?}")))
 }
 
 // ---- datasets ----------------------------------------------------------------------------------
@@ -75,12 +71,12 @@ async fn list_datasets(State(s): State<ApiState>) -> ApiResult<impl IntoResponse
     Ok(Json(runner(&s).datasets(s.org).await?))
 }
 
-async fn get_dataset(State(s): State<ApiState>, Path(id): Path<String>) -> ApiResult<impl IntoResponse> {
-    Ok(Json(runner(&s).dataset(s.org, id_of(&id, "dataset")?).await?))
+async fn get_dataset(State(s): State<ApiState>, Id(id): Id) -> ApiResult<impl IntoResponse> {
+    Ok(Json(runner(&s).dataset(s.org, id).await?))
 }
 
-async fn dataset_rows(State(s): State<ApiState>, Path(id): Path<String>) -> ApiResult<impl IntoResponse> {
-    let bytes = runner(&s).dataset_bytes(s.org, id_of(&id, "dataset")?).await?;
+async fn dataset_rows(State(s): State<ApiState>, Id(id): Id) -> ApiResult<impl IntoResponse> {
+    let bytes = runner(&s).dataset_bytes(s.org, id).await?;
     Ok(([(header::CONTENT_TYPE, "application/x-ndjson")], bytes))
 }
 
@@ -106,12 +102,12 @@ async fn submit_job(State(s): State<ApiState>, Body(request): Body<JobRequest>) 
     Ok(created(runner(&s).submit(s.org, &request).await?))
 }
 
-async fn get_job(State(s): State<ApiState>, Path(id): Path<String>) -> ApiResult<impl IntoResponse> {
-    Ok(Json(runner(&s).job(s.org, id_of(&id, "job")?).await?))
+async fn get_job(State(s): State<ApiState>, Id(id): Id) -> ApiResult<impl IntoResponse> {
+    Ok(Json(runner(&s).job(s.org, id).await?))
 }
 
-async fn cancel_job(State(s): State<ApiState>, Path(id): Path<String>) -> ApiResult<impl IntoResponse> {
-    Ok(Json(runner(&s).cancel(s.org, id_of(&id, "job")?).await?))
+async fn cancel_job(State(s): State<ApiState>, Id(id): Id) -> ApiResult<impl IntoResponse> {
+    Ok(Json(runner(&s).cancel(s.org, id).await?))
 }
 
 #[derive(Deserialize, Default)]
@@ -122,17 +118,16 @@ struct MetricsQuery {
 
 async fn job_metrics(
     State(s): State<ApiState>,
-    Path(id): Path<String>,
+    Id(id): Id,
     Query(q): Query<MetricsQuery>,
 ) -> ApiResult<impl IntoResponse> {
-    Ok(Json(runner(&s).job_metrics(s.org, id_of(&id, "job")?, q.after).await?))
+    Ok(Json(runner(&s).job_metrics(s.org, id, q.after).await?))
 }
 
 /// Server-sent events: `metrics` (new step metrics, in order) and `job` (the job's row whenever it
 /// changes), polled from the database once a second so that it works whichever worker runs the job;
 /// the stream ends after the job does.
-async fn job_events(State(s): State<ApiState>, Path(id): Path<String>) -> ApiResult<impl IntoResponse> {
-    let id = id_of(&id, "job")?;
+async fn job_events(State(s): State<ApiState>, Id(id): Id) -> ApiResult<impl IntoResponse> {
     // An unknown job is a 404 before the stream starts.
     runner(&s).job(s.org, id).await?;
     struct Cursor {
@@ -187,8 +182,8 @@ async fn list_models(State(s): State<ApiState>, Query(q): Query<ListQuery>) -> A
     Ok(Json(runner(&s).models(s.org, q.loop_key.as_deref()).await?))
 }
 
-async fn get_model(State(s): State<ApiState>, Path(id): Path<String>) -> ApiResult<impl IntoResponse> {
-    Ok(Json(runner(&s).model(s.org, id_of(&id, "model")?).await?))
+async fn get_model(State(s): State<ApiState>, Id(id): Id) -> ApiResult<impl IntoResponse> {
+    Ok(Json(runner(&s).model(s.org, id).await?))
 }
 
 /// A loop's models, aliases and promotion decisions.
