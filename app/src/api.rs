@@ -24,28 +24,44 @@ pub enum Outcome {
 #[cfg(feature = "ssr")]
 mod server {
     use leptos::prelude::*;
-    use slope_domain::OrgId;
+    use slope_domain::{Actor, FieldErrors};
     use slope_service::{Planning, ServiceError};
 
     use super::Outcome;
     use crate::ServerCtx;
 
-    pub fn loops() -> Result<(slope_service::Loops, OrgId), ServerFnError> {
-        use_context::<ServerCtx>()
-            .map(|c| (c.loops, c.org))
-            .ok_or_else(|| ServerFnError::new("server context is missing"))
+    fn context() -> Result<ServerCtx, ServerFnError> {
+        use_context::<ServerCtx>().ok_or_else(|| ServerFnError::new("server context is missing"))
     }
 
-    pub fn runner() -> Result<(slope_service::Runner, OrgId), ServerFnError> {
-        use_context::<ServerCtx>()
-            .map(|c| (c.runner, c.org))
-            .ok_or_else(|| ServerFnError::new("server context is missing"))
+    /// Who is asking: the actor the server's authentication layer put on the request. Without one the
+    /// call is refused, whatever it would read or change.
+    pub async fn actor() -> Result<Actor, ServerFnError> {
+        match crate::signed_in() {
+            Some(actor) => Ok(actor),
+            None => {
+                if let Some(response) = use_context::<leptos_axum::ResponseOptions>() {
+                    response.set_status(http::StatusCode::UNAUTHORIZED);
+                }
+                Err(ServerFnError::new("sign in first"))
+            }
+        }
     }
 
-    pub fn ctx() -> Result<(Planning, OrgId), ServerFnError> {
-        use_context::<ServerCtx>()
-            .map(|c| (c.planning, c.org))
-            .ok_or_else(|| ServerFnError::new("server context is missing"))
+    pub async fn loops() -> Result<(slope_service::Loops, Actor), ServerFnError> {
+        Ok((context()?.loops, actor().await?))
+    }
+
+    pub async fn runner() -> Result<(slope_service::Runner, Actor), ServerFnError> {
+        Ok((context()?.runner, actor().await?))
+    }
+
+    pub async fn ctx() -> Result<(Planning, Actor), ServerFnError> {
+        Ok((context()?.planning, actor().await?))
+    }
+
+    pub async fn access() -> Result<(slope_service::Access, Actor), ServerFnError> {
+        Ok((context()?.access, actor().await?))
     }
 
     /// Maps a failed read: unknown ids become a 404 page, internal errors are logged by the service and
@@ -54,6 +70,9 @@ mod server {
         result.map_err(|e| {
             if matches!(e, ServiceError::NotFound(_) | ServiceError::Invalid(_)) {
                 crate::set_not_found();
+            }
+            if let (ServiceError::Forbidden(_), Some(response)) = (&e, use_context::<leptos_axum::ResponseOptions>()) {
+                response.set_status(http::StatusCode::FORBIDDEN);
             }
             ServerFnError::new(e.to_string())
         })
@@ -74,6 +93,8 @@ mod server {
             Err(ServiceError::Conflict(message)) => {
                 Ok(Outcome::Conflict(format!("{message}. Reload the page to see the latest version.")))
             }
+            // The form shows the refusal where it shows other form-wide messages; the rule is in the text.
+            Err(ServiceError::Forbidden(message)) => Ok(Outcome::Invalid(FieldErrors::single("form", message))),
             Err(other) => Err(ServerFnError::new(other.to_string())),
         }
     }
@@ -92,19 +113,19 @@ fn optional_id(field: &str, raw: &str) -> Result<Option<i64>, FieldErrors> {
 
 #[server]
 pub async fn list_seasons() -> Result<Vec<SeasonSummary>, ServerFnError> {
-    let (planning, org) = server::ctx()?;
-    server::read(planning.list_seasons(org).await)
+    let (planning, actor) = server::ctx().await?;
+    server::read(planning.list_seasons(&actor).await)
 }
 
 /// `as_of` is a date (`2027-02-01`, meaning the end of that day, UTC) or empty for now.
 #[server]
 pub async fn load_season_tree(id: i64, as_of: String) -> Result<SeasonTree, ServerFnError> {
-    let (planning, org) = server::ctx()?;
+    let (planning, actor) = server::ctx().await?;
     let as_of = match as_of.trim() {
         "" => None,
         raw => Some(end_of_day(raw).map_err(|e| ServerFnError::new(format!("as of: {e}")))?),
     };
-    server::read(planning.season_tree(org, SeasonId(id), as_of).await)
+    server::read(planning.season_tree(&actor, SeasonId(id), as_of).await)
 }
 
 /// The end of a calendar day in UTC: "as known on 1 February" includes everything recorded that day.
@@ -115,34 +136,34 @@ pub fn end_of_day(raw: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
 
 #[server]
 pub async fn get_season(id: i64) -> Result<Season, ServerFnError> {
-    let (planning, org) = server::ctx()?;
-    server::read(planning.get_season(org, SeasonId(id)).await)
+    let (planning, actor) = server::ctx().await?;
+    server::read(planning.get_season(&actor, SeasonId(id)).await)
 }
 
 #[server]
 pub async fn get_objective(id: i64) -> Result<(Objective, Season), ServerFnError> {
-    let (planning, org) = server::ctx()?;
-    let objective = server::read(planning.get_objective(org, ObjectiveId(id)).await)?;
-    let season = server::read(planning.get_season(org, objective.season_id).await)?;
+    let (planning, actor) = server::ctx().await?;
+    let objective = server::read(planning.get_objective(&actor, ObjectiveId(id)).await)?;
+    let season = server::read(planning.get_season(&actor, objective.season_id).await)?;
     Ok((objective, season))
 }
 
 #[server]
 pub async fn load_key_result(id: i64) -> Result<KeyResultDetail, ServerFnError> {
-    let (planning, org) = server::ctx()?;
-    server::read(planning.key_result_detail(org, KeyResultId(id)).await)
+    let (planning, actor) = server::ctx().await?;
+    server::read(planning.key_result_detail(&actor, KeyResultId(id)).await)
 }
 
 /// A key result with the series of the metric feeding it, when it is fed by one.
 #[server]
 pub async fn load_key_result_page(id: i64) -> Result<(KeyResultDetail, Option<MetricSeries>), ServerFnError> {
-    let (planning, org) = server::ctx()?;
-    let detail = server::read(planning.key_result_detail(org, KeyResultId(id)).await)?;
+    let (planning, actor) = server::ctx().await?;
+    let detail = server::read(planning.key_result_detail(&actor, KeyResultId(id)).await)?;
     let series = match &detail.key_result.metric {
         None => None,
         Some(feed) => {
-            let (loops, org) = server::loops()?;
-            Some(server::read(loops.series(org, &feed.key).await)?)
+            let (loops, actor) = server::loops().await?;
+            Some(server::read(loops.series(&actor, &feed.key).await)?)
         }
     };
     Ok((detail, series))
@@ -150,31 +171,31 @@ pub async fn load_key_result_page(id: i64) -> Result<(KeyResultDetail, Option<Me
 
 #[server]
 pub async fn load_squad_board(season: Option<i64>) -> Result<SquadBoard, ServerFnError> {
-    let (planning, org) = server::ctx()?;
-    server::read(planning.squad_board(org, season.map(SeasonId)).await)
+    let (planning, actor) = server::ctx().await?;
+    server::read(planning.squad_board(&actor, season.map(SeasonId)).await)
 }
 
 #[server]
 pub async fn get_squad(id: i64) -> Result<Squad, ServerFnError> {
-    let (planning, org) = server::ctx()?;
-    server::read(planning.get_squad(org, SquadId(id)).await)
+    let (planning, actor) = server::ctx().await?;
+    server::read(planning.get_squad(&actor, SquadId(id)).await)
 }
 
 #[server]
 pub async fn load_goal(id: i64) -> Result<SquadGoalDetail, ServerFnError> {
-    let (planning, org) = server::ctx()?;
-    server::read(planning.goal_detail(org, SquadGoalId(id)).await)
+    let (planning, actor) = server::ctx().await?;
+    server::read(planning.goal_detail(&actor, SquadGoalId(id)).await)
 }
 
 /// Key results a squad goal can ladder up to: those of the organisation's current season, labelled
 /// with their objective.
 #[server]
 pub async fn key_result_choices() -> Result<Vec<(i64, String)>, ServerFnError> {
-    let (planning, org) = server::ctx()?;
-    let Some(season) = server::read(planning.current_season(org).await)? else {
+    let (planning, actor) = server::ctx().await?;
+    let Some(season) = server::read(planning.current_season(&actor).await)? else {
         return Ok(vec![]);
     };
-    let tree = server::read(planning.season_tree(org, season.id, None).await)?;
+    let tree = server::read(planning.season_tree(&actor, season.id, None).await)?;
     Ok(tree
         .objectives
         .iter()
@@ -189,15 +210,15 @@ pub async fn key_result_choices() -> Result<Vec<(i64, String)>, ServerFnError> {
 /// Metrics a key result can be fed by: (key, label).
 #[server]
 pub async fn metric_choices() -> Result<Vec<(String, String)>, ServerFnError> {
-    let (loops, org) = server::loops()?;
-    let metrics = server::read(loops.list_metrics(org).await)?;
+    let (loops, actor) = server::loops().await?;
+    let metrics = server::read(loops.list_metrics(&actor).await)?;
     Ok(metrics.into_iter().map(|m| (m.key.clone(), format!("{} ({}, {})", m.name, m.key, m.kind))).collect())
 }
 
 #[server]
 pub async fn load_metric(key: String) -> Result<MetricSeries, ServerFnError> {
-    let (loops, org) = server::loops()?;
-    server::read(loops.series(org, &key).await)
+    let (loops, actor) = server::loops().await?;
+    server::read(loops.series(&actor, &key).await)
 }
 
 /// One row of the loops overview.
@@ -220,8 +241,8 @@ pub struct LoopsOverview {
 
 #[server]
 pub async fn load_loops() -> Result<LoopsOverview, ServerFnError> {
-    let (loops, org) = server::loops()?;
-    let rows = server::read(loops.list_loops(org).await)?
+    let (loops, actor) = server::loops().await?;
+    let rows = server::read(loops.list_loops(&actor).await)?
         .into_iter()
         .map(|l| LoopRow {
             key: l.loop_key,
@@ -232,10 +253,10 @@ pub async fn load_loops() -> Result<LoopsOverview, ServerFnError> {
         })
         .collect();
     let mut metrics = vec![];
-    for m in server::read(loops.list_metrics(org).await)? {
-        metrics.push(server::read(loops.series(org, &m.key).await)?);
+    for m in server::read(loops.list_metrics(&actor).await)? {
+        metrics.push(server::read(loops.series(&actor, &m.key).await)?);
     }
-    let alerts = server::read(loops.drift_alerts(org).await)?;
+    let alerts = server::read(loops.drift_alerts(&actor).await)?;
     Ok(LoopsOverview { loops: rows, metrics, alerts })
 }
 
@@ -281,9 +302,9 @@ pub struct LoopView {
 
 #[server]
 pub async fn load_loop(key: String) -> Result<LoopView, ServerFnError> {
-    let (loops, org) = server::loops()?;
-    let report = server::read(loops.loop_report(org, &key, 28).await)?;
-    let retention = server::read(loops.retention(org, &key).await)?;
+    let (loops, actor) = server::loops().await?;
+    let report = server::read(loops.loop_report(&actor, &key, 28).await)?;
+    let retention = server::read(loops.retention(&actor, &key).await)?;
     let cohorts = retention
         .loops
         .into_iter()
@@ -346,7 +367,7 @@ pub async fn save_metric(
     window_days: String,
     freshness_hours: String,
 ) -> Result<Outcome, ServerFnError> {
-    let (loops, org) = server::loops()?;
+    let (loops, actor) = server::loops().await?;
     let form =
         SaveMetric { version, key, name, kind, loop_key, variant, unit, granularity, window_days, freshness_hours };
     let (version, input) = match metric_form(&form) {
@@ -354,8 +375,8 @@ pub async fn save_metric(
         Err(errors) => return Ok(Outcome::Invalid(errors)),
     };
     let result = match version {
-        Some(version) => loops.update_metric(org, &input.key, version, &input).await,
-        None => loops.create_metric(org, &input).await,
+        Some(version) => loops.update_metric(&actor, &input.key, version, &input).await,
+        None => loops.create_metric(&actor, &input).await,
     };
     server::write(result, |m| format!("/metrics/{}", m.key))
 }
@@ -412,15 +433,15 @@ pub async fn save_season(
     ends_on: String,
     slope_target: String,
 ) -> Result<Outcome, ServerFnError> {
-    let (planning, org) = server::ctx()?;
+    let (planning, actor) = server::ctx().await?;
     let form = SaveSeason { id, version, name, thesis, problems, winning, starts_on, ends_on, slope_target };
     let (id, version, input) = match season_form(&form) {
         Ok(parsed) => parsed,
         Err(errors) => return Ok(Outcome::Invalid(errors)),
     };
     let result = match (id, version) {
-        (Some(id), Some(version)) => planning.update_season(org, SeasonId(id), Version(version), &input).await,
-        _ => planning.create_season(org, &input).await,
+        (Some(id), Some(version)) => planning.update_season(&actor, SeasonId(id), Version(version), &input).await,
+        _ => planning.create_season(&actor, &input).await,
     };
     server::write(result, |s| format!("/seasons/{}", s.id))
 }
@@ -454,9 +475,9 @@ pub async fn transition_season(
     to: String,
     retrospective: String,
 ) -> Result<Outcome, ServerFnError> {
-    let (planning, org) = server::ctx()?;
+    let (planning, actor) = server::ctx().await?;
     let input = TransitionInput { to, retrospective };
-    server::write(planning.transition_season(org, SeasonId(id), Version(version), &input).await, |s| {
+    server::write(planning.transition_season(&actor, SeasonId(id), Version(version), &input).await, |s| {
         format!("/seasons/{}", s.id)
     })
 }
@@ -473,15 +494,15 @@ pub async fn save_objective(
     owner: String,
     weight: String,
 ) -> Result<Outcome, ServerFnError> {
-    let (planning, org) = server::ctx()?;
+    let (planning, actor) = server::ctx().await?;
     let form = SaveObjective { season_id, id, version, quarter, title, description, commitment, owner, weight };
     let (season_id, id, version, input) = match objective_form(&form) {
         Ok(parsed) => parsed,
         Err(errors) => return Ok(Outcome::Invalid(errors)),
     };
     let result = match (id, version) {
-        (Some(id), Some(version)) => planning.update_objective(org, ObjectiveId(id), Version(version), &input).await,
-        _ => planning.create_objective(org, SeasonId(season_id), &input).await,
+        (Some(id), Some(version)) => planning.update_objective(&actor, ObjectiveId(id), Version(version), &input).await,
+        _ => planning.create_objective(&actor, SeasonId(season_id), &input).await,
     };
     server::write(result, |o| format!("/seasons/{}#objective-{}", o.season_id, o.id))
 }
@@ -544,7 +565,7 @@ pub async fn save_key_result(
     confidence: String,
     metric: String,
 ) -> Result<Outcome, ServerFnError> {
-    let (planning, org) = server::ctx()?;
+    let (planning, actor) = server::ctx().await?;
     let form = SaveKeyResult {
         objective_id,
         id,
@@ -566,8 +587,10 @@ pub async fn save_key_result(
         Err(errors) => return Ok(Outcome::Invalid(errors)),
     };
     let result = match (id, version) {
-        (Some(id), Some(version)) => planning.update_key_result(org, KeyResultId(id), Version(version), &input).await,
-        _ => planning.create_key_result(org, ObjectiveId(objective_id), &input).await,
+        (Some(id), Some(version)) => {
+            planning.update_key_result(&actor, KeyResultId(id), Version(version), &input).await
+        }
+        _ => planning.create_key_result(&actor, ObjectiveId(objective_id), &input).await,
     };
     server::write(result, |k| format!("/key-results/{}", k.id))
 }
@@ -601,7 +624,7 @@ pub async fn record_check_in(
     note: String,
     author: String,
 ) -> Result<Outcome, ServerFnError> {
-    let (planning, org) = server::ctx()?;
+    let (planning, actor) = server::ctx().await?;
     let form = RecordCheckIn { subject_kind, subject_id, value, done, confidence, note, author };
     let (kind, id, input) = match check_in_form(&form) {
         Ok(parsed) => parsed,
@@ -609,10 +632,10 @@ pub async fn record_check_in(
     };
     let (result, path) = match kind {
         SubjectKind::KeyResult => {
-            (planning.check_in_key_result(org, KeyResultId(id), &input).await, format!("/key-results/{id}"))
+            (planning.check_in_key_result(&actor, KeyResultId(id), &input).await, format!("/key-results/{id}"))
         }
         SubjectKind::SquadGoal => {
-            (planning.check_in_goal(org, SquadGoalId(id), &input).await, format!("/squad-goals/{id}"))
+            (planning.check_in_goal(&actor, SquadGoalId(id), &input).await, format!("/squad-goals/{id}"))
         }
     };
     server::write(result, |_| path)
@@ -646,15 +669,15 @@ pub async fn save_squad(
     unit: String,
     capacity: String,
 ) -> Result<Outcome, ServerFnError> {
-    let (planning, org) = server::ctx()?;
+    let (planning, actor) = server::ctx().await?;
     let form = SaveSquad { id, version, name, unit, capacity };
     let (id, version, input) = match squad_form(&form) {
         Ok(parsed) => parsed,
         Err(errors) => return Ok(Outcome::Invalid(errors)),
     };
     let result = match (id, version) {
-        (Some(id), Some(version)) => planning.update_squad(org, SquadId(id), Version(version), &input).await,
-        _ => planning.create_squad(org, &input).await,
+        (Some(id), Some(version)) => planning.update_squad(&actor, SquadId(id), Version(version), &input).await,
+        _ => planning.create_squad(&actor, &input).await,
     };
     server::write(result, |s| format!("/squads#squad-{}", s.id))
 }
@@ -695,7 +718,7 @@ pub async fn save_goal(
     unit: String,
     metric: String,
 ) -> Result<Outcome, ServerFnError> {
-    let (planning, org) = server::ctx()?;
+    let (planning, actor) = server::ctx().await?;
     let form = SaveGoal {
         metric,
         squad_id,
@@ -723,8 +746,8 @@ pub async fn save_goal(
         Err(errors) => return Ok(Outcome::Invalid(errors)),
     };
     let result = match (id, version) {
-        (Some(id), Some(version)) => planning.update_goal(org, SquadGoalId(id), Version(version), &input).await,
-        _ => planning.create_goal(org, SquadId(squad_id), &input).await,
+        (Some(id), Some(version)) => planning.update_goal(&actor, SquadGoalId(id), Version(version), &input).await,
+        _ => planning.create_goal(&actor, SquadId(squad_id), &input).await,
     };
     server::write(result, |g| format!("/squad-goals/{}", g.id))
 }
@@ -955,15 +978,15 @@ mod runner_views {
 
 #[server]
 pub async fn load_jobs() -> Result<Vec<JobRow>, ServerFnError> {
-    let (runner, org) = server::runner()?;
-    Ok(server::read(runner.jobs(org, 200).await)?.iter().map(runner_views::job_row).collect())
+    let (runner, actor) = server::runner().await?;
+    Ok(server::read(runner.jobs(&actor, 200).await)?.iter().map(runner_views::job_row).collect())
 }
 
 #[server]
 pub async fn load_job(id: i64) -> Result<JobView, ServerFnError> {
-    let (runner, org) = server::runner()?;
-    let job = server::read(runner.job(org, id).await)?;
-    let points = server::read(runner.job_metrics(org, id, 0).await)?.iter().map(runner_views::step_point).collect();
+    let (runner, actor) = server::runner().await?;
+    let job = server::read(runner.job(&actor, id).await)?;
+    let points = server::read(runner.job_metrics(&actor, id, 0).await)?.iter().map(runner_views::step_point).collect();
     let pretty = |v: &serde_json::Value| serde_json::to_string_pretty(v).unwrap_or_default();
     Ok(JobView {
         job: runner_views::job_row(&job),
@@ -976,21 +999,50 @@ pub async fn load_job(id: i64) -> Result<JobView, ServerFnError> {
 /// Cancels a job from its page; answers the job as it now stands.
 #[server]
 pub async fn cancel_job(id: i64) -> Result<JobRow, ServerFnError> {
-    let (runner, org) = server::runner()?;
-    let job = runner.cancel(org, id).await.map_err(|e| ServerFnError::new(e.to_string()))?;
+    let (runner, actor) = server::runner().await?;
+    let job = runner.cancel(&actor, id).await.map_err(|e| ServerFnError::new(e.to_string()))?;
     Ok(runner_views::job_row(&job))
 }
 
 #[server]
 pub async fn load_models() -> Result<ModelsView, ServerFnError> {
-    let (runner, org) = server::runner()?;
-    let models = server::read(runner.models(org, None).await)?;
-    let aliases = server::read(runner.aliases(org, None).await)?;
-    let promotions = server::read(runner.promotions(org, None).await)?;
-    let datasets = server::read(runner.datasets(org).await)?;
+    let (runner, actor) = server::runner().await?;
+    let models = server::read(runner.models(&actor, None).await)?;
+    let aliases = server::read(runner.aliases(&actor, None).await)?;
+    let promotions = server::read(runner.promotions(&actor, None).await)?;
+    let datasets = server::read(runner.datasets(&actor).await)?;
     Ok(ModelsView {
         models: models.iter().map(|m| runner_views::model_row(m, &models, &aliases)).collect(),
         promotions: promotions.iter().map(|p| runner_views::promotion_row(p, &models)).collect(),
         datasets: datasets.iter().map(runner_views::dataset_row).collect(),
     })
+}
+
+// ---- access --------------------------------------------------------------------------------------
+
+/// An audit trail as a page shows it: what it covers and the records, newest first.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AuditView {
+    pub scope: String,
+    pub records: Vec<AuditRecord>,
+}
+
+#[server]
+pub async fn load_audit(entity: Option<String>, id: Option<i64>) -> Result<AuditView, ServerFnError> {
+    let (access, actor) = server::access().await?;
+    let scope = match (&entity, id) {
+        (Some(e), Some(i)) => format!("Changes of {} {i}", e.replace('_', " ")),
+        _ => "The latest 200 changes in this organisation".to_owned(),
+    };
+    let filter = entity.as_deref().zip(id);
+    let records = server::read(access.audit(&actor, filter, None, 200).await)?;
+    Ok(AuditView { scope, records })
+}
+
+#[server]
+pub async fn load_members() -> Result<(Vec<Member>, Vec<ApiToken>), ServerFnError> {
+    let (access, actor) = server::access().await?;
+    let members = server::read(access.members(&actor).await)?;
+    let tokens = server::read(access.tokens(&actor).await)?;
+    Ok((members, tokens))
 }

@@ -24,7 +24,34 @@ pub struct ServerCtx {
     pub planning: slope_service::Planning,
     pub loops: slope_service::Loops,
     pub runner: slope_service::Runner,
-    pub org: slope_domain::OrgId,
+    pub access: slope_service::Access,
+    /// The demo accounts' passwords are shown on the sign-in page only in demo mode.
+    pub demo: bool,
+}
+
+/// Who sent the request, as the server's authentication layer found it (a session cookie or a bearer
+/// token); put on every request, so pages and server functions read it from the request parts.
+#[cfg(feature = "ssr")]
+#[derive(Clone, Debug)]
+pub struct Authenticated(pub Option<slope_domain::Actor>);
+
+/// The signed-in actor of the request being rendered. Pages use it only to leave out controls the
+/// actor may not use; the service layer enforces the rule whatever the page shows.
+pub(crate) fn signed_in() -> Option<slope_domain::Actor> {
+    #[cfg(feature = "ssr")]
+    {
+        use_context::<http::request::Parts>()
+            .and_then(|p| p.extensions.get::<Authenticated>().and_then(|a| a.0.clone()))
+    }
+    #[cfg(not(feature = "ssr"))]
+    {
+        None
+    }
+}
+
+/// Whether the signed-in actor may do `action`; false when nobody is signed in.
+pub(crate) fn may(action: slope_domain::Action) -> bool {
+    signed_in().is_some_and(|a| a.can(action))
 }
 
 /// Marks the response being rendered as 404 Not Found; outside server rendering it does nothing.
@@ -71,7 +98,9 @@ pub fn App() -> impl IntoView {
                     <A href="/loops">"Loops"</A>
                     <A href="/jobs">"Jobs"</A>
                     <A href="/models">"Models"</A>
+                    <A href="/audit">"Audit"</A>
                 </nav>
+                <SignedInAs/>
             </header>
             <main id="main">
                 // Every page renders completely on the server before its response starts (async mode),
@@ -98,6 +127,9 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("/jobs") view=JobsPage ssr=SsrMode::Async/>
                     <Route path=path!("/jobs/:id") view=JobPage ssr=SsrMode::Async/>
                     <Route path=path!("/models") view=ModelsPage ssr=SsrMode::Async/>
+                    <Route path=path!("/login") view=LoginPage ssr=SsrMode::Async/>
+                    <Route path=path!("/audit") view=AuditPage ssr=SsrMode::Async/>
+                    <Route path=path!("/members") view=MembersPage ssr=SsrMode::Async/>
                 </Routes>
             </main>
         </Router>

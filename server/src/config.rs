@@ -39,6 +39,9 @@ pub struct Config {
     pub base_model: Option<PathBuf>,
     /// Seconds between upkeep rounds (materialising, compaction, turning served suggestions into events).
     pub upkeep_seconds: u64,
+    /// Mark session cookies `Secure`. Turn on whenever users reach Slope over HTTPS (also behind a
+    /// TLS-terminating proxy); browsers then never send the cookie over plain HTTP.
+    pub secure_cookies: bool,
 }
 
 impl Default for Config {
@@ -55,6 +58,7 @@ impl Default for Config {
             job_lease_seconds: 30,
             base_model: Some(PathBuf::from("models/base")),
             upkeep_seconds: 60,
+            secure_cookies: false,
         }
     }
 }
@@ -103,6 +107,7 @@ impl Config {
                 "JOB_LEASE_SECONDS",
                 "BASE_MODEL",
                 "UPKEEP_SECONDS",
+                "SECURE_COOKIES",
             ]))
             .merge(Serialized::defaults(overrides))
             .extract()

@@ -11,6 +11,7 @@ use std::time::Duration;
 use indicatif::{ProgressBar, ProgressStyle};
 use slope::DEFAULT_ORG;
 use slope::config::Config;
+use slope_domain::Actor;
 use slope_metrics::events::Format;
 use slope_service::{BatchInput, ServiceError};
 
@@ -43,6 +44,8 @@ pub async fn run(
     }
     let (_store, loops) = crate::open_loops(&config).await?;
     let org = loops.store().ensure_org(DEFAULT_ORG.0, DEFAULT_ORG.1).await.map_err(|e| e.to_string())?;
+    // The command line works with direct access to the database, so it acts as the system.
+    let actor = Actor::system(org, "cli");
 
     let body = read_with_progress(file, &name)?;
 
@@ -52,12 +55,12 @@ pub async fn run(
     let result = match loop_key {
         Some(loop_key) => {
             spinner.set_message(format!("validating, storing and updating the metrics of {loop_key}"));
-            loops.ingest(org, BatchInput { loop_key, body: &body, format, gzip, idempotency_key }).await
+            loops.ingest(&actor, BatchInput { loop_key, body: &body, format, gzip, idempotency_key }).await
         }
         None => {
             spinner.set_message("validating and storing transactions");
             loops
-                .ingest_transactions(org, BatchInput { loop_key: "", body: &body, format, gzip, idempotency_key })
+                .ingest_transactions(&actor, BatchInput { loop_key: "", body: &body, format, gzip, idempotency_key })
                 .await
         }
     };
@@ -179,13 +182,15 @@ async fn run_in_parts(
 
     let (_store, loops) = crate::open_loops(&config).await?;
     let org = loops.store().ensure_org(DEFAULT_ORG.0, DEFAULT_ORG.1).await.map_err(|e| e.to_string())?;
+    // The command line works with direct access to the database, so it acts as the system.
+    let actor = Actor::system(org, "cli");
     let bar = ProgressBar::new(total_bytes).with_style(style);
     bar.set_message("storing");
     let mut acks = vec![];
     for (i, (part, _)) in parts.iter().enumerate() {
         let key = format!("{base}-part-{}", i + 1);
         let input = BatchInput { loop_key, body: part, format, gzip: false, idempotency_key: Some(&key) };
-        let ack = loops.ingest(org, input).await.map_err(|e| format!("{name}, part {}: {e}", i + 1))?;
+        let ack = loops.ingest(&actor, input).await.map_err(|e| format!("{name}, part {}: {e}", i + 1))?;
         acks.push(ack);
         bar.inc(part.len() as u64);
     }

@@ -1,6 +1,7 @@
 //! The Slope server: HTTP routes (pages, server functions, REST API, health) and start-up.
 
 pub mod api;
+pub mod auth;
 pub mod config;
 
 use std::net::SocketAddr;
@@ -12,26 +13,46 @@ use axum::routing::{any, get};
 use leptos::prelude::*;
 use leptos_axum::{LeptosRoutes, generate_route_list, handle_server_fns_with_context};
 use slope_app::{App, ServerCtx, shell};
-use slope_domain::OrgId;
-use slope_service::{Loops, Planning, Runner};
+use slope_service::{Access, Loops, Planning, Runner};
 use tower_http::compression::CompressionLayer;
 use tower_http::trace::TraceLayer;
 
-/// The organisation every request works in until tenants arrive.
+/// The organisation a fresh installation starts with (and the command line works in by default).
 pub const DEFAULT_ORG: (&str, &str) = ("default", "Default organisation");
 
-/// Builds every route of the server around the planning and loop metrics services.
-pub fn router(
-    planning: Planning,
-    loops: Loops,
-    runner: Runner,
-    org: OrgId,
-    site_root: &str,
-    addr: SocketAddr,
-) -> Router {
+/// The services a server runs, shared by every route.
+#[derive(Clone)]
+pub struct Services {
+    pub planning: Planning,
+    pub loops: Loops,
+    pub runner: Runner,
+    pub access: Access,
+}
+
+/// Settings of the router that are not services.
+pub struct RouterSettings<'a> {
+    pub site_root: &'a str,
+    pub addr: SocketAddr,
+    /// The sign-in page lists the demo accounts.
+    pub demo: bool,
+    /// Session cookies are marked `Secure` (Slope is served over TLS).
+    pub secure_cookies: bool,
+}
+
+/// Builds every route of the server around its services.
+pub fn router(services: Services, settings: RouterSettings<'_>) -> Router {
+    let Services { planning, loops, runner, access } = services;
+    let RouterSettings { site_root, addr, demo, secure_cookies } = settings;
     let leptos_options =
         LeptosOptions::builder().output_name("slope").site_root(site_root).site_pkg_dir("pkg").site_addr(addr).build();
-    let ctx = ServerCtx { planning: planning.clone(), loops: loops.clone(), runner: runner.clone(), org };
+    let ctx = ServerCtx {
+        planning: planning.clone(),
+        loops: loops.clone(),
+        runner: runner.clone(),
+        access: access.clone(),
+        demo,
+    };
+    let auth_state = auth::AuthState { access: access.clone(), secure_cookies };
     // Server functions and server-side rendering must see the same context: a page rendered on the
     // server calls the same functions that the browser later calls over HTTP.
     let provide = move || provide_context(ctx.clone());
@@ -46,16 +67,22 @@ pub fn router(
             move || shell(options.clone())
         })
         .fallback(leptos_axum::file_and_error_handler(shell))
-        .with_state(leptos_options);
+        .with_state(leptos_options)
+        .layer(axum::middleware::from_fn(auth::require_sign_in));
 
+    let planning_for_ready = planning.clone();
     Router::new()
-        .route("/healthz", get(|| async { "ok" }))
-        .route("/readyz", get(readyz).with_state(planning.clone()))
-        .nest("/api/v1", api::router(api::ApiState { planning, loops, runner, org }))
+        .nest("/api/v1", api::router(api::ApiState { planning, loops, runner, access }))
         // Without this, an unknown `/api/v1/…` path would fall to the server functions' catch-all below
         // and answer like a missing server function instead of the API's JSON 404.
         .route("/api/v1/{*rest}", any(|| async { api::ApiError::not_found("no such API route") }))
+        .route("/auth/login", axum::routing::post(auth::sign_in).with_state(auth_state.clone()))
+        .route("/auth/logout", axum::routing::post(auth::sign_out).with_state(auth_state.clone()))
         .merge(pages)
+        // Every route but the health checks learns who is asking first.
+        .layer(axum::middleware::from_fn_with_state(auth_state, auth::authenticate))
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz).with_state(planning_for_ready))
         .layer(CompressionLayer::new())
         .layer(TraceLayer::new_for_http())
 }

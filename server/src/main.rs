@@ -5,12 +5,14 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 
+mod admin_cli;
 mod ingest_cli;
 mod metrics_cli;
 mod runner_cli;
 use slope::config::{Config, LogFormat, Overrides, redact};
-use slope::{DEFAULT_ORG, router};
-use slope_service::{Loops, Planning, Runner, SegmentStore, Store, demo};
+use slope::{DEFAULT_ORG, RouterSettings, Services, router};
+use slope_domain::Actor;
+use slope_service::{Access, Loops, Planning, Runner, SegmentStore, Store, demo};
 use tokio::net::TcpListener;
 
 /// Slope: plan seasons, OKRs and squad goals, grounded in the metrics of your product's loop.
@@ -110,6 +112,20 @@ enum Command {
         #[arg(long, default_value_t = 1)]
         slots: usize,
     },
+    /// Organisations' admins and members, with direct access to the database.
+    Admin {
+        #[command(flatten)]
+        db: DbArgs,
+        #[command(subcommand)]
+        command: admin_cli::AdminCommand,
+    },
+    /// API tokens for scripts and ingestion (`Authorization: Bearer …`).
+    Token {
+        #[command(flatten)]
+        db: DbArgs,
+        #[command(subcommand)]
+        command: admin_cli::TokenCommand,
+    },
 }
 
 #[derive(Args)]
@@ -148,7 +164,9 @@ fn main() -> ExitCode {
         | Command::Ingest { db, .. }
         | Command::Runner { db, .. }
         | Command::Datasets { db, .. }
-        | Command::Worker { db, .. } => db.apply(&mut overrides),
+        | Command::Worker { db, .. }
+        | Command::Admin { db, .. }
+        | Command::Token { db, .. } => db.apply(&mut overrides),
         Command::Metrics { .. } => {}
     }
     let config = match Config::load(cli.config.as_deref(), &overrides) {
@@ -190,6 +208,8 @@ fn main() -> ExitCode {
             Command::Runner { command, .. } => runner_cli::run_runner(config, command).await,
             Command::Datasets { command, .. } => runner_cli::run_datasets(config, command).await,
             Command::Worker { slots, .. } => runner_cli::run_worker(config, slots).await,
+            Command::Admin { command, .. } => admin_cli::run_admin(config, command).await,
+            Command::Token { command, .. } => admin_cli::run_token(config, command).await,
             _ => serve(config).await,
         }
     });
@@ -224,6 +244,11 @@ async fn migrate(config: Config) -> Result<Store, String> {
     Ok(store)
 }
 
+/// The configured database, migrated.
+pub(crate) async fn open_store(config: &Config) -> Result<Store, String> {
+    migrate(config.clone()).await
+}
+
 /// The loop metrics service over the configured database and event store.
 pub(crate) async fn open_loops(config: &Config) -> Result<(Store, Loops), String> {
     let store = migrate(config.clone()).await?;
@@ -240,7 +265,7 @@ pub(crate) fn open_runner(config: &Config, store: Store, loops: Loops) -> Result
 /// Background upkeep of the event store: materialise what a crash left unmaterialised, compact small
 /// segments, delete retired files, and turn served suggestions into events. Every server may run it;
 /// the manifest arbitrates.
-fn spawn_upkeep(loops: Loops, runner: Runner, org: slope_domain::OrgId, every: u64) {
+fn spawn_upkeep(loops: Loops, runner: Runner, access: Access, every: u64) {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(std::time::Duration::from_secs(every.max(1)));
         loop {
@@ -253,13 +278,25 @@ fn spawn_upkeep(loops: Loops, runner: Runner, org: slope_domain::OrgId, every: u
             if let Err(e) = loops.materialize_pending(None).await {
                 tracing::warn!(error = %e, "materialising pending segments failed");
             }
-            if let Err(e) = loops.catch_up(org).await {
-                tracing::warn!(error = %e, "filling in trailing-window metrics failed");
+            let orgs = match loops.store().list_orgs().await {
+                Ok(orgs) => orgs,
+                Err(e) => {
+                    tracing::warn!(error = %e, "listing organisations failed");
+                    continue;
+                }
+            };
+            for org in orgs {
+                if let Err(e) = loops.catch_up(org).await {
+                    tracing::warn!(error = %e, %org, "filling in trailing-window metrics failed");
+                }
+                match loops.compact(org).await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(segments = n, %org, "compacted event segments"),
+                    Err(e) => tracing::warn!(error = %e, %org, "compaction failed"),
+                }
             }
-            match loops.compact(org).await {
-                Ok(0) => {}
-                Ok(n) => tracing::info!(segments = n, "compacted event segments"),
-                Err(e) => tracing::warn!(error = %e, "compaction failed"),
+            if let Err(e) = access.purge().await {
+                tracing::warn!(error = %e, "removing expired sessions failed");
             }
         }
     });
@@ -269,19 +306,27 @@ async fn serve(config: Config) -> Result<(), String> {
     let (store, loops) = open_loops(&config).await?;
     let org = store.ensure_org(DEFAULT_ORG.0, DEFAULT_ORG.1).await.map_err(|e| e.to_string())?;
     let planning = Planning::new(store.clone());
+    let access = Access::new(store.clone());
     let runner = open_runner(&config, store.clone(), loops.clone())?;
-    // An empty setting (SLOPE_BASE_MODEL=) turns the shipped base model off.
+    // Every organisation gets the shipped base model; an empty setting (SLOPE_BASE_MODEL=) turns it off.
     if let Some(dir) = config.base_model.as_ref().filter(|d| d.join("model.safetensors").is_file()) {
-        match runner.import_model(org, "base", dir, None).await {
-            Ok(m) => tracing::info!(model = m.id, dir = %dir.display(), "base model registered"),
-            Err(e) => tracing::warn!(error = %e, dir = %dir.display(), "the base model could not be registered"),
+        for org in store.list_orgs().await.map_err(|e| e.to_string())? {
+            match runner.import_model(&Actor::system(org, "serve"), "base", dir, None).await {
+                Ok(m) => tracing::info!(model = m.id, %org, dir = %dir.display(), "base model registered"),
+                Err(e) => tracing::warn!(error = %e, dir = %dir.display(), "the base model could not be registered"),
+            }
         }
     }
     if config.demo {
         let today = chrono::Utc::now().date_naive();
-        if demo::seed(&planning, org, today).await.map_err(|e| format!("demo data: {e}"))? {
-            demo::seed_loop(&planning, &loops, org, today).await.map_err(|e| format!("demo loop: {e}"))?;
+        let system = Actor::system(org, "demo");
+        if demo::seed(&planning, &system, today).await.map_err(|e| format!("demo data: {e}"))? {
+            demo::seed_loop(&planning, &loops, &system, today).await.map_err(|e| format!("demo loop: {e}"))?;
             tracing::info!("demo data seeded");
+        }
+        demo::seed_accounts(&access, &planning, &system).await.map_err(|e| format!("demo accounts: {e}"))?;
+        for account in &demo::DEMO_ACCOUNTS {
+            tracing::info!(role = %account.role, email = account.email, password = account.password, "demo account");
         }
     }
     let listener =
@@ -299,15 +344,22 @@ async fn serve(config: Config) -> Result<(), String> {
     if let Err(e) = loops.materialize_pending(None).await {
         tracing::warn!(error = %e, "materialising pending segments failed; the upkeep will retry");
     }
-    spawn_upkeep(loops.clone(), runner.clone(), org, config.upkeep_seconds);
+    spawn_upkeep(loops.clone(), runner.clone(), access.clone(), config.upkeep_seconds);
     if config.workers > 0 {
         slope_service::spawn_workers(runner.clone(), "serve", config.workers, std::time::Duration::from_secs(1));
     }
-    let app = router(planning, loops, runner, org, &site_root, addr);
+    let app = router(
+        Services { planning, loops, runner, access },
+        RouterSettings { site_root: &site_root, addr, demo: config.demo, secure_cookies: config.secure_cookies },
+    );
     // Scripts and tests read this line to learn the port when it was chosen by the system.
     println!("slope listening on http://{addr}");
     tracing::info!(%addr, database = %redact(&config.database_url()), "listening");
-    axum::serve(listener, app).with_graceful_shutdown(shutdown()).await.map_err(|e| e.to_string())?;
+    // The peer address is what sign-in attempts are counted by.
+    axum::serve(listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>())
+        .with_graceful_shutdown(shutdown())
+        .await
+        .map_err(|e| e.to_string())?;
     store.close().await;
     tracing::info!("stopped");
     Ok(())

@@ -10,7 +10,7 @@ use clap::{Args, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use slope::DEFAULT_ORG;
 use slope::config::Config;
-use slope_domain::OrgId;
+use slope_domain::Actor;
 use slope_runner::eval::EvalConfig;
 use slope_runner::{ModelConfig, RewardSpec, TrainConfig};
 use slope_service::{JobRequest, Runner, ServiceError};
@@ -163,14 +163,15 @@ fn print_json<T: serde::Serialize>(value: &T) -> Result<(), String> {
     Ok(())
 }
 
-async fn open(config: &Config) -> Result<(Runner, OrgId), String> {
+async fn open(config: &Config) -> Result<(Runner, Actor), String> {
     let (store, loops) = crate::open_loops(config).await?;
     let org = store.ensure_org(DEFAULT_ORG.0, DEFAULT_ORG.1).await.map_err(|e| e.to_string())?;
-    Ok((crate::open_runner(config, store, loops)?, org))
+    // The command line works with direct access to the database, so it acts as the system.
+    Ok((crate::open_runner(config, store, loops)?, Actor::system(org, "cli")))
 }
 
 pub async fn run_runner(config: Config, command: RunnerCommand) -> Result<(), String> {
-    let (runner, org) = open(&config).await?;
+    let (runner, actor) = open(&config).await?;
     match command {
         RunnerCommand::Train(a) => {
             let a = *a;
@@ -208,7 +209,7 @@ pub async fn run_runner(config: Config, command: RunnerCommand) -> Result<(), St
                 train,
                 ..Default::default()
             };
-            run_job(&runner, org, &request, a.queue, a.json).await
+            run_job(&runner, &actor, &request, a.queue, a.json).await
         }
         RunnerCommand::Eval { model, held_out, reward, queue, json } => {
             let reward: Option<RewardSpec> = reward.as_ref().map(read_json).transpose()?;
@@ -220,10 +221,10 @@ pub async fn run_runner(config: Config, command: RunnerCommand) -> Result<(), St
                 eval: EvalConfig::default(),
                 ..Default::default()
             };
-            run_job(&runner, org, &request, queue, json).await
+            run_job(&runner, &actor, &request, queue, json).await
         }
         RunnerCommand::Promote { loop_key, model, json } => {
-            let outcome = runner.promote(org, &loop_key, model).await.map_err(show)?;
+            let outcome = runner.promote(&actor, &loop_key, model).await.map_err(show)?;
             if json {
                 print_json(&outcome)?;
             } else {
@@ -233,7 +234,7 @@ pub async fn run_runner(config: Config, command: RunnerCommand) -> Result<(), St
             if outcome.accepted { Ok(()) } else { Err(format!("the gate refused model {model}")) }
         }
         RunnerCommand::Import { dir, name, loop_key, json } => {
-            let record = runner.import_model(org, &name, &dir, loop_key.as_deref()).await.map_err(show)?;
+            let record = runner.import_model(&actor, &name, &dir, loop_key.as_deref()).await.map_err(show)?;
             if json {
                 print_json(&record)
             } else {
@@ -242,8 +243,8 @@ pub async fn run_runner(config: Config, command: RunnerCommand) -> Result<(), St
             }
         }
         RunnerCommand::Models { loop_key, json } => {
-            let models = runner.models(org, loop_key.as_deref()).await.map_err(show)?;
-            let aliases = runner.aliases(org, loop_key.as_deref()).await.map_err(show)?;
+            let models = runner.models(&actor, loop_key.as_deref()).await.map_err(show)?;
+            let aliases = runner.aliases(&actor, loop_key.as_deref()).await.map_err(show)?;
             if json {
                 return print_json(&serde_json::json!({ "models": models, "aliases": aliases }));
             }
@@ -268,7 +269,7 @@ pub async fn run_runner(config: Config, command: RunnerCommand) -> Result<(), St
             Ok(())
         }
         RunnerCommand::Jobs { json } => {
-            let jobs = runner.jobs(org, 100).await.map_err(show)?;
+            let jobs = runner.jobs(&actor, 100).await.map_err(show)?;
             if json {
                 return print_json(&jobs);
             }
@@ -286,7 +287,7 @@ pub async fn run_runner(config: Config, command: RunnerCommand) -> Result<(), St
             Ok(())
         }
         RunnerCommand::Cancel { id } => {
-            let job = runner.cancel(org, id).await.map_err(show)?;
+            let job = runner.cancel(&actor, id).await.map_err(show)?;
             println!(
                 "job {id}: {}{}",
                 job.status,
@@ -301,12 +302,12 @@ pub async fn run_runner(config: Config, command: RunnerCommand) -> Result<(), St
 /// its step metrics.
 async fn run_job(
     runner: &Runner,
-    org: OrgId,
+    actor: &Actor,
     request: &JobRequest,
     queue_only: bool,
     json: bool,
 ) -> Result<(), String> {
-    let job = runner.submit(org, request).await.map_err(show)?;
+    let job = runner.submit(&actor, request).await.map_err(show)?;
     if queue_only {
         if json {
             return print_json(&job);
@@ -335,7 +336,7 @@ async fn run_job(
     let mut after = 0;
     while !task.is_finished() {
         tokio::time::sleep(Duration::from_millis(300)).await;
-        if let Ok(metrics) = runner.job_metrics(org, job.id, after).await
+        if let Ok(metrics) = runner.job_metrics(&actor, job.id, after).await
             && let Some(last) = metrics.last()
         {
             after = last.step;
@@ -364,10 +365,10 @@ async fn run_job(
 }
 
 pub async fn run_datasets(config: Config, command: DatasetsCommand) -> Result<(), String> {
-    let (runner, org) = open(&config).await?;
+    let (runner, actor) = open(&config).await?;
     match command {
         DatasetsCommand::Build { loop_key, json } => {
-            let built = runner.build_datasets(org, &loop_key).await.map_err(show)?;
+            let built = runner.build_datasets(&actor, &loop_key).await.map_err(show)?;
             if json {
                 return print_json(&built);
             }
@@ -393,7 +394,7 @@ pub async fn run_datasets(config: Config, command: DatasetsCommand) -> Result<()
             let name =
                 name.unwrap_or_else(|| file.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default());
             let source = serde_json::json!({ "file": file.display().to_string() });
-            let (d, created) = runner.add_dataset(org, &name, &bytes, source).await.map_err(|e| match e {
+            let (d, created) = runner.add_dataset(&actor, &name, &bytes, source).await.map_err(|e| match e {
                 ServiceError::Invalid(fields) => format!("{}: {fields}", file.display()),
                 other => other.to_string(),
             })?;
@@ -405,7 +406,7 @@ pub async fn run_datasets(config: Config, command: DatasetsCommand) -> Result<()
             Ok(())
         }
         DatasetsCommand::List { json } => {
-            let all = runner.datasets(org).await.map_err(show)?;
+            let all = runner.datasets(&actor).await.map_err(show)?;
             if json {
                 return print_json(&all);
             }
@@ -419,7 +420,7 @@ pub async fn run_datasets(config: Config, command: DatasetsCommand) -> Result<()
 
 /// `slope worker`: runs queued jobs until stopped.
 pub async fn run_worker(config: Config, slots: usize) -> Result<(), String> {
-    let (runner, _org) = open(&config).await?;
+    let (runner, _actor) = open(&config).await?;
     let slots = slots.max(1);
     slope_service::spawn_workers(runner, "worker", slots, Duration::from_secs(1));
     println!("slope worker running {slots} slot(s); stop with Ctrl-C");

@@ -8,6 +8,8 @@
 //! The scenarios take the year their seasons live in, because seasons of one organisation never overlap:
 //! that lets the PostgreSQL test run several scenarios one after another against a single server.
 
+mod common;
+
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -159,9 +161,18 @@ impl Server {
         assert!(base.starts_with("http://127.0.0.1:"), "the server bound elsewhere: {base}");
         assert!(!base.ends_with(":0"), "the server printed the requested port, not the one it got: {base}");
 
+        // Requests carry a token with every scope, made the way an operator makes one.
+        let env: Vec<(&str, &str)> = database_url.map(|url| ("DATABASE_URL", url)).into_iter().collect();
+        let token = common::create_token(&process.dir, &env, "read,write,ingest");
+        let mut headers = reqwest::header::HeaderMap::new();
+        headers.insert(reqwest::header::AUTHORIZATION, format!("Bearer {token}").parse().expect("a valid header"));
         // The proxy settings of the environment must not route requests for 127.0.0.1 elsewhere.
-        let client =
-            reqwest::Client::builder().no_proxy().timeout(Duration::from_secs(30)).build().expect("HTTP client");
+        let client = reqwest::Client::builder()
+            .no_proxy()
+            .timeout(Duration::from_secs(30))
+            .default_headers(headers)
+            .build()
+            .expect("HTTP client");
         Server { base, client, server_errors: Mutex::new(vec![]), _process: process }
     }
 

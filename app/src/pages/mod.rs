@@ -1,12 +1,14 @@
 //! One module per area of the product; each page fetches through `crate::api` and renders with
 //! `crate::components`.
 
+mod access;
 mod loops;
 mod okr;
 mod runner;
 mod seasons;
 mod squads;
 
+pub use access::*;
 pub use loops::*;
 pub use okr::*;
 pub use runner::*;

@@ -5,6 +5,7 @@
 //! carries) is parsed at the edge into validated specs (`*Spec`) made of newtypes; anything holding a
 //! spec has already passed every rule in here.
 
+pub mod access;
 pub mod checkin;
 pub mod entities;
 pub mod errors;
@@ -20,6 +21,7 @@ pub mod slope;
 pub mod squad;
 pub mod views;
 
+pub use access::*;
 pub use checkin::*;
 pub use entities::*;
 pub use errors::*;

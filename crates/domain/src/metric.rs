@@ -88,6 +88,25 @@ impl Key {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// A key made from a title (`"Ship agents, v2"` → `ship-agents-v2`), for entities created without
+    /// one: lowercase ASCII letters and digits, every other run of characters one '-', at most 48
+    /// characters so a uniqueness suffix still fits.
+    pub fn from_title(title: &str) -> Key {
+        let mut key = String::new();
+        for c in title.chars().flat_map(char::to_lowercase) {
+            if c.is_ascii_lowercase() || c.is_ascii_digit() {
+                key.push(c);
+            } else if !key.is_empty() && !key.ends_with('-') {
+                key.push('-');
+            }
+            if key.len() >= 48 {
+                break;
+            }
+        }
+        let key = key.trim_end_matches('-');
+        Key(if key.is_empty() { "x".to_owned() } else { key.to_owned() })
+    }
 }
 
 impl std::fmt::Display for Key {

@@ -13,6 +13,10 @@ use crate::quarter::Quarter;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Objective {
     pub id: ObjectiveId,
+    /// The stable key that names the entity in plan files and the API; unique per organisation and kind.
+    /// Revisions written before keys existed have none, hence the default.
+    #[serde(default)]
+    pub key: String,
     pub org_id: OrgId,
     pub season_id: SeasonId,
     pub quarter: Quarter,
@@ -100,6 +104,10 @@ impl ObjectiveInput {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct KeyResult {
     pub id: KeyResultId,
+    /// The stable key that names the entity in plan files and the API; unique per organisation and kind.
+    /// Revisions written before keys existed have none, hence the default.
+    #[serde(default)]
+    pub key: String,
     pub org_id: OrgId,
     pub objective_id: ObjectiveId,
     pub title: String,

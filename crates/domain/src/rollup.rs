@@ -110,6 +110,7 @@ mod tests {
         let now = Utc::now();
         Season {
             id: SeasonId(1),
+            key: format!("k{}", 1),
             org_id: OrgId(1),
             name: "S".into(),
             thesis: "t".into(),
@@ -130,6 +131,7 @@ mod tests {
         let now = Utc::now();
         Objective {
             id: ObjectiveId(id),
+            key: format!("k{}", id),
             org_id: OrgId(1),
             season_id: SeasonId(1),
             quarter: Quarter { year: 2027, q: 1 },
@@ -148,6 +150,7 @@ mod tests {
         let now = Utc::now();
         KeyResult {
             id: KeyResultId(id),
+            key: format!("k{}", id),
             org_id: OrgId(1),
             objective_id: ObjectiveId(objective),
             title: "k".into(),

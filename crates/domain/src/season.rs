@@ -47,6 +47,10 @@ impl From<SlopeTarget> for f64 {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Season {
     pub id: SeasonId,
+    /// The stable key that names the entity in plan files and the API; unique per organisation and kind.
+    /// Revisions written before keys existed have none, hence the default.
+    #[serde(default)]
+    pub key: String,
     pub org_id: OrgId,
     pub name: String,
     pub thesis: String,
@@ -241,6 +245,7 @@ mod tests {
         let now = Utc::now();
         Season {
             id: SeasonId(id),
+            key: format!("k{}", id),
             org_id: OrgId(1),
             name: name.into(),
             thesis: "t".into(),

@@ -130,6 +130,7 @@ mod tests {
     fn squad(id: i64, unit: &str) -> Squad {
         Squad {
             id: SquadId(id),
+            key: format!("k{}", id),
             org_id: OrgId(1),
             name: format!("S{id}"),
             unit: unit.into(),
@@ -150,6 +151,7 @@ mod tests {
     ) -> SquadGoal {
         SquadGoal {
             id: SquadGoalId(1),
+            key: format!("k{}", 1),
             org_id: OrgId(1),
             squad_id: SquadId(squad),
             key_result_id: KeyResultId(1),

@@ -12,6 +12,10 @@ use crate::newtypes::{Checker, DateRange, PersonWeeks, Prose, Title};
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Squad {
     pub id: SquadId,
+    /// The stable key that names the entity in plan files and the API; unique per organisation and kind.
+    /// Revisions written before keys existed have none, hence the default.
+    #[serde(default)]
+    pub key: String,
     pub org_id: OrgId,
     pub name: String,
     /// The organisation unit the squad belongs to; free text until units are modelled.
@@ -63,6 +67,10 @@ impl SquadInput {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SquadGoal {
     pub id: SquadGoalId,
+    /// The stable key that names the entity in plan files and the API; unique per organisation and kind.
+    /// Revisions written before keys existed have none, hence the default.
+    #[serde(default)]
+    pub key: String,
     pub org_id: OrgId,
     pub squad_id: SquadId,
     pub key_result_id: KeyResultId,

@@ -5,10 +5,74 @@
 use chrono::{Datelike, Duration, NaiveDate};
 use slope_domain::*;
 
-use crate::{BatchInput, Loops, Planning, Result};
+use crate::{Access, BatchInput, Loops, Planning, Result};
 
 /// The demo organisation's slug.
 pub const DEMO_ORG: &str = "demo";
+
+/// A demo account. Its password is public (the sign-in page of a demo server lists it), which is why
+/// demo accounts exist only in demo mode.
+pub struct DemoAccount {
+    pub role: Role,
+    pub email: &'static str,
+    pub name: &'static str,
+    pub password: &'static str,
+    /// For the squad member: the squad they work in.
+    pub squad: Option<&'static str>,
+}
+
+/// One account per role, so each role's view of the product can be tried.
+pub const DEMO_ACCOUNTS: [DemoAccount; 4] = [
+    DemoAccount {
+        role: Role::Admin,
+        email: "admin@demo.slope",
+        name: "Ada Admin",
+        password: "demo-admin-pass",
+        squad: None,
+    },
+    DemoAccount {
+        role: Role::Leader,
+        email: "leader@demo.slope",
+        name: "Lee Leader",
+        password: "demo-leader-pass",
+        squad: None,
+    },
+    DemoAccount {
+        role: Role::SquadMember,
+        email: "member@demo.slope",
+        name: "Sam Member",
+        password: "demo-member-pass",
+        squad: Some("Agents"),
+    },
+    DemoAccount {
+        role: Role::Exec,
+        email: "exec@demo.slope",
+        name: "Eve Exec",
+        password: "demo-exec-pass",
+        squad: None,
+    },
+];
+
+/// Creates the demo accounts that do not exist yet (after [`seed`], which makes the squads they join).
+pub async fn seed_accounts(access: &Access, planning: &Planning, actor: &Actor) -> Result<()> {
+    let squads = planning.list_squads(actor).await?;
+    let known = access.members(actor).await?;
+    for account in &DEMO_ACCOUNTS {
+        if known.iter().any(|m| m.email == account.email) {
+            continue;
+        }
+        let squads = account.squad.and_then(|name| squads.iter().find(|s| s.name == name)).map(|s| vec![s.id.0]);
+        let input = MemberInput {
+            email: account.email.into(),
+            name: account.name.into(),
+            role: account.role.as_str().into(),
+            squads: squads.unwrap_or_default(),
+            password: Some(account.password.into()),
+        };
+        access.put_member(actor, &input).await?;
+    }
+    Ok(())
+}
 
 fn kr(title: &str, kind: &str, a: Option<f64>, b: Option<f64>, unit: &str) -> KeyResultInput {
     let mut input = KeyResultInput {
@@ -33,8 +97,8 @@ type GoalSeed = (usize, usize, &'static str, i64, i64, Option<(&'static str, &'s
 
 /// Seeds the demo plan when the organisation has no season yet; returns whether it seeded. The season
 /// starts on the first day of `today`'s quarter and runs six months, so the demo is always current.
-pub async fn seed(planning: &Planning, org: OrgId, today: NaiveDate) -> Result<bool> {
-    if !planning.store().list_seasons(org).await?.is_empty() {
+pub async fn seed(planning: &Planning, actor: &Actor, today: NaiveDate) -> Result<bool> {
+    if !planning.store().list_seasons(actor.org).await?.is_empty() {
         return Ok(false);
     }
     let start = Quarter::containing(today).range().start;
@@ -43,7 +107,7 @@ pub async fn seed(planning: &Planning, org: OrgId, today: NaiveDate) -> Result<b
     let q2 = Quarter::containing(end).to_string();
     let season = planning
         .create_season(
-            org,
+            actor,
             &SeasonInput {
                 name: "The advent of agents".into(),
                 thesis: "Clinical documentation is moving from typing with autocomplete to supervising agents that draft whole notes. \
@@ -64,7 +128,7 @@ pub async fn seed(planning: &Planning, org: OrgId, today: NaiveDate) -> Result<b
         .await?;
     let season = planning
         .transition_season(
-            org,
+            actor,
             season.id,
             season.version,
             &TransitionInput { to: "active".into(), retrospective: String::new() },
@@ -118,7 +182,7 @@ pub async fn seed(planning: &Planning, org: OrgId, today: NaiveDate) -> Result<b
     for (quarter, commitment, title, owner, key_results) in objectives {
         let objective = planning
             .create_objective(
-                org,
+                actor,
                 season.id,
                 &ObjectiveInput {
                     quarter: quarter.clone(),
@@ -131,7 +195,7 @@ pub async fn seed(planning: &Planning, org: OrgId, today: NaiveDate) -> Result<b
             )
             .await?;
         for input in key_results {
-            krs.push(planning.create_key_result(org, objective.id, &input).await?);
+            krs.push(planning.create_key_result(actor, objective.id, &input).await?);
         }
     }
 
@@ -146,7 +210,7 @@ pub async fn seed(planning: &Planning, org: OrgId, today: NaiveDate) -> Result<b
     for (name, unit, capacity) in squads {
         squad_ids.push(
             planning
-                .create_squad(org, &SquadInput { name: name.into(), unit: unit.into(), capacity: Some(capacity) })
+                .create_squad(actor, &SquadInput { name: name.into(), unit: unit.into(), capacity: Some(capacity) })
                 .await?
                 .id,
         );
@@ -207,7 +271,7 @@ pub async fn seed(planning: &Planning, org: OrgId, today: NaiveDate) -> Result<b
         let key_result = &krs[kr_index];
         let goal = planning
             .create_goal(
-                org,
+                actor,
                 squad_ids[squad],
                 &SquadGoalInput {
                     key_result_id: Some(key_result.id.0),
@@ -227,7 +291,7 @@ pub async fn seed(planning: &Planning, org: OrgId, today: NaiveDate) -> Result<b
         if status == "done" {
             planning
                 .check_in_goal(
-                    org,
+                    actor,
                     goal.id,
                     &CheckInInput { done: Some(true), author: "Demo".into(), ..Default::default() },
                 )
@@ -242,7 +306,7 @@ pub async fn seed(planning: &Planning, org: OrgId, today: NaiveDate) -> Result<b
     for (index, value, confidence) in values {
         planning
             .check_in_key_result(
-                org,
+                actor,
                 krs[index].id,
                 &CheckInInput {
                     value: Some(value),
@@ -318,8 +382,8 @@ pub const DEMO_EVAL_METRIC: &str = "agent-eval";
 /// acceptance-rate metric (7-day window) feeding the "Character acceptance rate" key result, active
 /// users, week-1 retention, and an eval-score metric with weekly simulated runs feeding "Agent eval
 /// score". Every event and score is simulated; the README says so.
-pub async fn seed_loop(planning: &Planning, loops: &Loops, org: OrgId, today: NaiveDate) -> Result<bool> {
-    if !loops.list_loops(org).await?.is_empty() {
+pub async fn seed_loop(planning: &Planning, loops: &Loops, actor: &Actor, today: NaiveDate) -> Result<bool> {
+    if !loops.list_loops(actor).await?.is_empty() {
         return Ok(false);
     }
     let mut rng = Lcg(20_270_101);
@@ -370,7 +434,7 @@ pub async fn seed_loop(planning: &Planning, loops: &Loops, org: OrgId, today: Na
     }
     loops
         .ingest(
-            org,
+            actor,
             BatchInput {
                 loop_key: DEMO_LOOP,
                 body: lines.as_bytes(),
@@ -390,20 +454,20 @@ pub async fn seed_loop(planning: &Planning, loops: &Loops, org: OrgId, today: Na
     };
     loops
         .create_metric(
-            org,
+            actor,
             &metric(DEMO_ACCEPTANCE_METRIC, "Notes acceptance rate (7 days)", "acceptance-rate", Some(7)),
         )
         .await?;
     loops
-        .create_metric(org, &metric("notes-active-users", "Notes daily active clinicians", "active-users", None))
+        .create_metric(actor, &metric("notes-active-users", "Notes daily active clinicians", "active-users", None))
         .await?;
-    loops.create_metric(org, &metric("notes-retention", "Notes week-1 retention", "retention", None)).await?;
+    loops.create_metric(actor, &metric("notes-retention", "Notes week-1 retention", "retention", None)).await?;
     let eval = MetricInput {
         freshness_hours: Some(24 * 8),
         granularity: "week".into(),
         ..metric(DEMO_EVAL_METRIC, "Agent eval score", "eval-score", None)
     };
-    loops.create_metric(org, &eval).await?;
+    loops.create_metric(actor, &eval).await?;
     let runs: Vec<PointInput> = (0..6)
         .map(|week| {
             // The weekly run is at 06:00; today's has not happened yet when the demo starts before then
@@ -420,17 +484,17 @@ pub async fn seed_loop(planning: &Planning, loops: &Loops, org: OrgId, today: Na
             }
         })
         .collect();
-    loops.push_points(org, DEMO_EVAL_METRIC, &runs).await?;
+    loops.push_points(actor, DEMO_EVAL_METRIC, &runs).await?;
 
     // Link the key results the loop measures.
     for (title, key) in [("Character acceptance rate", DEMO_ACCEPTANCE_METRIC), ("Agent eval score", DEMO_EVAL_METRIC)]
     {
-        let Some(season) = planning.current_season(org).await? else { break };
-        let krs = planning.store().list_key_results(org, season.id).await?;
+        let Some(season) = planning.current_season(actor).await? else { break };
+        let krs = planning.store().list_key_results(actor.org, season.id).await?;
         if let Some(kr) = krs.into_iter().find(|k| k.title == title) {
             let mut input = kr.to_input();
             input.metric = key.into();
-            planning.update_key_result(org, kr.id, kr.version, &input).await?;
+            planning.update_key_result(actor, kr.id, kr.version, &input).await?;
         }
     }
     tracing::info!(events = n, "seeded the demo loop");

@@ -14,8 +14,23 @@ pub enum ServiceError {
     /// A batch of events with invalid rows: the first few, and how many there were.
     #[error("{total} invalid row(s); nothing was stored")]
     InvalidRows { errors: Vec<slope_metrics::events::RowError>, total: usize },
+    /// No valid session or token, or a sign-in with wrong credentials.
+    #[error("{0}")]
+    Unauthorized(String),
+    /// Signed in, but the role or token scope does not allow the action.
+    #[error("{0}")]
+    Forbidden(String),
+    /// Too many failed sign-ins; try again after this many seconds.
+    #[error("too many failed sign-ins; try again in {retry_after_secs} s")]
+    TooManyRequests { retry_after_secs: u64 },
     #[error("internal error")]
     Internal(String),
+}
+
+impl From<slope_domain::Denied> for ServiceError {
+    fn from(denied: slope_domain::Denied) -> Self {
+        ServiceError::Forbidden(denied.0)
+    }
 }
 
 impl From<FieldErrors> for ServiceError {

@@ -1,6 +1,7 @@
 //! Slope's use cases. REST handlers and server functions call this layer and nothing below it, so each
 //! rule is enforced once whatever the entry point.
 
+mod access;
 pub mod demo;
 mod error;
 mod loops;
@@ -8,6 +9,7 @@ mod planning;
 mod runner;
 mod segments;
 
+pub use access::*;
 pub use error::ServiceError;
 pub use loops::*;
 pub use planning::Planning;

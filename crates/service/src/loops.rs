@@ -128,7 +128,8 @@ impl Loops {
     /// not stored twice. The answer comes after the segment is durable and its manifest row committed,
     /// and after the touched buckets of the loop's metrics are recomputed, so what it acknowledges is
     /// already visible on every key result the loop feeds.
-    pub async fn ingest(&self, org: OrgId, input: BatchInput<'_>) -> Result<IngestAck> {
+    pub async fn ingest(&self, actor: &Actor, input: BatchInput<'_>) -> Result<IngestAck> {
+        let org = actor.authorize(Action::Ingest)?;
         let loop_key = Key::parse(input.loop_key).map_err(|m| FieldErrors::single("loop", m))?;
         let (body, content_hash) = unpack(&input)?;
         if let Some(previous) = self.replay(org, loop_key.as_str(), input.idempotency_key, &content_hash).await? {
@@ -179,7 +180,8 @@ impl Loops {
     /// Ingests a batch of transaction events (`event_id`, `customer_id`, `ts`, `amount`) into the
     /// organisation's transaction stream, with the same all-or-nothing, idempotency and duplicate rules
     /// as interaction events. `input.loop_key` is ignored.
-    pub async fn ingest_transactions(&self, org: OrgId, input: BatchInput<'_>) -> Result<IngestAck> {
+    pub async fn ingest_transactions(&self, actor: &Actor, input: BatchInput<'_>) -> Result<IngestAck> {
+        let org = actor.authorize(Action::Ingest)?;
         let (body, content_hash) = unpack(&input)?;
         if let Some(previous) = self.replay(org, TRANSACTIONS, input.idempotency_key, &content_hash).await? {
             return Ok(previous);
@@ -256,7 +258,8 @@ impl Loops {
 
     /// BG/NBD and Gamma-Gamma fitted to the customers of the stored transactions, with predictions per
     /// customer and per monthly cohort over `horizon` periods, discounted at `discount_rate` per period.
-    pub async fn ltv(&self, org: OrgId, period: Period, horizon: usize, discount_rate: f64) -> Result<LtvReport> {
+    pub async fn ltv(&self, actor: &Actor, period: Period, horizon: usize, discount_rate: f64) -> Result<LtvReport> {
+        let org = actor.authorize(Action::Read)?;
         if !(0.0..1.0).contains(&discount_rate) {
             return Err(FieldErrors::single("discount_rate", "must be at least 0 and below 1 (per period)").into());
         }
@@ -423,12 +426,16 @@ impl Loops {
     }
 
     /// Recomputes a computed metric's whole series from every stored event of its loop.
-    pub async fn recompute(&self, org: OrgId, key: &str) -> Result<MetricSeries> {
-        let metric = self.metric(org, key).await?;
+    pub async fn recompute(&self, actor: &Actor, key: &str) -> Result<MetricSeries> {
+        self.recompute_in(actor.authorize(Action::Operate)?, key).await
+    }
+
+    async fn recompute_in(&self, org: OrgId, key: &str) -> Result<MetricSeries> {
+        let metric = self.metric_in(org, key).await?;
         if let Some(loop_key) = metric.loop_key.clone().filter(|_| metric.kind.from_events()) {
             self.run_plans(org, &loop_key, vec![Plan { metric, buckets: vec![], full: true }], &[]).await?;
         }
-        self.series(org, key).await
+        self.series_in(org, key).await
     }
 
     /// Fills in the buckets of trailing-window metrics whose day has come since they were last computed
@@ -524,13 +531,15 @@ impl Loops {
         self.segments.get_all(&rows).await
     }
 
-    pub async fn list_loops(&self, org: OrgId) -> Result<Vec<LoopSummary>> {
+    pub async fn list_loops(&self, actor: &Actor) -> Result<Vec<LoopSummary>> {
+        let org = actor.authorize(Action::Read)?;
         Ok(self.store.list_loops(org).await?)
     }
 
     /// A loop at a glance: its stored events, acceptance per variant and day over the last `days` days
     /// of data, its metrics and recent batches.
-    pub async fn loop_report(&self, org: OrgId, loop_key: &str, days: i64) -> Result<LoopReport> {
+    pub async fn loop_report(&self, actor: &Actor, loop_key: &str, days: i64) -> Result<LoopReport> {
+        let org = actor.authorize(Action::Read)?;
         let summary = self.store.list_loops(org).await?.into_iter().find(|l| l.loop_key == loop_key);
         let metrics: Vec<MetricDefinition> = self
             .store
@@ -573,12 +582,13 @@ impl Loops {
     /// is recorded as a drift alert.
     pub async fn drift_check(
         &self,
-        org: OrgId,
+        actor: &Actor,
         loop_key: &str,
         field: &str,
         reference: (NaiveDate, NaiveDate),
         current: (NaiveDate, NaiveDate),
     ) -> Result<(Drift, Option<DriftAlert>)> {
+        let org = actor.authorize(Action::Operate)?;
         let drift_field: DriftField = field.parse().map_err(|m: String| FieldErrors::single("field", m))?;
         for (name, (from, to)) in [("reference", reference), ("current", current)] {
             if to < from {
@@ -628,17 +638,23 @@ impl Loops {
         Ok((result, alert))
     }
 
-    pub async fn drift_alerts(&self, org: OrgId) -> Result<Vec<DriftAlert>> {
+    pub async fn drift_alerts(&self, actor: &Actor) -> Result<Vec<DriftAlert>> {
+        let org = actor.authorize(Action::Read)?;
         Ok(self.store.list_drift_alerts(org, 100).await?)
     }
 
     // ---- metric definitions and points ---------------------------------------------------------
 
-    pub async fn list_metrics(&self, org: OrgId) -> Result<Vec<MetricDefinition>> {
+    pub async fn list_metrics(&self, actor: &Actor) -> Result<Vec<MetricDefinition>> {
+        let org = actor.authorize(Action::Read)?;
         Ok(self.store.list_metrics(org).await?)
     }
 
-    pub async fn metric(&self, org: OrgId, key: &str) -> Result<MetricDefinition> {
+    pub async fn metric(&self, actor: &Actor, key: &str) -> Result<MetricDefinition> {
+        self.metric_in(actor.authorize(Action::Read)?, key).await
+    }
+
+    async fn metric_in(&self, org: OrgId, key: &str) -> Result<MetricDefinition> {
         self.store
             .metric(org, key)
             .await?
@@ -646,30 +662,36 @@ impl Loops {
     }
 
     /// Creates a metric and computes its series from the events already stored.
-    pub async fn create_metric(&self, org: OrgId, input: &MetricInput) -> Result<MetricDefinition> {
+    pub async fn create_metric(&self, actor: &Actor, input: &MetricInput) -> Result<MetricDefinition> {
+        let org = actor.authorize(Action::Operate)?;
         let spec = input.validate()?;
         let metric = self.store.create_metric(org, &spec).await?;
-        self.recompute(org, &metric.key).await?;
+        self.recompute_in(org, &metric.key).await?;
         Ok(metric)
     }
 
     /// Adds a version of a metric (its earlier series stays with the earlier version) and computes it.
     pub async fn update_metric(
         &self,
-        org: OrgId,
+        actor: &Actor,
         key: &str,
         version: i64,
         input: &MetricInput,
     ) -> Result<MetricDefinition> {
+        let org = actor.authorize(Action::Operate)?;
         let spec = input.validate()?;
         let metric = self.store.update_metric(org, key, version, &spec).await?;
-        self.recompute(org, &metric.key).await?;
+        self.recompute_in(org, &metric.key).await?;
         Ok(metric)
     }
 
     /// The current version's series and whether it is stale now.
-    pub async fn series(&self, org: OrgId, key: &str) -> Result<MetricSeries> {
-        let metric = self.metric(org, key).await?;
+    pub async fn series(&self, actor: &Actor, key: &str) -> Result<MetricSeries> {
+        self.series_in(actor.authorize(Action::Read)?, key).await
+    }
+
+    async fn series_in(&self, org: OrgId, key: &str) -> Result<MetricSeries> {
+        let metric = self.metric_in(org, key).await?;
         let points = self.store.series(org, key, metric.version).await?;
         let feed = MetricFeed {
             key: metric.key.clone(),
@@ -681,8 +703,9 @@ impl Loops {
 
     /// Stores points pushed by another system (the eval runner, a warehouse job). All or nothing: any
     /// invalid point refuses the request, naming it as `points[i].field`.
-    pub async fn push_points(&self, org: OrgId, key: &str, inputs: &[PointInput]) -> Result<MetricSeries> {
-        let metric = self.metric(org, key).await?;
+    pub async fn push_points(&self, actor: &Actor, key: &str, inputs: &[PointInput]) -> Result<MetricSeries> {
+        let org = actor.authorize(Action::Ingest)?;
+        let metric = self.metric_in(org, key).await?;
         if inputs.is_empty() {
             return Err(FieldErrors::single("points", "must hold at least one point").into());
         }
@@ -703,22 +726,25 @@ impl Loops {
         }
         let points = errors.into_result(points)?;
         self.store.write_points(org, &metric, &points, None).await?;
-        self.series(org, key).await
+        self.series_in(org, key).await
     }
 
     // ---- experiments ---------------------------------------------------------------------------
 
-    pub async fn create_experiment(&self, org: OrgId, input: &ExperimentInput) -> Result<Experiment> {
+    pub async fn create_experiment(&self, actor: &Actor, input: &ExperimentInput) -> Result<Experiment> {
+        let org = actor.authorize(Action::Operate)?;
         Ok(self.store.create_experiment(org, &input.validate()?).await?)
     }
 
-    pub async fn list_experiments(&self, org: OrgId) -> Result<Vec<Experiment>> {
+    pub async fn list_experiments(&self, actor: &Actor) -> Result<Vec<Experiment>> {
+        let org = actor.authorize(Action::Read)?;
         Ok(self.store.list_experiments(org).await?)
     }
 
     /// The A/B analysis of an experiment over its loop's events between its start and end dates.
-    pub async fn analyze_experiment(&self, org: OrgId, key: &str) -> Result<ExperimentAnalysis> {
-        let experiment = self.experiment(org, key).await?;
+    pub async fn analyze_experiment(&self, actor: &Actor, key: &str) -> Result<ExperimentAnalysis> {
+        let org = actor.authorize(Action::Read)?;
+        let experiment = self.experiment_in(org, key).await?;
         let window = (experiment.starts_on, experiment.ends_on.min(Utc::now().date_naive()));
         let bytes = self.event_bytes(org, &experiment.loop_key, Some(window)).await?;
         let (control, treatment, share) =
@@ -740,7 +766,8 @@ impl Loops {
     }
 
     /// Weekly cohort retention of a loop's users.
-    pub async fn retention(&self, org: OrgId, loop_key: &str) -> Result<slope_metrics::retention::Retention> {
+    pub async fn retention(&self, actor: &Actor, loop_key: &str) -> Result<slope_metrics::retention::Retention> {
+        let org = actor.authorize(Action::Read)?;
         let bytes = self.event_bytes(org, loop_key, None).await?;
         blocking("computing retention", move || {
             let events = segment::frame_of(&bytes, Some(&["loop", "user_id", "ts"])).map_err(|e| e.to_string())?;
@@ -749,7 +776,11 @@ impl Loops {
         .await
     }
 
-    pub async fn experiment(&self, org: OrgId, key: &str) -> Result<Experiment> {
+    pub async fn experiment(&self, actor: &Actor, key: &str) -> Result<Experiment> {
+        self.experiment_in(actor.authorize(Action::Read)?, key).await
+    }
+
+    async fn experiment_in(&self, org: OrgId, key: &str) -> Result<Experiment> {
         self.store
             .experiment(org, key)
             .await?

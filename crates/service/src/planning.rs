@@ -32,7 +32,8 @@ impl Planning {
 
     // ---- seasons -------------------------------------------------------------------------------
 
-    pub async fn list_seasons(&self, org: OrgId) -> Result<Vec<SeasonSummary>> {
+    pub async fn list_seasons(&self, actor: &Actor) -> Result<Vec<SeasonSummary>> {
+        let org = actor.authorize(Action::Read)?;
         let seasons = self.store.list_seasons(org).await?;
         let mut summaries = Vec::with_capacity(seasons.len());
         for season in seasons {
@@ -48,35 +49,40 @@ impl Planning {
         Ok(summaries)
     }
 
-    pub async fn get_season(&self, org: OrgId, id: SeasonId) -> Result<Season> {
+    pub async fn get_season(&self, actor: &Actor, id: SeasonId) -> Result<Season> {
+        let org = actor.authorize(Action::Read)?;
         Ok(self.store.get_season(org, id).await?)
     }
 
     /// The organisation's active season, or else the one that starts latest.
-    pub async fn current_season(&self, org: OrgId) -> Result<Option<Season>> {
+    pub async fn current_season(&self, actor: &Actor) -> Result<Option<Season>> {
+        let org = actor.authorize(Action::Read)?;
         let seasons = self.store.list_seasons(org).await?;
         let active = seasons.iter().find(|s| s.status == SeasonStatus::Active).cloned();
         Ok(active.or_else(|| seasons.into_iter().next()))
     }
 
-    pub async fn create_season(&self, org: OrgId, input: &SeasonInput) -> Result<Season> {
+    pub async fn create_season(&self, actor: &Actor, input: &SeasonInput) -> Result<Season> {
+        actor.authorize(Action::EditPlan)?;
         let spec = input.validate()?;
-        let season = self.store.create_season(org, &spec, |others| check_no_overlap(&spec.dates, others, None)).await?;
+        let season =
+            self.store.create_season(actor, &spec, |others| check_no_overlap(&spec.dates, others, None)).await?;
         tracing::info!(season = %season.id, name = %season.name, "season created");
         Ok(season)
     }
 
     pub async fn update_season(
         &self,
-        org: OrgId,
+        actor: &Actor,
         id: SeasonId,
         version: Version,
         input: &SeasonInput,
     ) -> Result<Season> {
+        actor.authorize(Action::EditPlan)?;
         let spec = input.validate()?;
         Ok(self
             .store
-            .update_season(org, id, version, &spec, |current, all| {
+            .update_season(actor, id, version, &spec, |current, all| {
                 current.ensure_editable()?;
                 check_no_overlap(&spec.dates, all, Some(id))
             })
@@ -85,14 +91,15 @@ impl Planning {
 
     pub async fn transition_season(
         &self,
-        org: OrgId,
+        actor: &Actor,
         id: SeasonId,
         version: Version,
         input: &TransitionInput,
     ) -> Result<Season> {
+        actor.authorize(Action::EditPlan)?;
         let season = self
             .store
-            .transition_season(org, id, version, |current, all| {
+            .transition_season(actor, id, version, |current, all| {
                 let other_active = all.iter().find(|s| s.id != id && s.status == SeasonStatus::Active);
                 let (status, retro) = input.validate(current, other_active)?;
                 Ok((status, retro.map(String::from)))
@@ -103,7 +110,8 @@ impl Planning {
     }
 
     /// The season's OKR tree with roll-ups, now or as known at `as_of`.
-    pub async fn season_tree(&self, org: OrgId, id: SeasonId, as_of: Option<DateTime<Utc>>) -> Result<SeasonTree> {
+    pub async fn season_tree(&self, actor: &Actor, id: SeasonId, as_of: Option<DateTime<Utc>>) -> Result<SeasonTree> {
+        let org = actor.authorize(Action::Read)?;
         match as_of {
             None => self.cached_tree(org, id).await,
             Some(at) => {
@@ -142,7 +150,13 @@ impl Planning {
     }
 
     /// Slope allocation of a season over `period` (the whole season when `None`).
-    pub async fn slope_allocation(&self, org: OrgId, id: SeasonId, period: Option<DateRange>) -> Result<SlopeReport> {
+    pub async fn slope_allocation(
+        &self,
+        actor: &Actor,
+        id: SeasonId,
+        period: Option<DateRange>,
+    ) -> Result<SlopeReport> {
+        let org = actor.authorize(Action::Read)?;
         let season = self.store.get_season(org, id).await?;
         let goals = self.store.list_goals_for_season(org, id).await?;
         let squads = self.store.list_squads(org).await?;
@@ -151,58 +165,64 @@ impl Planning {
 
     // ---- objectives and key results ------------------------------------------------------------
 
-    pub async fn get_objective(&self, org: OrgId, id: ObjectiveId) -> Result<Objective> {
+    pub async fn get_objective(&self, actor: &Actor, id: ObjectiveId) -> Result<Objective> {
+        let org = actor.authorize(Action::Read)?;
         Ok(self.store.get_objective(org, id).await?)
     }
 
-    pub async fn create_objective(&self, org: OrgId, season: SeasonId, input: &ObjectiveInput) -> Result<Objective> {
+    pub async fn create_objective(&self, actor: &Actor, season: SeasonId, input: &ObjectiveInput) -> Result<Objective> {
+        let org = actor.authorize(Action::EditPlan)?;
         let season = self.store.get_season(org, season).await?;
         season.ensure_editable()?;
         let spec = input.validate(&season.dates())?;
-        Ok(self.store.create_objective(org, season.id, &spec).await?)
+        Ok(self.store.create_objective(actor, season.id, &spec).await?)
     }
 
     pub async fn update_objective(
         &self,
-        org: OrgId,
+        actor: &Actor,
         id: ObjectiveId,
         version: Version,
         input: &ObjectiveInput,
     ) -> Result<Objective> {
+        let org = actor.authorize(Action::EditPlan)?;
         let objective = self.store.get_objective(org, id).await?;
         let season = self.store.get_season(org, objective.season_id).await?;
         season.ensure_editable()?;
         let spec = input.validate(&season.dates())?;
-        Ok(self.store.update_objective(org, id, version, &spec).await?)
+        Ok(self.store.update_objective(actor, id, version, &spec).await?)
     }
 
     pub async fn create_key_result(
         &self,
-        org: OrgId,
+        actor: &Actor,
         objective: ObjectiveId,
         input: &KeyResultInput,
     ) -> Result<KeyResult> {
+        let org = actor.authorize(Action::EditPlan)?;
         let objective = self.store.get_objective(org, objective).await?;
         self.store.get_season(org, objective.season_id).await?.ensure_editable()?;
         let spec = input.validate()?;
-        Ok(self.store.create_key_result(org, objective.id, &spec).await?)
+        Ok(self.store.create_key_result(actor, objective.id, &spec).await?)
     }
 
     pub async fn update_key_result(
         &self,
-        org: OrgId,
+        actor: &Actor,
         id: KeyResultId,
         version: Version,
         input: &KeyResultInput,
     ) -> Result<KeyResult> {
+        let org = actor.authorize(Action::EditPlan)?;
         let kr = self.store.get_key_result(org, id).await?;
         let objective = self.store.get_objective(org, kr.objective_id).await?;
         self.store.get_season(org, objective.season_id).await?.ensure_editable()?;
         let spec = input.validate()?;
-        Ok(self.store.update_key_result(org, id, version, &spec).await?)
+        Ok(self.store.update_key_result(actor, id, version, &spec).await?)
     }
 
-    pub async fn key_result_detail(&self, org: OrgId, id: KeyResultId) -> Result<KeyResultDetail> {
+    pub async fn key_result_detail(&self, actor: &Actor, id: KeyResultId) -> Result<KeyResultDetail> {
+        let org = actor.authorize(Action::Read)?;
         let key_result = self.store.get_key_result(org, id).await?;
         let objective = self.store.get_objective(org, key_result.objective_id).await?;
         let season = self.store.get_season(org, objective.season_id).await?;
@@ -229,22 +249,32 @@ impl Planning {
 
     // ---- squads and goals ----------------------------------------------------------------------
 
-    pub async fn list_squads(&self, org: OrgId) -> Result<Vec<Squad>> {
+    pub async fn list_squads(&self, actor: &Actor) -> Result<Vec<Squad>> {
+        let org = actor.authorize(Action::Read)?;
         Ok(self.store.list_squads(org).await?)
     }
 
-    pub async fn get_squad(&self, org: OrgId, id: SquadId) -> Result<Squad> {
+    pub async fn get_squad(&self, actor: &Actor, id: SquadId) -> Result<Squad> {
+        let org = actor.authorize(Action::Read)?;
         Ok(self.store.get_squad(org, id).await?)
     }
 
-    pub async fn create_squad(&self, org: OrgId, input: &SquadInput) -> Result<Squad> {
+    pub async fn create_squad(&self, actor: &Actor, input: &SquadInput) -> Result<Squad> {
+        actor.authorize(Action::EditPlan)?;
         let spec = input.validate()?;
-        Ok(self.store.create_squad(org, &spec).await?)
+        Ok(self.store.create_squad(actor, &spec).await?)
     }
 
-    pub async fn update_squad(&self, org: OrgId, id: SquadId, version: Version, input: &SquadInput) -> Result<Squad> {
+    pub async fn update_squad(
+        &self,
+        actor: &Actor,
+        id: SquadId,
+        version: Version,
+        input: &SquadInput,
+    ) -> Result<Squad> {
+        actor.authorize(Action::EditPlan)?;
         let spec = input.validate()?;
-        Ok(self.store.update_squad(org, id, version, &spec).await?)
+        Ok(self.store.update_squad(actor, id, version, &spec).await?)
     }
 
     /// Validates a goal against the season of the key result it ladders up to, which must be open.
@@ -268,25 +298,30 @@ impl Planning {
         Ok(input.validate(season.as_ref().map(|s| s.dates()).as_ref())?)
     }
 
-    pub async fn create_goal(&self, org: OrgId, squad: SquadId, input: &SquadGoalInput) -> Result<SquadGoal> {
+    pub async fn create_goal(&self, actor: &Actor, squad: SquadId, input: &SquadGoalInput) -> Result<SquadGoal> {
+        let org = actor.authorize(Action::Read)?;
         let squad = self.store.get_squad(org, squad).await?;
+        actor.authorize(Action::EditSquadGoals(squad.id))?;
         let spec = self.goal_spec(org, input).await?;
-        Ok(self.store.create_goal(org, squad.id, &spec).await?)
+        Ok(self.store.create_goal(actor, squad.id, &spec).await?)
     }
 
     pub async fn update_goal(
         &self,
-        org: OrgId,
+        actor: &Actor,
         id: SquadGoalId,
         version: Version,
         input: &SquadGoalInput,
     ) -> Result<SquadGoal> {
-        self.store.get_goal(org, id).await?;
+        let org = actor.authorize(Action::Read)?;
+        let goal = self.store.get_goal(org, id).await?;
+        actor.authorize(Action::EditSquadGoals(goal.squad_id))?;
         let spec = self.goal_spec(org, input).await?;
-        Ok(self.store.update_goal(org, id, version, &spec).await?)
+        Ok(self.store.update_goal(actor, id, version, &spec).await?)
     }
 
-    pub async fn goal_detail(&self, org: OrgId, id: SquadGoalId) -> Result<SquadGoalDetail> {
+    pub async fn goal_detail(&self, actor: &Actor, id: SquadGoalId) -> Result<SquadGoalDetail> {
+        let org = actor.authorize(Action::Read)?;
         let goal = self.store.get_goal(org, id).await?;
         let squad = self.store.get_squad(org, goal.squad_id).await?;
         let key_result = self.store.get_key_result(org, goal.key_result_id).await?;
@@ -304,7 +339,8 @@ impl Planning {
     }
 
     /// The squad board of `season`, or of the current season when `None`.
-    pub async fn squad_board(&self, org: OrgId, season: Option<SeasonId>) -> Result<SquadBoard> {
+    pub async fn squad_board(&self, actor: &Actor, season: Option<SeasonId>) -> Result<SquadBoard> {
+        let org = actor.authorize(Action::Read)?;
         let seasons = self.store.list_seasons(org).await?;
         let season = match season {
             Some(id) => Some(
@@ -341,19 +377,23 @@ impl Planning {
 
     // ---- check-ins -----------------------------------------------------------------------------
 
-    pub async fn check_in_key_result(&self, org: OrgId, id: KeyResultId, input: &CheckInInput) -> Result<CheckIn> {
+    pub async fn check_in_key_result(&self, actor: &Actor, id: KeyResultId, input: &CheckInInput) -> Result<CheckIn> {
+        let org = actor.authorize(Action::EditPlan)?;
         let kr = self.store.get_key_result(org, id).await?;
         let spec = input.validate(&kr.measure)?;
         Ok(self.store.add_check_in(org, SubjectKind::KeyResult, id.0, &spec).await?)
     }
 
-    pub async fn check_in_goal(&self, org: OrgId, id: SquadGoalId, input: &CheckInInput) -> Result<CheckIn> {
+    pub async fn check_in_goal(&self, actor: &Actor, id: SquadGoalId, input: &CheckInInput) -> Result<CheckIn> {
+        let org = actor.authorize(Action::Read)?;
         let goal = self.store.get_goal(org, id).await?;
+        actor.authorize(Action::EditSquadGoals(goal.squad_id))?;
         let spec = input.validate(&goal.measure)?;
         Ok(self.store.add_check_in(org, SubjectKind::SquadGoal, id.0, &spec).await?)
     }
 
-    pub async fn list_check_ins(&self, org: OrgId, kind: SubjectKind, id: i64) -> Result<Vec<CheckIn>> {
+    pub async fn list_check_ins(&self, actor: &Actor, kind: SubjectKind, id: i64) -> Result<Vec<CheckIn>> {
+        let org = actor.authorize(Action::Read)?;
         // Reading the subject first turns an unknown id into a 404 rather than an empty history.
         match kind {
             SubjectKind::KeyResult => drop(self.store.get_key_result(org, KeyResultId(id)).await?),

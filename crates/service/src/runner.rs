@@ -16,7 +16,7 @@ use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
-use slope_domain::{FieldErrors, Key, MetricInput, OrgId, PointInput};
+use slope_domain::{Action, Actor, FieldErrors, Key, MetricInput, OrgId, PointInput};
 use slope_metrics::events::Format;
 use slope_runner::checkpoint::{CONFIG_FILE, OPTIMIZER_FILE, TRAINER_FILE, WEIGHTS_FILE};
 use slope_runner::eval::{EvalConfig, HeldOut};
@@ -233,11 +233,12 @@ impl Runner {
     /// content is the same version: it is found, not stored twice.
     pub async fn add_dataset(
         &self,
-        org: OrgId,
+        actor: &Actor,
         name: &str,
         bytes: &[u8],
         source: Value,
     ) -> Result<(DatasetRecord, bool)> {
+        let org = actor.authorize(Action::Operate)?;
         let name = name.trim();
         if name.is_empty() || name.len() > 200 {
             return Err(invalid("name", "must be 1 to 200 characters"));
@@ -274,22 +275,28 @@ impl Runner {
         Ok(self.store.register_dataset(org, &new).await?)
     }
 
-    pub async fn datasets(&self, org: OrgId) -> Result<Vec<DatasetRecord>> {
+    pub async fn datasets(&self, actor: &Actor) -> Result<Vec<DatasetRecord>> {
+        let org = actor.authorize(Action::Read)?;
         Ok(self.store.list_datasets(org).await?)
     }
 
-    pub async fn dataset(&self, org: OrgId, id: i64) -> Result<DatasetRecord> {
+    pub async fn dataset(&self, actor: &Actor, id: i64) -> Result<DatasetRecord> {
+        let org = actor.authorize(Action::Read)?;
         self.store.dataset(org, id).await?.ok_or_else(|| ServiceError::NotFound(format!("dataset {id} not found")))
     }
 
     /// The dataset's canonical JSONL.
-    pub async fn dataset_bytes(&self, org: OrgId, id: i64) -> Result<bytes::Bytes> {
-        let record = self.dataset(org, id).await?;
+    pub async fn dataset_bytes(&self, actor: &Actor, id: i64) -> Result<bytes::Bytes> {
+        let record = self.dataset(actor, id).await?;
         self.objects.get(&record.path).await
     }
 
     async fn load_dataset(&self, org: OrgId, id: i64) -> Result<(DatasetRecord, Dataset)> {
-        let record = self.dataset(org, id).await?;
+        let record = self
+            .store
+            .dataset(org, id)
+            .await?
+            .ok_or_else(|| ServiceError::NotFound(format!("dataset {id} not found")))?;
         let bytes = self.objects.get(&record.path).await?;
         let data = tokio::task::spawn_blocking(move || Dataset::parse_jsonl(&bytes))
             .await
@@ -301,7 +308,8 @@ impl Runner {
     /// Builds an SFT set (context → what the user wrote) and a preference set (what the user wrote
     /// over a suggestion they did not take) from the loop's stored events. Lineage: the segments read,
     /// the event count and time range, and the ids of the events used (an object beside the data).
-    pub async fn build_datasets(&self, org: OrgId, loop_key: &str) -> Result<BuiltDatasets> {
+    pub async fn build_datasets(&self, actor: &Actor, loop_key: &str) -> Result<BuiltDatasets> {
+        let org = actor.authorize(Action::Operate)?;
         let key = Key::parse(loop_key).map_err(|m| invalid("loop", m))?;
         let segments = self.store.live_segments(org, key.as_str(), None).await?;
         let bytes = self.objects.get_all(&segments).await?;
@@ -371,7 +379,8 @@ impl Runner {
 
     /// Validates a request completely (every referenced model and dataset, every setting) and queues
     /// it. Nothing is queued when anything is wrong.
-    pub async fn submit(&self, org: OrgId, request: &JobRequest) -> Result<JobRecord> {
+    pub async fn submit(&self, actor: &Actor, request: &JobRequest) -> Result<JobRecord> {
+        let org = actor.authorize(Action::Operate)?;
         let mut errors = FieldErrors::new();
         if !JOB_KINDS.contains(&request.kind.as_str()) {
             errors.add("kind", format!("must be one of {}", JOB_KINDS.join(", ")));
@@ -524,22 +533,26 @@ impl Runner {
         Ok(job)
     }
 
-    pub async fn jobs(&self, org: OrgId, limit: i64) -> Result<Vec<JobRecord>> {
+    pub async fn jobs(&self, actor: &Actor, limit: i64) -> Result<Vec<JobRecord>> {
+        let org = actor.authorize(Action::Read)?;
         Ok(self.store.list_jobs(org, limit.clamp(1, 500)).await?)
     }
 
-    pub async fn job(&self, org: OrgId, id: i64) -> Result<JobRecord> {
+    pub async fn job(&self, actor: &Actor, id: i64) -> Result<JobRecord> {
+        let org = actor.authorize(Action::Read)?;
         self.store.job(org, id).await?.ok_or_else(|| ServiceError::NotFound(format!("job {id} not found")))
     }
 
-    pub async fn job_metrics(&self, org: OrgId, id: i64, after_step: i64) -> Result<Vec<JobMetric>> {
-        self.job(org, id).await?;
+    pub async fn job_metrics(&self, actor: &Actor, id: i64, after_step: i64) -> Result<Vec<JobMetric>> {
+        let org = actor.authorize(Action::Read)?;
+        self.job(actor, id).await?;
         Ok(self.store.job_metrics(org, id, after_step).await?)
     }
 
     /// Cancels a job: at once when pending, at its next heartbeat when running. A finished job
     /// cannot be cancelled (conflict).
-    pub async fn cancel(&self, org: OrgId, id: i64) -> Result<JobRecord> {
+    pub async fn cancel(&self, actor: &Actor, id: i64) -> Result<JobRecord> {
+        let org = actor.authorize(Action::Operate)?;
         let job = self
             .store
             .cancel_job(org, id, Utc::now())
@@ -839,7 +852,7 @@ impl Runner {
         let today = Utc::now().date_naive();
         Ok(self
             .loops
-            .list_experiments(org)
+            .list_experiments(&Actor::system(org, "runner"))
             .await?
             .into_iter()
             .filter(|e| e.loop_key == loop_key && e.starts_on <= today && today <= e.ends_on)
@@ -935,13 +948,13 @@ impl Runner {
                     granularity: "day".into(),
                     ..Default::default()
                 };
-                match self.loops.create_metric(org, &input).await {
+                match self.loops.create_metric(&Actor::system(org, "runner"), &input).await {
                     Ok(_) | Err(ServiceError::Conflict(_)) => {}
                     Err(e) => return Err(e),
                 }
             }
             let point = PointInput { at: now.clone(), value: Some(value), n: None, ci_low: None, ci_high: None };
-            self.loops.push_points(org, &key, &[point]).await?;
+            self.loops.push_points(&Actor::system(org, "runner"), &key, &[point]).await?;
         }
         Ok(())
     }
@@ -952,19 +965,23 @@ impl Runner {
         self.store.model(org, id).await?.ok_or_else(|| ServiceError::NotFound(format!("model {id} not found")))
     }
 
-    pub async fn models(&self, org: OrgId, loop_key: Option<&str>) -> Result<Vec<ModelRecord>> {
+    pub async fn models(&self, actor: &Actor, loop_key: Option<&str>) -> Result<Vec<ModelRecord>> {
+        let org = actor.authorize(Action::Read)?;
         Ok(self.store.list_models(org, loop_key).await?)
     }
 
-    pub async fn aliases(&self, org: OrgId, loop_key: Option<&str>) -> Result<Vec<AliasRecord>> {
+    pub async fn aliases(&self, actor: &Actor, loop_key: Option<&str>) -> Result<Vec<AliasRecord>> {
+        let org = actor.authorize(Action::Read)?;
         Ok(self.store.aliases(org, loop_key).await?)
     }
 
-    pub async fn promotions(&self, org: OrgId, loop_key: Option<&str>) -> Result<Vec<PromotionRecord>> {
+    pub async fn promotions(&self, actor: &Actor, loop_key: Option<&str>) -> Result<Vec<PromotionRecord>> {
+        let org = actor.authorize(Action::Read)?;
         Ok(self.store.promotions(org, loop_key).await?)
     }
 
-    pub async fn model(&self, org: OrgId, id: i64) -> Result<ModelView> {
+    pub async fn model(&self, actor: &Actor, id: i64) -> Result<ModelView> {
+        let org = actor.authorize(Action::Read)?;
         let model = self.model_record(org, id).await?;
         let aliases = self.store.aliases(org, None).await?.into_iter().filter(|a| a.model_id == id).collect();
         let mut lineage = Vec::new();
@@ -988,11 +1005,12 @@ impl Runner {
     /// Importing the same name again returns the model already registered.
     pub async fn import_model(
         &self,
-        org: OrgId,
+        actor: &Actor,
         name: &str,
         dir: &Path,
         loop_key: Option<&str>,
     ) -> Result<ModelRecord> {
+        let org = actor.authorize(Action::Operate)?;
         if let Some(existing) = self.store.model_by_name(org, name).await? {
             return Ok(existing);
         }
@@ -1032,7 +1050,8 @@ impl Runner {
     }
 
     /// Names a model its loop's challenger (the model a running experiment serves to its treatment arm).
-    pub async fn set_challenger(&self, org: OrgId, loop_key: &str, model_id: i64) -> Result<AliasRecord> {
+    pub async fn set_challenger(&self, actor: &Actor, loop_key: &str, model_id: i64) -> Result<AliasRecord> {
+        let org = actor.authorize(Action::Operate)?;
         Key::parse(loop_key).map_err(|m| invalid("loop", m))?;
         self.model_record(org, model_id).await?;
         Ok(self.store.set_alias(org, loop_key, CHALLENGER, model_id, Utc::now()).await?)
@@ -1042,7 +1061,8 @@ impl Runner {
     /// champion's on the same held-out data and, where the loop has an A/B experiment under way or
     /// finished, its treatment arm is not significantly worse by the always-valid confidence sequence.
     /// Every decision, accepted or refused, is recorded.
-    pub async fn promote(&self, org: OrgId, loop_key: &str, model_id: i64) -> Result<PromotionOutcome> {
+    pub async fn promote(&self, actor: &Actor, loop_key: &str, model_id: i64) -> Result<PromotionOutcome> {
+        let org = actor.authorize(Action::Operate)?;
         let key = Key::parse(loop_key).map_err(|m| invalid("loop", m))?;
         let challenger = self.model_record(org, model_id).await?;
         if let Some(l) = &challenger.loop_key
@@ -1165,13 +1185,13 @@ impl Runner {
         let today = Utc::now().date_naive();
         let experiment = self
             .loops
-            .list_experiments(org)
+            .list_experiments(&Actor::system(org, "runner"))
             .await?
             .into_iter()
             .filter(|e| e.loop_key == loop_key && e.starts_on <= today)
             .max_by_key(|e| (e.starts_on, e.id));
         let Some(e) = experiment else { return Ok(None) };
-        let analysis = match self.loops.analyze_experiment(org, &e.key).await {
+        let analysis = match self.loops.analyze_experiment(&Actor::system(org, "runner"), &e.key).await {
             Ok(a) => Ok(a.report),
             Err(ServiceError::Conflict(why)) => Err(why),
             Err(other) => return Err(other),
@@ -1184,7 +1204,8 @@ impl Runner {
     /// A suggestion for `context` from the loop's champion, or from its challenger for the users an
     /// active experiment assigns to the treatment. The impression is recorded and becomes an event of
     /// the loop once its outcome is reported (or after [`OUTCOME_TIMEOUT`], as not accepted).
-    pub async fn complete(&self, org: OrgId, loop_key: &str, request: &CompletionRequest) -> Result<Completion> {
+    pub async fn complete(&self, actor: &Actor, loop_key: &str, request: &CompletionRequest) -> Result<Completion> {
+        let org = actor.authorize(Action::Ingest)?;
         let key = Key::parse(loop_key).map_err(|m| invalid("loop", m))?;
         let mut errors = FieldErrors::new();
         let user = request.user_id.trim();
@@ -1260,12 +1281,13 @@ impl Runner {
     /// wrote. Reported once; a repeat returns the first report.
     pub async fn record_outcome(
         &self,
-        org: OrgId,
+        actor: &Actor,
         loop_key: &str,
         event_id: &str,
         accepted_chars: i64,
         final_text: Option<&str>,
     ) -> Result<ImpressionRecord> {
+        let org = actor.authorize(Action::Ingest)?;
         let served = self.store.impression(org, loop_key, event_id).await?.ok_or_else(|| {
             ServiceError::NotFound(format!("no suggestion {event_id:?} was served in loop {loop_key}"))
         })?;
@@ -1332,7 +1354,7 @@ impl Runner {
                 gzip: false,
                 idempotency_key: Some(&key),
             };
-            self.loops.ingest(OrgId(org), input).await?;
+            self.loops.ingest(&Actor::system(OrgId(org), "runner"), input).await?;
             self.store.delete_impressions(&ids).await?;
             written += rows.len();
         }

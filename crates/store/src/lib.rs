@@ -5,6 +5,7 @@
 //! seasons, one active season) run inside the write transaction as a check the caller supplies, so the
 //! rule lives in the domain crate and its atomicity lives here.
 
+mod access;
 mod error;
 mod metrics;
 mod plan;
@@ -22,6 +23,7 @@ use sqlx::{PgPool, SqlitePool};
 
 use slope_domain::OrgId;
 
+pub use access::*;
 pub use error::StoreError;
 pub use metrics::*;
 pub use plan::*;

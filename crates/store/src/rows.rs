@@ -11,6 +11,7 @@ use crate::StoreError;
 #[derive(sqlx::FromRow)]
 pub(crate) struct SeasonRow {
     id: i64,
+    key: Option<String>,
     org_id: i64,
     name: String,
     thesis: String,
@@ -31,6 +32,7 @@ impl TryFrom<SeasonRow> for Season {
     fn try_from(r: SeasonRow) -> Result<Self, StoreError> {
         Ok(Season {
             id: SeasonId(r.id),
+            key: r.key.unwrap_or_else(|| format!("season-{}", r.id)),
             org_id: OrgId(r.org_id),
             name: r.name,
             thesis: r.thesis,
@@ -51,6 +53,7 @@ impl TryFrom<SeasonRow> for Season {
 #[derive(sqlx::FromRow)]
 pub(crate) struct ObjectiveRow {
     id: i64,
+    key: Option<String>,
     org_id: i64,
     season_id: i64,
     quarter: String,
@@ -69,6 +72,7 @@ impl TryFrom<ObjectiveRow> for Objective {
     fn try_from(r: ObjectiveRow) -> Result<Self, StoreError> {
         Ok(Objective {
             id: ObjectiveId(r.id),
+            key: r.key.unwrap_or_else(|| format!("objective-{}", r.id)),
             org_id: OrgId(r.org_id),
             season_id: SeasonId(r.season_id),
             quarter: r.quarter.parse().map_err(StoreError::corrupt)?,
@@ -148,6 +152,7 @@ impl FeedCols {
 #[derive(sqlx::FromRow)]
 pub(crate) struct KeyResultRow {
     pub(crate) id: i64,
+    key: Option<String>,
     org_id: i64,
     objective_id: i64,
     title: String,
@@ -168,6 +173,7 @@ impl TryFrom<KeyResultRow> for KeyResult {
     fn try_from(r: KeyResultRow) -> Result<Self, StoreError> {
         Ok(KeyResult {
             id: KeyResultId(r.id),
+            key: r.key.unwrap_or_else(|| format!("kr-{}", r.id)),
             org_id: OrgId(r.org_id),
             objective_id: ObjectiveId(r.objective_id),
             title: r.title,
@@ -186,6 +192,7 @@ impl TryFrom<KeyResultRow> for KeyResult {
 #[derive(sqlx::FromRow)]
 pub(crate) struct SquadRow {
     id: i64,
+    key: Option<String>,
     org_id: i64,
     name: String,
     unit: String,
@@ -200,6 +207,7 @@ impl TryFrom<SquadRow> for Squad {
     fn try_from(r: SquadRow) -> Result<Self, StoreError> {
         Ok(Squad {
             id: SquadId(r.id),
+            key: r.key.unwrap_or_else(|| format!("squad-{}", r.id)),
             org_id: OrgId(r.org_id),
             name: r.name,
             unit: r.unit,
@@ -214,6 +222,7 @@ impl TryFrom<SquadRow> for Squad {
 #[derive(sqlx::FromRow)]
 pub(crate) struct SquadGoalRow {
     pub(crate) id: i64,
+    key: Option<String>,
     org_id: i64,
     squad_id: i64,
     key_result_id: i64,
@@ -241,6 +250,7 @@ impl TryFrom<SquadGoalRow> for SquadGoal {
     fn try_from(r: SquadGoalRow) -> Result<Self, StoreError> {
         Ok(SquadGoal {
             id: SquadGoalId(r.id),
+            key: r.key.unwrap_or_else(|| format!("goal-{}", r.id)),
             org_id: OrgId(r.org_id),
             squad_id: SquadId(r.squad_id),
             key_result_id: KeyResultId(r.key_result_id),

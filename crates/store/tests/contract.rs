@@ -276,7 +276,7 @@ fn season_spec(name: &str, starts_on: &str, ends_on: &str) -> SeasonSpec {
 async fn create_season(store: &Store, org: OrgId, name: &str, start: &str, end: &str) -> Season {
     let spec = season_spec(name, start, end);
     store
-        .create_season(org, &spec, |others| check_no_overlap(&spec.dates, others, None))
+        .create_season(&sys(org), &spec, |others| check_no_overlap(&spec.dates, others, None))
         .await
         .expect("season is created")
 }
@@ -345,11 +345,11 @@ fn check_in_spec(measure: &Measure, value: f64, confidence: Option<f64>) -> Chec
 async fn small_plan(store: &Store, org: OrgId) -> (Season, Objective, KeyResult) {
     let season = create_season(store, org, "H1", "2027-01-01", "2027-06-30").await;
     let objective = store
-        .create_objective(org, season.id, &objective_spec(&season, "2027-Q1", "Trust"))
+        .create_objective(&sys(org), season.id, &objective_spec(&season, "2027-Q1", "Trust"))
         .await
         .expect("objective is created");
     let spec = key_result_spec("Acceptance rate", increase(0.2, 0.35, ""));
-    let kr = store.create_key_result(org, objective.id, &spec).await.expect("key result is created");
+    let kr = store.create_key_result(&sys(org), objective.id, &spec).await.expect("key result is created");
     (season, objective, kr)
 }
 
@@ -533,7 +533,7 @@ async fn contract_orgs_are_idempotent_and_isolated(store: Store) {
     assert_ne!(a, b);
 
     let (season, objective, kr) = small_plan(&store, a).await;
-    let squad = store.create_squad(a, &squad_spec("Drafts")).await.unwrap();
+    let squad = store.create_squad(&sys(a), &squad_spec("Drafts")).await.unwrap();
 
     assert_eq!(store.list_seasons(a).await.unwrap(), vec![season.clone()]);
     assert!(store.list_seasons(b).await.unwrap().is_empty());
@@ -547,10 +547,10 @@ async fn contract_orgs_are_idempotent_and_isolated(store: Store) {
 
     // Writes through the wrong organisation must miss, not change the other tenant's rows.
     let spec = season_spec("Taken over", "2027-01-01", "2027-06-30");
-    let update = store.update_season(b, season.id, season.version, &spec, |_, _| Ok(())).await;
+    let update = store.update_season(&sys(b), season.id, season.version, &spec, |_, _| Ok(())).await;
     assert_not_found(update, "season", season.id.0);
     let kr_spec = key_result_spec("Taken over", increase(0.0, 1.0, ""));
-    let update = store.update_key_result(b, kr.id, kr.version, &kr_spec).await;
+    let update = store.update_key_result(&sys(b), kr.id, kr.version, &kr_spec).await;
     assert_not_found(update, "key result", kr.id.0);
     let check_in = check_in_spec(&kr.measure, 0.3, None);
     let added = store.add_check_in(b, SubjectKind::KeyResult, kr.id.0, &check_in).await;
@@ -561,14 +561,14 @@ async fn contract_orgs_are_idempotent_and_isolated(store: Store) {
     // Cross-row rules are per organisation: B may use A's dates and run its own active season.
     let b_season = create_season(&store, b, "B's H1", "2027-01-01", "2027-06-30").await;
     store
-        .transition_season(a, season.id, season.version, by_the_rules("active", ""))
+        .transition_season(&sys(a), season.id, season.version, by_the_rules("active", ""))
         .await
         .expect("A activates its season");
     store
-        .transition_season(b, b_season.id, b_season.version, by_the_rules("active", ""))
+        .transition_season(&sys(b), b_season.id, b_season.version, by_the_rules("active", ""))
         .await
         .expect("B activates its season while A has an active one");
-    store.create_squad(b, &squad_spec("Drafts")).await.expect("squad names are unique per organisation only");
+    store.create_squad(&sys(b), &squad_spec("Drafts")).await.expect("squad names are unique per organisation only");
     assert_eq!(store.list_seasons(b).await.unwrap().len(), 1);
     assert!(store.plan_as_of(b, Utc::now()).await.unwrap().objectives.is_empty());
 }
@@ -587,7 +587,7 @@ async fn contract_seasons_round_trip(store: Store) {
     };
     let spec = input.validate().unwrap();
     let created = store
-        .create_season(org, &spec, |others| {
+        .create_season(&sys(org), &spec, |others| {
             assert!(others.is_empty(), "a new organisation has no seasons");
             Ok(())
         })
@@ -616,7 +616,7 @@ async fn contract_seasons_round_trip(store: Store) {
     // The check sees the organisation's stored seasons, and listing puts the latest season first.
     let spec = season_spec("H2", "2027-07-01", "2027-12-31");
     let later = store
-        .create_season(org, &spec, |others| {
+        .create_season(&sys(org), &spec, |others| {
             assert_eq!(others, std::slice::from_ref(&created));
             Ok(())
         })
@@ -631,7 +631,7 @@ async fn contract_rejected_season_stores_nothing(store: Store) {
     let org = store.ensure_org("acme", "Acme").await.unwrap();
     let spec = season_spec("H1", "2027-01-01", "2027-06-30");
     let result =
-        store.create_season(org, &spec, |_| Err(FieldErrors::single("starts_on", "refused by the test"))).await;
+        store.create_season(&sys(org), &spec, |_| Err(FieldErrors::single("starts_on", "refused by the test"))).await;
     let errors = assert_rejected(result, "starts_on");
     assert_eq!(errors.get("starts_on").unwrap(), ["refused by the test"]);
     assert!(store.list_seasons(org).await.unwrap().is_empty());
@@ -642,7 +642,7 @@ async fn contract_rejected_season_stores_nothing(store: Store) {
     let first = create_season(&store, org, "H1", "2027-01-01", "2027-06-30").await;
     let overlapping = season_spec("Overlap", "2027-06-30", "2027-12-31");
     let result =
-        store.create_season(org, &overlapping, |others| check_no_overlap(&overlapping.dates, others, None)).await;
+        store.create_season(&sys(org), &overlapping, |others| check_no_overlap(&overlapping.dates, others, None)).await;
     assert_rejected(result, "starts_on");
     assert_eq!(store.list_seasons(org).await.unwrap(), vec![first]);
     assert_eq!(store.plan_as_of(org, Utc::now()).await.unwrap().seasons.len(), 1);
@@ -660,7 +660,7 @@ async fn contract_season_updates_are_versioned(store: Store) {
     };
     let spec = input.validate().unwrap();
     let updated = store
-        .update_season(org, season.id, Version(1), &spec, |current, all| {
+        .update_season(&sys(org), season.id, Version(1), &spec, |current, all| {
             assert_eq!(current, &season, "the check sees the stored season");
             check_no_overlap(&spec.dates, all, Some(current.id))
         })
@@ -678,10 +678,10 @@ async fn contract_season_updates_are_versioned(store: Store) {
     assert_eq!(store.get_season(org, season.id).await.unwrap(), updated);
 
     let stale = season_spec("Lost edit", "2027-01-01", "2027-06-30");
-    let result = store.update_season(org, season.id, Version(1), &stale, |_, _| Ok(())).await;
+    let result = store.update_season(&sys(org), season.id, Version(1), &stale, |_, _| Ok(())).await;
     assert_conflict(result, "season", season.id.0, 1, 2);
     let result = store
-        .update_season(org, season.id, Version(2), &stale, |_, _| {
+        .update_season(&sys(org), season.id, Version(2), &stale, |_, _| {
             Err(FieldErrors::single("name", "refused by the test"))
         })
         .await;
@@ -689,10 +689,10 @@ async fn contract_season_updates_are_versioned(store: Store) {
     assert_eq!(store.get_season(org, season.id).await.unwrap(), updated);
 
     let missing = SeasonId(season.id.0 + 1000);
-    let result = store.update_season(org, missing, Version(1), &stale, |_, _| Ok(())).await;
+    let result = store.update_season(&sys(org), missing, Version(1), &stale, |_, _| Ok(())).await;
     assert_not_found(result, "season", missing.0);
 
-    let again = store.update_season(org, season.id, Version(2), &stale, |_, _| Ok(())).await.unwrap();
+    let again = store.update_season(&sys(org), season.id, Version(2), &stale, |_, _| Ok(())).await.unwrap();
     assert_eq!(again.version, Version(3));
     assert_eq!(again.name, "Lost edit");
     let history = store.plan_as_of(org, Utc::now()).await.unwrap();
@@ -704,20 +704,20 @@ async fn contract_one_active_season(store: Store) {
     let h1 = create_season(&store, org, "H1", "2027-01-01", "2027-06-30").await;
     let h2 = create_season(&store, org, "H2", "2027-07-01", "2027-12-31").await;
 
-    let active = store.transition_season(org, h1.id, h1.version, by_the_rules("active", "")).await.unwrap();
+    let active = store.transition_season(&sys(org), h1.id, h1.version, by_the_rules("active", "")).await.unwrap();
     assert_eq!(active.status, SeasonStatus::Active);
     assert_eq!(active.version, Version(2));
     assert_eq!(store.get_season(org, h1.id).await.unwrap(), active);
 
     // The rule, as the service applies it, names the season that is in the way.
-    let result = store.transition_season(org, h2.id, h2.version, by_the_rules("active", "")).await;
+    let result = store.transition_season(&sys(org), h2.id, h2.version, by_the_rules("active", "")).await;
     let errors = assert_rejected(result, "to");
     assert!(errors.get("to").unwrap()[0].contains("\"H1\""), "{errors}");
     assert_eq!(store.get_season(org, h2.id).await.unwrap(), h2);
 
     // A caller that skips the rule still cannot store a second active season: the unique partial
     // index is the last line of defence on both backends.
-    let result = store.transition_season(org, h2.id, h2.version, |_, _| Ok((SeasonStatus::Active, None))).await;
+    let result = store.transition_season(&sys(org), h2.id, h2.version, |_, _| Ok((SeasonStatus::Active, None))).await;
     match &result {
         Err(e) if e.is_unique_violation() => {}
         other => panic!("expected a unique violation, got {other:?}"),
@@ -726,19 +726,20 @@ async fn contract_one_active_season(store: Store) {
     let statuses: Vec<SeasonStatus> = store.list_seasons(org).await.unwrap().iter().map(|s| s.status).collect();
     assert_eq!(statuses, [SeasonStatus::Draft, SeasonStatus::Active]);
 
-    let result = store.transition_season(org, h1.id, Version(1), by_the_rules("closed", "")).await;
+    let result = store.transition_season(&sys(org), h1.id, Version(1), by_the_rules("closed", "")).await;
     assert_conflict(result, "season", h1.id.0, 1, 2);
     let missing = SeasonId(h2.id.0 + 1000);
-    let result = store.transition_season(org, missing, Version(1), by_the_rules("active", "")).await;
+    let result = store.transition_season(&sys(org), missing, Version(1), by_the_rules("active", "")).await;
     assert_not_found(result, "season", missing.0);
 
     let retro = "Agents arrived faster than planned.";
-    let closed = store.transition_season(org, h1.id, active.version, by_the_rules("closed", retro)).await.unwrap();
+    let closed =
+        store.transition_season(&sys(org), h1.id, active.version, by_the_rules("closed", retro)).await.unwrap();
     assert_eq!(closed.status, SeasonStatus::Closed);
     assert_eq!(closed.retrospective.as_deref(), Some(retro));
     assert_eq!(closed.version, Version(3));
     let next = store
-        .transition_season(org, h2.id, h2.version, by_the_rules("active", ""))
+        .transition_season(&sys(org), h2.id, h2.version, by_the_rules("active", ""))
         .await
         .expect("a season can be activated once the active one is closed");
     assert_eq!(next.status, SeasonStatus::Active);
@@ -760,7 +761,7 @@ async fn contract_objectives_and_key_results(store: Store) {
     }
     .validate(&season.dates())
     .unwrap();
-    let q2 = store.create_objective(org, season.id, &spec).await.unwrap();
+    let q2 = store.create_objective(&sys(org), season.id, &spec).await.unwrap();
     assert_eq!((q2.org_id, q2.season_id), (org, season.id));
     assert_eq!(q2.quarter.to_string(), "2027-Q2");
     assert_eq!(q2.title, "Clinicians trust the drafts");
@@ -771,19 +772,24 @@ async fn contract_objectives_and_key_results(store: Store) {
     assert_eq!(q2.version, Version(1));
     assert_eq!(store.get_objective(org, q2.id).await.unwrap(), q2);
 
-    let q1 = store.create_objective(org, season.id, &objective_spec(&season, "2027-Q1", "Fewer clicks")).await.unwrap();
-    let elsewhere =
-        store.create_objective(org, other_season.id, &objective_spec(&other_season, "2027-Q3", "Later")).await.unwrap();
+    let q1 = store
+        .create_objective(&sys(org), season.id, &objective_spec(&season, "2027-Q1", "Fewer clicks"))
+        .await
+        .unwrap();
+    let elsewhere = store
+        .create_objective(&sys(org), other_season.id, &objective_spec(&other_season, "2027-Q3", "Later"))
+        .await
+        .unwrap();
     let listed = store.list_objectives(org, season.id).await.unwrap();
     assert_eq!(listed, vec![q1.clone(), q2.clone()], "objectives are listed by quarter");
 
     let edit = ObjectiveInput { commitment: "aspirational".into(), ..q1.to_input() }.validate(&season.dates()).unwrap();
-    let q1 = store.update_objective(org, q1.id, q1.version, &edit).await.unwrap();
+    let q1 = store.update_objective(&sys(org), q1.id, q1.version, &edit).await.unwrap();
     assert_eq!((q1.commitment, q1.version), (Commitment::Aspirational, Version(2)));
-    let result = store.update_objective(org, q1.id, Version(1), &edit).await;
+    let result = store.update_objective(&sys(org), q1.id, Version(1), &edit).await;
     assert_conflict(result, "objective", q1.id.0, 1, 2);
     let missing = ObjectiveId(elsewhere.id.0 + 1000);
-    let result = store.update_objective(org, missing, Version(1), &edit).await;
+    let result = store.update_objective(&sys(org), missing, Version(1), &edit).await;
     assert_not_found(result, "objective", missing.0);
 
     let spec = key_result_with(
@@ -797,7 +803,7 @@ async fn contract_objectives_and_key_results(store: Store) {
     )
     .validate()
     .unwrap();
-    let kr = store.create_key_result(org, q2.id, &spec).await.unwrap();
+    let kr = store.create_key_result(&sys(org), q2.id, &spec).await.unwrap();
     assert_eq!((kr.org_id, kr.objective_id), (org, q2.id));
     assert_eq!(kr.title, "Acceptance rate");
     let expected = Measure::IncreaseTo { start: 20.0, target: 35.0, unit: "%".into() };
@@ -807,9 +813,11 @@ async fn contract_objectives_and_key_results(store: Store) {
     assert_eq!(store.get_key_result(org, kr.id).await.unwrap(), kr);
 
     let below = MeasureInput { threshold: Some(300.0), unit: "ms".into(), ..measure("keep-below") };
-    let kr_q1 = store.create_key_result(org, q1.id, &key_result_spec("Latency", below)).await.unwrap();
-    let other_kr =
-        store.create_key_result(org, elsewhere.id, &key_result_spec("Later", measure("milestone"))).await.unwrap();
+    let kr_q1 = store.create_key_result(&sys(org), q1.id, &key_result_spec("Latency", below)).await.unwrap();
+    let other_kr = store
+        .create_key_result(&sys(org), elsewhere.id, &key_result_spec("Later", measure("milestone")))
+        .await
+        .unwrap();
     // Key results are listed by objective (in creation order), and only the season's own.
     let listed = store.list_key_results(org, season.id).await.unwrap();
     assert_eq!(listed, vec![kr.clone(), kr_q1.clone()]);
@@ -819,7 +827,7 @@ async fn contract_objectives_and_key_results(store: Store) {
     let decrease =
         MeasureInput { start: Some(900.0), target: Some(300.0), unit: "ms".into(), ..measure("decrease-to") };
     let edit = key_result_spec("Time to draft", decrease);
-    let updated = store.update_key_result(org, kr.id, kr.version, &edit).await.unwrap();
+    let updated = store.update_key_result(&sys(org), kr.id, kr.version, &edit).await.unwrap();
     assert_eq!(updated.title, "Time to draft");
     let expected = Measure::DecreaseTo { start: 900.0, target: 300.0, unit: "ms".into() };
     assert_eq!(updated.measure, expected);
@@ -828,32 +836,33 @@ async fn contract_objectives_and_key_results(store: Store) {
     assert_eq!(updated.confidence, Some(0.6), "an edit without a confidence keeps the last one");
     assert_eq!(updated.created_at, kr.created_at);
 
-    let result = store.update_key_result(org, kr.id, Version(1), &edit).await;
+    let result = store.update_key_result(&sys(org), kr.id, Version(1), &edit).await;
     assert_conflict(result, "key result", kr.id.0, 1, 2);
     let missing = KeyResultId(kr.id.0 + 1000);
-    let result = store.update_key_result(org, missing, Version(1), &edit).await;
+    let result = store.update_key_result(&sys(org), missing, Version(1), &edit).await;
     assert_not_found(result, "key result", missing.0);
     assert_eq!(store.get_key_result(org, kr.id).await.unwrap(), updated);
 }
 
 async fn contract_squads_round_trip(store: Store) {
     let org = store.ensure_org("acme", "Acme").await.unwrap();
-    let drafts = store.create_squad(org, &squad_spec("Drafts")).await.unwrap();
+    let drafts = store.create_squad(&sys(org), &squad_spec("Drafts")).await.unwrap();
     assert_eq!((drafts.org_id, drafts.name.as_str()), (org, "Drafts"));
     assert_eq!((drafts.unit.as_str(), drafts.capacity), ("Clinical", 12.0));
     assert_eq!(drafts.version, Version(1));
     assert_eq!(store.get_squad(org, drafts.id).await.unwrap(), drafts);
 
-    let search = store.create_squad(org, &squad_spec("Search")).await.unwrap();
-    let renamed = store.update_squad(org, search.id, search.version, &squad_spec("Search & Browse")).await.unwrap();
+    let search = store.create_squad(&sys(org), &squad_spec("Search")).await.unwrap();
+    let renamed =
+        store.update_squad(&sys(org), search.id, search.version, &squad_spec("Search & Browse")).await.unwrap();
     assert_eq!((renamed.name.as_str(), renamed.version), ("Search & Browse", Version(2)));
     assert_eq!(renamed.created_at, search.created_at);
     assert_eq!(store.get_squad(org, search.id).await.unwrap(), renamed);
 
-    let result = store.update_squad(org, search.id, Version(1), &squad_spec("Lost edit")).await;
+    let result = store.update_squad(&sys(org), search.id, Version(1), &squad_spec("Lost edit")).await;
     assert_conflict(result, "squad", search.id.0, 1, 2);
     let missing = SquadId(search.id.0 + 1000);
-    let result = store.update_squad(org, missing, Version(1), &squad_spec("Ghost")).await;
+    let result = store.update_squad(&sys(org), missing, Version(1), &squad_spec("Ghost")).await;
     assert_not_found(result, "squad", missing.0);
     assert_not_found(store.get_squad(org, missing).await, "squad", missing.0);
     assert_eq!(store.list_squads(org).await.unwrap(), vec![drafts, renamed]);
@@ -861,19 +870,19 @@ async fn contract_squads_round_trip(store: Store) {
 
 async fn contract_squad_names_are_unique_per_org(store: Store) {
     let org = store.ensure_org("acme", "Acme").await.unwrap();
-    let drafts = store.create_squad(org, &squad_spec("Drafts")).await.unwrap();
-    let search = store.create_squad(org, &squad_spec("Search")).await.unwrap();
+    let drafts = store.create_squad(&sys(org), &squad_spec("Drafts")).await.unwrap();
+    let search = store.create_squad(&sys(org), &squad_spec("Search")).await.unwrap();
 
     // The service shows this rejection next to the name field, so it must not arrive as a raw
     // database error.
-    let result = store.create_squad(org, &squad_spec("Drafts")).await;
+    let result = store.create_squad(&sys(org), &squad_spec("Drafts")).await;
     let errors = assert_rejected(result, "name");
     assert!(errors.get("name").unwrap()[0].contains("\"Drafts\""), "{errors}");
     let listed = store.list_squads(org).await.unwrap();
     assert_eq!(listed, vec![drafts.clone(), search.clone()]);
 
     // A rename onto a taken name is refused the same way, and leaves the squad as it was.
-    let result = store.update_squad(org, search.id, search.version, &squad_spec("Drafts")).await;
+    let result = store.update_squad(&sys(org), search.id, search.version, &squad_spec("Drafts")).await;
     assert_rejected(result, "name");
     assert_eq!(store.get_squad(org, search.id).await.unwrap(), search);
 }
@@ -881,7 +890,7 @@ async fn contract_squad_names_are_unique_per_org(store: Store) {
 async fn contract_squad_goals_round_trip(store: Store) {
     let org = store.ensure_org("acme", "Acme").await.unwrap();
     let (season, _, kr) = small_plan(&store, org).await;
-    let squad = store.create_squad(org, &squad_spec("Drafts")).await.unwrap();
+    let squad = store.create_squad(&sys(org), &squad_spec("Drafts")).await.unwrap();
 
     let latency = goal_with(
         SquadGoalInput {
@@ -896,7 +905,7 @@ async fn contract_squad_goals_round_trip(store: Store) {
         MeasureInput { start: Some(900.0), target: Some(300.0), unit: "ms".into(), ..measure("decrease-to") },
     );
     let spec = latency.validate(Some(&season.dates())).unwrap();
-    let g1 = store.create_goal(org, squad.id, &spec).await.unwrap();
+    let g1 = store.create_goal(&sys(org), squad.id, &spec).await.unwrap();
     assert_eq!((g1.org_id, g1.squad_id, g1.key_result_id), (org, squad.id, kr.id));
     assert_eq!(g1.title, "Cut draft latency");
     assert_eq!((g1.starts_on, g1.ends_on), (date("2027-01-04"), date("2027-02-01")));
@@ -921,7 +930,7 @@ async fn contract_squad_goals_round_trip(store: Store) {
         },
         MeasureInput { low: Some(10.0), high: Some(20.0), unit: "min".into(), ..measure("within-range") },
     );
-    let g3 = store.create_goal(org, squad.id, &bet.validate(Some(&season.dates())).unwrap()).await.unwrap();
+    let g3 = store.create_goal(&sys(org), squad.id, &bet.validate(Some(&season.dates())).unwrap()).await.unwrap();
     assert_eq!(g3.investment, Investment::Slope);
     assert_eq!(g3.challenges.as_deref(), Some("Clinicians want full drafts"));
     assert_eq!(g3.kill_criteria.as_deref(), Some("Acceptance below 10 % after 3 weeks"));
@@ -938,20 +947,20 @@ async fn contract_squad_goals_round_trip(store: Store) {
         },
         measure("milestone"),
     );
-    let g2 = store.create_goal(org, squad.id, &milestone.validate(Some(&season.dates())).unwrap()).await.unwrap();
+    let g2 = store.create_goal(&sys(org), squad.id, &milestone.validate(Some(&season.dates())).unwrap()).await.unwrap();
     assert_eq!(g2.measure, Measure::Milestone);
 
     // A goal of another season's key result does not show on this season's board.
     let h2 = create_season(&store, org, "H2", "2027-07-01", "2027-12-31").await;
-    let o2 = store.create_objective(org, h2.id, &objective_spec(&h2, "2027-Q3", "Later")).await.unwrap();
-    let kr2 = store.create_key_result(org, o2.id, &key_result_spec("Later", measure("milestone"))).await.unwrap();
+    let o2 = store.create_objective(&sys(org), h2.id, &objective_spec(&h2, "2027-Q3", "Later")).await.unwrap();
+    let kr2 = store.create_key_result(&sys(org), o2.id, &key_result_spec("Later", measure("milestone"))).await.unwrap();
     let later = SquadGoalInput {
         key_result_id: Some(kr2.id.0),
         starts_on: "2027-07-05".into(),
         ends_on: "2027-08-02".into(),
         ..milestone.clone()
     };
-    let g4 = store.create_goal(org, squad.id, &later.validate(Some(&h2.dates())).unwrap()).await.unwrap();
+    let g4 = store.create_goal(&sys(org), squad.id, &later.validate(Some(&h2.dates())).unwrap()).await.unwrap();
 
     let board = store.list_goals_for_season(org, season.id).await.unwrap();
     assert_eq!(board, vec![g1.clone(), g2.clone(), g3.clone()], "goals are listed by start");
@@ -959,16 +968,16 @@ async fn contract_squad_goals_round_trip(store: Store) {
 
     let done = goal_with(SquadGoalInput { status: "done".into(), ..g1.to_input() }, measure("milestone"));
     let spec = done.validate(Some(&season.dates())).unwrap();
-    let updated = store.update_goal(org, g1.id, g1.version, &spec).await.unwrap();
+    let updated = store.update_goal(&sys(org), g1.id, g1.version, &spec).await.unwrap();
     assert_eq!((updated.status, updated.measure.clone()), (GoalStatus::Done, Measure::Milestone));
     assert_eq!(updated.version, Version(2));
     assert_eq!(updated.title, g1.title);
     assert_eq!(store.get_goal(org, g1.id).await.unwrap(), updated);
 
-    let result = store.update_goal(org, g1.id, Version(1), &spec).await;
+    let result = store.update_goal(&sys(org), g1.id, Version(1), &spec).await;
     assert_conflict(result, "squad goal", g1.id.0, 1, 2);
     let missing = SquadGoalId(g1.id.0 + 1000);
-    let result = store.update_goal(org, missing, Version(1), &spec).await;
+    let result = store.update_goal(&sys(org), missing, Version(1), &spec).await;
     assert_not_found(result, "squad goal", missing.0);
     assert_not_found(store.get_goal(org, missing).await, "squad goal", missing.0);
     assert_eq!(store.get_goal(org, g1.id).await.unwrap(), updated);
@@ -1006,7 +1015,7 @@ async fn contract_check_ins_update_their_subject(store: Store) {
     assert_eq!(stored.version, kr.version, "a check-in is not an edit of the plan");
 
     // Goals take check-ins too, and a listing holds only its own subject's, even where ids coincide.
-    let squad = store.create_squad(org, &squad_spec("Drafts")).await.unwrap();
+    let squad = store.create_squad(&sys(org), &squad_spec("Drafts")).await.unwrap();
     let goal = goal_with(
         SquadGoalInput {
             key_result_id: Some(kr.id.0),
@@ -1021,7 +1030,7 @@ async fn contract_check_ins_update_their_subject(store: Store) {
     )
     .validate(Some(&season.dates()))
     .unwrap();
-    let goal = store.create_goal(org, squad.id, &goal).await.unwrap();
+    let goal = store.create_goal(&sys(org), squad.id, &goal).await.unwrap();
     let done = CheckInInput { done: Some(true), confidence: Some(0.9), author: "Bo".into(), ..Default::default() }
         .validate(&goal.measure)
         .unwrap();
@@ -1056,7 +1065,7 @@ async fn contract_plan_as_of_shows_the_past(store: Store) {
     tick().await;
 
     let edit = key_result_spec("Acceptance of drafts", increase(0.2, 0.35, ""));
-    let renamed = store.update_key_result(org, kr.id, kr.version, &edit).await.unwrap();
+    let renamed = store.update_key_result(&sys(org), kr.id, kr.version, &edit).await.unwrap();
     let check_in =
         store.add_check_in(org, SubjectKind::KeyResult, kr.id.0, &check_in_spec(&kr.measure, 0.3, None)).await.unwrap();
     tick().await;
@@ -1097,7 +1106,7 @@ async fn contract_concurrent_overlapping_seasons(store: Store) {
             tokio::spawn(async move {
                 let spec = season_spec(&format!("Season {i}"), "2027-01-01", &format!("2027-06-{:02}", 20 + i));
                 start.wait().await;
-                store.create_season(org, &spec, |others| check_no_overlap(&spec.dates, others, None)).await
+                store.create_season(&sys(org), &spec, |others| check_no_overlap(&spec.dates, others, None)).await
             })
         })
         .collect();
@@ -1130,7 +1139,7 @@ async fn contract_concurrent_activations(store: Store) {
             let (store, start, season) = (store.clone(), start.clone(), season.clone());
             tokio::spawn(async move {
                 start.wait().await;
-                store.transition_season(org, season.id, season.version, by_the_rules("active", "")).await
+                store.transition_season(&sys(org), season.id, season.version, by_the_rules("active", "")).await
             })
         })
         .collect();
@@ -1563,12 +1572,15 @@ async fn contract_metrics_feed_linked_key_results_and_goals(store: Store) {
     let (season, objective, plain) = small_plan(&store, org).await;
     let metric = store.create_metric(org, &metric_spec("eval.f1", "F1")).await.unwrap();
 
-    let result = store.create_key_result(org, objective.id, &fed_key_result_spec("Unknown", "eval.nope")).await;
+    let result = store.create_key_result(&sys(org), objective.id, &fed_key_result_spec("Unknown", "eval.nope")).await;
     assert_rejected(result, "metric");
     assert_eq!(store.list_key_results(org, season.id).await.unwrap(), vec![plain.clone()], "a bad link stores nothing");
 
     // Linked before the metric has a point: nothing to copy yet, and the link is stale from the start.
-    let kr = store.create_key_result(org, objective.id, &fed_key_result_spec("F1 of drafts", "eval.f1")).await.unwrap();
+    let kr = store
+        .create_key_result(&sys(org), objective.id, &fed_key_result_spec("F1 of drafts", "eval.f1"))
+        .await
+        .unwrap();
     assert_eq!(kr.metric, Some(MetricFeed { key: "eval.f1".into(), observed_at: None, freshness_hours: 72 }));
     assert_eq!(kr.current, None);
 
@@ -1592,11 +1604,15 @@ async fn contract_metrics_feed_linked_key_results_and_goals(store: Store) {
     assert_eq!((fed.current, fed.metric.clone()), (Some(0.74), feed("2027-01-05T21:00:00.5Z")));
 
     // Linking a metric that already has points copies its latest at once.
-    let late = store.create_key_result(org, objective.id, &fed_key_result_spec("F1, again", "eval.f1")).await.unwrap();
+    let late =
+        store.create_key_result(&sys(org), objective.id, &fed_key_result_spec("F1, again", "eval.f1")).await.unwrap();
     assert_eq!((late.current, late.metric.clone()), (Some(0.74), feed("2027-01-05T21:00:00.5Z")));
-    let squad = store.create_squad(org, &squad_spec("Drafts")).await.unwrap();
-    assert_rejected(store.create_goal(org, squad.id, &fed_goal_spec(&season, &plain, "eval.nope")).await, "metric");
-    let goal = store.create_goal(org, squad.id, &fed_goal_spec(&season, &plain, "eval.f1")).await.unwrap();
+    let squad = store.create_squad(&sys(org), &squad_spec("Drafts")).await.unwrap();
+    assert_rejected(
+        store.create_goal(&sys(org), squad.id, &fed_goal_spec(&season, &plain, "eval.nope")).await,
+        "metric",
+    );
+    let goal = store.create_goal(&sys(org), squad.id, &fed_goal_spec(&season, &plain, "eval.f1")).await.unwrap();
     assert_eq!((goal.current, goal.metric.clone()), (Some(0.74), feed("2027-01-05T21:00:00.5Z")));
     assert_eq!(store.get_goal(org, goal.id).await.unwrap(), goal);
 
@@ -1611,7 +1627,7 @@ async fn contract_metrics_feed_linked_key_results_and_goals(store: Store) {
 
     // Unlinking keeps the last value, which check-ins then take over.
     let unlink = KeyResultInput { metric: String::new(), ..fed.to_input() }.validate().unwrap();
-    let unlinked = store.update_key_result(org, kr.id, fed.version, &unlink).await.unwrap();
+    let unlinked = store.update_key_result(&sys(org), kr.id, fed.version, &unlink).await.unwrap();
     assert_eq!((unlinked.current, unlinked.metric.clone()), (Some(0.77), None));
     store.write_points(org, &metric, &[point("2027-01-07", 0.8, "2027-01-07T22:00:00Z")], None).await.unwrap();
     assert_eq!(store.get_key_result(org, kr.id).await.unwrap(), unlinked, "an unlinked key result is not fed");
@@ -1619,21 +1635,21 @@ async fn contract_metrics_feed_linked_key_results_and_goals(store: Store) {
 
     // Relinking checks the key, and a good key feeds the latest value straight away.
     let bad = KeyResultInput { metric: "eval.nope".into(), ..unlinked.to_input() }.validate().unwrap();
-    assert_rejected(store.update_key_result(org, kr.id, unlinked.version, &bad).await, "metric");
+    assert_rejected(store.update_key_result(&sys(org), kr.id, unlinked.version, &bad).await, "metric");
     assert_eq!(store.get_key_result(org, kr.id).await.unwrap(), unlinked, "a refused edit changes nothing");
     let relink = KeyResultInput { metric: "eval.f1".into(), ..unlinked.to_input() }.validate().unwrap();
-    let relinked = store.update_key_result(org, kr.id, unlinked.version, &relink).await.unwrap();
+    let relinked = store.update_key_result(&sys(org), kr.id, unlinked.version, &relink).await.unwrap();
     assert_eq!((relinked.current, relinked.metric.clone()), (Some(0.8), feed("2027-01-07T22:00:00Z")));
     let bad =
         SquadGoalInput { metric: "eval.nope".into(), ..goal_now.to_input() }.validate(Some(&season.dates())).unwrap();
-    assert_rejected(store.update_goal(org, goal.id, goal_now.version, &bad).await, "metric");
+    assert_rejected(store.update_goal(&sys(org), goal.id, goal_now.version, &bad).await, "metric");
 
     // Another organisation's key result linked to its own metric of the same key is not fed.
     let other = store.ensure_org("globex", "Globex").await.unwrap();
     let (_, their_objective, _) = small_plan(&store, other).await;
     store.create_metric(other, &metric_spec("eval.f1", "F1")).await.unwrap();
     let theirs =
-        store.create_key_result(other, their_objective.id, &fed_key_result_spec("F1", "eval.f1")).await.unwrap();
+        store.create_key_result(&sys(other), their_objective.id, &fed_key_result_spec("F1", "eval.f1")).await.unwrap();
     store.write_points(org, &metric, &[point("2027-01-08", 0.9, "2027-01-08T22:00:00Z")], None).await.unwrap();
     assert_eq!(store.get_key_result(other, theirs.id).await.unwrap(), theirs);
     assert_eq!(store.get_key_result(org, kr.id).await.unwrap().current, Some(0.9));
@@ -2365,4 +2381,10 @@ async fn contract_only_the_lease_holder_registers_a_trained_model(store: Store) 
     // Done is done: a second completion registers nothing.
     let again = NewModel { ..new_model("notes-sft-j1-again", Some("notes")) };
     assert_eq!(store.complete_training_job(job.id, "w2", &again, None, &json!({}), t2).await.unwrap(), None);
+}
+
+/// The actor of writes in these tests: the system, which may do anything, as the service layer has
+/// already authorized the caller before it reaches the store.
+fn sys(org: OrgId) -> Actor {
+    Actor::system(org, "contract-test")
 }

@@ -54,6 +54,20 @@ impl IntoResponse for ApiError {
             ),
             ApiError::Service(ServiceError::NotFound(message)) => (StatusCode::NOT_FOUND, "not_found", message, None),
             ApiError::Service(ServiceError::Conflict(message)) => (StatusCode::CONFLICT, "conflict", message, None),
+            ApiError::Service(ServiceError::Unauthorized(message)) => {
+                (StatusCode::UNAUTHORIZED, "unauthorized", message, None)
+            }
+            ApiError::Service(ServiceError::Forbidden(message)) => (StatusCode::FORBIDDEN, "forbidden", message, None),
+            ApiError::Service(ServiceError::TooManyRequests { retry_after_secs }) => {
+                let body = json!({ "error": { "code": "too_many_requests",
+                    "message": format!("too many failed sign-ins; try again in {retry_after_secs} s") } });
+                return (
+                    StatusCode::TOO_MANY_REQUESTS,
+                    [(axum::http::header::RETRY_AFTER, retry_after_secs.to_string())],
+                    Json(body),
+                )
+                    .into_response();
+            }
             // The details were logged where the error arose; the caller learns only that it happened.
             ApiError::Service(ServiceError::InvalidRows { .. }) => unreachable!("answered above"),
             ApiError::Service(ServiceError::Internal(_)) => {

@@ -78,3 +78,20 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Query<T> {
         serde_urlencoded::from_str(query).map(Query).map_err(|e| FieldErrors::single("query", e.to_string()).into())
     }
 }
+
+/// The authenticated caller of an API route. Anonymous requests are refused with 401 before the handler
+/// runs; what the caller may do is the service layer's decision.
+pub struct Caller(pub slope_domain::Actor);
+
+impl<S: Send + Sync> FromRequestParts<S> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        match parts.extensions.get::<slope_app::Authenticated>() {
+            Some(slope_app::Authenticated(Some(actor))) => Ok(Caller(actor.clone())),
+            _ => Err(ApiError::Service(slope_service::ServiceError::Unauthorized(
+                "sign in, or send `Authorization: Bearer <token>`".into(),
+            ))),
+        }
+    }
+}

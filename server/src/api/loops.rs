@@ -15,7 +15,7 @@ use slope_domain::*;
 use slope_metrics::events::Format;
 use slope_service::{BatchInput, IngestAck, Loops, MAX_BATCH_BYTES};
 
-use super::extract::{Body, Query};
+use super::extract::{Body, Caller, Query};
 use super::{ApiError, ApiResult, ApiState, Versioned, created};
 
 pub fn routes() -> Router<ApiState> {
@@ -100,25 +100,27 @@ fn acknowledged(ack: IngestAck) -> impl IntoResponse {
 /// understood; `Idempotency-Key` makes retries safe. 201 for a new batch, 200 for a replayed one.
 async fn ingest(
     State(s): State<ApiState>,
+    Caller(actor): Caller,
     Path(loop_key): Path<String>,
     headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult<impl IntoResponse> {
     let (format, gzip, idempotency_key) = batch_headers(&headers)?;
     let input = BatchInput { loop_key: &loop_key, body: &body, format, gzip, idempotency_key };
-    Ok(acknowledged(loops(&s).ingest(s.org, input).await?))
+    Ok(acknowledged(loops(&s).ingest(&actor, input).await?))
 }
 
 /// `POST /transactions`: a batch of transaction events (`event_id`, `customer_id`, `ts`, `amount`), with
 /// the same formats, rules and answers as interaction events.
 async fn ingest_transactions(
     State(s): State<ApiState>,
+    Caller(actor): Caller,
     headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult<impl IntoResponse> {
     let (format, gzip, idempotency_key) = batch_headers(&headers)?;
     let input = BatchInput { loop_key: "", body: &body, format, gzip, idempotency_key };
-    Ok(acknowledged(loops(&s).ingest_transactions(s.org, input).await?))
+    Ok(acknowledged(loops(&s).ingest_transactions(&actor, input).await?))
 }
 
 #[derive(Deserialize, Default)]
@@ -133,16 +135,20 @@ struct LtvQuery {
 }
 
 /// `GET /ltv`: BG/NBD and Gamma-Gamma fitted to the stored transactions.
-async fn ltv(State(s): State<ApiState>, Query(q): Query<LtvQuery>) -> ApiResult<impl IntoResponse> {
+async fn ltv(
+    State(s): State<ApiState>,
+    Caller(actor): Caller,
+    Query(q): Query<LtvQuery>,
+) -> ApiResult<impl IntoResponse> {
     let period = match q.period.as_deref().unwrap_or("week").parse() {
         Ok(p) => p,
         Err(m) => return Err(FieldErrors::single("period", m).into()),
     };
-    Ok(Json(loops(&s).ltv(s.org, period, q.horizon.unwrap_or(52), q.discount_rate.unwrap_or(0.0)).await?))
+    Ok(Json(loops(&s).ltv(&actor, period, q.horizon.unwrap_or(52), q.discount_rate.unwrap_or(0.0)).await?))
 }
 
-async fn list_loops(State(s): State<ApiState>) -> ApiResult<impl IntoResponse> {
-    Ok(Json(loops(&s).list_loops(s.org).await?))
+async fn list_loops(State(s): State<ApiState>, Caller(actor): Caller) -> ApiResult<impl IntoResponse> {
+    Ok(Json(loops(&s).list_loops(&actor).await?))
 }
 
 #[derive(Deserialize)]
@@ -152,16 +158,21 @@ struct ReportQuery {
 
 async fn loop_report(
     State(s): State<ApiState>,
+    Caller(actor): Caller,
     Path(raw): Path<String>,
     Query(q): Query<ReportQuery>,
 ) -> ApiResult<impl IntoResponse> {
     let loop_key = loop_key(&raw)?;
-    Ok(Json(loops(&s).loop_report(s.org, &loop_key, q.days.unwrap_or(28)).await?))
+    Ok(Json(loops(&s).loop_report(&actor, &loop_key, q.days.unwrap_or(28)).await?))
 }
 
-async fn retention(State(s): State<ApiState>, Path(raw): Path<String>) -> ApiResult<impl IntoResponse> {
+async fn retention(
+    State(s): State<ApiState>,
+    Caller(actor): Caller,
+    Path(raw): Path<String>,
+) -> ApiResult<impl IntoResponse> {
     let loop_key = loop_key(&raw)?;
-    Ok(Json(loops(&s).retention(s.org, &loop_key).await?))
+    Ok(Json(loops(&s).retention(&actor, &loop_key).await?))
 }
 
 #[derive(Deserialize, Default)]
@@ -185,6 +196,7 @@ fn window(field: &str, raw: &str) -> Result<(NaiveDate, NaiveDate), FieldErrors>
 
 async fn drift_check(
     State(s): State<ApiState>,
+    Caller(actor): Caller,
     Path(raw): Path<String>,
     Body(input): Body<DriftInput>,
 ) -> ApiResult<impl IntoResponse> {
@@ -193,7 +205,7 @@ async fn drift_check(
     let reference = window("reference", &input.reference).map_err(|e| errors.merge(e)).ok();
     let current = window("current", &input.current).map_err(|e| errors.merge(e)).ok();
     let (Some(reference), Some(current)) = (reference, current) else { return Err(errors.into()) };
-    let (drift, alert) = loops(&s).drift_check(s.org, &loop_key, &input.field, reference, current).await?;
+    let (drift, alert) = loops(&s).drift_check(&actor, &loop_key, &input.field, reference, current).await?;
     Ok(Json(json!({
         "method": "PSI and Jensen–Shannon distance (base 2) over bins cut at the reference's deciles; bands < 0.1 stable, 0.1–0.25 moderate, > 0.25 major",
         "drift": drift,
@@ -201,29 +213,38 @@ async fn drift_check(
     })))
 }
 
-async fn drift_alerts(State(s): State<ApiState>) -> ApiResult<impl IntoResponse> {
-    Ok(Json(loops(&s).drift_alerts(s.org).await?))
+async fn drift_alerts(State(s): State<ApiState>, Caller(actor): Caller) -> ApiResult<impl IntoResponse> {
+    Ok(Json(loops(&s).drift_alerts(&actor).await?))
 }
 
-async fn list_metrics(State(s): State<ApiState>) -> ApiResult<impl IntoResponse> {
-    Ok(Json(loops(&s).list_metrics(s.org).await?))
+async fn list_metrics(State(s): State<ApiState>, Caller(actor): Caller) -> ApiResult<impl IntoResponse> {
+    Ok(Json(loops(&s).list_metrics(&actor).await?))
 }
 
-async fn create_metric(State(s): State<ApiState>, Body(input): Body<MetricInput>) -> ApiResult<impl IntoResponse> {
-    Ok(created(loops(&s).create_metric(s.org, &input).await?))
+async fn create_metric(
+    State(s): State<ApiState>,
+    Caller(actor): Caller,
+    Body(input): Body<MetricInput>,
+) -> ApiResult<impl IntoResponse> {
+    Ok(created(loops(&s).create_metric(&actor, &input).await?))
 }
 
-async fn metric_series(State(s): State<ApiState>, Path(key): Path<String>) -> ApiResult<impl IntoResponse> {
-    Ok(Json(loops(&s).series(s.org, &key).await?))
+async fn metric_series(
+    State(s): State<ApiState>,
+    Caller(actor): Caller,
+    Path(key): Path<String>,
+) -> ApiResult<impl IntoResponse> {
+    Ok(Json(loops(&s).series(&actor, &key).await?))
 }
 
 async fn update_metric(
     State(s): State<ApiState>,
+    Caller(actor): Caller,
     Path(key): Path<String>,
     body: Versioned<MetricInput>,
 ) -> ApiResult<impl IntoResponse> {
     let Versioned { version, input } = body;
-    Ok(Json(loops(&s).update_metric(s.org, &key, version.0, &input).await?))
+    Ok(Json(loops(&s).update_metric(&actor, &key, version.0, &input).await?))
 }
 
 #[derive(Deserialize, Default)]
@@ -234,27 +255,37 @@ struct PointsInput {
 
 async fn push_points(
     State(s): State<ApiState>,
+    Caller(actor): Caller,
     Path(key): Path<String>,
     Body(input): Body<PointsInput>,
 ) -> ApiResult<impl IntoResponse> {
-    Ok(Json(loops(&s).push_points(s.org, &key, &input.points).await?))
+    Ok(Json(loops(&s).push_points(&actor, &key, &input.points).await?))
 }
 
-async fn recompute(State(s): State<ApiState>, Path(key): Path<String>) -> ApiResult<impl IntoResponse> {
-    Ok(Json(loops(&s).recompute(s.org, &key).await?))
+async fn recompute(
+    State(s): State<ApiState>,
+    Caller(actor): Caller,
+    Path(key): Path<String>,
+) -> ApiResult<impl IntoResponse> {
+    Ok(Json(loops(&s).recompute(&actor, &key).await?))
 }
 
-async fn list_experiments(State(s): State<ApiState>) -> ApiResult<impl IntoResponse> {
-    Ok(Json(loops(&s).list_experiments(s.org).await?))
+async fn list_experiments(State(s): State<ApiState>, Caller(actor): Caller) -> ApiResult<impl IntoResponse> {
+    Ok(Json(loops(&s).list_experiments(&actor).await?))
 }
 
 async fn create_experiment(
     State(s): State<ApiState>,
+    Caller(actor): Caller,
     Body(input): Body<ExperimentInput>,
 ) -> ApiResult<impl IntoResponse> {
-    Ok(created(loops(&s).create_experiment(s.org, &input).await?))
+    Ok(created(loops(&s).create_experiment(&actor, &input).await?))
 }
 
-async fn analyze_experiment(State(s): State<ApiState>, Path(key): Path<String>) -> ApiResult<impl IntoResponse> {
-    Ok(Json(loops(&s).analyze_experiment(s.org, &key).await?))
+async fn analyze_experiment(
+    State(s): State<ApiState>,
+    Caller(actor): Caller,
+    Path(key): Path<String>,
+) -> ApiResult<impl IntoResponse> {
+    Ok(Json(loops(&s).analyze_experiment(&actor, &key).await?))
 }

@@ -1,5 +1,6 @@
 //! The JSON REST API under `/api/v1`. Handlers are thin: extract, call the service, serialise.
 
+mod access;
 mod error;
 mod extract;
 mod loops;
@@ -14,17 +15,17 @@ use axum::routing::{get, post};
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use slope_domain::*;
-use slope_service::{Loops, Planning, Runner};
+use slope_service::{Access, Loops, Planning, Runner};
 
 pub use error::ApiError;
-use extract::{Body, Id, Query};
+use extract::{Body, Caller, Id, Query};
 
 #[derive(Clone)]
 pub struct ApiState {
     pub planning: Planning,
     pub loops: Loops,
     pub runner: Runner,
-    pub org: OrgId,
+    pub access: Access,
 }
 
 type ApiResult<T> = Result<T, ApiError>;
@@ -47,6 +48,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/squad-board", get(squad_board))
         .route("/squad-goals/{id}", get(get_goal).put(update_goal))
         .route("/squad-goals/{id}/check-ins", get(goal_check_ins).post(check_in_goal))
+        .merge(access::routes())
         .merge(loops::routes())
         .merge(runner::routes())
         .with_state(state)
@@ -86,30 +88,40 @@ fn created<T: serde::Serialize>(value: T) -> impl IntoResponse {
 
 // ---- seasons -----------------------------------------------------------------------------------
 
-async fn list_seasons(State(s): State<ApiState>) -> ApiResult<Json<Vec<SeasonSummary>>> {
-    Ok(Json(s.planning.list_seasons(s.org).await?))
+async fn list_seasons(State(s): State<ApiState>, Caller(actor): Caller) -> ApiResult<Json<Vec<SeasonSummary>>> {
+    Ok(Json(s.planning.list_seasons(&actor).await?))
 }
 
-async fn create_season(State(s): State<ApiState>, Body(input): Body<SeasonInput>) -> ApiResult<impl IntoResponse> {
-    Ok(created(s.planning.create_season(s.org, &input).await?))
+async fn create_season(
+    State(s): State<ApiState>,
+    Caller(actor): Caller,
+    Body(input): Body<SeasonInput>,
+) -> ApiResult<impl IntoResponse> {
+    Ok(created(s.planning.create_season(&actor, &input).await?))
 }
 
-async fn get_season(State(s): State<ApiState>, Id(id): Id) -> ApiResult<Json<Season>> {
-    Ok(Json(s.planning.get_season(s.org, SeasonId(id)).await?))
+async fn get_season(State(s): State<ApiState>, Caller(actor): Caller, Id(id): Id) -> ApiResult<Json<Season>> {
+    Ok(Json(s.planning.get_season(&actor, SeasonId(id)).await?))
 }
 
-async fn update_season(State(s): State<ApiState>, Id(id): Id, body: Versioned<SeasonInput>) -> ApiResult<Json<Season>> {
+async fn update_season(
+    State(s): State<ApiState>,
+    Caller(actor): Caller,
+    Id(id): Id,
+    body: Versioned<SeasonInput>,
+) -> ApiResult<Json<Season>> {
     let Versioned { version, input } = body;
-    Ok(Json(s.planning.update_season(s.org, SeasonId(id), version, &input).await?))
+    Ok(Json(s.planning.update_season(&actor, SeasonId(id), version, &input).await?))
 }
 
 async fn transition_season(
     State(s): State<ApiState>,
+    Caller(actor): Caller,
     Id(id): Id,
     body: Versioned<TransitionInput>,
 ) -> ApiResult<Json<Season>> {
     let Versioned { version, input } = body;
-    Ok(Json(s.planning.transition_season(s.org, SeasonId(id), version, &input).await?))
+    Ok(Json(s.planning.transition_season(&actor, SeasonId(id), version, &input).await?))
 }
 
 #[derive(Deserialize)]
@@ -127,9 +139,14 @@ fn parse_as_of(raw: &str) -> Result<DateTime<Utc>, FieldErrors> {
     Ok(day.and_hms_milli_opt(23, 59, 59, 999).expect("valid time").and_utc())
 }
 
-async fn season_tree(State(s): State<ApiState>, Id(id): Id, Query(q): Query<TreeQuery>) -> ApiResult<Json<SeasonTree>> {
+async fn season_tree(
+    State(s): State<ApiState>,
+    Caller(actor): Caller,
+    Id(id): Id,
+    Query(q): Query<TreeQuery>,
+) -> ApiResult<Json<SeasonTree>> {
     let as_of = q.as_of.as_deref().filter(|a| !a.is_empty()).map(parse_as_of).transpose()?;
-    Ok(Json(s.planning.season_tree(s.org, SeasonId(id), as_of).await?))
+    Ok(Json(s.planning.season_tree(&actor, SeasonId(id), as_of).await?))
 }
 
 #[derive(Deserialize)]
@@ -140,6 +157,7 @@ struct PeriodQuery {
 
 async fn season_slope(
     State(s): State<ApiState>,
+    Caller(actor): Caller,
     Id(id): Id,
     Query(q): Query<PeriodQuery>,
 ) -> ApiResult<Json<SlopeReport>> {
@@ -156,82 +174,104 @@ async fn season_slope(
             Some(c.finish(|| range)?)
         }
     };
-    Ok(Json(s.planning.slope_allocation(s.org, SeasonId(id), period).await?))
+    Ok(Json(s.planning.slope_allocation(&actor, SeasonId(id), period).await?))
 }
 
 // ---- objectives and key results ----------------------------------------------------------------
 
 async fn create_objective(
     State(s): State<ApiState>,
+    Caller(actor): Caller,
     Id(id): Id,
     Body(input): Body<ObjectiveInput>,
 ) -> ApiResult<impl IntoResponse> {
-    Ok(created(s.planning.create_objective(s.org, SeasonId(id), &input).await?))
+    Ok(created(s.planning.create_objective(&actor, SeasonId(id), &input).await?))
 }
 
-async fn get_objective(State(s): State<ApiState>, Id(id): Id) -> ApiResult<Json<Objective>> {
-    Ok(Json(s.planning.get_objective(s.org, ObjectiveId(id)).await?))
+async fn get_objective(State(s): State<ApiState>, Caller(actor): Caller, Id(id): Id) -> ApiResult<Json<Objective>> {
+    Ok(Json(s.planning.get_objective(&actor, ObjectiveId(id)).await?))
 }
 
 async fn update_objective(
     State(s): State<ApiState>,
+    Caller(actor): Caller,
     Id(id): Id,
     body: Versioned<ObjectiveInput>,
 ) -> ApiResult<Json<Objective>> {
     let Versioned { version, input } = body;
-    Ok(Json(s.planning.update_objective(s.org, ObjectiveId(id), version, &input).await?))
+    Ok(Json(s.planning.update_objective(&actor, ObjectiveId(id), version, &input).await?))
 }
 
 async fn create_key_result(
     State(s): State<ApiState>,
+    Caller(actor): Caller,
     Id(id): Id,
     Body(input): Body<KeyResultInput>,
 ) -> ApiResult<impl IntoResponse> {
-    Ok(created(s.planning.create_key_result(s.org, ObjectiveId(id), &input).await?))
+    Ok(created(s.planning.create_key_result(&actor, ObjectiveId(id), &input).await?))
 }
 
-async fn get_key_result(State(s): State<ApiState>, Id(id): Id) -> ApiResult<Json<KeyResultDetail>> {
-    Ok(Json(s.planning.key_result_detail(s.org, KeyResultId(id)).await?))
+async fn get_key_result(
+    State(s): State<ApiState>,
+    Caller(actor): Caller,
+    Id(id): Id,
+) -> ApiResult<Json<KeyResultDetail>> {
+    Ok(Json(s.planning.key_result_detail(&actor, KeyResultId(id)).await?))
 }
 
 async fn update_key_result(
     State(s): State<ApiState>,
+    Caller(actor): Caller,
     Id(id): Id,
     body: Versioned<KeyResultInput>,
 ) -> ApiResult<Json<KeyResult>> {
     let Versioned { version, input } = body;
-    Ok(Json(s.planning.update_key_result(s.org, KeyResultId(id), version, &input).await?))
+    Ok(Json(s.planning.update_key_result(&actor, KeyResultId(id), version, &input).await?))
 }
 
-async fn key_result_check_ins(State(s): State<ApiState>, Id(id): Id) -> ApiResult<Json<Vec<CheckIn>>> {
-    Ok(Json(s.planning.list_check_ins(s.org, SubjectKind::KeyResult, id).await?))
+async fn key_result_check_ins(
+    State(s): State<ApiState>,
+    Caller(actor): Caller,
+    Id(id): Id,
+) -> ApiResult<Json<Vec<CheckIn>>> {
+    Ok(Json(s.planning.list_check_ins(&actor, SubjectKind::KeyResult, id).await?))
 }
 
 async fn check_in_key_result(
     State(s): State<ApiState>,
+    Caller(actor): Caller,
     Id(id): Id,
     Body(input): Body<CheckInInput>,
 ) -> ApiResult<impl IntoResponse> {
-    Ok(created(s.planning.check_in_key_result(s.org, KeyResultId(id), &input).await?))
+    Ok(created(s.planning.check_in_key_result(&actor, KeyResultId(id), &input).await?))
 }
 
 // ---- squads and goals --------------------------------------------------------------------------
 
-async fn list_squads(State(s): State<ApiState>) -> ApiResult<Json<Vec<Squad>>> {
-    Ok(Json(s.planning.list_squads(s.org).await?))
+async fn list_squads(State(s): State<ApiState>, Caller(actor): Caller) -> ApiResult<Json<Vec<Squad>>> {
+    Ok(Json(s.planning.list_squads(&actor).await?))
 }
 
-async fn create_squad(State(s): State<ApiState>, Body(input): Body<SquadInput>) -> ApiResult<impl IntoResponse> {
-    Ok(created(s.planning.create_squad(s.org, &input).await?))
+async fn create_squad(
+    State(s): State<ApiState>,
+    Caller(actor): Caller,
+    Body(input): Body<SquadInput>,
+) -> ApiResult<impl IntoResponse> {
+    Ok(created(s.planning.create_squad(&actor, &input).await?))
 }
 
-async fn get_squad(State(s): State<ApiState>, Id(id): Id) -> ApiResult<Json<Squad>> {
-    Ok(Json(s.planning.get_squad(s.org, SquadId(id)).await?))
+async fn get_squad(State(s): State<ApiState>, Caller(actor): Caller, Id(id): Id) -> ApiResult<Json<Squad>> {
+    Ok(Json(s.planning.get_squad(&actor, SquadId(id)).await?))
 }
 
-async fn update_squad(State(s): State<ApiState>, Id(id): Id, body: Versioned<SquadInput>) -> ApiResult<Json<Squad>> {
+async fn update_squad(
+    State(s): State<ApiState>,
+    Caller(actor): Caller,
+    Id(id): Id,
+    body: Versioned<SquadInput>,
+) -> ApiResult<Json<Squad>> {
     let Versioned { version, input } = body;
-    Ok(Json(s.planning.update_squad(s.org, SquadId(id), version, &input).await?))
+    Ok(Json(s.planning.update_squad(&actor, SquadId(id), version, &input).await?))
 }
 
 #[derive(Deserialize)]
@@ -239,39 +279,46 @@ struct BoardQuery {
     season: Option<i64>,
 }
 
-async fn squad_board(State(s): State<ApiState>, Query(q): Query<BoardQuery>) -> ApiResult<Json<SquadBoard>> {
-    Ok(Json(s.planning.squad_board(s.org, q.season.map(SeasonId)).await?))
+async fn squad_board(
+    State(s): State<ApiState>,
+    Caller(actor): Caller,
+    Query(q): Query<BoardQuery>,
+) -> ApiResult<Json<SquadBoard>> {
+    Ok(Json(s.planning.squad_board(&actor, q.season.map(SeasonId)).await?))
 }
 
 async fn create_goal(
     State(s): State<ApiState>,
+    Caller(actor): Caller,
     Id(id): Id,
     Body(input): Body<SquadGoalInput>,
 ) -> ApiResult<impl IntoResponse> {
-    Ok(created(s.planning.create_goal(s.org, SquadId(id), &input).await?))
+    Ok(created(s.planning.create_goal(&actor, SquadId(id), &input).await?))
 }
 
-async fn get_goal(State(s): State<ApiState>, Id(id): Id) -> ApiResult<Json<SquadGoalDetail>> {
-    Ok(Json(s.planning.goal_detail(s.org, SquadGoalId(id)).await?))
+async fn get_goal(State(s): State<ApiState>, Caller(actor): Caller, Id(id): Id) -> ApiResult<Json<SquadGoalDetail>> {
+    Ok(Json(s.planning.goal_detail(&actor, SquadGoalId(id)).await?))
 }
 
 async fn update_goal(
     State(s): State<ApiState>,
+    Caller(actor): Caller,
     Id(id): Id,
     body: Versioned<SquadGoalInput>,
 ) -> ApiResult<Json<SquadGoal>> {
     let Versioned { version, input } = body;
-    Ok(Json(s.planning.update_goal(s.org, SquadGoalId(id), version, &input).await?))
+    Ok(Json(s.planning.update_goal(&actor, SquadGoalId(id), version, &input).await?))
 }
 
-async fn goal_check_ins(State(s): State<ApiState>, Id(id): Id) -> ApiResult<Json<Vec<CheckIn>>> {
-    Ok(Json(s.planning.list_check_ins(s.org, SubjectKind::SquadGoal, id).await?))
+async fn goal_check_ins(State(s): State<ApiState>, Caller(actor): Caller, Id(id): Id) -> ApiResult<Json<Vec<CheckIn>>> {
+    Ok(Json(s.planning.list_check_ins(&actor, SubjectKind::SquadGoal, id).await?))
 }
 
 async fn check_in_goal(
     State(s): State<ApiState>,
+    Caller(actor): Caller,
     Id(id): Id,
     Body(input): Body<CheckInInput>,
 ) -> ApiResult<impl IntoResponse> {
-    Ok(created(s.planning.check_in_goal(s.org, SquadGoalId(id), &input).await?))
+    Ok(created(s.planning.check_in_goal(&actor, SquadGoalId(id), &input).await?))
 }

@@ -17,7 +17,7 @@ use serde_json::json;
 use slope_domain::FieldErrors;
 use slope_service::{CompletionRequest, JobRequest, MAX_DATASET_BYTES, Runner};
 
-use super::extract::{Body, Id, Query};
+use super::extract::{Body, Caller, Id, Query};
 use super::{ApiResult, ApiState, created};
 
 pub fn routes() -> Router<ApiState> {
@@ -55,6 +55,7 @@ struct DatasetQuery {
 /// The body is the JSONL itself; `?name=` names it.
 async fn add_dataset(
     State(s): State<ApiState>,
+    Caller(actor): Caller,
     Query(q): Query<DatasetQuery>,
     body: Bytes,
 ) -> ApiResult<impl IntoResponse> {
@@ -62,26 +63,30 @@ async fn add_dataset(
         return Err(FieldErrors::single("name", "is required (?name=…)").into());
     }
     let (record, created_now) =
-        runner(&s).add_dataset(s.org, &q.name, &body, json!({ "upload": q.name.trim() })).await?;
+        runner(&s).add_dataset(&actor, &q.name, &body, json!({ "upload": q.name.trim() })).await?;
     let status = if created_now { axum::http::StatusCode::CREATED } else { axum::http::StatusCode::OK };
     Ok((status, Json(json!({ "dataset": record, "created": created_now }))))
 }
 
-async fn list_datasets(State(s): State<ApiState>) -> ApiResult<impl IntoResponse> {
-    Ok(Json(runner(&s).datasets(s.org).await?))
+async fn list_datasets(State(s): State<ApiState>, Caller(actor): Caller) -> ApiResult<impl IntoResponse> {
+    Ok(Json(runner(&s).datasets(&actor).await?))
 }
 
-async fn get_dataset(State(s): State<ApiState>, Id(id): Id) -> ApiResult<impl IntoResponse> {
-    Ok(Json(runner(&s).dataset(s.org, id).await?))
+async fn get_dataset(State(s): State<ApiState>, Caller(actor): Caller, Id(id): Id) -> ApiResult<impl IntoResponse> {
+    Ok(Json(runner(&s).dataset(&actor, id).await?))
 }
 
-async fn dataset_rows(State(s): State<ApiState>, Id(id): Id) -> ApiResult<impl IntoResponse> {
-    let bytes = runner(&s).dataset_bytes(s.org, id).await?;
+async fn dataset_rows(State(s): State<ApiState>, Caller(actor): Caller, Id(id): Id) -> ApiResult<impl IntoResponse> {
+    let bytes = runner(&s).dataset_bytes(&actor, id).await?;
     Ok(([(header::CONTENT_TYPE, "application/x-ndjson")], bytes))
 }
 
-async fn build_datasets(State(s): State<ApiState>, Path(loop_key): Path<String>) -> ApiResult<impl IntoResponse> {
-    Ok(created(runner(&s).build_datasets(s.org, &loop_key).await?))
+async fn build_datasets(
+    State(s): State<ApiState>,
+    Caller(actor): Caller,
+    Path(loop_key): Path<String>,
+) -> ApiResult<impl IntoResponse> {
+    Ok(created(runner(&s).build_datasets(&actor, &loop_key).await?))
 }
 
 // ---- jobs --------------------------------------------------------------------------------------
@@ -94,20 +99,28 @@ struct ListQuery {
     loop_key: Option<String>,
 }
 
-async fn list_jobs(State(s): State<ApiState>, Query(q): Query<ListQuery>) -> ApiResult<impl IntoResponse> {
-    Ok(Json(runner(&s).jobs(s.org, q.limit.unwrap_or(100)).await?))
+async fn list_jobs(
+    State(s): State<ApiState>,
+    Caller(actor): Caller,
+    Query(q): Query<ListQuery>,
+) -> ApiResult<impl IntoResponse> {
+    Ok(Json(runner(&s).jobs(&actor, q.limit.unwrap_or(100)).await?))
 }
 
-async fn submit_job(State(s): State<ApiState>, Body(request): Body<JobRequest>) -> ApiResult<impl IntoResponse> {
-    Ok(created(runner(&s).submit(s.org, &request).await?))
+async fn submit_job(
+    State(s): State<ApiState>,
+    Caller(actor): Caller,
+    Body(request): Body<JobRequest>,
+) -> ApiResult<impl IntoResponse> {
+    Ok(created(runner(&s).submit(&actor, &request).await?))
 }
 
-async fn get_job(State(s): State<ApiState>, Id(id): Id) -> ApiResult<impl IntoResponse> {
-    Ok(Json(runner(&s).job(s.org, id).await?))
+async fn get_job(State(s): State<ApiState>, Caller(actor): Caller, Id(id): Id) -> ApiResult<impl IntoResponse> {
+    Ok(Json(runner(&s).job(&actor, id).await?))
 }
 
-async fn cancel_job(State(s): State<ApiState>, Id(id): Id) -> ApiResult<impl IntoResponse> {
-    Ok(Json(runner(&s).cancel(s.org, id).await?))
+async fn cancel_job(State(s): State<ApiState>, Caller(actor): Caller, Id(id): Id) -> ApiResult<impl IntoResponse> {
+    Ok(Json(runner(&s).cancel(&actor, id).await?))
 }
 
 #[derive(Deserialize, Default)]
@@ -118,27 +131,29 @@ struct MetricsQuery {
 
 async fn job_metrics(
     State(s): State<ApiState>,
+    Caller(actor): Caller,
     Id(id): Id,
     Query(q): Query<MetricsQuery>,
 ) -> ApiResult<impl IntoResponse> {
-    Ok(Json(runner(&s).job_metrics(s.org, id, q.after).await?))
+    Ok(Json(runner(&s).job_metrics(&actor, id, q.after).await?))
 }
 
 /// Server-sent events: `metrics` (new step metrics, in order) and `job` (the job's row whenever it
 /// changes), polled from the database once a second so that it works whichever worker runs the job;
 /// the stream ends after the job does.
-async fn job_events(State(s): State<ApiState>, Id(id): Id) -> ApiResult<impl IntoResponse> {
+async fn job_events(State(s): State<ApiState>, Caller(actor): Caller, Id(id): Id) -> ApiResult<impl IntoResponse> {
     // An unknown job is a 404 before the stream starts.
-    runner(&s).job(s.org, id).await?;
+    runner(&s).job(&actor, id).await?;
     struct Cursor {
         state: ApiState,
+        actor: slope_domain::Actor,
         id: i64,
         after: i64,
         last: Option<serde_json::Value>,
         done: bool,
         first: bool,
     }
-    let cursor = Cursor { state: s, id, after: 0, last: None, done: false, first: true };
+    let cursor = Cursor { state: s, actor, id, after: 0, last: None, done: false, first: true };
     let stream = futures_util::stream::unfold(cursor, |mut c| async move {
         if c.done {
             return None;
@@ -149,7 +164,7 @@ async fn job_events(State(s): State<ApiState>, Id(id): Id) -> ApiResult<impl Int
         c.first = false;
         let r = runner(&c.state).clone();
         let mut events: Vec<Result<Event, Infallible>> = Vec::new();
-        match r.job_metrics(c.state.org, c.id, c.after).await {
+        match r.job_metrics(&c.actor, c.id, c.after).await {
             Ok(metrics) if !metrics.is_empty() => {
                 c.after = metrics.last().map(|m| m.step).unwrap_or(c.after);
                 events.push(Ok(Event::default().event("metrics").json_data(&metrics).expect("serialisable")));
@@ -157,7 +172,7 @@ async fn job_events(State(s): State<ApiState>, Id(id): Id) -> ApiResult<impl Int
             Ok(_) => {}
             Err(_) => c.done = true,
         }
-        match r.job(c.state.org, c.id).await {
+        match r.job(&c.actor, c.id).await {
             Ok(job) => {
                 let value = serde_json::to_value(&job).expect("serialisable");
                 if c.last.as_ref() != Some(&value) {
@@ -178,22 +193,30 @@ async fn job_events(State(s): State<ApiState>, Id(id): Id) -> ApiResult<impl Int
 
 // ---- models ------------------------------------------------------------------------------------
 
-async fn list_models(State(s): State<ApiState>, Query(q): Query<ListQuery>) -> ApiResult<impl IntoResponse> {
-    Ok(Json(runner(&s).models(s.org, q.loop_key.as_deref()).await?))
+async fn list_models(
+    State(s): State<ApiState>,
+    Caller(actor): Caller,
+    Query(q): Query<ListQuery>,
+) -> ApiResult<impl IntoResponse> {
+    Ok(Json(runner(&s).models(&actor, q.loop_key.as_deref()).await?))
 }
 
-async fn get_model(State(s): State<ApiState>, Id(id): Id) -> ApiResult<impl IntoResponse> {
-    Ok(Json(runner(&s).model(s.org, id).await?))
+async fn get_model(State(s): State<ApiState>, Caller(actor): Caller, Id(id): Id) -> ApiResult<impl IntoResponse> {
+    Ok(Json(runner(&s).model(&actor, id).await?))
 }
 
 /// A loop's models, aliases and promotion decisions.
-async fn loop_models(State(s): State<ApiState>, Path(loop_key): Path<String>) -> ApiResult<impl IntoResponse> {
+async fn loop_models(
+    State(s): State<ApiState>,
+    Caller(actor): Caller,
+    Path(loop_key): Path<String>,
+) -> ApiResult<impl IntoResponse> {
     let r = runner(&s);
     Ok(Json(json!({
         "loop": loop_key,
-        "aliases": r.aliases(s.org, Some(&loop_key)).await?,
-        "models": r.models(s.org, Some(&loop_key)).await?,
-        "promotions": r.promotions(s.org, Some(&loop_key)).await?,
+        "aliases": r.aliases(&actor, Some(&loop_key)).await?,
+        "models": r.models(&actor, Some(&loop_key)).await?,
+        "promotions": r.promotions(&actor, Some(&loop_key)).await?,
     })))
 }
 
@@ -206,10 +229,11 @@ struct ModelChoice {
 /// The promotion gate. A refused promotion is recorded too and answers 409 with the decision.
 async fn promote(
     State(s): State<ApiState>,
+    Caller(actor): Caller,
     Path(loop_key): Path<String>,
     Body(choice): Body<ModelChoice>,
 ) -> ApiResult<axum::response::Response> {
-    let outcome = runner(&s).promote(s.org, &loop_key, choice.model_id).await?;
+    let outcome = runner(&s).promote(&actor, &loop_key, choice.model_id).await?;
     let status = if outcome.accepted { axum::http::StatusCode::OK } else { axum::http::StatusCode::CONFLICT };
     let body = if outcome.accepted {
         json!(outcome)
@@ -221,20 +245,22 @@ async fn promote(
 
 async fn set_challenger(
     State(s): State<ApiState>,
+    Caller(actor): Caller,
     Path(loop_key): Path<String>,
     Body(choice): Body<ModelChoice>,
 ) -> ApiResult<impl IntoResponse> {
-    Ok(Json(runner(&s).set_challenger(s.org, &loop_key, choice.model_id).await?))
+    Ok(Json(runner(&s).set_challenger(&actor, &loop_key, choice.model_id).await?))
 }
 
 // ---- serving -----------------------------------------------------------------------------------
 
 async fn complete(
     State(s): State<ApiState>,
+    Caller(actor): Caller,
     Path(loop_key): Path<String>,
     Body(request): Body<CompletionRequest>,
 ) -> ApiResult<impl IntoResponse> {
-    Ok(Json(runner(&s).complete(s.org, &loop_key, &request).await?))
+    Ok(Json(runner(&s).complete(&actor, &loop_key, &request).await?))
 }
 
 #[derive(Deserialize)]
@@ -247,8 +273,9 @@ struct Outcome {
 
 async fn outcome(
     State(s): State<ApiState>,
+    Caller(actor): Caller,
     Path((loop_key, event_id)): Path<(String, String)>,
     Body(o): Body<Outcome>,
 ) -> ApiResult<impl IntoResponse> {
-    Ok(Json(runner(&s).record_outcome(s.org, &loop_key, &event_id, o.accepted_chars, o.final_text.as_deref()).await?))
+    Ok(Json(runner(&s).record_outcome(&actor, &loop_key, &event_id, o.accepted_chars, o.final_text.as_deref()).await?))
 }

@@ -44,7 +44,10 @@ impl Drop for Scratch {
 /// crash.
 pub struct Server {
     pub base: String,
+    /// A client whose requests carry `token`.
     pub client: reqwest::Client,
+    /// An API token with every scope in the default organisation.
+    pub token: String,
     child: Child,
     log: PathBuf,
 }
@@ -105,13 +108,25 @@ impl Server {
         });
         let client =
             reqwest::Client::builder().no_proxy().timeout(Duration::from_secs(120)).build().expect("HTTP client");
-        let mut server = Server { base: String::new(), client, child, log };
+        let mut server = Server { base: String::new(), client, child, log, token: String::new() };
         let line = receive.recv_timeout(START_TIMEOUT).unwrap_or_else(|e| panic!("no start-up line: {e}"));
         server.base = line
             .strip_prefix(LISTENING)
             .unwrap_or_else(|| panic!("the first line on stdout should be {LISTENING:?}…, not {line:?}"))
             .trim_end_matches('/')
             .to_owned();
+        // Every request of a test is a script's: it carries a token with every scope, made the way an
+        // operator makes one. Tests of access itself build their own clients.
+        server.token = create_token(dir, env, "read,write,ingest");
+        let mut headers = reqwest::header::HeaderMap::new();
+        let bearer = format!("Bearer {}", server.token);
+        headers.insert(reqwest::header::AUTHORIZATION, bearer.parse().expect("a token is a valid header"));
+        server.client = reqwest::Client::builder()
+            .no_proxy()
+            .timeout(Duration::from_secs(120))
+            .default_headers(headers)
+            .build()
+            .expect("HTTP client");
         server
     }
 
@@ -221,4 +236,23 @@ impl Reply {
 
 pub fn ndjson(rows: &[Value]) -> Vec<u8> {
     rows.iter().map(|e| format!("{e}\n")).collect::<String>().into_bytes()
+}
+
+/// Creates an API token in the default organisation of the database in `dir` (or named by
+/// `DATABASE_URL` in `env`) with `slope token create`, and returns its secret.
+pub fn create_token(dir: &Path, env: &[(&str, &str)], scopes: &str) -> String {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_slope"));
+    command.args(["token", "create", "--name", "tests", "--scopes", scopes, "--data-dir"]).arg(dir);
+    command.current_dir(dir);
+    for (var, _) in std::env::vars() {
+        if var.starts_with("SLOPE_") || var == "DATABASE_URL" {
+            command.env_remove(var);
+        }
+    }
+    for (k, v) in env {
+        command.env(k, v);
+    }
+    let out = command.output().unwrap_or_else(|e| panic!("cannot run slope token create: {e}"));
+    assert!(out.status.success(), "slope token create failed: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).expect("a token is text").trim().to_owned()
 }

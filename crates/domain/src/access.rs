@@ -1,0 +1,499 @@
+//! Who may do what: roles of members, scopes of API tokens, and the one authorization rule that every
+//! service method applies before it touches an organisation's data.
+//!
+//! The rule lives here, not in the UI or the HTTP layer, so that every way in (pages, server functions,
+//! the REST API, the CLI) is held to the same table, and so the table can be unit-tested on its own.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::{FieldErrors, OrgId, SquadId};
+
+/// A person's account. One account can be a member of several organisations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct UserId(pub i64);
+
+impl fmt::Display for UserId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// A member's role in one organisation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Role {
+    /// Members, units, tokens and settings, and everything a leader may do.
+    Admin,
+    /// Seasons, objectives, key results and every squad's goals.
+    Leader,
+    /// The goals and check-ins of the squads the member belongs to.
+    SquadMember,
+    /// Reads everything in the organisation and changes nothing.
+    Exec,
+}
+
+impl Role {
+    pub const ALL: [Role; 4] = [Role::Admin, Role::Leader, Role::SquadMember, Role::Exec];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Admin => "admin",
+            Role::Leader => "leader",
+            Role::SquadMember => "squad-member",
+            Role::Exec => "exec",
+        }
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Role {
+    type Err = String;
+
+    fn from_str(raw: &str) -> Result<Self, String> {
+        match raw.trim() {
+            "admin" => Ok(Role::Admin),
+            "leader" => Ok(Role::Leader),
+            // Both spellings are accepted because the issue tracker and people say "squad member".
+            "squad-member" | "member" | "squad member" => Ok(Role::SquadMember),
+            "exec" => Ok(Role::Exec),
+            other => Err(format!("must be one of admin, leader, squad-member, exec, not {other:?}")),
+        }
+    }
+}
+
+/// What an API token may be used for. Scopes are independent: a token for an ingestion pipeline gets
+/// `ingest` only, so a leaked one can add events but neither read the plan nor change it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Scope {
+    /// Read everything in the organisation.
+    Read,
+    /// Change plans, metric definitions, experiments, datasets, jobs and models (implies `read`).
+    Write,
+    /// Send interaction events, transactions, pushed metric points and served-suggestion outcomes.
+    Ingest,
+}
+
+impl Scope {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scope::Read => "read",
+            Scope::Write => "write",
+            Scope::Ingest => "ingest",
+        }
+    }
+
+    /// Parses a comma-separated list such as `read,ingest`; at least one scope, none repeated.
+    pub fn parse_list(raw: &str) -> Result<Vec<Scope>, String> {
+        let mut scopes = Vec::new();
+        for part in raw.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let scope = match part {
+                "read" => Scope::Read,
+                "write" => Scope::Write,
+                "ingest" => Scope::Ingest,
+                other => return Err(format!("unknown scope {other:?}: use read, write or ingest")),
+            };
+            if !scopes.contains(&scope) {
+                scopes.push(scope);
+            }
+        }
+        if scopes.is_empty() {
+            return Err("at least one scope is required (read, write, ingest)".into());
+        }
+        scopes.sort();
+        Ok(scopes)
+    }
+
+    pub fn join(scopes: &[Scope]) -> String {
+        scopes.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(",")
+    }
+}
+
+/// Who is acting, as established by a session, a token or the operator of the command line.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum Principal {
+    User {
+        id: UserId,
+        email: String,
+        role: Role,
+        squads: Vec<SquadId>,
+    },
+    Token {
+        id: i64,
+        name: String,
+        scopes: Vec<Scope>,
+    },
+    /// Someone with direct access to the database (the CLI without `--server`, the demo seeding, the
+    /// upkeep): they could change the rows anyway, so they are not asked for more.
+    System {
+        name: String,
+    },
+}
+
+/// The acting principal inside one organisation. Every service method that reads or changes an
+/// organisation's data takes one, and asks it with [`Actor::authorize`] before anything else.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Actor {
+    pub org: OrgId,
+    pub principal: Principal,
+}
+
+/// What a request wants to do. Reads are one action because every member of an organisation may read
+/// all of it; changes are split where roles differ.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    Read,
+    /// Seasons, objectives, key results (and their check-ins), squads.
+    EditPlan,
+    /// The goals and goal check-ins of one squad.
+    EditSquadGoals(SquadId),
+    /// Metric definitions, experiments, drift checks, datasets, jobs, models and promotions.
+    Operate,
+    /// Interaction events, transactions, pushed metric points, served suggestions and their outcomes.
+    Ingest,
+    /// Members, units and API tokens.
+    Administer,
+}
+
+/// An authorization refusal, with the reason shown to the caller (it names no data of the
+/// organisation, only the rule).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct Denied(pub String);
+
+impl Actor {
+    pub fn system(org: OrgId, name: &str) -> Actor {
+        Actor { org, principal: Principal::System { name: name.to_owned() } }
+    }
+
+    /// Whether the actor may do `action` in its organisation.
+    pub fn can(&self, action: Action) -> bool {
+        match &self.principal {
+            Principal::System { .. } => true,
+            Principal::User { role, squads, .. } => match (role, action) {
+                (Role::Admin, _) => true,
+                (Role::Leader, Action::Administer) => false,
+                (Role::Leader, _) => true,
+                (Role::SquadMember, Action::Read) => true,
+                (Role::SquadMember, Action::EditSquadGoals(squad)) => squads.contains(&squad),
+                (Role::SquadMember, _) => false,
+                (Role::Exec, Action::Read) => true,
+                (Role::Exec, _) => false,
+            },
+            Principal::Token { scopes, .. } => {
+                let has = |s: Scope| scopes.contains(&s);
+                match action {
+                    Action::Read => has(Scope::Read) || has(Scope::Write),
+                    Action::EditPlan | Action::EditSquadGoals(_) | Action::Operate => has(Scope::Write),
+                    Action::Ingest => has(Scope::Ingest),
+                    // Tokens never manage access: a script that could mint tokens could outlive its revocation.
+                    Action::Administer => false,
+                }
+            }
+        }
+    }
+
+    /// The organisation to work in, when the actor may do `action`; otherwise why not.
+    pub fn authorize(&self, action: Action) -> Result<OrgId, Denied> {
+        if self.can(action) {
+            return Ok(self.org);
+        }
+        let who = match &self.principal {
+            Principal::User { role, .. } => format!("the {role} role"),
+            Principal::Token { scopes, .. } => format!("a token with scopes {}", Scope::join(scopes)),
+            Principal::System { .. } => "this actor".to_owned(),
+        };
+        let what = match action {
+            Action::Read => "read this organisation's data".to_owned(),
+            Action::EditPlan => "change seasons, objectives, key results or squads".to_owned(),
+            Action::EditSquadGoals(squad) => format!("change the goals of squad {squad}"),
+            Action::Operate => "change metrics, experiments, datasets, jobs or models".to_owned(),
+            Action::Ingest => "send events or outcomes".to_owned(),
+            Action::Administer => "manage members, units or tokens".to_owned(),
+        };
+        Err(Denied(format!("{who} may not {what}")))
+    }
+
+    /// How the actor is named in audit records: stable and meaningful to a person reading the history.
+    pub fn label(&self) -> String {
+        match &self.principal {
+            Principal::User { email, .. } => email.clone(),
+            Principal::Token { name, id, .. } => format!("token:{id}:{name}"),
+            Principal::System { name } => format!("system:{name}"),
+        }
+    }
+
+    pub fn user(&self) -> Option<UserId> {
+        match &self.principal {
+            Principal::User { id, .. } => Some(*id),
+            _ => None,
+        }
+    }
+
+    pub fn role(&self) -> Option<Role> {
+        match &self.principal {
+            Principal::User { role, .. } => Some(*role),
+            _ => None,
+        }
+    }
+}
+
+/// An e-mail address as an account name: trimmed and lower-cased, so `Ann@X.org` and `ann@x.org` are
+/// one account. Only the shape is checked; nothing is sent to it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Email(String);
+
+impl Email {
+    pub fn parse(raw: &str) -> Result<Email, String> {
+        let email = raw.trim().to_lowercase();
+        let Some((local, domain)) = email.split_once('@') else {
+            return Err("must be an e-mail address such as ann@example.com".into());
+        };
+        if local.is_empty() || domain.is_empty() || domain.contains('@') || email.chars().any(char::is_whitespace) {
+            return Err("must be an e-mail address such as ann@example.com".into());
+        }
+        if email.len() > 254 {
+            return Err("must be at most 254 characters".into());
+        }
+        Ok(Email(email))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for Email {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A new password. Length is the rule that matters (NIST SP 800-63B); composition rules are not
+/// imposed. The upper bound keeps hashing cheap enough that it cannot be used to tie up the server.
+pub fn check_password(raw: &str) -> Result<(), String> {
+    let chars = raw.chars().count();
+    if chars < 10 {
+        return Err(format!("must be at least 10 characters, not {chars}"));
+    }
+    if raw.len() > 1024 {
+        return Err("must be at most 1024 bytes".into());
+    }
+    Ok(())
+}
+
+/// A new member as an admin enters it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct MemberInput {
+    pub email: String,
+    pub name: String,
+    pub role: String,
+    /// The squads a squad member works in (ids); ignored for other roles.
+    pub squads: Vec<i64>,
+    /// Required when the account does not exist yet; an existing account keeps its password.
+    pub password: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct MemberSpec {
+    pub email: Email,
+    pub name: String,
+    pub role: Role,
+    pub squads: Vec<SquadId>,
+    pub password: Option<String>,
+}
+
+impl MemberInput {
+    pub fn validate(&self) -> Result<MemberSpec, FieldErrors> {
+        let mut errors = FieldErrors::new();
+        let email = Email::parse(&self.email).map_err(|e| errors.add("email", e)).ok();
+        let name = self.name.trim().to_owned();
+        if name.chars().count() > 120 {
+            errors.add("name", "must be at most 120 characters");
+        }
+        let role = self.role.parse::<Role>().map_err(|e| errors.add("role", e)).ok();
+        if let Some(password) = &self.password
+            && let Err(e) = check_password(password)
+        {
+            errors.add("password", e);
+        }
+        if role == Some(Role::SquadMember) && self.squads.is_empty() {
+            errors.add("squads", "a squad member needs at least one squad");
+        }
+        let squads =
+            if role == Some(Role::SquadMember) { self.squads.iter().copied().map(SquadId).collect() } else { vec![] };
+        match (email, role) {
+            (Some(email), Some(role)) if errors.is_empty() => Ok(MemberSpec {
+                name: if name.is_empty() { email.as_str().to_owned() } else { name },
+                email,
+                role,
+                squads,
+                password: self.password.clone(),
+            }),
+            _ => Err(errors),
+        }
+    }
+}
+
+/// A member as listed to admins and on the audit trail (no secrets).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Member {
+    pub user_id: UserId,
+    pub email: String,
+    pub name: String,
+    pub role: Role,
+    pub squads: Vec<SquadId>,
+    pub version: crate::Version,
+}
+
+/// An API token as listed: the secret itself is shown once, at creation, and never stored.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ApiToken {
+    pub id: i64,
+    pub name: String,
+    /// The first characters of the token, so a person can tell which one a script uses.
+    pub prefix: String,
+    pub scopes: Vec<Scope>,
+    pub created_by: String,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+    pub last_used_at: Option<chrono::DateTime<chrono::Utc>>,
+    pub revoked_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct TokenInput {
+    pub name: String,
+    /// A list such as `["read", "ingest"]`.
+    pub scopes: Vec<String>,
+}
+
+impl TokenInput {
+    pub fn validate(&self) -> Result<(String, Vec<Scope>), FieldErrors> {
+        let mut errors = FieldErrors::new();
+        let name = self.name.trim().to_owned();
+        if name.is_empty() {
+            errors.add("name", "is required: say what the token is for");
+        } else if name.chars().count() > 80 {
+            errors.add("name", "must be at most 80 characters");
+        }
+        let scopes = Scope::parse_list(&self.scopes.join(",")).map_err(|e| errors.add("scopes", e)).ok();
+        match scopes {
+            Some(scopes) if errors.is_empty() => Ok((name, scopes)),
+            _ => Err(errors),
+        }
+    }
+}
+
+/// A unit of the organisation (a department, a business line); units form a tree and squads belong to
+/// one. Adoption dashboards roll up by unit.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Unit {
+    pub id: i64,
+    pub name: String,
+    pub parent: Option<String>,
+    pub version: crate::Version,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct UnitInput {
+    pub name: String,
+    /// The name of the parent unit; empty for a top-level unit.
+    pub parent: String,
+}
+
+/// One change on the audit trail: who changed which entity, when, and its state before and after.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AuditRecord {
+    pub id: i64,
+    pub actor: String,
+    pub at: chrono::DateTime<chrono::Utc>,
+    pub entity: String,
+    pub entity_id: i64,
+    /// `create`, `update` or `delete`.
+    pub action: String,
+    pub before: Option<serde_json::Value>,
+    pub after: Option<serde_json::Value>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn user(role: Role, squads: &[i64]) -> Actor {
+        Actor {
+            org: OrgId(1),
+            principal: Principal::User {
+                id: UserId(1),
+                email: "a@b.c".into(),
+                role,
+                squads: squads.iter().copied().map(SquadId).collect(),
+            },
+        }
+    }
+
+    fn token(scopes: &[Scope]) -> Actor {
+        Actor { org: OrgId(1), principal: Principal::Token { id: 1, name: "t".into(), scopes: scopes.to_vec() } }
+    }
+
+    #[test]
+    fn roles_follow_the_table() {
+        use Action::*;
+        let actions =
+            [Read, EditPlan, EditSquadGoals(SquadId(7)), EditSquadGoals(SquadId(8)), Operate, Ingest, Administer];
+        let expect = |actor: &Actor, allowed: [bool; 7]| {
+            for (action, allowed) in actions.iter().zip(allowed) {
+                assert_eq!(actor.can(*action), allowed, "{:?} {action:?}", actor.principal);
+            }
+        };
+        expect(&user(Role::Admin, &[]), [true; 7]);
+        expect(&user(Role::Leader, &[]), [true, true, true, true, true, true, false]);
+        expect(&user(Role::SquadMember, &[7]), [true, false, true, false, false, false, false]);
+        expect(&user(Role::Exec, &[7]), [true, false, false, false, false, false, false]);
+        expect(&token(&[Scope::Read]), [true, false, false, false, false, false, false]);
+        expect(&token(&[Scope::Write]), [true, true, true, true, true, false, false]);
+        expect(&token(&[Scope::Ingest]), [false, false, false, false, false, true, false]);
+        expect(&Actor::system(OrgId(1), "cli"), [true; 7]);
+    }
+
+    #[test]
+    fn refusals_name_the_rule() {
+        let denied = user(Role::Exec, &[]).authorize(Action::EditPlan).unwrap_err();
+        assert_eq!(denied.0, "the exec role may not change seasons, objectives, key results or squads");
+        assert_eq!(user(Role::Leader, &[]).authorize(Action::EditPlan), Ok(OrgId(1)));
+    }
+
+    #[test]
+    fn inputs_are_checked() {
+        assert_eq!(Email::parse(" Ann@Example.ORG ").unwrap().as_str(), "ann@example.org");
+        assert!(Email::parse("ann").is_err());
+        assert!(Email::parse("a@b@c").is_err());
+        assert!(check_password("short").is_err());
+        assert!(check_password("long enough!").is_ok());
+        let errors =
+            MemberInput { email: "x".into(), role: "king".into(), password: Some("1".into()), ..Default::default() }
+                .validate()
+                .unwrap_err();
+        assert!(errors.get("email").is_some() && errors.get("role").is_some() && errors.get("password").is_some());
+        let errors = MemberInput { email: "m@x.io".into(), role: "squad-member".into(), ..Default::default() }
+            .validate()
+            .unwrap_err();
+        assert!(errors.get("squads").is_some());
+        assert_eq!(Scope::parse_list("ingest, read,read").unwrap(), vec![Scope::Read, Scope::Ingest]);
+        assert!(Scope::parse_list("admin").is_err());
+        assert!(TokenInput { name: "".into(), scopes: vec![] }.validate().is_err());
+    }
+}

@@ -1,0 +1,335 @@
+//! Access use cases: the first admin, signing in and out, sessions, API tokens, members, units and the
+//! audit trail. Every other service asks the [`Actor`] this one establishes before it does anything.
+
+use chrono::{DateTime, Duration, Utc};
+use sha2::{Digest, Sha256};
+
+use slope_domain::*;
+use slope_store::{SessionRecord, Store};
+
+use crate::{Result, ServiceError};
+
+/// How long a session lasts after sign-in. Fixed rather than sliding, so a stolen cookie has a bounded
+/// life whatever its thief does.
+pub const SESSION_DAYS: i64 = 14;
+/// Failed sign-ins counted over this window decide whether more attempts are refused.
+pub const ATTEMPT_WINDOW_MINUTES: i64 = 15;
+/// Failed sign-ins for one account within the window before further attempts are refused.
+pub const MAX_FAILURES_PER_ACCOUNT: i64 = 5;
+/// Failed sign-ins from one address within the window (any accounts) before it is refused.
+pub const MAX_FAILURES_PER_ADDRESS: i64 = 20;
+/// The prefix of every API token, so secret scanners and people recognise one.
+pub const TOKEN_PREFIX: &str = "slope_";
+
+/// A signed-in session: the cookie value to set (shown to nobody else) and who it stands for.
+#[derive(Debug, Clone)]
+pub struct SignedIn {
+    pub session: String,
+    pub expires_at: DateTime<Utc>,
+    pub actor: Actor,
+}
+
+/// A token as created: the secret is in here once and nowhere else.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct CreatedToken {
+    pub token: ApiToken,
+    pub secret: String,
+}
+
+#[derive(Clone, Debug)]
+pub struct Access {
+    store: Store,
+}
+
+impl Access {
+    pub fn new(store: Store) -> Self {
+        Self { store }
+    }
+
+    /// The organisation with `slug`, for the command line and the demo, which act with direct access
+    /// to the database.
+    pub async fn system_actor(&self, org_slug: &str, name: &str) -> Result<Actor> {
+        let (org, _) = self
+            .store
+            .find_org(org_slug)
+            .await?
+            .ok_or_else(|| ServiceError::NotFound(format!("no organisation has the slug {org_slug:?}")))?;
+        Ok(Actor::system(org, name))
+    }
+
+    /// Creates the organisation if it does not exist and makes `email` its admin. This is how an
+    /// installation gets its first admin (`slope admin create`), and how an operator recovers one.
+    pub async fn create_admin(
+        &self,
+        org_slug: &str,
+        org_name: &str,
+        email: &str,
+        name: &str,
+        password: &str,
+    ) -> Result<Member> {
+        let org = self.store.ensure_org(org_slug, org_name).await?;
+        let input = MemberInput {
+            email: email.into(),
+            name: name.into(),
+            role: Role::Admin.as_str().into(),
+            squads: vec![],
+            password: Some(password.into()),
+        };
+        self.put_member(&Actor::system(org, "admin-create"), &input).await
+    }
+
+    /// Whether an account with this e-mail address exists (in any organisation).
+    pub async fn account_exists(&self, email: &str) -> Result<bool> {
+        Ok(self.store.user_by_email(&email.trim().to_lowercase()).await?.is_some())
+    }
+
+    // ---- signing in ----------------------------------------------------------------------------
+
+    /// Checks a password and opens a new session (a new id every time, so a session id planted before
+    /// sign-in is worth nothing after it). `org_slug` picks the organisation when the account belongs to
+    /// several; otherwise the first. Failed attempts are counted per account and per address.
+    pub async fn sign_in(
+        &self,
+        email: &str,
+        password: &str,
+        org_slug: Option<&str>,
+        address: &str,
+    ) -> Result<SignedIn> {
+        let email = email.trim().to_lowercase();
+        let now = Utc::now();
+        let since = now - Duration::minutes(ATTEMPT_WINDOW_MINUTES);
+        let (by_email, by_address) = self.store.failed_logins(&email, address, since).await?;
+        if by_email >= MAX_FAILURES_PER_ACCOUNT || by_address >= MAX_FAILURES_PER_ADDRESS {
+            tracing::warn!(email = %email, address, "sign-in refused: too many failed attempts");
+            return Err(ServiceError::TooManyRequests { retry_after_secs: (ATTEMPT_WINDOW_MINUTES * 60) as u64 });
+        }
+        let user = self.store.user_by_email(&email).await?;
+        // An unknown account is checked against a fixed hash, so the answer takes as long as for a known
+        // one and the timing does not tell which addresses have accounts.
+        let hash = user.as_ref().map_or_else(|| DUMMY_HASH.to_owned(), |u| u.password_hash.clone());
+        let ok = verify_password(password.to_owned(), hash).await? && user.is_some();
+        self.store.record_login_attempt(&email, address, ok).await?;
+        let Some(user) = user.filter(|_| ok) else {
+            return Err(ServiceError::Unauthorized("wrong e-mail address or password".into()));
+        };
+        let memberships = self.store.memberships_of(UserId(user.id)).await?;
+        let membership = match org_slug.map(str::trim).filter(|s| !s.is_empty()) {
+            Some(slug) => memberships.iter().find(|m| m.1 == slug),
+            None => memberships.first(),
+        };
+        let Some((org, _, _)) = membership else {
+            return Err(ServiceError::Unauthorized("this account is not a member of that organisation".into()));
+        };
+        let session = random_secret("");
+        let expires_at = now + Duration::days(SESSION_DAYS);
+        self.store.create_session(&digest(&session), UserId(user.id), *org, expires_at).await?;
+        let actor = self
+            .session_actor(&session)
+            .await?
+            .ok_or_else(|| ServiceError::Internal("a session just created cannot be read back".into()))?;
+        tracing::info!(user = user.id, org = %org, "signed in");
+        Ok(SignedIn { session, expires_at, actor })
+    }
+
+    /// Ends a session; an unknown one is already ended.
+    pub async fn sign_out(&self, session: &str) -> Result<()> {
+        Ok(self.store.delete_session(&digest(session)).await?)
+    }
+
+    /// Who a session cookie stands for, if it is live.
+    pub async fn session_actor(&self, session: &str) -> Result<Option<Actor>> {
+        let record = self.store.session(&digest(session), Utc::now()).await?;
+        record.map(actor_of_session).transpose()
+    }
+
+    /// Who a bearer token stands for, if it is live.
+    pub async fn token_actor(&self, token: &str) -> Result<Option<Actor>> {
+        if !token.starts_with(TOKEN_PREFIX) {
+            return Ok(None);
+        }
+        let found = self.store.use_token(&digest(token), Utc::now()).await?;
+        Ok(found.map(|(org, token)| Actor {
+            org,
+            principal: Principal::Token { id: token.id, name: token.name, scopes: token.scopes },
+        }))
+    }
+
+    /// Removes expired sessions and old login attempts (the upkeep calls it).
+    pub async fn purge(&self) -> Result<u64> {
+        let now = Utc::now();
+        Ok(self.store.purge_sessions(now, now - Duration::days(1)).await?)
+    }
+
+    // ---- members -------------------------------------------------------------------------------
+
+    pub async fn members(&self, actor: &Actor) -> Result<Vec<Member>> {
+        let org = actor.authorize(Action::Read)?;
+        Ok(self.store.list_members(org).await?)
+    }
+
+    /// Adds a member or changes one's role and squads.
+    pub async fn put_member(&self, actor: &Actor, input: &MemberInput) -> Result<Member> {
+        actor.authorize(Action::Administer)?;
+        let spec = input.validate()?;
+        let hash = match &spec.password {
+            Some(password) => Some(hash_password(password.clone()).await?),
+            None => None,
+        };
+        let member = self.store.upsert_member(actor, &spec, hash.as_deref()).await?;
+        tracing::info!(user = %member.user_id, role = %member.role, "member saved");
+        Ok(member)
+    }
+
+    pub async fn remove_member(&self, actor: &Actor, user: UserId) -> Result<()> {
+        actor.authorize(Action::Administer)?;
+        if actor.user() == Some(user) {
+            return Err(FieldErrors::single("user", "you cannot remove yourself; ask another admin").into());
+        }
+        Ok(self.store.remove_member(actor, user).await?)
+    }
+
+    // ---- tokens --------------------------------------------------------------------------------
+
+    pub async fn tokens(&self, actor: &Actor) -> Result<Vec<ApiToken>> {
+        let org = actor.authorize(Action::Administer)?;
+        Ok(self.store.list_tokens(org).await?)
+    }
+
+    pub async fn create_token(&self, actor: &Actor, input: &TokenInput) -> Result<CreatedToken> {
+        actor.authorize(Action::Administer)?;
+        let (name, scopes) = input.validate()?;
+        let secret = random_secret(TOKEN_PREFIX);
+        let prefix: String = secret.chars().take(TOKEN_PREFIX.len() + 6).collect();
+        let token = self.store.create_token(actor, &name, &scopes, &prefix, &digest(&secret)).await?;
+        tracing::info!(token = token.id, scopes = %Scope::join(&token.scopes), "API token created");
+        Ok(CreatedToken { token, secret })
+    }
+
+    pub async fn revoke_token(&self, actor: &Actor, id: i64) -> Result<ApiToken> {
+        actor.authorize(Action::Administer)?;
+        Ok(self.store.revoke_token(actor, id).await?)
+    }
+
+    // ---- units ---------------------------------------------------------------------------------
+
+    pub async fn units(&self, actor: &Actor) -> Result<Vec<Unit>> {
+        let org = actor.authorize(Action::Read)?;
+        Ok(self.store.list_units(org).await?)
+    }
+
+    pub async fn put_unit(&self, actor: &Actor, input: &UnitInput) -> Result<Unit> {
+        actor.authorize(Action::Administer)?;
+        let name = Title::parse(&input.name).map_err(|e| FieldErrors::single("name", e))?;
+        let parent = input.parent.trim();
+        let parent = if parent.is_empty() { None } else { Some(parent) };
+        Ok(self.store.put_unit(actor, name.as_str(), parent).await?)
+    }
+
+    // ---- audit ---------------------------------------------------------------------------------
+
+    /// The audit trail, newest first; for one entity when `entity` is given (`("season", 3)`).
+    pub async fn audit(
+        &self,
+        actor: &Actor,
+        entity: Option<(&str, i64)>,
+        before: Option<i64>,
+        limit: i64,
+    ) -> Result<Vec<AuditRecord>> {
+        let org = actor.authorize(Action::Read)?;
+        if let Some((kind, _)) = entity
+            && !AUDITED.contains(&kind)
+        {
+            return Err(FieldErrors::single("entity", format!("must be one of {}", AUDITED.join(", "))).into());
+        }
+        Ok(self.store.audit_log(org, entity, before, limit.clamp(1, 500)).await?)
+    }
+}
+
+/// The entity kinds the audit trail records.
+pub const AUDITED: [&str; 8] =
+    ["season", "objective", "key_result", "squad", "squad_goal", "membership", "unit", "api_token"];
+
+fn actor_of_session(record: SessionRecord) -> Result<Actor> {
+    let role: Role = record.role.parse().map_err(|e: String| ServiceError::Internal(format!("stored role: {e}")))?;
+    Ok(Actor {
+        org: OrgId(record.org_id),
+        principal: Principal::User {
+            id: UserId(record.user_id),
+            email: record.email,
+            role,
+            squads: record.squads.into_iter().map(SquadId).collect(),
+        },
+    })
+}
+
+/// 256 random bits as lowercase hex after `prefix`.
+fn random_secret(prefix: &str) -> String {
+    let mut bytes = [0u8; 32];
+    // The operating system's generator failing is not something to continue from: every session and
+    // token would be guessable.
+    getrandom::fill(&mut bytes).expect("the operating system's random number generator failed");
+    let mut out = String::with_capacity(prefix.len() + 64);
+    out.push_str(prefix);
+    for b in bytes {
+        out.push_str(&format!("{b:02x}"));
+    }
+    out
+}
+
+/// SHA-256 of a session id or token, as stored. Both are 256 random bits, so a fast hash is safe here
+/// (nothing to brute-force), unlike passwords.
+fn digest(secret: &str) -> String {
+    Sha256::digest(secret.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A hash of a password nobody has, for checking sign-ins of unknown accounts in the same time.
+const DUMMY_HASH: &str =
+    "$argon2id$v=19$m=19456,t=2,p=1$c2xvcGUtZHVtbXktc2FsdA$2H9tJyIpSd1Z7gJkrU1bcdh1dz1K6DJZ7G7lW2yBtN0";
+
+/// Argon2id with the crate's default parameters (OWASP's minimum: 19 MiB, 2 passes), on the blocking
+/// pool: a hash takes tens of milliseconds of CPU, which must not stall the async threads.
+async fn hash_password(password: String) -> Result<String> {
+    use argon2::password_hash::{PasswordHasher, SaltString, rand_core::OsRng};
+    tokio::task::spawn_blocking(move || {
+        let salt = SaltString::generate(&mut OsRng);
+        argon2::Argon2::default().hash_password(password.as_bytes(), &salt).map(|h| h.to_string())
+    })
+    .await
+    .map_err(|e| ServiceError::Internal(format!("hashing a password: {e}")))?
+    .map_err(|e| ServiceError::Internal(format!("hashing a password: {e}")))
+}
+
+async fn verify_password(password: String, hash: String) -> Result<bool> {
+    use argon2::password_hash::{PasswordHash, PasswordVerifier};
+    tokio::task::spawn_blocking(move || {
+        let parsed =
+            PasswordHash::new(&hash).map_err(|e| ServiceError::Internal(format!("stored password hash: {e}")))?;
+        Ok(argon2::Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok())
+    })
+    .await
+    .map_err(|e| ServiceError::Internal(format!("checking a password: {e}")))?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn passwords_hash_and_verify() {
+        let hash = hash_password("correct horse battery".into()).await.unwrap();
+        assert!(hash.starts_with("$argon2id$"));
+        assert!(verify_password("correct horse battery".into(), hash.clone()).await.unwrap());
+        assert!(!verify_password("wrong horse battery".into(), hash).await.unwrap());
+        // The dummy hash must parse, or sign-ins of unknown accounts would fail with an internal error.
+        assert!(!verify_password("anything".into(), DUMMY_HASH.into()).await.unwrap());
+    }
+
+    #[test]
+    fn secrets_are_random_and_digests_stable() {
+        let (a, b) = (random_secret(TOKEN_PREFIX), random_secret(TOKEN_PREFIX));
+        assert_ne!(a, b);
+        assert_eq!(a.len(), TOKEN_PREFIX.len() + 64);
+        assert_eq!(digest("x"), digest("x"));
+        assert_eq!(digest("abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+    }
+}

@@ -1,0 +1,259 @@
+//! Authentication at the edge: who sent a request (a bearer token or a session cookie), cross-site
+//! request refusal for cookie-authenticated changes, and the sign-in and sign-out form handlers.
+//!
+//! Only identity is settled here. What the identity may do is decided by the service layer, for every
+//! way in alike.
+
+use std::net::SocketAddr;
+
+use axum::Form;
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Redirect, Response};
+use serde::Deserialize;
+use slope_app::Authenticated;
+use slope_service::{Access, ServiceError};
+
+use crate::api::ApiError;
+
+/// The session cookie's name.
+pub const SESSION_COOKIE: &str = "slope_session";
+
+/// Settings of the authentication layer.
+#[derive(Clone)]
+pub struct AuthState {
+    pub access: Access,
+    /// Mark the cookie `Secure`: set when Slope is served over TLS (directly or behind a proxy).
+    pub secure_cookies: bool,
+}
+
+/// Establishes who sent the request and puts it on the request as [`Authenticated`]. A bearer token
+/// that is not valid is refused here (401), since a script with a wrong token should hear so at once;
+/// a missing or stale session cookie just leaves the request anonymous (pages then ask to sign in).
+pub async fn authenticate(State(state): State<AuthState>, mut req: Request, next: Next) -> Response {
+    let bearer = match bearer_token(req.headers()) {
+        Ok(token) => token,
+        Err(message) => return ApiError::from(ServiceError::Unauthorized(message.into())).into_response(),
+    };
+    let actor = if let Some(token) = bearer {
+        match state.access.token_actor(&token).await {
+            Ok(Some(actor)) => Some(actor),
+            Ok(None) => {
+                return ApiError::from(ServiceError::Unauthorized("the token is unknown or revoked".into()))
+                    .into_response();
+            }
+            Err(e) => return ApiError::from(e).into_response(),
+        }
+    } else {
+        let session = cookie(req.headers(), SESSION_COOKIE);
+        // A browser (anything sending cookies) changing state must come from our own pages: SameSite=Lax
+        // already keeps the cookie off most cross-site requests, and this check closes the rest
+        // (cross-site form posts from same-site subdomains, older browsers).
+        if (session.is_some() || is_form_endpoint(req.uri().path()))
+            && !is_safe(req.method())
+            && !same_origin(req.headers())
+        {
+            return ApiError::Service(ServiceError::Forbidden(
+                "cross-site request refused: the Origin header does not match this server".into(),
+            ))
+            .into_response();
+        }
+        match session {
+            Some(session) => match state.access.session_actor(&session).await {
+                Ok(actor) => actor,
+                Err(e) => return ApiError::from(e).into_response(),
+            },
+            None => None,
+        }
+    };
+    req.extensions_mut().insert(Authenticated(actor));
+    next.run(req).await
+}
+
+/// Sends anonymous browsers to the sign-in page instead of rendering a page they may not read.
+pub async fn require_sign_in(req: Request, next: Next) -> Response {
+    let signed_in = req.extensions().get::<Authenticated>().is_some_and(|a| a.0.is_some());
+    let path = req.uri().path();
+    let public = path == "/login" || path.starts_with("/pkg/") || path.contains('.');
+    if signed_in || public || req.method() != Method::GET {
+        return next.run(req).await;
+    }
+    let next_path = req.uri().path_and_query().map(|p| p.as_str()).unwrap_or("/");
+    Redirect::to(&format!("/login?next={}", encode(next_path))).into_response()
+}
+
+#[derive(Deserialize)]
+pub struct SignInForm {
+    email: String,
+    password: String,
+    #[serde(default)]
+    org: String,
+    #[serde(default)]
+    next: String,
+}
+
+/// `POST /auth/login`: checks the form and, when it is right, sets a fresh session cookie and sends the
+/// browser on; otherwise back to the form with the reason.
+pub async fn sign_in(
+    State(state): State<AuthState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Form(form): Form<SignInForm>,
+) -> Response {
+    let next = local_path(&form.next);
+    let address = peer.ip().to_string();
+    let org = Some(form.org.as_str()).filter(|o| !o.trim().is_empty());
+    match state.access.sign_in(&form.email, &form.password, org, &address).await {
+        Ok(signed_in) => {
+            let max_age = (signed_in.expires_at - chrono::Utc::now()).num_seconds().max(0);
+            let cookie = session_cookie(&signed_in.session, max_age, state.secure_cookies);
+            let mut response = Redirect::to(next).into_response();
+            response.headers_mut().insert(header::SET_COOKIE, cookie);
+            response
+        }
+        Err(e) => {
+            let (status, message) = match &e {
+                ServiceError::Unauthorized(m) => (StatusCode::UNAUTHORIZED, m.clone()),
+                ServiceError::TooManyRequests { .. } => (StatusCode::TOO_MANY_REQUESTS, e.to_string()),
+                _ => (StatusCode::INTERNAL_SERVER_ERROR, "sign-in failed; try again".to_owned()),
+            };
+            if status == StatusCode::INTERNAL_SERVER_ERROR {
+                tracing::error!(error = %e, "sign-in failed");
+            }
+            // The status tells scripts what happened; the redirect shows people the form again.
+            let location = format!("/login?error={}&next={}", encode(&message), encode(next));
+            let mut response = (StatusCode::SEE_OTHER, [(header::LOCATION, location)]).into_response();
+            response.headers_mut().insert("x-slope-sign-in", HeaderValue::from(status.as_u16()));
+            if let ServiceError::TooManyRequests { retry_after_secs } = e {
+                response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
+            }
+            response
+        }
+    }
+}
+
+/// `POST /auth/logout`: ends the session on the server (the cookie is worthless afterwards, even if kept)
+/// and clears the cookie.
+pub async fn sign_out(State(state): State<AuthState>, headers: HeaderMap) -> Response {
+    if let Some(session) = cookie(&headers, SESSION_COOKIE)
+        && let Err(e) = state.access.sign_out(&session).await
+    {
+        return ApiError::from(e).into_response();
+    }
+    let mut response = Redirect::to("/login").into_response();
+    response.headers_mut().insert(header::SET_COOKIE, session_cookie("", 0, state.secure_cookies));
+    response
+}
+
+fn session_cookie(value: &str, max_age: i64, secure: bool) -> HeaderValue {
+    let secure = if secure { "; Secure" } else { "" };
+    let cookie = format!("{SESSION_COOKIE}={value}; Path=/; HttpOnly; SameSite=Lax; Max-Age={max_age}{secure}");
+    HeaderValue::from_str(&cookie).expect("a session cookie is printable ASCII")
+}
+
+/// `Authorization: Bearer <token>` → the token; no header → `None`; any other scheme is an error.
+fn bearer_token(headers: &HeaderMap) -> Result<Option<String>, &'static str> {
+    let Some(value) = headers.get(header::AUTHORIZATION) else { return Ok(None) };
+    let value = value.to_str().map_err(|_| "the Authorization header is not readable text")?;
+    match value.split_once(' ') {
+        Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() => {
+            Ok(Some(token.trim().to_owned()))
+        }
+        _ => Err("use `Authorization: Bearer <token>`"),
+    }
+}
+
+fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(k, v)| *k == name && !v.is_empty())
+        .map(|(_, v)| v.to_owned())
+}
+
+fn is_safe(method: &Method) -> bool {
+    matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
+}
+
+/// The sign-in and sign-out forms change state without a session (or to end one), so they are held to
+/// the same-origin rule even without a cookie: a cross-site page must not sign a browser in or out.
+fn is_form_endpoint(path: &str) -> bool {
+    path == "/auth/login" || path == "/auth/logout"
+}
+
+/// Whether the request comes from a page of this server: its `Origin` (or, failing that, `Referer`)
+/// names the host the request was sent to. Browsers send `Origin` on every cross-origin request and on
+/// same-origin POSTs; a request with neither header is refused, as only non-browser clients omit both
+/// and those use tokens.
+fn same_origin(headers: &HeaderMap) -> bool {
+    let Some(host) = headers.get(header::HOST).and_then(|h| h.to_str().ok()) else { return false };
+    let source = headers
+        .get(header::ORIGIN)
+        .or_else(|| headers.get(header::REFERER))
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| *v != "null");
+    let Some(source) = source else { return false };
+    let without_scheme = source.split_once("://").map_or(source, |(_, rest)| rest);
+    let authority = without_scheme.split('/').next().unwrap_or("");
+    authority.eq_ignore_ascii_case(host)
+}
+
+/// Only paths of this server are followed after sign-in, so a crafted link cannot send a person who
+/// just signed in to another site.
+fn local_path(next: &str) -> &str {
+    if next.starts_with('/') && !next.starts_with("//") && !next.starts_with("/\\") { next } else { "/" }
+}
+
+fn encode(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for b in text.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'/' => out.push(b as char),
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(*k, HeaderValue::from_static(v));
+        }
+        h
+    }
+
+    #[test]
+    fn origin_must_match_the_host() {
+        assert!(same_origin(&headers(&[("host", "slope.example:3000"), ("origin", "http://slope.example:3000")])));
+        assert!(same_origin(&headers(&[("host", "a.b"), ("referer", "https://a.b/seasons/1")])));
+        assert!(!same_origin(&headers(&[("host", "a.b"), ("origin", "https://evil.example")])));
+        assert!(!same_origin(&headers(&[("host", "a.b"), ("origin", "https://a.b.evil.example")])));
+        assert!(!same_origin(&headers(&[("host", "a.b"), ("origin", "null")])));
+        assert!(!same_origin(&headers(&[("host", "a.b")])));
+    }
+
+    #[test]
+    fn cookies_and_tokens_are_read_strictly() {
+        let h = headers(&[("cookie", "a=1; slope_session=abc; b=2")]);
+        assert_eq!(cookie(&h, SESSION_COOKIE).as_deref(), Some("abc"));
+        assert_eq!(bearer_token(&headers(&[("authorization", "Bearer slope_x")])), Ok(Some("slope_x".into())));
+        assert!(bearer_token(&headers(&[("authorization", "Basic dTpw")])).is_err());
+        assert_eq!(bearer_token(&HeaderMap::new()), Ok(None));
+    }
+
+    #[test]
+    fn only_local_paths_are_followed() {
+        assert_eq!(local_path("/seasons/1?x=y"), "/seasons/1?x=y");
+        assert_eq!(local_path("//evil.example"), "/");
+        assert_eq!(local_path("https://evil.example"), "/");
+        assert_eq!(encode("/a b?c=d"), "/a%20b%3Fc%3Dd");
+    }
+}
