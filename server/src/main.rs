@@ -8,6 +8,7 @@ use clap::{Args, Parser, Subcommand};
 mod admin_cli;
 mod ingest_cli;
 mod metrics_cli;
+mod plan_cli;
 mod runner_cli;
 use slope::config::{Config, LogFormat, Overrides, redact};
 use slope::{DEFAULT_ORG, RouterSettings, Services, router};
@@ -119,6 +120,13 @@ enum Command {
         #[command(subcommand)]
         command: admin_cli::AdminCommand,
     },
+    /// Plans as code: export a season as TOML, diff a file against what is stored, apply it.
+    Plan {
+        #[command(flatten)]
+        db: DbArgs,
+        #[command(subcommand)]
+        command: plan_cli::PlanCommand,
+    },
     /// API tokens for scripts and ingestion (`Authorization: Bearer …`).
     Token {
         #[command(flatten)]
@@ -166,6 +174,7 @@ fn main() -> ExitCode {
         | Command::Datasets { db, .. }
         | Command::Worker { db, .. }
         | Command::Admin { db, .. }
+        | Command::Plan { db, .. }
         | Command::Token { db, .. } => db.apply(&mut overrides),
         Command::Metrics { .. } => {}
     }
@@ -210,6 +219,7 @@ fn main() -> ExitCode {
             Command::Worker { slots, .. } => runner_cli::run_worker(config, slots).await,
             Command::Admin { command, .. } => admin_cli::run_admin(config, command).await,
             Command::Token { command, .. } => admin_cli::run_token(config, command).await,
+            Command::Plan { command, .. } => plan_cli::run(config, command).await,
             _ => serve(config).await,
         }
     });

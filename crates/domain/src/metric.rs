@@ -398,6 +398,24 @@ pub fn parse_day(field: &str, raw: &str) -> Result<NaiveDate, FieldErrors> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn keys_made_from_titles_are_valid_keys() {
+        assert_eq!(Key::from_title("Ship agents!").as_str(), "ship-agents");
+        assert_eq!(Key::from_title("  --Clinicians' trust (Q1)-- ").as_str(), "clinicians-trust-q1");
+        assert_eq!(
+            Key::from_title("Élan vital").as_str(),
+            "lan-vital",
+            "non-ASCII letters separate, as keys are ASCII"
+        );
+        assert_eq!(Key::from_title("!!!").as_str(), "x");
+        let long = Key::from_title(&"word ".repeat(30));
+        assert!(long.as_str().len() <= 48 && !long.as_str().ends_with('-'), "{long}");
+        for title in ["Ship agents!", "Élan vital", "", "a.b_c", &"word ".repeat(30), "ÅÄÖ 123"] {
+            let key = Key::from_title(title);
+            assert_eq!(Key::parse(key.as_str()), Ok(key.clone()), "{title:?}");
+        }
+    }
+
     use super::*;
 
     fn definition(granularity: Granularity, window_days: Option<i64>) -> MetricDefinition {

@@ -15,6 +15,6 @@ mod parse;
 mod render;
 
 pub use diff::{Change, FieldChange, Kind, Op, PlanDiff, diff};
-pub use model::{GoalEntry, KeyResultEntry, ObjectiveEntry, PlanFile, SLUG_MAX_CHARS, SeasonEntry, SquadEntry, slug};
-pub use parse::{PlanError, PlanErrors, parse};
+pub use model::{GoalEntry, KeyResultEntry, ObjectiveEntry, PlanFile, SeasonEntry, SquadEntry};
+pub use parse::{PlanError, PlanErrors, line_of, parse};
 pub use render::render;

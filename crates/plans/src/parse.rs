@@ -534,3 +534,38 @@ fn objective_context(season: Option<DateRange>, quarter: &str) -> DateRange {
         // The quarter is invalid too; validation reports that and never looks at the range.
         .unwrap_or_else(|| Quarter { year: 2000, q: 1 }.range())
 }
+
+/// The line of `field` in the table of the `kind` entry with key `key` (or of its table header when the
+/// field is absent; 1 when there is no such entry), for errors found after parsing, such as a metric
+/// that does not exist in the database. `text` must be a file that [`parse`] accepted.
+pub fn line_of(text: &str, kind: crate::Kind, key: &str, field: &str) -> usize {
+    let header = match kind {
+        crate::Kind::Season => "[season]",
+        crate::Kind::Objective => "[[objectives]]",
+        crate::Kind::KeyResult => "[[objectives.key_results]]",
+        crate::Kind::Squad => "[[squads]]",
+        crate::Kind::SquadGoal => "[[squads.goals]]",
+    };
+    let lines: Vec<&str> = text.lines().collect();
+    let is_header = |l: &str| l.trim_start().starts_with('[');
+    let assigns =
+        |l: &str, name: &str| l.trim_start().strip_prefix(name).is_some_and(|rest| rest.trim_start().starts_with('='));
+    let mut start = 0;
+    while start < lines.len() {
+        if lines[start].trim() == header {
+            let end = (start + 1..lines.len()).find(|&i| is_header(lines[i])).unwrap_or(lines.len());
+            let table = start + 1..end;
+            let has_key = table.clone().any(|i| {
+                assigns(lines[i], "key")
+                    && lines[i].split_once('=').is_some_and(|(_, v)| v.trim().trim_matches('"') == key)
+            });
+            if has_key {
+                return table.into_iter().find(|&i| assigns(lines[i], field)).unwrap_or(start) + 1;
+            }
+            start = end;
+        } else {
+            start += 1;
+        }
+    }
+    1
+}

@@ -14,6 +14,9 @@ pub enum ServiceError {
     /// A batch of events with invalid rows: the first few, and how many there were.
     #[error("{total} invalid row(s); nothing was stored")]
     InvalidRows { errors: Vec<slope_metrics::events::RowError>, total: usize },
+    /// A plan file that cannot be applied: each error names its line and field.
+    #[error("the plan file has {} error(s)", .0.len())]
+    InvalidPlan(Vec<slope_plans::PlanError>),
     /// No valid session or token, or a sign-in with wrong credentials.
     #[error("{0}")]
     Unauthorized(String),

@@ -6,6 +6,7 @@ pub mod demo;
 mod error;
 mod loops;
 mod planning;
+mod plans;
 mod runner;
 mod segments;
 
@@ -13,6 +14,7 @@ pub use access::*;
 pub use error::ServiceError;
 pub use loops::*;
 pub use planning::Planning;
+pub use plans::PlanOutcome;
 pub use runner::*;
 pub use segments::SegmentStore;
 pub use slope_store::{

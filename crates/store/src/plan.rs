@@ -645,6 +645,21 @@ impl Store {
         }
     }
 
+    /// Whether a plan entity of `kind` (`season`, `objective`, `key_result`, `squad`, `squad_goal`) with
+    /// `key` exists in the organisation.
+    pub async fn plan_key_taken(&self, org: OrgId, kind: &str, key: &str) -> Result<bool> {
+        let sql = match kind {
+            "season" => "SELECT COUNT(*) FROM seasons WHERE org_id = $1 AND key = $2",
+            "objective" => "SELECT COUNT(*) FROM objectives WHERE org_id = $1 AND key = $2",
+            "key_result" => "SELECT COUNT(*) FROM key_results WHERE org_id = $1 AND key = $2",
+            "squad" => "SELECT COUNT(*) FROM squads WHERE org_id = $1 AND key = $2",
+            "squad_goal" => "SELECT COUNT(*) FROM squad_goals WHERE org_id = $1 AND key = $2",
+            other => return Err(StoreError::corrupt(format!("no plan entity kind {other:?}"))),
+        };
+        let n: i64 = on_db!(self, db => sqlx::query_scalar(sql).bind(org.0).bind(key).fetch_one(db).await?);
+        Ok(n > 0)
+    }
+
     /// Creates a draft season. `check` sees the organisation's other seasons inside the transaction.
     pub async fn create_season(
         &self,

@@ -44,6 +44,14 @@ impl IntoResponse for ApiError {
             }});
             return (StatusCode::UNPROCESSABLE_ENTITY, Json(body)).into_response();
         }
+        if let ApiError::Service(ServiceError::InvalidPlan(errors)) = &self {
+            let body = json!({ "error": {
+                "code": "invalid_plan",
+                "message": format!("the plan file has {} error(s); nothing was changed", errors.len()),
+                "errors": errors,
+            }});
+            return (StatusCode::UNPROCESSABLE_ENTITY, Json(body)).into_response();
+        }
         let (status, code, message, fields) = match self {
             ApiError::BadRequest(message) => (StatusCode::BAD_REQUEST, "bad_request", message, None),
             ApiError::Service(ServiceError::Invalid(fields)) => (
@@ -69,7 +77,9 @@ impl IntoResponse for ApiError {
                     .into_response();
             }
             // The details were logged where the error arose; the caller learns only that it happened.
-            ApiError::Service(ServiceError::InvalidRows { .. }) => unreachable!("answered above"),
+            ApiError::Service(ServiceError::InvalidRows { .. } | ServiceError::InvalidPlan(_)) => {
+                unreachable!("answered above")
+            }
             ApiError::Service(ServiceError::Internal(_)) => {
                 (StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error".to_owned(), None)
             }

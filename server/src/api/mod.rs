@@ -4,6 +4,7 @@ mod access;
 mod error;
 mod extract;
 mod loops;
+mod plans;
 mod runner;
 
 use axum::Json;
@@ -49,6 +50,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/squad-goals/{id}", get(get_goal).put(update_goal))
         .route("/squad-goals/{id}/check-ins", get(goal_check_ins).post(check_in_goal))
         .merge(access::routes())
+        .merge(plans::routes())
         .merge(loops::routes())
         .merge(runner::routes())
         .with_state(state)
