@@ -27,8 +27,8 @@ use serde_json::json;
 use slope_domain::*;
 use slope_store::{
     AliasRecord, BatchRecord, Heartbeat, ImpressionRecord, JobMetric, JobRecord, MAX_JOB_ATTEMPTS, ModelRecord,
-    NewBatch, NewDataset, NewImpression, NewJob, NewModel, NewSegment, PromotionRecord, SegmentRow, Store, StoreError,
-    Written,
+    NewBatch, NewDataset, NewImpression, NewJob, NewModel, NewSegment, PlanOp, PlanRef, PromotionRecord, SegmentRow,
+    Store, StoreError, Written,
 };
 
 // ---- harness -------------------------------------------------------------------------------------
@@ -125,6 +125,16 @@ contract_tests! {
         promotions_sqlite, promotions_postgres;
     contract_impressions_wait_for_their_outcome =>
         impressions_wait_for_their_outcome_sqlite, impressions_wait_for_their_outcome_postgres;
+    contract_plan_writes_are_audited =>
+        plan_writes_are_audited_sqlite, plan_writes_are_audited_postgres;
+    contract_keys_are_chosen_and_unique =>
+        keys_are_chosen_and_unique_sqlite, keys_are_chosen_and_unique_postgres;
+    contract_a_plan_applies_whole_or_not_at_all =>
+        a_plan_applies_whole_or_not_at_all_sqlite, a_plan_applies_whole_or_not_at_all_postgres;
+    contract_members_sessions_and_tokens =>
+        members_sessions_and_tokens_sqlite, members_sessions_and_tokens_postgres;
+    contract_units_form_a_tree =>
+        units_form_a_tree_sqlite, units_form_a_tree_postgres;
 }
 
 static UNIQUE: AtomicU64 = AtomicU64::new(0);
@@ -2387,4 +2397,208 @@ async fn contract_only_the_lease_holder_registers_a_trained_model(store: Store) 
 /// already authorized the caller before it reaches the store.
 fn sys(org: OrgId) -> Actor {
     Actor::system(org, "contract-test")
+}
+
+// ---- access, audit and plans as code -------------------------------------------------------------
+
+fn person(org: OrgId, email: &str) -> Actor {
+    Actor { org, principal: Principal::User { id: UserId(1), email: email.into(), role: Role::Leader, squads: vec![] } }
+}
+
+async fn contract_plan_writes_are_audited(store: Store) {
+    let org = store.ensure_org("acme", "Acme").await.unwrap();
+    let ann = person(org, "ann@acme.test");
+    let spec = season_spec("H1", "2027-01-01", "2027-06-30");
+    let season = store.create_season(&ann, &spec, |_| Ok(())).await.unwrap();
+    let renamed = SeasonSpec { name: Title::parse("H1, renamed").unwrap(), ..spec.clone() };
+    store.update_season(&ann, season.id, season.version, &renamed, |_, _| Ok(())).await.unwrap();
+    // A refused write leaves no audit record.
+    let stale = store.update_season(&ann, season.id, season.version, &renamed, |_, _| Ok(())).await;
+    assert!(matches!(stale, Err(StoreError::Conflict { .. })), "{stale:?}");
+
+    let trail = store.audit_log(org, Some(("season", season.id.0)), None, 10).await.unwrap();
+    assert_eq!(trail.len(), 2, "{trail:?}");
+    let (update, create) = (&trail[0], &trail[1]);
+    assert_eq!((create.action.as_str(), create.actor.as_str()), ("create", "ann@acme.test"));
+    assert!(create.before.is_none() && create.after.as_ref().is_some_and(|a| a["name"] == "H1"));
+    assert_eq!(update.action, "update");
+    assert_eq!(update.before.as_ref().map(|b| b["name"].clone()), Some(json!("H1")));
+    assert_eq!(update.after.as_ref().map(|a| a["name"].clone()), Some(json!("H1, renamed")));
+    assert!(update.id > create.id);
+
+    // Another organisation sees none of it.
+    let other = store.ensure_org("globex", "Globex").await.unwrap();
+    assert!(store.audit_log(other, None, None, 10).await.unwrap().is_empty());
+    // Paging goes back from an id.
+    let older = store.audit_log(org, None, Some(update.id), 10).await.unwrap();
+    assert_eq!(older.iter().map(|r| r.id).collect::<Vec<_>>(), vec![create.id]);
+}
+
+async fn contract_keys_are_chosen_and_unique(store: Store) {
+    let org = store.ensure_org("acme", "Acme").await.unwrap();
+    let (season, _, _) = small_plan(&store, org).await;
+    assert_eq!(season.key, "h1", "a key made from the name");
+    let a = store.create_objective(&sys(org), season.id, &objective_spec(&season, "2027-Q1", "Ship it")).await.unwrap();
+    let b =
+        store.create_objective(&sys(org), season.id, &objective_spec(&season, "2027-Q2", "Ship it!")).await.unwrap();
+    assert_eq!((a.key.as_str(), b.key.as_str()), ("ship-it", "ship-it-2"), "the second gets a suffix");
+    assert!(store.plan_key_taken(org, "objective", "ship-it-2").await.unwrap());
+    assert!(!store.plan_key_taken(org, "objective", "ship-it-3").await.unwrap());
+    let other = store.ensure_org("globex", "Globex").await.unwrap();
+    assert!(!store.plan_key_taken(other, "objective", "ship-it").await.unwrap(), "keys are per organisation");
+}
+
+async fn contract_a_plan_applies_whole_or_not_at_all(store: Store) {
+    let org = store.ensure_org("acme", "Acme").await.unwrap();
+    let actor = person(org, "ann@acme.test");
+    let season = season_spec("H1", "2027-01-01", "2027-06-30");
+    let ok_season = |_: &SeasonSpec, _: Option<SeasonId>, _: &[Season]| Ok(());
+    let decide = by_the_rules_fn("active");
+    let stored = create_season(&store, org, "H0", "2026-01-01", "2026-06-30").await;
+    let objective = |title: &str| {
+        ObjectiveInput {
+            quarter: "2027-Q1".into(),
+            title: title.into(),
+            commitment: "committed".into(),
+            ..Default::default()
+        }
+        .validate(&season.dates)
+        .unwrap()
+    };
+    let ops = vec![
+        PlanOp::CreateSeason { key: "h1".into(), spec: season.clone() },
+        PlanOp::TransitionSeason { season: PlanRef::Key("h1".into()) },
+        PlanOp::CreateObjective { key: "trust".into(), season: PlanRef::Key("h1".into()), spec: objective("Trust") },
+        PlanOp::CreateKeyResult {
+            key: "acceptance".into(),
+            objective: PlanRef::Key("trust".into()),
+            spec: key_result_spec("Acceptance", increase(0.2, 0.3, "")),
+        },
+        PlanOp::CreateSquad { key: "drafts".into(), spec: squad_spec("Drafts") },
+    ];
+    // A plan whose last operation fails (an update of another season at a stale version) leaves nothing.
+    let mut failing = ops.clone();
+    let stale = Version(stored.version.0 + 5);
+    failing.push(PlanOp::UpdateSeason {
+        id: stored.id,
+        version: stale,
+        spec: season_spec("H0", "2026-01-01", "2026-06-30"),
+    });
+    let refused = store.apply_plan(&actor, &failing, ok_season, &decide).await;
+    assert!(matches!(refused, Err(StoreError::Conflict { .. })), "{refused:?}");
+    assert_eq!(store.list_seasons(org).await.unwrap().len(), 1, "the failed plan created nothing");
+    assert!(store.list_squads(org).await.unwrap().is_empty());
+    assert!(store.audit_log(org, Some(("objective", 1)), None, 10).await.unwrap().is_empty());
+
+    store.apply_plan(&actor, &ops, ok_season, &decide).await.unwrap();
+    let h1 = store.season_by_key(org, "h1").await.unwrap();
+    assert_eq!(h1.status, SeasonStatus::Active, "created and moved to active in the same plan");
+    let krs = store.list_key_results(org, h1.id).await.unwrap();
+    assert_eq!((krs.len(), krs[0].key.as_str()), (1, "acceptance"));
+    let objectives = store.list_objectives(org, h1.id).await.unwrap();
+    assert_eq!(krs[0].objective_id, objectives[0].id, "the key result found its objective by key");
+
+    // Deletions: children first, recorded, and the plan as known before them still has them.
+    let before = Utc::now();
+    tick().await;
+    let deletes = vec![PlanOp::DeleteKeyResult { id: krs[0].id }, PlanOp::DeleteObjective { id: objectives[0].id }];
+    store.apply_plan(&actor, &deletes, ok_season, &decide).await.unwrap();
+    assert!(store.list_objectives(org, h1.id).await.unwrap().is_empty());
+    let trail = store.audit_log(org, Some(("objective", objectives[0].id.0)), None, 10).await.unwrap();
+    assert_eq!((trail[0].action.as_str(), trail[0].after.is_none()), ("delete", true), "{trail:?}");
+    assert_eq!(store.plan_as_of(org, before).await.unwrap().objectives.len(), 1);
+    assert!(store.plan_as_of(org, Utc::now()).await.unwrap().objectives.is_empty());
+    let gone = store.apply_plan(&actor, &deletes[..1], ok_season, &decide).await;
+    assert!(matches!(gone, Err(StoreError::NotFound { .. })), "{gone:?}");
+}
+
+fn by_the_rules_fn(
+    to: &'static str,
+) -> impl Fn(&Season, &[Season]) -> Result<(SeasonStatus, Option<String>), FieldErrors> {
+    move |current, all| by_the_rules(to, "")(current, all)
+}
+
+async fn contract_members_sessions_and_tokens(store: Store) {
+    let org = store.ensure_org("acme", "Acme").await.unwrap();
+    let admin = Actor::system(org, "test");
+    let squad = store.create_squad(&admin, &squad_spec("Drafts")).await.unwrap();
+    let input = MemberInput {
+        email: "Sam@Acme.test".into(),
+        role: "squad-member".into(),
+        squads: vec![squad.id.0],
+        password: Some("long enough pass".into()),
+        ..Default::default()
+    };
+    let spec = input.validate().unwrap();
+    let member = store.upsert_member(&admin, &spec, Some("$argon2id$hash")).await.unwrap();
+    assert_eq!(
+        (member.email.as_str(), member.role, member.squads.clone()),
+        ("sam@acme.test", Role::SquadMember, vec![squad.id])
+    );
+    // Changing the role keeps the account and its password, and is audited with before and after.
+    let leader = MemberSpec { role: Role::Leader, squads: vec![], ..spec.clone() };
+    let changed = store.upsert_member(&admin, &leader, None).await.unwrap();
+    assert_eq!((changed.user_id, changed.role, changed.version.0), (member.user_id, Role::Leader, 2));
+    assert_eq!(store.user_by_email("sam@acme.test").await.unwrap().unwrap().password_hash, "$argon2id$hash");
+    let trail = store.audit_log(org, Some(("membership", member.user_id.0)), None, 10).await.unwrap();
+    assert_eq!(trail.iter().map(|r| r.action.as_str()).collect::<Vec<_>>(), ["update", "create"]);
+    // A squad of another organisation cannot be given.
+    let other = store.ensure_org("globex", "Globex").await.unwrap();
+    let foreign = store.create_squad(&Actor::system(other, "test"), &squad_spec("Theirs")).await.unwrap();
+    let refused = store.upsert_member(&admin, &MemberSpec { squads: vec![foreign.id], ..spec.clone() }, None).await;
+    assert!(matches!(refused, Err(StoreError::Rejected(_))), "{refused:?}");
+
+    // Sessions: live until they expire or are deleted; the membership's current role is what counts.
+    let now = Utc::now();
+    store.create_session("digest-1", member.user_id, org, now + chrono::Duration::hours(1)).await.unwrap();
+    let session = store.session("digest-1", now).await.unwrap().expect("a live session");
+    assert_eq!((session.role.as_str(), session.email.as_str()), ("leader", "sam@acme.test"));
+    assert!(store.session("digest-1", now + chrono::Duration::hours(2)).await.unwrap().is_none(), "expired");
+    store.delete_session("digest-1").await.unwrap();
+    assert!(store.session("digest-1", now).await.unwrap().is_none(), "signed out");
+    store.create_session("digest-2", member.user_id, org, now + chrono::Duration::hours(1)).await.unwrap();
+    store.remove_member(&admin, member.user_id).await.unwrap();
+    assert!(store.session("digest-2", now).await.unwrap().is_none(), "removing a member ends their sessions");
+
+    // Login attempts are counted per account and per address, failures only.
+    for _ in 0..3 {
+        store.record_login_attempt("sam@acme.test", "10.0.0.1", false).await.unwrap();
+    }
+    store.record_login_attempt("sam@acme.test", "10.0.0.1", true).await.unwrap();
+    store.record_login_attempt("eve@acme.test", "10.0.0.2", false).await.unwrap();
+    let since = now - chrono::Duration::minutes(1);
+    assert_eq!(store.failed_logins("sam@acme.test", "10.0.0.2", since).await.unwrap(), (3, 1));
+
+    // Tokens: found by digest until revoked; use is recorded; another organisation cannot revoke them.
+    let token = store.create_token(&admin, "ingest", &[Scope::Ingest], "slope_abc", "token-digest").await.unwrap();
+    let (found_org, found) = store.use_token("token-digest", now).await.unwrap().expect("a live token");
+    assert_eq!((found_org, found.scopes.clone()), (org, vec![Scope::Ingest]));
+    assert!(store.list_tokens(org).await.unwrap()[0].last_used_at.is_some());
+    let wrong = store.revoke_token(&Actor::system(other, "test"), token.id).await;
+    assert!(matches!(wrong, Err(StoreError::NotFound { .. })), "{wrong:?}");
+    store.revoke_token(&admin, token.id).await.unwrap();
+    assert!(store.use_token("token-digest", now).await.unwrap().is_none(), "a revoked token is dead");
+    let trail = store.audit_log(org, Some(("api_token", token.id)), None, 10).await.unwrap();
+    assert_eq!(trail.iter().map(|r| r.action.as_str()).collect::<Vec<_>>(), ["update", "create"]);
+    assert!(
+        trail.iter().all(|r| !r.after.as_ref().unwrap().to_string().contains("token-digest")),
+        "no secret on the trail"
+    );
+}
+
+async fn contract_units_form_a_tree(store: Store) {
+    let org = store.ensure_org("acme", "Acme").await.unwrap();
+    let admin = Actor::system(org, "test");
+    // A squad naming a new unit creates it.
+    store.create_squad(&admin, &squad_spec("Drafts")).await.unwrap();
+    assert_eq!(store.list_units(org).await.unwrap().iter().map(|u| u.name.as_str()).collect::<Vec<_>>(), ["Clinical"]);
+    store.put_unit(&admin, "Product", None).await.unwrap();
+    let clinical = store.put_unit(&admin, "Clinical", Some("Product")).await.unwrap();
+    assert_eq!(clinical.parent.as_deref(), Some("Product"));
+    let cycle = store.put_unit(&admin, "Product", Some("Clinical")).await;
+    assert!(matches!(cycle, Err(StoreError::Rejected(_))), "a unit under its own sub-unit: {cycle:?}");
+    let unknown = store.put_unit(&admin, "Clinical", Some("Nowhere")).await;
+    assert!(matches!(unknown, Err(StoreError::Rejected(_))), "{unknown:?}");
+    let other = store.ensure_org("globex", "Globex").await.unwrap();
+    assert!(store.list_units(other).await.unwrap().is_empty());
 }
