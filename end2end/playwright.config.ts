@@ -1,4 +1,5 @@
 import { defineConfig } from "@playwright/test";
+import { ACCOUNTS } from "./accounts";
 
 // `cargo xtask test` builds the server and the site, then sets these; the defaults fit a manual run
 // from this folder after `cargo xtask build`.
@@ -6,6 +7,16 @@ const server = process.env.SLOPE_E2E_SERVER ?? "../target/debug/slope";
 const site = process.env.SLOPE_E2E_SITE ?? "../target/site";
 const data = process.env.SLOPE_E2E_DATA ?? "./test-results/data";
 const port = Number(process.env.SLOPE_E2E_PORT ?? 3217);
+
+// Every page needs a signed-in user, so the accounts the journeys sign in with are created on the fresh
+// database before the server starts, the way an operator would (`slope admin`, password on standard
+// input). No demo data: each journey creates what it needs. Running the commands again on an existing
+// database changes nothing.
+const quote = (text: string) => `'${text.replaceAll("'", `'\\''`)}'`;
+const accounts = Object.values(ACCOUNTS).map(({ email, password, role }) => {
+  const command = role === "admin" ? "admin create" : `admin member --role ${role}`;
+  return `printf '%s\\n' ${quote(password)} | ${quote(server)} ${command} --email ${email} --data-dir ${quote(data)}`;
+});
 
 export default defineConfig({
   testDir: "./tests",
@@ -41,7 +52,11 @@ export default defineConfig({
     },
   ],
   webServer: {
-    command: `${server} serve --bind 127.0.0.1:${port} --data-dir ${data} --site-root ${site}`,
+    // Run by a shell: the accounts first, then the server in the shell's place.
+    command: [
+      ...accounts,
+      `exec ${quote(server)} serve --bind 127.0.0.1:${port} --data-dir ${quote(data)} --site-root ${quote(site)}`,
+    ].join(" && "),
     url: `http://127.0.0.1:${port}/readyz`,
     reuseExistingServer: false,
     timeout: 120_000,

@@ -1,4 +1,7 @@
-import { expect, type Page } from "@playwright/test";
+import { expect, request as playwrightRequest, test as base, type APIRequestContext, type Page } from "@playwright/test";
+import { ACCOUNTS, type Credentials, type Role } from "../accounts";
+
+export { ACCOUNTS, type Credentials, type Role };
 
 /** Opens `path` and waits until the browser bundle has hydrated the page; clicks before that are lost. */
 export async function open(page: Page, path: string) {
@@ -9,3 +12,44 @@ export async function open(page: Page, path: string) {
 export async function hydrated(page: Page) {
   await expect(page.locator("body[data-hydrated='true']")).toBeAttached({ timeout: 30_000 });
 }
+
+/**
+ * Signs the page's browser in through the sign-in form (a plain form, so it works without JavaScript
+ * too) and waits until the server has sent it on to `next`. `who` is one of the accounts the e2e server
+ * starts with (see `../accounts.ts`) or any other account's credentials.
+ */
+export async function signIn(page: Page, who: Role | Credentials, next = "/") {
+  const { email, password } = typeof who === "string" ? ACCOUNTS[who] : who;
+  await page.goto(`/login?next=${encodeURIComponent(next)}`);
+  await page.getByLabel("E-mail address").fill(email);
+  await page.getByLabel("Password").fill(password);
+  await page.getByRole("button", { name: "Sign in" }).click();
+  await expect(page).not.toHaveURL(/\/login(\?|$)/);
+  await expect(page.locator("#signed-in-as")).toHaveText(email);
+}
+
+/**
+ * An API client signed in as `who`: it holds the session cookie that `POST /auth/login` sets and sends
+ * an `Origin` header, as a browser would (the server refuses cookie-authenticated changes without one).
+ */
+export async function apiAs(baseURL: string, who: Role | Credentials): Promise<APIRequestContext> {
+  const { email, password } = typeof who === "string" ? ACCOUNTS[who] : who;
+  const context = await playwrightRequest.newContext({ baseURL, extraHTTPHeaders: { Origin: baseURL } });
+  const response = await context.post("/auth/login", { form: { email, password, next: "/" }, maxRedirects: 0 });
+  expect(response.status(), `signing in ${email}`).toBe(303);
+  expect(response.headers()["location"], `signing in ${email}`).toBe("/");
+  return context;
+}
+
+/**
+ * `test` with a `request` fixture that is signed in (as `apiRole`, the leader by default), so journeys
+ * can prepare data through the JSON API.
+ */
+export const test = base.extend<{ apiRole: Role }>({
+  apiRole: ["leader", { option: true }],
+  request: async ({ baseURL, apiRole }, use) => {
+    const context = await apiAs(baseURL!, apiRole);
+    await use(context);
+    await context.dispose();
+  },
+});

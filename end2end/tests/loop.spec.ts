@@ -1,5 +1,5 @@
-import { expect, test, type APIRequestContext } from "@playwright/test";
-import { hydrated, open } from "./helpers";
+import { expect, type APIRequestContext } from "@playwright/test";
+import { hydrated, open, signIn, test } from "./helpers";
 
 // A squad defines a metric over its loop's events in the browser, links a key result to it, and sees
 // a new batch of events move the key result within two seconds of the batch's acknowledgement.
@@ -66,6 +66,7 @@ test("a batch of events moves a linked key result within two seconds", async ({ 
   ).json();
 
   // The metric is defined in the browser; the domain's rules run there first.
+  await signIn(page, "leader");
   await open(page, "/loops");
   await page.getByLabel("Key").fill("e2e-acceptance");
   await page.getByLabel("Name").fill("E2E acceptance");

@@ -1,6 +1,8 @@
-import { expect, test } from "@playwright/test";
+import { expect } from "@playwright/test";
+import { signIn, test } from "./helpers";
 
-// Pages render completely on the server, so a reader without JavaScript sees the whole plan.
+// Pages render completely on the server, so a reader without JavaScript sees the whole plan; signing in
+// is a plain form too.
 test.use({ javaScriptEnabled: false });
 
 test("a season page is readable without JavaScript", async ({ page, request }) => {
@@ -21,7 +23,11 @@ test("a season page is readable without JavaScript", async ({ page, request }) =
   });
   expect(objective.status()).toBe(201);
 
+  // Signing in without JavaScript sends the browser on to the page it asked for.
   await page.goto(`/seasons/${season.id}`);
+  await expect(page).toHaveURL(new RegExp(`/login\\?next=/seasons/${season.id}$`));
+  await signIn(page, "exec", `/seasons/${season.id}`);
+  await expect(page).toHaveURL(new RegExp(`/seasons/${season.id}$`));
   await expect(page.getByRole("heading", { level: 1, name: "Readable without scripts" })).toBeVisible();
   await expect(page.getByText("Locked-down browsers")).toBeVisible();
   await expect(page.getByRole("heading", { name: "Plans read everywhere" })).toBeVisible();

@@ -1,5 +1,5 @@
-import { expect, test, type APIRequestContext, type Locator, type Page } from "@playwright/test";
-import { open } from "./helpers";
+import { expect, type APIRequestContext, type Locator, type Page } from "@playwright/test";
+import { open, signIn, test } from "./helpers";
 
 // The runner in the browser: a job queued through the API is followed live on its page (the `JobLive`
 // island reads the job's server-sent events) until it ends, a finished job's page and its model on the
@@ -83,6 +83,7 @@ test("a training job is followed live on its page until it ends", async ({ page,
   const job = await submit(request, pretrain(dataset, LIVE_STEPS, `e2e-live-${Date.now()}`));
   expect(job.status).toBe("pending");
   try {
+    await signIn(page, "leader");
     await open(page, `/jobs/${job.id}`);
     await mark(page);
     await expect(page.getByRole("heading", { level: 1 })).toHaveText(`Job #${job.id} · pretrain`);
@@ -121,6 +122,7 @@ test("a finished job shows its whole loss curve and its model is listed", async 
     .poll(async () => (await (await request.get(`/api/v1/jobs/${job.id}`)).json()).status, { timeout: 120_000 })
     .toBe("succeeded");
 
+  await signIn(page, "leader");
   await open(page, `/jobs/${job.id}`);
   const { badge, steps } = live(page);
   await expect(badge).toHaveText("succeeded");
@@ -146,6 +148,7 @@ test("a running job is cancelled from its page", async ({ page, request }) => {
   // Far more steps than the test waits for: only the cancellation ends it.
   const job = await submit(request, pretrain(dataset, LIVE_STEPS));
   try {
+    await signIn(page, "leader");
     await open(page, `/jobs/${job.id}`);
     await mark(page);
     const { badge, steps, cancel } = live(page);

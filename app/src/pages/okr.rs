@@ -266,6 +266,9 @@ fn KeyResultView(detail: KeyResultDetail, series: Option<MetricSeries>) -> impl 
     let kr = detail.key_result;
     let note = progress_note(&detail.progress, kr.measure.unit(), kr.current);
     let open = detail.season.status != SeasonStatus::Closed;
+    // Key results and their check-ins are part of the plan: only those who may change it see the
+    // controls (the service refuses everyone else anyway).
+    let editor = crate::may(slope_domain::Action::EditPlan);
     view! {
         <Title text=kr.title.clone()/>
         <p class="crumbs">
@@ -274,14 +277,16 @@ fn KeyResultView(detail: KeyResultDetail, series: Option<MetricSeries>) -> impl 
         </p>
         <div class="page-head">
             <h1>{kr.title.clone()}</h1>
-            {open.then(|| view! { <a href=format!("/key-results/{}/edit", kr.id) class="button secondary">"Edit"</a> })}
+            {(open && editor).then(|| view! { <a href=format!("/key-results/{}/edit", kr.id) class="button secondary">"Edit"</a> })}
         </div>
         <p class="meta">{format!("{} · {} · weight {}", kr.measure.kind().label(), kr.measure.describe(), fmt_number(kr.weight))}</p>
         <ProgressBar score=detail.progress.score expectation=detail.expectation label="Key result progress"/>
         <p class="hint">{note}{kr.confidence.map(|c| format!(" · confidence {}", percent(c)))}</p>
         {series.map(|s| view! { <MetricPanel series=s measure=kr.measure.clone()/> })}
         <section class="grid-2">
-            {if kr.metric.is_some() {
+            {if !editor {
+                ().into_any()
+            } else if kr.metric.is_some() {
                 view! {
                     <div class="panel">
                         <h2>"Check in"</h2>

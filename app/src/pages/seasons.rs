@@ -13,11 +13,13 @@ use crate::components::*;
 #[component]
 pub fn SeasonsPage() -> impl IntoView {
     let seasons = Resource::new(|| (), |_| list_seasons());
+    // Controls the signed-in actor may not use are left out; the service refuses them anyway.
+    let editor = crate::may(slope_domain::Action::EditPlan);
     view! {
         <Title text="Seasons"/>
         <div class="page-head">
             <h1>"Seasons"</h1>
-            <a href="/seasons/new" class="button">"New season"</a>
+            {editor.then(|| view! { <a href="/seasons/new" class="button">"New season"</a> })}
         </div>
         <p class="lede">"A season is the top planning unit: a secular market shift, the customer problems it opens, and what winning looks like."</p>
         <Suspense fallback=loading>
@@ -25,7 +27,10 @@ pub fn SeasonsPage() -> impl IntoView {
                 match seasons.await {
                     Err(e) => view! { <LoadError error=e/> }.into_any(),
                     Ok(list) if list.is_empty() => view! {
-                        <p class="empty">"No season yet. " <a href="/seasons/new">"Define the first one"</a> "."</p>
+                        <p class="empty">
+                            "No season yet."
+                            {editor.then(|| view! { " " <a href="/seasons/new">"Define the first one"</a> "." })}
+                        </p>
                     }.into_any(),
                     Ok(list) => view! {
                         <ul class="cards" aria-label="Seasons">
@@ -90,6 +95,8 @@ pub fn SeasonPage() -> impl IntoView {
 fn SeasonView(tree: SeasonTree) -> impl IntoView {
     let season = tree.season.clone();
     let historical = tree.as_of.is_some();
+    // Only those who may change the plan see the controls that change it.
+    let editable = !historical && crate::may(slope_domain::Action::EditPlan);
     let sid = season.id;
     view! {
         <Title text=season.name.clone()/>
@@ -107,7 +114,7 @@ fn SeasonView(tree: SeasonTree) -> impl IntoView {
                     {format!(" {} → {} ({} days) · slope target {}", season.starts_on, season.ends_on, season.dates().days() + 1, percent(season.slope_target))}
                 </p>
             </div>
-            {(!historical && season.status != SeasonStatus::Closed).then(|| view! {
+            {(editable && season.status != SeasonStatus::Closed).then(|| view! {
                 <a href=format!("/seasons/{sid}/edit") class="button secondary">"Edit season"</a>
             })}
         </div>
@@ -128,7 +135,7 @@ fn SeasonView(tree: SeasonTree) -> impl IntoView {
                 <p class="hint">"Weighted mean of objectives; the tick marks where committed (100 %) and aspirational (70 %) objectives are expected to land."</p>
                 <h2>"Slope allocation"</h2>
                 <SlopeSummary report=tree.slope.clone()/>
-                {(!historical).then(|| view! { <TransitionForms season=season.clone()/> })}
+                {editable.then(|| view! { <TransitionForms season=season.clone()/> })}
                 <AsOfForm season=sid/>
             </div>
         </section>
@@ -136,7 +143,7 @@ fn SeasonView(tree: SeasonTree) -> impl IntoView {
         <section aria-labelledby="okr-heading">
             <div class="page-head">
                 <h2 id="okr-heading">"Objectives and key results"</h2>
-                {(!historical && season.status != SeasonStatus::Closed).then(|| view! {
+                {(editable && season.status != SeasonStatus::Closed).then(|| view! {
                     <a href=format!("/seasons/{sid}/objectives/new") class="button">"Add objective"</a>
                 })}
             </div>
@@ -145,7 +152,7 @@ fn SeasonView(tree: SeasonTree) -> impl IntoView {
             } else {
                 view! {
                     <ol class="okr-tree">
-                        {tree.objectives.into_iter().map(|o| view! { <ObjectiveItem node=o editable=!historical/> }).collect_view()}
+                        {tree.objectives.into_iter().map(|o| view! { <ObjectiveItem node=o editable/> }).collect_view()}
                     </ol>
                 }.into_any()
             }}

@@ -15,11 +15,13 @@ pub fn SquadsPage() -> impl IntoView {
     let query = use_query_map();
     let season = Memo::new(move |_| query.read().get("season").and_then(|s| s.parse::<i64>().ok()));
     let board = Resource::new(move || season.get(), load_squad_board);
+    // Controls the signed-in actor may not use are left out; the service refuses them anyway.
+    let editor = crate::may(slope_domain::Action::EditPlan);
     view! {
         <Title text="Squads"/>
         <div class="page-head">
             <h1>"Squads"</h1>
-            <a href="/squads/new" class="button">"New squad"</a>
+            {editor.then(|| view! { <a href="/squads/new" class="button">"New squad"</a> })}
         </div>
         <Suspense fallback=loading>
             {move || Suspend::new(async move {
@@ -55,7 +57,13 @@ fn Board(board: SquadBoard) -> impl IntoView {
             {board.slope.clone().map(|r| view! { <SlopeSummary report=r/> })}
         </section>
         {if board.columns.is_empty() {
-            view! { <p class="empty">"No squads yet. " <a href="/squads/new">"Add the first squad"</a> "."</p> }.into_any()
+            let editor = crate::may(slope_domain::Action::EditPlan);
+            view! {
+                <p class="empty">
+                    "No squads yet."
+                    {editor.then(|| view! { " " <a href="/squads/new">"Add the first squad"</a> "." })}
+                </p>
+            }.into_any()
         } else {
             view! {
                 <div class="board">
@@ -71,11 +79,13 @@ fn Board(board: SquadBoard) -> impl IntoView {
 fn SquadColumnView(column: SquadColumn, target: f64, open: bool) -> impl IntoView {
     let squad = column.squad;
     let over = column.peak_load > squad.capacity;
+    let edits_squad = crate::may(slope_domain::Action::EditPlan);
+    let edits_goals = open && crate::may(slope_domain::Action::EditSquadGoals(squad.id));
     view! {
         <section class="column" id=format!("squad-{}", squad.id) aria-labelledby=format!("squad-{}-name", squad.id)>
             <div class="row-head">
                 <h2 id=format!("squad-{}-name", squad.id)>{squad.name.clone()}</h2>
-                <a href=format!("/squads/{}/edit", squad.id) class="link">"Edit"</a>
+                {edits_squad.then(|| view! { <a href=format!("/squads/{}/edit", squad.id) class="link">"Edit"</a> })}
             </div>
             <p class="meta">{format!("{} · capacity {} pw per cycle", squad.unit, fmt_number(squad.capacity))}</p>
             <p class:warn=over class="meta">
@@ -97,7 +107,7 @@ fn SquadColumnView(column: SquadColumn, target: f64, open: bool) -> impl IntoVie
                     }
                 }).collect_view()}
             </ul>
-            {open.then(|| view! { <a href=format!("/squads/{}/goals/new", squad.id) class="button secondary">"Add goal"</a> })}
+            {edits_goals.then(|| view! { <a href=format!("/squads/{}/goals/new", squad.id) class="button secondary">"Add goal"</a> })}
         </section>
     }
 }
@@ -308,6 +318,9 @@ fn GoalView(detail: SquadGoalDetail) -> impl IntoView {
     let g = detail.goal;
     let note = progress_note(&detail.progress, g.measure.unit(), g.current);
     let open = detail.season.status != SeasonStatus::Closed;
+    // A goal and its check-ins belong to its squad: leaders and admins, and the squad's own members,
+    // see the controls; everyone else reads (the service refuses them anyway).
+    let editor = crate::may(slope_domain::Action::EditSquadGoals(detail.squad.id));
     view! {
         <Title text=g.title.clone()/>
         <p class="crumbs">
@@ -316,7 +329,7 @@ fn GoalView(detail: SquadGoalDetail) -> impl IntoView {
         </p>
         <div class="page-head">
             <h1>{g.title.clone()}</h1>
-            {open.then(|| view! { <a href=format!("/squad-goals/{}/edit", g.id) class="button secondary">"Edit"</a> })}
+            {(open && editor).then(|| view! { <a href=format!("/squad-goals/{}/edit", g.id) class="button secondary">"Edit"</a> })}
         </div>
         <p class="meta">
             <span class=format!("tag {}", g.investment)>{g.investment.as_str()}</span>
@@ -338,10 +351,12 @@ fn GoalView(detail: SquadGoalDetail) -> impl IntoView {
             }
         })}
         <section class="grid-2">
-            <div class="panel">
-                <h2>"Check in"</h2>
-                <CheckInForm kind=SubjectKind::SquadGoal subject=g.id.0 milestone=g.measure == Measure::Milestone/>
-            </div>
+            {editor.then(|| view! {
+                <div class="panel">
+                    <h2>"Check in"</h2>
+                    <CheckInForm kind=SubjectKind::SquadGoal subject=g.id.0 milestone=g.measure == Measure::Milestone/>
+                </div>
+            })}
             <div class="panel">
                 <h2>"History"</h2>
                 <CheckInChart check_ins=detail.check_ins.clone() measure=g.measure.clone()/>

@@ -95,6 +95,9 @@ struct AuditRow {
     after: Option<Json<serde_json::Value>>,
 }
 
+/// A session joined with its account and membership: user id, e-mail, organisation, role, squads.
+type SessionRow = (i64, String, i64, String, Json<Vec<i64>>);
+
 const MEMBER_COLUMNS: &str = "SELECT m.user_id, u.email, u.name, m.role, m.squads, m.version FROM memberships m JOIN users u ON u.id = m.user_id";
 
 impl Store {
@@ -214,7 +217,7 @@ impl Store {
     /// The member a live session belongs to; `None` for an unknown or expired session, or one whose
     /// membership has ended.
     pub async fn session(&self, id_hash: &str, now: DateTime<Utc>) -> Result<Option<SessionRecord>> {
-        let row: Option<(i64, String, i64, String, Json<Vec<i64>>)> = on_db!(self, db => sqlx::query_as(
+        let row: Option<SessionRow> = on_db!(self, db => sqlx::query_as(
             "SELECT s.user_id, u.email, s.org_id, m.role, m.squads FROM sessions s
              JOIN users u ON u.id = s.user_id JOIN memberships m ON m.org_id = s.org_id AND m.user_id = s.user_id
              WHERE s.id_hash = $1 AND s.expires_at > $2")
