@@ -26,6 +26,8 @@ pub struct AuthState {
     pub access: Access,
     /// Mark the cookie `Secure`: set when Slope is served over TLS (directly or behind a proxy).
     pub secure_cookies: bool,
+    /// Take the client's address from `X-Forwarded-For` (only behind a proxy that sets it).
+    pub trust_forwarded_for: bool,
 }
 
 /// Establishes who sent the request and puts it on the request as [`Authenticated`]. A bearer token
@@ -98,10 +100,17 @@ pub struct SignInForm {
 pub async fn sign_in(
     State(state): State<AuthState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
     Form(form): Form<SignInForm>,
 ) -> Response {
     let next = local_path(&form.next);
-    let address = peer.ip().to_string();
+    let forwarded = headers
+        .get("x-forwarded-for")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(',').next())
+        .map(str::trim)
+        .filter(|a| state.trust_forwarded_for && !a.is_empty());
+    let address = forwarded.map_or_else(|| peer.ip().to_string(), str::to_owned);
     let org = Some(form.org.as_str()).filter(|o| !o.trim().is_empty());
     match state.access.sign_in(&form.email, &form.password, org, &address).await {
         Ok(signed_in) => {
@@ -204,7 +213,10 @@ fn same_origin(headers: &HeaderMap) -> bool {
 /// Only paths of this server are followed after sign-in, so a crafted link cannot send a person who
 /// just signed in to another site.
 fn local_path(next: &str) -> &str {
-    if next.starts_with('/') && !next.starts_with("//") && !next.starts_with("/\\") { next } else { "/" }
+    // Browsers drop tabs and line breaks from URLs and read `\` as `/`, so `/\t/evil.example` would be
+    // followed as `//evil.example`: any control character, whitespace or backslash disqualifies a path.
+    let clean = !next.chars().any(|c| c.is_control() || c.is_whitespace() || c == '\\');
+    if clean && next.starts_with('/') && !next.starts_with("//") { next } else { "/" }
 }
 
 fn encode(text: &str) -> String {
@@ -254,6 +266,9 @@ mod tests {
         assert_eq!(local_path("/seasons/1?x=y"), "/seasons/1?x=y");
         assert_eq!(local_path("//evil.example"), "/");
         assert_eq!(local_path("https://evil.example"), "/");
+        assert_eq!(local_path("/\t/evil.example/"), "/");
+        assert_eq!(local_path("/\\evil.example"), "/");
+        assert_eq!(local_path("/a\r\nSet-Cookie: x=y"), "/");
         assert_eq!(encode("/a b?c=d"), "/a%20b%3Fc%3Dd");
     }
 }

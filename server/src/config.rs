@@ -42,6 +42,9 @@ pub struct Config {
     /// Mark session cookies `Secure`. Turn on whenever users reach Slope over HTTPS (also behind a
     /// TLS-terminating proxy); browsers then never send the cookie over plain HTTP.
     pub secure_cookies: bool,
+    /// Count sign-in attempts by the first address of `X-Forwarded-For` rather than the peer's. Turn on
+    /// only behind a reverse proxy that sets that header, or every user shares the proxy's address.
+    pub trust_forwarded_for: bool,
 }
 
 impl Default for Config {
@@ -59,6 +62,7 @@ impl Default for Config {
             base_model: Some(PathBuf::from("models/base")),
             upkeep_seconds: 60,
             secure_cookies: false,
+            trust_forwarded_for: false,
         }
     }
 }
@@ -108,6 +112,7 @@ impl Config {
                 "BASE_MODEL",
                 "UPKEEP_SECONDS",
                 "SECURE_COOKIES",
+                "TRUST_FORWARDED_FOR",
             ]))
             .merge(Serialized::defaults(overrides))
             .extract()

@@ -3,6 +3,7 @@
 pub mod api;
 pub mod auth;
 pub mod config;
+pub mod openapi;
 
 use std::net::SocketAddr;
 
@@ -37,12 +38,14 @@ pub struct RouterSettings<'a> {
     pub demo: bool,
     /// Session cookies are marked `Secure` (Slope is served over TLS).
     pub secure_cookies: bool,
+    /// Sign-in attempts are counted by `X-Forwarded-For` (Slope is behind a reverse proxy).
+    pub trust_forwarded_for: bool,
 }
 
 /// Builds every route of the server around its services.
 pub fn router(services: Services, settings: RouterSettings<'_>) -> Router {
     let Services { planning, loops, runner, access } = services;
-    let RouterSettings { site_root, addr, demo, secure_cookies } = settings;
+    let RouterSettings { site_root, addr, demo, secure_cookies, trust_forwarded_for } = settings;
     let leptos_options =
         LeptosOptions::builder().output_name("slope").site_root(site_root).site_pkg_dir("pkg").site_addr(addr).build();
     let ctx = ServerCtx {
@@ -52,7 +55,7 @@ pub fn router(services: Services, settings: RouterSettings<'_>) -> Router {
         access: access.clone(),
         demo,
     };
-    let auth_state = auth::AuthState { access: access.clone(), secure_cookies };
+    let auth_state = auth::AuthState { access: access.clone(), secure_cookies, trust_forwarded_for };
     // Server functions and server-side rendering must see the same context: a page rendered on the
     // server calls the same functions that the browser later calls over HTTP.
     let provide = move || provide_context(ctx.clone());

@@ -134,6 +134,8 @@ enum Command {
         #[command(subcommand)]
         command: admin_cli::TokenCommand,
     },
+    /// Print the OpenAPI 3.1 description of the JSON API (/api/v1) and exit; needs no database.
+    Openapi,
 }
 
 #[derive(Args)]
@@ -160,6 +162,10 @@ impl DbArgs {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Command::Openapi = cli.command {
+        print!("{}", slope::openapi::to_json());
+        return ExitCode::SUCCESS;
+    }
     let mut overrides = Overrides { log_format: cli.log_format, ..Default::default() };
     match &cli.command {
         Command::Serve { db, bind, site_root, demo } => {
@@ -176,7 +182,7 @@ fn main() -> ExitCode {
         | Command::Admin { db, .. }
         | Command::Plan { db, .. }
         | Command::Token { db, .. } => db.apply(&mut overrides),
-        Command::Metrics { .. } => {}
+        Command::Metrics { .. } | Command::Openapi => {}
     }
     let config = match Config::load(cli.config.as_deref(), &overrides) {
         Ok(config) => config,
@@ -338,6 +344,13 @@ async fn serve(config: Config) -> Result<(), String> {
         for account in &demo::DEMO_ACCOUNTS {
             tracing::info!(role = %account.role, email = account.email, password = account.password, "demo account");
         }
+    } else {
+        let retired = demo::retire_accounts(&access, &Actor::system(org, "serve"))
+            .await
+            .map_err(|e| format!("retiring demo accounts: {e}"))?;
+        if retired > 0 {
+            tracing::warn!(accounts = retired, "not in demo mode: the demo accounts' memberships were ended");
+        }
     }
     let listener =
         TcpListener::bind(config.bind).await.map_err(|e| format!("cannot listen on {}: {e}", config.bind))?;
@@ -360,7 +373,13 @@ async fn serve(config: Config) -> Result<(), String> {
     }
     let app = router(
         Services { planning, loops, runner, access },
-        RouterSettings { site_root: &site_root, addr, demo: config.demo, secure_cookies: config.secure_cookies },
+        RouterSettings {
+            site_root: &site_root,
+            addr,
+            demo: config.demo,
+            secure_cookies: config.secure_cookies,
+            trust_forwarded_for: config.trust_forwarded_for,
+        },
     );
     // Scripts and tests read this line to learn the port when it was chosen by the system.
     println!("slope listening on http://{addr}");

@@ -307,7 +307,7 @@ async fn run_job(
     queue_only: bool,
     json: bool,
 ) -> Result<(), String> {
-    let job = runner.submit(&actor, request).await.map_err(show)?;
+    let job = runner.submit(actor, request).await.map_err(show)?;
     if queue_only {
         if json {
             return print_json(&job);
@@ -336,7 +336,7 @@ async fn run_job(
     let mut after = 0;
     while !task.is_finished() {
         tokio::time::sleep(Duration::from_millis(300)).await;
-        if let Ok(metrics) = runner.job_metrics(&actor, job.id, after).await
+        if let Ok(metrics) = runner.job_metrics(actor, job.id, after).await
             && let Some(last) = metrics.last()
         {
             after = last.step;

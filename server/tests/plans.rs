@@ -110,9 +110,12 @@ fn a_diff_lists_exactly_the_edits() {
         .as_array()
         .expect("changes")
         .iter()
-        .map(|c| (c["op"].as_str().unwrap().into(), c["kind"].as_str().unwrap().into(), c["key"].as_str().unwrap().into()))
+        .map(|c| {
+            (c["op"].as_str().unwrap().into(), c["kind"].as_str().unwrap().into(), c["key"].as_str().unwrap().into())
+        })
         .collect();
-    let expected = [("create", "objective", "pay"), ("update", "key_result", "acceptance"), ("delete", "squad_goal", "inline")];
+    let expected =
+        [("create", "objective", "pay"), ("update", "key_result", "acceptance"), ("delete", "squad_goal", "inline")];
     assert_eq!(changes, expected.map(|(a, b, c)| (a.to_owned(), b.to_owned(), c.to_owned())), "{diff}");
     let update = &diff["changes"][1]["fields"];
     assert_eq!(update, &json!([{ "field": "target", "old": "0.35", "new": "0.4" }]), "{diff}");
@@ -154,7 +157,10 @@ async fn the_api_and_the_cli_with_a_server_apply_plans() {
 
     // A dry run lists the changes and stores nothing.
     let dry = server.post("/api/v1/plans/apply", &json!({ "plan": PLAN, "dry_run": true })).await.expect(200);
-    assert_eq!((dry["dry_run"].as_bool(), dry["applied"].as_bool(), dry["created"].as_u64()), (Some(true), Some(false), Some(7)));
+    assert_eq!(
+        (dry["dry_run"].as_bool(), dry["applied"].as_bool(), dry["created"].as_u64()),
+        (Some(true), Some(false), Some(7))
+    );
     server.get("/api/v1/plans/agents").await.expect_error(404, "not_found");
 
     let done = server.post("/api/v1/plans/apply", &json!({ "plan": PLAN })).await.expect(200);
@@ -179,10 +185,15 @@ async fn the_api_and_the_cli_with_a_server_apply_plans() {
     assert_eq!(served.text().await.unwrap(), text, "the CLI prints what the API serves");
     let file = scratch.0.join("season.toml");
     std::fs::write(&file, text.replace("capacity = 12", "capacity = 14")).unwrap();
-    let applied = slope(&scratch.0, &["plan", "apply", file.to_str().unwrap(), "--server", &server.base, "--json"], &write);
+    let applied =
+        slope(&scratch.0, &["plan", "apply", file.to_str().unwrap(), "--server", &server.base, "--json"], &write);
     assert!(applied.status.success(), "{}", String::from_utf8_lossy(&applied.stderr));
     let outcome: Value = serde_json::from_slice(&applied.stdout).unwrap();
-    assert_eq!((outcome["updated"].as_u64(), outcome["changes"][0]["kind"].as_str()), (Some(1), Some("squad")), "{outcome}");
+    assert_eq!(
+        (outcome["updated"].as_u64(), outcome["changes"][0]["kind"].as_str()),
+        (Some(1), Some("squad")),
+        "{outcome}"
+    );
 
     // The change is on the audit trail, attributed to the token.
     let squads = server.get("/api/v1/squads").await.expect(200);
@@ -191,7 +202,10 @@ async fn the_api_and_the_cli_with_a_server_apply_plans() {
     let trail = server.get(&format!("/api/v1/audit?entity=squad&id={}", squad["id"])).await.expect(200);
     assert_eq!(trail[0]["action"], "update", "{trail}");
     assert!(trail[0]["actor"].as_str().is_some_and(|a| a.starts_with("token:")), "{trail}");
-    assert_eq!((trail[0]["before"]["capacity"].as_f64(), trail[0]["after"]["capacity"].as_f64()), (Some(12.0), Some(14.0)));
+    assert_eq!(
+        (trail[0]["before"]["capacity"].as_f64(), trail[0]["after"]["capacity"].as_f64()),
+        (Some(12.0), Some(14.0))
+    );
 
     // A read-only token may look at a plan and diff one, but not apply it.
     let read = create_token(&scratch.0, &[], "read");
@@ -200,7 +214,11 @@ async fn the_api_and_the_cli_with_a_server_apply_plans() {
     std::fs::write(&file, text.replace("capacity = 12", "capacity = 20")).unwrap();
     let refused = slope(&scratch.0, &["plan", "apply", file.to_str().unwrap(), "--server", &server.base], &read);
     assert!(!refused.status.success(), "a read token applied a plan");
-    assert!(String::from_utf8_lossy(&refused.stderr).contains("HTTP 403"), "{}", String::from_utf8_lossy(&refused.stderr));
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("HTTP 403"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
 }
 
 /// `slope` with a clean environment (none of the developer's settings) and `SLOPE_TOKEN` set.

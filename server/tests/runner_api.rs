@@ -239,7 +239,7 @@ async fn the_loop_closes_inside_slope() {
     server
         .post("/api/v1/loops/nobody/complete", &json!({ "user_id": "u", "context": "x" }))
         .await
-        .expect_error(409, "conflict");
+        .expect_error(404, "not_found");
     let before = server.get("/api/v1/loops/notes").await.expect(200)["summary"]["events"].as_i64().unwrap();
     let served = server
         .post(

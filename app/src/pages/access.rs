@@ -9,7 +9,7 @@ use super::loading;
 use crate::api::{AuditView, load_audit, load_members};
 use slope_domain::*;
 
-/// The sign-in form. It posts to `/login`, a plain form handler of the server (no JavaScript needed),
+/// The sign-in form. It posts to `/auth/login`, a plain form handler of the server (no JavaScript needed),
 /// which sets the session cookie and sends the browser on to `next`, or back here with a message.
 #[component]
 pub fn LoginPage() -> impl IntoView {
@@ -154,14 +154,14 @@ fn changed_fields(before: Option<&serde_json::Value>, after: Option<&serde_json:
         .join("; ")
 }
 
-/// Members and their roles (admins manage them through the API or `slope member`).
+/// Members and their roles (admins manage them through the API or `slope admin member`).
 #[component]
 pub fn MembersPage() -> impl IntoView {
     let data = Resource::new(|| (), |_| load_members());
     view! {
         <Title text="Members"/>
         <h1>"Members"</h1>
-        <p class="lede">"Who may do what in this organisation. Admins add members and tokens with the API (" <code>"PUT /api/v1/members"</code> ", " <code>"POST /api/v1/tokens"</code> ") or " <code>"slope member add"</code> "."</p>
+        <p class="lede">"Who may do what in this organisation. Admins add members and tokens with the API (" <code>"PUT /api/v1/members"</code> ", " <code>"POST /api/v1/tokens"</code> ") or " <code>"slope admin member"</code> "."</p>
         <Suspense fallback=loading>
             {move || Suspend::new(async move {
                 match data.await {

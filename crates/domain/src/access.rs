@@ -13,6 +13,7 @@ use crate::{FieldErrors, OrgId, SquadId};
 
 /// A person's account. One account can be a member of several organisations.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(transparent)]
 pub struct UserId(pub i64);
 
@@ -24,6 +25,7 @@ impl fmt::Display for UserId {
 
 /// A member's role in one organisation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "kebab-case")]
 pub enum Role {
     /// Members, units, tokens and settings, and everything a leader may do.
@@ -73,6 +75,7 @@ impl FromStr for Role {
 /// What an API token may be used for. Scopes are independent: a token for an ingestion pipeline gets
 /// `ingest` only, so a leaked one can add events but neither read the plan nor change it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "kebab-case")]
 pub enum Scope {
     /// Read everything in the organisation.
@@ -120,6 +123,7 @@ impl Scope {
 
 /// Who is acting, as established by a session, a token or the operator of the command line.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(tag = "kind", rename_all = "kebab-case")]
 pub enum Principal {
     User {
@@ -143,6 +147,7 @@ pub enum Principal {
 /// The acting principal inside one organisation. Every service method that reads or changes an
 /// organisation's data takes one, and asks it with [`Actor::authorize`] before anything else.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Actor {
     pub org: OrgId,
     pub principal: Principal,
@@ -224,6 +229,27 @@ impl Actor {
         Err(Denied(format!("{who} may not {what}")))
     }
 
+    /// Whether the actor may change the goals of at least one squad. Checked before a goal or squad is
+    /// looked up, so that an actor who may change none (an exec, a read token) is refused the same way
+    /// whatever the id, instead of learning whether the id exists.
+    pub fn authorize_some_goals(&self) -> Result<OrgId, Denied> {
+        let some_squad = match &self.principal {
+            Principal::User { role: Role::SquadMember, squads, .. } => squads.first().copied(),
+            _ => Some(SquadId(0)),
+        };
+        match some_squad {
+            Some(squad) if self.can(Action::EditSquadGoals(squad)) => Ok(self.org),
+            _ => {
+                let who = match &self.principal {
+                    Principal::User { role, .. } => format!("the {role} role"),
+                    Principal::Token { scopes, .. } => format!("a token with scopes {}", Scope::join(scopes)),
+                    Principal::System { .. } => "this actor".to_owned(),
+                };
+                Err(Denied(format!("{who} may not change squad goals")))
+            }
+        }
+    }
+
     /// How the actor is named in audit records: stable and meaningful to a person reading the history.
     pub fn label(&self) -> String {
         match &self.principal {
@@ -295,6 +321,7 @@ pub fn check_password(raw: &str) -> Result<(), String> {
 
 /// A new member as an admin enters it.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(default)]
 pub struct MemberInput {
     pub email: String,
@@ -349,6 +376,7 @@ impl MemberInput {
 
 /// A member as listed to admins and on the audit trail (no secrets).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Member {
     pub user_id: UserId,
     pub email: String,
@@ -360,6 +388,7 @@ pub struct Member {
 
 /// An API token as listed: the secret itself is shown once, at creation, and never stored.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ApiToken {
     pub id: i64,
     pub name: String,
@@ -373,6 +402,7 @@ pub struct ApiToken {
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(default)]
 pub struct TokenInput {
     pub name: String,
@@ -400,6 +430,7 @@ impl TokenInput {
 /// A unit of the organisation (a department, a business line); units form a tree and squads belong to
 /// one. Adoption dashboards roll up by unit.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Unit {
     pub id: i64,
     pub name: String,
@@ -408,6 +439,7 @@ pub struct Unit {
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(default)]
 pub struct UnitInput {
     pub name: String,
@@ -417,6 +449,7 @@ pub struct UnitInput {
 
 /// One change on the audit trail: who changed which entity, when, and its state before and after.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AuditRecord {
     pub id: i64,
     pub actor: String,
@@ -467,6 +500,19 @@ mod tests {
         expect(&token(&[Scope::Write]), [true, true, true, true, true, false, false]);
         expect(&token(&[Scope::Ingest]), [false, false, false, false, false, true, false]);
         expect(&Actor::system(OrgId(1), "cli"), [true; 7]);
+    }
+
+    #[test]
+    fn goal_editors_are_known_before_any_lookup() {
+        assert!(user(Role::SquadMember, &[7]).authorize_some_goals().is_ok());
+        assert!(user(Role::Leader, &[]).authorize_some_goals().is_ok());
+        assert!(token(&[Scope::Write]).authorize_some_goals().is_ok());
+        assert_eq!(
+            user(Role::Exec, &[]).authorize_some_goals().unwrap_err().0,
+            "the exec role may not change squad goals"
+        );
+        assert!(token(&[Scope::Read]).authorize_some_goals().is_err());
+        assert!(user(Role::SquadMember, &[]).authorize_some_goals().is_err(), "a member of no squad");
     }
 
     #[test]

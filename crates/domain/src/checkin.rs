@@ -14,6 +14,7 @@ string_enum!(
 );
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CheckIn {
     pub id: CheckInId,
     pub org_id: OrgId,
@@ -28,6 +29,7 @@ pub struct CheckIn {
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(default)]
 pub struct CheckInInput {
     /// The measured value. For a milestone, `done` may be given instead.

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 /// The same map is shown next to form fields in the browser and returned in a 422 body by the API, so
 /// field names are the wire names of the input structs.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(transparent)]
 pub struct FieldErrors(pub BTreeMap<String, Vec<String>>);
 

@@ -10,6 +10,7 @@ use crate::newtypes::{Checker, DateRange, Title};
 
 /// An experiment as a form or JSON body carries it.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(default)]
 pub struct ExperimentInput {
     pub key: String,
@@ -86,6 +87,7 @@ impl ExperimentInput {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Experiment {
     pub id: i64,
     pub org_id: OrgId,
@@ -103,6 +105,7 @@ pub struct Experiment {
 
 /// A drift check that crossed the "moderate" band (PSI ≥ 0.1), recorded so that it is seen later.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct DriftAlert {
     pub id: i64,
     #[serde(rename = "loop")]

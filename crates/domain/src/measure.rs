@@ -32,6 +32,7 @@ impl MeasureKind {
 
 /// A validated measure. The variants carry only the figures their kind needs.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(tag = "kind", rename_all = "kebab-case")]
 pub enum Measure {
     IncreaseTo { start: f64, target: f64, unit: String },
@@ -46,6 +47,7 @@ pub enum Measure {
 /// that carry a measure repeat these fields flat (see `measure_fields!`) rather than nest this struct with
 /// `#[serde(flatten)]`, which would lose the field name in type errors.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(default)]
 pub struct MeasureInput {
     pub kind: String,
@@ -60,6 +62,7 @@ pub struct MeasureInput {
 /// How far a measure has come. `score` is in 0..=1; `distance` is how far the current value is from
 /// where it must be (for a target: what remains; for a threshold or range: the signed margin).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Progress {
     pub score: f64,
     pub distance: Option<f64>,

@@ -122,6 +122,7 @@ pub const MAX_WINDOW_DAYS: i64 = 90;
 
 /// A metric definition as a form or a JSON body carries it.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(default)]
 pub struct MetricInput {
     pub key: String,
@@ -217,6 +218,7 @@ impl MetricInput {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct MetricDefinition {
     pub id: i64,
     pub org_id: OrgId,
@@ -278,6 +280,7 @@ impl MetricDefinition {
 
 /// One point of a materialised series.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct MetricPoint {
     /// The first day of the bucket.
     pub bucket: NaiveDate,
@@ -293,6 +296,7 @@ pub struct MetricPoint {
 
 /// A point pushed by another system (`POST /api/v1/metrics/{key}/points`), before validation.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(default)]
 pub struct PointInput {
     /// When the value was observed (RFC 3339); its bucket follows from the metric's granularity.
@@ -369,6 +373,7 @@ impl PointInput {
 
 /// What a key result or squad goal knows of the metric feeding it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct MetricFeed {
     pub key: String,
     /// The newest data behind the latest point; `None` while the metric has no point.

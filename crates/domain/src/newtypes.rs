@@ -221,6 +221,7 @@ impl_into_f64!(Weight, Confidence, PersonWeeks);
 
 /// An inclusive range of calendar days with `start < end`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct DateRange {
     pub start: NaiveDate,
     pub end: NaiveDate,

@@ -11,6 +11,7 @@ use crate::newtypes::{Checker, Confidence, DateRange, Prose, Title, Weight, opti
 use crate::quarter::Quarter;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Objective {
     pub id: ObjectiveId,
     /// The stable key that names the entity in plan files and the API; unique per organisation and kind.
@@ -19,6 +20,7 @@ pub struct Objective {
     pub key: String,
     pub org_id: OrgId,
     pub season_id: SeasonId,
+    #[cfg_attr(feature = "openapi", schema(value_type = String, example = "2027-Q1"))]
     pub quarter: Quarter,
     pub title: String,
     pub description: Option<String>,
@@ -44,6 +46,7 @@ impl Objective {
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(default)]
 pub struct ObjectiveInput {
     /// A quarter such as `2027-Q1` that overlaps the season.
@@ -102,6 +105,7 @@ impl ObjectiveInput {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct KeyResult {
     pub id: KeyResultId,
     /// The stable key that names the entity in plan files and the API; unique per organisation and kind.
@@ -140,6 +144,7 @@ impl KeyResult {
 
 measure_fields! {
     #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+    #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
     #[serde(default)]
     pub struct KeyResultInput {
         pub title: String,

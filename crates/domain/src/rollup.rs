@@ -13,6 +13,7 @@ use crate::slope::{SlopeReport, slope_allocation};
 use crate::squad::{Squad, SquadGoal};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SquadGoalNode {
     pub goal: SquadGoal,
     pub squad_name: String,
@@ -20,6 +21,7 @@ pub struct SquadGoalNode {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct KeyResultNode {
     pub key_result: KeyResult,
     pub progress: Progress,
@@ -27,6 +29,7 @@ pub struct KeyResultNode {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ObjectiveNode {
     pub objective: Objective,
     pub score: f64,
@@ -37,6 +40,7 @@ pub struct ObjectiveNode {
 
 /// A season with its whole plan and every roll-up, as one value the API and the UI both render.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SeasonTree {
     pub season: Season,
     pub score: f64,

@@ -45,6 +45,7 @@ impl From<SlopeTarget> for f64 {
 
 /// A stored season.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Season {
     pub id: SeasonId,
     /// The stable key that names the entity in plan files and the API; unique per organisation and kind.
@@ -95,6 +96,7 @@ impl Season {
 
 /// A season as a JSON body or form carries it.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(default)]
 pub struct SeasonInput {
     pub name: String,
@@ -175,6 +177,7 @@ pub fn check_no_overlap(dates: &DateRange, others: &[Season], this: Option<Seaso
 
 /// A requested change of a season's status.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(default)]
 pub struct TransitionInput {
     pub to: String,

@@ -10,6 +10,7 @@ use crate::squad::{Squad, SquadGoal};
 
 /// Slope capacity over all planned capacity, for one squad, one unit or the whole season.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Share {
     pub slope: f64,
     pub total: f64,
@@ -28,6 +29,7 @@ impl Share {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SquadShare {
     pub squad_id: SquadId,
     pub name: String,
@@ -38,12 +40,14 @@ pub struct SquadShare {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct UnitShare {
     pub unit: String,
     pub share: Share,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SlopeReport {
     pub period: DateRange,
     pub target: f64,

@@ -10,6 +10,7 @@ use crate::metric::{Key, MetricFeed, parse_metric_link};
 use crate::newtypes::{Checker, DateRange, PersonWeeks, Prose, Title};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Squad {
     pub id: SquadId,
     /// The stable key that names the entity in plan files and the API; unique per organisation and kind.
@@ -34,6 +35,7 @@ impl Squad {
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(default)]
 pub struct SquadInput {
     pub name: String,
@@ -65,6 +67,7 @@ impl SquadInput {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SquadGoal {
     pub id: SquadGoalId,
     /// The stable key that names the entity in plan files and the API; unique per organisation and kind.
@@ -120,6 +123,7 @@ impl SquadGoal {
 
 measure_fields! {
     #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+    #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
     #[serde(default)]
     pub struct SquadGoalInput {
         pub key_result_id: Option<i64>,

@@ -12,6 +12,7 @@ use crate::slope::{Share, SlopeReport};
 use crate::squad::{Squad, SquadGoal};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SeasonSummary {
     pub season: Season,
     pub score: f64,
@@ -21,6 +22,7 @@ pub struct SeasonSummary {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct KeyResultDetail {
     pub key_result: KeyResult,
     pub objective: Objective,
@@ -33,6 +35,7 @@ pub struct KeyResultDetail {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SquadGoalDetail {
     pub goal: SquadGoal,
     pub squad: Squad,
@@ -44,6 +47,7 @@ pub struct SquadGoalDetail {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SquadColumn {
     pub squad: Squad,
     pub goals: Vec<SquadGoalNode>,
@@ -55,6 +59,7 @@ pub struct SquadColumn {
 
 /// The squad board of one season: every squad with its goals and slope share.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SquadBoard {
     pub season: Option<Season>,
     /// Every season, for choosing another board.
@@ -65,6 +70,7 @@ pub struct SquadBoard {
 
 /// A metric with its current version's series, for charts and the API.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct MetricSeries {
     pub metric: MetricDefinition,
     /// Oldest bucket first.

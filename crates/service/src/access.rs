@@ -31,6 +31,7 @@ pub struct SignedIn {
 
 /// A token as created: the secret is in here once and nowhere else.
 #[derive(Debug, Clone, serde::Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CreatedToken {
     pub token: ApiToken,
     pub secret: String,
@@ -98,8 +99,11 @@ impl Access {
         let email = email.trim().to_lowercase();
         let now = Utc::now();
         let since = now - Duration::minutes(ATTEMPT_WINDOW_MINUTES);
+        // The attempt is counted (as a failure until proven otherwise) before the limit is checked, so
+        // that guesses sent at the same time cannot all slip under it.
+        let attempt = self.store.record_login_attempt(&email, address).await?;
         let (by_email, by_address) = self.store.failed_logins(&email, address, since).await?;
-        if by_email >= MAX_FAILURES_PER_ACCOUNT || by_address >= MAX_FAILURES_PER_ADDRESS {
+        if by_email > MAX_FAILURES_PER_ACCOUNT || by_address > MAX_FAILURES_PER_ADDRESS {
             tracing::warn!(email = %email, address, "sign-in refused: too many failed attempts");
             return Err(ServiceError::TooManyRequests { retry_after_secs: (ATTEMPT_WINDOW_MINUTES * 60) as u64 });
         }
@@ -108,7 +112,9 @@ impl Access {
         // one and the timing does not tell which addresses have accounts.
         let hash = user.as_ref().map_or_else(|| DUMMY_HASH.to_owned(), |u| u.password_hash.clone());
         let ok = verify_password(password.to_owned(), hash).await? && user.is_some();
-        self.store.record_login_attempt(&email, address, ok).await?;
+        if ok {
+            self.store.login_succeeded(attempt).await?;
+        }
         let Some(user) = user.filter(|_| ok) else {
             return Err(ServiceError::Unauthorized("wrong e-mail address or password".into()));
         };
@@ -171,6 +177,13 @@ impl Access {
     pub async fn put_member(&self, actor: &Actor, input: &MemberInput) -> Result<Member> {
         actor.authorize(Action::Administer)?;
         let spec = input.validate()?;
+        // An admin who demoted themselves could leave the organisation without one; another admin can.
+        if let Principal::User { email, .. } = &actor.principal
+            && email == spec.email.as_str()
+            && spec.role != Role::Admin
+        {
+            return Err(FieldErrors::single("role", "you cannot change your own role; ask another admin").into());
+        }
         let hash = match &spec.password {
             Some(password) => Some(hash_password(password.clone()).await?),
             None => None,

@@ -53,6 +53,18 @@ pub const DEMO_ACCOUNTS: [DemoAccount; 4] = [
     },
 ];
 
+/// Ends the demo accounts' memberships when a server that once ran in demo mode starts without it:
+/// their passwords are public, so they must not keep working. Returns how many were ended.
+pub async fn retire_accounts(access: &Access, actor: &Actor) -> Result<usize> {
+    let members = access.members(actor).await?;
+    let mut retired = 0;
+    for member in members.iter().filter(|m| DEMO_ACCOUNTS.iter().any(|a| a.email == m.email)) {
+        access.remove_member(actor, member.user_id).await?;
+        retired += 1;
+    }
+    Ok(retired)
+}
+
 /// Creates the demo accounts that do not exist yet (after [`seed`], which makes the squads they join).
 pub async fn seed_accounts(access: &Access, planning: &Planning, actor: &Actor) -> Result<()> {
     let squads = planning.list_squads(actor).await?;

@@ -43,6 +43,7 @@ pub struct BatchInput<'a> {
 }
 
 #[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct IngestAck {
     #[serde(flatten)]
     pub batch: BatchRecord,
@@ -55,18 +56,27 @@ pub struct IngestAck {
 
 /// What the loop page and `GET /api/v1/loops/{loop}` show.
 #[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct LoopReport {
     pub summary: Option<LoopSummary>,
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub method: &'static str,
-    /// Acceptance per variant and day over the last `days` days of events.
+    /// Acceptance per variant and day over the last `days` days of events: `{variant, bucket, value, users,
+    /// events, accepted, suggested, ci_low, ci_high}`.
+    #[cfg_attr(feature = "openapi", schema(value_type = Vec<Object>))]
     pub acceptance: Vec<AcceptancePoint>,
     pub metrics: Vec<MetricDefinition>,
     pub batches: Vec<BatchRecord>,
 }
 
 #[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ExperimentAnalysis {
     pub experiment: Experiment,
+    /// The A/B comparison of the variants' character acceptance rates: each arm with its delta-method
+    /// interval, the difference with a z-test, the lift, the always-valid sequential test and the
+    /// sample-ratio check.
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
     pub report: slope_metrics::ab::AbReport,
 }
 
@@ -536,6 +546,27 @@ impl Loops {
         Ok(self.store.list_loops(org).await?)
     }
 
+    /// Whether the organisation has a loop with this key: one with stored events, batches or metrics.
+    /// Routes named by a loop answer 404 otherwise, as for any other entity that does not exist (another
+    /// organisation's loop of the same name included).
+    pub(crate) async fn loop_known(&self, org: OrgId, loop_key: &str) -> Result<bool> {
+        if self.store.list_loops(org).await?.iter().any(|l| l.loop_key == loop_key) {
+            return Ok(true);
+        }
+        if self.store.list_metrics(org).await?.iter().any(|m| m.loop_key.as_deref() == Some(loop_key)) {
+            return Ok(true);
+        }
+        Ok(!self.store.recent_batches(org, loop_key, 1).await?.is_empty())
+    }
+
+    pub(crate) async fn ensure_loop(&self, org: OrgId, loop_key: &str) -> Result<()> {
+        if self.loop_known(org, loop_key).await? {
+            Ok(())
+        } else {
+            Err(ServiceError::NotFound(format!("no loop {loop_key:?} has events or metrics")))
+        }
+    }
+
     /// A loop at a glance: its stored events, acceptance per variant and day over the last `days` days
     /// of data, its metrics and recent batches.
     pub async fn loop_report(&self, actor: &Actor, loop_key: &str, days: i64) -> Result<LoopReport> {
@@ -589,6 +620,7 @@ impl Loops {
         current: (NaiveDate, NaiveDate),
     ) -> Result<(Drift, Option<DriftAlert>)> {
         let org = actor.authorize(Action::Operate)?;
+        self.ensure_loop(org, loop_key).await?;
         let drift_field: DriftField = field.parse().map_err(|m: String| FieldErrors::single("field", m))?;
         for (name, (from, to)) in [("reference", reference), ("current", current)] {
             if to < from {
@@ -768,6 +800,7 @@ impl Loops {
     /// Weekly cohort retention of a loop's users.
     pub async fn retention(&self, actor: &Actor, loop_key: &str) -> Result<slope_metrics::retention::Retention> {
         let org = actor.authorize(Action::Read)?;
+        self.ensure_loop(org, loop_key).await?;
         let bytes = self.event_bytes(org, loop_key, None).await?;
         blocking("computing retention", move || {
             let events = segment::frame_of(&bytes, Some(&["loop", "user_id", "ts"])).map_err(|e| e.to_string())?;

@@ -14,6 +14,7 @@ use crate::{Planning, Result, ServiceError};
 
 /// What applying a plan did (or, for a dry run, would do).
 #[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PlanOutcome {
     pub dry_run: bool,
     /// Whether anything was written: false for a dry run and for a file that matches the stored plan.
@@ -23,6 +24,9 @@ pub struct PlanOutcome {
     pub deleted: usize,
     /// The plan rendered for people (Terraform style).
     pub plan: String,
+    /// Each entity to create, update or delete, in the order they apply: `{op, kind, key, parent, fields:
+    /// [{field, old, new}]}`.
+    #[cfg_attr(feature = "openapi", schema(value_type = Vec<Object>))]
     pub changes: Vec<Change>,
 }
 
@@ -197,7 +201,7 @@ impl Planning {
 /// The store operations that carry out `diff`, in its order, with validated specs.
 fn operations(diff: &PlanDiff, desired: &PlanFile, current: Option<&Current>) -> Result<Vec<PlanOp>> {
     let season_spec = desired.season.input.validate().map_err(|e| invalid(&e))?;
-    let dates = season_spec.dates.clone();
+    let dates = season_spec.dates;
     let objective_entry = |key: &str| desired.objectives.iter().find(|o| o.key == key);
     let kr_entry = |key: &str| desired.key_results().find(|(_, k)| k.key == key);
     let squad_entry = |key: &str| desired.squads.iter().find(|s| s.key == key);

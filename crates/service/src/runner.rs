@@ -49,6 +49,7 @@ pub const MAX_ATTENTION_SCORES: usize = 1 << 28;
 
 /// What a client asks of a job; stored as the job's specification.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct JobRequest {
     /// `pretrain`, `sft`, `dpo` or `eval`.
@@ -70,17 +71,26 @@ pub struct JobRequest {
     pub name: Option<String>,
     /// The shape of a model pre-trained from scratch [default: the default model].
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
     pub model_config: Option<ModelConfig>,
+    /// Training settings (`steps`, `batch_size`, `grad_accum`, `seq_len`, `lr`, `warmup_steps`,
+    /// `min_lr_ratio`, `weight_decay`, …); each left out takes its default.
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
     pub train: TrainConfig,
+    /// Eval settings (`k`, `positions_per_text`, `seed`, `dpo_beta`); each left out takes its default.
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
     pub eval: EvalConfig,
+    /// How eval scores weigh into the reward: `{weights: {score: weight}, cpu_usd_per_hour}`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
     pub reward: Option<RewardSpec>,
 }
 
 /// A model with its aliases and promotion history, as the models page and API show it.
 #[derive(Clone, Debug, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ModelView {
     #[serde(flatten)]
     pub model: ModelRecord,
@@ -92,6 +102,7 @@ pub struct ModelView {
 
 /// Datasets built from a loop's events.
 #[derive(Clone, Debug, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct BuiltDatasets {
     #[serde(rename = "loop")]
     pub loop_key: String,
@@ -105,6 +116,7 @@ pub struct BuiltDatasets {
 
 /// The answer of the promotion gate.
 #[derive(Clone, Debug, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PromotionOutcome {
     pub accepted: bool,
     pub reason: String,
@@ -113,6 +125,7 @@ pub struct PromotionOutcome {
 
 /// One served suggestion.
 #[derive(Clone, Debug, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Completion {
     pub event_id: String,
     pub suggestion: String,
@@ -124,6 +137,7 @@ pub struct Completion {
 
 /// What `POST /loops/{loop}/complete` takes.
 #[derive(Clone, Debug, Default, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct CompletionRequest {
     pub user_id: String,
@@ -311,6 +325,7 @@ impl Runner {
     pub async fn build_datasets(&self, actor: &Actor, loop_key: &str) -> Result<BuiltDatasets> {
         let org = actor.authorize(Action::Operate)?;
         let key = Key::parse(loop_key).map_err(|m| invalid("loop", m))?;
+        self.loops.ensure_loop(org, key.as_str()).await?;
         let segments = self.store.live_segments(org, key.as_str(), None).await?;
         let bytes = self.objects.get_all(&segments).await?;
         let interactions = tokio::task::spawn_blocking(move || slope_metrics::examples::text_interactions(&bytes))
@@ -965,9 +980,16 @@ impl Runner {
         self.store.model(org, id).await?.ok_or_else(|| ServiceError::NotFound(format!("model {id} not found")))
     }
 
+    /// The organisation's models, or one loop's (404 for a loop that has no events, metrics or models).
     pub async fn models(&self, actor: &Actor, loop_key: Option<&str>) -> Result<Vec<ModelRecord>> {
         let org = actor.authorize(Action::Read)?;
-        Ok(self.store.list_models(org, loop_key).await?)
+        let models = self.store.list_models(org, loop_key).await?;
+        if let Some(loop_key) = loop_key
+            && models.is_empty()
+        {
+            self.loops.ensure_loop(org, loop_key).await?;
+        }
+        Ok(models)
     }
 
     pub async fn aliases(&self, actor: &Actor, loop_key: Option<&str>) -> Result<Vec<AliasRecord>> {
@@ -1207,6 +1229,9 @@ impl Runner {
     pub async fn complete(&self, actor: &Actor, loop_key: &str, request: &CompletionRequest) -> Result<Completion> {
         let org = actor.authorize(Action::Ingest)?;
         let key = Key::parse(loop_key).map_err(|m| invalid("loop", m))?;
+        if self.store.list_models(org, Some(key.as_str())).await?.is_empty() {
+            self.loops.ensure_loop(org, key.as_str()).await?;
+        }
         let mut errors = FieldErrors::new();
         let user = request.user_id.trim();
         if user.is_empty() || user.len() > 200 {

@@ -248,9 +248,19 @@ impl Store {
 
     // ---- login attempts ------------------------------------------------------------------------
 
-    pub async fn record_login_attempt(&self, email: &str, address: &str, succeeded: bool) -> Result<()> {
-        let _ = on_db!(self, db => sqlx::query("INSERT INTO login_attempts (email, address, at, succeeded) VALUES ($1, $2, $3, $4)")
-            .bind(email).bind(address).bind(Utc::now()).bind(succeeded).execute(db).await?.rows_affected());
+    /// Records a sign-in attempt as failed until [`Store::login_succeeded`] says otherwise, and returns
+    /// its id. Recording before the password is checked is what makes the limit hold for attempts that
+    /// arrive together: each one is counted before any of them is let through.
+    pub async fn record_login_attempt(&self, email: &str, address: &str) -> Result<i64> {
+        Ok(
+            on_db!(self, db => sqlx::query_scalar("INSERT INTO login_attempts (email, address, at, succeeded) VALUES ($1, $2, $3, $4) RETURNING id")
+            .bind(email).bind(address).bind(Utc::now()).bind(false).fetch_one(db).await?),
+        )
+    }
+
+    pub async fn login_succeeded(&self, attempt: i64) -> Result<()> {
+        let _ = on_db!(self, db => sqlx::query("UPDATE login_attempts SET succeeded = $2 WHERE id = $1")
+            .bind(attempt).bind(true).execute(db).await?.rows_affected());
         Ok(())
     }
 

@@ -28,6 +28,7 @@ pub struct NewBatch<'a> {
 
 /// A recorded batch: what the client is told, now and on every retry.
 #[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct BatchRecord {
     #[sqlx(rename = "id")]
     pub batch_id: i64,
@@ -79,6 +80,7 @@ pub struct Written {
 
 /// A loop's stored events at a glance.
 #[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct LoopSummary {
     #[serde(rename = "loop")]
     pub loop_key: String,

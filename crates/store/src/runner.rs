@@ -32,6 +32,7 @@ pub struct NewDataset<'a> {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct DatasetRecord {
     pub id: i64,
     pub name: String,
@@ -59,6 +60,7 @@ pub struct NewJob<'a> {
 /// A queued, running or finished job. `status` is one of "pending", "running", "succeeded", "failed"
 /// and "cancelled".
 #[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct JobRecord {
     pub id: i64,
     pub org_id: i64,
@@ -102,6 +104,7 @@ pub enum Heartbeat {
 
 /// The metrics of one training step.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct JobMetric {
     pub step: i64,
     pub loss: f64,
@@ -164,6 +167,7 @@ pub struct NewModel<'a> {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ModelRecord {
     pub id: i64,
     pub name: String,
@@ -187,6 +191,7 @@ pub struct ModelRecord {
 
 /// A loop's named pointer at a model.
 #[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AliasRecord {
     pub loop_key: String,
     /// "champion" or "challenger".
@@ -197,6 +202,7 @@ pub struct AliasRecord {
 
 /// One promotion decision, accepted or refused.
 #[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PromotionRecord {
     pub id: i64,
     pub loop_key: String,
@@ -232,6 +238,7 @@ pub struct NewImpression<'a> {
 /// A served suggestion waiting until its outcome is reported (or it times out); the service then turns
 /// a group of them into one ordinary event batch.
 #[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ImpressionRecord {
     pub id: i64,
     pub org_id: i64,

@@ -2562,10 +2562,11 @@ async fn contract_members_sessions_and_tokens(store: Store) {
 
     // Login attempts are counted per account and per address, failures only.
     for _ in 0..3 {
-        store.record_login_attempt("sam@acme.test", "10.0.0.1", false).await.unwrap();
+        store.record_login_attempt("sam@acme.test", "10.0.0.1").await.unwrap();
     }
-    store.record_login_attempt("sam@acme.test", "10.0.0.1", true).await.unwrap();
-    store.record_login_attempt("eve@acme.test", "10.0.0.2", false).await.unwrap();
+    let good = store.record_login_attempt("sam@acme.test", "10.0.0.1").await.unwrap();
+    store.login_succeeded(good).await.unwrap();
+    store.record_login_attempt("eve@acme.test", "10.0.0.2").await.unwrap();
     let since = now - chrono::Duration::minutes(1);
     assert_eq!(store.failed_logins("sam@acme.test", "10.0.0.2", since).await.unwrap(), (3, 1));
 

@@ -1,36 +1,80 @@
 //! Access routes: who am I, members, units, API tokens and the audit trail.
 
 use axum::Json;
-use axum::Router;
 use axum::extract::State;
 use axum::response::IntoResponse;
-use axum::routing::{delete, get, post};
 use serde::Deserialize;
 use slope_domain::*;
+use slope_service::CreatedToken;
+use utoipa::IntoParams;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::extract::{Body, Caller, Id, Query};
-use super::{ApiResult, ApiState, created};
+use super::{ApiResult, ApiState, BadRequest, Forbidden, Invalid, NotFound, Unauthorized, created};
 
-pub(super) fn routes() -> Router<ApiState> {
-    Router::new()
-        .route("/me", get(me))
-        .route("/members", get(list_members).put(put_member))
-        .route("/members/{id}", delete(remove_member))
-        .route("/units", get(list_units).put(put_unit))
-        .route("/tokens", get(list_tokens).post(create_token))
-        .route("/tokens/{id}/revoke", post(revoke_token))
-        .route("/audit", get(audit))
+pub(super) fn routes() -> OpenApiRouter<ApiState> {
+    OpenApiRouter::new()
+        .routes(routes!(me))
+        .routes(routes!(list_members, put_member))
+        .routes(routes!(remove_member))
+        .routes(routes!(list_units, put_unit))
+        .routes(routes!(list_tokens, create_token))
+        .routes(routes!(revoke_token))
+        .routes(routes!(audit))
 }
 
+/// Tells who the caller is.
+///
 /// The caller as the server sees it: organisation, and role and squads or token scopes.
+#[utoipa::path(
+    get,
+    path = "/me",
+    tag = "access",
+    responses(
+        (status = 200, description = "The caller.", body = Actor),
+        (status = 401, response = Unauthorized),
+    ),
+    security(("bearer" = []), ("session" = []))
+)]
 async fn me(Caller(actor): Caller) -> Json<Actor> {
     Json(actor)
 }
 
+/// Lists the organisation's members.
+#[utoipa::path(
+    get,
+    path = "/members",
+    tag = "access",
+    responses(
+        (status = 200, description = "Every member of the organisation.", body = Vec<Member>),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+    ),
+    security(("bearer" = []), ("session" = []))
+)]
 async fn list_members(State(s): State<ApiState>, Caller(actor): Caller) -> ApiResult<Json<Vec<Member>>> {
     Ok(Json(s.access.members(&actor).await?))
 }
 
+/// Adds a member, or changes a member's role and squads.
+///
+/// The member is named by e-mail address; an account that does not exist yet is created, with the
+/// password when one is given. Only admins may do this.
+#[utoipa::path(
+    put,
+    path = "/members",
+    tag = "access",
+    request_body = MemberInput,
+    responses(
+        (status = 200, description = "The member as stored.", body = Member),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 422, response = Invalid),
+    ),
+    security(("bearer" = []), ("session" = []))
+)]
 async fn put_member(
     State(s): State<ApiState>,
     Caller(actor): Caller,
@@ -39,15 +83,61 @@ async fn put_member(
     Ok(Json(s.access.put_member(&actor, &input).await?))
 }
 
+/// Removes a member from the organisation.
+///
+/// Only admins may do this, and an admin cannot remove themself.
+#[utoipa::path(
+    delete,
+    path = "/members/{id}",
+    tag = "access",
+    params(("id" = i64, Path, description = "The member's user id.")),
+    responses(
+        (status = 204, description = "The member is removed."),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 422, response = Invalid),
+    ),
+    security(("bearer" = []), ("session" = []))
+)]
 async fn remove_member(State(s): State<ApiState>, Caller(actor): Caller, Id(id): Id) -> ApiResult<impl IntoResponse> {
     s.access.remove_member(&actor, UserId(id)).await?;
     Ok(axum::http::StatusCode::NO_CONTENT)
 }
 
+/// Lists the organisation's units.
+#[utoipa::path(
+    get,
+    path = "/units",
+    tag = "access",
+    responses(
+        (status = 200, description = "Every unit of the organisation.", body = Vec<Unit>),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+    ),
+    security(("bearer" = []), ("session" = []))
+)]
 async fn list_units(State(s): State<ApiState>, Caller(actor): Caller) -> ApiResult<Json<Vec<Unit>>> {
     Ok(Json(s.access.units(&actor).await?))
 }
 
+/// Adds a unit, or changes a unit's parent.
+///
+/// A unit is named by its name; adoption dashboards roll up by unit.
+#[utoipa::path(
+    put,
+    path = "/units",
+    tag = "access",
+    request_body = UnitInput,
+    responses(
+        (status = 200, description = "The unit as stored.", body = Unit),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 422, response = Invalid),
+    ),
+    security(("bearer" = []), ("session" = []))
+)]
 async fn put_unit(
     State(s): State<ApiState>,
     Caller(actor): Caller,
@@ -56,11 +146,43 @@ async fn put_unit(
     Ok(Json(s.access.put_unit(&actor, &input).await?))
 }
 
+/// Lists the organisation's API tokens, without their secrets.
+#[utoipa::path(
+    get,
+    path = "/tokens",
+    tag = "access",
+    responses(
+        (
+            status = 200,
+            description = "Every API token of the organisation, revoked ones included.",
+            body = Vec<ApiToken>
+        ),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+    ),
+    security(("bearer" = []), ("session" = []))
+)]
 async fn list_tokens(State(s): State<ApiState>, Caller(actor): Caller) -> ApiResult<Json<Vec<ApiToken>>> {
     Ok(Json(s.access.tokens(&actor).await?))
 }
 
-/// Creates a token; the answer is the only time its secret is shown.
+/// Creates an API token.
+///
+/// The answer is the only time the token's secret is shown; only a digest of it is stored.
+#[utoipa::path(
+    post,
+    path = "/tokens",
+    tag = "access",
+    request_body = TokenInput,
+    responses(
+        (status = 201, description = "The token and its secret (`slope_…`).", body = CreatedToken),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 422, response = Invalid),
+    ),
+    security(("bearer" = []), ("session" = []))
+)]
 async fn create_token(
     State(s): State<ApiState>,
     Caller(actor): Caller,
@@ -69,19 +191,57 @@ async fn create_token(
     Ok(created(s.access.create_token(&actor, &input).await?))
 }
 
+/// Revokes an API token.
+///
+/// A revoked token is refused from then on; it stays listed with the time it was revoked.
+#[utoipa::path(
+    post,
+    path = "/tokens/{id}/revoke",
+    tag = "access",
+    params(("id" = i64, Path, description = "The token's id.")),
+    responses(
+        (status = 200, description = "The revoked token.", body = ApiToken),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+    ),
+    security(("bearer" = []), ("session" = []))
+)]
 async fn revoke_token(State(s): State<ApiState>, Caller(actor): Caller, Id(id): Id) -> ApiResult<Json<ApiToken>> {
     Ok(Json(s.access.revoke_token(&actor, id).await?))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct AuditQuery {
+    /// The kind of entity to show the changes of: `season`, `objective`, `key_result`, `squad`,
+    /// `squad_goal`, `membership`, `unit` or `api_token`. Give it with `id`, or neither.
     entity: Option<String>,
+    /// The id of the entity to show the changes of.
     id: Option<i64>,
+    /// Only records older than the record with this id, to page back.
     before: Option<i64>,
+    /// How many records at most (1 to 500, default 100).
     limit: Option<i64>,
 }
 
-/// The audit trail, newest first: `?entity=season&id=3` for one entity, `?before=ID` to page back.
+/// Reads the audit trail, newest first.
+///
+/// `?entity=season&id=3` shows the changes of one entity, and `?before=ID` pages back. Each record
+/// names who changed what, when, and the entity's state before and after.
+#[utoipa::path(
+    get,
+    path = "/audit",
+    tag = "access",
+    params(AuditQuery),
+    responses(
+        (status = 200, description = "Audit records, newest first.", body = Vec<AuditRecord>),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 422, response = Invalid),
+    ),
+    security(("bearer" = []), ("session" = []))
+)]
 async fn audit(
     State(s): State<ApiState>,
     Caller(actor): Caller,

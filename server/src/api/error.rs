@@ -91,3 +91,92 @@ impl IntoResponse for ApiError {
         (status, Json(body)).into_response()
     }
 }
+
+// ---- the error shape in the OpenAPI description ------------------------------------------------
+// These types only describe the JSON that `into_response` above writes; nothing constructs them.
+
+/// The body of every error answer of the API.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub(crate) struct ErrorBody {
+    error: ErrorDetail,
+}
+
+/// What went wrong. `code` is stable and meant for programs; `message` is meant for people.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub(crate) struct ErrorDetail {
+    /// One of `bad_request`, `invalid`, `invalid_rows`, `invalid_plan`, `unauthorized`, `forbidden`,
+    /// `not_found`, `conflict`, `gate_refused`, `too_many_requests` and `internal`.
+    #[schema(example = "invalid")]
+    code: String,
+    message: String,
+    /// With `invalid`: the messages of each input field that breaks a rule, keyed by the field's name.
+    #[schema(required = false)]
+    fields: FieldErrors,
+    /// With `invalid_rows`: how many rows of the batch are invalid.
+    #[schema(required = false)]
+    total: u64,
+    /// With `invalid_rows`: the first invalid rows (at most 20), in order.
+    #[schema(required = false)]
+    rows: Vec<InvalidRow>,
+    /// With `invalid_plan`: every problem of the plan file, in line order.
+    #[schema(required = false)]
+    errors: Vec<PlanFileError>,
+}
+
+/// One invalid field of one row of a batch. Rows count from 1: the line of an NDJSON file, the record of
+/// a CSV file after its header, the row of a Parquet file.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub(crate) struct InvalidRow {
+    row: u64,
+    field: String,
+    message: String,
+}
+
+/// One problem of a plan file.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub(crate) struct PlanFileError {
+    /// The 1-based line of the field, or of its table's header when the field is missing.
+    line: u64,
+    /// Where in the plan, such as `objectives[2].key_results[0].target`; empty for a TOML syntax error.
+    path: String,
+    message: String,
+}
+
+/// The body is not JSON, or carries something after the JSON value (code `bad_request`).
+#[derive(utoipa::ToResponse)]
+#[allow(dead_code)]
+pub(crate) struct BadRequest(ErrorBody);
+
+/// Nobody is signed in: send the `slope_session` cookie of a signed-in browser or
+/// `Authorization: Bearer <token>` (code `unauthorized`). An unknown or revoked token is refused the same
+/// way.
+#[derive(utoipa::ToResponse)]
+#[allow(dead_code)]
+pub(crate) struct Unauthorized(ErrorBody);
+
+/// The caller's role, or the token's scopes, do not allow this (code `forbidden`). A browser's change
+/// whose `Origin` is not this server is refused the same way.
+#[derive(utoipa::ToResponse)]
+#[allow(dead_code)]
+pub(crate) struct Forbidden(ErrorBody);
+
+/// Nothing is at this path in the caller's organisation (code `not_found`).
+#[derive(utoipa::ToResponse)]
+#[allow(dead_code)]
+pub(crate) struct NotFound(ErrorBody);
+
+/// The request clashes with what is stored (code `conflict`): an edit based on a `version` that is no
+/// longer the stored one, or an action the entity's current state does not allow.
+#[derive(utoipa::ToResponse)]
+#[allow(dead_code)]
+pub(crate) struct Conflict(ErrorBody);
+
+/// The input breaks a rule (code `invalid`): `fields` lists the messages of each field, so that every
+/// problem is reported at once.
+#[derive(utoipa::ToResponse)]
+#[allow(dead_code)]
+pub(crate) struct Invalid(ErrorBody);

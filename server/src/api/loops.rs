@@ -2,42 +2,43 @@
 //! experiments and drift.
 
 use axum::Json;
-use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::IntoResponse;
-use axum::routing::{get, post};
 use chrono::NaiveDate;
-use serde::Deserialize;
-use serde_json::json;
+use serde::{Deserialize, Serialize};
 use slope_domain::*;
 use slope_metrics::events::Format;
-use slope_service::{BatchInput, IngestAck, Loops, MAX_BATCH_BYTES};
+use slope_service::{BatchInput, ExperimentAnalysis, IngestAck, LoopReport, Loops, MAX_BATCH_BYTES};
+use slope_store::LoopSummary;
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouterExt};
+use utoipa_axum::routes;
 
 use super::extract::{Body, Caller, Query};
-use super::{ApiError, ApiResult, ApiState, Versioned, created};
+use super::{
+    ApiError, ApiResult, ApiState, BadRequest, Conflict, ErrorBody, Forbidden, Invalid, MetricEdit, NotFound,
+    Unauthorized, Versioned, created,
+};
 
-pub fn routes() -> Router<ApiState> {
-    Router::new()
-        .route(
-            "/loops/{loop}/events",
-            // A batch may be large; every other route keeps axum's default limit.
-            post(ingest).layer(DefaultBodyLimit::max(MAX_BATCH_BYTES + 1024)),
-        )
-        .route("/transactions", post(ingest_transactions).layer(DefaultBodyLimit::max(MAX_BATCH_BYTES + 1024)))
-        .route("/ltv", get(ltv))
-        .route("/loops", get(list_loops))
-        .route("/loops/{loop}", get(loop_report))
-        .route("/loops/{loop}/retention", get(retention))
-        .route("/loops/{loop}/drift", post(drift_check))
-        .route("/drift-alerts", get(drift_alerts))
-        .route("/metrics", get(list_metrics).post(create_metric))
-        .route("/metrics/{key}", get(metric_series).put(update_metric))
-        .route("/metrics/{key}/points", post(push_points))
-        .route("/metrics/{key}/recompute", post(recompute))
-        .route("/experiments", get(list_experiments).post(create_experiment))
-        .route("/experiments/{key}", get(analyze_experiment))
+pub fn routes() -> OpenApiRouter<ApiState> {
+    OpenApiRouter::new()
+        // A batch may be large; every other route keeps axum's default limit.
+        .routes(routes!(ingest).layer(DefaultBodyLimit::max(MAX_BATCH_BYTES + 1024)))
+        .routes(routes!(ingest_transactions).layer(DefaultBodyLimit::max(MAX_BATCH_BYTES + 1024)))
+        .routes(routes!(ltv))
+        .routes(routes!(list_loops))
+        .routes(routes!(loop_report))
+        .routes(routes!(retention))
+        .routes(routes!(drift_check))
+        .routes(routes!(drift_alerts))
+        .routes(routes!(list_metrics, create_metric))
+        .routes(routes!(metric_series, update_metric))
+        .routes(routes!(push_points))
+        .routes(routes!(recompute))
+        .routes(routes!(list_experiments, create_experiment))
+        .routes(routes!(analyze_experiment))
 }
 
 fn loops(s: &ApiState) -> &Loops {
@@ -95,9 +96,54 @@ fn acknowledged(ack: IngestAck) -> impl IntoResponse {
     (status, Json(ack))
 }
 
-/// `POST /loops/{loop}/events`: one batch, all or nothing. The format follows `Content-Type`
-/// (`application/x-ndjson`, `text/csv`, `application/vnd.apache.parquet`); `Content-Encoding: gzip` is
-/// understood; `Idempotency-Key` makes retries safe. 201 for a new batch, 200 for a replayed one.
+/// Ingests one batch of a loop's interaction events, all or nothing.
+///
+/// The format follows `Content-Type` (`application/x-ndjson`, the default; `text/csv`;
+/// `application/vnd.apache.parquet`), and `Content-Encoding: gzip` is understood. Every row is
+/// validated first: a batch with any invalid row is refused whole, naming its first invalid rows.
+/// Events whose `event_id` is already stored are counted as duplicates and not stored again, and the
+/// loop's metrics are recomputed for the days the batch touches before the answer. `Idempotency-Key`
+/// makes retries safe: a retry gets the first answer back, with status 200 and `replayed: true`.
+#[utoipa::path(
+    post,
+    path = "/loops/{loop}/events",
+    tag = "events",
+    params(
+        ("loop" = String, Path, description = "The loop's key."),
+        ("Content-Encoding" = Option<String>, Header, description = "`gzip` for a compressed body."),
+        (
+            "Idempotency-Key" = Option<String>,
+            Header,
+            description = "1–255 visible ASCII characters naming the batch; without it the body's content names it."
+        ),
+    ),
+    request_body(
+        description = "The events, one per row: `event_id`, `user_id`, `ts`, `variant` and the loop's fields.",
+        content(
+            (String = "application/x-ndjson"),
+            (String = "text/csv"),
+            ("application/vnd.apache.parquet"),
+        )
+    ),
+    responses(
+        (status = 201, description = "The batch is stored.", body = IngestAck),
+        (
+            status = 200,
+            description = "The batch was stored before: the first acknowledgement, replayed.",
+            body = IngestAck
+        ),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 413, description = "The body is larger than 512 MiB."),
+        (
+            status = 422,
+            description = "Nothing of the batch was stored: code `invalid_rows` with `total` and the first invalid \
+                `rows`, or `invalid` with `fields` for a header that is not understood.",
+            body = ErrorBody
+        ),
+    ),
+    security(("bearer" = []), ("session" = []))
+)]
 async fn ingest(
     State(s): State<ApiState>,
     Caller(actor): Caller,
@@ -110,8 +156,49 @@ async fn ingest(
     Ok(acknowledged(loops(&s).ingest(&actor, input).await?))
 }
 
-/// `POST /transactions`: a batch of transaction events (`event_id`, `customer_id`, `ts`, `amount`), with
-/// the same formats, rules and answers as interaction events.
+/// Ingests one batch of transaction events, for customer lifetime value.
+///
+/// Each row holds `event_id`, `customer_id`, `ts` and `amount`. The formats, rules and answers are
+/// those of a loop's interaction events.
+#[utoipa::path(
+    post,
+    path = "/transactions",
+    tag = "customers",
+    params(
+        ("Content-Encoding" = Option<String>, Header, description = "`gzip` for a compressed body."),
+        (
+            "Idempotency-Key" = Option<String>,
+            Header,
+            description = "1–255 visible ASCII characters naming the batch; without it the body's content names it."
+        ),
+    ),
+    request_body(
+        description = "The transactions, one per row: `event_id`, `customer_id`, `ts` and `amount`.",
+        content(
+            (String = "application/x-ndjson"),
+            (String = "text/csv"),
+            ("application/vnd.apache.parquet"),
+        )
+    ),
+    responses(
+        (status = 201, description = "The batch is stored.", body = IngestAck),
+        (
+            status = 200,
+            description = "The batch was stored before: the first acknowledgement, replayed.",
+            body = IngestAck
+        ),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 413, description = "The body is larger than 512 MiB."),
+        (
+            status = 422,
+            description = "Nothing of the batch was stored: code `invalid_rows` with `total` and the first invalid \
+                `rows`, or `invalid` with `fields` for a header that is not understood.",
+            body = ErrorBody
+        ),
+    ),
+    security(("bearer" = []), ("session" = []))
+)]
 async fn ingest_transactions(
     State(s): State<ApiState>,
     Caller(actor): Caller,
@@ -123,8 +210,9 @@ async fn ingest_transactions(
     Ok(acknowledged(loops(&s).ingest_transactions(&actor, input).await?))
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, IntoParams)]
 #[serde(default)]
+#[into_params(parameter_in = Query)]
 struct LtvQuery {
     /// `day` or `week` (default).
     period: Option<String>,
@@ -134,7 +222,26 @@ struct LtvQuery {
     discount_rate: Option<f64>,
 }
 
-/// `GET /ltv`: BG/NBD and Gamma-Gamma fitted to the stored transactions.
+/// Fits customer lifetime value to the stored transactions.
+///
+/// BG/NBD and Gamma-Gamma are fitted by maximum likelihood; the report holds the fitted parameters, each
+/// customer's probability of being alive, expected purchases and value over `horizon` periods, and the
+/// value of each monthly cohort.
+#[utoipa::path(
+    get,
+    path = "/ltv",
+    tag = "customers",
+    params(LtvQuery),
+    responses(
+        (status = 200, description = "The fitted models and their predictions.", body = Object),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 409, response = Conflict),
+        (status = 422, response = Invalid),
+    ),
+    security(("bearer" = []), ("session" = []))
+)]
 async fn ltv(
     State(s): State<ApiState>,
     Caller(actor): Caller,
@@ -147,15 +254,47 @@ async fn ltv(
     Ok(Json(loops(&s).ltv(&actor, period, q.horizon.unwrap_or(52), q.discount_rate.unwrap_or(0.0)).await?))
 }
 
+/// Lists the loops that have stored events, with their counts and time range.
+#[utoipa::path(
+    get,
+    path = "/loops",
+    tag = "loops",
+    responses(
+        (status = 200, description = "Every loop with stored events.", body = Vec<LoopSummary>),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+    ),
+    security(("bearer" = []), ("session" = []))
+)]
 async fn list_loops(State(s): State<ApiState>, Caller(actor): Caller) -> ApiResult<impl IntoResponse> {
     Ok(Json(loops(&s).list_loops(&actor).await?))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct ReportQuery {
+    /// How many days of the latest events the acceptance series covers (default 28).
     days: Option<i64>,
 }
 
+/// Reads a loop at a glance.
+///
+/// The report holds the loop's stored events, its character acceptance rate per variant and day over
+/// the last `days` days of data, its metrics and its recent batches.
+#[utoipa::path(
+    get,
+    path = "/loops/{loop}",
+    tag = "loops",
+    params(("loop" = String, Path, description = "The loop's key."), ReportQuery),
+    responses(
+        (status = 200, description = "The loop's report.", body = LoopReport),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 422, response = Invalid),
+    ),
+    security(("bearer" = []), ("session" = []))
+)]
 async fn loop_report(
     State(s): State<ApiState>,
     Caller(actor): Caller,
@@ -166,6 +305,23 @@ async fn loop_report(
     Ok(Json(loops(&s).loop_report(&actor, &loop_key, q.days.unwrap_or(28)).await?))
 }
 
+/// Computes the weekly cohort retention of a loop's users.
+///
+/// Users are grouped by the week of their first event; each cohort shows the share of its users active
+/// in each later week.
+#[utoipa::path(
+    get,
+    path = "/loops/{loop}/retention",
+    tag = "loops",
+    params(("loop" = String, Path, description = "The loop's key.")),
+    responses(
+        (status = 200, description = "The retention matrix of the loop's cohorts.", body = Object),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+    ),
+    security(("bearer" = []), ("session" = []))
+)]
 async fn retention(
     State(s): State<ApiState>,
     Caller(actor): Caller,
@@ -175,13 +331,27 @@ async fn retention(
     Ok(Json(loops(&s).retention(&actor, &loop_key).await?))
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, ToSchema)]
 #[serde(default)]
 struct DriftInput {
+    /// The event field whose distribution is compared, such as `latency_ms` or `suggested_chars`.
     field: String,
     /// Days, both included: `2027-01-01..2027-01-14`.
     reference: String,
+    /// Days, both included, compared with the reference.
     current: String,
+}
+
+/// The answer of a drift check.
+#[derive(Serialize, ToSchema)]
+struct DriftCheck {
+    /// How the distance was measured and how to read it.
+    method: &'static str,
+    /// PSI and Jensen–Shannon distance between the two windows, with the bins they were computed over.
+    #[schema(value_type = Object)]
+    drift: slope_metrics::drift::Drift,
+    /// The alert recorded for a result in the moderate or major band.
+    alert: Option<DriftAlert>,
 }
 
 fn window(field: &str, raw: &str) -> Result<(NaiveDate, NaiveDate), FieldErrors> {
@@ -194,6 +364,26 @@ fn window(field: &str, raw: &str) -> Result<(NaiveDate, NaiveDate), FieldErrors>
     Ok((a, b))
 }
 
+/// Checks a loop's events for drift between two windows of days.
+///
+/// PSI and Jensen–Shannon distance are computed over bins cut at the reference window's deciles. A
+/// result in the moderate (PSI 0.1–0.25) or major (above 0.25) band is recorded as a drift alert.
+#[utoipa::path(
+    post,
+    path = "/loops/{loop}/drift",
+    tag = "loops",
+    params(("loop" = String, Path, description = "The loop's key.")),
+    request_body = DriftInput,
+    responses(
+        (status = 200, description = "The drift between the windows, and the alert it raised.", body = DriftCheck),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 422, response = Invalid),
+    ),
+    security(("bearer" = []), ("session" = []))
+)]
 async fn drift_check(
     State(s): State<ApiState>,
     Caller(actor): Caller,
@@ -206,21 +396,63 @@ async fn drift_check(
     let current = window("current", &input.current).map_err(|e| errors.merge(e)).ok();
     let (Some(reference), Some(current)) = (reference, current) else { return Err(errors.into()) };
     let (drift, alert) = loops(&s).drift_check(&actor, &loop_key, &input.field, reference, current).await?;
-    Ok(Json(json!({
-        "method": "PSI and Jensen–Shannon distance (base 2) over bins cut at the reference's deciles; bands < 0.1 stable, 0.1–0.25 moderate, > 0.25 major",
-        "drift": drift,
-        "alert": alert,
-    })))
+    Ok(Json(DriftCheck {
+        method: "PSI and Jensen–Shannon distance (base 2) over bins cut at the reference's deciles; bands < 0.1 stable, 0.1–0.25 moderate, > 0.25 major",
+        drift,
+        alert,
+    }))
 }
 
+/// Lists the recorded drift alerts, newest first.
+#[utoipa::path(
+    get,
+    path = "/drift-alerts",
+    tag = "loops",
+    responses(
+        (status = 200, description = "Every drift alert of the organisation.", body = Vec<DriftAlert>),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+    ),
+    security(("bearer" = []), ("session" = []))
+)]
 async fn drift_alerts(State(s): State<ApiState>, Caller(actor): Caller) -> ApiResult<impl IntoResponse> {
     Ok(Json(loops(&s).drift_alerts(&actor).await?))
 }
 
+/// Lists the current version of every metric definition.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "metrics",
+    responses(
+        (status = 200, description = "Every metric definition of the organisation.", body = Vec<MetricDefinition>),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+    ),
+    security(("bearer" = []), ("session" = []))
+)]
 async fn list_metrics(State(s): State<ApiState>, Caller(actor): Caller) -> ApiResult<impl IntoResponse> {
     Ok(Json(loops(&s).list_metrics(&actor).await?))
 }
 
+/// Defines a metric.
+///
+/// A computed metric (acceptance rate, active users, retention) is computed from its loop's events at
+/// once; a pushed one (eval score, custom) waits for points.
+#[utoipa::path(
+    post,
+    path = "/metrics",
+    tag = "metrics",
+    request_body = MetricInput,
+    responses(
+        (status = 201, description = "The metric definition as stored, at version 1.", body = MetricDefinition),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 422, response = Invalid),
+    ),
+    security(("bearer" = []), ("session" = []))
+)]
 async fn create_metric(
     State(s): State<ApiState>,
     Caller(actor): Caller,
@@ -229,6 +461,24 @@ async fn create_metric(
     Ok(created(loops(&s).create_metric(&actor, &input).await?))
 }
 
+/// Reads a metric with the series of its current version.
+#[utoipa::path(
+    get,
+    path = "/metrics/{key}",
+    tag = "metrics",
+    params(("key" = String, Path, description = "The metric's key.")),
+    responses(
+        (
+            status = 200,
+            description = "The metric, its points (oldest first) and whether it is stale.",
+            body = MetricSeries
+        ),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+    ),
+    security(("bearer" = []), ("session" = []))
+)]
 async fn metric_series(
     State(s): State<ApiState>,
     Caller(actor): Caller,
@@ -237,6 +487,27 @@ async fn metric_series(
     Ok(Json(loops(&s).series(&actor, &key).await?))
 }
 
+/// Changes how a metric is computed.
+///
+/// The change creates a new version of the definition with its own series, so that a chart never
+/// mixes values computed two different ways. The body holds every field and the `version` it edits.
+#[utoipa::path(
+    put,
+    path = "/metrics/{key}",
+    tag = "metrics",
+    params(("key" = String, Path, description = "The metric's key.")),
+    request_body = MetricEdit,
+    responses(
+        (status = 200, description = "The metric definition's new version.", body = MetricDefinition),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 409, response = Conflict),
+        (status = 422, response = Invalid),
+    ),
+    security(("bearer" = []), ("session" = []))
+)]
 async fn update_metric(
     State(s): State<ApiState>,
     Caller(actor): Caller,
@@ -247,12 +518,34 @@ async fn update_metric(
     Ok(Json(loops(&s).update_metric(&actor, &key, version.0, &input).await?))
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, ToSchema)]
 #[serde(default)]
 struct PointsInput {
+    /// The points, at least one.
     points: Vec<PointInput>,
 }
 
+/// Pushes points of a metric from another system.
+///
+/// All or nothing: an invalid point refuses the request, naming it as `points[i].field`. Each point
+/// lands in the bucket of its time; the latest point becomes the current value of every key result
+/// and squad goal the metric feeds.
+#[utoipa::path(
+    post,
+    path = "/metrics/{key}/points",
+    tag = "metrics",
+    params(("key" = String, Path, description = "The metric's key.")),
+    request_body = PointsInput,
+    responses(
+        (status = 200, description = "The metric's series with the new points.", body = MetricSeries),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 422, response = Invalid),
+    ),
+    security(("bearer" = []), ("session" = []))
+)]
 async fn push_points(
     State(s): State<ApiState>,
     Caller(actor): Caller,
@@ -262,6 +555,20 @@ async fn push_points(
     Ok(Json(loops(&s).push_points(&actor, &key, &input.points).await?))
 }
 
+/// Recomputes a computed metric's whole series from its loop's events.
+#[utoipa::path(
+    post,
+    path = "/metrics/{key}/recompute",
+    tag = "metrics",
+    params(("key" = String, Path, description = "The metric's key.")),
+    responses(
+        (status = 200, description = "The metric's recomputed series.", body = MetricSeries),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+    ),
+    security(("bearer" = []), ("session" = []))
+)]
 async fn recompute(
     State(s): State<ApiState>,
     Caller(actor): Caller,
@@ -270,10 +577,37 @@ async fn recompute(
     Ok(Json(loops(&s).recompute(&actor, &key).await?))
 }
 
+/// Lists the organisation's experiments.
+#[utoipa::path(
+    get,
+    path = "/experiments",
+    tag = "experiments",
+    responses(
+        (status = 200, description = "Every experiment of the organisation.", body = Vec<Experiment>),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+    ),
+    security(("bearer" = []), ("session" = []))
+)]
 async fn list_experiments(State(s): State<ApiState>, Caller(actor): Caller) -> ApiResult<impl IntoResponse> {
     Ok(Json(loops(&s).list_experiments(&actor).await?))
 }
 
+/// Defines an A/B experiment between two variants of a loop.
+#[utoipa::path(
+    post,
+    path = "/experiments",
+    tag = "experiments",
+    request_body = ExperimentInput,
+    responses(
+        (status = 201, description = "The experiment as stored.", body = Experiment),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 422, response = Invalid),
+    ),
+    security(("bearer" = []), ("session" = []))
+)]
 async fn create_experiment(
     State(s): State<ApiState>,
     Caller(actor): Caller,
@@ -282,6 +616,26 @@ async fn create_experiment(
     Ok(created(loops(&s).create_experiment(&actor, &input).await?))
 }
 
+/// Analyses an experiment on the events of its dates.
+///
+/// The analysis compares the character acceptance rate of the two variants with users as the
+/// randomisation unit: each arm's rate with a delta-method interval, the difference with a z-test, the
+/// lift, an always-valid sequential test and a sample-ratio check. Too little data to analyse yet is a
+/// 409.
+#[utoipa::path(
+    get,
+    path = "/experiments/{key}",
+    tag = "experiments",
+    params(("key" = String, Path, description = "The experiment's key.")),
+    responses(
+        (status = 200, description = "The experiment and its analysis.", body = ExperimentAnalysis),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 409, response = Conflict),
+    ),
+    security(("bearer" = []), ("session" = []))
+)]
 async fn analyze_experiment(
     State(s): State<ApiState>,
     Caller(actor): Caller,

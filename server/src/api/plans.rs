@@ -1,20 +1,38 @@
 //! Plans as code over HTTP: export a season's plan file, and diff or apply one.
 
-use axum::Router;
 use axum::extract::{Path, State};
 use axum::http::header;
 use axum::response::IntoResponse;
-use axum::routing::{get, post};
 use serde::Deserialize;
+use slope_service::PlanOutcome;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::extract::{Body, Caller};
-use super::{ApiResult, ApiState};
+use super::{ApiResult, ApiState, BadRequest, Conflict, ErrorBody, Forbidden, NotFound, Unauthorized};
 
-pub(super) fn routes() -> Router<ApiState> {
-    Router::new().route("/plans/{season}", get(export)).route("/plans/apply", post(apply))
+pub(super) fn routes() -> OpenApiRouter<ApiState> {
+    OpenApiRouter::new().routes(routes!(export)).routes(routes!(apply))
 }
 
-/// The season's plan as TOML, the same file `slope plan export` prints.
+/// Exports a season's plan as a TOML file.
+///
+/// The file is the same one that `slope plan export` prints: the season, its objectives and key
+/// results, and the squads and their goals, each named by its stable key.
+#[utoipa::path(
+    get,
+    path = "/plans/{season}",
+    tag = "plans",
+    params(("season" = String, Path, description = "The season's key.")),
+    responses(
+        (status = 200, description = "The plan file.", body = String, content_type = "application/toml"),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+    ),
+    security(("bearer" = []), ("session" = []))
+)]
 async fn export(
     State(s): State<ApiState>,
     Caller(actor): Caller,
@@ -24,7 +42,7 @@ async fn export(
     Ok(([(header::CONTENT_TYPE, "application/toml; charset=utf-8")], text))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 struct ApplyRequest {
     /// The plan file's text.
     plan: String,
@@ -33,8 +51,30 @@ struct ApplyRequest {
     dry_run: bool,
 }
 
-/// Applies a plan file in one transaction, or with `dry_run` lists what it would change. A refused file
-/// answers 422 `invalid_plan` with `errors: [{line, path, message}]`.
+/// Applies a plan file, or lists what it would change.
+///
+/// The file is applied in one transaction, or with `dry_run` only compared with what is stored. A
+/// refused file answers 422 `invalid_plan` with `errors: [{line, path, message}]`.
+#[utoipa::path(
+    post,
+    path = "/plans/apply",
+    tag = "plans",
+    request_body = ApplyRequest,
+    responses(
+        (status = 200, description = "What the file changed, or would change.", body = PlanOutcome),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 409, response = Conflict),
+        (
+            status = 422,
+            description = "The plan file, or the request, breaks a rule: code `invalid_plan` with every \
+                problem of the file in `errors`, or `invalid` with `fields`. Nothing was changed.",
+            body = ErrorBody
+        ),
+    ),
+    security(("bearer" = []), ("session" = []))
+)]
 async fn apply(
     State(s): State<ApiState>,
     Caller(actor): Caller,

@@ -5,39 +5,44 @@ use std::convert::Infallible;
 use std::time::Duration;
 
 use axum::Json;
-use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::header;
 use axum::response::IntoResponse;
 use axum::response::sse::{Event, KeepAlive, Sse};
-use axum::routing::{get, post};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 use slope_domain::FieldErrors;
-use slope_service::{CompletionRequest, JobRequest, MAX_DATASET_BYTES, Runner};
+use slope_service::{
+    AliasRecord, BuiltDatasets, Completion, CompletionRequest, DatasetRecord, ImpressionRecord, JobMetric, JobRecord,
+    JobRequest, MAX_DATASET_BYTES, ModelRecord, ModelView, PromotionOutcome, PromotionRecord, Runner,
+};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouterExt};
+use utoipa_axum::routes;
 
+use super::error::ErrorDetail;
 use super::extract::{Body, Caller, Id, Query};
-use super::{ApiResult, ApiState, created};
+use super::{ApiResult, ApiState, BadRequest, Conflict, Forbidden, Invalid, NotFound, Unauthorized, created};
 
-pub fn routes() -> Router<ApiState> {
-    Router::new()
-        .route("/datasets", get(list_datasets).post(add_dataset).layer(DefaultBodyLimit::max(MAX_DATASET_BYTES + 1024)))
-        .route("/datasets/{id}", get(get_dataset))
-        .route("/datasets/{id}/rows", get(dataset_rows))
-        .route("/loops/{loop}/datasets", post(build_datasets))
-        .route("/jobs", get(list_jobs).post(submit_job))
-        .route("/jobs/{id}", get(get_job))
-        .route("/jobs/{id}/cancel", post(cancel_job))
-        .route("/jobs/{id}/metrics", get(job_metrics))
-        .route("/jobs/{id}/events", get(job_events))
-        .route("/models", get(list_models))
-        .route("/models/{id}", get(get_model))
-        .route("/loops/{loop}/models", get(loop_models))
-        .route("/loops/{loop}/promote", post(promote))
-        .route("/loops/{loop}/challenger", post(set_challenger))
-        .route("/loops/{loop}/complete", post(complete))
-        .route("/loops/{loop}/complete/{event_id}/outcome", post(outcome))
+pub fn routes() -> OpenApiRouter<ApiState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_datasets, add_dataset).layer(DefaultBodyLimit::max(MAX_DATASET_BYTES + 1024)))
+        .routes(routes!(get_dataset))
+        .routes(routes!(dataset_rows))
+        .routes(routes!(build_datasets))
+        .routes(routes!(list_jobs, submit_job))
+        .routes(routes!(get_job))
+        .routes(routes!(cancel_job))
+        .routes(routes!(job_metrics))
+        .routes(routes!(job_events))
+        .routes(routes!(list_models))
+        .routes(routes!(get_model))
+        .routes(routes!(loop_models))
+        .routes(routes!(promote))
+        .routes(routes!(set_challenger))
+        .routes(routes!(complete))
+        .routes(routes!(outcome))
 }
 
 fn runner(s: &ApiState) -> &Runner {
@@ -46,13 +51,48 @@ fn runner(s: &ApiState) -> &Runner {
 
 // ---- datasets ----------------------------------------------------------------------------------
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, IntoParams)]
 #[serde(default)]
+#[into_params(parameter_in = Query)]
 struct DatasetQuery {
+    /// The dataset's name (1 to 200 characters).
+    #[param(required)]
     name: String,
 }
 
-/// The body is the JSONL itself; `?name=` names it.
+/// The answer of a dataset upload.
+#[derive(Serialize, ToSchema)]
+struct DatasetUpload {
+    dataset: DatasetRecord,
+    /// False when a dataset with the same content was registered before: that one is the answer.
+    created: bool,
+}
+
+/// Registers a JSONL dataset.
+///
+/// The body is the JSONL itself, and `?name=` names it. Each line is an object of `text`, of `prompt`
+/// and `completion`, or of `prompt`, `chosen` and `rejected`; every line is validated, and errors name
+/// `line N: field`. A dataset is named by the SHA-256 of its canonical form, so identical content is
+/// found rather than stored twice (status 200).
+#[utoipa::path(
+    post,
+    path = "/datasets",
+    tag = "datasets",
+    params(DatasetQuery),
+    request_body(
+        description = "The dataset as JSONL, one row per line (at most 256 MiB).",
+        content((String = "application/x-ndjson"), (String = "application/jsonl"))
+    ),
+    responses(
+        (status = 201, description = "The dataset is registered.", body = DatasetUpload),
+        (status = 200, description = "A dataset with the same content was registered before.", body = DatasetUpload),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 413, description = "The body is larger than 256 MiB."),
+        (status = 422, response = Invalid),
+    ),
+    security(("bearer" = []), ("session" = []))
+)]
 async fn add_dataset(
     State(s): State<ApiState>,
     Caller(actor): Caller,
@@ -65,22 +105,91 @@ async fn add_dataset(
     let (record, created_now) =
         runner(&s).add_dataset(&actor, &q.name, &body, json!({ "upload": q.name.trim() })).await?;
     let status = if created_now { axum::http::StatusCode::CREATED } else { axum::http::StatusCode::OK };
-    Ok((status, Json(json!({ "dataset": record, "created": created_now }))))
+    Ok((status, Json(DatasetUpload { dataset: record, created: created_now })))
 }
 
+/// Lists the organisation's datasets.
+#[utoipa::path(
+    get,
+    path = "/datasets",
+    tag = "datasets",
+    responses(
+        (status = 200, description = "Every dataset of the organisation.", body = Vec<DatasetRecord>),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+    ),
+    security(("bearer" = []), ("session" = []))
+)]
 async fn list_datasets(State(s): State<ApiState>, Caller(actor): Caller) -> ApiResult<impl IntoResponse> {
     Ok(Json(runner(&s).datasets(&actor).await?))
 }
 
+/// Reads one dataset's record, with its lineage.
+#[utoipa::path(
+    get,
+    path = "/datasets/{id}",
+    tag = "datasets",
+    params(("id" = i64, Path, description = "The dataset's id.")),
+    responses(
+        (status = 200, description = "The dataset's record.", body = DatasetRecord),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+    ),
+    security(("bearer" = []), ("session" = []))
+)]
 async fn get_dataset(State(s): State<ApiState>, Caller(actor): Caller, Id(id): Id) -> ApiResult<impl IntoResponse> {
     Ok(Json(runner(&s).dataset(&actor, id).await?))
 }
 
+/// Downloads a dataset's rows as canonical JSONL.
+#[utoipa::path(
+    get,
+    path = "/datasets/{id}/rows",
+    tag = "datasets",
+    params(("id" = i64, Path, description = "The dataset's id.")),
+    responses(
+        (
+            status = 200,
+            description = "The dataset's rows, one JSON object per line.",
+            body = String,
+            content_type = "application/x-ndjson"
+        ),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+    ),
+    security(("bearer" = []), ("session" = []))
+)]
 async fn dataset_rows(State(s): State<ApiState>, Caller(actor): Caller, Id(id): Id) -> ApiResult<impl IntoResponse> {
     let bytes = runner(&s).dataset_bytes(&actor, id).await?;
     Ok(([(header::CONTENT_TYPE, "application/x-ndjson")], bytes))
 }
 
+/// Builds training datasets from a loop's stored events.
+///
+/// The SFT set pairs each context with what the user wrote; the preference set prefers what the user
+/// wrote over a suggestion they did not take. Each set records its lineage: the segments read and the
+/// ids of the events used.
+#[utoipa::path(
+    post,
+    path = "/loops/{loop}/datasets",
+    tag = "datasets",
+    params(("loop" = String, Path, description = "The loop's key.")),
+    responses(
+        (
+            status = 201,
+            description = "The datasets built (or found, when their content existed).",
+            body = BuiltDatasets
+        ),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 409, response = Conflict),
+        (status = 422, response = Invalid),
+    ),
+    security(("bearer" = []), ("session" = []))
+)]
 async fn build_datasets(
     State(s): State<ApiState>,
     Caller(actor): Caller,
@@ -91,22 +200,56 @@ async fn build_datasets(
 
 // ---- jobs --------------------------------------------------------------------------------------
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, IntoParams)]
 #[serde(default)]
-struct ListQuery {
+#[into_params(parameter_in = Query)]
+struct JobsQuery {
+    /// How many jobs at most, newest first (1 to 500, default 100).
     limit: Option<i64>,
-    #[serde(rename = "loop")]
-    loop_key: Option<String>,
 }
 
+/// Lists the organisation's jobs, newest first.
+#[utoipa::path(
+    get,
+    path = "/jobs",
+    tag = "jobs",
+    params(JobsQuery),
+    responses(
+        (status = 200, description = "The jobs, newest first.", body = Vec<JobRecord>),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 422, response = Invalid),
+    ),
+    security(("bearer" = []), ("session" = []))
+)]
 async fn list_jobs(
     State(s): State<ApiState>,
     Caller(actor): Caller,
-    Query(q): Query<ListQuery>,
+    Query(q): Query<JobsQuery>,
 ) -> ApiResult<impl IntoResponse> {
     Ok(Json(runner(&s).jobs(&actor, q.limit.unwrap_or(100)).await?))
 }
 
+/// Queues a training or eval job.
+///
+/// Every reference and setting is checked before the job is queued: the models and datasets it names,
+/// the model's size and the batch's memory. A worker claims the job, and a job whose worker dies is
+/// resumed from its last checkpoint.
+#[utoipa::path(
+    post,
+    path = "/jobs",
+    tag = "jobs",
+    request_body = JobRequest,
+    responses(
+        (status = 201, description = "The queued job.", body = JobRecord),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 422, response = Invalid),
+    ),
+    security(("bearer" = []), ("session" = []))
+)]
 async fn submit_job(
     State(s): State<ApiState>,
     Caller(actor): Caller,
@@ -115,20 +258,69 @@ async fn submit_job(
     Ok(created(runner(&s).submit(&actor, &request).await?))
 }
 
+/// Reads one job.
+#[utoipa::path(
+    get,
+    path = "/jobs/{id}",
+    tag = "jobs",
+    params(("id" = i64, Path, description = "The job's id.")),
+    responses(
+        (status = 200, description = "The job.", body = JobRecord),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+    ),
+    security(("bearer" = []), ("session" = []))
+)]
 async fn get_job(State(s): State<ApiState>, Caller(actor): Caller, Id(id): Id) -> ApiResult<impl IntoResponse> {
     Ok(Json(runner(&s).job(&actor, id).await?))
 }
 
+/// Cancels a job.
+///
+/// A pending job is cancelled at once; a running one stops at its next heartbeat. A job that has
+/// already ended cannot be cancelled.
+#[utoipa::path(
+    post,
+    path = "/jobs/{id}/cancel",
+    tag = "jobs",
+    params(("id" = i64, Path, description = "The job's id.")),
+    responses(
+        (status = 200, description = "The job, cancelled or with its cancellation requested.", body = JobRecord),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 409, response = Conflict),
+    ),
+    security(("bearer" = []), ("session" = []))
+)]
 async fn cancel_job(State(s): State<ApiState>, Caller(actor): Caller, Id(id): Id) -> ApiResult<impl IntoResponse> {
     Ok(Json(runner(&s).cancel(&actor, id).await?))
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, IntoParams)]
 #[serde(default)]
+#[into_params(parameter_in = Query)]
 struct MetricsQuery {
+    /// Only the steps after this one (default 0: every step).
     after: i64,
 }
 
+/// Reads a job's step metrics, in step order.
+#[utoipa::path(
+    get,
+    path = "/jobs/{id}/metrics",
+    tag = "jobs",
+    params(("id" = i64, Path, description = "The job's id."), MetricsQuery),
+    responses(
+        (status = 200, description = "The metrics of each step after `after`.", body = Vec<JobMetric>),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 422, response = Invalid),
+    ),
+    security(("bearer" = []), ("session" = []))
+)]
 async fn job_metrics(
     State(s): State<ApiState>,
     Caller(actor): Caller,
@@ -138,9 +330,29 @@ async fn job_metrics(
     Ok(Json(runner(&s).job_metrics(&actor, id, q.after).await?))
 }
 
-/// Server-sent events: `metrics` (new step metrics, in order) and `job` (the job's row whenever it
-/// changes), polled from the database once a second so that it works whichever worker runs the job;
-/// the stream ends after the job does.
+/// Follows a job as server-sent events.
+///
+/// The stream sends `metrics` events (new step metrics, in order, as a JSON array of `JobMetric`) and
+/// `job` events (the job's record, a `JobRecord`, whenever it changes). It is polled from the database
+/// once a second, so that it works whichever worker runs the job, and it ends after the job does.
+#[utoipa::path(
+    get,
+    path = "/jobs/{id}/events",
+    tag = "jobs",
+    params(("id" = i64, Path, description = "The job's id.")),
+    responses(
+        (
+            status = 200,
+            description = "A stream of `metrics` and `job` events, each with JSON data.",
+            body = String,
+            content_type = "text/event-stream"
+        ),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+    ),
+    security(("bearer" = []), ("session" = []))
+)]
 async fn job_events(State(s): State<ApiState>, Caller(actor): Caller, Id(id): Id) -> ApiResult<impl IntoResponse> {
     // An unknown job is a 404 before the stream starts.
     runner(&s).job(&actor, id).await?;
@@ -193,40 +405,146 @@ async fn job_events(State(s): State<ApiState>, Caller(actor): Caller, Id(id): Id
 
 // ---- models ------------------------------------------------------------------------------------
 
+#[derive(Deserialize, Default, IntoParams)]
+#[serde(default)]
+#[into_params(parameter_in = Query)]
+struct ModelsQuery {
+    /// Only the models of this loop (a loop that does not exist is a 404).
+    #[serde(rename = "loop")]
+    loop_key: Option<String>,
+}
+
+/// Lists the registered models, newest first.
+#[utoipa::path(
+    get,
+    path = "/models",
+    tag = "models",
+    params(ModelsQuery),
+    responses(
+        (status = 200, description = "The registered models.", body = Vec<ModelRecord>),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 422, response = Invalid),
+    ),
+    security(("bearer" = []), ("session" = []))
+)]
 async fn list_models(
     State(s): State<ApiState>,
     Caller(actor): Caller,
-    Query(q): Query<ListQuery>,
+    Query(q): Query<ModelsQuery>,
 ) -> ApiResult<impl IntoResponse> {
     Ok(Json(runner(&s).models(&actor, q.loop_key.as_deref()).await?))
 }
 
+/// Reads one model with its aliases and lineage.
+#[utoipa::path(
+    get,
+    path = "/models/{id}",
+    tag = "models",
+    params(("id" = i64, Path, description = "The model's id.")),
+    responses(
+        (
+            status = 200,
+            description = "The model, the aliases naming it and its chain of base models.",
+            body = ModelView
+        ),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+    ),
+    security(("bearer" = []), ("session" = []))
+)]
 async fn get_model(State(s): State<ApiState>, Caller(actor): Caller, Id(id): Id) -> ApiResult<impl IntoResponse> {
     Ok(Json(runner(&s).model(&actor, id).await?))
 }
 
 /// A loop's models, aliases and promotion decisions.
+#[derive(Serialize, ToSchema)]
+struct LoopModels {
+    /// The loop's key.
+    #[serde(rename = "loop")]
+    loop_key: String,
+    /// The loop's `champion` and `challenger`.
+    aliases: Vec<AliasRecord>,
+    models: Vec<ModelRecord>,
+    /// Every promotion decision, accepted or refused.
+    promotions: Vec<PromotionRecord>,
+}
+
+/// Lists a loop's models, aliases and promotion decisions.
+#[utoipa::path(
+    get,
+    path = "/loops/{loop}/models",
+    tag = "models",
+    params(("loop" = String, Path, description = "The loop's key.")),
+    responses(
+        (status = 200, description = "The loop's models, aliases and promotions.", body = LoopModels),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+    ),
+    security(("bearer" = []), ("session" = []))
+)]
 async fn loop_models(
     State(s): State<ApiState>,
     Caller(actor): Caller,
     Path(loop_key): Path<String>,
 ) -> ApiResult<impl IntoResponse> {
     let r = runner(&s);
-    Ok(Json(json!({
-        "loop": loop_key,
-        "aliases": r.aliases(&actor, Some(&loop_key)).await?,
-        "models": r.models(&actor, Some(&loop_key)).await?,
-        "promotions": r.promotions(&actor, Some(&loop_key)).await?,
-    })))
+    Ok(Json(LoopModels {
+        aliases: r.aliases(&actor, Some(&loop_key)).await?,
+        models: r.models(&actor, Some(&loop_key)).await?,
+        promotions: r.promotions(&actor, Some(&loop_key)).await?,
+        loop_key,
+    }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct ModelChoice {
+    /// The model's id.
     model_id: i64,
 }
 
-/// The promotion gate. A refused promotion is recorded too and answers 409 with the decision.
+/// The answer of a promotion the gate refused: the error and the recorded decision.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+struct GateRefused {
+    /// Code `gate_refused`, with the gate's reason as the message.
+    error: ErrorDetail,
+    /// The recorded decision; absent when the model is already the champion (code `conflict`).
+    #[schema(required = false)]
+    decision: PromotionOutcome,
+}
+
+/// Asks the promotion gate to make a model its loop's champion.
+///
+/// The model becomes the champion only when its reward beats the champion's on the same held-out data
+/// and, where the loop has an A/B experiment under way or finished, its treatment arm is not
+/// significantly worse. Every decision is recorded: a refused promotion answers 409 with the decision.
+#[utoipa::path(
+    post,
+    path = "/loops/{loop}/promote",
+    tag = "models",
+    params(("loop" = String, Path, description = "The loop's key.")),
+    request_body = ModelChoice,
+    responses(
+        (status = 200, description = "The model is the loop's champion now.", body = PromotionOutcome),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (
+            status = 409,
+            description = "The gate refused the promotion (code `gate_refused`, with the recorded `decision`), or the \
+                model is already the champion (code `conflict`).",
+            body = GateRefused
+        ),
+        (status = 422, response = Invalid),
+    ),
+    security(("bearer" = []), ("session" = []))
+)]
 async fn promote(
     State(s): State<ApiState>,
     Caller(actor): Caller,
@@ -243,6 +561,25 @@ async fn promote(
     Ok((status, Json(body)).into_response())
 }
 
+/// Names a model its loop's challenger.
+///
+/// The challenger is the model that an active experiment serves to the users of its treatment arm.
+#[utoipa::path(
+    post,
+    path = "/loops/{loop}/challenger",
+    tag = "models",
+    params(("loop" = String, Path, description = "The loop's key.")),
+    request_body = ModelChoice,
+    responses(
+        (status = 200, description = "The loop's `challenger` alias.", body = AliasRecord),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 422, response = Invalid),
+    ),
+    security(("bearer" = []), ("session" = []))
+)]
 async fn set_challenger(
     State(s): State<ApiState>,
     Caller(actor): Caller,
@@ -254,6 +591,32 @@ async fn set_challenger(
 
 // ---- serving -----------------------------------------------------------------------------------
 
+/// Serves a suggestion for a user's context.
+///
+/// The suggestion comes from the loop's champion, or from its challenger for the users an active
+/// experiment assigns to the treatment by a stable hash. The impression is recorded; report what the
+/// user did with it to `/loops/{loop}/complete/{event_id}/outcome`.
+#[utoipa::path(
+    post,
+    path = "/loops/{loop}/complete",
+    tag = "serving",
+    params(("loop" = String, Path, description = "The loop's key.")),
+    request_body = CompletionRequest,
+    responses(
+        (
+            status = 200,
+            description = "The suggestion, with the event id its outcome is reported under.",
+            body = Completion
+        ),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 409, response = Conflict),
+        (status = 422, response = Invalid),
+    ),
+    security(("bearer" = []), ("session" = []))
+)]
 async fn complete(
     State(s): State<ApiState>,
     Caller(actor): Caller,
@@ -263,14 +626,41 @@ async fn complete(
     Ok(Json(runner(&s).complete(&actor, &loop_key, &request).await?))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct Outcome {
+    /// How many characters of the suggestion the user kept.
     accepted_chars: i64,
+    /// What the user finally wrote.
     #[serde(default)]
     final_text: Option<String>,
 }
 
+/// Reports what the user did with a served suggestion.
+///
+/// The outcome is reported once; a repeat returns the first report. A suggestion whose outcome is not
+/// reported in time is recorded as not accepted, and the upkeep turns served suggestions into events
+/// of the loop.
+#[utoipa::path(
+    post,
+    path = "/loops/{loop}/complete/{event_id}/outcome",
+    tag = "serving",
+    params(
+        ("loop" = String, Path, description = "The loop's key."),
+        ("event_id" = String, Path, description = "The `event_id` of the served suggestion."),
+    ),
+    request_body = Outcome,
+    responses(
+        (status = 200, description = "The served suggestion with its outcome.", body = ImpressionRecord),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 409, response = Conflict),
+        (status = 422, response = Invalid),
+    ),
+    security(("bearer" = []), ("session" = []))
+)]
 async fn outcome(
     State(s): State<ApiState>,
     Caller(actor): Caller,
