@@ -6,10 +6,12 @@
 //! spec has already passed every rule in here.
 
 pub mod access;
+pub mod adoption;
 pub mod checkin;
 pub mod entities;
 pub mod errors;
 pub mod experiment;
+pub mod forecast;
 pub mod measure;
 pub mod metric;
 pub mod newtypes;
@@ -22,10 +24,12 @@ pub mod squad;
 pub mod views;
 
 pub use access::*;
+pub use adoption::*;
 pub use checkin::*;
 pub use entities::*;
 pub use errors::*;
 pub use experiment::*;
+pub use forecast::*;
 pub use measure::*;
 pub use metric::*;
 pub use newtypes::*;
