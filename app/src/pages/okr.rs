@@ -279,7 +279,11 @@ fn KeyResultView(detail: KeyResultDetail, series: Option<MetricSeries>) -> impl 
             <h1>{kr.title.clone()}</h1>
             {(open && editor).then(|| view! { <a href=format!("/key-results/{}/edit", kr.id) class="button secondary">"Edit"</a> })}
         </div>
-        <p class="meta">{format!("{} · {} · weight {}", kr.measure.kind().label(), kr.measure.describe(), fmt_number(kr.weight))}</p>
+        <p class="meta">
+            {format!("{} · {} · weight {} · key ", kr.measure.kind().label(), kr.measure.describe(), fmt_number(kr.weight))}
+            <code>{kr.key.clone()}</code>" · "
+            <a href=format!("/audit?entity=key_result&id={}", kr.id)>"History"</a>
+        </p>
         <ProgressBar score=detail.progress.score expectation=detail.expectation label="Key result progress"/>
         <p class="hint">{note}{kr.confidence.map(|c| format!(" · confidence {}", percent(c)))}</p>
         {series.map(|s| view! { <MetricPanel series=s measure=kr.measure.clone()/> })}

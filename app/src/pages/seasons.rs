@@ -113,6 +113,11 @@ fn SeasonView(tree: SeasonTree) -> impl IntoView {
                     <StatusBadge status=season.status/>
                     {format!(" {} → {} ({} days) · slope target {}", season.starts_on, season.ends_on, season.dates().days() + 1, percent(season.slope_target))}
                 </p>
+                <p class="meta">
+                    "Key " <code id="season-key">{season.key.clone()}</code>
+                    " · as a plan file: " <code>{format!("slope plan export --season {}", season.key)}</code>
+                    " · " <a href=format!("/audit?entity=season&id={sid}")>"History"</a>
+                </p>
             </div>
             {(editable && season.status != SeasonStatus::Closed).then(|| view! {
                 <a href=format!("/seasons/{sid}/edit") class="button secondary">"Edit season"</a>

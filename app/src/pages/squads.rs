@@ -334,7 +334,8 @@ fn GoalView(detail: SquadGoalDetail) -> impl IntoView {
         <p class="meta">
             <span class=format!("tag {}", g.investment)>{g.investment.as_str()}</span>
             <span class="badge">{g.status.as_str()}</span>
-            {format!(" {} → {} ({} days) · {} pw planned · {}", g.starts_on, g.ends_on, g.dates().days(), fmt_number(g.planned_capacity), g.measure.describe())}
+            {format!(" {} → {} ({} days) · {} pw planned · {} · ", g.starts_on, g.ends_on, g.dates().days(), fmt_number(g.planned_capacity), g.measure.describe())}
+            <a href=format!("/audit?entity=squad_goal&id={}", g.id)>"History"</a>
         </p>
         {g.challenges.clone().map(|c| view! { <p><strong>"Challenges: "</strong>{c}</p> })}
         {g.kill_criteria.clone().map(|k| view! { <p><strong>"Kill criteria: "</strong>{k}</p> })}
