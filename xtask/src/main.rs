@@ -432,6 +432,9 @@ fn tempdir(prefix: &str) -> Result<PathBuf> {
 struct Server {
     child: std::process::Child,
     base: String,
+    /// `Authorization: Bearer …` with a read/write token made by `slope token create`: every page and
+    /// API route needs a signed-in caller.
+    auth: String,
 }
 
 impl Drop for Server {
@@ -458,15 +461,22 @@ fn start_server(binary: &Path, site: &Path, data: &Path, extra: &[&str]) -> Resu
     let line = lines.next().ok_or("the server exited before listening")?.map_err(|e| e.to_string())?;
     let base =
         line.strip_prefix("slope listening on ").ok_or_else(|| format!("unexpected first line {line:?}"))?.to_owned();
-    Ok(Server { child, base })
+    let token = output(
+        Command::new(binary)
+            .args(["token", "create", "--name", "bench", "--scopes", "read,write", "--data-dir"])
+            .arg(data)
+            .env("SLOPE_LOG", "warn"),
+    )
+    .ok_or("slope token create failed")?;
+    Ok(Server { child, base, auth: format!("Authorization: Bearer {}", token.trim()) })
 }
 
 /// POSTs JSON with curl and returns the `id` of the created entity.
-fn post(base: &str, path: &str, body: &str) -> Result<i64> {
+fn post(server: &Server, path: &str, body: &str) -> Result<i64> {
     let out = output(
         Command::new("curl")
-            .args(["-sf", "-X", "POST", "-H", "content-type: application/json", "-d", body])
-            .arg(format!("{base}{path}")),
+            .args(["-sf", "-X", "POST", "-H", "content-type: application/json", "-H", &server.auth, "-d", body])
+            .arg(format!("{}{path}", server.base)),
     )
     .ok_or_else(|| format!("POST {path} failed: {body}"))?;
     let id = out
@@ -478,16 +488,16 @@ fn post(base: &str, path: &str, body: &str) -> Result<i64> {
 }
 
 /// Seeds the benchmark season: 6 objectives × 4 key results, 8 squads and 40 squad goals.
-fn seed_bench_season(base: &str) -> Result<i64> {
+fn seed_bench_season(server: &Server) -> Result<i64> {
     let season = post(
-        base,
+        server,
         "/api/v1/seasons",
         r#"{"name":"Benchmark season","thesis":"Agents replace forms","problems":["Notes take too long","Suggestions are slow"],"winning":"Half of all notes drafted by agents","starts_on":"2027-01-01","ends_on":"2027-12-31","slope_target":0.2}"#,
     )?;
     let mut krs = vec![];
     for o in 0..6 {
         let objective = post(
-            base,
+            server,
             &format!("/api/v1/seasons/{season}/objectives"),
             &format!(
                 r#"{{"quarter":"2027-Q{}","title":"Objective {o}","commitment":"{}","owner":"Owner {o}","weight":{}}}"#,
@@ -504,13 +514,13 @@ fn seed_bench_season(base: &str) -> Result<i64> {
         ];
         for (k, measure) in measures.iter().enumerate() {
             let kr = post(
-                base,
+                server,
                 &format!("/api/v1/objectives/{objective}/key-results"),
                 &format!(r#"{{"title":"Key result {o}.{k}",{measure},"confidence":0.6}}"#),
             )?;
             let value = if k == 3 { r#""done":true"# } else { r#""value":25"# };
             post(
-                base,
+                server,
                 &format!("/api/v1/key-results/{kr}/check-ins"),
                 &format!(r#"{{{value},"author":"bench","confidence":0.5}}"#),
             )?;
@@ -520,7 +530,7 @@ fn seed_bench_season(base: &str) -> Result<i64> {
     let mut squads = vec![];
     for s in 0..8 {
         squads.push(post(
-            base,
+            server,
             "/api/v1/squads",
             &format!(r#"{{"name":"Squad {s}","unit":"Unit {}","capacity":10}}"#, s % 3),
         )?);
@@ -532,7 +542,7 @@ fn seed_bench_season(base: &str) -> Result<i64> {
         let extra =
             if slope { r#","challenges":"Current thinking","kill_criteria":"No lift in three weeks""# } else { "" };
         post(
-            base,
+            server,
             &format!("/api/v1/squads/{}/goals", squads[g % 8]),
             &format!(
                 r#"{{"key_result_id":{},"title":"Goal {g}","starts_on":"{start}","ends_on":"{end}","investment":"{}","planned_capacity":{},"kind":"milestone"{extra}}}"#,
@@ -558,8 +568,9 @@ fn chrono_free_date(year: i32, month: u32, day: u32, days: i64) -> String {
 }
 
 /// Requests per second that wrk measured, from its summary line.
-fn wrk(url: &str) -> Result<(f64, String)> {
-    let out = output(Command::new("wrk").args(["-t1", "-c16", "-d10s", "--latency"]).arg(url)).ok_or("wrk failed")?;
+fn wrk(url: &str, auth: &str) -> Result<(f64, String)> {
+    let out = output(Command::new("wrk").args(["-t1", "-c16", "-d10s", "--latency", "-H", auth]).arg(url))
+        .ok_or("wrk failed")?;
     let rps = out
         .lines()
         .find_map(|l| l.trim().strip_prefix("Requests/sec:"))
@@ -582,18 +593,19 @@ fn bench() -> Result {
 
     step("Season page: 6 objectives × 4 key results, 40 squad goals; wrk -t1 -c16 -d10s on 2 cores");
     let server = start_server(&binary, &site, &data, &[])?;
-    let season = seed_bench_season(&server.base)?;
+    let season = seed_bench_season(&server)?;
     let page = format!("{}/seasons/{season}", server.base);
-    let html = output(Command::new("curl").args(["-sf"]).arg(&page)).ok_or("the season page failed")?;
+    let html =
+        output(Command::new("curl").args(["-sf", "-H", &server.auth]).arg(&page)).ok_or("the season page failed")?;
     if !html.contains("Objective 5") || !html.contains("Goal 39") {
         return Err("the season page does not show the whole plan".into());
     }
     // Warm both paths once so that neither pays for first-use costs inside the measurement.
-    wrk(&format!("{}/healthz", server.base))?;
-    let (static_rps, _) = wrk(&format!("{}/healthz", server.base))?;
-    let (page_rps, page_out) = wrk(&page)?;
+    wrk(&format!("{}/healthz", server.base), &server.auth)?;
+    let (static_rps, _) = wrk(&format!("{}/healthz", server.base), &server.auth)?;
+    let (page_rps, page_out) = wrk(&page, &server.auth)?;
     // The same plan as JSON: what the data layer costs without rendering.
-    let (tree_rps, _) = wrk(&format!("{}/api/v1/seasons/{season}/tree", server.base))?;
+    let (tree_rps, _) = wrk(&format!("{}/api/v1/seasons/{season}/tree", server.base), &server.auth)?;
     drop(server);
     let _ = fs::remove_dir_all(&data);
 
@@ -601,8 +613,12 @@ fn bench() -> Result {
     let data = tempdir("slope-bench-demo")?;
     let server = start_server(&binary, &site, &data, &["--demo"])?;
     for path in ["/", "/seasons/1", "/squads", "/key-results/1"].iter().cycle().take(200) {
-        output(Command::new("curl").args(["-sf", "-o", "/dev/null"]).arg(format!("{}{path}", server.base)))
-            .ok_or("a demo page failed")?;
+        output(
+            Command::new("curl")
+                .args(["-sf", "-o", "/dev/null", "-H", &server.auth])
+                .arg(format!("{}{path}", server.base)),
+        )
+        .ok_or("a demo page failed")?;
     }
     let status = fs::read_to_string(format!("/proc/{}/status", server.child.id())).map_err(|e| e.to_string())?;
     let rss_kb: f64 = status
