@@ -64,7 +64,8 @@ pub fn SignedInAs() -> impl IntoView {
     crate::signed_in().map(|actor| {
         let (who, role) = match &actor.principal {
             Principal::User { email, role, .. } => (email.clone(), role.to_string()),
-            other => (format!("{other:?}"), String::new()),
+            Principal::Token { name, scopes, .. } => (format!("token {name}"), Scope::join(scopes)),
+            Principal::System { name } => (name.clone(), "system".to_owned()),
         };
         view! {
             <div class="signed-in">
