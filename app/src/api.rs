@@ -1018,6 +1018,15 @@ pub async fn load_models() -> Result<ModelsView, ServerFnError> {
     })
 }
 
+// ---- adoption ------------------------------------------------------------------------------------
+
+/// The exec adoption dashboard: units' stages with evidence, warnings, the stage trend and the rules.
+#[server]
+pub async fn load_adoption() -> Result<AdoptionReport, ServerFnError> {
+    let (loops, actor) = server::loops().await?;
+    server::read(loops.adoption(&actor).await)
+}
+
 // ---- access --------------------------------------------------------------------------------------
 
 /// An audit trail as a page shows it: what it covers and the records, newest first.

@@ -98,6 +98,7 @@ pub fn App() -> impl IntoView {
                     <A href="/loops">"Loops"</A>
                     <A href="/jobs">"Jobs"</A>
                     <A href="/models">"Models"</A>
+                    <A href="/adoption">"Adoption"</A>
                     <A href="/audit">"Audit"</A>
                 </nav>
                 <SignedInAs/>
@@ -127,6 +128,7 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("/jobs") view=JobsPage ssr=SsrMode::Async/>
                     <Route path=path!("/jobs/:id") view=JobPage ssr=SsrMode::Async/>
                     <Route path=path!("/models") view=ModelsPage ssr=SsrMode::Async/>
+                    <Route path=path!("/adoption") view=AdoptionPage ssr=SsrMode::Async/>
                     <Route path=path!("/login") view=LoginPage ssr=SsrMode::Async/>
                     <Route path=path!("/audit") view=AuditPage ssr=SsrMode::Async/>
                     <Route path=path!("/members") view=MembersPage ssr=SsrMode::Async/>

@@ -49,6 +49,7 @@ pub const BASE_PATH: &str = "/api/v1";
         (name = "jobs", description = "Training and eval jobs, with their step metrics and live events."),
         (name = "models", description = "The model registry, aliases and the promotion gate."),
         (name = "serving", description = "Suggestions served from a loop's champion or challenger."),
+        (name = "adoption", description = "The exec adoption dashboard: units' stages with evidence, warnings and trend."),
         (name = "meta", description = "This description of the API."),
     )
 )]

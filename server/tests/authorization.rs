@@ -316,6 +316,8 @@ fn table() -> Vec<Entry> {
         op("POST", "/api/v1/tokens", ADMINISTER, none, Json(|_, _| json!({ "name": "matrix", "scopes": ["read"] }))),
         op("POST", "/api/v1/tokens/{id}/revoke", ADMINISTER, |_, _| vec![P::Token], Body::None),
         op("GET", "/api/v1/audit", READ, none, Body::None),
+        // ---- the adoption dashboard
+        op("GET", "/api/v1/adoption", READ, none, Body::None),
         // ---- seasons, objectives, key results
         op("GET", "/api/v1/seasons", READ, none, Body::None),
         op("POST", "/api/v1/seasons", PLAN, none, Json(|_, _| season_input("Matrix extra season", 2033))),

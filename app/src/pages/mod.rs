@@ -2,6 +2,7 @@
 //! `crate::components`.
 
 mod access;
+mod adoption;
 mod loops;
 mod okr;
 mod runner;
@@ -9,6 +10,7 @@ mod seasons;
 mod squads;
 
 pub use access::*;
+pub use adoption::*;
 pub use loops::*;
 pub use okr::*;
 pub use runner::*;

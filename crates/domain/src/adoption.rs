@@ -699,6 +699,126 @@ pub fn stage_trend(snapshots: &[(NaiveDate, Vec<UnitStage>)]) -> Vec<StageCounts
     trend
 }
 
+/// One rule of the dashboard, in the words the dashboard states it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct RuleStatement {
+    pub name: String,
+    pub rule: String,
+}
+
+/// The rules of [`classify`], [`roll_up`] and [`detect`] in words, with `rules`' settings filled in, so
+/// that the dashboard states the rule each verdict was held to.
+pub fn rule_statements(rules: &AdoptionRules) -> Vec<RuleStatement> {
+    let statement = |name: &str, rule: String| RuleStatement { name: name.to_owned(), rule };
+    vec![
+        statement(
+            "Stage 1: AI fluency",
+            format!(
+                "At least {} of the unit's people were shown AI suggestions in the last 4 weeks. Its people are its \
+                 headcount when one is given, else the distinct users seen in its interaction events over the last \
+                 12 weeks.",
+                pct(rules.fluency_bar)
+            ),
+        ),
+        statement(
+            "Stage 2: process AI",
+            "AI fluency, and a key result of one of the unit's loops that is measured in money or time (such as USD, \
+             €, ms, minutes, hours or days) and fed by a live metric, one whose newest data is within its freshness \
+             limit."
+                .to_owned(),
+        ),
+        statement(
+            "Stage 3: growth inflection",
+            "Process AI, and a lift in lifetime value or retention attributed to one of the unit's loops, from an \
+             experiment or a before/after comparison, whose 95 % interval lies wholly above zero."
+                .to_owned(),
+        ),
+        statement(
+            "Units with sub-units",
+            "A unit is judged on the evidence of its whole subtree: people and active users summed, loops pooled. \
+             Its stage is not the best of its sub-units' stages."
+                .to_owned(),
+        ),
+        statement(
+            "Warning: AI for AI's sake",
+            "A loop none of whose key results is fed by a metric (or that serves none), or an open slope bet without \
+             a key result or a metric."
+                .to_owned(),
+        ),
+        statement(
+            "Warning: too many simultaneous projects",
+            format!(
+                "A squad with more than {} active goals at once, or a loop that no squad owns.",
+                rules.max_active_goals_per_squad
+            ),
+        ),
+        statement(
+            "Warning: no measurement",
+            format!(
+                "A loop whose champion was never evaluated or was last evaluated more than {} days ago, with a stale \
+                 metric, or with a key result that has no data.",
+                rules.eval_max_age_days
+            ),
+        ),
+        statement(
+            "Warning: beholden to one technology",
+            "Two or more loops have champion models and all are fine-tuned from one base model, or all from one \
+             provider."
+                .to_owned(),
+        ),
+    ]
+}
+
+/// One unit on the dashboard: its stage with the reasons and what the next stage needs (see
+/// [`UnitStage`]), and the evidence it was judged on.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct UnitReport {
+    pub unit: String,
+    /// 0 (not yet), 1 (AI fluency), 2 (process AI) or 3 (growth inflection).
+    pub stage: u8,
+    /// The stage's name, from [`STAGE_LABELS`].
+    pub stage_label: String,
+    pub reasons: Vec<String>,
+    pub missing: Option<String>,
+    /// The unit's own evidence, without its sub-units' (their evidence is listed under them).
+    pub evidence: UnitEvidence,
+}
+
+impl UnitReport {
+    pub fn new(stage: UnitStage, evidence: UnitEvidence) -> UnitReport {
+        UnitReport {
+            stage_label: STAGE_LABELS[usize::from(stage.stage.min(3))].to_owned(),
+            unit: stage.unit,
+            stage: stage.stage,
+            reasons: stage.reasons,
+            missing: stage.missing,
+            evidence,
+        }
+    }
+}
+
+/// The exec adoption dashboard: every unit's stage with its evidence, the failure-mode warnings, the
+/// trend of stages over recent weeks, and the rules all of it was judged by.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct AdoptionReport {
+    /// When the evidence was gathered.
+    pub as_of: DateTime<Utc>,
+    /// The season whose key results and squad goals were read; `None` when there is no season.
+    pub season: Option<String>,
+    pub rules: AdoptionRules,
+    /// The rules in words.
+    pub statements: Vec<RuleStatement>,
+    pub units: Vec<UnitReport>,
+    pub warnings: Vec<Warning>,
+    /// Units per stage at each of the last weekly dates, oldest first.
+    pub trend: Vec<StageCounts>,
+    /// How the trend was computed and what it approximates.
+    pub trend_method: String,
+}
+
 fn pct(share: f64) -> String {
     format!("{:.0} %", share * 100.0)
 }
@@ -1111,6 +1231,22 @@ mod tests {
             ]
         );
         assert_eq!(serde_json::to_value(&trend[0]).unwrap()["counts"], serde_json::json!([1, 1, 0, 1]));
+    }
+
+    #[test]
+    fn rules_are_stated_with_their_settings() {
+        let rules = AdoptionRules { fluency_bar: 0.6, max_active_goals_per_squad: 4, eval_max_age_days: 14 };
+        let statements = rule_statements(&rules);
+        let rule = |name: &str| statements.iter().find(|s| s.name.contains(name)).unwrap().rule.clone();
+        assert!(rule("AI fluency").starts_with("At least 60 % of the unit's people"));
+        assert!(rule("too many").contains("more than 4 active goals"));
+        assert!(rule("no measurement").contains("more than 14 days ago"));
+        assert_eq!(statements.iter().filter(|s| s.name.starts_with("Stage")).count(), 3);
+        let report = UnitReport::new(
+            UnitStage { unit: "Care".into(), stage: 2, reasons: vec!["r".into()], missing: Some("m".into()) },
+            UnitEvidence { unit: "Care".into(), ..Default::default() },
+        );
+        assert_eq!((report.stage_label.as_str(), report.unit.as_str()), ("process AI", "Care"));
     }
 
     #[test]

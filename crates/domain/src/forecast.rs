@@ -358,7 +358,7 @@ fn fmt_probability(p: f64) -> String {
 
 /// The 0.975 quantile of Student's t with `dof` degrees of freedom, by bisection on its CDF (which is
 /// increasing): 12.71 for one degree of freedom, 1.96 in the limit.
-fn student_t_quantile_975(dof: f64) -> f64 {
+pub fn student_t_quantile_975(dof: f64) -> f64 {
     let (mut lo, mut hi) = (0.0_f64, 64.0_f64);
     for _ in 0..100 {
         let mid = 0.5 * (lo + hi);

@@ -5,10 +5,12 @@
 //! ([`ab`]), computes weekly cohort retention ([`retention`]) and fits customer lifetime value models
 //! ([`ltv`]) to customer summaries, which [`transactions`] builds from transaction files. It also
 //! encodes events as Parquet segments ([`segment`]), computes metric series over windows of days
-//! ([`series`]) and distribution drift ([`drift`]); where segments are stored is the service's business.
+//! ([`series`]) and distribution drift ([`drift`]), and the per-unit activity behind the adoption
+//! dashboard ([`adoption`]); where segments are stored is the service's business.
 
 pub mod ab;
 pub mod acceptance;
+pub mod adoption;
 pub mod drift;
 pub mod events;
 pub mod examples;

@@ -384,16 +384,19 @@ fn simulated_note(rng: &mut Lcg, rate: f64) -> SimulatedNote {
     }
 }
 
+/// The organisation units of the demo squads, which the demo loop's events name as their users' units.
+pub const DEMO_UNITS: [&str; 3] = ["Clinical", "Platform", "Revenue"];
+
 /// The demo loop's metrics and what they feed, by key.
 pub const DEMO_LOOP: &str = "notes";
 pub const DEMO_ACCEPTANCE_METRIC: &str = "notes-acceptance";
 pub const DEMO_EVAL_METRIC: &str = "agent-eval";
 
 /// Seeds a simulated loop when the organisation has no loop yet: six weeks of interaction events of the
-/// note-drafting loop with two model variants (ingested through the same path as a real batch), an
-/// acceptance-rate metric (7-day window) feeding the "Character acceptance rate" key result, active
-/// users, week-1 retention, and an eval-score metric with weekly simulated runs feeding "Agent eval
-/// score". Every event and score is simulated; the README says so.
+/// note-drafting loop with two model variants, each user in one of the [`DEMO_UNITS`] (ingested through
+/// the same path as a real batch), an acceptance-rate metric (7-day window) feeding the "Character
+/// acceptance rate" key result, active users, week-1 retention, and an eval-score metric with weekly
+/// simulated runs feeding "Agent eval score". Every event and score is simulated; the README says so.
 pub async fn seed_loop(planning: &Planning, loops: &Loops, actor: &Actor, today: NaiveDate) -> Result<bool> {
     if !loops.list_loops(actor).await?.is_empty() {
         return Ok(false);
@@ -401,14 +404,16 @@ pub async fn seed_loop(planning: &Planning, loops: &Loops, actor: &Actor, today:
     let mut rng = Lcg(20_270_101);
     let mut lines = String::new();
     let first_day = today - Duration::days(41);
-    let units = ["Cardiology", "Primary care", "Emergency"];
     let mut n = 0u64;
     for user in 0..360u32 {
         // Users join over the six weeks and some stop coming back, so retention has a shape.
         let joins = (rng.next() * 40.0) as i64;
         let stays = 3 + (rng.next() * 30.0) as i64;
         let variant = if user % 2 == 0 { "v7" } else { "v8-shorter" };
-        let unit = units[(user % 3) as usize];
+        // Each user works in one of the demo squads' units, and the units took the loop up in turn (those
+        // who joined in the first two weeks are Clinical, then Platform, then Revenue), so the adoption
+        // dashboard's trend shows the roll-out.
+        let unit = DEMO_UNITS[((joins / 14) as usize).min(DEMO_UNITS.len() - 1)];
         for offset in joins..(joins + stays).min(42) {
             if rng.next() < 0.6 {
                 continue;

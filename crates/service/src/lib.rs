@@ -2,6 +2,7 @@
 //! rule is enforced once whatever the entry point.
 
 mod access;
+mod adoption;
 pub mod demo;
 mod error;
 mod loops;
@@ -11,6 +12,7 @@ mod runner;
 mod segments;
 
 pub use access::*;
+pub use adoption::{MIN_LIFT_POINTS, TREND_METHOD, TREND_WEEKS, before_after_lift};
 pub use error::ServiceError;
 pub use loops::*;
 pub use planning::Planning;

@@ -6,6 +6,7 @@
 //! `/api/v1`; [`crate::openapi`] nests them there.
 
 mod access;
+mod adoption;
 mod error;
 mod extract;
 mod loops;
@@ -67,6 +68,7 @@ pub(crate) fn routes() -> OpenApiRouter<ApiState> {
         .routes(routes!(goal_check_ins, check_in_goal))
         .routes(routes!(openapi_document))
         .merge(access::routes())
+        .merge(adoption::routes())
         .merge(plans::routes())
         .merge(loops::routes())
         .merge(runner::routes())

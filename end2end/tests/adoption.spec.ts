@@ -1,0 +1,86 @@
+import { expect, type APIRequestContext } from "@playwright/test";
+import { signIn, test } from "./helpers";
+
+// An exec reads the adoption dashboard: each unit's stage with its evidence and what the next stage
+// needs, the warnings with theirs, and the stage trend. A leader sends the loop's events through the
+// API (the `request` fixture); the exec only reads.
+//
+// The journeys share one database, so the units here carry a stamp of this run and the checks look
+// only at them and at this journey's loop.
+
+const LOOP = "e2e-adoption";
+
+/** NDJSON events of `users` users of `unit` a day ago; the first `shown` of them were shown a suggestion. */
+function events(stamp: string, unit: string, users: number, shown: number): string {
+  const ts = new Date(Date.now() - 86_400_000).toISOString();
+  const lines = [];
+  for (let u = 0; u < users; u++) {
+    lines.push(
+      JSON.stringify({
+        event_id: `${stamp}-${unit}-${u}`,
+        ts,
+        user_id: `${unit}-user-${u}`,
+        variant: "a",
+        suggested_chars: u < shown ? 80 : 0,
+        accepted_chars: 0,
+        unit,
+      }),
+    );
+  }
+  return lines.join("\n") + "\n";
+}
+
+async function ingest(request: APIRequestContext, body: string) {
+  const response = await request.post(`/api/v1/loops/${LOOP}/events`, {
+    data: body,
+    headers: { "Content-Type": "application/x-ndjson" },
+  });
+  expect(response.status(), await response.text()).toBe(201);
+}
+
+test("an exec reads each unit's stage, its evidence, the warnings and the trend", async ({ page, request }) => {
+  const stamp = String(Date.now());
+  // Wards: all three people work with suggestions. Archive: one of four.
+  const wards = `Wards ${stamp}`;
+  const archive = `Archive ${stamp}`;
+  await ingest(request, events(stamp, wards, 3, 3) + events(stamp, archive, 4, 1));
+
+  await signIn(page, "exec");
+  await page.getByRole("navigation", { name: "Main" }).getByRole("link", { name: "Adoption" }).click();
+  await expect(page).toHaveURL(/\/adoption$/);
+  await expect(page.getByRole("heading", { level: 1 })).toHaveText("AI adoption");
+
+  // Each unit's stage, the evidence with its numbers, and what the next stage needs.
+  const wardsCard = page.getByRole("listitem").filter({ has: page.getByRole("heading", { name: wards }) });
+  await expect(wardsCard.locator(".badge")).toHaveText("Stage 1 · AI fluency");
+  await expect(wardsCard).toContainText("3 of 3 people (100 %) were shown AI suggestions in the last 4 weeks");
+  await expect(wardsCard).toContainText(`Loops: ${LOOP}`);
+  await expect(wardsCard).toContainText("Process AI needs a key result of one of the unit's loops measured in money or time");
+  const archiveCard = page.getByRole("listitem").filter({ has: page.getByRole("heading", { name: archive }) });
+  await expect(archiveCard.locator(".badge")).toHaveText("Not yet staged");
+  await expect(archiveCard).toContainText("1 of 4 people (25 %) were shown AI suggestions");
+  await expect(archiveCard).toContainText("1 more needed");
+
+  // The warnings about this journey's loop, each with its evidence.
+  const warnings = page.locator("section", { has: page.getByRole("heading", { name: /^Warnings/ }) }).locator("li.warning");
+  const unmeasured = warnings.filter({ hasText: `No measurement: loop ${LOOP} is not being measured` });
+  await expect(unmeasured).toContainText(`Loop ${LOOP}: the champion has never been evaluated`);
+  const unowned = warnings.filter({ hasText: `loop ${LOOP} has no owner squad` });
+  await expect(unowned).toContainText(`No squad owns loop ${LOOP}`);
+  await expect(warnings.filter({ hasText: `Loop ${LOOP} serves no key result` })).toHaveCount(1);
+
+  // The trend: a chart with a text alternative, and the same numbers in a table.
+  const chart = page.getByRole("img", { name: "Units per adoption stage, weekly" });
+  await expect(chart).toBeVisible();
+  await expect(chart.locator("desc")).toContainText("Units per stage at 6 weekly dates");
+  const table = page.getByRole("table", { name: "Units per stage at each weekly date" });
+  await expect(table.locator("tbody tr")).toHaveCount(6);
+  // The last date counts both units: Wards at stage 1, Archive not yet (other journeys add more).
+  const last = table.locator("tbody tr").last().locator("td");
+  expect(Number(await last.nth(0).textContent())).toBeGreaterThanOrEqual(1);
+  expect(Number(await last.nth(1).textContent())).toBeGreaterThanOrEqual(1);
+
+  // The rules are stated.
+  await expect(page.getByRole("term").filter({ hasText: "Stage 1: AI fluency" })).toBeVisible();
+  await expect(page.getByRole("definition").first()).toContainText("At least 50 % of the unit's people");
+});

@@ -1,0 +1,221 @@
+//! Black-box tests of the exec adoption dashboard, `GET /api/v1/adoption`: units reach stages from the
+//! events they send and the plan's key results, warnings name loops that nobody owns or measures, and
+//! the trend recomputes the activity windows at each weekly date.
+//!
+//! The dashboard looks at the last weeks before now, so unlike the other API tests these events are
+//! dated relative to the time the test runs.
+
+mod common;
+
+use chrono::{Datelike, Duration, NaiveDate, Utc};
+use common::{Scratch, Server, ndjson};
+use serde_json::{Value, json};
+
+const NDJSON: &str = "application/x-ndjson";
+
+/// An event `days_ago` days before now, of `user` in `unit`, shown `suggested` characters.
+fn event(id: &str, days_ago: i64, user: &str, unit: &str, suggested: u64) -> Value {
+    let ts = Utc::now() - Duration::days(days_ago) - Duration::minutes(5);
+    json!({
+        "event_id": id,
+        "ts": ts.to_rfc3339(),
+        "user_id": user,
+        "variant": "a",
+        "suggested_chars": suggested,
+        "accepted_chars": 0,
+        "unit": unit,
+    })
+}
+
+fn items(value: &Value) -> &Vec<Value> {
+    value.as_array().unwrap_or_else(|| panic!("not an array: {value}"))
+}
+
+fn unit<'a>(report: &'a Value, name: &str) -> &'a Value {
+    items(&report["units"]).iter().find(|u| u["unit"] == name).unwrap_or_else(|| panic!("no unit {name}: {report}"))
+}
+
+/// The warnings of one kind about one loop.
+fn warnings<'a>(report: &'a Value, kind: &str, loop_key: &str) -> Vec<&'a Value> {
+    items(&report["warnings"])
+        .iter()
+        .filter(|w| w["kind"] == kind && w["subject"] == json!({ "kind": "loop", "key": loop_key }))
+        .collect()
+}
+
+fn counts(report: &Value, i: usize) -> Value {
+    report["trend"][i]["counts"].clone()
+}
+
+/// The first and last day of the quarter holding `day`, and its name (`2027-Q1`).
+fn quarter(day: NaiveDate) -> (NaiveDate, NaiveDate, String) {
+    let q = (day.month0() / 3) as i32;
+    let start = NaiveDate::from_ymd_opt(day.year(), (q * 3 + 1) as u32, 1).expect("a quarter's first day");
+    let next = if q == 3 {
+        NaiveDate::from_ymd_opt(day.year() + 1, 1, 1)
+    } else {
+        NaiveDate::from_ymd_opt(day.year(), ((q + 1) * 3 + 1) as u32, 1)
+    };
+    let end = next.expect("the next quarter's first day") - Duration::days(1);
+    (start, end, format!("{}-Q{}", day.year(), q + 1))
+}
+
+#[tokio::test]
+async fn units_climb_stages_from_their_evidence_and_warnings_name_what_is_unmeasured() {
+    let scratch = Scratch::new("adoption");
+    let server = Server::start(&scratch.0, &[]);
+
+    // Nothing yet: no units and no warnings, but six dated points of trend and the rules stated.
+    let empty = server.get("/api/v1/adoption").await.expect(200);
+    assert_eq!((items(&empty["units"]).len(), items(&empty["warnings"]).len()), (0, 0), "{empty}");
+    assert_eq!(items(&empty["trend"]).len(), 6, "{empty}");
+    assert!(items(&empty["trend"]).iter().all(|t| t["counts"] == json!([0, 0, 0, 0])), "{empty}");
+    assert!(items(&empty["statements"]).iter().any(|s| s["rule"].as_str().unwrap().starts_with("At least 50 %")));
+    assert!(empty["trend_method"].as_str().unwrap().contains("as they are now"), "{empty}");
+
+    // Care: four people, all shown suggestions two days ago. Billing, through another loop: three people
+    // active 40 days ago and one seen three days ago who was shown nothing.
+    let notes = ndjson(&[
+        event("n1", 2, "u1", "Care", 40),
+        event("n2", 2, "u2", "Care", 40),
+        event("n3", 2, "u3", "Care", 40),
+        event("n4", 2, "u4", "Care", 40),
+    ]);
+    server.ingest("notes", &[("Content-Type", NDJSON)], notes).await.expect(201);
+    let triage = ndjson(&[
+        event("t1", 40, "b1", "Billing", 40),
+        event("t2", 40, "b2", "Billing", 40),
+        event("t3", 40, "b3", "Billing", 40),
+        event("t4", 3, "b4", "Billing", 0),
+    ]);
+    server.ingest("triage", &[("Content-Type", NDJSON)], triage).await.expect(201);
+
+    let report = server.get("/api/v1/adoption").await.expect(200);
+    let care = unit(&report, "Care");
+    assert_eq!((care["stage"].as_u64(), care["stage_label"].as_str()), (Some(1), Some("AI fluency")), "{care}");
+    assert!(care["reasons"][0].as_str().unwrap().contains("4 of 4 people (100 %)"), "{care}");
+    assert!(care["missing"].as_str().unwrap().starts_with("Process AI needs"), "{care}");
+    assert_eq!(
+        (care["evidence"]["people_seen_12w"].as_u64(), care["evidence"]["active_ai_users_4w"].as_u64()),
+        (Some(4), Some(4))
+    );
+    assert_eq!(care["evidence"]["loops"][0]["key"], "notes", "a loop serves the units its events name: {care}");
+    let billing = unit(&report, "Billing");
+    assert_eq!(billing["stage"], 0, "{billing}");
+    assert!(billing["missing"].as_str().unwrap().contains("0 of 4 people (0 %)"), "{billing}");
+
+    // Neither loop serves a key result, has an owner or has ever been evaluated.
+    for loop_key in ["notes", "triage"] {
+        for kind in ["ai-for-ais-sake", "too-many-projects", "no-measurement"] {
+            assert_eq!(warnings(&report, kind, loop_key).len(), 1, "{kind} for {loop_key}: {report}");
+        }
+    }
+    let unmeasured = warnings(&report, "no-measurement", "notes")[0];
+    assert_eq!(unmeasured["evidence"], json!(["Loop notes: the champion has never been evaluated"]), "{unmeasured}");
+
+    // The trend, oldest first: 35 days ago Billing's three were active and Care had no events yet; a
+    // week ago Billing's activity had left the 4-week window and Care's was still to come; now Care is
+    // fluent and Billing is not.
+    let trend = items(&report["trend"]);
+    assert_eq!(trend.len(), 6);
+    let as_of = report["as_of"].as_str().expect("a time");
+    assert_eq!(trend[5]["on"].as_str(), as_of.get(..10), "the last date is now: {report}");
+    assert_eq!(
+        (counts(&report, 0), counts(&report, 4), counts(&report, 5)),
+        (json!([1, 1, 0, 0]), json!([2, 0, 0, 0]), json!([1, 1, 0, 0])),
+        "{report}"
+    );
+
+    // A plan: the active season's key result in minutes, fed by a live metric of the notes loop, and a
+    // squad of Care with a goal under it.
+    let today = Utc::now().date_naive();
+    let (start, end, quarter) = quarter(today);
+    let season = server
+        .post(
+            "/api/v1/seasons",
+            &json!({
+                "name": "Adoption season",
+                "thesis": "Agents draft the notes",
+                "problems": ["Notes take too long"],
+                "winning": "Notes take minutes",
+                "starts_on": start.to_string(),
+                "ends_on": end.to_string(),
+                "slope_target": 0.2,
+            }),
+        )
+        .await
+        .expect(201);
+    server
+        .post(
+            &format!("/api/v1/seasons/{}/transition", season["id"]),
+            &json!({ "version": season["version"], "to": "active" }),
+        )
+        .await
+        .expect(200);
+    let objective = server
+        .post(
+            &format!("/api/v1/seasons/{}/objectives", season["id"]),
+            &json!({ "quarter": quarter, "title": "Notes are quick", "commitment": "committed" }),
+        )
+        .await
+        .expect(201);
+    let metric = json!({ "key": "notes-minutes", "name": "Minutes per note", "kind": "custom", "loop": "notes", "granularity": "day" });
+    server.post("/api/v1/metrics", &metric).await.expect(201);
+    let key_result = server
+        .post(
+            &format!("/api/v1/objectives/{}/key-results", objective["id"]),
+            &json!({ "title": "Minutes per note", "kind": "decrease-to", "start": 20, "target": 8, "unit": "min", "metric": "notes-minutes" }),
+        )
+        .await
+        .expect(201);
+    let point = json!({ "points": [{ "at": (Utc::now() - Duration::minutes(1)).to_rfc3339(), "value": 12.5 }] });
+    server.post("/api/v1/metrics/notes-minutes/points", &point).await.expect(200);
+    let squad =
+        server.post("/api/v1/squads", &json!({ "name": "Scribes", "unit": "Care", "capacity": 8 })).await.expect(201);
+    server
+        .post(
+            &format!("/api/v1/squads/{}/goals", squad["id"]),
+            &json!({
+                "key_result_id": key_result["id"],
+                "title": "Drafts from dictation",
+                "starts_on": start.to_string(),
+                "ends_on": (start + Duration::days(28)).to_string(),
+                "investment": "snapshot",
+                "planned_capacity": 4,
+                "kind": "milestone",
+                "status": "active",
+            }),
+        )
+        .await
+        .expect(201);
+
+    let report = server.get("/api/v1/adoption").await.expect(200);
+    assert_eq!(report["season"], "Adoption season", "{report}");
+    let care = unit(&report, "Care");
+    assert_eq!(care["stage"], 2, "{care}");
+    assert!(
+        care["reasons"][1]
+            .as_str()
+            .unwrap()
+            .contains("“Minutes per note” (min) is measured in time and fed by the live metric notes-minutes"),
+        "{care}"
+    );
+    assert!(care["missing"].as_str().unwrap().starts_with("Growth inflection needs"), "{care}");
+    let notes = &care["evidence"]["loops"][0];
+    assert_eq!((notes["key"].as_str(), notes["owner_squad"].as_str()), (Some("notes"), Some("Scribes")), "{notes}");
+    // The notes loop now serves a measured key result and has an owner; it is still never evaluated.
+    assert!(warnings(&report, "ai-for-ais-sake", "notes").is_empty(), "{report}");
+    assert!(warnings(&report, "too-many-projects", "notes").is_empty(), "{report}");
+    assert_eq!(warnings(&report, "no-measurement", "notes").len(), 1, "{report}");
+    assert_eq!(warnings(&report, "ai-for-ais-sake", "triage").len(), 1, "{report}");
+
+    // An eval score of the loop counts as its last eval.
+    let eval = json!({ "key": "notes-eval", "name": "Notes eval", "kind": "eval-score", "loop": "notes", "granularity": "day" });
+    server.post("/api/v1/metrics", &eval).await.expect(201);
+    let point = json!({ "points": [{ "at": (Utc::now() - Duration::days(3)).to_rfc3339(), "value": 0.8 }] });
+    server.post("/api/v1/metrics/notes-eval/points", &point).await.expect(200);
+    let report = server.get("/api/v1/adoption").await.expect(200);
+    assert!(warnings(&report, "no-measurement", "notes").is_empty(), "{report}");
+    let notes = &unit(&report, "Care")["evidence"]["loops"][0];
+    assert!(notes["last_eval_at"].is_string(), "{notes}");
+}
