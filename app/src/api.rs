@@ -175,6 +175,13 @@ pub async fn load_squad_board(season: Option<i64>) -> Result<SquadBoard, ServerF
     server::read(planning.squad_board(&actor, season.map(SeasonId)).await)
 }
 
+/// A squad's dashboard in a season (the current one when `None`).
+#[server]
+pub async fn load_squad_dashboard(id: i64, season: Option<i64>) -> Result<SquadDashboard, ServerFnError> {
+    let (planning, actor) = server::ctx().await?;
+    server::read(planning.squad_dashboard(&actor, SquadId(id), season.map(SeasonId)).await)
+}
+
 #[server]
 pub async fn get_squad(id: i64) -> Result<Squad, ServerFnError> {
     let (planning, actor) = server::ctx().await?;
@@ -1054,4 +1061,11 @@ pub async fn load_members() -> Result<(Vec<Member>, Vec<ApiToken>), ServerFnErro
     let members = server::read(access.members(&actor).await)?;
     let tokens = server::read(access.tokens(&actor).await)?;
     Ok((members, tokens))
+}
+
+/// A loop's post-training stack, iterations and metabolism.
+#[server]
+pub async fn load_loop_stack(key: String) -> Result<LoopStack, ServerFnError> {
+    let (runner, actor) = server::runner().await?;
+    server::read(runner.loop_stack(&actor, &key).await)
 }

@@ -119,6 +119,7 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("/squads") view=SquadsPage ssr=SsrMode::Async/>
                     <Route path=path!("/squads/new") view=NewSquadPage ssr=SsrMode::Async/>
                     <Route path=path!("/squads/:id/edit") view=EditSquadPage ssr=SsrMode::Async/>
+                    <Route path=path!("/squads/:id/dashboard") view=SquadDashboardPage ssr=SsrMode::Async/>
                     <Route path=path!("/squads/:id/goals/new") view=NewGoalPage ssr=SsrMode::Async/>
                     <Route path=path!("/squad-goals/:id") view=GoalPage ssr=SsrMode::Async/>
                     <Route path=path!("/squad-goals/:id/edit") view=EditGoalPage ssr=SsrMode::Async/>

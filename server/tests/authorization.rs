@@ -414,6 +414,7 @@ fn table() -> Vec<Entry> {
             |o, s| vec![v(o.squad(s))],
             Json(|o, _| goal_input(o.key_result, "Matrix goal")),
         ),
+        op("GET", "/api/v1/squads/{id}/dashboard", READ, |o, s| vec![v(o.squad(s))], Body::None),
         op("GET", "/api/v1/squad-board", READ, none, Body::None),
         op("GET", "/api/v1/squad-goals/{id}", READ, |o, s| vec![v(o.goal(s))], Body::None),
         op(
@@ -531,6 +532,7 @@ fn table() -> Vec<Entry> {
         op("GET", "/api/v1/models", READ, none, Body::None),
         op("GET", "/api/v1/models/{id}", READ, |o, _| vec![v(o.model)], Body::None),
         op("GET", "/api/v1/loops/{loop}/models", READ, |o, _| vec![v(&o.loop_key)], Body::None),
+        op("GET", "/api/v1/loops/{loop}/stack", READ, |o, _| vec![v(&o.loop_key)], Body::None),
         op(
             "POST",
             "/api/v1/loops/{loop}/promote",

@@ -225,6 +225,44 @@ async fn the_loop_closes_inside_slope() {
     assert_eq!(decisions, [false, true, true], "newest first: {registry}");
     let champion = registry["aliases"].as_array().unwrap().iter().find(|a| a["alias"] == "champion").cloned().unwrap();
     assert_eq!(champion["model_id"], tuned);
+
+    // The stack: every stage shows its artefact; the iterations come from lineage. The base model was
+    // imported, not trained on the loop's data, so only the tuned model's promotion is an iteration.
+    let stack = server.get("/api/v1/loops/notes/stack").await.expect(200);
+    let stages = stack["stages"].as_array().unwrap();
+    let keys: Vec<&str> = stages.iter().map(|s| s["key"].as_str().unwrap()).collect();
+    assert_eq!(keys, ["reward", "data", "fine-tuning", "evals", "ab", "observability", "iteration"], "{stack}");
+    let stage = |key: &str| stages.iter().find(|s| s["key"] == key).unwrap().clone();
+    for key in ["reward", "data", "fine-tuning", "evals", "iteration"] {
+        assert!(stage(key)["artefact"].as_str().is_some_and(|a| !a.is_empty()), "{key}: {stack}");
+        assert!(stage(key)["last_activity"].is_string(), "{key}: {stack}");
+    }
+    assert!(stage("data")["artefact"].as_str().unwrap().contains("notes-sft"), "{stack}");
+    assert_eq!(stage("fine-tuning")["status"], "succeeded", "{stack}");
+    assert_eq!(stage("ab")["status"], "missing", "{stack}");
+    assert_eq!(stage("observability")["status"], "ok", "{stack}");
+    let iterations = stack["iterations"].as_array().unwrap();
+    assert_eq!(iterations.len(), 1, "{stack}");
+    let iteration = &iterations[0];
+    assert_eq!(iteration["outcome"], "promoted", "{stack}");
+    assert_eq!(iteration["model_id"], tuned, "{stack}");
+    assert_eq!(iteration["dataset_id"], built["sft"]["id"], "{stack}");
+    assert_eq!(iteration["job_id"], sft["id"], "{stack}");
+    assert_eq!(iteration["first_event_at"], "2026-06-01T10:00:00Z", "{stack}");
+    assert!(iteration["cycle_hours"].as_f64().unwrap() > 0.0, "{stack}");
+    assert!((iteration["reward_change"].as_f64().unwrap() - (tuned_reward - base_reward)).abs() < 1e-9, "{stack}");
+    assert_eq!(stack["metabolism"]["iterations"], 1, "{stack}");
+    assert_eq!(stack["metabolism"]["promoted"], 1, "{stack}");
+    let annotations: i64 =
+        stack["metabolism"]["weeks"].as_array().unwrap().iter().map(|w| w["annotations"].as_i64().unwrap()).sum();
+    assert_eq!(annotations, 90, "{stack}");
+    server.get("/api/v1/loops/nobody/stack").await.expect_error(404, "not_found");
+    let page = server.get("/loops/notes").await;
+    assert_eq!(page.status, 200, "{}", page.text);
+    for part in ["Post-training stack", "Iterations", "Metabolism", "promoted", "Annotations per week"] {
+        assert!(page.text.contains(part), "the loop page shows {part:?}: {}", page.text);
+    }
+    assert!(page.text.contains(iteration["model"].as_str().unwrap()), "{}", page.text);
     // The champion's scores are metric points that key results can link to.
     let series = server.get("/api/v1/metrics/notes-champion-replay-acceptance").await.expect(200);
     let points = series["points"].as_array().unwrap();

@@ -258,6 +258,7 @@ fn MetricView(series: MetricSeries) -> impl IntoView {
 pub fn LoopPage() -> impl IntoView {
     let key = param_text("key");
     let data = Resource::new(move || key.get(), load_loop);
+    let stack = Resource::new(move || key.get(), load_loop_stack);
     view! {
         <Suspense fallback=loading>
             {move || Suspend::new(async move {
@@ -267,6 +268,173 @@ pub fn LoopPage() -> impl IntoView {
                 }
             })}
         </Suspense>
+        <Suspense fallback=loading>
+            {move || Suspend::new(async move {
+                match stack.await {
+                    Err(_) => ().into_any(),
+                    Ok(stack) => view! { <LoopStackView stack/> }.into_any(),
+                }
+            })}
+        </Suspense>
+    }
+}
+
+fn when(t: Option<chrono::DateTime<chrono::Utc>>) -> String {
+    t.map(|t| t.format("%Y-%m-%d %H:%M").to_string()).unwrap_or_else(|| "—".into())
+}
+
+fn hours_text(h: f64) -> String {
+    if h >= 48.0 { format!("{:.1} d", h / 24.0) } else { format!("{h:.1} h") }
+}
+
+/// The post-training stack as a row of cards, the iterations derived from lineage, and the metabolism.
+#[component]
+fn LoopStackView(stack: LoopStack) -> impl IntoView {
+    let LoopStack { stages, iterations, metabolism, .. } = stack;
+    let m = metabolism;
+    let summary = format!(
+        "{}{} iterations, {} promoted · mean cycle time {} · lift per promoted iteration {}",
+        match (&m.season, m.iterations_per_week) {
+            (Some(s), Some(r)) => format!("Season {s}: {r:.2} iterations per week · all time: "),
+            _ => String::new(),
+        },
+        m.iterations,
+        m.promoted,
+        m.mean_cycle_hours.map(hours_text).unwrap_or_else(|| "—".into()),
+        m.lift_per_iteration.map(|l| format!("{l:+.4}")).unwrap_or_else(|| "—".into()),
+    );
+    let series = |f: fn(&MetabolismWeek) -> Option<f64>| -> Vec<(chrono::NaiveDate, f64)> {
+        m.weeks.iter().filter_map(|w| f(w).map(|v| (w.week, v))).collect()
+    };
+    let iterations_per_week = series(|w| Some(w.iterations as f64));
+    let cycle = series(|w| w.cycle_hours);
+    let lift = series(|w| w.lift);
+    let annotations = series(|w| Some(w.annotations as f64));
+    view! {
+        <section aria-labelledby="stack-heading">
+            <h2 id="stack-heading">"Post-training stack"</h2>
+            <ul class="cards stack-stages">
+                {stages.into_iter().map(|s| view! {
+                    <li class=format!("card stage-card status-{}", s.status)>
+                        <h3>{s.name.clone()}</h3>
+                        <p>{s.artefact.clone().unwrap_or_else(|| "Nothing yet".into())}</p>
+                        <p><span class="badge">{s.status.clone()}</span></p>
+                        <p class="muted">{format!("Last activity: {} UTC", when(s.last_activity))}</p>
+                    </li>
+                }).collect_view()}
+            </ul>
+        </section>
+        <section aria-labelledby="iterations-heading">
+            <h2 id="iterations-heading">"Iterations"</h2>
+            <p class="hint">"Derived from lineage: each promotion decision on a model trained by a job on a dataset built from this loop's events."</p>
+            {if iterations.is_empty() {
+                view! { <p class="empty">"No iterations yet: build datasets, fine-tune a challenger and take it through the promotion gate."</p> }.into_any()
+            } else {
+                view! {
+                    <table class="compact iterations">
+                        <thead><tr>
+                            <th scope="col">"Model"</th><th scope="col">"First event"</th><th scope="col">"Dataset"</th>
+                            <th scope="col">"Job"</th><th scope="col">"Eval"</th><th scope="col">"Experiment"</th>
+                            <th scope="col">"Decided (UTC)"</th><th scope="col">"Outcome"</th><th scope="col">"Reward change"</th><th scope="col">"Cycle time"</th>
+                        </tr></thead>
+                        <tbody>
+                            {iterations.into_iter().map(|i| view! {
+                                <tr>
+                                    <th scope="row">{i.model.clone()}</th>
+                                    <td>{when(i.first_event_at)}</td>
+                                    <td>{format!("{} #{} · {}", i.dataset, i.dataset_id, when(Some(i.dataset_created_at)))}</td>
+                                    <td>{i.job_id.map(|j| format!("#{j} · {} → {}", when(i.job_started_at), when(i.job_finished_at))).unwrap_or_else(|| "—".into())}</td>
+                                    <td>{format!("{} · {}", i.reward.map(|r| format!("{r:.4}")).unwrap_or_else(|| "—".into()), when(i.evaluated_at))}</td>
+                                    <td>{i.experiment.clone().unwrap_or_else(|| "—".into())}</td>
+                                    <td>{when(Some(i.decided_at))}</td>
+                                    <td><span class="badge" title=i.reason.clone()>{i.outcome.clone()}</span></td>
+                                    <td>{i.reward_change.map(|c| format!("{c:+.4}")).unwrap_or_else(|| "—".into())}</td>
+                                    <td>{i.cycle_hours.map(hours_text).unwrap_or_else(|| "—".into())}</td>
+                                </tr>
+                            }).collect_view()}
+                        </tbody>
+                    </table>
+                }.into_any()
+            }}
+        </section>
+        <section aria-labelledby="metabolism-heading">
+            <h2 id="metabolism-heading">"Metabolism"</h2>
+            <p class="meta">{summary}</p>
+            <div class="row">
+                <WeeklyBars id="metabolism-iterations" title="Iterations per week" points=iterations_per_week format=|v| format!("{v:.0}")/>
+                <WeeklyBars id="metabolism-cycle" title="Mean cycle time per week (first event to decision)" points=cycle format=hours_text/>
+                <WeeklyBars id="metabolism-lift" title="Reward lift of promotions per week" points=lift format=|v| format!("{v:+.4}")/>
+                <WeeklyBars id="metabolism-annotations" title="Annotations per week" points=annotations format=|v| format!("{v:.0}")/>
+            </div>
+            <p class="hint">{m.annotation_method.clone()}</p>
+            <table class="compact metabolism-table">
+                <caption>"Metabolism per ISO week (from Monday)"</caption>
+                <thead><tr>
+                    <th scope="col">"Week of"</th><th scope="col">"Iterations"</th><th scope="col">"Promoted"</th>
+                    <th scope="col">"Mean cycle time"</th><th scope="col">"Lift"</th><th scope="col">"Annotations"</th>
+                </tr></thead>
+                <tbody>
+                    {m.weeks.into_iter().map(|w| view! {
+                        <tr>
+                            <th scope="row">{w.week.to_string()}</th>
+                            <td>{w.iterations}</td><td>{w.promoted}</td>
+                            <td>{w.cycle_hours.map(hours_text).unwrap_or_else(|| "—".into())}</td>
+                            <td>{w.lift.map(|l| format!("{l:+.4}")).unwrap_or_else(|| "—".into())}</td>
+                            <td>{w.annotations}</td>
+                        </tr>
+                    }).collect_view()}
+                </tbody>
+            </table>
+        </section>
+    }
+}
+
+/// A small accessible bar chart of weekly values: the SVG has a title and a description that reads
+/// every value; the table under the charts carries the same numbers.
+#[component]
+fn WeeklyBars(
+    id: &'static str,
+    title: &'static str,
+    points: Vec<(chrono::NaiveDate, f64)>,
+    format: fn(f64) -> String,
+) -> impl IntoView {
+    const W: f64 = 320.0;
+    const H: f64 = 140.0;
+    const PAD: f64 = 24.0;
+    let desc = if points.is_empty() {
+        "No data yet.".to_owned()
+    } else {
+        points.iter().map(|(d, v)| format!("week of {d}: {}", format(*v))).collect::<Vec<_>>().join("; ")
+    };
+    let most = points.iter().map(|(_, v)| v.abs()).fold(0.0_f64, f64::max).max(f64::MIN_POSITIVE);
+    let slot = (W - PAD) / points.len().max(1) as f64;
+    let bar = (slot * 0.6).min(40.0);
+    let bars = points
+        .iter()
+        .enumerate()
+        .map(|(i, (d, v))| {
+            let height = (v.abs() / most) * (H - 2.0 * PAD);
+            let x = PAD + slot * i as f64 + (slot - bar) / 2.0;
+            let y = H - PAD - height;
+            let tip = format!("week of {d}: {}", format(*v));
+            view! {
+                <rect class=if *v < 0.0 { "bar negative" } else { "bar" } x=format!("{x:.1}") y=format!("{y:.1}") width=format!("{bar:.1}") height=format!("{height:.1}")>
+                    <title>{tip}</title>
+                </rect>
+                <text class="axis" x=format!("{:.1}", x + bar / 2.0) y=H - PAD + 14.0 text-anchor="middle">{d.format("%d %b").to_string()}</text>
+            }
+        })
+        .collect_view();
+    view! {
+        <figure class="chart weekly-bars">
+            <svg viewBox=format!("0 0 {W} {H}") role="img" aria-labelledby=format!("{id}-title {id}-desc") preserveAspectRatio="xMidYMid meet">
+                <title id=format!("{id}-title")>{title}</title>
+                <desc id=format!("{id}-desc")>{desc}</desc>
+                <line class="ref start" x1=PAD x2=W - 4.0 y1=H - PAD y2=H - PAD></line>
+                {bars}
+            </svg>
+            <figcaption class="muted">{title}</figcaption>
+        </figure>
     }
 }
 

@@ -3,6 +3,7 @@
 
 mod access;
 mod adoption;
+mod dashboard;
 mod loops;
 mod okr;
 mod runner;
@@ -11,6 +12,7 @@ mod squads;
 
 pub use access::*;
 pub use adoption::*;
+pub use dashboard::*;
 pub use loops::*;
 pub use okr::*;
 pub use runner::*;

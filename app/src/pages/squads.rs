@@ -85,6 +85,7 @@ fn SquadColumnView(column: SquadColumn, target: f64, open: bool) -> impl IntoVie
         <section class="column" id=format!("squad-{}", squad.id) aria-labelledby=format!("squad-{}-name", squad.id)>
             <div class="row-head">
                 <h2 id=format!("squad-{}-name", squad.id)>{squad.name.clone()}</h2>
+                <a href=format!("/squads/{}/dashboard", squad.id) class="link">"Dashboard"</a>
                 {edits_squad.then(|| view! { <a href=format!("/squads/{}/edit", squad.id) class="link">"Edit"</a> })}
             </div>
             <p class="meta">{format!("{} · capacity {} pw per cycle", squad.unit, fmt_number(squad.capacity))}</p>

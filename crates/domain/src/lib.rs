@@ -21,6 +21,7 @@ pub mod rollup;
 pub mod season;
 pub mod slope;
 pub mod squad;
+pub mod stack;
 pub mod views;
 
 pub use access::*;
@@ -39,4 +40,5 @@ pub use rollup::*;
 pub use season::*;
 pub use slope::*;
 pub use squad::*;
+pub use stack::*;
 pub use views::*;

@@ -1,8 +1,11 @@
 //! Read models: what a page or an API response shows about one entity, assembled by the service layer.
 
+use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 
 use crate::checkin::CheckIn;
+use crate::forecast::Forecast;
+use crate::measure::Measure;
 use crate::measure::Progress;
 use crate::metric::{MetricDefinition, MetricPoint};
 use crate::objective::{KeyResult, Objective};
@@ -77,4 +80,30 @@ pub struct MetricSeries {
     pub points: Vec<MetricPoint>,
     /// Whether the newest data is older than the metric's freshness limit (or there is none).
     pub stale: bool,
+}
+
+/// One squad goal on its squad's dashboard: the key result it ladders to, the linked metric's series and
+/// the forecast of the goal's measure (else the key result's) at the goal's end date.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct DashboardGoal {
+    pub goal: SquadGoal,
+    pub key_result: KeyResult,
+    /// The measure forecast: the goal's when it has a target, else the key result's.
+    pub measure: Measure,
+    /// The goal's metric, else the key result's; `None` when neither is fed by a metric.
+    pub series: Option<MetricSeries>,
+    /// `None` without a metric or with too few points for a trend.
+    pub forecast: Option<Forecast>,
+}
+
+/// A squad's dashboard for one season.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct SquadDashboard {
+    pub squad: Squad,
+    pub season: Option<Season>,
+    /// The day the dashboard was assembled, for the "today" marker.
+    pub today: NaiveDate,
+    pub goals: Vec<DashboardGoal>,
 }

@@ -375,6 +375,64 @@ impl Planning {
         Ok(SquadBoard { season, seasons, columns, slope })
     }
 
+    /// The dashboard of one squad in `season` (the current season when `None`): per goal, its key
+    /// result, the linked metric's series (the goal's metric, else the key result's) and the forecast of
+    /// the goal's measure (else the key result's, for a milestone goal) at the goal's end date.
+    pub async fn squad_dashboard(
+        &self,
+        actor: &Actor,
+        squad: SquadId,
+        season: Option<SeasonId>,
+    ) -> Result<SquadDashboard> {
+        let org = actor.authorize(Action::Read)?;
+        let squad = self.store.get_squad(org, squad).await?;
+        let seasons = self.store.list_seasons(org).await?;
+        let season = match season {
+            Some(id) => Some(
+                seasons
+                    .iter()
+                    .find(|s| s.id == id)
+                    .cloned()
+                    .ok_or_else(|| ServiceError::NotFound(format!("season {id} not found")))?,
+            ),
+            None => seasons.iter().find(|s| s.status == SeasonStatus::Active).or(seasons.first()).cloned(),
+        };
+        let now = Utc::now();
+        let mut goals = vec![];
+        if let Some(s) = &season {
+            let own = self.store.list_goals_for_season(org, s.id).await?.into_iter().filter(|g| g.squad_id == squad.id);
+            for goal in own {
+                let key_result = self.store.get_key_result(org, goal.key_result_id).await?;
+                let measure = match goal.measure {
+                    Measure::Milestone => key_result.measure.clone(),
+                    ref m => m.clone(),
+                };
+                let key = goal.metric.as_ref().or(key_result.metric.as_ref()).map(|f| f.key.clone());
+                let series = match key {
+                    Some(key) => match self.store.metric(org, &key).await? {
+                        Some(metric) => {
+                            let points = self.store.series(org, &key, metric.version).await?;
+                            let feed = MetricFeed {
+                                key: metric.key.clone(),
+                                observed_at: points.last().map(|p| p.observed_at),
+                                freshness_hours: metric.freshness_hours,
+                            };
+                            Some(MetricSeries { stale: feed.is_stale(now), metric, points })
+                        }
+                        None => None,
+                    },
+                    None => None,
+                };
+                let forecast = series.as_ref().and_then(|s| {
+                    let points: Vec<TrendPoint> = s.points.iter().map(TrendPoint::from).collect();
+                    forecast_measure(&points, &measure, goal.ends_on)
+                });
+                goals.push(DashboardGoal { goal, key_result, measure, series, forecast });
+            }
+        }
+        Ok(SquadDashboard { squad, season, today: now.date_naive(), goals })
+    }
+
     // ---- check-ins -----------------------------------------------------------------------------
 
     pub async fn check_in_key_result(&self, actor: &Actor, id: KeyResultId, input: &CheckInInput) -> Result<CheckIn> {

@@ -1590,6 +1590,254 @@ pub fn spawn_workers(runner: Runner, name: &str, slots: usize, poll: std::time::
     }
 }
 
+// ---- the post-training stack -----------------------------------------------------------------------
+
+/// How [`Runner::loop_stack`] counts annotation volume.
+pub const ANNOTATION_METHOD: &str = "Events with a context and a final text, counted from the row counts of the loop's SFT datasets: each new dataset adds its rows beyond the previous one's, in the week it was built.";
+
+fn ts(v: &Value) -> Option<DateTime<Utc>> {
+    v.as_str().and_then(|s| DateTime::parse_from_rfc3339(s).ok()).map(|t| t.with_timezone(&Utc))
+}
+
+fn week_of(t: DateTime<Utc>) -> chrono::NaiveDate {
+    use chrono::Datelike;
+    let d = t.date_naive();
+    d - Duration::days(d.weekday().num_days_from_monday() as i64)
+}
+
+impl Runner {
+    /// A loop's post-training stack: each stage's current artefact, status and last activity; the
+    /// iterations derived from lineage (every promotion decision on a model trained by a job on a
+    /// dataset built from this loop's events), newest first; and the loop's metabolism per week.
+    pub async fn loop_stack(&self, actor: &Actor, loop_key: &str) -> Result<slope_domain::LoopStack> {
+        use slope_domain::{LoopIteration, LoopStack, Metabolism, MetabolismWeek, StackStage};
+        let org = actor.authorize(Action::Read)?;
+        let key = Key::parse(loop_key).map_err(|m| ServiceError::NotFound(format!("loop {loop_key}: {m}")))?;
+        let key = key.as_str();
+        let models = self.store.list_models(org, Some(key)).await?;
+        if models.is_empty() {
+            self.loops.ensure_loop(org, key).await?;
+        }
+        let mut datasets: Vec<DatasetRecord> =
+            self.store.list_datasets(org).await?.into_iter().filter(|d| d.source["loop"] == key).collect();
+        datasets.sort_by_key(|d| (d.created_at, d.id));
+        let jobs: Vec<JobRecord> =
+            self.store.list_jobs(org, 1000).await?.into_iter().filter(|j| j.spec["loop"] == key).collect();
+        let promotions = self.store.promotions(org, Some(key)).await?;
+        let experiments: Vec<_> =
+            self.loops.list_experiments(actor).await?.into_iter().filter(|e| e.loop_key == key).collect();
+        let alerts: Vec<_> = self.loops.drift_alerts(actor).await?.into_iter().filter(|a| a.loop_key == key).collect();
+
+        // Iterations, from lineage.
+        let mut iterations = Vec::new();
+        for p in &promotions {
+            let Some(model) = models.iter().find(|m| m.id == p.challenger_id) else { continue };
+            let Some(digest) = &model.dataset_digest else { continue };
+            let Some(dataset) = datasets.iter().find(|d| &d.digest == digest) else { continue };
+            let job = match model.job_id {
+                Some(id) => jobs.iter().find(|j| j.id == id).cloned().or(self.store.job(org, id).await?),
+                None => None,
+            };
+            let first_event_at = ts(&dataset.source["range"]["from"]);
+            let decided = p.at.date_naive();
+            let experiment = p.decision["experiment"]["key"].as_str().map(str::to_owned).or_else(|| {
+                experiments
+                    .iter()
+                    .filter(|e| e.starts_on <= decided && e.ends_on >= dataset.created_at.date_naive())
+                    .max_by_key(|e| (e.starts_on, e.id))
+                    .map(|e| e.key.clone())
+            });
+            let reward_change = p.decision["challenger"]["reward"]
+                .as_f64()
+                .zip(p.decision["champion"]["reward"].as_f64())
+                .map(|(a, b)| a - b);
+            iterations.push(LoopIteration {
+                promotion_id: p.id,
+                model_id: model.id,
+                model: model.name.clone(),
+                dataset_id: dataset.id,
+                dataset: dataset.name.clone(),
+                job_id: model.job_id,
+                first_event_at,
+                dataset_created_at: dataset.created_at,
+                job_started_at: job.as_ref().and_then(|j| j.started_at),
+                job_finished_at: job.as_ref().and_then(|j| j.finished_at),
+                evaluated_at: model.evaluated_at,
+                reward: model.reward,
+                experiment,
+                decided_at: p.at,
+                outcome: if p.accepted { "promoted" } else { "refused" }.into(),
+                reason: p.decision["reason"].as_str().unwrap_or_default().into(),
+                reward_change,
+                cycle_hours: first_event_at.map(|f| (p.at - f).num_seconds() as f64 / 3600.0),
+            });
+        }
+        iterations.sort_by_key(|i| std::cmp::Reverse((i.decided_at, i.promotion_id)));
+
+        // Metabolism, per ISO week.
+        let mut weeks: Vec<MetabolismWeek> = Vec::new();
+        fn week_entry(weeks: &mut Vec<MetabolismWeek>, week: chrono::NaiveDate) -> &mut MetabolismWeek {
+            let i = match weeks.iter().position(|w| w.week == week) {
+                Some(i) => i,
+                None => {
+                    weeks.push(MetabolismWeek {
+                        week,
+                        iterations: 0,
+                        promoted: 0,
+                        cycle_hours: None,
+                        lift: None,
+                        annotations: 0,
+                    });
+                    weeks.len() - 1
+                }
+            };
+            &mut weeks[i]
+        }
+        let mut cycles: HashMap<chrono::NaiveDate, Vec<f64>> = HashMap::new();
+        for it in &iterations {
+            let w = week_entry(&mut weeks, week_of(it.decided_at));
+            w.iterations += 1;
+            if it.outcome == "promoted" {
+                w.promoted += 1;
+                if let Some(change) = it.reward_change {
+                    w.lift = Some(w.lift.unwrap_or(0.0) + change);
+                }
+            }
+            if let Some(c) = it.cycle_hours {
+                cycles.entry(w.week).or_default().push(c);
+            }
+        }
+        let mut previous_rows = 0;
+        for d in datasets.iter().filter(|d| d.kind == "sft") {
+            let added = (d.rows - previous_rows).max(0);
+            previous_rows = previous_rows.max(d.rows);
+            week_entry(&mut weeks, week_of(d.created_at)).annotations += added;
+        }
+        for w in &mut weeks {
+            if let Some(c) = cycles.get(&w.week) {
+                w.cycle_hours = Some(c.iter().sum::<f64>() / c.len() as f64);
+            }
+        }
+        weeks.sort_by_key(|w| w.week);
+        let today = Utc::now().date_naive();
+        let season = self
+            .store
+            .list_seasons(org)
+            .await?
+            .into_iter()
+            .filter(|s| s.starts_on <= today && today <= s.ends_on)
+            .max_by_key(|s| s.starts_on);
+        let mut iterations_per_week = None;
+        if let Some(s) = &season {
+            let first_week = week_of(s.starts_on.and_hms_opt(0, 0, 0).expect("midnight").and_utc());
+            weeks.retain(|w| w.week >= first_week && w.week <= s.ends_on);
+            let elapsed = ((today - s.starts_on).num_days() as f64 / 7.0).max(1.0);
+            let count = iterations.iter().filter(|i| i.decided_at.date_naive() >= s.starts_on).count();
+            iterations_per_week = Some(count as f64 / elapsed);
+        }
+        let mean = |v: Vec<f64>| (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64);
+        let promoted: Vec<&LoopIteration> = iterations.iter().filter(|i| i.outcome == "promoted").collect();
+        let metabolism = Metabolism {
+            iterations: iterations.len() as i64,
+            promoted: promoted.len() as i64,
+            mean_cycle_hours: mean(promoted.iter().filter_map(|i| i.cycle_hours).collect()),
+            lift_per_iteration: mean(promoted.iter().filter_map(|i| i.reward_change).collect()),
+            season: season.map(|s| s.name),
+            iterations_per_week,
+            weeks,
+            annotation_method: ANNOTATION_METHOD.into(),
+        };
+
+        // The stages.
+        let evaluated = models.iter().filter(|m| m.evaluated_at.is_some()).max_by_key(|m| (m.evaluated_at, m.id));
+        let stage = |key: &str, name: &str, artefact: Option<String>, status: &str, last: Option<DateTime<Utc>>| {
+            StackStage { key: key.into(), name: name.into(), artefact, status: status.into(), last_activity: last }
+        };
+        let reward_spec = evaluated.and_then(|m| m.eval.as_ref()).map(|e| e["reward_spec"].clone());
+        let experiment = experiments.iter().max_by_key(|e| (e.starts_on, e.id));
+        let last_job = jobs.iter().max_by_key(|j| (j.created_at, j.id));
+        let last_dataset = datasets.last();
+        let champion = self.store.alias(org, key, CHAMPION).await?;
+        let stages = vec![
+            stage(
+                "reward",
+                "Reward design",
+                reward_spec.as_ref().map(|s| format!("reward spec {s}")),
+                if reward_spec.is_some() { "ok" } else { "missing" },
+                evaluated.and_then(|m| m.evaluated_at),
+            ),
+            stage(
+                "data",
+                "Data sourcing",
+                last_dataset.map(|_| {
+                    let mut kinds: Vec<&str> = datasets.iter().map(|d| d.kind.as_str()).collect();
+                    kinds.dedup();
+                    kinds.sort_unstable();
+                    kinds.dedup();
+                    kinds
+                        .iter()
+                        .filter_map(|k| datasets.iter().rev().find(|d| d.kind == *k))
+                        .map(|d| format!("{} #{} ({} rows from {} events)", d.name, d.id, d.rows, d.source["events"]))
+                        .collect::<Vec<_>>()
+                        .join("; ")
+                }),
+                if last_dataset.is_some() { "ok" } else { "missing" },
+                last_dataset.map(|d| d.created_at),
+            ),
+            stage(
+                "fine-tuning",
+                "Fine-tuning",
+                last_job.map(|j| format!("{} job #{}", j.kind, j.id)),
+                last_job.map(|j| j.status.as_str()).unwrap_or("missing"),
+                last_job.map(|j| j.finished_at.or(j.started_at).unwrap_or(j.created_at)),
+            ),
+            stage(
+                "evals",
+                "Evals",
+                evaluated.map(|m| format!("{} reward {:.4}", m.name, m.reward.unwrap_or(f64::NAN))),
+                if evaluated.is_some() { "ok" } else { "missing" },
+                evaluated.and_then(|m| m.evaluated_at),
+            ),
+            stage(
+                "ab",
+                "A/B testing",
+                experiment.map(|e| format!("experiment {} ({} vs {})", e.key, e.control, e.treatment)),
+                match experiment {
+                    None => "missing",
+                    Some(e) if e.starts_on > today => "scheduled",
+                    Some(e) if e.ends_on >= today => "running",
+                    Some(_) => "finished",
+                },
+                experiment.map(|e| e.created_at),
+            ),
+            stage(
+                "observability",
+                "Observability",
+                alerts.first().map(|a| {
+                    format!("{} drift alerts; latest: {} {} (PSI {:.3})", alerts.len(), a.band, a.field, a.psi)
+                }),
+                if alerts.is_empty() { "ok" } else { "alert" },
+                alerts.iter().map(|a| a.created_at).max(),
+            ),
+            stage(
+                "iteration",
+                "Iteration",
+                iterations.first().map(|i| {
+                    format!(
+                        "{} {}{}",
+                        i.model,
+                        i.outcome,
+                        champion.as_ref().map(|c| format!("; champion model #{}", c.model_id)).unwrap_or_default()
+                    )
+                }),
+                iterations.first().map(|i| i.outcome.as_str()).unwrap_or("missing"),
+                iterations.first().map(|i| i.decided_at),
+            ),
+        ];
+        Ok(LoopStack { loop_key: key.into(), stages, iterations, metabolism })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -64,6 +64,7 @@ pub(crate) fn routes() -> OpenApiRouter<ApiState> {
         .routes(routes!(get_squad, update_squad))
         .routes(routes!(create_goal))
         .routes(routes!(squad_board))
+        .routes(routes!(squad_dashboard))
         .routes(routes!(get_goal, update_goal))
         .routes(routes!(goal_check_ins, check_in_goal))
         .routes(routes!(openapi_document))
@@ -708,6 +709,35 @@ async fn squad_board(
     Query(q): Query<BoardQuery>,
 ) -> ApiResult<Json<SquadBoard>> {
     Ok(Json(s.planning.squad_board(&actor, q.season.map(SeasonId)).await?))
+}
+
+/// Reads a squad's dashboard.
+///
+/// For each goal of the squad in the season (the current season when `season` is left out): the goal,
+/// the key result it ladders to, the linked metric's series (the goal's metric, else the key result's)
+/// and the forecast of the goal's measure at the goal's end date from the metric's trend, with its 95 %
+/// prediction interval and the probability of reaching the target.
+#[utoipa::path(
+    get,
+    path = "/squads/{id}/dashboard",
+    tag = "squads",
+    params(("id" = i64, Path, description = "The squad's id."), BoardQuery),
+    responses(
+        (status = 200, description = "The squad's dashboard.", body = SquadDashboard),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 422, response = Invalid),
+    ),
+    security(("bearer" = []), ("session" = []))
+)]
+async fn squad_dashboard(
+    State(s): State<ApiState>,
+    Caller(actor): Caller,
+    Id(id): Id,
+    Query(q): Query<BoardQuery>,
+) -> ApiResult<Json<SquadDashboard>> {
+    Ok(Json(s.planning.squad_dashboard(&actor, SquadId(id), q.season.map(SeasonId)).await?))
 }
 
 /// Creates a goal of a squad.

@@ -39,6 +39,7 @@ pub fn routes() -> OpenApiRouter<ApiState> {
         .routes(routes!(list_models))
         .routes(routes!(get_model))
         .routes(routes!(loop_models))
+        .routes(routes!(loop_stack))
         .routes(routes!(promote))
         .routes(routes!(set_challenger))
         .routes(routes!(complete))
@@ -498,6 +499,29 @@ async fn loop_models(
         promotions: r.promotions(&actor, Some(&loop_key)).await?,
         loop_key,
     }))
+}
+
+/// Reads a loop's post-training stack: each stage's current artefact, the iterations derived from
+/// lineage (dataset → job → eval → experiment → promotion decision) and the loop's metabolism.
+#[utoipa::path(
+    get,
+    path = "/loops/{loop}/stack",
+    tag = "models",
+    params(("loop" = String, Path, description = "The loop's key.")),
+    responses(
+        (status = 200, description = "The loop's stages, iterations and metabolism.", body = slope_domain::LoopStack),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+    ),
+    security(("bearer" = []), ("session" = []))
+)]
+async fn loop_stack(
+    State(s): State<ApiState>,
+    Caller(actor): Caller,
+    Path(loop_key): Path<String>,
+) -> ApiResult<impl IntoResponse> {
+    Ok(Json(runner(&s).loop_stack(&actor, &loop_key).await?))
 }
 
 #[derive(Deserialize, ToSchema)]

@@ -1,0 +1,232 @@
+//! Black-box tests of the squad dashboard API: each goal of a squad with its key result, the linked
+//! metric's series and the forecast of the goal's measure at its end date.
+//!
+//! The metric is a pushed one whose points form a rising line, dated in the past (March and April
+//! 2026), so that no answer depends on the day the tests run.
+
+mod common;
+
+use chrono::{Duration, NaiveDate};
+use common::{Scratch, Server};
+use serde_json::{Value, json};
+
+const METRIC: &str = "eval.f1";
+const GOAL_ENDS: &str = "2026-05-31";
+
+fn day(text: &str) -> NaiveDate {
+    NaiveDate::parse_from_str(text, "%Y-%m-%d").unwrap_or_else(|e| panic!("{text:?} is not a date: {e}"))
+}
+
+fn number(value: &Value, what: &str) -> f64 {
+    value.as_f64().unwrap_or_else(|| panic!("{what} should be a number, not {value}"))
+}
+
+fn id_of(entity: &Value) -> i64 {
+    entity["id"].as_i64().unwrap_or_else(|| panic!("no id in {entity}"))
+}
+
+/// The first point's day, and the line the points follow (before their small alternating scatter).
+const FIRST: &str = "2026-03-02";
+fn line(days: i64) -> f64 {
+    0.5 + 0.002 * days as f64
+}
+
+/// Twenty points three days apart along `line`, alternately a little above and below it.
+async fn push_rising_line(server: &Server) {
+    server
+        .post("/api/v1/metrics", &json!({ "key": METRIC, "name": "Eval F1", "kind": "eval-score" }))
+        .await
+        .expect(201);
+    let points: Vec<Value> = (0..20)
+        .map(|i| {
+            let days = 3 * i;
+            let at = day(FIRST) + Duration::days(days);
+            let scatter = if i % 2 == 0 { 0.003 } else { -0.003 };
+            json!({ "at": format!("{at}T12:00:00Z"), "value": line(days) + scatter })
+        })
+        .collect();
+    let series = server.post(&format!("/api/v1/metrics/{METRIC}/points"), &json!({ "points": points })).await;
+    let series = series.expect(200);
+    assert_eq!(series["points"].as_array().map(Vec::len), Some(20), "{series}");
+}
+
+/// A season, an objective, a key result fed by the metric (target 1: clearly missed) and a squad.
+async fn plan(server: &Server) -> (i64, i64, i64) {
+    let season = server
+        .post(
+            "/api/v1/seasons",
+            &json!({
+                "name": "Dashboards 2026",
+                "thesis": "Agents replace forms",
+                "problems": ["Clinicians type too much"],
+                "winning": "Half of all notes drafted by agents",
+                "starts_on": "2026-01-01",
+                "ends_on": "2026-06-30",
+                "slope_target": 0.2,
+            }),
+        )
+        .await
+        .expect(201);
+    let objective = server
+        .post(
+            &format!("/api/v1/seasons/{}/objectives", season["id"]),
+            &json!({ "quarter": "2026-Q1", "title": "Clinicians trust the drafts", "commitment": "committed" }),
+        )
+        .await
+        .expect(201);
+    let key_result = server
+        .post(
+            &format!("/api/v1/objectives/{}/key-results", objective["id"]),
+            &json!({ "title": "F1 of drafts", "kind": "increase-to", "start": 0, "target": 1, "metric": METRIC }),
+        )
+        .await
+        .expect(201);
+    let squad = server
+        .post("/api/v1/squads", &json!({ "name": "Drafts squad", "unit": "Clinical", "capacity": 12 }))
+        .await
+        .expect(201);
+    (id_of(&season), id_of(&key_result), id_of(&squad))
+}
+
+async fn goal(server: &Server, squad: i64, key_result: i64, title: &str, measure: Value) -> i64 {
+    let mut body = json!({
+        "key_result_id": key_result,
+        "title": title,
+        "starts_on": "2026-04-20",
+        "ends_on": GOAL_ENDS,
+        "investment": "snapshot",
+        "planned_capacity": 2,
+    });
+    for (k, v) in measure.as_object().expect("a measure is an object") {
+        body[k] = v.clone();
+    }
+    id_of(&server.post(&format!("/api/v1/squads/{squad}/goals"), &body).await.expect(201))
+}
+
+fn goal_of(dashboard: &Value, id: i64) -> &Value {
+    dashboard["goals"]
+        .as_array()
+        .and_then(|goals| goals.iter().find(|g| g["goal"]["id"] == id))
+        .unwrap_or_else(|| panic!("no goal {id} on {dashboard}"))
+}
+
+#[tokio::test]
+async fn forecasts_each_goal_from_its_metric_trend() {
+    let scratch = Scratch::new("dashboards");
+    let server = Server::start(&scratch.0, &[]);
+    push_rising_line(&server).await;
+    let (season, key_result, squad) = plan(&server).await;
+
+    let beats = goal(
+        &server,
+        squad,
+        key_result,
+        "Beat 0.6",
+        json!({ "kind": "increase-to", "start": 0.5, "target": 0.6, "metric": METRIC }),
+    )
+    .await;
+    let misses = goal(
+        &server,
+        squad,
+        key_result,
+        "Reach 0.95",
+        json!({ "kind": "increase-to", "start": 0.5, "target": 0.95, "metric": METRIC }),
+    )
+    .await;
+    // A milestone goal without a metric of its own is forecast on its key result's metric and measure.
+    let milestone = goal(&server, squad, key_result, "Ship the drafts", json!({ "kind": "milestone" })).await;
+
+    let dashboard = server.get(&format!("/api/v1/squads/{squad}/dashboard?season={season}")).await.expect(200);
+    assert_eq!(dashboard["squad"]["id"], squad, "{dashboard}");
+    assert_eq!(dashboard["season"]["id"], season, "{dashboard}");
+    assert_eq!(dashboard["goals"].as_array().map(Vec::len), Some(3), "{dashboard}");
+    // The current season is the default.
+    let current = server.get(&format!("/api/v1/squads/{squad}/dashboard")).await.expect(200);
+    assert_eq!(current["goals"], dashboard["goals"], "the only season is the default");
+
+    let expected = line((day(GOAL_ENDS) - day(FIRST)).num_days());
+    for (id, probability_above) in [(beats, true), (misses, false), (milestone, false)] {
+        let g = goal_of(&dashboard, id);
+        assert_eq!(g["key_result"]["id"], key_result, "{g}");
+        assert_eq!(g["series"]["metric"]["key"], METRIC, "{g}");
+        assert_eq!(g["series"]["points"].as_array().map(Vec::len), Some(20), "{g}");
+        let f = &g["forecast"];
+        assert_eq!(f["on"], GOAL_ENDS, "{g}");
+        let value = number(&f["value"], "the forecast value");
+        let (low, high) = (number(&f["low"], "low"), number(&f["high"], "high"));
+        assert!((value - expected).abs() < 0.01, "forecast {value}, the line gives {expected}: {f}");
+        assert!(low < value && value < high, "the interval holds the value: {f}");
+        assert!(high - low < 0.1, "twenty close points give a narrow interval: {f}");
+        assert!(high - low > 0.005, "scattered points give an interval of some width: {f}");
+        let p = number(&f["probability"], "the probability");
+        if probability_above {
+            assert!(p > 0.9, "the line clearly beats 0.6: {f}");
+        } else {
+            assert!(p < 0.1, "the line clearly misses the target: {f}");
+        }
+        assert!(f["summary"].as_str().is_some_and(|s| !s.is_empty()), "{f}");
+    }
+    assert_eq!(goal_of(&dashboard, milestone)["measure"]["kind"], "increase-to", "the key result's measure");
+    assert_eq!(goal_of(&dashboard, beats)["measure"]["target"], 0.6, "the goal's own measure");
+
+    // The page renders the same on the server: a chart per goal with its text alternatives.
+    let page = server.get(&format!("/squads/{squad}/dashboard")).await;
+    assert_eq!(page.status, 200, "{}", page.text);
+    for needle in ["<svg", "<title", "<desc", "<table", "today", "Probability of reaching the target", "Beat 0.6"] {
+        assert!(page.text.contains(needle), "the dashboard page shows {needle:?}: {}", page.text);
+    }
+    let board = server.get("/squads").await;
+    assert!(
+        board.text.contains(&format!("/squads/{squad}/dashboard")),
+        "the board links the dashboard: {}",
+        board.text
+    );
+
+    server.get("/api/v1/squads/999999/dashboard").await.expect(404);
+    server.get(&format!("/api/v1/squads/{squad}/dashboard?season=999999")).await.expect(404);
+}
+
+#[tokio::test]
+async fn goals_without_a_metric_have_no_forecast() {
+    let scratch = Scratch::new("dashboards");
+    let server = Server::start(&scratch.0, &[]);
+    let season = server
+        .post(
+            "/api/v1/seasons",
+            &json!({
+                "name": "Unmeasured 2026",
+                "thesis": "Agents replace forms",
+                "problems": ["Clinicians type too much"],
+                "winning": "Half of all notes drafted by agents",
+                "starts_on": "2026-01-01",
+                "ends_on": "2026-06-30",
+                "slope_target": 0.2,
+            }),
+        )
+        .await
+        .expect(201);
+    let objective = server
+        .post(
+            &format!("/api/v1/seasons/{}/objectives", season["id"]),
+            &json!({ "quarter": "2026-Q1", "title": "Clinicians trust the drafts", "commitment": "committed" }),
+        )
+        .await
+        .expect(201);
+    let key_result = server
+        .post(
+            &format!("/api/v1/objectives/{}/key-results", objective["id"]),
+            &json!({ "title": "Drafts accepted", "kind": "increase-to", "start": 0, "target": 1 }),
+        )
+        .await
+        .expect(201);
+    let squad = server
+        .post("/api/v1/squads", &json!({ "name": "Quiet squad", "unit": "Clinical", "capacity": 4 }))
+        .await
+        .expect(201);
+    let squad = id_of(&squad);
+    let id = goal(&server, squad, id_of(&key_result), "Unmeasured", json!({ "kind": "milestone" })).await;
+
+    let dashboard = server.get(&format!("/api/v1/squads/{squad}/dashboard")).await.expect(200);
+    let g = goal_of(&dashboard, id);
+    assert_eq!((&g["series"], &g["forecast"]), (&Value::Null, &Value::Null), "{g}");
+}
