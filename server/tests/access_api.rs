@@ -19,9 +19,9 @@ use std::io::Write;
 use std::net::IpAddr;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
-use common::{Reply, Scratch, Server, ndjson};
+use common::{PgDatabase, Reply, Scratch, Server, ndjson};
 use reqwest::Method;
 use reqwest::header::{AUTHORIZATION, COOKIE, LOCATION, ORIGIN, REFERER, RETRY_AFTER, SET_COOKIE};
 use serde_json::{Value, json};
@@ -1140,7 +1140,7 @@ impl Site {
     }
 
     async fn postgres(admin_url: &str, label: &str) -> Site {
-        let database = PgDatabase::create(admin_url).await;
+        let database = PgDatabase::create(admin_url, "access").await;
         let mut env = base_env();
         env.push(("DATABASE_URL".to_owned(), database.url.clone()));
         Site { env, scratch: Scratch::new(&format!("access-pg-{label}")), _database: Some(database) }
@@ -1510,65 +1510,3 @@ fn form_action(html: &str, prefix: &str) -> Option<String> {
 }
 
 // ---- helpers: a PostgreSQL database per scenario ----------------------------------------------------
-
-/// A database of its own on the PostgreSQL server at `SLOPE_TEST_POSTGRES_URL`, dropped with the value.
-struct PgDatabase {
-    admin_url: String,
-    name: String,
-    url: String,
-}
-
-impl PgDatabase {
-    async fn create(admin_url: &str) -> PgDatabase {
-        use sqlx::{Connection, Executor};
-        let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or_default();
-        let name = format!("slope_access_{}_{nanos}", std::process::id());
-        let mut admin = sqlx::PgConnection::connect(admin_url)
-            .await
-            .unwrap_or_else(|e| panic!("cannot connect to SLOPE_TEST_POSTGRES_URL: {e}"));
-        admin.execute(format!("CREATE DATABASE \"{name}\"").as_str()).await.expect("CREATE DATABASE");
-        let _ = admin.close().await;
-        PgDatabase { url: database_url(admin_url, &name), admin_url: admin_url.to_owned(), name }
-    }
-}
-
-impl Drop for PgDatabase {
-    fn drop(&mut self) {
-        use sqlx::{Connection, Executor};
-        let (admin_url, name) = (self.admin_url.clone(), self.name.clone());
-        // Drop cannot await, and the test's runtime may be unwinding; a runtime of its own on another
-        // thread drops the database either way.
-        let dropped = std::thread::spawn(move || -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-            runtime.block_on(async {
-                let mut admin = sqlx::PgConnection::connect(&admin_url).await?;
-                admin.execute(format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)").as_str()).await?;
-                admin.close().await?;
-                Ok(())
-            })
-        })
-        .join();
-        match dropped {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => eprintln!("cannot drop the test database {}: {e}", self.name),
-            Err(_) => eprintln!("dropping the test database {} panicked", self.name),
-        }
-    }
-}
-
-/// The admin URL with its database replaced by `name`, keeping credentials, host and parameters.
-fn database_url(admin_url: &str, name: &str) -> String {
-    let (base, query) = match admin_url.split_once('?') {
-        Some((base, query)) => (base, Some(query)),
-        None => (admin_url, None),
-    };
-    let authority = base.find("://").map_or(0, |i| i + 3);
-    let server = match base[authority..].find('/') {
-        Some(slash) => &base[..authority + slash],
-        None => base,
-    };
-    match query {
-        Some(query) => format!("{server}/{name}?{query}"),
-        None => format!("{server}/{name}"),
-    }
-}

@@ -10,6 +10,8 @@
 
 mod common;
 
+use common::{PgDatabase, database_url};
+
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -1185,68 +1187,6 @@ async fn a_body_with_trailing_characters_is_refused() {
 
 // ---- the same scenarios on PostgreSQL ----------------------------------------------------------
 
-/// A database of its own on the PostgreSQL server at `SLOPE_TEST_POSTGRES_URL`, dropped with the value.
-struct PgDatabase {
-    admin_url: String,
-    name: String,
-    url: String,
-}
-
-impl PgDatabase {
-    async fn create(admin_url: &str) -> PgDatabase {
-        use sqlx::{Connection, Executor};
-        let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or_default();
-        let name = format!("slope_api_{}_{nanos}", std::process::id());
-        let mut admin = sqlx::PgConnection::connect(admin_url)
-            .await
-            .unwrap_or_else(|e| panic!("cannot connect to SLOPE_TEST_POSTGRES_URL: {e}"));
-        admin.execute(format!("CREATE DATABASE \"{name}\"").as_str()).await.expect("CREATE DATABASE");
-        let _ = admin.close().await;
-        PgDatabase { url: database_url(admin_url, &name), admin_url: admin_url.to_owned(), name }
-    }
-}
-
-impl Drop for PgDatabase {
-    fn drop(&mut self) {
-        use sqlx::{Connection, Executor};
-        let (admin_url, name) = (self.admin_url.clone(), self.name.clone());
-        // Drop cannot await, and the test's runtime may be unwinding; a runtime of its own on another
-        // thread drops the database either way.
-        let dropped = std::thread::spawn(move || -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-            runtime.block_on(async {
-                let mut admin = sqlx::PgConnection::connect(&admin_url).await?;
-                admin.execute(format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)").as_str()).await?;
-                admin.close().await?;
-                Ok(())
-            })
-        })
-        .join();
-        match dropped {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => eprintln!("cannot drop the test database {}: {e}", self.name),
-            Err(_) => eprintln!("dropping the test database {} panicked", self.name),
-        }
-    }
-}
-
-/// The admin URL with its database replaced by `name`, keeping credentials, host and parameters.
-fn database_url(admin_url: &str, name: &str) -> String {
-    let (base, query) = match admin_url.split_once('?') {
-        Some((base, query)) => (base, Some(query)),
-        None => (admin_url, None),
-    };
-    let authority = base.find("://").map_or(0, |i| i + 3);
-    let server = match base[authority..].find('/') {
-        Some(slash) => &base[..authority + slash],
-        None => base,
-    };
-    match query {
-        Some(query) => format!("{server}/{name}?{query}"),
-        None => format!("{server}/{name}"),
-    }
-}
-
 #[test]
 fn database_urls_keep_everything_but_the_database() {
     assert_eq!(
@@ -1268,7 +1208,7 @@ async fn the_api_works_on_postgres() {
         return;
     };
     // The database is declared first so that it is dropped after the server that uses it has stopped.
-    let database = PgDatabase::create(&admin_url).await;
+    let database = PgDatabase::create(&admin_url, "api").await;
     let server = Server::start_with(Some(&database.url));
     health(&server).await;
     happy_path(&server, 2031).await;

@@ -256,3 +256,66 @@ pub fn create_token(dir: &Path, env: &[(&str, &str)], scopes: &str) -> String {
     assert!(out.status.success(), "slope token create failed: {}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8(out.stdout).expect("a token is text").trim().to_owned()
 }
+
+/// A database of its own on the PostgreSQL server at `SLOPE_TEST_POSTGRES_URL`, dropped with the value.
+pub struct PgDatabase {
+    admin_url: String,
+    name: String,
+    pub url: String,
+}
+
+impl PgDatabase {
+    /// `label` names the test file in the database's name, so a leftover database tells whose it is.
+    pub async fn create(admin_url: &str, label: &str) -> PgDatabase {
+        use sqlx::{Connection, Executor};
+        let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or_default();
+        let name = format!("slope_{label}_{}_{nanos}", std::process::id());
+        let mut admin = sqlx::PgConnection::connect(admin_url)
+            .await
+            .unwrap_or_else(|e| panic!("cannot connect to SLOPE_TEST_POSTGRES_URL: {e}"));
+        admin.execute(format!("CREATE DATABASE \"{name}\"").as_str()).await.expect("CREATE DATABASE");
+        let _ = admin.close().await;
+        PgDatabase { url: database_url(admin_url, &name), admin_url: admin_url.to_owned(), name }
+    }
+}
+
+impl Drop for PgDatabase {
+    fn drop(&mut self) {
+        use sqlx::{Connection, Executor};
+        let (admin_url, name) = (self.admin_url.clone(), self.name.clone());
+        // Drop cannot await, and the test's runtime may be unwinding; a runtime of its own on another
+        // thread drops the database either way.
+        let dropped = std::thread::spawn(move || -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            runtime.block_on(async {
+                let mut admin = sqlx::PgConnection::connect(&admin_url).await?;
+                admin.execute(format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)").as_str()).await?;
+                admin.close().await?;
+                Ok(())
+            })
+        })
+        .join();
+        match dropped {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => eprintln!("cannot drop the test database {}: {e}", self.name),
+            Err(_) => eprintln!("dropping the test database {} panicked", self.name),
+        }
+    }
+}
+
+/// The admin URL with its database replaced by `name`, keeping credentials, host and parameters.
+pub fn database_url(admin_url: &str, name: &str) -> String {
+    let (base, query) = match admin_url.split_once('?') {
+        Some((base, query)) => (base, Some(query)),
+        None => (admin_url, None),
+    };
+    let authority = base.find("://").map_or(0, |i| i + 3);
+    let server = match base[authority..].find('/') {
+        Some(slash) => &base[..authority + slash],
+        None => base,
+    };
+    match query {
+        Some(query) => format!("{server}/{name}?{query}"),
+        None => format!("{server}/{name}"),
+    }
+}
