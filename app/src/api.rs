@@ -36,7 +36,7 @@ mod server {
 
     /// Who is asking: the actor the server's authentication layer put on the request. Without one the
     /// call is refused, whatever it would read or change.
-    pub async fn actor() -> Result<Actor, ServerFnError> {
+    pub fn actor() -> Result<Actor, ServerFnError> {
         match crate::signed_in() {
             Some(actor) => Ok(actor),
             None => {
@@ -48,20 +48,20 @@ mod server {
         }
     }
 
-    pub async fn loops() -> Result<(slope_service::Loops, Actor), ServerFnError> {
-        Ok((context()?.loops, actor().await?))
+    pub fn loops() -> Result<(slope_service::Loops, Actor), ServerFnError> {
+        Ok((context()?.loops, actor()?))
     }
 
-    pub async fn runner() -> Result<(slope_service::Runner, Actor), ServerFnError> {
-        Ok((context()?.runner, actor().await?))
+    pub fn runner() -> Result<(slope_service::Runner, Actor), ServerFnError> {
+        Ok((context()?.runner, actor()?))
     }
 
-    pub async fn ctx() -> Result<(Planning, Actor), ServerFnError> {
-        Ok((context()?.planning, actor().await?))
+    pub fn ctx() -> Result<(Planning, Actor), ServerFnError> {
+        Ok((context()?.planning, actor()?))
     }
 
-    pub async fn access() -> Result<(slope_service::Access, Actor), ServerFnError> {
-        Ok((context()?.access, actor().await?))
+    pub fn access() -> Result<(slope_service::Access, Actor), ServerFnError> {
+        Ok((context()?.access, actor()?))
     }
 
     /// Maps a failed read: unknown ids become a 404 page, internal errors are logged by the service and
@@ -113,14 +113,14 @@ fn optional_id(field: &str, raw: &str) -> Result<Option<i64>, FieldErrors> {
 
 #[server]
 pub async fn list_seasons() -> Result<Vec<SeasonSummary>, ServerFnError> {
-    let (planning, actor) = server::ctx().await?;
+    let (planning, actor) = server::ctx()?;
     server::read(planning.list_seasons(&actor).await)
 }
 
 /// `as_of` is a date (`2027-02-01`, meaning the end of that day, UTC) or empty for now.
 #[server]
 pub async fn load_season_tree(id: i64, as_of: String) -> Result<SeasonTree, ServerFnError> {
-    let (planning, actor) = server::ctx().await?;
+    let (planning, actor) = server::ctx()?;
     let as_of = match as_of.trim() {
         "" => None,
         raw => Some(end_of_day(raw).map_err(|e| ServerFnError::new(format!("as of: {e}")))?),
@@ -136,13 +136,13 @@ pub fn end_of_day(raw: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
 
 #[server]
 pub async fn get_season(id: i64) -> Result<Season, ServerFnError> {
-    let (planning, actor) = server::ctx().await?;
+    let (planning, actor) = server::ctx()?;
     server::read(planning.get_season(&actor, SeasonId(id)).await)
 }
 
 #[server]
 pub async fn get_objective(id: i64) -> Result<(Objective, Season), ServerFnError> {
-    let (planning, actor) = server::ctx().await?;
+    let (planning, actor) = server::ctx()?;
     let objective = server::read(planning.get_objective(&actor, ObjectiveId(id)).await)?;
     let season = server::read(planning.get_season(&actor, objective.season_id).await)?;
     Ok((objective, season))
@@ -150,19 +150,19 @@ pub async fn get_objective(id: i64) -> Result<(Objective, Season), ServerFnError
 
 #[server]
 pub async fn load_key_result(id: i64) -> Result<KeyResultDetail, ServerFnError> {
-    let (planning, actor) = server::ctx().await?;
+    let (planning, actor) = server::ctx()?;
     server::read(planning.key_result_detail(&actor, KeyResultId(id)).await)
 }
 
 /// A key result with the series of the metric feeding it, when it is fed by one.
 #[server]
 pub async fn load_key_result_page(id: i64) -> Result<(KeyResultDetail, Option<MetricSeries>), ServerFnError> {
-    let (planning, actor) = server::ctx().await?;
+    let (planning, actor) = server::ctx()?;
     let detail = server::read(planning.key_result_detail(&actor, KeyResultId(id)).await)?;
     let series = match &detail.key_result.metric {
         None => None,
         Some(feed) => {
-            let (loops, actor) = server::loops().await?;
+            let (loops, actor) = server::loops()?;
             Some(server::read(loops.series(&actor, &feed.key).await)?)
         }
     };
@@ -171,26 +171,26 @@ pub async fn load_key_result_page(id: i64) -> Result<(KeyResultDetail, Option<Me
 
 #[server]
 pub async fn load_squad_board(season: Option<i64>) -> Result<SquadBoard, ServerFnError> {
-    let (planning, actor) = server::ctx().await?;
+    let (planning, actor) = server::ctx()?;
     server::read(planning.squad_board(&actor, season.map(SeasonId)).await)
 }
 
 /// A squad's dashboard in a season (the current one when `None`).
 #[server]
 pub async fn load_squad_dashboard(id: i64, season: Option<i64>) -> Result<SquadDashboard, ServerFnError> {
-    let (planning, actor) = server::ctx().await?;
+    let (planning, actor) = server::ctx()?;
     server::read(planning.squad_dashboard(&actor, SquadId(id), season.map(SeasonId)).await)
 }
 
 #[server]
 pub async fn get_squad(id: i64) -> Result<Squad, ServerFnError> {
-    let (planning, actor) = server::ctx().await?;
+    let (planning, actor) = server::ctx()?;
     server::read(planning.get_squad(&actor, SquadId(id)).await)
 }
 
 #[server]
 pub async fn load_goal(id: i64) -> Result<SquadGoalDetail, ServerFnError> {
-    let (planning, actor) = server::ctx().await?;
+    let (planning, actor) = server::ctx()?;
     server::read(planning.goal_detail(&actor, SquadGoalId(id)).await)
 }
 
@@ -198,7 +198,7 @@ pub async fn load_goal(id: i64) -> Result<SquadGoalDetail, ServerFnError> {
 /// with their objective.
 #[server]
 pub async fn key_result_choices() -> Result<Vec<(i64, String)>, ServerFnError> {
-    let (planning, actor) = server::ctx().await?;
+    let (planning, actor) = server::ctx()?;
     let Some(season) = server::read(planning.current_season(&actor).await)? else {
         return Ok(vec![]);
     };
@@ -217,14 +217,14 @@ pub async fn key_result_choices() -> Result<Vec<(i64, String)>, ServerFnError> {
 /// Metrics a key result can be fed by: (key, label).
 #[server]
 pub async fn metric_choices() -> Result<Vec<(String, String)>, ServerFnError> {
-    let (loops, actor) = server::loops().await?;
+    let (loops, actor) = server::loops()?;
     let metrics = server::read(loops.list_metrics(&actor).await)?;
     Ok(metrics.into_iter().map(|m| (m.key.clone(), format!("{} ({}, {})", m.name, m.key, m.kind))).collect())
 }
 
 #[server]
 pub async fn load_metric(key: String) -> Result<MetricSeries, ServerFnError> {
-    let (loops, actor) = server::loops().await?;
+    let (loops, actor) = server::loops()?;
     server::read(loops.series(&actor, &key).await)
 }
 
@@ -248,7 +248,7 @@ pub struct LoopsOverview {
 
 #[server]
 pub async fn load_loops() -> Result<LoopsOverview, ServerFnError> {
-    let (loops, actor) = server::loops().await?;
+    let (loops, actor) = server::loops()?;
     let rows = server::read(loops.list_loops(&actor).await)?
         .into_iter()
         .map(|l| LoopRow {
@@ -309,7 +309,7 @@ pub struct LoopView {
 
 #[server]
 pub async fn load_loop(key: String) -> Result<LoopView, ServerFnError> {
-    let (loops, actor) = server::loops().await?;
+    let (loops, actor) = server::loops()?;
     let report = server::read(loops.loop_report(&actor, &key, 28).await)?;
     let retention = server::read(loops.retention(&actor, &key).await)?;
     let cohorts = retention
@@ -374,7 +374,7 @@ pub async fn save_metric(
     window_days: String,
     freshness_hours: String,
 ) -> Result<Outcome, ServerFnError> {
-    let (loops, actor) = server::loops().await?;
+    let (loops, actor) = server::loops()?;
     let form =
         SaveMetric { version, key, name, kind, loop_key, variant, unit, granularity, window_days, freshness_hours };
     let (version, input) = match metric_form(&form) {
@@ -440,7 +440,7 @@ pub async fn save_season(
     ends_on: String,
     slope_target: String,
 ) -> Result<Outcome, ServerFnError> {
-    let (planning, actor) = server::ctx().await?;
+    let (planning, actor) = server::ctx()?;
     let form = SaveSeason { id, version, name, thesis, problems, winning, starts_on, ends_on, slope_target };
     let (id, version, input) = match season_form(&form) {
         Ok(parsed) => parsed,
@@ -482,7 +482,7 @@ pub async fn transition_season(
     to: String,
     retrospective: String,
 ) -> Result<Outcome, ServerFnError> {
-    let (planning, actor) = server::ctx().await?;
+    let (planning, actor) = server::ctx()?;
     let input = TransitionInput { to, retrospective };
     server::write(planning.transition_season(&actor, SeasonId(id), Version(version), &input).await, |s| {
         format!("/seasons/{}", s.id)
@@ -501,7 +501,7 @@ pub async fn save_objective(
     owner: String,
     weight: String,
 ) -> Result<Outcome, ServerFnError> {
-    let (planning, actor) = server::ctx().await?;
+    let (planning, actor) = server::ctx()?;
     let form = SaveObjective { season_id, id, version, quarter, title, description, commitment, owner, weight };
     let (season_id, id, version, input) = match objective_form(&form) {
         Ok(parsed) => parsed,
@@ -572,7 +572,7 @@ pub async fn save_key_result(
     confidence: String,
     metric: String,
 ) -> Result<Outcome, ServerFnError> {
-    let (planning, actor) = server::ctx().await?;
+    let (planning, actor) = server::ctx()?;
     let form = SaveKeyResult {
         objective_id,
         id,
@@ -631,7 +631,7 @@ pub async fn record_check_in(
     note: String,
     author: String,
 ) -> Result<Outcome, ServerFnError> {
-    let (planning, actor) = server::ctx().await?;
+    let (planning, actor) = server::ctx()?;
     let form = RecordCheckIn { subject_kind, subject_id, value, done, confidence, note, author };
     let (kind, id, input) = match check_in_form(&form) {
         Ok(parsed) => parsed,
@@ -676,7 +676,7 @@ pub async fn save_squad(
     unit: String,
     capacity: String,
 ) -> Result<Outcome, ServerFnError> {
-    let (planning, actor) = server::ctx().await?;
+    let (planning, actor) = server::ctx()?;
     let form = SaveSquad { id, version, name, unit, capacity };
     let (id, version, input) = match squad_form(&form) {
         Ok(parsed) => parsed,
@@ -725,7 +725,7 @@ pub async fn save_goal(
     unit: String,
     metric: String,
 ) -> Result<Outcome, ServerFnError> {
-    let (planning, actor) = server::ctx().await?;
+    let (planning, actor) = server::ctx()?;
     let form = SaveGoal {
         metric,
         squad_id,
@@ -985,13 +985,13 @@ mod runner_views {
 
 #[server]
 pub async fn load_jobs() -> Result<Vec<JobRow>, ServerFnError> {
-    let (runner, actor) = server::runner().await?;
+    let (runner, actor) = server::runner()?;
     Ok(server::read(runner.jobs(&actor, 200).await)?.iter().map(runner_views::job_row).collect())
 }
 
 #[server]
 pub async fn load_job(id: i64) -> Result<JobView, ServerFnError> {
-    let (runner, actor) = server::runner().await?;
+    let (runner, actor) = server::runner()?;
     let job = server::read(runner.job(&actor, id).await)?;
     let points = server::read(runner.job_metrics(&actor, id, 0).await)?.iter().map(runner_views::step_point).collect();
     let pretty = |v: &serde_json::Value| serde_json::to_string_pretty(v).unwrap_or_default();
@@ -1006,14 +1006,14 @@ pub async fn load_job(id: i64) -> Result<JobView, ServerFnError> {
 /// Cancels a job from its page; answers the job as it now stands.
 #[server]
 pub async fn cancel_job(id: i64) -> Result<JobRow, ServerFnError> {
-    let (runner, actor) = server::runner().await?;
+    let (runner, actor) = server::runner()?;
     let job = runner.cancel(&actor, id).await.map_err(|e| ServerFnError::new(e.to_string()))?;
     Ok(runner_views::job_row(&job))
 }
 
 #[server]
 pub async fn load_models() -> Result<ModelsView, ServerFnError> {
-    let (runner, actor) = server::runner().await?;
+    let (runner, actor) = server::runner()?;
     let models = server::read(runner.models(&actor, None).await)?;
     let aliases = server::read(runner.aliases(&actor, None).await)?;
     let promotions = server::read(runner.promotions(&actor, None).await)?;
@@ -1030,7 +1030,7 @@ pub async fn load_models() -> Result<ModelsView, ServerFnError> {
 /// The exec adoption dashboard: units' stages with evidence, warnings, the stage trend and the rules.
 #[server]
 pub async fn load_adoption() -> Result<AdoptionReport, ServerFnError> {
-    let (loops, actor) = server::loops().await?;
+    let (loops, actor) = server::loops()?;
     server::read(loops.adoption(&actor).await)
 }
 
@@ -1045,7 +1045,7 @@ pub struct AuditView {
 
 #[server]
 pub async fn load_audit(entity: Option<String>, id: Option<i64>) -> Result<AuditView, ServerFnError> {
-    let (access, actor) = server::access().await?;
+    let (access, actor) = server::access()?;
     let scope = match (&entity, id) {
         (Some(e), Some(i)) => format!("Changes of {} {i}", e.replace('_', " ")),
         _ => "The latest 200 changes in this organisation".to_owned(),
@@ -1057,7 +1057,7 @@ pub async fn load_audit(entity: Option<String>, id: Option<i64>) -> Result<Audit
 
 #[server]
 pub async fn load_members() -> Result<(Vec<Member>, Vec<ApiToken>), ServerFnError> {
-    let (access, actor) = server::access().await?;
+    let (access, actor) = server::access()?;
     let members = server::read(access.members(&actor).await)?;
     let tokens = server::read(access.tokens(&actor).await)?;
     Ok((members, tokens))
@@ -1066,6 +1066,6 @@ pub async fn load_members() -> Result<(Vec<Member>, Vec<ApiToken>), ServerFnErro
 /// A loop's post-training stack, iterations and metabolism.
 #[server]
 pub async fn load_loop_stack(key: String) -> Result<LoopStack, ServerFnError> {
-    let (runner, actor) = server::runner().await?;
+    let (runner, actor) = server::runner()?;
     server::read(runner.loop_stack(&actor, &key).await)
 }

@@ -8,6 +8,8 @@ use slope::config::Config;
 use slope_domain::{MemberInput, TokenInput};
 use slope_service::Access;
 
+use crate::runner_cli::show;
+
 #[derive(Subcommand)]
 pub enum AdminCommand {
     /// Create an organisation's admin (and the organisation when it is new). The password is read from
@@ -136,13 +138,6 @@ pub async fn run_token(config: Config, command: TokenCommand) -> Result<(), Stri
         }
     }
     Ok(())
-}
-
-fn show(e: slope_service::ServiceError) -> String {
-    match e {
-        slope_service::ServiceError::Invalid(fields) => format!("invalid input: {fields}"),
-        other => other.to_string(),
-    }
 }
 
 /// A password from the terminal (asked twice, not echoed) or one line of standard input, so scripts

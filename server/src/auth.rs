@@ -34,6 +34,12 @@ pub struct AuthState {
 /// that is not valid is refused here (401), since a script with a wrong token should hear so at once;
 /// a missing or stale session cookie just leaves the request anonymous (pages then ask to sign in).
 pub async fn authenticate(State(state): State<AuthState>, mut req: Request, next: Next) -> Response {
+    // The built site's static files (stylesheet, script, wasm) need no caller; resolving a session for
+    // each would cost a database query per asset of every page load.
+    if req.uri().path().starts_with("/pkg/") {
+        req.extensions_mut().insert(Authenticated(None));
+        return next.run(req).await;
+    }
     let bearer = match bearer_token(req.headers()) {
         Ok(token) => token,
         Err(message) => return ApiError::from(ServiceError::Unauthorized(message.into())).into_response(),

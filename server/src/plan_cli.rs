@@ -9,6 +9,8 @@ use serde_json::{Value, json};
 use slope::config::Config;
 use slope_service::{PlanOutcome, Planning, ServiceError};
 
+use crate::runner_cli::show;
+
 #[derive(Subcommand)]
 pub enum PlanCommand {
     /// Print a season's plan (objectives, key results, squads, squad goals) as TOML.
@@ -174,11 +176,4 @@ fn prefix_lines(name: &str, text: &str) -> String {
         .map(|l| if l.starts_with("line ") { format!("{name}: {l}") } else { l.to_owned() })
         .collect::<Vec<_>>()
         .join("\n")
-}
-
-fn show(e: ServiceError) -> String {
-    match e {
-        ServiceError::Invalid(fields) => format!("invalid input: {fields}"),
-        other => other.to_string(),
-    }
 }

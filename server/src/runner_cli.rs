@@ -151,7 +151,8 @@ fn read_json<T: serde::de::DeserializeOwned>(path: &PathBuf) -> Result<T, String
     serde_json::from_slice(&bytes).map_err(|e| format!("{}: {e}", path.display()))
 }
 
-fn show(e: ServiceError) -> String {
+/// A service error as the command line prints it (shared by every `slope` command that calls a service).
+pub(crate) fn show(e: ServiceError) -> String {
     match e {
         ServiceError::Invalid(fields) => format!("refused: {fields}"),
         other => other.to_string(),

@@ -7,7 +7,7 @@
 mod common;
 
 use chrono::{Duration, NaiveDate};
-use common::{Scratch, Server};
+use common::{Scratch, Server, key_result_fed_by};
 use serde_json::{Value, json};
 
 const METRIC: &str = "eval.f1";
@@ -52,40 +52,12 @@ async fn push_rising_line(server: &Server) {
 
 /// A season, an objective, a key result fed by the metric (target 1: clearly missed) and a squad.
 async fn plan(server: &Server) -> (i64, i64, i64) {
-    let season = server
-        .post(
-            "/api/v1/seasons",
-            &json!({
-                "name": "Dashboards 2026",
-                "thesis": "Agents replace forms",
-                "problems": ["Clinicians type too much"],
-                "winning": "Half of all notes drafted by agents",
-                "starts_on": "2026-01-01",
-                "ends_on": "2026-06-30",
-                "slope_target": 0.2,
-            }),
-        )
-        .await
-        .expect(201);
-    let objective = server
-        .post(
-            &format!("/api/v1/seasons/{}/objectives", season["id"]),
-            &json!({ "quarter": "2026-Q1", "title": "Clinicians trust the drafts", "commitment": "committed" }),
-        )
-        .await
-        .expect(201);
-    let key_result = server
-        .post(
-            &format!("/api/v1/objectives/{}/key-results", objective["id"]),
-            &json!({ "title": "F1 of drafts", "kind": "increase-to", "start": 0, "target": 1, "metric": METRIC }),
-        )
-        .await
-        .expect(201);
+    let (season, key_result) = key_result_fed_by(server, METRIC).await;
     let squad = server
         .post("/api/v1/squads", &json!({ "name": "Drafts squad", "unit": "Clinical", "capacity": 12 }))
         .await
         .expect(201);
-    (id_of(&season), id_of(&key_result), id_of(&squad))
+    (season, key_result, id_of(&squad))
 }
 
 async fn goal(server: &Server, squad: i64, key_result: i64, title: &str, measure: Value) -> i64 {

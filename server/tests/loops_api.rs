@@ -12,7 +12,7 @@ use std::io::Write;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use common::{Scratch, Server, ndjson};
+use common::{Scratch, Server, key_result_fed_by, ndjson};
 use serde_json::{Value, json};
 use slope_metrics::events::InteractionEvent;
 
@@ -66,40 +66,6 @@ fn point<'a>(series: &'a Value, bucket: &str) -> &'a Value {
 
 fn metric_input(key: &str, kind: &str, loop_key: &str, granularity: &str) -> Value {
     json!({ "key": key, "name": format!("Metric {key}"), "kind": kind, "loop": loop_key, "granularity": granularity })
-}
-
-/// Creates a season, an objective and a key result fed by `metric`, as a planner would.
-async fn key_result_fed_by(server: &Server, metric: &str) -> i64 {
-    let season = server
-        .post(
-            "/api/v1/seasons",
-            &json!({
-                "name": "Loops 2026",
-                "thesis": "Agents replace forms",
-                "problems": ["Clinicians type too much"],
-                "winning": "Half of all notes drafted by agents",
-                "starts_on": "2026-01-01",
-                "ends_on": "2026-06-30",
-                "slope_target": 0.2,
-            }),
-        )
-        .await
-        .expect(201);
-    let objective = server
-        .post(
-            &format!("/api/v1/seasons/{}/objectives", season["id"]),
-            &json!({ "quarter": "2026-Q1", "title": "Clinicians trust the drafts", "commitment": "committed" }),
-        )
-        .await
-        .expect(201);
-    let key_result = server
-        .post(
-            &format!("/api/v1/objectives/{}/key-results", objective["id"]),
-            &json!({ "title": "Drafts accepted", "kind": "increase-to", "start": 0, "target": 1, "metric": metric }),
-        )
-        .await
-        .expect(201);
-    key_result["id"].as_i64().expect("ids are numbers")
 }
 
 // ---- ingestion ---------------------------------------------------------------------------------
@@ -337,7 +303,7 @@ async fn metrics_follow_ingested_events_and_feed_key_results_at_once() {
         .expect_invalid(&["loop"]);
 
     // One key result is fed from its creation, the other is linked by an edit.
-    let fed = key_result_fed_by(&server, "notes.acceptance").await;
+    let (_, fed) = key_result_fed_by(&server, "notes.acceptance").await;
     let kr = server.get(&format!("/api/v1/key-results/{fed}")).await.expect(200);
     assert_close(&kr["key_result"]["current"], 0.5, "current of a key result created with a metric");
     let linked = server

@@ -213,11 +213,7 @@ impl Actor {
         if self.can(action) {
             return Ok(self.org);
         }
-        let who = match &self.principal {
-            Principal::User { role, .. } => format!("the {role} role"),
-            Principal::Token { scopes, .. } => format!("a token with scopes {}", Scope::join(scopes)),
-            Principal::System { .. } => "this actor".to_owned(),
-        };
+        let who = self.described();
         let what = match action {
             Action::Read => "read this organisation's data".to_owned(),
             Action::EditPlan => "change seasons, objectives, key results or squads".to_owned(),
@@ -239,14 +235,16 @@ impl Actor {
         };
         match some_squad {
             Some(squad) if self.can(Action::EditSquadGoals(squad)) => Ok(self.org),
-            _ => {
-                let who = match &self.principal {
-                    Principal::User { role, .. } => format!("the {role} role"),
-                    Principal::Token { scopes, .. } => format!("a token with scopes {}", Scope::join(scopes)),
-                    Principal::System { .. } => "this actor".to_owned(),
-                };
-                Err(Denied(format!("{who} may not change squad goals")))
-            }
+            _ => Err(Denied(format!("{} may not change squad goals", self.described()))),
+        }
+    }
+
+    /// The actor as a refusal names it: by role or scopes, which is what the rule is about.
+    fn described(&self) -> String {
+        match &self.principal {
+            Principal::User { role, .. } => format!("the {role} role"),
+            Principal::Token { scopes, .. } => format!("a token with scopes {}", Scope::join(scopes)),
+            Principal::System { .. } => "this actor".to_owned(),
         }
     }
 

@@ -1229,9 +1229,6 @@ impl Runner {
     pub async fn complete(&self, actor: &Actor, loop_key: &str, request: &CompletionRequest) -> Result<Completion> {
         let org = actor.authorize(Action::Ingest)?;
         let key = Key::parse(loop_key).map_err(|m| invalid("loop", m))?;
-        if self.store.list_models(org, Some(key.as_str())).await?.is_empty() {
-            self.loops.ensure_loop(org, key.as_str()).await?;
-        }
         let mut errors = FieldErrors::new();
         let user = request.user_id.trim();
         if user.is_empty() || user.len() > 200 {
@@ -1249,9 +1246,17 @@ impl Runner {
         if !errors.is_empty() {
             return Err(errors.into());
         }
-        let champion = self.store.alias(org, key.as_str(), CHAMPION).await?.ok_or_else(|| {
-            ServiceError::Conflict(format!("loop {} has no champion model yet; promote one first", key.as_str()))
-        })?;
+        // Serving is the hot path: whether the loop exists at all is asked only when it has no champion,
+        // to tell an unknown loop (404) from one not promoted yet (409).
+        let Some(champion) = self.store.alias(org, key.as_str(), CHAMPION).await? else {
+            if self.store.list_models(org, Some(key.as_str())).await?.is_empty() {
+                self.loops.ensure_loop(org, key.as_str()).await?;
+            }
+            return Err(ServiceError::Conflict(format!(
+                "loop {} has no champion model yet; promote one first",
+                key.as_str()
+            )));
+        };
         let active = self.active_experiment(org, key.as_str()).await?;
         let challenger = self.store.alias(org, key.as_str(), CHALLENGER).await?;
         let (model_id, variant) = match (&active, &challenger) {

@@ -12,7 +12,7 @@ use std::sync::mpsc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use reqwest::Method;
-use serde_json::Value;
+use serde_json::{Value, json};
 
 /// Generous, because tests start several servers at once on small machines.
 pub const START_TIMEOUT: Duration = Duration::from_secs(60);
@@ -318,4 +318,40 @@ pub fn database_url(admin_url: &str, name: &str) -> String {
         Some(query) => format!("{server}/{name}?{query}"),
         None => format!("{server}/{name}"),
     }
+}
+
+/// Creates a season (1 Jan – 30 Jun 2026) with an objective and a key result fed by `metric` (increase
+/// from 0 to 1), as a planner would; returns the season's and the key result's ids.
+pub async fn key_result_fed_by(server: &Server, metric: &str) -> (i64, i64) {
+    let season = server
+        .post(
+            "/api/v1/seasons",
+            &json!({
+                "name": "Loops 2026",
+                "thesis": "Agents replace forms",
+                "problems": ["Clinicians type too much"],
+                "winning": "Half of all notes drafted by agents",
+                "starts_on": "2026-01-01",
+                "ends_on": "2026-06-30",
+                "slope_target": 0.2,
+            }),
+        )
+        .await
+        .expect(201);
+    let objective = server
+        .post(
+            &format!("/api/v1/seasons/{}/objectives", season["id"]),
+            &json!({ "quarter": "2026-Q1", "title": "Clinicians trust the drafts", "commitment": "committed" }),
+        )
+        .await
+        .expect(201);
+    let key_result = server
+        .post(
+            &format!("/api/v1/objectives/{}/key-results", objective["id"]),
+            &json!({ "title": "Drafts accepted", "kind": "increase-to", "start": 0, "target": 1, "metric": metric }),
+        )
+        .await
+        .expect(201);
+    let id = |v: &Value| v["id"].as_i64().expect("ids are numbers");
+    (id(&season), id(&key_result))
 }
