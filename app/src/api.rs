@@ -175,6 +175,26 @@ pub async fn load_squad_board(season: Option<i64>) -> Result<SquadBoard, ServerF
     server::read(planning.squad_board(&actor, season.map(SeasonId)).await)
 }
 
+/// A season's dashboard: the tree with live progress, linked metrics, confidence trend and thesis
+/// signals.
+#[server]
+pub async fn load_season_dashboard(id: i64) -> Result<SeasonDashboard, ServerFnError> {
+    let (planning, actor) = server::ctx()?;
+    server::read(planning.season_dashboard(&actor, SeasonId(id)).await)
+}
+
+/// Resolves a thesis signal with the leader's note; back to the dashboard, at the signal. The query
+/// makes the address differ from the page's own: a redirect that only changed the fragment would scroll
+/// instead of loading the page again.
+#[server]
+pub async fn resolve_signal(season_id: i64, signal_id: i64, note: String) -> Result<Outcome, ServerFnError> {
+    let (planning, actor) = server::ctx()?;
+    let input = ResolveSignalInput { note };
+    server::write(planning.resolve_signal(&actor, SeasonId(season_id), signal_id, &input).await, |s| {
+        format!("/seasons/{}/dashboard?resolved={}#signal-{}", s.season_id, s.id, s.id)
+    })
+}
+
 /// A squad's dashboard in a season (the current one when `None`).
 #[server]
 pub async fn load_squad_dashboard(id: i64, season: Option<i64>) -> Result<SquadDashboard, ServerFnError> {
@@ -1068,4 +1088,14 @@ pub async fn load_members() -> Result<(Vec<Member>, Vec<ApiToken>), ServerFnErro
 pub async fn load_loop_stack(key: String) -> Result<LoopStack, ServerFnError> {
     let (runner, actor) = server::runner()?;
     server::read(runner.loop_stack(&actor, &key).await)
+}
+
+// ---- the demo's traffic simulator ------------------------------------------------------------------------
+
+/// What the demo's traffic simulator is doing (`running: false` where none runs), for the banner that
+/// labels simulated traffic.
+#[server]
+pub async fn load_simulator() -> Result<SimulatorStatus, ServerFnError> {
+    let (runner, actor) = server::runner()?;
+    server::read(runner.simulation(&actor))
 }

@@ -403,7 +403,8 @@ pub fn LineChart(
                         Some((l, h)) => format!("{name} {d}: {} (95 % CI {} – {})", format(v), format(l), format(h)),
                         None => format!("{name} {d}: {}", format(v)),
                     };
-                    view! { <circle class=format!("point s{}", i % 4) cx=x(day(d)) cy=y(v) r="3"><title>{tip}</title></circle> }
+                    let title = tip.clone();
+                    view! { <circle class=format!("point s{}", i % 4) cx=x(day(d)) cy=y(v) r="3" tabindex="0" data-tip=tip><title>{title}</title></circle> }
                 }).collect_view()}
                 {legend.then(|| view! {
                     <text class=format!("legend s{}", i % 4) x=PAD + 4.0 + 150.0 * i as f64 y=12.0>{format!("● {}", s.name)}</text>
@@ -412,6 +413,7 @@ pub fn LineChart(
         })
         .collect_view();
     view! {
+        <ChartHover>
         <figure class="chart">
             <svg viewBox=format!("0 0 {W} {H}") role="img" preserveAspectRatio="xMidYMid meet">
                 <title>{title}</title>
@@ -427,8 +429,39 @@ pub fn LineChart(
                 <text class="axis" x=W - PAD / 2.0 y=H - 2.0 text-anchor="end">{last}</text>
             </svg>
         </figure>
+        </ChartHover>
     }
     .into_any()
+}
+
+/// Shows the value of the chart point under the pointer (or keyboard focus) below the chart. The chart
+/// itself is server-rendered SVG passed in as children, so it reads fully without JavaScript (each
+/// point keeps its native tooltip); this island only adds the read-out, from each point's `data-tip`.
+#[island]
+pub fn ChartHover(children: Children) -> impl IntoView {
+    let tip = RwSignal::new(String::new());
+    let show = move |ev: &leptos::ev::Event| {
+        #[cfg(feature = "hydrate")]
+        {
+            use wasm_bindgen::JsCast;
+            let text = ev
+                .target()
+                .and_then(|t| t.dyn_into::<web_sys::Element>().ok())
+                .and_then(|el| el.closest("[data-tip]").ok().flatten())
+                .and_then(|el| el.get_attribute("data-tip"));
+            if let Some(text) = text {
+                tip.set(text);
+            }
+        }
+        #[cfg(not(feature = "hydrate"))]
+        let _ = (ev, tip);
+    };
+    view! {
+        <div class="chart-hover" on:mouseover=move |ev: leptos::ev::MouseEvent| show(&ev) on:focusin=move |ev: leptos::ev::FocusEvent| show(&ev)>
+            {children()}
+            <p class="readout" aria-live="polite">{move || tip.get()}</p>
+        </div>
+    }
 }
 
 /// A share as a percentage with one decimal.

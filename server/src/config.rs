@@ -45,6 +45,23 @@ pub struct Config {
     /// Count sign-in attempts by the first address of `X-Forwarded-For` rather than the peer's. Turn on
     /// only behind a reverse proxy that sets that header, or every user shares the proxy's address.
     pub trust_forwarded_for: bool,
+    /// In demo mode, run the traffic simulator: simulated clinicians using the demo's loops and an
+    /// autopilot that fine-tunes, tests and promotes models. Ignored outside demo mode.
+    pub simulator: bool,
+    /// Suggestions the simulated clinicians ask for per minute, over all loops.
+    pub simulator_rate: f64,
+    /// The largest share of time the simulator's own training and eval jobs may take (its CPU cap).
+    pub simulator_duty: f64,
+    /// New events a loop needs since its last dataset before the simulator trains the next challenger.
+    pub simulator_min_events: i64,
+    /// Outcomes each arm of a simulated A/B test collects before the promotion gate decides.
+    pub simulator_arm_outcomes: u64,
+    /// The longest a simulated A/B test runs, however few outcomes it has.
+    pub simulator_experiment_seconds: u64,
+    /// Optimizer steps of each simulated fine-tuning job.
+    pub simulator_train_steps: usize,
+    /// Sequences per step of each simulated fine-tuning job.
+    pub simulator_batch_size: usize,
 }
 
 impl Default for Config {
@@ -63,6 +80,14 @@ impl Default for Config {
             upkeep_seconds: 60,
             secure_cookies: false,
             trust_forwarded_for: false,
+            simulator: true,
+            simulator_rate: 30.0,
+            simulator_duty: 0.25,
+            simulator_min_events: 100,
+            simulator_arm_outcomes: 30,
+            simulator_experiment_seconds: 600,
+            simulator_train_steps: 60,
+            simulator_batch_size: 8,
         }
     }
 }
@@ -113,6 +138,14 @@ impl Config {
                 "UPKEEP_SECONDS",
                 "SECURE_COOKIES",
                 "TRUST_FORWARDED_FOR",
+                "SIMULATOR",
+                "SIMULATOR_RATE",
+                "SIMULATOR_DUTY",
+                "SIMULATOR_MIN_EVENTS",
+                "SIMULATOR_ARM_OUTCOMES",
+                "SIMULATOR_EXPERIMENT_SECONDS",
+                "SIMULATOR_TRAIN_STEPS",
+                "SIMULATOR_BATCH_SIZE",
             ]))
             .merge(Serialized::defaults(overrides))
             .extract()
@@ -133,6 +166,23 @@ impl Config {
 
     pub fn job_lease(&self) -> chrono::Duration {
         chrono::Duration::seconds(self.job_lease_seconds.clamp(2, 3600) as i64)
+    }
+
+    /// The simulator's settings, made safe: a setting outside its range takes the nearest sensible value
+    /// rather than stopping the server or the simulator.
+    pub fn simulator_settings(&self) -> slope_service::SimulatorSettings {
+        let finite = |v: f64, default: f64| if v.is_finite() { v } else { default };
+        slope_service::SimulatorSettings {
+            suggestions_per_minute: finite(self.simulator_rate, 30.0).clamp(0.0, 6000.0),
+            duty: finite(self.simulator_duty, 0.25).clamp(0.01, 1.0),
+            min_new_events: self.simulator_min_events.max(1),
+            arm_outcomes: self.simulator_arm_outcomes.max(1),
+            experiment_limit: std::time::Duration::from_secs(self.simulator_experiment_seconds.clamp(1, 7 * 24 * 3600)),
+            train_steps: self.simulator_train_steps.clamp(1, 100_000),
+            batch_size: self.simulator_batch_size.clamp(1, 256),
+            workers: self.workers,
+            ..Default::default()
+        }
     }
 
     pub fn database_url(&self) -> String {
@@ -190,6 +240,11 @@ mod tests {
             jail.set_env("SLOPE_DATABASE_URL", "postgres://x@y/z");
             assert_eq!(Config::load(None, &Overrides::default()).unwrap().database_url(), "postgres://x@y/z");
             assert!(Config::load(Some(Path::new("missing.toml")), &Overrides::default()).is_err());
+            jail.set_env("SLOPE_SIMULATOR", "false");
+            jail.set_env("SLOPE_SIMULATOR_DUTY", "0.5");
+            let config = Config::load(None, &Overrides::default()).unwrap();
+            assert!(!config.simulator);
+            assert_eq!(config.simulator_settings().duty, 0.5);
             Ok(())
         });
     }

@@ -279,9 +279,9 @@ pub(crate) fn open_runner(config: &Config, store: Store, loops: Loops) -> Result
 }
 
 /// Background upkeep of the event store: materialise what a crash left unmaterialised, compact small
-/// segments, delete retired files, and turn served suggestions into events. Every server may run it;
+/// segments, delete retired files, and turn served suggestions into events; and raise thesis signals. Every server may run it;
 /// the manifest arbitrates.
-fn spawn_upkeep(loops: Loops, runner: Runner, access: Access, every: u64) {
+fn spawn_upkeep(loops: Loops, runner: Runner, access: Access, planning: Planning, every: u64) {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(std::time::Duration::from_secs(every.max(1)));
         loop {
@@ -309,6 +309,10 @@ fn spawn_upkeep(loops: Loops, runner: Runner, access: Access, every: u64) {
                     Ok(0) => {}
                     Ok(n) => tracing::info!(segments = n, %org, "compacted event segments"),
                     Err(e) => tracing::warn!(error = %e, %org, "compaction failed"),
+                }
+                // Thesis signals appear on the season dashboard even when nobody has opened it.
+                if let Err(e) = planning.raise_signals(org).await {
+                    tracing::warn!(error = %e, %org, "raising thesis signals failed");
                 }
             }
             if let Err(e) = access.purge().await {
@@ -367,9 +371,16 @@ async fn serve(config: Config) -> Result<(), String> {
     if let Err(e) = loops.materialize_pending(None).await {
         tracing::warn!(error = %e, "materialising pending segments failed; the upkeep will retry");
     }
-    spawn_upkeep(loops.clone(), runner.clone(), access.clone(), config.upkeep_seconds);
+    spawn_upkeep(loops.clone(), runner.clone(), access.clone(), planning.clone(), config.upkeep_seconds);
     if config.workers > 0 {
         slope_service::spawn_workers(runner.clone(), "serve", config.workers, std::time::Duration::from_secs(1));
+    }
+    // The live demo turns its loops by itself: simulated clinicians and a simulated operator, labelled
+    // as such wherever they show. Never outside demo mode, where all traffic must be real.
+    if config.demo && config.simulator {
+        slope_service::Simulator::start(runner.clone(), loops.clone(), org, config.simulator_settings());
+    } else if config.demo {
+        tracing::info!("the traffic simulator is off (simulator = false)");
     }
     let app = router(
         Services { planning, loops, runner, access },

@@ -346,6 +346,14 @@ fn table() -> Vec<Entry> {
         ),
         op("GET", "/api/v1/seasons/{id}/tree", READ, |o, _| vec![v(o.season)], Body::None),
         op("GET", "/api/v1/seasons/{id}/slope", READ, |o, _| vec![v(o.season)], Body::None),
+        op("GET", "/api/v1/seasons/{id}/dashboard", READ, |o, _| vec![v(o.season)], Body::None),
+        op(
+            "POST",
+            "/api/v1/seasons/{id}/signals/{signal}/resolve",
+            PLAN,
+            |o, _| vec![v(o.season), v(o.signal)],
+            Json(|o, _| json!({ "note": format!("{} reviewed the thesis", o.tag) })),
+        ),
         op(
             "POST",
             "/api/v1/seasons/{id}/objectives",
@@ -504,6 +512,10 @@ fn table() -> Vec<Entry> {
         op("GET", "/api/v1/experiments", READ, none, Body::None),
         op("POST", "/api/v1/experiments", OPERATE, none, Json(|o, _| experiment_input("matrix-extra", &o.loop_key))),
         op("GET", "/api/v1/experiments/{key}", READ, |o, _| vec![v(&o.experiment)], Body::None),
+        // The first allowed principal stops it; the others get 409, which still shows they were allowed.
+        op("POST", "/api/v1/experiments/{key}/stop", OPERATE, |o, _| vec![v(&o.experiment)], Body::None),
+        // Without demo mode no simulator runs; the answer says so to whoever may read.
+        op("GET", "/api/v1/simulator", READ, none, Body::None),
         // ---- the runner: datasets, jobs, models, serving
         op("GET", "/api/v1/datasets", READ, none, Body::None),
         op("POST", "/api/v1/datasets", OPERATE, none, Raw { content_type: NDJSON, bytes: |_| text_rows(&notes(4, 9)) })
@@ -746,6 +758,8 @@ struct Org {
     key_result: i64,
     squads: [i64; 2],
     goals: [i64; 2],
+    /// An open thesis signal of the season (a killed slope bet raised it).
+    signal: i64,
     loop_key: String,
     /// A metric computed from the loop's events.
     metric: String,
@@ -819,6 +833,19 @@ async fn build_org(base: &str, client: reqwest::Client, tag: &'static str, loop_
             .await;
         goals[s as usize] = id(&goal);
     }
+    // A killed slope bet raises a thesis signal when the season's dashboard is read.
+    let mut bet = goal_input(key_result, &format!("{tag} killed bet"));
+    for (field, value) in [
+        ("investment", "slope"),
+        ("challenges", "More data beats better data"),
+        ("kill_criteria", "No lift in two runs"),
+        ("status", "killed"),
+    ] {
+        bet[field] = json!(value);
+    }
+    api.ok(Method::POST, &format!("/api/v1/squads/{}/goals", squads[0]), Some(&bet), 201).await;
+    let dashboard = api.ok(Method::GET, &format!("/api/v1/seasons/{season_id}/dashboard"), None, 200).await;
+    let signal = dashboard["signals"][0]["id"].as_i64().unwrap_or_else(|| panic!("no signal raised: {dashboard}"));
 
     // The loop: events, a computed and a pushed metric, transactions.
     api.raw(&format!("/api/v1/loops/{loop_key}/events"), NDJSON, ndjson(&loop_events(56)), 201).await;
@@ -869,6 +896,7 @@ async fn build_org(base: &str, client: reqwest::Client, tag: &'static str, loop_
         key_result,
         squads,
         goals,
+        signal,
         loop_key: loop_key.to_owned(),
         metric,
         pushed_metric,

@@ -202,3 +202,176 @@ async fn goals_without_a_metric_have_no_forecast() {
     let g = goal_of(&dashboard, id);
     assert_eq!((&g["series"], &g["forecast"]), (&Value::Null, &Value::Null), "{g}");
 }
+
+// ---- the season dashboard -----------------------------------------------------------------------
+
+const QUALITY: &str = "agent.quality";
+
+/// Fourteen daily points (1–14 March 2026) that rise for a week and then fall, each with a narrow 95 %
+/// interval: a clear reversal for a metric the plan wants up.
+async fn push_reversal(server: &Server) {
+    server
+        .post("/api/v1/metrics", &json!({ "key": QUALITY, "name": "Agent quality", "kind": "eval-score" }))
+        .await
+        .expect(201);
+    let points: Vec<Value> = (0..14)
+        .map(|d| {
+            let value = if d < 7 { 0.50 + 0.01 * d as f64 } else { 0.56 - 0.012 * (d - 7) as f64 };
+            let at = day("2026-03-01") + Duration::days(d);
+            json!({ "at": format!("{at}T12:00:00Z"), "value": value, "ci_low": value - 0.005, "ci_high": value + 0.005 })
+        })
+        .collect();
+    server.post(&format!("/api/v1/metrics/{QUALITY}/points"), &json!({ "points": points })).await.expect(200);
+}
+
+fn signals_of<'a>(dashboard: &'a Value, kind: &str) -> Vec<&'a Value> {
+    dashboard["signals"].as_array().map(|s| s.iter().filter(|s| s["kind"] == kind).collect()).unwrap_or_default()
+}
+
+#[tokio::test]
+async fn the_season_dashboard_raises_thesis_signals_that_a_leader_resolves() {
+    let scratch = Scratch::new("season-dashboard");
+    let server = Server::start(&scratch.0, &[]);
+    push_reversal(&server).await;
+    let (season, key_result) = key_result_fed_by(&server, QUALITY).await;
+    let squad = id_of(
+        &server
+            .post("/api/v1/squads", &json!({ "name": "Bets", "unit": "Clinical", "capacity": 10 }))
+            .await
+            .expect(201),
+    );
+    let bet = server
+        .post(
+            &format!("/api/v1/squads/{squad}/goals"),
+            &json!({
+                "key_result_id": key_result, "title": "Agents ask instead of guessing",
+                "starts_on": "2026-03-01", "ends_on": "2026-04-10", "investment": "slope",
+                "challenges": "Agents must never interrupt the clinician",
+                "kill_criteria": "Clinicians dismiss more than half of the questions",
+                "planned_capacity": 3, "kind": "milestone", "status": "active",
+            }),
+        )
+        .await
+        .expect(201);
+    goal(&server, squad, key_result, "Faster drafts", json!({ "kind": "milestone" })).await;
+    let path = format!("/api/v1/seasons/{season}/dashboard");
+
+    let dashboard = server.get(&path).await.expect(200);
+    assert_eq!(dashboard["tree"]["season"]["id"], season, "{dashboard}");
+    // Three of five planned person-weeks are the slope bet's.
+    let share = number(&dashboard["tree"]["slope"]["overall"]["share"], "the slope share");
+    assert!((share - 0.6).abs() < 1e-9, "3 of 5 person-weeks: {share}");
+    let metric = &dashboard["metrics"][0];
+    assert_eq!(metric["series"]["metric"]["key"], QUALITY, "{dashboard}");
+    assert_eq!(metric["feeds"], json!(["Drafts accepted"]), "{metric}");
+    assert_eq!(metric["good_direction"], 1.0, "{metric}");
+    let reversal = &metric["reversal"];
+    assert!(number(&reversal["earlier"]["ci_low"], "earlier low") > 0.0, "{reversal}");
+    assert!(number(&reversal["recent"]["ci_high"], "recent high") < 0.0, "{reversal}");
+    assert_eq!((&reversal["recent"]["from"], &reversal["recent"]["to"]), (&json!("2026-03-08"), &json!("2026-03-14")));
+    let raised = signals_of(&dashboard, "metric-reversal");
+    assert_eq!(raised.len(), 1, "one reversal raises one signal: {dashboard}");
+    assert_eq!(raised[0]["subject"], QUALITY);
+    assert!(raised[0]["summary"].as_str().is_some_and(|s| s.contains("Drafts accepted")), "{}", raised[0]);
+    assert_eq!(raised[0]["resolved_at"], Value::Null);
+    assert_eq!(dashboard["confidence"], json!([]), "no check-in has a confidence yet");
+
+    // A check-in's confidence makes the confidence trend.
+    server
+        .post(
+            &format!("/api/v1/key-results/{key_result}/check-ins"),
+            &json!({ "value": 0.4, "confidence": 0.7, "author": "Lee" }),
+        )
+        .await
+        .expect(201);
+    // Killing the slope bet raises a second signal naming its belief and criteria; reading again raises
+    // nothing twice.
+    let mut killed = bet.clone();
+    killed["status"] = json!("killed");
+    let mut edit = json!({});
+    for field in [
+        "key_result_id",
+        "title",
+        "starts_on",
+        "ends_on",
+        "investment",
+        "challenges",
+        "kill_criteria",
+        "planned_capacity",
+        "status",
+        "version",
+    ] {
+        edit[field] = killed[field].clone();
+    }
+    edit["kind"] = json!("milestone");
+    server.put(&format!("/api/v1/squad-goals/{}", id_of(&bet)), &edit).await.expect(200);
+    server.get(&path).await.expect(200);
+    let dashboard = server.get(&path).await.expect(200);
+    let confidence = &dashboard["confidence"];
+    assert_eq!(confidence.as_array().map(Vec::len), Some(1), "{confidence}");
+    assert_eq!((&confidence[0]["mean"], &confidence[0]["key_results"]), (&json!(0.7), &json!(1)));
+    assert_eq!(signals_of(&dashboard, "metric-reversal").len(), 1, "{dashboard}");
+    let killed = signals_of(&dashboard, "bet-killed");
+    assert_eq!(killed.len(), 1, "{dashboard}");
+    let text = killed[0]["summary"].as_str().unwrap_or_default();
+    assert!(text.contains("Clinicians dismiss more than half") && text.contains("never interrupt"), "{text}");
+    // The killed bet no longer counts towards the slope share.
+    assert_eq!(dashboard["tree"]["slope"]["overall"]["share"], 0.0, "{dashboard}");
+
+    // Resolving: a note is required, a read token may not, another season's address does not find it.
+    let signal = id_of(signals_of(&dashboard, "metric-reversal")[0]);
+    let resolve = format!("/api/v1/seasons/{season}/signals/{signal}/resolve");
+    server.post(&resolve, &json!({ "note": "  " })).await.expect_invalid(&["note"]);
+    let reader = common::create_token(&scratch.0, &[], "read");
+    let refused = server
+        .send(
+            server.client.post(format!("{}{resolve}", server.base)).bearer_auth(&reader).json(&json!({"note": "no"})),
+            "as a reader".into(),
+        )
+        .await;
+    assert_eq!(refused.status, 403, "{}", refused.text);
+    server
+        .post(&format!("/api/v1/seasons/{}/signals/{signal}/resolve", season + 1000), &json!({ "note": "x" }))
+        .await
+        .expect(404);
+    server.post(&format!("/api/v1/seasons/{season}/signals/999999/resolve"), &json!({ "note": "x" })).await.expect(404);
+
+    let note = "The drop follows the March model swap; the thesis stands, the model is rolled back.";
+    let resolved = server.post(&resolve, &json!({ "note": note })).await.expect(200);
+    assert_eq!(resolved["resolution"], note, "{resolved}");
+    assert!(resolved["resolved_by"].as_str().is_some_and(|b| b.starts_with("token:")), "{resolved}");
+    assert!(resolved["resolved_at"].is_string(), "{resolved}");
+    let again = server.post(&resolve, &json!({ "note": "a second opinion" })).await.expect_error(409, "conflict");
+    assert!(
+        again["error"]["message"].as_str().is_some_and(|m| m.contains("rolled back")),
+        "the first note stands: {again}"
+    );
+    // Open ones come first; the resolved one keeps its note; it is on the audit trail.
+    let dashboard = server.get(&path).await.expect(200);
+    assert_eq!(dashboard["signals"][0]["kind"], "bet-killed", "{dashboard}");
+    assert_eq!(dashboard["signals"][1]["resolution"], note, "{dashboard}");
+    let trail = server.get(&format!("/api/v1/audit?entity=thesis_signal&id={signal}")).await.expect(200);
+    assert_eq!(trail.as_array().map(Vec::len), Some(1), "{trail}");
+    assert_eq!(trail[0]["after"]["resolution"], note, "{trail}");
+
+    // The page shows the signals, the charts with text alternatives, and a form for the open one.
+    let page = server.get(&format!("/seasons/{season}/dashboard")).await;
+    assert_eq!(page.status, 200, "{}", page.text);
+    for needle in [
+        "Thesis signals",
+        "1 open",
+        "Clinicians dismiss more than half",
+        "rolled back",
+        "Resolve",
+        "Slope allocation by unit and squad",
+        "Confidence trend",
+        "Agent quality",
+        "trend reversed",
+        "data-tip",
+    ] {
+        assert!(page.text.contains(needle), "the dashboard page shows {needle:?}: {}", page.text);
+    }
+    let season_page = server.get(&format!("/seasons/{season}")).await;
+    assert!(season_page.text.contains(&format!("/seasons/{season}/dashboard")), "the season page links its dashboard");
+    server.get("/api/v1/seasons/999999/dashboard").await.expect(404);
+}

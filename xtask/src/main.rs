@@ -453,6 +453,8 @@ fn start_server(binary: &Path, site: &Path, data: &Path, extra: &[&str]) -> Resu
         .arg(data)
         .args(extra)
         .env("SLOPE_LOG", "warn")
+        // The demo's traffic simulator would train models while the bench measures requests and memory.
+        .env("SLOPE_SIMULATOR", "false")
         .stdout(std::process::Stdio::piped())
         .spawn()
         .map_err(|e| format!("cannot start {}: {e}", binary.display()))?;

@@ -7,6 +7,7 @@ use slope_domain::*;
 
 use super::{LoadError, loading};
 use crate::api::*;
+use crate::components::ChartHover;
 
 #[component]
 pub fn AdoptionPage() -> impl IntoView {
@@ -175,9 +176,10 @@ fn StageTrendChart(trend: Vec<StageCounts>) -> impl IntoView {
                     let height = t.counts[s] as f64 * scale;
                     base -= height;
                     let tip = format!("{}: {} {}", t.on, t.counts[s], label(s));
+                    let title = tip.clone();
                     view! {
-                        <rect class=format!("stack s{s}") x=format!("{x:.1}") y=format!("{base:.1}") width=format!("{bar:.1}") height=format!("{height:.1}")>
-                            <title>{tip}</title>
+                        <rect class=format!("stack s{s}") x=format!("{x:.1}") y=format!("{base:.1}") width=format!("{bar:.1}") height=format!("{height:.1}") tabindex="0" data-tip=tip>
+                            <title>{title}</title>
                         </rect>
                     }
                 })
@@ -198,6 +200,7 @@ fn StageTrendChart(trend: Vec<StageCounts>) -> impl IntoView {
         })
         .collect_view();
     view! {
+        <ChartHover>
         <figure class="chart stage-trend">
             <svg viewBox=format!("0 0 {W} {H}") role="img" aria-labelledby="stage-trend-title stage-trend-desc" preserveAspectRatio="xMidYMid meet">
                 <title id="stage-trend-title">"Units per adoption stage, weekly"</title>
@@ -210,6 +213,7 @@ fn StageTrendChart(trend: Vec<StageCounts>) -> impl IntoView {
             </svg>
             <figcaption class="muted">"Each bar counts the top-level units at each stage on that date."</figcaption>
         </figure>
+        </ChartHover>
         <table class="compact trend-table">
             <caption>"Units per stage at each weekly date"</caption>
             <thead>

@@ -10,6 +10,7 @@ use slope_domain::*;
 
 use super::{LoadError, loading, missing_id, param_id};
 use crate::api::*;
+use crate::components::ChartHover;
 
 #[component]
 pub fn SquadDashboardPage() -> impl IntoView {
@@ -91,6 +92,19 @@ fn GoalPanel(goal: DashboardGoal, today: NaiveDate) -> impl IntoView {
             .into_any()
         }
     };
+    // The newest value first, in words: what a squad checks after a batch lands.
+    let latest = series.as_ref().and_then(|s| {
+        let format = super::metric_format(s.metric.kind);
+        s.points.last().map(|p| {
+            format!(
+                "{}: latest {} for {} (newest data {} UTC)",
+                s.metric.name,
+                format(p.value),
+                p.bucket,
+                p.observed_at.format("%Y-%m-%d %H:%M")
+            )
+        })
+    });
     let chart = series.map(|s| view! { <ForecastChart id=goal.id.0 series=s measure=measure.clone() forecast=forecast.clone() today ends_on=goal.ends_on/> });
     view! {
         <section class="panel dashboard-goal" aria-labelledby=labelled_by>
@@ -99,6 +113,7 @@ fn GoalPanel(goal: DashboardGoal, today: NaiveDate) -> impl IntoView {
                 "Ladders to " <a href=format!("/key-results/{}", key_result.id)>{key_result.title.clone()}</a>
                 {format!(" · {} → {} · measure: {}", goal.starts_on, goal.ends_on, measure_text(&measure))}
             </p>
+            {latest.map(|text| view! { <p class="goal-latest">{text}</p> })}
             {outcome}
             {chart}
         </section>
@@ -213,7 +228,8 @@ fn ForecastChart(
         .iter()
         .map(|p| {
             let tip = format!("{}: {}", p.bucket, format(p.value));
-            view! { <circle class="point" cx=format!("{:.1}", x(p.bucket)) cy=format!("{:.1}", y(p.value)) r="3"><title>{tip}</title></circle> }
+            let title = tip.clone();
+            view! { <circle class="point" cx=format!("{:.1}", x(p.bucket)) cy=format!("{:.1}", y(p.value)) r="3" tabindex="0" data-tip=tip><title>{title}</title></circle> }
         })
         .collect_view();
     let refs = references
@@ -282,6 +298,8 @@ fn ForecastChart(
         text
     };
     let title_id = format!("goal-{id}-chart-title");
+    // Computed before the view: the chart moves into the read-out island's children, the table does not.
+    let chart_title = format!("{name} against the target, with the forecast to {ends_on}");
     let desc_id = format!("goal-{id}-chart-desc");
     let rows = points
         .iter()
@@ -295,9 +313,10 @@ fn ForecastChart(
         view! { <tr class="forecast"><th scope="row">{format!("{} (forecast)", f.on)}</th><td>{format(f.value)}</td><td>{interval}</td></tr> }
     });
     view! {
+        <ChartHover>
         <figure class="chart forecast-chart">
             <svg viewBox=format!("0 0 {W} {H}") role="img" aria-labelledby=format!("{title_id} {desc_id}") preserveAspectRatio="xMidYMid meet">
-                <title id=title_id.clone()>{format!("{name} against the target, with the forecast to {ends_on}")}</title>
+                <title id=title_id.clone()>{chart_title}</title>
                 <desc id=desc_id.clone()>{desc}</desc>
                 <text class="axis" x=4.0 y=format!("{:.1}", y(y_max - pad) + 4.0)>{format(y_max - pad)}</text>
                 <text class="axis" x=4.0 y=format!("{:.1}", y(y_min + pad))>{format(y_min + pad)}</text>
@@ -315,6 +334,7 @@ fn ForecastChart(
                 "the line and cone after the last point: the forecast and its 95 % prediction interval."
             </figcaption>
         </figure>
+        </ChartHover>
         <details>
             <summary>{format!("{name} as a table")}</summary>
             <table class="compact">

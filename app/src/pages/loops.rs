@@ -259,7 +259,18 @@ pub fn LoopPage() -> impl IntoView {
     let key = param_text("key");
     let data = Resource::new(move || key.get(), load_loop);
     let stack = Resource::new(move || key.get(), load_loop_stack);
+    let simulator = Resource::new(|| (), |_| load_simulator());
     view! {
+        <Suspense fallback=loading>
+            {move || Suspend::new(async move {
+                match simulator.await {
+                    Ok(status) if status.running => {
+                        view! { <SimulatorBanner status loop_key=key.get_untracked()/> }.into_any()
+                    }
+                    _ => ().into_any(),
+                }
+            })}
+        </Suspense>
         <Suspense fallback=loading>
             {move || Suspend::new(async move {
                 match data.await {
@@ -276,6 +287,45 @@ pub fn LoopPage() -> impl IntoView {
                 }
             })}
         </Suspense>
+    }
+}
+
+/// Labels the demo's simulated traffic as simulated, with what the simulator is doing in this loop as the
+/// page was loaded.
+#[component]
+fn SimulatorBanner(status: SimulatorStatus, loop_key: String) -> impl IntoView {
+    let this = status.loops.iter().find(|l| l.loop_key == loop_key).cloned();
+    let rate = status.suggestions_per_minute.map(|r| format!("{r:.0} suggestions a minute")).unwrap_or_default();
+    let detail = match this {
+        Some(l) => {
+            let acceptance = if l.chars_suggested > 0 {
+                format!(
+                    ", {} of suggested characters kept",
+                    share_text(l.chars_accepted as f64 / l.chars_suggested as f64)
+                )
+            } else {
+                String::new()
+            };
+            format!(
+                "{} ({}): {} · since this server started: {} suggestions served{acceptance}, {} iterations, {} promoted · last: {} ({} UTC)",
+                l.scenario,
+                l.loop_key,
+                l.phase,
+                l.suggestions_served,
+                l.iterations,
+                l.promoted,
+                l.last_action,
+                when(l.last_action_at),
+            )
+        }
+        None => "this loop is not simulated; its events are whatever was sent to it.".into(),
+    };
+    view! {
+        <aside class="banner simulated" role="status" data-testid="simulator-banner">
+            <strong>"Simulated traffic: "</strong>
+            {format!("simulated clinicians and a simulated operator ({rate}) are using this demo's loops (demo mode). ")}
+            {detail}
+        </aside>
     }
 }
 

@@ -7,6 +7,7 @@ mod dashboard;
 mod loops;
 mod okr;
 mod runner;
+mod season_dashboard;
 mod seasons;
 mod squads;
 
@@ -16,6 +17,7 @@ pub use dashboard::*;
 pub use loops::*;
 pub use okr::*;
 pub use runner::*;
+pub use season_dashboard::*;
 pub use seasons::*;
 pub use squads::*;
 

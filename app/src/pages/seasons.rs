@@ -117,6 +117,7 @@ fn SeasonView(tree: SeasonTree) -> impl IntoView {
                     "Key " <code id="season-key">{season.key.clone()}</code>
                     " · as a plan file: " <code>{format!("slope plan export --season {}", season.key)}</code>
                     " · " <a href=format!("/audit?entity=season&id={sid}")>"History"</a>
+                    " · " <a href=format!("/seasons/{sid}/dashboard")>"Dashboard"</a>
                 </p>
             </div>
             {(editable && season.status != SeasonStatus::Closed).then(|| view! {
@@ -166,7 +167,7 @@ fn SeasonView(tree: SeasonTree) -> impl IntoView {
 }
 
 #[component]
-fn ObjectiveItem(node: ObjectiveNode, editable: bool) -> impl IntoView {
+pub fn ObjectiveItem(node: ObjectiveNode, editable: bool) -> impl IntoView {
     let o = node.objective.clone();
     view! {
         <li class="objective" id=format!("objective-{}", o.id)>

@@ -101,6 +101,22 @@ pub struct Experiment {
     pub ends_on: NaiveDate,
     pub expected_share: f64,
     pub created_at: DateTime<Utc>,
+    /// When it was stopped before its last day (the demo's loop turns in minutes, so a day is too coarse
+    /// to end an A/B test); a stopped experiment no longer assigns users to arms.
+    pub stopped_at: Option<DateTime<Utc>>,
+}
+
+impl Experiment {
+    /// Whether it assigns users to its arms at `now`: started, not past its last day and not stopped.
+    pub fn is_active(&self, now: DateTime<Utc>) -> bool {
+        let today = now.date_naive();
+        self.starts_on <= today && today <= self.ends_on && self.stopped_at.is_none_or(|at| at > now)
+    }
+
+    /// The last day whose events belong to it: its last day, or the day it was stopped.
+    pub fn last_day(&self) -> NaiveDate {
+        self.stopped_at.map_or(self.ends_on, |at| at.date_naive().min(self.ends_on))
+    }
 }
 
 /// A drift check that crossed the "moderate" band (PSI ≥ 0.1), recorded so that it is seen later.
@@ -143,5 +159,32 @@ mod tests {
         let ok =
             ExperimentInput { treatment: "v2".into(), ends_on: "2027-02-28".into(), expected_share: None, ..input };
         assert_eq!(ok.validate().unwrap().expected_share, 0.5);
+    }
+
+    #[test]
+    fn an_experiment_is_active_between_its_dates_until_it_is_stopped() {
+        let at = |s: &str| DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc);
+        let mut e = Experiment {
+            id: 1,
+            org_id: OrgId(1),
+            key: "e".into(),
+            name: "E".into(),
+            loop_key: "notes".into(),
+            control: "a".into(),
+            treatment: "b".into(),
+            starts_on: NaiveDate::from_ymd_opt(2027, 1, 4).unwrap(),
+            ends_on: NaiveDate::from_ymd_opt(2027, 1, 31).unwrap(),
+            expected_share: 0.5,
+            created_at: at("2027-01-01T00:00:00Z"),
+            stopped_at: None,
+        };
+        assert!(!e.is_active(at("2027-01-03T23:59:59Z")), "not started");
+        assert!(e.is_active(at("2027-01-04T00:00:00Z")));
+        assert!(!e.is_active(at("2027-02-01T00:00:00Z")), "ended");
+        assert_eq!(e.last_day(), e.ends_on);
+        e.stopped_at = Some(at("2027-01-10T12:00:00Z"));
+        assert!(e.is_active(at("2027-01-10T11:00:00Z")), "before it was stopped");
+        assert!(!e.is_active(at("2027-01-10T12:00:00Z")));
+        assert_eq!(e.last_day(), NaiveDate::from_ymd_opt(2027, 1, 10).unwrap());
     }
 }

@@ -92,3 +92,41 @@ pub struct LoopStack {
     pub iterations: Vec<LoopIteration>,
     pub metabolism: Metabolism,
 }
+
+/// What the demo's traffic simulator is doing, for the banner that labels its traffic as simulated and
+/// for `GET /api/v1/simulator`. Without a simulator it is `{"running": false}`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct SimulatorStatus {
+    pub running: bool,
+    /// Suggestions the simulated clinicians ask for per minute, over all loops.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub suggestions_per_minute: Option<f64>,
+    /// The largest share of time the simulator's own jobs may take (its CPU cap).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duty: Option<f64>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub loops: Vec<SimulatedLoop>,
+}
+
+/// The simulator's work in one loop.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct SimulatedLoop {
+    #[serde(rename = "loop")]
+    pub loop_key: String,
+    /// What the simulated clinicians write, in words.
+    pub scenario: String,
+    /// `waiting`, `bootstrapping`, `collecting`, `training`, `evaluating`, `experimenting`,
+    /// `promoting`, `resting` or `stalled`.
+    pub phase: String,
+    pub suggestions_served: u64,
+    /// Characters of the served suggestions that the simulated clinicians kept, over all served.
+    pub chars_accepted: u64,
+    pub chars_suggested: u64,
+    /// Iterations the simulator finished (a challenger trained, tested and put to the gate).
+    pub iterations: u64,
+    pub promoted: u64,
+    pub last_action: String,
+    pub last_action_at: Option<DateTime<Utc>>,
+}

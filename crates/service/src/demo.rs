@@ -335,132 +335,250 @@ pub async fn seed(planning: &Planning, actor: &Actor, today: NaiveDate) -> Resul
 }
 
 /// A small deterministic generator, so the demo is the same on every machine without a dependency.
-struct Lcg(u64);
+pub(crate) struct Lcg(pub(crate) u64);
 
 impl Lcg {
-    fn next(&mut self) -> f64 {
+    pub(crate) fn next(&mut self) -> f64 {
         self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
         (self.0 >> 11) as f64 / (1u64 << 53) as f64
     }
+
+    /// An index below `n` (which must not be 0).
+    pub(crate) fn below(&mut self, n: usize) -> usize {
+        (self.next() * n as f64) as usize % n
+    }
 }
 
-/// One simulated moment of note writing: the text before the cursor, what the model suggested there, and
-/// what the clinician wrote. The plan usually follows from the complaint, so a model can learn it.
+/// The domain of one simulated product loop: what clinicians describe before the cursor and what they
+/// then write. The text that follows is usually the one that belongs to the case (85 %), so a model can
+/// learn it from the loop's events. The demo's seeded history and the live traffic simulator both write
+/// their text with it, so what the loop learns from is what its users go on writing.
+pub struct Scenario {
+    /// The loop's key.
+    pub loop_key: &'static str,
+    /// What the loop is, for people.
+    pub name: &'static str,
+    /// The text before the cursor; `{case}` and `{days}` are filled in.
+    template: &'static str,
+    pub(crate) cases: [&'static str; 6],
+    /// What is written after the cursor, one per case (same index).
+    pub(crate) texts: [&'static str; 6],
+}
+
+/// One simulated moment of writing: the text before the cursor and what the clinician means to write.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Moment {
+    pub context: String,
+    pub intended: &'static str,
+    /// Which of the scenario's texts the clinician writes.
+    index: usize,
+}
+
+/// A moment with what the model suggested there and how much of it was kept (the seeded history).
 struct SimulatedNote {
-    context: String,
+    moment: Moment,
     suggestion: &'static str,
-    written: &'static str,
     suggested_chars: u64,
     accepted_chars: u64,
 }
 
-const COMPLAINTS: [&str; 6] = ["cough", "headache", "low back pain", "sore throat", "fatigue", "knee pain"];
-const PLANS: [&str; 6] = [
-    "rest, fluids and honey; return if fever.",
-    "ibuprofen 400 mg as needed.",
-    "stretching exercises and physiotherapy referral.",
-    "throat swab; review results in two days.",
-    "full blood count and thyroid function tests.",
-    "ice, rest and follow up in two weeks.",
-];
+/// The characters of `suggestion` that a user who means to write `intended` keeps: the common prefix.
+/// Simulated users accept a suggestion as far as it matches what they would have typed.
+pub fn accepted_prefix(suggestion: &str, intended: &str) -> usize {
+    suggestion.chars().zip(intended.chars()).take_while(|(a, b)| a == b).count()
+}
 
-/// A note whose suggestion is taken whole with probability `rate`; otherwise the model suggested another
-/// plan and the clinician kept only the part both share.
-fn simulated_note(rng: &mut Lcg, rate: f64) -> SimulatedNote {
-    let complaint = (rng.next() * COMPLAINTS.len() as f64) as usize % COMPLAINTS.len();
-    let days = 1 + (rng.next() * 14.0) as u32;
-    let plan = if rng.next() < 0.85 { complaint } else { (rng.next() * PLANS.len() as f64) as usize % PLANS.len() };
-    let written = PLANS[plan];
-    let suggestion =
-        if rng.next() < rate { written } else { PLANS[(plan + 1 + (rng.next() * 5.0) as usize) % PLANS.len()] };
-    let suggested_chars = suggestion.chars().count() as u64;
-    let accepted_chars = suggestion.chars().zip(written.chars()).take_while(|(a, b)| a == b).count() as u64;
-    SimulatedNote {
-        context: format!("Pt reports {} for {days} days. Plan: ", COMPLAINTS[complaint]),
-        suggestion,
-        written,
-        suggested_chars,
-        accepted_chars,
+impl Scenario {
+    /// A moment drawn from `rng`.
+    pub(crate) fn moment(&self, rng: &mut Lcg) -> Moment {
+        let case = self.below_cases(rng);
+        let days = 1 + (rng.next() * 14.0) as u32;
+        let index = if rng.next() < 0.85 { case } else { self.below_cases(rng) };
+        let context = self.template.replace("{case}", self.cases[case]).replace("{days}", &days.to_string());
+        Moment { context, intended: self.texts[index], index }
+    }
+
+    fn below_cases(&self, rng: &mut Lcg) -> usize {
+        (rng.next() * self.cases.len() as f64) as usize % self.cases.len()
+    }
+
+    /// A moment whose suggestion is taken whole with probability `rate`; otherwise the model suggested
+    /// another text and the clinician kept only the part both share.
+    fn note(&self, rng: &mut Lcg, rate: f64) -> SimulatedNote {
+        let moment = self.moment(rng);
+        let n = self.texts.len();
+        let suggestion = if rng.next() < rate {
+            moment.intended
+        } else {
+            self.texts[(moment.index + 1 + (rng.next() * (n - 1) as f64) as usize) % n]
+        };
+        let accepted_chars = accepted_prefix(suggestion, moment.intended) as u64;
+        SimulatedNote { suggested_chars: suggestion.chars().count() as u64, accepted_chars, suggestion, moment }
+    }
+
+    /// `n` texts (context and what follows) from a generator seeded with `seed`: the held-out set the
+    /// simulator evaluates models on, drawn with a seed the seeded history does not use.
+    pub fn held_out(&self, seed: u64, n: usize) -> Vec<String> {
+        let mut rng = Lcg(seed);
+        (0..n)
+            .map(|_| {
+                let m = self.moment(&mut rng);
+                format!("{}{}", m.context, m.intended)
+            })
+            .collect()
     }
 }
+
+/// Clinic notes: the plan follows from the complaint.
+pub const NOTES: Scenario = Scenario {
+    loop_key: DEMO_LOOP,
+    name: "Clinic notes",
+    template: "Pt reports {case} for {days} days. Plan: ",
+    cases: ["cough", "headache", "low back pain", "sore throat", "fatigue", "knee pain"],
+    texts: [
+        "rest, fluids and honey; return if fever.",
+        "ibuprofen 400 mg as needed.",
+        "stretching exercises and physiotherapy referral.",
+        "throat swab; review results in two days.",
+        "full blood count and thyroid function tests.",
+        "ice, rest and follow up in two weeks.",
+    ],
+};
+
+/// Discharge summaries: the follow-up follows from the diagnosis.
+pub const DISCHARGE: Scenario = Scenario {
+    loop_key: DISCHARGE_LOOP,
+    name: "Discharge summaries",
+    // Serving reads the last 64 bytes of the context, so the diagnosis must be near the cursor.
+    template: "Discharge summary. Diagnosis: {case}. Follow-up: ",
+    cases: [
+        "community-acquired pneumonia",
+        "heart failure exacerbation",
+        "cellulitis of the leg",
+        "COPD exacerbation",
+        "urinary tract infection",
+        "new atrial fibrillation",
+    ],
+    texts: [
+        "GP review in one week; chest x-ray in six weeks.",
+        "daily weights; heart failure clinic in two weeks.",
+        "finish oral antibiotics; wound check in five days.",
+        "inhaler technique review; pulmonary rehab referral.",
+        "finish antibiotics; GP review if fever returns.",
+        "anticoagulation clinic in one week; ECG at the GP.",
+    ],
+};
+
+/// The demo's product loops, each with its scenario.
+pub const SCENARIOS: [&Scenario; 2] = [&NOTES, &DISCHARGE];
 
 /// The organisation units of the demo squads, which the demo loop's events name as their users' units.
 pub const DEMO_UNITS: [&str; 3] = ["Clinical", "Platform", "Revenue"];
 
 /// The demo loop's metrics and what they feed, by key.
 pub const DEMO_LOOP: &str = "notes";
+/// The demo's second product loop.
+pub const DISCHARGE_LOOP: &str = "discharge";
+pub const DISCHARGE_ACCEPTANCE_METRIC: &str = "discharge-acceptance";
 pub const DEMO_ACCEPTANCE_METRIC: &str = "notes-acceptance";
 pub const DEMO_EVAL_METRIC: &str = "agent-eval";
 
-/// Seeds a simulated loop when the organisation has no loop yet: six weeks of interaction events of the
-/// note-drafting loop with two model variants, each user in one of the [`DEMO_UNITS`] (ingested through
+/// The shape of a loop's seeded history: users who join over `days` days and some stop coming back (so
+/// retention has a shape), split between two variants with their base acceptance rates, which creep up
+/// over the weeks.
+struct History {
+    users: u32,
+    days: i64,
+    variants: [(&'static str, f64); 2],
+    id_prefix: &'static str,
+}
+
+impl History {
+    /// Ingests the history as one batch of the scenario's loop (the same path as a real batch); returns
+    /// the number of events.
+    async fn ingest(
+        &self,
+        loops: &Loops,
+        actor: &Actor,
+        scenario: &Scenario,
+        rng: &mut Lcg,
+        today: NaiveDate,
+    ) -> Result<u64> {
+        let mut lines = String::new();
+        let first_day = today - Duration::days(self.days - 1);
+        let mut n = 0u64;
+        for user in 0..self.users {
+            let joins = (rng.next() * (self.days - 2) as f64) as i64;
+            let stays = 3 + (rng.next() * 30.0) as i64;
+            let (variant, base) = self.variants[user as usize % 2];
+            // Each user works in one of the demo squads' units, and the units took the loop up in turn
+            // (those who joined in the first third of the period are Clinical, then Platform, then
+            // Revenue), so the adoption dashboard's trend shows the roll-out.
+            let unit = DEMO_UNITS[((joins * 3 / self.days) as usize).min(DEMO_UNITS.len() - 1)];
+            for offset in joins..(joins + stays).min(self.days) {
+                if rng.next() < 0.6 {
+                    continue;
+                }
+                let day = first_day + Duration::days(offset);
+                for _ in 0..(1 + (rng.next() * 5.0) as u32) {
+                    let rate = (base + 0.0015 * offset as f64 + (rng.next() - 0.5) * 0.3).clamp(0.0, 1.0);
+                    let note = scenario.note(rng, rate);
+                    let (suggested, accepted) = (note.suggested_chars, note.accepted_chars);
+                    let latency = 900.0 - 8.0 * offset as f64 + (rng.next() - 0.5) * 300.0;
+                    let seconds = (rng.next() * 36_000.0) as i64 + 7 * 3600;
+                    let ts = day.and_hms_opt(0, 0, 0).unwrap_or_default().and_utc() + Duration::seconds(seconds);
+                    n += 1;
+                    lines.push_str(
+                        &serde_json::json!({
+                            "event_id": format!("{}-{n}", self.id_prefix),
+                            "ts": ts.to_rfc3339(),
+                            "user_id": format!("clinician-{user}"),
+                            "variant": variant,
+                            "suggested_chars": suggested,
+                            "accepted_chars": accepted,
+                            "latency_ms": latency.max(80.0).round(),
+                            "cost_usd": 0.0004 * suggested as f64,
+                            "unit": unit,
+                            "context": note.moment.context,
+                            "suggestion": note.suggestion,
+                            "final_text": note.moment.intended,
+                        })
+                        .to_string(),
+                    );
+                    lines.push('\n');
+                }
+            }
+        }
+        let key = format!("{}-seed", self.id_prefix);
+        loops
+            .ingest(
+                actor,
+                BatchInput {
+                    loop_key: scenario.loop_key,
+                    body: lines.as_bytes(),
+                    format: slope_metrics::events::Format::Ndjson,
+                    gzip: false,
+                    idempotency_key: Some(&key),
+                },
+            )
+            .await?;
+        Ok(n)
+    }
+}
+
+/// Seeds the demo's two simulated product loops when the organisation has no loop yet: six weeks of
+/// interaction events of the note-drafting loop ([`NOTES`]) with two model variants, each user in one of the [`DEMO_UNITS`] (ingested through
 /// the same path as a real batch), an acceptance-rate metric (7-day window) feeding the "Character
 /// acceptance rate" key result, active users, week-1 retention, and an eval-score metric with weekly
-/// simulated runs feeding "Agent eval score". Every event and score is simulated; the README says so.
+/// simulated runs feeding "Agent eval score"; and three weeks of the discharge-summary loop
+/// ([`DISCHARGE`]) with its own acceptance metric. Every event and score is simulated; the README says so.
 pub async fn seed_loop(planning: &Planning, loops: &Loops, actor: &Actor, today: NaiveDate) -> Result<bool> {
     if !loops.list_loops(actor).await?.is_empty() {
         return Ok(false);
     }
     let mut rng = Lcg(20_270_101);
-    let mut lines = String::new();
-    let first_day = today - Duration::days(41);
-    let mut n = 0u64;
-    for user in 0..360u32 {
-        // Users join over the six weeks and some stop coming back, so retention has a shape.
-        let joins = (rng.next() * 40.0) as i64;
-        let stays = 3 + (rng.next() * 30.0) as i64;
-        let variant = if user % 2 == 0 { "v7" } else { "v8-shorter" };
-        // Each user works in one of the demo squads' units, and the units took the loop up in turn (those
-        // who joined in the first two weeks are Clinical, then Platform, then Revenue), so the adoption
-        // dashboard's trend shows the roll-out.
-        let unit = DEMO_UNITS[((joins / 14) as usize).min(DEMO_UNITS.len() - 1)];
-        for offset in joins..(joins + stays).min(42) {
-            if rng.next() < 0.6 {
-                continue;
-            }
-            let day = first_day + Duration::days(offset);
-            for _ in 0..(1 + (rng.next() * 5.0) as u32) {
-                let base = if variant == "v7" { 0.26 } else { 0.30 };
-                let rate = (base + 0.0015 * offset as f64 + (rng.next() - 0.5) * 0.3).clamp(0.0, 1.0);
-                let note = simulated_note(&mut rng, rate);
-                let (suggested, accepted) = (note.suggested_chars, note.accepted_chars);
-                let latency = 900.0 - 8.0 * offset as f64 + (rng.next() - 0.5) * 300.0;
-                let seconds = (rng.next() * 36_000.0) as i64 + 7 * 3600;
-                let ts = day.and_hms_opt(0, 0, 0).unwrap_or_default().and_utc() + Duration::seconds(seconds);
-                n += 1;
-                lines.push_str(
-                    &serde_json::json!({
-                        "event_id": format!("demo-{n}"),
-                        "ts": ts.to_rfc3339(),
-                        "user_id": format!("clinician-{user}"),
-                        "variant": variant,
-                        "suggested_chars": suggested,
-                        "accepted_chars": accepted,
-                        "latency_ms": latency.max(80.0).round(),
-                        "cost_usd": 0.0004 * suggested as f64,
-                        "unit": unit,
-                        "context": note.context,
-                        "suggestion": note.suggestion,
-                        "final_text": note.written,
-                    })
-                    .to_string(),
-                );
-                lines.push('\n');
-            }
-        }
-    }
-    loops
-        .ingest(
-            actor,
-            BatchInput {
-                loop_key: DEMO_LOOP,
-                body: lines.as_bytes(),
-                format: slope_metrics::events::Format::Ndjson,
-                gzip: false,
-                idempotency_key: Some("demo-seed"),
-            },
-        )
-        .await?;
+    let history = History { users: 360, days: 42, variants: [("v7", 0.26), ("v8-shorter", 0.30)], id_prefix: "demo" };
+    let n = history.ingest(loops, actor, &NOTES, &mut rng, today).await?;
     let metric = |key: &str, name: &str, kind: &str, window: Option<i64>| MetricInput {
         key: key.into(),
         name: name.into(),
@@ -514,6 +632,17 @@ pub async fn seed_loop(planning: &Planning, loops: &Loops, actor: &Actor, today:
             planning.update_key_result(actor, kr.id, kr.version, &input).await?;
         }
     }
-    tracing::info!(events = n, "seeded the demo loop");
+
+    // The second product loop: three weeks of discharge summaries, a smaller history so that seeding stays
+    // quick, with its own acceptance metric.
+    let history =
+        History { users: 120, days: 21, variants: [("d3", 0.20), ("d4-terse", 0.24)], id_prefix: "demo-discharge" };
+    let discharge = history.ingest(loops, actor, &DISCHARGE, &mut Lcg(20_270_202), today).await?;
+    let acceptance = MetricInput {
+        loop_key: DISCHARGE_LOOP.into(),
+        ..metric(DISCHARGE_ACCEPTANCE_METRIC, "Discharge summary acceptance rate (7 days)", "acceptance-rate", Some(7))
+    };
+    loops.create_metric(actor, &acceptance).await?;
+    tracing::info!(events = n, discharge_events = discharge, "seeded the demo loops");
     Ok(true)
 }

@@ -9,7 +9,9 @@ mod loops;
 mod planning;
 mod plans;
 mod runner;
+mod season_dashboard;
 mod segments;
+mod simulator;
 
 pub use access::*;
 pub use adoption::{MIN_LIFT_POINTS, TREND_METHOD, TREND_WEEKS, before_after_lift};
@@ -19,6 +21,7 @@ pub use planning::Planning;
 pub use plans::PlanOutcome;
 pub use runner::*;
 pub use segments::SegmentStore;
+pub use simulator::{Simulator, SimulatorBoard, SimulatorSettings, duty_wait};
 pub use slope_store::{
     AliasRecord, DatasetRecord, ImpressionRecord, JobMetric, JobRecord, ModelRecord, PromotionRecord, Store, StoreError,
 };

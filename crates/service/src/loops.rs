@@ -768,16 +768,30 @@ impl Loops {
         Ok(self.store.create_experiment(org, &input.validate()?).await?)
     }
 
+    /// Stops an experiment before its last day: from now on it assigns no users to arms, and its
+    /// analysis covers its events up to the day it was stopped. Stopping it again is a conflict.
+    pub async fn stop_experiment(&self, actor: &Actor, key: &str) -> Result<Experiment> {
+        let org = actor.authorize(Action::Operate)?;
+        if let Some(stopped) = self.store.stop_experiment(org, key, Utc::now()).await? {
+            return Ok(stopped);
+        }
+        // Nothing was stopped: either there is no such experiment or it was stopped before.
+        let experiment = self.experiment_in(org, key).await?;
+        let at = experiment.stopped_at.map(|t| t.to_rfc3339()).unwrap_or_default();
+        Err(ServiceError::Conflict(format!("experiment {key} was already stopped at {at}")))
+    }
+
     pub async fn list_experiments(&self, actor: &Actor) -> Result<Vec<Experiment>> {
         let org = actor.authorize(Action::Read)?;
         Ok(self.store.list_experiments(org).await?)
     }
 
-    /// The A/B analysis of an experiment over its loop's events between its start and end dates.
+    /// The A/B analysis of an experiment over its loop's events between its start and end dates (or the
+    /// day it was stopped).
     pub async fn analyze_experiment(&self, actor: &Actor, key: &str) -> Result<ExperimentAnalysis> {
         let org = actor.authorize(Action::Read)?;
         let experiment = self.experiment_in(org, key).await?;
-        let window = (experiment.starts_on, experiment.ends_on.min(Utc::now().date_naive()));
+        let window = (experiment.starts_on, experiment.last_day().min(Utc::now().date_naive()));
         let bytes = self.event_bytes(org, &experiment.loop_key, Some(window)).await?;
         let (control, treatment, share) =
             (experiment.control.clone(), experiment.treatment.clone(), experiment.expected_share);

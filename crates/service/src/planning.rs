@@ -126,7 +126,7 @@ impl Planning {
     /// The version is read before the plan, so a tree is never filed under a version newer than its data;
     /// at worst it holds writes newer than its version and is rebuilt once more. Every server sharing
     /// the database bumps the same version, so the cache is correct with several servers too.
-    async fn cached_tree(&self, org: OrgId, id: SeasonId) -> Result<SeasonTree> {
+    pub(crate) async fn cached_tree(&self, org: OrgId, id: SeasonId) -> Result<SeasonTree> {
         let version = self.store.plan_version(org).await?;
         if let Some((cached, tree)) = self.trees.lock().map_err(poisoned)?.get(&(org, id))
             && *cached == version

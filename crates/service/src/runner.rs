@@ -159,6 +159,8 @@ pub struct Runner {
     models: Arc<Mutex<ModelCache>>,
     /// One model is fetched and loaded at a time, so concurrent first requests for a model load it once.
     loading: Arc<tokio::sync::Mutex<()>>,
+    /// What the demo's traffic simulator publishes about itself, if it runs in this process.
+    simulator: crate::SimulatorBoard,
 }
 
 /// Loaded models by (organisation, model id), least recently used first; a few are kept, since each is
@@ -238,7 +240,21 @@ impl Runner {
     /// `cache` is this process's folder for local copies of models and checkpoints; `lease` how long
     /// a claimed job stays this worker's without a heartbeat.
     pub fn new(store: Store, objects: SegmentStore, loops: Loops, cache: PathBuf, lease: Duration) -> Runner {
-        Runner { store, objects, loops, cache, lease, models: Arc::default(), loading: Arc::default() }
+        Runner {
+            store,
+            objects,
+            loops,
+            cache,
+            lease,
+            models: Arc::default(),
+            loading: Arc::default(),
+            simulator: crate::SimulatorBoard::default(),
+        }
+    }
+
+    /// The board the demo's traffic simulator publishes its status on.
+    pub fn simulator_board(&self) -> crate::SimulatorBoard {
+        self.simulator.clone()
     }
 
     // ---- datasets ------------------------------------------------------------------------------
@@ -862,15 +878,15 @@ impl Runner {
         Ok(Finish::Registered)
     }
 
-    /// The loop's experiment running today, if any.
+    /// The loop's experiment running now (started, not past its last day, not stopped), if any.
     async fn active_experiment(&self, org: OrgId, loop_key: &str) -> Result<Option<slope_domain::Experiment>> {
-        let today = Utc::now().date_naive();
+        let now = Utc::now();
         Ok(self
             .loops
             .list_experiments(&Actor::system(org, "runner"))
             .await?
             .into_iter()
-            .filter(|e| e.loop_key == loop_key && e.starts_on <= today && today <= e.ends_on)
+            .filter(|e| e.loop_key == loop_key && e.is_active(now))
             .max_by_key(|e| (e.starts_on, e.id)))
     }
 
@@ -1648,7 +1664,13 @@ impl Runner {
             let experiment = p.decision["experiment"]["key"].as_str().map(str::to_owned).or_else(|| {
                 experiments
                     .iter()
-                    .filter(|e| e.starts_on <= decided && e.ends_on >= dataset.created_at.date_naive())
+                    // Created before the decision: a loop may turn several times a day (the demo's does),
+                    // so a later experiment of the same day is not this iteration's.
+                    .filter(|e| {
+                        e.starts_on <= decided
+                            && e.last_day() >= dataset.created_at.date_naive()
+                            && e.created_at <= p.at
+                    })
                     .max_by_key(|e| (e.starts_on, e.id))
                     .map(|e| e.key.clone())
             });
@@ -1810,7 +1832,7 @@ impl Runner {
                 match experiment {
                     None => "missing",
                     Some(e) if e.starts_on > today => "scheduled",
-                    Some(e) if e.ends_on >= today => "running",
+                    Some(e) if e.is_active(Utc::now()) => "running",
                     Some(_) => "finished",
                 },
                 experiment.map(|e| e.created_at),

@@ -11,6 +11,7 @@ mod metrics;
 mod plan;
 mod rows;
 mod runner;
+mod signals;
 
 use std::path::Path;
 use std::str::FromStr;

@@ -166,6 +166,7 @@ struct ExperimentRow {
     ends_on: NaiveDate,
     expected_share: f64,
     created_at: DateTime<Utc>,
+    stopped_at: Option<DateTime<Utc>>,
 }
 
 impl From<ExperimentRow> for Experiment {
@@ -182,6 +183,7 @@ impl From<ExperimentRow> for Experiment {
             ends_on: r.ends_on,
             expected_share: r.expected_share,
             created_at: r.created_at,
+            stopped_at: r.stopped_at,
         }
     }
 }
@@ -635,6 +637,15 @@ impl Store {
     pub async fn experiment(&self, org: OrgId, key: &str) -> Result<Option<Experiment>> {
         let row: Option<ExperimentRow> = on_db!(self, db => sqlx::query_as("SELECT * FROM experiments WHERE org_id = $1 AND key = $2")
             .bind(org.0).bind(key).fetch_optional(db).await?);
+        Ok(row.map(Into::into))
+    }
+
+    /// Stops an experiment at `at`. `None` when the organisation has no such experiment or it was
+    /// stopped before (the first stop is kept; the caller reads the experiment to tell which).
+    pub async fn stop_experiment(&self, org: OrgId, key: &str, at: DateTime<Utc>) -> Result<Option<Experiment>> {
+        let row: Option<ExperimentRow> = on_db!(self, db => sqlx::query_as(
+            "UPDATE experiments SET stopped_at = $3 WHERE org_id = $1 AND key = $2 AND stopped_at IS NULL RETURNING *")
+            .bind(org.0).bind(key).bind(at).fetch_optional(db).await?);
         Ok(row.map(Into::into))
     }
 

@@ -135,6 +135,9 @@ contract_tests! {
         members_sessions_and_tokens_sqlite, members_sessions_and_tokens_postgres;
     contract_units_form_a_tree =>
         units_form_a_tree_sqlite, units_form_a_tree_postgres;
+    contract_thesis_signals_are_raised_once_and_resolved_once =>
+        thesis_signals_are_raised_once_and_resolved_once_sqlite,
+        thesis_signals_are_raised_once_and_resolved_once_postgres;
 }
 
 static UNIQUE: AtomicU64 = AtomicU64::new(0);
@@ -1713,9 +1716,20 @@ async fn contract_experiments_and_drift_alerts(store: Store) {
     let beside = ExperimentInput { key: "a-beside".into(), ..input.clone() }.validate().unwrap();
     let beside = store.create_experiment(org, &beside).await.unwrap();
     let listed = store.list_experiments(org).await.unwrap();
-    assert_eq!(listed, vec![inline, beside, shorter], "latest start first, then by key");
+    assert_eq!(listed, vec![inline, beside, shorter.clone()], "latest start first, then by key");
     assert!(store.list_experiments(other).await.unwrap().is_empty());
     store.create_experiment(other, &spec).await.expect("experiment keys are unique per organisation only");
+
+    // Stopping: the first stop is kept, and another organisation's experiment is not found.
+    assert_eq!(shorter.stopped_at, None);
+    let t1 = "2027-01-10T12:00:00Z".parse::<DateTime<Utc>>().unwrap();
+    let stopped = store.stop_experiment(org, "shorter-drafts", t1).await.unwrap().expect("the experiment");
+    assert_eq!(stopped, Experiment { stopped_at: Some(t1), ..shorter.clone() });
+    let later = t1 + chrono::Duration::hours(1);
+    assert_eq!(store.stop_experiment(org, "shorter-drafts", later).await.unwrap(), None, "stopped before");
+    assert_eq!(store.experiment(org, "shorter-drafts").await.unwrap(), Some(stopped));
+    assert_eq!(store.stop_experiment(org, "missing", t1).await.unwrap(), None);
+    assert_eq!(store.experiment(other, "shorter-drafts").await.unwrap().and_then(|e| e.stopped_at), None);
 
     // Alerts are listed by when they were raised, which is not the order they were stored in.
     let older = store.record_drift_alert(org, &drift_alert("latency_ms", 0.12, "2027-01-21T06:00:00Z")).await.unwrap();
@@ -2602,4 +2616,47 @@ async fn contract_units_form_a_tree(store: Store) {
     assert!(matches!(unknown, Err(StoreError::Rejected(_))), "{unknown:?}");
     let other = store.ensure_org("globex", "Globex").await.unwrap();
     assert!(store.list_units(other).await.unwrap().is_empty());
+}
+
+async fn contract_thesis_signals_are_raised_once_and_resolved_once(store: Store) {
+    let org = store.ensure_org("acme", "Acme").await.unwrap();
+    let (season, _, _) = small_plan(&store, org).await;
+    let signal = |fingerprint: &str| NewSignal {
+        kind: SignalKind::BetKilled,
+        fingerprint: fingerprint.into(),
+        subject: "Agents ask".into(),
+        summary: "The slope bet was killed".into(),
+        evidence: serde_json::json!({ "goal_id": 7, "criteria": "half dismissed" }),
+    };
+    let now = Utc::now();
+    assert!(store.raise_signal(org, season.id, &signal("bet-killed:goal-7"), now).await.unwrap());
+    // The same evidence again, as a second server would detect it, raises nothing.
+    assert!(!store.raise_signal(org, season.id, &signal("bet-killed:goal-7"), now).await.unwrap());
+    tick().await;
+    assert!(store.raise_signal(org, season.id, &signal("bet-killed:goal-8"), Utc::now()).await.unwrap());
+    let listed = store.list_signals(org, season.id).await.unwrap();
+    assert_eq!(
+        listed.iter().map(|s| s.fingerprint.as_str()).collect::<Vec<_>>(),
+        ["bet-killed:goal-8", "bet-killed:goal-7"]
+    );
+    let first = listed[1].clone();
+    assert_eq!(first.evidence["criteria"], "half dismissed");
+    assert_eq!((first.kind, first.resolved_at.is_none()), (SignalKind::BetKilled, true));
+
+    let leader = Actor::system(org, "leader");
+    let resolved = store.resolve_signal(&leader, first.id, "The thesis stands", Utc::now()).await.unwrap().unwrap();
+    assert_eq!(resolved.resolution.as_deref(), Some("The thesis stands"));
+    assert_eq!(resolved.resolved_by.as_deref(), Some("system:leader"));
+    // A second resolution changes nothing and hands back the first.
+    let again = store.resolve_signal(&leader, first.id, "Changed my mind", Utc::now()).await.unwrap();
+    assert_eq!(again.unwrap_err().resolution.as_deref(), Some("The thesis stands"));
+    let trail = store.audit_log(org, Some(("thesis_signal", first.id)), None, 10).await.unwrap();
+    assert_eq!(trail.len(), 1, "one resolution, one audit record: {trail:?}");
+    assert_eq!(trail[0].after.as_ref().map(|a| a["resolution"].clone()), Some(serde_json::json!("The thesis stands")));
+
+    // Another organisation sees none of it and cannot resolve it.
+    let other = store.ensure_org("globex", "Globex").await.unwrap();
+    assert!(store.list_signals(other, season.id).await.unwrap().is_empty());
+    let foreign = store.resolve_signal(&Actor::system(other, "x"), listed[0].id, "mine", Utc::now()).await;
+    assert!(matches!(foreign, Err(StoreError::NotFound { .. })), "{foreign:?}");
 }

@@ -67,6 +67,22 @@ impl<S: Send + Sync> FromRequestParts<S> for Id {
     }
 }
 
+/// Two numeric path parameters (a parent and a child, like a season and one of its signals), read like
+/// [`Id`]: anything that is not two numbers is "not found".
+pub struct Ids(pub i64, pub i64);
+
+impl<S: Send + Sync> FromRequestParts<S> for Ids {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let path = parts.uri.path().to_owned();
+        let not_found = || ApiError::not_found(format!("no resource at {path}"));
+        let axum::extract::Path((a, b)) =
+            axum::extract::Path::<(String, String)>::from_request_parts(parts, state).await.map_err(|_| not_found())?;
+        Ok(Ids(a.parse().map_err(|_| not_found())?, b.parse().map_err(|_| not_found())?))
+    }
+}
+
 /// Query parameters with field-level errors.
 pub struct Query<T>(pub T);
 

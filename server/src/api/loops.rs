@@ -39,6 +39,8 @@ pub fn routes() -> OpenApiRouter<ApiState> {
         .routes(routes!(recompute))
         .routes(routes!(list_experiments, create_experiment))
         .routes(routes!(analyze_experiment))
+        .routes(routes!(stop_experiment))
+        .routes(routes!(simulator))
 }
 
 fn loops(s: &ApiState) -> &Loops {
@@ -642,4 +644,50 @@ async fn analyze_experiment(
     Path(key): Path<String>,
 ) -> ApiResult<impl IntoResponse> {
     Ok(Json(loops(&s).analyze_experiment(&actor, &key).await?))
+}
+
+/// Stops an experiment before its last day.
+///
+/// From then on serving assigns no user to its arms (everyone gets the champion again), and its analysis
+/// covers its events up to the day it was stopped. Stopping an experiment twice is a 409.
+#[utoipa::path(
+    post,
+    path = "/experiments/{key}/stop",
+    tag = "experiments",
+    params(("key" = String, Path, description = "The experiment's key.")),
+    responses(
+        (status = 200, description = "The experiment, stopped.", body = Experiment),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 409, response = Conflict),
+    ),
+    security(("bearer" = []), ("session" = []))
+)]
+async fn stop_experiment(
+    State(s): State<ApiState>,
+    Caller(actor): Caller,
+    Path(key): Path<String>,
+) -> ApiResult<impl IntoResponse> {
+    Ok(Json(loops(&s).stop_experiment(&actor, &key).await?))
+}
+
+/// The demo's traffic simulator: whether it runs and what it is doing in each loop.
+///
+/// In demo mode Slope simulates clinicians who write notes and accept suggestions when they match, and
+/// an operator that turns each loop (datasets, fine-tuning, evals, an A/B experiment, the promotion
+/// gate). Everything it produces is simulated. Without it the answer is `{"running": false}`.
+#[utoipa::path(
+    get,
+    path = "/simulator",
+    tag = "loops",
+    responses(
+        (status = 200, description = "The simulator's state.", body = SimulatorStatus),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+    ),
+    security(("bearer" = []), ("session" = []))
+)]
+async fn simulator(State(s): State<ApiState>, Caller(actor): Caller) -> ApiResult<impl IntoResponse> {
+    Ok(Json(s.runner.simulation(&actor)?))
 }

@@ -12,6 +12,7 @@ mod extract;
 mod loops;
 mod plans;
 mod runner;
+mod signals;
 
 use std::sync::OnceLock;
 
@@ -71,6 +72,7 @@ pub(crate) fn routes() -> OpenApiRouter<ApiState> {
         .merge(access::routes())
         .merge(adoption::routes())
         .merge(plans::routes())
+        .merge(signals::routes())
         .merge(loops::routes())
         .merge(runner::routes())
 }

@@ -1,0 +1,311 @@
+//! A season's dashboard: the thesis signals a leader resolves, the OKR tree with live progress, slope
+//! allocation against the target by unit and squad, the confidence trend and the metrics behind the
+//! plan.
+
+use leptos::prelude::*;
+use leptos::server_fn::ServerFn;
+use leptos_meta::Title;
+use slope_domain::*;
+
+use super::{LoadError, ObjectiveItem, StatusBadge, loading, metric_format, missing_id, param_id};
+use crate::api::*;
+use crate::components::*;
+
+#[component]
+pub fn SeasonDashboardPage() -> impl IntoView {
+    let id = param_id("id");
+    let data =
+        Resource::new(move || id.get(), |id| async move { load_season_dashboard(id.ok_or_else(missing_id)?).await });
+    view! {
+        <Suspense fallback=loading>
+            {move || Suspend::new(async move {
+                match data.await {
+                    Err(e) => view! { <LoadError error=e/> }.into_any(),
+                    Ok(d) => view! { <SeasonDashboardView dashboard=d/> }.into_any(),
+                }
+            })}
+        </Suspense>
+    }
+}
+
+#[component]
+fn SeasonDashboardView(dashboard: SeasonDashboard) -> impl IntoView {
+    let SeasonDashboard { tree, today, metrics, confidence, signals } = dashboard;
+    let season = tree.season.clone();
+    let sid = season.id;
+    let title = format!("{} — dashboard", season.name);
+    // Only those who may change the plan resolve signals; the service refuses anyone else anyway.
+    let resolver = crate::may(slope_domain::Action::EditPlan) && season.status != SeasonStatus::Closed;
+    let (open, resolved): (Vec<ThesisSignal>, Vec<ThesisSignal>) = signals.into_iter().partition(|s| s.is_open());
+    let open_count = open.len();
+    let badge_class = if open_count > 0 { "badge warn" } else { "badge ok" };
+    view! {
+        <Title text=title.clone()/>
+        <div class="page-head">
+            <div>
+                <h1>{title}</h1>
+                <p class="meta">
+                    <StatusBadge status=season.status/>
+                    {format!(" {} → {} · today {today} · slope target {}", season.starts_on, season.ends_on, share_text(season.slope_target))}
+                </p>
+            </div>
+            <a href=format!("/seasons/{sid}") class="link">"The season's plan"</a>
+        </div>
+        <p class="lede">{season.thesis.clone()}</p>
+
+        <section class="panel signals" aria-labelledby="signals-heading" id="signals">
+            <h2 id="signals-heading">
+                "Thesis signals "
+                <span class=badge_class>{format!("{open_count} open")}</span>
+            </h2>
+            <p class="hint">
+                "Slope raises a “review the thesis” item when a metric linked to this season's plan turns from moving the right way "
+                "to moving the wrong way (the slopes of the last two 7-day windows, each with its 95 % interval on opposite sides of zero), "
+                "or when a slope bet is killed. A leader resolves it with a note."
+            </p>
+            {if open.is_empty() && resolved.is_empty() {
+                view! { <p class="empty">"No signals: no linked metric has reversed its trend and no slope bet was killed."</p> }.into_any()
+            } else {
+                view! {
+                    <ul class="signal-list">
+                        {open.into_iter().map(|s| view! { <SignalItem signal=s resolver/> }).collect_view()}
+                        {resolved.into_iter().map(|s| view! { <SignalItem signal=s resolver=false/> }).collect_view()}
+                    </ul>
+                }.into_any()
+            }}
+        </section>
+
+        <section aria-labelledby="tree-heading">
+            <h2 id="tree-heading">"Objectives and key results, live"</h2>
+            <ProgressBar score=tree.score expectation=tree.expectation label="Season progress"/>
+            <p class="hint">"Key results fed by a metric move with its latest point; the others with their check-ins."</p>
+            {if tree.objectives.is_empty() {
+                view! { <p class="empty">"No objectives yet."</p> }.into_any()
+            } else {
+                view! {
+                    <ol class="okr-tree">
+                        {tree.objectives.into_iter().map(|o| view! { <ObjectiveItem node=o editable=false/> }).collect_view()}
+                    </ol>
+                }.into_any()
+            }}
+        </section>
+
+        <section class="grid-2">
+            <div class="panel">
+                <h2>"Slope allocation against the target"</h2>
+                <SlopeChart report=tree.slope.clone()/>
+            </div>
+            <div class="panel">
+                <h2>"Confidence trend"</h2>
+                <ConfidenceChart points=confidence/>
+            </div>
+        </section>
+
+        <section aria-labelledby="metrics-heading">
+            <h2 id="metrics-heading">"Metrics behind the plan"</h2>
+            {if metrics.is_empty() {
+                view! { <p class="empty">"No key result or goal of this season is fed by a metric yet."</p> }.into_any()
+            } else {
+                view! {
+                    <div class="grid-2">
+                        {metrics.into_iter().map(|m| view! { <LinkedMetricPanel metric=m/> }).collect_view()}
+                    </div>
+                }.into_any()
+            }}
+        </section>
+    }
+}
+
+#[component]
+fn SignalItem(signal: ThesisSignal, resolver: bool) -> impl IntoView {
+    let open = signal.is_open();
+    let reversal: Option<Reversal> = serde_json::from_value(signal.evidence["reversal"].clone()).ok();
+    let kind = match signal.kind {
+        SignalKind::MetricReversal => "metric reversed",
+        SignalKind::BetKilled => "slope bet killed",
+    };
+    view! {
+        <li class=if open { "signal open" } else { "signal resolved" } id=format!("signal-{}", signal.id)>
+            <div class="row-head">
+                <span class="badge warn">{kind}</span>
+                <strong>{signal.subject.clone()}</strong>
+                <span class="muted">{format!("raised {} UTC", signal.raised_at.format("%Y-%m-%d %H:%M"))}</span>
+            </div>
+            <p class="signal-summary">{signal.summary.clone()}</p>
+            {reversal.map(|r| view! {
+                <table class="compact">
+                    <caption>"Trend of the metric per day, with its 95 % interval"</caption>
+                    <thead><tr><th scope="col">"Window"</th><th scope="col">"Points"</th><th scope="col">"Slope per day"</th><th scope="col">"95 % interval"</th></tr></thead>
+                    <tbody>
+                        {[("before", r.earlier), ("recent", r.recent)].into_iter().map(|(label, w)| view! {
+                            <tr>
+                                <th scope="row">{format!("{label}: {} → {}", w.from, w.to)}</th>
+                                <td>{w.points}</td>
+                                <td>{fmt_number(w.per_day)}</td>
+                                <td>{format!("{} – {}", fmt_number(w.ci_low), fmt_number(w.ci_high))}</td>
+                            </tr>
+                        }).collect_view()}
+                    </tbody>
+                </table>
+            })}
+            {match (&signal.resolved_at, &signal.resolution) {
+                (Some(at), Some(note)) => view! {
+                    <p class="resolution">
+                        <strong>"Resolved "</strong>
+                        {format!("by {} on {} UTC: ", signal.resolved_by.clone().unwrap_or_default(), at.format("%Y-%m-%d %H:%M"))}
+                        <q>{note.clone()}</q>
+                    </p>
+                }.into_any(),
+                _ if resolver => view! { <ResolveSignalForm season=signal.season_id.0 signal=signal.id/> }.into_any(),
+                _ => view! { <p class="muted">"Open: a leader resolves it with a note."</p> }.into_any(),
+            }}
+        </li>
+    }
+}
+
+#[island]
+fn ResolveSignalForm(season: i64, signal: i64) -> impl IntoView {
+    let action = ServerAction::<ResolveSignal>::new();
+    let errors: FormErrors = RwSignal::new(FieldErrors::new());
+    watch_outcome(action, errors);
+    let submit = submit_with_checks(action, errors, |f: &ResolveSignal| {
+        ResolveSignalInput { note: f.note.clone() }.validate().map(|_| ())
+    });
+    view! {
+        <form class="form resolve" method="post" action=ResolveSignal::url() on:submit=submit novalidate>
+            <FormMessages errors/>
+            <input type="hidden" name="season_id" value=season.to_string()/>
+            <input type="hidden" name="signal_id" value=signal.to_string()/>
+            <TextArea label="What does the season make of it?" name="note" errors value="" rows=2 required=true
+                hint="The thesis stands, is revised, or this is noise: say why."/>
+            <button type="submit" disabled=move || action.pending().get()>"Resolve"</button>
+        </form>
+    }
+}
+
+/// Slope allocation of each unit and squad as horizontal bars against the season's target, in SVG with
+/// the same figures in a table.
+#[component]
+fn SlopeChart(report: SlopeReport) -> impl IntoView {
+    const W: f64 = 560.0;
+    const ROW: f64 = 24.0;
+    const LABEL: f64 = 150.0;
+    let target = report.target;
+    let mut rows: Vec<(String, Share, &'static str)> = vec![("Whole season".into(), report.overall, "overall")];
+    rows.extend(report.units.iter().map(|u| (format!("Unit {}", u.unit), u.share, "unit")));
+    rows.extend(report.squads.iter().map(|s| (s.name.clone(), s.share, "squad")));
+    let max = rows.iter().filter_map(|r| r.1.share).fold(target * 1.5, f64::max).max(0.05);
+    let x = move |share: f64| LABEL + share / max * (W - LABEL - 60.0);
+    let height = ROW * rows.len() as f64 + 28.0;
+    let summary = format!(
+        "Slope share of planned capacity: whole season {}, target {}; {} of {} units and squads below target",
+        report.overall.share.map(share_text).unwrap_or_else(|| "nothing planned".into()),
+        share_text(target),
+        rows.iter().skip(1).filter(|r| r.1.below_target).count(),
+        rows.len() - 1
+    );
+    let table = rows.clone();
+    view! {
+        <ChartHover>
+            <figure class="chart">
+                <svg viewBox=format!("0 0 {W} {height}") role="img" preserveAspectRatio="xMidYMid meet">
+                    <title>"Slope allocation by unit and squad"</title>
+                    <desc>{summary}</desc>
+                    {rows.into_iter().enumerate().map(|(i, (name, share, kind))| {
+                        let y = 8.0 + ROW * i as f64;
+                        let value = share.share.unwrap_or(0.0);
+                        let tip = format!(
+                            "{name}: {} ({} of {} person-weeks){}",
+                            share.share.map(share_text).unwrap_or_else(|| "nothing planned".into()),
+                            fmt_number(share.slope),
+                            fmt_number(share.total),
+                            if share.below_target { ", below target" } else { "" }
+                        );
+                        let class = format!("bar {kind}{}", if share.below_target { " warn" } else { "" });
+                        let title = tip.clone();
+                        view! {
+                            <text class="axis" x=LABEL - 6.0 y=y + 15.0 text-anchor="end">{name}</text>
+                            <rect class=class x=LABEL y=y + 3.0 width=(x(value) - LABEL).max(1.0) height=ROW - 8.0 tabindex="0" data-tip=tip>
+                                <title>{title}</title>
+                            </rect>
+                            <text class="axis" x=x(value) + 4.0 y=y + 15.0>{share.share.map(share_text).unwrap_or_else(|| "—".into())}</text>
+                        }
+                    }).collect_view()}
+                    <line class="ref target" x1=x(target) x2=x(target) y1="4" y2=height - 18.0></line>
+                    <text class="ref-label" x=x(target) y=height - 4.0 text-anchor="middle">{format!("target {}", share_text(target))}</text>
+                </svg>
+            </figure>
+        </ChartHover>
+        <table class="compact">
+            <caption>"Slope allocation (person-weeks)"</caption>
+            <thead><tr><th scope="col">"Who"</th><th scope="col">"Slope"</th><th scope="col">"Planned"</th><th scope="col">"Share"</th></tr></thead>
+            <tbody>
+                {table.into_iter().map(|(name, share, _)| view! {
+                    <tr class:warn=share.below_target>
+                        <th scope="row">{name}</th>
+                        <td>{fmt_number(share.slope)}</td>
+                        <td>{fmt_number(share.total)}</td>
+                        <td>{share.share.map(share_text).unwrap_or_else(|| "—".into())}{share.below_target.then_some(" ⚠ below target")}</td>
+                    </tr>
+                }).collect_view()}
+            </tbody>
+        </table>
+    }
+}
+
+#[component]
+fn ConfidenceChart(points: Vec<ConfidencePoint>) -> impl IntoView {
+    if points.is_empty() {
+        return view! { <p class="empty">"No key result has a check-in with a confidence yet."</p> }.into_any();
+    }
+    let series = vec![
+        ChartSeries { name: "mean confidence".into(), points: points.iter().map(|p| (p.week, p.mean, None)).collect() },
+        ChartSeries { name: "lowest".into(), points: points.iter().map(|p| (p.week, p.low, None)).collect() },
+    ];
+    view! {
+        <p class="hint">"Each week, every key result counts with the confidence of its latest check-in by the end of that week."</p>
+        <LineChart series title="Mean confidence of the key results by week" format=share_text/>
+        <table class="compact">
+            <caption>"Confidence by week"</caption>
+            <thead><tr><th scope="col">"Week of"</th><th scope="col">"Mean"</th><th scope="col">"Lowest"</th><th scope="col">"Highest"</th><th scope="col">"Key results"</th></tr></thead>
+            <tbody>
+                {points.into_iter().rev().map(|p| view! {
+                    <tr>
+                        <th scope="row">{p.week.to_string()}</th>
+                        <td>{share_text(p.mean)}</td>
+                        <td>{share_text(p.low)}</td>
+                        <td>{share_text(p.high)}</td>
+                        <td>{p.key_results}</td>
+                    </tr>
+                }).collect_view()}
+            </tbody>
+        </table>
+    }
+    .into_any()
+}
+
+#[component]
+fn LinkedMetricPanel(metric: LinkedMetric) -> impl IntoView {
+    let m = metric.series.metric.clone();
+    let format = metric_format(m.kind);
+    let chart = ChartSeries {
+        name: m.name.clone(),
+        points: metric.series.points.iter().map(|p| (p.bucket, p.value, p.ci_low.zip(p.ci_high))).collect(),
+    };
+    let direction = match metric.good_direction {
+        Some(d) if d > 0.0 => "the plan wants it up",
+        Some(_) => "the plan wants it down",
+        None => "no single direction",
+    };
+    view! {
+        <div class="panel linked-metric" data-metric=m.key.clone()>
+            <div class="row-head">
+                <h3><a href=format!("/metrics/{}", m.key)>{m.name.clone()}</a></h3>
+                {metric.reversal.map(|_| view! { <span class="badge warn">"trend reversed"</span> })}
+                {metric.series.stale.then(|| view! { <span class="badge warn">"stale"</span> })}
+            </div>
+            <p class="hint">{format!("Feeds {} · {direction}", metric.feeds.join(", "))}</p>
+            <LineChart series=vec![chart] title=format!("{} over time", m.name) format/>
+        </div>
+    }
+}

@@ -1,0 +1,162 @@
+//! The season dashboard and its thesis signals.
+//!
+//! Signals are raised from evidence whenever the dashboard is assembled and by the server's upkeep
+//! (so they appear even when nobody looks), always as the system: raising is idempotent (a signal's
+//! fingerprint is unique per season), so any number of servers and readers may do it at once.
+
+use std::collections::BTreeMap;
+
+use chrono::Utc;
+use slope_domain::*;
+
+use crate::{Planning, Result, ServiceError};
+
+impl Planning {
+    /// The dashboard of season `id`: the tree with live progress and slope allocation, every metric
+    /// linked to the season's key results and goals with its trend, the weekly confidence trend, and
+    /// the thesis signals (new ones raised first).
+    pub async fn season_dashboard(&self, actor: &Actor, id: SeasonId) -> Result<SeasonDashboard> {
+        let org = actor.authorize(Action::Read)?;
+        let tree = self.cached_tree(org, id).await?;
+        let now = Utc::now();
+        let metrics = self.linked_metrics(org, &tree).await?;
+        // A closed season is history: new evidence no longer asks anything of its thesis.
+        if tree.season.status != SeasonStatus::Closed {
+            self.raise_from(org, &tree, &metrics).await?;
+        }
+
+        let mut check_ins = Vec::new();
+        for kr in tree.objectives.iter().flat_map(|o| &o.key_results) {
+            check_ins.push(self.store().list_check_ins(org, SubjectKind::KeyResult, kr.key_result.id.0).await?);
+        }
+        // The weeks run to the season's end (or today), and on to a later check-in: a confidence given
+        // after the last day (in the retrospective, say) still belongs to the season.
+        let latest = check_ins.iter().flatten().map(|c| c.recorded_at.date_naive()).max();
+        let until = now.date_naive().min(tree.season.ends_on).max(latest.unwrap_or(tree.season.starts_on));
+        let confidence = confidence_trend(&check_ins, tree.season.starts_on, until);
+        let mut signals = self.store().list_signals(org, id).await?;
+        // Open ones first: they are what the leader has to do.
+        signals.sort_by_key(|s| (!s.is_open(), std::cmp::Reverse((s.raised_at, s.id))));
+        Ok(SeasonDashboard { tree, today: now.date_naive(), metrics, confidence, signals })
+    }
+
+    /// Raises the signals the current evidence calls for in the organisation's active season; returns
+    /// how many were new. The server's upkeep calls it.
+    pub async fn raise_signals(&self, org: OrgId) -> Result<usize> {
+        let seasons = self.store().list_seasons(org).await?;
+        let Some(season) = seasons.into_iter().find(|s| s.status == SeasonStatus::Active) else { return Ok(0) };
+        let tree = self.cached_tree(org, season.id).await?;
+        let metrics = self.linked_metrics(org, &tree).await?;
+        self.raise_from(org, &tree, &metrics).await
+    }
+
+    /// Resolves signal `signal` of season `season` with the leader's note. A signal resolved already
+    /// is a conflict naming who resolved it; the first note stands.
+    pub async fn resolve_signal(
+        &self,
+        actor: &Actor,
+        season: SeasonId,
+        signal: i64,
+        input: &ResolveSignalInput,
+    ) -> Result<ThesisSignal> {
+        let org = actor.authorize(Action::EditPlan)?;
+        let note = input.validate()?;
+        // The signal must belong to the season named in the address (and so to the organisation).
+        let known = self.store().list_signals(org, season).await?;
+        if !known.iter().any(|s| s.id == signal) {
+            return Err(ServiceError::NotFound(format!("season {season} has no thesis signal {signal}")));
+        }
+        match self.store().resolve_signal(actor, signal, &note, Utc::now()).await? {
+            Ok(resolved) => {
+                tracing::info!(signal, %season, by = %actor.label(), "thesis signal resolved");
+                Ok(resolved)
+            }
+            Err(already) => Err(ServiceError::Conflict(format!(
+                "thesis signal {signal} was resolved already by {} ({}): {}",
+                already.resolved_by.as_deref().unwrap_or("someone"),
+                already.resolved_at.map(|t| t.format("%Y-%m-%d %H:%M UTC").to_string()).unwrap_or_default(),
+                already.resolution.as_deref().unwrap_or("")
+            ))),
+        }
+    }
+
+    /// Every metric feeding a key result or goal of the tree, with the directions the measures it feeds
+    /// want (a metric feeding measures that disagree on direction has none) and its reversal, if any.
+    async fn linked_metrics(&self, org: OrgId, tree: &SeasonTree) -> Result<Vec<LinkedMetric>> {
+        let mut feeds: BTreeMap<String, (Vec<String>, Vec<Option<f64>>)> = BTreeMap::new();
+        for kr in tree.objectives.iter().flat_map(|o| &o.key_results) {
+            if let Some(feed) = &kr.key_result.metric {
+                let entry = feeds.entry(feed.key.clone()).or_default();
+                entry.0.push(kr.key_result.title.clone());
+                entry.1.push(good_direction(&kr.key_result.measure));
+            }
+            for goal in &kr.goals {
+                if let Some(feed) = &goal.goal.metric {
+                    let entry = feeds.entry(feed.key.clone()).or_default();
+                    entry.0.push(goal.goal.title.clone());
+                    // A milestone goal fed by a metric is judged by its key result's measure.
+                    let measure = match goal.goal.measure {
+                        Measure::Milestone => &kr.key_result.measure,
+                        ref m => m,
+                    };
+                    entry.1.push(good_direction(measure));
+                }
+            }
+        }
+        let now = Utc::now();
+        let mut out = Vec::with_capacity(feeds.len());
+        for (key, (titles, directions)) in feeds {
+            let Some(metric) = self.store().metric(org, &key).await? else { continue };
+            let points = self.store().series(org, &key, metric.version).await?;
+            let feed = MetricFeed {
+                key: metric.key.clone(),
+                observed_at: points.last().map(|p| p.observed_at),
+                freshness_hours: metric.freshness_hours,
+            };
+            let first = directions.first().copied().flatten();
+            let good = first.filter(|d| directions.iter().all(|x| *x == Some(*d)));
+            let trend: Vec<TrendPoint> = points.iter().map(TrendPoint::from).collect();
+            let reversal = good.and_then(|d| detect_reversal(&trend, d));
+            out.push(LinkedMetric {
+                feeds: titles,
+                good_direction: good,
+                series: MetricSeries { stale: feed.is_stale(now), metric, points },
+                reversal,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Stores the signals the evidence calls for that are not known yet; returns how many were new.
+    async fn raise_from(&self, org: OrgId, tree: &SeasonTree, metrics: &[LinkedMetric]) -> Result<usize> {
+        let season = tree.season.id;
+        let existing = self.store().list_signals(org, season).await?;
+        let now = Utc::now();
+        let mut wanted = Vec::new();
+        for m in metrics {
+            if let Some(reversal) = &m.reversal
+                && reversal_is_new(&existing, &m.series.metric.key, now)
+            {
+                wanted.push(reversal_signal(&m.series.metric.key, &m.feeds.join("\", \""), reversal, fmt_number));
+            }
+        }
+        let goals: Vec<&SquadGoalNode> =
+            tree.objectives.iter().flat_map(|o| &o.key_results).flat_map(|k| &k.goals).collect();
+        let owned: Vec<SquadGoal> = goals.iter().map(|g| g.goal.clone()).collect();
+        let squad_of =
+            |g: &SquadGoal| goals.iter().find(|n| n.goal.id == g.id).map(|n| n.squad_name.clone()).unwrap_or_default();
+        wanted.extend(
+            killed_bet_signals(&owned, squad_of)
+                .into_iter()
+                .filter(|s| !existing.iter().any(|e| e.fingerprint == s.fingerprint)),
+        );
+        let mut raised = 0;
+        for signal in &wanted {
+            if self.store().raise_signal(org, season, signal, now).await? {
+                tracing::info!(%season, kind = %signal.kind, subject = %signal.subject, "thesis signal raised");
+                raised += 1;
+            }
+        }
+        Ok(raised)
+    }
+}

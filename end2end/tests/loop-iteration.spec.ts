@@ -1,0 +1,128 @@
+import { expect, type APIRequestContext, type APIResponse } from "@playwright/test";
+import { open, signIn, test } from "./helpers";
+
+// One turn of a loop, driven through the API the way the demo's simulated operator drives it (the e2e
+// server runs without demo data or a base model): events with a context and what the user wrote, a tiny
+// base model, datasets built from the events, a fine-tune with an eval on held-out text, and the
+// promotion gate. The loop page then shows the iteration with its promotion.
+
+const TINY_MODEL = { vocab_size: 257, n_layer: 1, n_head: 2, d_model: 32, ctx_len: 64 };
+const SYMPTOMS = ["cough", "headache", "back pain", "sore throat", "fatigue"];
+const PLANS = ["rest and fluids.", "ibuprofen as needed.", "follow up in two weeks.", "order chest x-ray.", "rest."];
+
+/** `n` events of simulated note writing: the context before the cursor and what the clinician wrote. */
+function events(loop: string, n: number): string {
+  const today = new Date().toISOString().slice(0, 10);
+  const lines = [];
+  for (let i = 0; i < n; i++) {
+    const k = i % SYMPTOMS.length;
+    lines.push(
+      JSON.stringify({
+        event_id: `${loop}-${i}`,
+        ts: `${today}T00:${String(i % 60).padStart(2, "0")}:00Z`,
+        user_id: `u${i % 7}`,
+        variant: "v1",
+        suggested_chars: 10,
+        accepted_chars: i % 3,
+        context: `Pt reports ${SYMPTOMS[k]} for ${2 + (i % 5)} days. Plan: `,
+        suggestion: "rest",
+        final_text: PLANS[k],
+      }),
+    );
+  }
+  return lines.join("\n") + "\n";
+}
+
+/** The same kind of text as NDJSON text rows, for pre-training and as held-out data. */
+function texts(n: number, salt: number): string {
+  const lines = [];
+  for (let i = 0; i < n; i++) {
+    const k = (i + salt) % SYMPTOMS.length;
+    lines.push(JSON.stringify({ text: `Pt reports ${SYMPTOMS[k]} for ${2 + ((i + salt) % 5)} days. Plan: ${PLANS[k]}` }));
+  }
+  return lines.join("\n") + "\n";
+}
+
+async function ok(response: APIResponse, statuses = [200, 201]) {
+  expect(statuses, await response.text()).toContain(response.status());
+  return response.json();
+}
+
+async function addDataset(request: APIRequestContext, name: string, body: string): Promise<number> {
+  const response = await request.post(`/api/v1/datasets?name=${name}`, {
+    data: body,
+    headers: { "Content-Type": "application/x-ndjson" },
+  });
+  return (await ok(response)).dataset.id;
+}
+
+/** Queues a job and waits until it has succeeded; returns the finished job. */
+async function run(request: APIRequestContext, job: object) {
+  const queued = await ok(await request.post("/api/v1/jobs", { data: job }), [201]);
+  let done: { id: number; status: string; error?: string; result: { model_id: number } } = queued;
+  await expect
+    .poll(
+      async () => {
+        done = await (await request.get(`/api/v1/jobs/${queued.id}`)).json();
+        return done.status;
+      },
+      { timeout: 120_000 },
+    )
+    .toMatch(/succeeded|failed|cancelled/);
+  expect(done.status, done.error ?? "").toBe("succeeded");
+  return done;
+}
+
+test("the loop page shows an iteration after a promotion", async ({ page, request }) => {
+  test.setTimeout(240_000);
+  const loop = `e2e-iteration-${Date.now()}`;
+  const ingested = await request.post(`/api/v1/loops/${loop}/events`, {
+    data: events(loop, 60),
+    headers: { "Content-Type": "application/x-ndjson" },
+  });
+  await ok(ingested, [201]);
+
+  // A tiny base model of its own, so nothing depends on the shipped one.
+  const corpus = await addDataset(request, `${loop}-corpus`, texts(40, 0));
+  const held = await addDataset(request, `${loop}-held-out`, texts(12, 3));
+  const base = await run(request, {
+    kind: "pretrain",
+    dataset_id: corpus,
+    model_config: TINY_MODEL,
+    train: { steps: 30, batch_size: 4, seq_len: 32, checkpoint_every: 0 },
+    name: `${loop}-base`,
+  });
+
+  // The loop's events become an SFT set with lineage to them; a challenger is fine-tuned on it and
+  // evaluated on the held-out text in the same job.
+  const built = await ok(await request.post(`/api/v1/loops/${loop}/datasets`));
+  expect(built.sft.rows).toBe(60);
+  const sft = await run(request, {
+    kind: "sft",
+    loop,
+    model_id: base.result.model_id,
+    dataset_id: built.sft.id,
+    held_out_id: held,
+    train: { steps: 20, batch_size: 4, seq_len: 48, checkpoint_every: 0 },
+    name: `${loop}-challenger`,
+  });
+  const challenger = sft.result.model_id;
+
+  // The gate: the loop has no champion yet, so an evaluated challenger becomes the first one.
+  const decision = await ok(await request.post(`/api/v1/loops/${loop}/promote`, { data: { model_id: challenger } }));
+  expect(decision.accepted, decision.reason).toBe(true);
+
+  await signIn(page, "leader");
+  await open(page, `/loops/${loop}`);
+  const iterations = page.locator("table.iterations tbody tr");
+  await expect(iterations).toHaveCount(1);
+  const row = iterations.first();
+  await expect(row.getByRole("rowheader")).toHaveText(`${loop}-challenger`);
+  await expect(row).toContainText(`${loop}-sft #${built.sft.id}`);
+  await expect(row).toContainText(`#${sft.id}`);
+  await expect(row.locator(".badge")).toHaveText("promoted");
+  const stage = page.locator(".stage-card", { has: page.getByRole("heading", { name: "Iteration" }) });
+  await expect(stage).toContainText(`${loop}-challenger promoted`);
+  // Outside demo mode nothing is simulated, so no banner says so.
+  await expect(page.getByTestId("simulator-banner")).toHaveCount(0);
+});

@@ -1,0 +1,79 @@
+//! `/api/v1/seasons/{id}/dashboard` and the season's thesis signals.
+
+use axum::Json;
+use axum::extract::State;
+use axum::response::IntoResponse;
+use slope_domain::{ResolveSignalInput, SeasonDashboard, SeasonId, ThesisSignal};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::extract::{Body, Caller, Id, Ids};
+use super::{ApiResult, ApiState, BadRequest, Conflict, Forbidden, Invalid, NotFound, Unauthorized};
+
+pub fn routes() -> OpenApiRouter<ApiState> {
+    OpenApiRouter::new().routes(routes!(season_dashboard)).routes(routes!(resolve_signal))
+}
+
+/// Reads a season's dashboard.
+///
+/// The OKR tree with live progress (key results fed by metrics carry the metric's latest value) and slope
+/// allocation against the season's target by squad and unit; every metric linked to the season's key
+/// results and goals with its series and, when its trend has turned the wrong way, the reversal (the
+/// slopes of the last two 7-day windows with their 95 % intervals); the weekly mean confidence of the key
+/// results from their check-ins; and the thesis signals, open ones first. Reading it raises the signals
+/// the evidence calls for (a linked metric that reversed its trend, a slope bet that was killed), once
+/// each.
+#[utoipa::path(
+    get,
+    path = "/seasons/{id}/dashboard",
+    tag = "seasons",
+    params(("id" = i64, Path, description = "The season's id.")),
+    responses(
+        (status = 200, description = "The season's dashboard.", body = SeasonDashboard),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+    ),
+    security(("bearer" = []), ("session" = []))
+)]
+async fn season_dashboard(
+    State(s): State<ApiState>,
+    Caller(actor): Caller,
+    Id(id): Id,
+) -> ApiResult<Json<SeasonDashboard>> {
+    Ok(Json(s.planning.season_dashboard(&actor, SeasonId(id)).await?))
+}
+
+/// Resolves a thesis signal with a note.
+///
+/// A leader says what the season makes of the evidence (the thesis stands, is revised, or the signal is
+/// noise). The resolution is on the audit trail. A signal resolved already answers 409 naming who
+/// resolved it; the first note stands.
+#[utoipa::path(
+    post,
+    path = "/seasons/{id}/signals/{signal}/resolve",
+    tag = "seasons",
+    params(
+        ("id" = i64, Path, description = "The season's id."),
+        ("signal" = i64, Path, description = "The signal's id."),
+    ),
+    request_body = ResolveSignalInput,
+    responses(
+        (status = 200, description = "The signal, resolved.", body = ThesisSignal),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 409, response = Conflict),
+        (status = 422, response = Invalid),
+    ),
+    security(("bearer" = []), ("session" = []))
+)]
+async fn resolve_signal(
+    State(s): State<ApiState>,
+    Caller(actor): Caller,
+    Ids(season, signal): Ids,
+    Body(input): Body<ResolveSignalInput>,
+) -> ApiResult<impl IntoResponse> {
+    Ok(Json(s.planning.resolve_signal(&actor, SeasonId(season), signal, &input).await?))
+}
