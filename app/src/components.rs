@@ -407,7 +407,10 @@ pub fn LineChart(
                     view! { <circle class=format!("point s{}", i % 4) cx=x(day(d)) cy=y(v) r="3" tabindex="0" data-tip=tip><title>{title}</title></circle> }
                 }).collect_view()}
                 {legend.then(|| view! {
-                    <text class=format!("legend s{}", i % 4) x=PAD + 4.0 + 150.0 * i as f64 y=12.0>{format!("● {}", s.name)}</text>
+                    <text class=format!("legend s{}", i % 4) x=PAD + 4.0 + 150.0 * (i % 4) as f64 y=12.0 + 13.0 * (i / 4) as f64>
+                        {format!("● {}", legend_name(&s.name))}
+                        <title>{s.name.clone()}</title>
+                    </text>
                 })}
             }
         })
@@ -461,6 +464,15 @@ pub fn ChartHover(children: Children) -> impl IntoView {
             {children()}
             <p class="readout" aria-live="polite">{move || tip.get()}</p>
         </div>
+    }
+}
+
+/// A series name short enough for its 150-unit slot in a legend row; the full name is its tooltip.
+fn legend_name(name: &str) -> String {
+    if name.chars().count() <= 22 {
+        name.to_owned()
+    } else {
+        format!("{}…", name.chars().take(21).collect::<String>())
     }
 }
 

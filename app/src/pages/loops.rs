@@ -290,13 +290,44 @@ pub fn LoopPage() -> impl IntoView {
     }
 }
 
-/// Labels the demo's simulated traffic as simulated, with what the simulator is doing in this loop as the
-/// page was loaded.
-#[component]
+/// Labels the demo's simulated traffic as simulated, with what the simulator is doing in this loop. It
+/// renders on the server with the state as the page was loaded and, once hydrated, asks again every
+/// five seconds, so the phase and counters move while the page is open.
+#[island]
 fn SimulatorBanner(status: SimulatorStatus, loop_key: String) -> impl IntoView {
-    let this = status.loops.iter().find(|l| l.loop_key == loop_key).cloned();
-    let rate = status.suggestions_per_minute.map(|r| format!("{r:.0} suggestions a minute")).unwrap_or_default();
-    let detail = match this {
+    let current = RwSignal::new(status);
+    #[cfg(feature = "hydrate")]
+    {
+        let poll = set_interval_with_handle(
+            move || {
+                leptos::task::spawn_local(async move {
+                    if let Ok(status) = load_simulator().await {
+                        current.set(status);
+                    }
+                });
+            },
+            std::time::Duration::from_secs(5),
+        );
+        if let Ok(handle) = poll {
+            on_cleanup(move || handle.clear());
+        }
+    }
+    let rate = move || {
+        current.with(|s| s.suggestions_per_minute.map(|r| format!("{r:.0} suggestions a minute")).unwrap_or_default())
+    };
+    let detail = move || current.with(|s| banner_detail(s, &loop_key));
+    view! {
+        <aside class="banner simulated" role="status" data-testid="simulator-banner">
+            <strong>"Simulated traffic: "</strong>
+            {move || format!("simulated clinicians and a simulated operator ({}) are using this demo's loops (demo mode). ", rate())}
+            {detail}
+        </aside>
+    }
+}
+
+/// What the simulator is doing in `loop_key`, in one line.
+fn banner_detail(status: &SimulatorStatus, loop_key: &str) -> String {
+    match status.loops.iter().find(|l| l.loop_key == loop_key) {
         Some(l) => {
             let acceptance = if l.chars_suggested > 0 {
                 format!(
@@ -319,13 +350,6 @@ fn SimulatorBanner(status: SimulatorStatus, loop_key: String) -> impl IntoView {
             )
         }
         None => "this loop is not simulated; its events are whatever was sent to it.".into(),
-    };
-    view! {
-        <aside class="banner simulated" role="status" data-testid="simulator-banner">
-            <strong>"Simulated traffic: "</strong>
-            {format!("simulated clinicians and a simulated operator ({rate}) are using this demo's loops (demo mode). ")}
-            {detail}
-        </aside>
     }
 }
 

@@ -29,7 +29,8 @@ pub struct LoopIteration {
     pub dataset_id: i64,
     pub dataset: String,
     pub job_id: Option<i64>,
-    /// The first event of the dataset's event range.
+    /// When the batch this iteration learned from began: the newest event of the loop's previous dataset
+    /// of the same kind (the batch's events came after it), or the first event of the loop's first one.
     pub first_event_at: Option<DateTime<Utc>>,
     pub dataset_created_at: DateTime<Utc>,
     pub job_started_at: Option<DateTime<Utc>>,

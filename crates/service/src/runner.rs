@@ -1659,7 +1659,20 @@ impl Runner {
                 Some(id) => jobs.iter().find(|j| j.id == id).cloned().or(self.store.job(org, id).await?),
                 None => None,
             };
-            let first_event_at = ts(&dataset.source["range"]["from"]);
+            // The batch an iteration learns from is the events its dataset has beyond the loop's previous
+            // dataset of the same kind. Datasets keep every event, so the batch's first event is the first
+            // one after the previous dataset's newest; its time is bounded below by that newest event's, which
+            // is what is used (the cycle time is then at most a little long, never short). The loop's first
+            // dataset's batch is all of it.
+            let previous = datasets
+                .iter()
+                .filter(|d| d.kind == dataset.kind && (d.created_at, d.id) < (dataset.created_at, dataset.id))
+                .filter_map(|d| ts(&d.source["range"]["to"]))
+                .max();
+            let first_event_at = match (previous, ts(&dataset.source["range"]["from"])) {
+                (Some(prev), Some(from)) => Some(prev.max(from)),
+                (prev, from) => from.or(prev),
+            };
             let decided = p.at.date_naive();
             let experiment = p.decision["experiment"]["key"].as_str().map(str::to_owned).or_else(|| {
                 experiments
