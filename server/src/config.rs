@@ -50,7 +50,8 @@ pub struct Config {
     pub simulator: bool,
     /// Suggestions the simulated clinicians ask for per minute, over all loops.
     pub simulator_rate: f64,
-    /// The largest share of time the simulator's own training and eval jobs may take (its CPU cap).
+    /// The largest share of time the simulator's own training and eval jobs may take (the cap on the heavy
+    /// part of its CPU use; its traffic is capped by `simulator_rate`).
     pub simulator_duty: f64,
     /// New events a loop needs since its last dataset before the simulator trains the next challenger.
     pub simulator_min_events: i64,

@@ -80,6 +80,8 @@ async fn the_simulator_turns_the_demo_loop_by_itself() {
     let key = experiment["key"].as_str().unwrap();
     assert_eq!(experiment["control"], format!("{key}-champion"));
     assert_eq!(experiment["treatment"], format!("{key}-challenger"));
+    // Lineage ties the iteration to this experiment.
+    assert_eq!(iteration["experiment"], key, "{iteration}");
     // The decision is recorded just before the stop.
     let stopped = Instant::now();
     loop {

@@ -113,9 +113,10 @@ impl Experiment {
         self.starts_on <= today && today <= self.ends_on && self.stopped_at.is_none_or(|at| at > now)
     }
 
-    /// The last day whose events belong to it: its last day, or the day it was stopped.
+    /// The last day whose events belong to it: its last day, or the day it was stopped (never before its
+    /// first day: one stopped before it started covers its first day, which has no events of it).
     pub fn last_day(&self) -> NaiveDate {
-        self.stopped_at.map_or(self.ends_on, |at| at.date_naive().min(self.ends_on))
+        self.stopped_at.map_or(self.ends_on, |at| at.date_naive().clamp(self.starts_on, self.ends_on))
     }
 }
 

@@ -103,7 +103,8 @@ pub struct SimulatorStatus {
     /// Suggestions the simulated clinicians ask for per minute, over all loops.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub suggestions_per_minute: Option<f64>,
-    /// The largest share of time the simulator's own jobs may take (its CPU cap).
+    /// The largest share of time the simulator's own training and eval jobs may take (the cap on the heavy
+    /// part of its CPU use; its traffic is capped by its rate).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub duty: Option<f64>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

@@ -20,9 +20,13 @@ impl Planning {
         let tree = self.cached_tree(org, id).await?;
         let now = Utc::now();
         let metrics = self.linked_metrics(org, &tree).await?;
-        // A closed season is history: new evidence no longer asks anything of its thesis.
-        if tree.season.status != SeasonStatus::Closed {
-            self.raise_from(org, &tree, &metrics).await?;
+        // A closed season is history: new evidence no longer asks anything of its thesis. Raising is a
+        // write inside a read; when it fails (a busy database, say) the reader still gets the dashboard,
+        // and the upkeep raises the signal on its next round.
+        if tree.season.status != SeasonStatus::Closed
+            && let Err(e) = self.raise_from(org, &tree, &metrics).await
+        {
+            tracing::warn!(error = %e, season = %id, "raising thesis signals failed; the upkeep tries again");
         }
 
         let mut check_ins = Vec::new();
@@ -61,6 +65,11 @@ impl Planning {
     ) -> Result<ThesisSignal> {
         let org = actor.authorize(Action::EditPlan)?;
         let note = input.validate()?;
+        if self.store().get_season(org, season).await?.status == SeasonStatus::Closed {
+            return Err(ServiceError::Conflict(format!(
+                "season {season} is closed: its signals stay as they were (its retrospective is the place for what it taught)"
+            )));
+        }
         // The signal must belong to the season named in the address (and so to the organisation).
         let known = self.store().list_signals(org, season).await?;
         if !known.iter().any(|s| s.id == signal) {

@@ -66,6 +66,8 @@ pub struct SimulatorSettings {
     pub base_model: String,
     /// How often the autopilot looks again when there is nothing to do.
     pub poll: Duration,
+    /// The longest the autopilot waits for one of its jobs before it cancels it.
+    pub job_limit: Duration,
 }
 
 impl Default for SimulatorSettings {
@@ -81,6 +83,7 @@ impl Default for SimulatorSettings {
             workers: 1,
             base_model: "base".into(),
             poll: Duration::from_secs(5),
+            job_limit: Duration::from_secs(1800),
         }
     }
 }
@@ -410,17 +413,26 @@ impl Pilot {
             );
             let job = self.run_job(loop_key, &self.eval_request(base.id, held_out), "eval").await?;
             if job.status != "succeeded" {
-                return Ok(true);
+                // Not counted as work: the autopilot then waits a poll interval (beyond the job's duty
+                // rest) before it tries again, instead of queueing a failing eval back to back.
+                self.board.act(
+                    loop_key,
+                    "stalled",
+                    format!("bootstrap of {loop_key}: the eval of {} {}", base.name, job.status),
+                );
+                return Ok(false);
             }
         }
         let outcome = self.runner.promote(&self.actor, loop_key, base.id).await?;
         let verdict = if outcome.accepted { "promoted" } else { "refused" };
         self.board.act(
             loop_key,
-            "collecting",
+            if outcome.accepted { "collecting" } else { "stalled" },
             format!("bootstrap of {loop_key}: {} {verdict}: {}", base.name, outcome.reason),
         );
-        Ok(true)
+        // A refusal did no work worth repeating at once: without the poll's wait the autopilot would ask
+        // the gate again and again.
+        Ok(outcome.accepted)
     }
 
     /// Queues a job, waits for it to end, then rests so that jobs take at most the duty share of time.
@@ -432,6 +444,25 @@ impl Pilot {
             let job = self.runner.job(&self.actor, queued.id).await?;
             if matches!(job.status.as_str(), "succeeded" | "failed" | "cancelled") {
                 break job;
+            }
+            // A job that is never claimed (the worker slots are busy with someone's long job) or never
+            // ends must not wedge every loop the autopilot turns: it is cancelled after a generous limit.
+            if started.elapsed() >= self.settings.job_limit {
+                tracing::warn!(loop_key, job = job.id, "simulator: {what} job {} took too long; cancelling it", job.id);
+                match self.runner.cancel(&self.actor, job.id).await {
+                    Ok(_) | Err(ServiceError::Conflict(_)) => {}
+                    Err(e) => return Err(e),
+                }
+                self.board.act(
+                    loop_key,
+                    "stalled",
+                    format!(
+                        "{what} job {} cancelled: it did not end within {} s",
+                        job.id,
+                        self.settings.job_limit.as_secs()
+                    ),
+                );
+                return Err(ServiceError::Conflict(format!("{what} job {} did not end in time", job.id)));
             }
             tokio::time::sleep(Duration::from_millis(500)).await;
         };
@@ -504,7 +535,13 @@ impl Pilot {
                 "evaluating",
                 format!("{it}: evaluating the champion {} on {}", champion.name, held_out.name),
             );
-            self.run_job(loop_key, &self.eval_request(champion_id, held_out), &format!("{it}: eval")).await?;
+            let eval =
+                self.run_job(loop_key, &self.eval_request(champion_id, held_out), &format!("{it}: eval")).await?;
+            if eval.status != "succeeded" {
+                // Without it the gate could only refuse ("evaluated on different held-out data"), so no
+                // experiment is run for nothing; the next iteration tries again.
+                return Ok(());
+            }
         }
         let aliases = self.runner.aliases(&self.actor, Some(loop_key)).await?;
         if !aliases.iter().any(|a| a.alias == CHALLENGER && a.model_id == challenger_id) {
@@ -514,7 +551,9 @@ impl Pilot {
         // The A/B test. Arm names are unique per experiment, so analyses of successive experiments never
         // mix their events.
         let today = Utc::now().date_naive();
-        let key = format!("{loop_key}-sim-{}", Utc::now().format("%Y%m%d-%H%M%S"));
+        // Seconds and the process id: two iterations of one server never share a second, and two
+        // servers (which should not both simulate, see the README) never share a key.
+        let key = format!("{loop_key}-sim-{}-{}", Utc::now().format("%Y%m%d-%H%M%S"), std::process::id());
         let (control, treatment) = (format!("{key}-champion"), format!("{key}-challenger"));
         let input = ExperimentInput {
             key: key.clone(),
@@ -553,10 +592,13 @@ impl Pilot {
             tokio::time::sleep(Duration::from_secs(1)).await;
         }
         // The outcomes become events now rather than at the next upkeep, so the gate's analysis sees them.
-        self.runner.flush_impressions(Utc::now()).await?;
+        let flushed = self.runner.flush_impressions(Utc::now()).await;
         self.board.update(loop_key, |l| l.phase = "promoting".into());
-        let outcome = self.runner.promote(&self.actor, loop_key, challenger_id).await;
-        // Whatever the gate says, the experiment is over.
+        let outcome = match flushed {
+            Ok(_) => self.runner.promote(&self.actor, loop_key, challenger_id).await,
+            Err(e) => Err(e),
+        };
+        // Whatever happened, the experiment is over: a running one would keep splitting the traffic.
         match self.loops.stop_experiment(&self.actor, &key).await {
             Ok(_) | Err(ServiceError::Conflict(_)) => {}
             Err(e) => return Err(e),

@@ -54,7 +54,8 @@ impl Store {
         rows.into_iter().map(ThesisSignal::try_from).collect()
     }
 
-    /// Stores a signal unless one with its fingerprint exists in the season; returns whether it was new.
+    /// Stores a signal unless one with its fingerprint exists in the season (or, for a reversal, one of
+    /// the same metric is open); returns whether it was new.
     /// Several servers may detect the same evidence at once: the unique fingerprint makes that harmless.
     pub async fn raise_signal(
         &self,
@@ -63,9 +64,12 @@ impl Store {
         signal: &NewSignal,
         now: DateTime<Utc>,
     ) -> Result<bool> {
+        // No target on the conflict clause: besides the unique fingerprint, at most one reversal of a
+        // metric may be open per season (a partial unique index), which two servers that saw different
+        // newest points would otherwise both raise.
         let sql =
             "INSERT INTO thesis_signals (org_id, season_id, kind, fingerprint, subject, summary, evidence, raised_at)
-                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (org_id, season_id, fingerprint) DO NOTHING";
+                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING";
         let done = on_db!(self, db => sqlx::query(sql)
             .bind(org.0).bind(season.0).bind(signal.kind.as_str()).bind(&signal.fingerprint).bind(&signal.subject)
             .bind(&signal.summary).bind(Json(&signal.evidence)).bind(now)
@@ -95,7 +99,10 @@ impl Store {
             .bind(now).bind(actor.label()).bind(note).bind(org.0).bind(id)
             .execute(&mut *tx).await?.rows_affected();
             if updated == 0 {
-                return Ok(Err(before));
+                // Someone resolved it since it was read (a concurrent request): theirs is the resolution
+                // the caller is told about.
+                let row: SignalRow = sqlx::query_as(&select).bind(org.0).bind(id).fetch_one(&mut *tx).await?;
+                return Ok(Err(ThesisSignal::try_from(row)?));
             }
             let row: SignalRow = sqlx::query_as(&select).bind(org.0).bind(id).fetch_one(&mut *tx).await?;
             let after = ThesisSignal::try_from(row)?;

@@ -2654,6 +2654,21 @@ async fn contract_thesis_signals_are_raised_once_and_resolved_once(store: Store)
     assert_eq!(trail.len(), 1, "one resolution, one audit record: {trail:?}");
     assert_eq!(trail[0].after.as_ref().map(|a| a["resolution"].clone()), Some(serde_json::json!("The thesis stands")));
 
+    // One open reversal per metric, whichever server saw which newest point first; once resolved, the
+    // next reversal of the metric is raised.
+    let reversal = |fingerprint: &str| NewSignal {
+        kind: SignalKind::MetricReversal,
+        fingerprint: fingerprint.into(),
+        subject: "quality".into(),
+        summary: "quality fell".into(),
+        evidence: serde_json::json!({}),
+    };
+    assert!(store.raise_signal(org, season.id, &reversal("reversal:quality:2027-02-14"), Utc::now()).await.unwrap());
+    assert!(!store.raise_signal(org, season.id, &reversal("reversal:quality:2027-02-15"), Utc::now()).await.unwrap());
+    let open = store.list_signals(org, season.id).await.unwrap().into_iter().find(|s| s.subject == "quality").unwrap();
+    store.resolve_signal(&leader, open.id, "Noise", Utc::now()).await.unwrap().unwrap();
+    assert!(store.raise_signal(org, season.id, &reversal("reversal:quality:2027-03-01"), Utc::now()).await.unwrap());
+
     // Another organisation sees none of it and cannot resolve it.
     let other = store.ensure_org("globex", "Globex").await.unwrap();
     assert!(store.list_signals(other, season.id).await.unwrap().is_empty());
