@@ -7,7 +7,7 @@
 mod common;
 
 use chrono::{Duration, NaiveDate};
-use common::{Scratch, Server, key_result_fed_by};
+use common::{Scratch, Server, key_result_fed_by, season_with_key_result};
 use serde_json::{Value, json};
 
 const METRIC: &str = "eval.f1";
@@ -162,41 +162,13 @@ async fn forecasts_each_goal_from_its_metric_trend() {
 async fn goals_without_a_metric_have_no_forecast() {
     let scratch = Scratch::new("dashboards");
     let server = Server::start(&scratch.0, &[]);
-    let season = server
-        .post(
-            "/api/v1/seasons",
-            &json!({
-                "name": "Unmeasured 2026",
-                "thesis": "Agents replace forms",
-                "problems": ["Clinicians type too much"],
-                "winning": "Half of all notes drafted by agents",
-                "starts_on": "2026-01-01",
-                "ends_on": "2026-06-30",
-                "slope_target": 0.2,
-            }),
-        )
-        .await
-        .expect(201);
-    let objective = server
-        .post(
-            &format!("/api/v1/seasons/{}/objectives", season["id"]),
-            &json!({ "quarter": "2026-Q1", "title": "Clinicians trust the drafts", "commitment": "committed" }),
-        )
-        .await
-        .expect(201);
-    let key_result = server
-        .post(
-            &format!("/api/v1/objectives/{}/key-results", objective["id"]),
-            &json!({ "title": "Drafts accepted", "kind": "increase-to", "start": 0, "target": 1 }),
-        )
-        .await
-        .expect(201);
+    let (_, key_result) = season_with_key_result(&server, None).await;
     let squad = server
         .post("/api/v1/squads", &json!({ "name": "Quiet squad", "unit": "Clinical", "capacity": 4 }))
         .await
         .expect(201);
     let squad = id_of(&squad);
-    let id = goal(&server, squad, id_of(&key_result), "Unmeasured", json!({ "kind": "milestone" })).await;
+    let id = goal(&server, squad, key_result, "Unmeasured", json!({ "kind": "milestone" })).await;
 
     let dashboard = server.get(&format!("/api/v1/squads/{squad}/dashboard")).await.expect(200);
     let g = goal_of(&dashboard, id);

@@ -409,18 +409,7 @@ impl Planning {
                 };
                 let key = goal.metric.as_ref().or(key_result.metric.as_ref()).map(|f| f.key.clone());
                 let series = match key {
-                    Some(key) => match self.store.metric(org, &key).await? {
-                        Some(metric) => {
-                            let points = self.store.series(org, &key, metric.version).await?;
-                            let feed = MetricFeed {
-                                key: metric.key.clone(),
-                                observed_at: points.last().map(|p| p.observed_at),
-                                freshness_hours: metric.freshness_hours,
-                            };
-                            Some(MetricSeries { stale: feed.is_stale(now), metric, points })
-                        }
-                        None => None,
-                    },
+                    Some(key) => self.metric_series(org, &key, now).await?,
                     None => None,
                 };
                 let forecast = series.as_ref().and_then(|s| {
@@ -431,6 +420,24 @@ impl Planning {
             }
         }
         Ok(SquadDashboard { squad, season, today: now.date_naive(), goals })
+    }
+
+    /// The current version's series of metric `key`, flagged stale against its freshness limit at `now`;
+    /// `None` for an unknown key. The squad and season dashboards chart what this returns.
+    pub(crate) async fn metric_series(
+        &self,
+        org: OrgId,
+        key: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<MetricSeries>> {
+        let Some(metric) = self.store.metric(org, key).await? else { return Ok(None) };
+        let points = self.store.series(org, key, metric.version).await?;
+        let feed = MetricFeed {
+            key: metric.key.clone(),
+            observed_at: points.last().map(|p| p.observed_at),
+            freshness_hours: metric.freshness_hours,
+        };
+        Ok(Some(MetricSeries { stale: feed.is_stale(now), metric, points }))
     }
 
     // ---- check-ins -----------------------------------------------------------------------------

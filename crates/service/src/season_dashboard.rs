@@ -115,23 +115,12 @@ impl Planning {
         let now = Utc::now();
         let mut out = Vec::with_capacity(feeds.len());
         for (key, (titles, directions)) in feeds {
-            let Some(metric) = self.store().metric(org, &key).await? else { continue };
-            let points = self.store().series(org, &key, metric.version).await?;
-            let feed = MetricFeed {
-                key: metric.key.clone(),
-                observed_at: points.last().map(|p| p.observed_at),
-                freshness_hours: metric.freshness_hours,
-            };
+            let Some(series) = self.metric_series(org, &key, now).await? else { continue };
             let first = directions.first().copied().flatten();
             let good = first.filter(|d| directions.iter().all(|x| *x == Some(*d)));
-            let trend: Vec<TrendPoint> = points.iter().map(TrendPoint::from).collect();
+            let trend: Vec<TrendPoint> = series.points.iter().map(TrendPoint::from).collect();
             let reversal = good.and_then(|d| detect_reversal(&trend, d));
-            out.push(LinkedMetric {
-                feeds: titles,
-                good_direction: good,
-                series: MetricSeries { stale: feed.is_stale(now), metric, points },
-                reversal,
-            });
+            out.push(LinkedMetric { feeds: titles, good_direction: good, series, reversal });
         }
         Ok(out)
     }

@@ -323,6 +323,11 @@ pub fn database_url(admin_url: &str, name: &str) -> String {
 /// Creates a season (1 Jan – 30 Jun 2026) with an objective and a key result fed by `metric` (increase
 /// from 0 to 1), as a planner would; returns the season's and the key result's ids.
 pub async fn key_result_fed_by(server: &Server, metric: &str) -> (i64, i64) {
+    season_with_key_result(server, Some(metric)).await
+}
+
+/// The same season, objective and key result, fed by `metric` when one is given.
+pub async fn season_with_key_result(server: &Server, metric: Option<&str>) -> (i64, i64) {
     let season = server
         .post(
             "/api/v1/seasons",
@@ -348,7 +353,7 @@ pub async fn key_result_fed_by(server: &Server, metric: &str) -> (i64, i64) {
     let key_result = server
         .post(
             &format!("/api/v1/objectives/{}/key-results", objective["id"]),
-            &json!({ "title": "Drafts accepted", "kind": "increase-to", "start": 0, "target": 1, "metric": metric }),
+            &json!({ "title": "Drafts accepted", "kind": "increase-to", "start": 0, "target": 1, "metric": metric.unwrap_or("") }),
         )
         .await
         .expect(201);
