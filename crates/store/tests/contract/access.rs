@@ -1,0 +1,103 @@
+//! Contracts of access (`src/access.rs`): members, sessions, login attempts, API tokens and units.
+
+use chrono::Utc;
+
+use slope_domain::*;
+use slope_store::{Store, StoreError};
+
+use crate::common::*;
+
+contract_tests! {
+    contract_members_sessions_and_tokens =>
+        members_sessions_and_tokens_sqlite, members_sessions_and_tokens_postgres;
+    contract_units_form_a_tree =>
+        units_form_a_tree_sqlite, units_form_a_tree_postgres;
+}
+
+// ---- contracts -----------------------------------------------------------------------------------
+
+async fn contract_members_sessions_and_tokens(store: Store) {
+    let org = store.ensure_org("acme", "Acme").await.unwrap();
+    let admin = Actor::system(org, "test");
+    let squad = store.create_squad(&admin, &squad_spec("Drafts")).await.unwrap();
+    let input = MemberInput {
+        email: "Sam@Acme.test".into(),
+        role: "squad-member".into(),
+        squads: vec![squad.id.0],
+        password: Some("long enough pass".into()),
+        ..Default::default()
+    };
+    let spec = input.validate().unwrap();
+    let member = store.upsert_member(&admin, &spec, Some("$argon2id$hash")).await.unwrap();
+    assert_eq!(
+        (member.email.as_str(), member.role, member.squads.clone()),
+        ("sam@acme.test", Role::SquadMember, vec![squad.id])
+    );
+    // Changing the role keeps the account and its password, and is audited with before and after.
+    let leader = MemberSpec { role: Role::Leader, squads: vec![], ..spec.clone() };
+    let changed = store.upsert_member(&admin, &leader, None).await.unwrap();
+    assert_eq!((changed.user_id, changed.role, changed.version.0), (member.user_id, Role::Leader, 2));
+    assert_eq!(store.user_by_email("sam@acme.test").await.unwrap().unwrap().password_hash, "$argon2id$hash");
+    let trail = store.audit_log(org, Some(("membership", member.user_id.0)), None, 10).await.unwrap();
+    assert_eq!(trail.iter().map(|r| r.action.as_str()).collect::<Vec<_>>(), ["update", "create"]);
+    // A squad of another organisation cannot be given.
+    let other = store.ensure_org("globex", "Globex").await.unwrap();
+    let foreign = store.create_squad(&Actor::system(other, "test"), &squad_spec("Theirs")).await.unwrap();
+    let refused = store.upsert_member(&admin, &MemberSpec { squads: vec![foreign.id], ..spec.clone() }, None).await;
+    assert!(matches!(refused, Err(StoreError::Rejected(_))), "{refused:?}");
+
+    // Sessions: live until they expire or are deleted; the membership's current role is what counts.
+    let now = Utc::now();
+    store.create_session("digest-1", member.user_id, org, now + chrono::Duration::hours(1)).await.unwrap();
+    let session = store.session("digest-1", now).await.unwrap().expect("a live session");
+    assert_eq!((session.role.as_str(), session.email.as_str()), ("leader", "sam@acme.test"));
+    assert!(store.session("digest-1", now + chrono::Duration::hours(2)).await.unwrap().is_none(), "expired");
+    store.delete_session("digest-1").await.unwrap();
+    assert!(store.session("digest-1", now).await.unwrap().is_none(), "signed out");
+    store.create_session("digest-2", member.user_id, org, now + chrono::Duration::hours(1)).await.unwrap();
+    store.remove_member(&admin, member.user_id).await.unwrap();
+    assert!(store.session("digest-2", now).await.unwrap().is_none(), "removing a member ends their sessions");
+
+    // Login attempts are counted per account and per address, failures only.
+    for _ in 0..3 {
+        store.record_login_attempt("sam@acme.test", "10.0.0.1").await.unwrap();
+    }
+    let good = store.record_login_attempt("sam@acme.test", "10.0.0.1").await.unwrap();
+    store.login_succeeded(good).await.unwrap();
+    store.record_login_attempt("eve@acme.test", "10.0.0.2").await.unwrap();
+    let since = now - chrono::Duration::minutes(1);
+    assert_eq!(store.failed_logins("sam@acme.test", "10.0.0.2", since).await.unwrap(), (3, 1));
+
+    // Tokens: found by digest until revoked; use is recorded; another organisation cannot revoke them.
+    let token = store.create_token(&admin, "ingest", &[Scope::Ingest], "slope_abc", "token-digest").await.unwrap();
+    let (found_org, found) = store.use_token("token-digest", now).await.unwrap().expect("a live token");
+    assert_eq!((found_org, found.scopes.clone()), (org, vec![Scope::Ingest]));
+    assert!(store.list_tokens(org).await.unwrap()[0].last_used_at.is_some());
+    let wrong = store.revoke_token(&Actor::system(other, "test"), token.id).await;
+    assert!(matches!(wrong, Err(StoreError::NotFound { .. })), "{wrong:?}");
+    store.revoke_token(&admin, token.id).await.unwrap();
+    assert!(store.use_token("token-digest", now).await.unwrap().is_none(), "a revoked token is dead");
+    let trail = store.audit_log(org, Some(("api_token", token.id)), None, 10).await.unwrap();
+    assert_eq!(trail.iter().map(|r| r.action.as_str()).collect::<Vec<_>>(), ["update", "create"]);
+    assert!(
+        trail.iter().all(|r| !r.after.as_ref().unwrap().to_string().contains("token-digest")),
+        "no secret on the trail"
+    );
+}
+
+async fn contract_units_form_a_tree(store: Store) {
+    let org = store.ensure_org("acme", "Acme").await.unwrap();
+    let admin = Actor::system(org, "test");
+    // A squad naming a new unit creates it.
+    store.create_squad(&admin, &squad_spec("Drafts")).await.unwrap();
+    assert_eq!(store.list_units(org).await.unwrap().iter().map(|u| u.name.as_str()).collect::<Vec<_>>(), ["Clinical"]);
+    store.put_unit(&admin, "Product", None).await.unwrap();
+    let clinical = store.put_unit(&admin, "Clinical", Some("Product")).await.unwrap();
+    assert_eq!(clinical.parent.as_deref(), Some("Product"));
+    let cycle = store.put_unit(&admin, "Product", Some("Clinical")).await;
+    assert!(matches!(cycle, Err(StoreError::Rejected(_))), "a unit under its own sub-unit: {cycle:?}");
+    let unknown = store.put_unit(&admin, "Clinical", Some("Nowhere")).await;
+    assert!(matches!(unknown, Err(StoreError::Rejected(_))), "{unknown:?}");
+    let other = store.ensure_org("globex", "Globex").await.unwrap();
+    assert!(store.list_units(other).await.unwrap().is_empty());
+}
