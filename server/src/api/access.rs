@@ -13,7 +13,7 @@ use utoipa_axum::routes;
 use super::extract::{Body, Caller, Id, Query};
 use super::{ApiResult, ApiState, BadRequest, Forbidden, Invalid, NotFound, Unauthorized, created};
 
-pub(super) fn routes() -> OpenApiRouter<ApiState> {
+pub(crate) fn routes() -> OpenApiRouter<ApiState> {
     OpenApiRouter::new()
         .routes(routes!(me))
         .routes(routes!(list_members, put_member))

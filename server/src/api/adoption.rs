@@ -10,7 +10,7 @@ use utoipa_axum::routes;
 use super::extract::Caller;
 use super::{ApiResult, ApiState, Forbidden, Unauthorized};
 
-pub fn routes() -> OpenApiRouter<ApiState> {
+pub(crate) fn routes() -> OpenApiRouter<ApiState> {
     OpenApiRouter::new().routes(routes!(adoption))
 }
 

@@ -22,7 +22,7 @@ use super::{
     Unauthorized, Versioned, created,
 };
 
-pub fn routes() -> OpenApiRouter<ApiState> {
+pub(crate) fn routes() -> OpenApiRouter<ApiState> {
     OpenApiRouter::new()
         // A batch may be large; every other route keeps axum's default limit.
         .routes(routes!(ingest).layer(DefaultBodyLimit::max(MAX_BATCH_BYTES + 1024)))

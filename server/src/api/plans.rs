@@ -12,7 +12,7 @@ use utoipa_axum::routes;
 use super::extract::{Body, Caller};
 use super::{ApiResult, ApiState, BadRequest, Conflict, ErrorBody, Forbidden, NotFound, Unauthorized};
 
-pub(super) fn routes() -> OpenApiRouter<ApiState> {
+pub(crate) fn routes() -> OpenApiRouter<ApiState> {
     OpenApiRouter::new().routes(routes!(export)).routes(routes!(apply))
 }
 

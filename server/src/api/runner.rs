@@ -25,7 +25,7 @@ use super::error::ErrorDetail;
 use super::extract::{Body, Caller, Id, Query};
 use super::{ApiResult, ApiState, BadRequest, Conflict, Forbidden, Invalid, NotFound, Unauthorized, created};
 
-pub fn routes() -> OpenApiRouter<ApiState> {
+pub(crate) fn routes() -> OpenApiRouter<ApiState> {
     OpenApiRouter::new()
         .routes(routes!(list_datasets, add_dataset).layer(DefaultBodyLimit::max(MAX_DATASET_BYTES + 1024)))
         .routes(routes!(get_dataset))

@@ -10,7 +10,7 @@ use utoipa_axum::routes;
 use super::extract::{Body, Caller, Id, Ids};
 use super::{ApiResult, ApiState, BadRequest, Conflict, Forbidden, Invalid, NotFound, Unauthorized};
 
-pub fn routes() -> OpenApiRouter<ApiState> {
+pub(crate) fn routes() -> OpenApiRouter<ApiState> {
     OpenApiRouter::new().routes(routes!(season_dashboard)).routes(routes!(resolve_signal))
 }
 
