@@ -11,7 +11,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::extract::{Body, Caller, Id, Query};
-use super::{ApiResult, ApiState, BadRequest, Forbidden, Invalid, NotFound, Unauthorized, created};
+use super::{ApiResult, ApiState, AuthErrors, BodyErrors, CheckedErrors, Invalid, ReadErrors, Unauthorized, created};
 
 pub(crate) fn routes() -> OpenApiRouter<ApiState> {
     OpenApiRouter::new()
@@ -48,8 +48,7 @@ async fn me(Caller(actor): Caller) -> Json<Actor> {
     tag = "access",
     responses(
         (status = 200, description = "Every member of the organisation.", body = Vec<Member>),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = Forbidden),
+        AuthErrors,
     ),
     security(("bearer" = []), ("session" = []))
 )]
@@ -68,10 +67,7 @@ async fn list_members(State(s): State<ApiState>, Caller(actor): Caller) -> ApiRe
     request_body = MemberInput,
     responses(
         (status = 200, description = "The member as stored.", body = Member),
-        (status = 400, response = BadRequest),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = Forbidden),
-        (status = 422, response = Invalid),
+        BodyErrors,
     ),
     security(("bearer" = []), ("session" = []))
 )]
@@ -93,10 +89,7 @@ async fn put_member(
     params(("id" = i64, Path, description = "The member's user id.")),
     responses(
         (status = 204, description = "The member is removed."),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = Forbidden),
-        (status = 404, response = NotFound),
-        (status = 422, response = Invalid),
+        CheckedErrors,
     ),
     security(("bearer" = []), ("session" = []))
 )]
@@ -112,8 +105,7 @@ async fn remove_member(State(s): State<ApiState>, Caller(actor): Caller, Id(id):
     tag = "access",
     responses(
         (status = 200, description = "Every unit of the organisation.", body = Vec<Unit>),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = Forbidden),
+        AuthErrors,
     ),
     security(("bearer" = []), ("session" = []))
 )]
@@ -131,10 +123,7 @@ async fn list_units(State(s): State<ApiState>, Caller(actor): Caller) -> ApiResu
     request_body = UnitInput,
     responses(
         (status = 200, description = "The unit as stored.", body = Unit),
-        (status = 400, response = BadRequest),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = Forbidden),
-        (status = 422, response = Invalid),
+        BodyErrors,
     ),
     security(("bearer" = []), ("session" = []))
 )]
@@ -157,8 +146,7 @@ async fn put_unit(
             description = "Every API token of the organisation, revoked ones included.",
             body = Vec<ApiToken>
         ),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = Forbidden),
+        AuthErrors,
     ),
     security(("bearer" = []), ("session" = []))
 )]
@@ -176,10 +164,7 @@ async fn list_tokens(State(s): State<ApiState>, Caller(actor): Caller) -> ApiRes
     request_body = TokenInput,
     responses(
         (status = 201, description = "The token and its secret (`slope_…`).", body = CreatedToken),
-        (status = 400, response = BadRequest),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = Forbidden),
-        (status = 422, response = Invalid),
+        BodyErrors,
     ),
     security(("bearer" = []), ("session" = []))
 )]
@@ -201,9 +186,7 @@ async fn create_token(
     params(("id" = i64, Path, description = "The token's id.")),
     responses(
         (status = 200, description = "The revoked token.", body = ApiToken),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = Forbidden),
-        (status = 404, response = NotFound),
+        ReadErrors,
     ),
     security(("bearer" = []), ("session" = []))
 )]
@@ -236,9 +219,8 @@ struct AuditQuery {
     params(AuditQuery),
     responses(
         (status = 200, description = "Audit records, newest first.", body = Vec<AuditRecord>),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = Forbidden),
         (status = 422, response = Invalid),
+        AuthErrors,
     ),
     security(("bearer" = []), ("session" = []))
 )]

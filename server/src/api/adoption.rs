@@ -8,7 +8,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::extract::Caller;
-use super::{ApiResult, ApiState, Forbidden, Unauthorized};
+use super::{ApiResult, ApiState, AuthErrors};
 
 pub(crate) fn routes() -> OpenApiRouter<ApiState> {
     OpenApiRouter::new().routes(routes!(adoption))
@@ -31,8 +31,7 @@ pub(crate) fn routes() -> OpenApiRouter<ApiState> {
     tag = "adoption",
     responses(
         (status = 200, description = "The dashboard as of now.", body = AdoptionReport),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = Forbidden),
+        AuthErrors,
     ),
     security(("bearer" = []), ("session" = []))
 )]

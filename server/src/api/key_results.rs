@@ -8,10 +8,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::extract::{Body, Caller, Id};
-use super::{
-    ApiResult, ApiState, BadRequest, Conflict, Forbidden, Invalid, KeyResultEdit, NotFound, Unauthorized, Versioned,
-    created,
-};
+use super::{ApiResult, ApiState, EditErrors, KeyResultEdit, ReadErrors, Versioned, WriteErrors, created};
 
 pub(crate) fn routes() -> OpenApiRouter<ApiState> {
     OpenApiRouter::new()
@@ -29,11 +26,7 @@ pub(crate) fn routes() -> OpenApiRouter<ApiState> {
     request_body = KeyResultInput,
     responses(
         (status = 201, description = "The key result as stored.", body = KeyResult),
-        (status = 400, response = BadRequest),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = Forbidden),
-        (status = 404, response = NotFound),
-        (status = 422, response = Invalid),
+        WriteErrors,
     ),
     security(("bearer" = []), ("session" = []))
 )]
@@ -57,9 +50,7 @@ async fn create_key_result(
     params(("id" = i64, Path, description = "The key result's id.")),
     responses(
         (status = 200, description = "The key result with its context.", body = KeyResultDetail),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = Forbidden),
-        (status = 404, response = NotFound),
+        ReadErrors,
     ),
     security(("bearer" = []), ("session" = []))
 )]
@@ -82,12 +73,7 @@ async fn get_key_result(
     request_body = KeyResultEdit,
     responses(
         (status = 200, description = "The key result as stored, with its new version.", body = KeyResult),
-        (status = 400, response = BadRequest),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = Forbidden),
-        (status = 404, response = NotFound),
-        (status = 409, response = Conflict),
-        (status = 422, response = Invalid),
+        EditErrors,
     ),
     security(("bearer" = []), ("session" = []))
 )]
@@ -109,9 +95,7 @@ async fn update_key_result(
     params(("id" = i64, Path, description = "The key result's id.")),
     responses(
         (status = 200, description = "The key result's check-ins, newest first.", body = Vec<CheckIn>),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = Forbidden),
-        (status = 404, response = NotFound),
+        ReadErrors,
     ),
     security(("bearer" = []), ("session" = []))
 )]
@@ -135,11 +119,7 @@ async fn key_result_check_ins(
     request_body = CheckInInput,
     responses(
         (status = 201, description = "The check-in as stored.", body = CheckIn),
-        (status = 400, response = BadRequest),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = Forbidden),
-        (status = 404, response = NotFound),
-        (status = 422, response = Invalid),
+        WriteErrors,
     ),
     security(("bearer" = []), ("session" = []))
 )]

@@ -18,8 +18,8 @@ use utoipa_axum::routes;
 
 use super::extract::{Body, Caller, Query};
 use super::{
-    ApiError, ApiResult, ApiState, BadRequest, Conflict, ErrorBody, Forbidden, Invalid, MetricEdit, NotFound,
-    Unauthorized, Versioned, created,
+    ActionErrors, ApiError, ApiResult, ApiState, AuthErrors, BodyErrors, CheckedErrors, EditErrors, ErrorBody, Invalid,
+    MetricEdit, ReadErrors, Versioned, WriteErrors, created,
 };
 
 pub(crate) fn routes() -> OpenApiRouter<ApiState> {
@@ -134,8 +134,6 @@ fn acknowledged(ack: IngestAck) -> impl IntoResponse {
             description = "The batch was stored before: the first acknowledgement, replayed.",
             body = IngestAck
         ),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = Forbidden),
         (status = 413, description = "The body is larger than 512 MiB."),
         (
             status = 422,
@@ -143,6 +141,7 @@ fn acknowledged(ack: IngestAck) -> impl IntoResponse {
                 `rows`, or `invalid` with `fields` for a header that is not understood.",
             body = ErrorBody
         ),
+        AuthErrors,
     ),
     security(("bearer" = []), ("session" = []))
 )]
@@ -189,8 +188,6 @@ async fn ingest(
             description = "The batch was stored before: the first acknowledgement, replayed.",
             body = IngestAck
         ),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = Forbidden),
         (status = 413, description = "The body is larger than 512 MiB."),
         (
             status = 422,
@@ -198,6 +195,7 @@ async fn ingest(
                 `rows`, or `invalid` with `fields` for a header that is not understood.",
             body = ErrorBody
         ),
+        AuthErrors,
     ),
     security(("bearer" = []), ("session" = []))
 )]
@@ -236,11 +234,8 @@ struct LtvQuery {
     params(LtvQuery),
     responses(
         (status = 200, description = "The fitted models and their predictions.", body = Object),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = Forbidden),
-        (status = 404, response = NotFound),
-        (status = 409, response = Conflict),
         (status = 422, response = Invalid),
+        ActionErrors,
     ),
     security(("bearer" = []), ("session" = []))
 )]
@@ -263,8 +258,7 @@ async fn ltv(
     tag = "loops",
     responses(
         (status = 200, description = "Every loop with stored events.", body = Vec<LoopSummary>),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = Forbidden),
+        AuthErrors,
     ),
     security(("bearer" = []), ("session" = []))
 )]
@@ -290,10 +284,7 @@ struct ReportQuery {
     params(("loop" = String, Path, description = "The loop's key."), ReportQuery),
     responses(
         (status = 200, description = "The loop's report.", body = LoopReport),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = Forbidden),
-        (status = 404, response = NotFound),
-        (status = 422, response = Invalid),
+        CheckedErrors,
     ),
     security(("bearer" = []), ("session" = []))
 )]
@@ -318,9 +309,7 @@ async fn loop_report(
     params(("loop" = String, Path, description = "The loop's key.")),
     responses(
         (status = 200, description = "The retention matrix of the loop's cohorts.", body = Object),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = Forbidden),
-        (status = 404, response = NotFound),
+        ReadErrors,
     ),
     security(("bearer" = []), ("session" = []))
 )]
@@ -378,11 +367,7 @@ fn window(field: &str, raw: &str) -> Result<(NaiveDate, NaiveDate), FieldErrors>
     request_body = DriftInput,
     responses(
         (status = 200, description = "The drift between the windows, and the alert it raised.", body = DriftCheck),
-        (status = 400, response = BadRequest),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = Forbidden),
-        (status = 404, response = NotFound),
-        (status = 422, response = Invalid),
+        WriteErrors,
     ),
     security(("bearer" = []), ("session" = []))
 )]
@@ -412,8 +397,7 @@ async fn drift_check(
     tag = "loops",
     responses(
         (status = 200, description = "Every drift alert of the organisation.", body = Vec<DriftAlert>),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = Forbidden),
+        AuthErrors,
     ),
     security(("bearer" = []), ("session" = []))
 )]
@@ -428,8 +412,7 @@ async fn drift_alerts(State(s): State<ApiState>, Caller(actor): Caller) -> ApiRe
     tag = "metrics",
     responses(
         (status = 200, description = "Every metric definition of the organisation.", body = Vec<MetricDefinition>),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = Forbidden),
+        AuthErrors,
     ),
     security(("bearer" = []), ("session" = []))
 )]
@@ -448,10 +431,7 @@ async fn list_metrics(State(s): State<ApiState>, Caller(actor): Caller) -> ApiRe
     request_body = MetricInput,
     responses(
         (status = 201, description = "The metric definition as stored, at version 1.", body = MetricDefinition),
-        (status = 400, response = BadRequest),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = Forbidden),
-        (status = 422, response = Invalid),
+        BodyErrors,
     ),
     security(("bearer" = []), ("session" = []))
 )]
@@ -475,9 +455,7 @@ async fn create_metric(
             description = "The metric, its points (oldest first) and whether it is stale.",
             body = MetricSeries
         ),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = Forbidden),
-        (status = 404, response = NotFound),
+        ReadErrors,
     ),
     security(("bearer" = []), ("session" = []))
 )]
@@ -501,12 +479,7 @@ async fn metric_series(
     request_body = MetricEdit,
     responses(
         (status = 200, description = "The metric definition's new version.", body = MetricDefinition),
-        (status = 400, response = BadRequest),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = Forbidden),
-        (status = 404, response = NotFound),
-        (status = 409, response = Conflict),
-        (status = 422, response = Invalid),
+        EditErrors,
     ),
     security(("bearer" = []), ("session" = []))
 )]
@@ -540,11 +513,7 @@ struct PointsInput {
     request_body = PointsInput,
     responses(
         (status = 200, description = "The metric's series with the new points.", body = MetricSeries),
-        (status = 400, response = BadRequest),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = Forbidden),
-        (status = 404, response = NotFound),
-        (status = 422, response = Invalid),
+        WriteErrors,
     ),
     security(("bearer" = []), ("session" = []))
 )]
@@ -565,9 +534,7 @@ async fn push_points(
     params(("key" = String, Path, description = "The metric's key.")),
     responses(
         (status = 200, description = "The metric's recomputed series.", body = MetricSeries),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = Forbidden),
-        (status = 404, response = NotFound),
+        ReadErrors,
     ),
     security(("bearer" = []), ("session" = []))
 )]
@@ -586,8 +553,7 @@ async fn recompute(
     tag = "experiments",
     responses(
         (status = 200, description = "Every experiment of the organisation.", body = Vec<Experiment>),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = Forbidden),
+        AuthErrors,
     ),
     security(("bearer" = []), ("session" = []))
 )]
@@ -603,10 +569,7 @@ async fn list_experiments(State(s): State<ApiState>, Caller(actor): Caller) -> A
     request_body = ExperimentInput,
     responses(
         (status = 201, description = "The experiment as stored.", body = Experiment),
-        (status = 400, response = BadRequest),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = Forbidden),
-        (status = 422, response = Invalid),
+        BodyErrors,
     ),
     security(("bearer" = []), ("session" = []))
 )]
@@ -631,10 +594,7 @@ async fn create_experiment(
     params(("key" = String, Path, description = "The experiment's key.")),
     responses(
         (status = 200, description = "The experiment and its analysis.", body = ExperimentAnalysis),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = Forbidden),
-        (status = 404, response = NotFound),
-        (status = 409, response = Conflict),
+        ActionErrors,
     ),
     security(("bearer" = []), ("session" = []))
 )]
@@ -657,10 +617,7 @@ async fn analyze_experiment(
     params(("key" = String, Path, description = "The experiment's key.")),
     responses(
         (status = 200, description = "The experiment, stopped.", body = Experiment),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = Forbidden),
-        (status = 404, response = NotFound),
-        (status = 409, response = Conflict),
+        ActionErrors,
     ),
     security(("bearer" = []), ("session" = []))
 )]
@@ -683,8 +640,7 @@ async fn stop_experiment(
     tag = "loops",
     responses(
         (status = 200, description = "The simulator's state.", body = SimulatorStatus),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = Forbidden),
+        AuthErrors,
     ),
     security(("bearer" = []), ("session" = []))
 )]

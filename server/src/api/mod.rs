@@ -36,7 +36,10 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 pub use error::ApiError;
-pub(crate) use error::{BadRequest, Conflict, ErrorBody, Forbidden, Invalid, NotFound, Unauthorized};
+pub(crate) use error::{
+    ActionErrors, AuthErrors, BadRequest, BodyErrors, CheckedErrors, Conflict, EditErrors, ErrorBody, Forbidden,
+    Invalid, NotFound, ReadErrors, Unauthorized, WriteErrors,
+};
 
 #[derive(Clone)]
 pub struct ApiState {

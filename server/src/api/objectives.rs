@@ -8,10 +8,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::extract::{Body, Caller, Id};
-use super::{
-    ApiResult, ApiState, BadRequest, Conflict, Forbidden, Invalid, NotFound, ObjectiveEdit, Unauthorized, Versioned,
-    created,
-};
+use super::{ApiResult, ApiState, EditErrors, ObjectiveEdit, ReadErrors, Versioned, WriteErrors, created};
 
 pub(crate) fn routes() -> OpenApiRouter<ApiState> {
     OpenApiRouter::new().routes(routes!(create_objective)).routes(routes!(get_objective, update_objective))
@@ -28,11 +25,7 @@ pub(crate) fn routes() -> OpenApiRouter<ApiState> {
     request_body = ObjectiveInput,
     responses(
         (status = 201, description = "The objective as stored.", body = Objective),
-        (status = 400, response = BadRequest),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = Forbidden),
-        (status = 404, response = NotFound),
-        (status = 422, response = Invalid),
+        WriteErrors,
     ),
     security(("bearer" = []), ("session" = []))
 )]
@@ -53,9 +46,7 @@ async fn create_objective(
     params(("id" = i64, Path, description = "The objective's id.")),
     responses(
         (status = 200, description = "The objective.", body = Objective),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = Forbidden),
-        (status = 404, response = NotFound),
+        ReadErrors,
     ),
     security(("bearer" = []), ("session" = []))
 )]
@@ -74,12 +65,7 @@ async fn get_objective(State(s): State<ApiState>, Caller(actor): Caller, Id(id):
     request_body = ObjectiveEdit,
     responses(
         (status = 200, description = "The objective as stored, with its new version.", body = Objective),
-        (status = 400, response = BadRequest),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = Forbidden),
-        (status = 404, response = NotFound),
-        (status = 409, response = Conflict),
-        (status = 422, response = Invalid),
+        EditErrors,
     ),
     security(("bearer" = []), ("session" = []))
 )]

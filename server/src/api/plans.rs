@@ -10,7 +10,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::extract::{Body, Caller};
-use super::{ApiResult, ApiState, BadRequest, Conflict, ErrorBody, Forbidden, NotFound, Unauthorized};
+use super::{ApiResult, ApiState, AuthErrors, BadRequest, Conflict, ErrorBody, ReadErrors};
 
 pub(crate) fn routes() -> OpenApiRouter<ApiState> {
     OpenApiRouter::new().routes(routes!(export)).routes(routes!(apply))
@@ -27,9 +27,7 @@ pub(crate) fn routes() -> OpenApiRouter<ApiState> {
     params(("season" = String, Path, description = "The season's key.")),
     responses(
         (status = 200, description = "The plan file.", body = String, content_type = "application/toml"),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = Forbidden),
-        (status = 404, response = NotFound),
+        ReadErrors,
     ),
     security(("bearer" = []), ("session" = []))
 )]
@@ -63,8 +61,6 @@ struct ApplyRequest {
     responses(
         (status = 200, description = "What the file changed, or would change.", body = PlanOutcome),
         (status = 400, response = BadRequest),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = Forbidden),
         (status = 409, response = Conflict),
         (
             status = 422,
@@ -72,6 +68,7 @@ struct ApplyRequest {
                 problem of the file in `errors`, or `invalid` with `fields`. Nothing was changed.",
             body = ErrorBody
         ),
+        AuthErrors,
     ),
     security(("bearer" = []), ("session" = []))
 )]

@@ -23,7 +23,9 @@ use utoipa_axum::routes;
 
 use super::error::ErrorDetail;
 use super::extract::{Body, Caller, Id, Query};
-use super::{ApiResult, ApiState, BadRequest, Conflict, Forbidden, Invalid, NotFound, Unauthorized, created};
+use super::{
+    ActionErrors, ApiResult, ApiState, AuthErrors, CheckedErrors, EditErrors, Invalid, ReadErrors, WriteErrors, created,
+};
 
 pub(crate) fn routes() -> OpenApiRouter<ApiState> {
     OpenApiRouter::new()
@@ -87,10 +89,9 @@ struct DatasetUpload {
     responses(
         (status = 201, description = "The dataset is registered.", body = DatasetUpload),
         (status = 200, description = "A dataset with the same content was registered before.", body = DatasetUpload),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = Forbidden),
         (status = 413, description = "The body is larger than 256 MiB."),
         (status = 422, response = Invalid),
+        AuthErrors,
     ),
     security(("bearer" = []), ("session" = []))
 )]
@@ -116,8 +117,7 @@ async fn add_dataset(
     tag = "datasets",
     responses(
         (status = 200, description = "Every dataset of the organisation.", body = Vec<DatasetRecord>),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = Forbidden),
+        AuthErrors,
     ),
     security(("bearer" = []), ("session" = []))
 )]
@@ -133,9 +133,7 @@ async fn list_datasets(State(s): State<ApiState>, Caller(actor): Caller) -> ApiR
     params(("id" = i64, Path, description = "The dataset's id.")),
     responses(
         (status = 200, description = "The dataset's record.", body = DatasetRecord),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = Forbidden),
-        (status = 404, response = NotFound),
+        ReadErrors,
     ),
     security(("bearer" = []), ("session" = []))
 )]
@@ -156,9 +154,7 @@ async fn get_dataset(State(s): State<ApiState>, Caller(actor): Caller, Id(id): I
             body = String,
             content_type = "application/x-ndjson"
         ),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = Forbidden),
-        (status = 404, response = NotFound),
+        ReadErrors,
     ),
     security(("bearer" = []), ("session" = []))
 )]
@@ -183,11 +179,8 @@ async fn dataset_rows(State(s): State<ApiState>, Caller(actor): Caller, Id(id): 
             description = "The datasets built (or found, when their content existed).",
             body = BuiltDatasets
         ),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = Forbidden),
-        (status = 404, response = NotFound),
-        (status = 409, response = Conflict),
         (status = 422, response = Invalid),
+        ActionErrors,
     ),
     security(("bearer" = []), ("session" = []))
 )]
@@ -217,9 +210,8 @@ struct JobsQuery {
     params(JobsQuery),
     responses(
         (status = 200, description = "The jobs, newest first.", body = Vec<JobRecord>),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = Forbidden),
         (status = 422, response = Invalid),
+        AuthErrors,
     ),
     security(("bearer" = []), ("session" = []))
 )]
@@ -243,11 +235,7 @@ async fn list_jobs(
     request_body = JobRequest,
     responses(
         (status = 201, description = "The queued job.", body = JobRecord),
-        (status = 400, response = BadRequest),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = Forbidden),
-        (status = 404, response = NotFound),
-        (status = 422, response = Invalid),
+        WriteErrors,
     ),
     security(("bearer" = []), ("session" = []))
 )]
@@ -267,9 +255,7 @@ async fn submit_job(
     params(("id" = i64, Path, description = "The job's id.")),
     responses(
         (status = 200, description = "The job.", body = JobRecord),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = Forbidden),
-        (status = 404, response = NotFound),
+        ReadErrors,
     ),
     security(("bearer" = []), ("session" = []))
 )]
@@ -288,10 +274,7 @@ async fn get_job(State(s): State<ApiState>, Caller(actor): Caller, Id(id): Id) -
     params(("id" = i64, Path, description = "The job's id.")),
     responses(
         (status = 200, description = "The job, cancelled or with its cancellation requested.", body = JobRecord),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = Forbidden),
-        (status = 404, response = NotFound),
-        (status = 409, response = Conflict),
+        ActionErrors,
     ),
     security(("bearer" = []), ("session" = []))
 )]
@@ -315,10 +298,7 @@ struct MetricsQuery {
     params(("id" = i64, Path, description = "The job's id."), MetricsQuery),
     responses(
         (status = 200, description = "The metrics of each step after `after`.", body = Vec<JobMetric>),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = Forbidden),
-        (status = 404, response = NotFound),
-        (status = 422, response = Invalid),
+        CheckedErrors,
     ),
     security(("bearer" = []), ("session" = []))
 )]
@@ -348,9 +328,7 @@ async fn job_metrics(
             body = String,
             content_type = "text/event-stream"
         ),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = Forbidden),
-        (status = 404, response = NotFound),
+        ReadErrors,
     ),
     security(("bearer" = []), ("session" = []))
 )]
@@ -423,10 +401,7 @@ struct ModelsQuery {
     params(ModelsQuery),
     responses(
         (status = 200, description = "The registered models.", body = Vec<ModelRecord>),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = Forbidden),
-        (status = 404, response = NotFound),
-        (status = 422, response = Invalid),
+        CheckedErrors,
     ),
     security(("bearer" = []), ("session" = []))
 )]
@@ -450,9 +425,7 @@ async fn list_models(
             description = "The model, the aliases naming it and its chain of base models.",
             body = ModelView
         ),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = Forbidden),
-        (status = 404, response = NotFound),
+        ReadErrors,
     ),
     security(("bearer" = []), ("session" = []))
 )]
@@ -481,9 +454,7 @@ struct LoopModels {
     params(("loop" = String, Path, description = "The loop's key.")),
     responses(
         (status = 200, description = "The loop's models, aliases and promotions.", body = LoopModels),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = Forbidden),
-        (status = 404, response = NotFound),
+        ReadErrors,
     ),
     security(("bearer" = []), ("session" = []))
 )]
@@ -510,9 +481,7 @@ async fn loop_models(
     params(("loop" = String, Path, description = "The loop's key.")),
     responses(
         (status = 200, description = "The loop's stages, iterations and metabolism.", body = slope_domain::LoopStack),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = Forbidden),
-        (status = 404, response = NotFound),
+        ReadErrors,
     ),
     security(("bearer" = []), ("session" = []))
 )]
@@ -555,17 +524,13 @@ struct GateRefused {
     request_body = ModelChoice,
     responses(
         (status = 200, description = "The model is the loop's champion now.", body = PromotionOutcome),
-        (status = 400, response = BadRequest),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = Forbidden),
-        (status = 404, response = NotFound),
         (
             status = 409,
             description = "The gate refused the promotion (code `gate_refused`, with the recorded `decision`), or the \
                 model is already the champion (code `conflict`).",
             body = GateRefused
         ),
-        (status = 422, response = Invalid),
+        WriteErrors,
     ),
     security(("bearer" = []), ("session" = []))
 )]
@@ -596,11 +561,7 @@ async fn promote(
     request_body = ModelChoice,
     responses(
         (status = 200, description = "The loop's `challenger` alias.", body = AliasRecord),
-        (status = 400, response = BadRequest),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = Forbidden),
-        (status = 404, response = NotFound),
-        (status = 422, response = Invalid),
+        WriteErrors,
     ),
     security(("bearer" = []), ("session" = []))
 )]
@@ -632,12 +593,7 @@ async fn set_challenger(
             description = "The suggestion, with the event id its outcome is reported under.",
             body = Completion
         ),
-        (status = 400, response = BadRequest),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = Forbidden),
-        (status = 404, response = NotFound),
-        (status = 409, response = Conflict),
-        (status = 422, response = Invalid),
+        EditErrors,
     ),
     security(("bearer" = []), ("session" = []))
 )]
@@ -676,12 +632,7 @@ struct Outcome {
     request_body = Outcome,
     responses(
         (status = 200, description = "The served suggestion with its outcome.", body = ImpressionRecord),
-        (status = 400, response = BadRequest),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = Forbidden),
-        (status = 404, response = NotFound),
-        (status = 409, response = Conflict),
-        (status = 422, response = Invalid),
+        EditErrors,
     ),
     security(("bearer" = []), ("session" = []))
 )]

@@ -13,7 +13,7 @@ use utoipa_axum::routes;
 
 use super::extract::{Body, Caller, Id, Query};
 use super::{
-    ApiResult, ApiState, BadRequest, Conflict, Forbidden, Invalid, NotFound, SeasonEdit, TransitionEdit, Unauthorized,
+    ApiResult, ApiState, AuthErrors, BodyErrors, CheckedErrors, EditErrors, ReadErrors, SeasonEdit, TransitionEdit,
     Versioned, created,
 };
 
@@ -36,8 +36,7 @@ pub(crate) fn routes() -> OpenApiRouter<ApiState> {
     tag = "seasons",
     responses(
         (status = 200, description = "Every season of the organisation.", body = Vec<SeasonSummary>),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = Forbidden),
+        AuthErrors,
     ),
     security(("bearer" = []), ("session" = []))
 )]
@@ -55,10 +54,7 @@ async fn list_seasons(State(s): State<ApiState>, Caller(actor): Caller) -> ApiRe
     request_body = SeasonInput,
     responses(
         (status = 201, description = "The season as stored.", body = Season),
-        (status = 400, response = BadRequest),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = Forbidden),
-        (status = 422, response = Invalid),
+        BodyErrors,
     ),
     security(("bearer" = []), ("session" = []))
 )]
@@ -78,9 +74,7 @@ async fn create_season(
     params(("id" = i64, Path, description = "The season's id.")),
     responses(
         (status = 200, description = "The season.", body = Season),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = Forbidden),
-        (status = 404, response = NotFound),
+        ReadErrors,
     ),
     security(("bearer" = []), ("session" = []))
 )]
@@ -100,12 +94,7 @@ async fn get_season(State(s): State<ApiState>, Caller(actor): Caller, Id(id): Id
     request_body = SeasonEdit,
     responses(
         (status = 200, description = "The season as stored, with its new version.", body = Season),
-        (status = 400, response = BadRequest),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = Forbidden),
-        (status = 404, response = NotFound),
-        (status = 409, response = Conflict),
-        (status = 422, response = Invalid),
+        EditErrors,
     ),
     security(("bearer" = []), ("session" = []))
 )]
@@ -131,12 +120,7 @@ async fn update_season(
     request_body = TransitionEdit,
     responses(
         (status = 200, description = "The season with its new status and version.", body = Season),
-        (status = 400, response = BadRequest),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = Forbidden),
-        (status = 404, response = NotFound),
-        (status = 409, response = Conflict),
-        (status = 422, response = Invalid),
+        EditErrors,
     ),
     security(("bearer" = []), ("session" = []))
 )]
@@ -179,10 +163,7 @@ fn parse_as_of(raw: &str) -> Result<DateTime<Utc>, FieldErrors> {
     params(("id" = i64, Path, description = "The season's id."), TreeQuery),
     responses(
         (status = 200, description = "The season's plan tree.", body = SeasonTree),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = Forbidden),
-        (status = 404, response = NotFound),
-        (status = 422, response = Invalid),
+        CheckedErrors,
     ),
     security(("bearer" = []), ("session" = []))
 )]
@@ -217,10 +198,7 @@ struct PeriodQuery {
     params(("id" = i64, Path, description = "The season's id."), PeriodQuery),
     responses(
         (status = 200, description = "The slope allocation over the period.", body = SlopeReport),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = Forbidden),
-        (status = 404, response = NotFound),
-        (status = 422, response = Invalid),
+        CheckedErrors,
     ),
     security(("bearer" = []), ("session" = []))
 )]

@@ -8,7 +8,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::extract::{Body, Caller, Id, Ids};
-use super::{ApiResult, ApiState, BadRequest, Conflict, Forbidden, Invalid, NotFound, Unauthorized};
+use super::{ApiResult, ApiState, EditErrors, ReadErrors};
 
 pub(crate) fn routes() -> OpenApiRouter<ApiState> {
     OpenApiRouter::new().routes(routes!(season_dashboard)).routes(routes!(resolve_signal))
@@ -30,9 +30,7 @@ pub(crate) fn routes() -> OpenApiRouter<ApiState> {
     params(("id" = i64, Path, description = "The season's id.")),
     responses(
         (status = 200, description = "The season's dashboard.", body = SeasonDashboard),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = Forbidden),
-        (status = 404, response = NotFound),
+        ReadErrors,
     ),
     security(("bearer" = []), ("session" = []))
 )]
@@ -60,12 +58,7 @@ async fn season_dashboard(
     request_body = ResolveSignalInput,
     responses(
         (status = 200, description = "The signal, resolved.", body = ThesisSignal),
-        (status = 400, response = BadRequest),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = Forbidden),
-        (status = 404, response = NotFound),
-        (status = 409, response = Conflict),
-        (status = 422, response = Invalid),
+        EditErrors,
     ),
     security(("bearer" = []), ("session" = []))
 )]

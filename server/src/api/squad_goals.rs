@@ -8,10 +8,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::extract::{Body, Caller, Id};
-use super::{
-    ApiResult, ApiState, BadRequest, Conflict, Forbidden, Invalid, NotFound, SquadGoalEdit, Unauthorized, Versioned,
-    created,
-};
+use super::{ApiResult, ApiState, EditErrors, ReadErrors, SquadGoalEdit, Versioned, WriteErrors, created};
 
 pub(crate) fn routes() -> OpenApiRouter<ApiState> {
     OpenApiRouter::new()
@@ -31,11 +28,7 @@ pub(crate) fn routes() -> OpenApiRouter<ApiState> {
     request_body = SquadGoalInput,
     responses(
         (status = 201, description = "The squad goal as stored.", body = SquadGoal),
-        (status = 400, response = BadRequest),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = Forbidden),
-        (status = 404, response = NotFound),
-        (status = 422, response = Invalid),
+        WriteErrors,
     ),
     security(("bearer" = []), ("session" = []))
 )]
@@ -59,9 +52,7 @@ async fn create_goal(
     params(("id" = i64, Path, description = "The squad goal's id.")),
     responses(
         (status = 200, description = "The squad goal with its context.", body = SquadGoalDetail),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = Forbidden),
-        (status = 404, response = NotFound),
+        ReadErrors,
     ),
     security(("bearer" = []), ("session" = []))
 )]
@@ -80,12 +71,7 @@ async fn get_goal(State(s): State<ApiState>, Caller(actor): Caller, Id(id): Id) 
     request_body = SquadGoalEdit,
     responses(
         (status = 200, description = "The squad goal as stored, with its new version.", body = SquadGoal),
-        (status = 400, response = BadRequest),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = Forbidden),
-        (status = 404, response = NotFound),
-        (status = 409, response = Conflict),
-        (status = 422, response = Invalid),
+        EditErrors,
     ),
     security(("bearer" = []), ("session" = []))
 )]
@@ -107,9 +93,7 @@ async fn update_goal(
     params(("id" = i64, Path, description = "The squad goal's id.")),
     responses(
         (status = 200, description = "The goal's check-ins, newest first.", body = Vec<CheckIn>),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = Forbidden),
-        (status = 404, response = NotFound),
+        ReadErrors,
     ),
     security(("bearer" = []), ("session" = []))
 )]
@@ -128,11 +112,7 @@ async fn goal_check_ins(State(s): State<ApiState>, Caller(actor): Caller, Id(id)
     request_body = CheckInInput,
     responses(
         (status = 201, description = "The check-in as stored.", body = CheckIn),
-        (status = 400, response = BadRequest),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = Forbidden),
-        (status = 404, response = NotFound),
-        (status = 422, response = Invalid),
+        WriteErrors,
     ),
     security(("bearer" = []), ("session" = []))
 )]

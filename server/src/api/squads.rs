@@ -11,8 +11,7 @@ use utoipa_axum::routes;
 
 use super::extract::{Body, Caller, Id, Query};
 use super::{
-    ApiResult, ApiState, BadRequest, Conflict, Forbidden, Invalid, NotFound, SquadEdit, Unauthorized, Versioned,
-    created,
+    ApiResult, ApiState, AuthErrors, BodyErrors, CheckedErrors, EditErrors, ReadErrors, SquadEdit, Versioned, created,
 };
 
 pub(crate) fn routes() -> OpenApiRouter<ApiState> {
@@ -30,8 +29,7 @@ pub(crate) fn routes() -> OpenApiRouter<ApiState> {
     tag = "squads",
     responses(
         (status = 200, description = "Every squad of the organisation.", body = Vec<Squad>),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = Forbidden),
+        AuthErrors,
     ),
     security(("bearer" = []), ("session" = []))
 )]
@@ -47,10 +45,7 @@ async fn list_squads(State(s): State<ApiState>, Caller(actor): Caller) -> ApiRes
     request_body = SquadInput,
     responses(
         (status = 201, description = "The squad as stored.", body = Squad),
-        (status = 400, response = BadRequest),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = Forbidden),
-        (status = 422, response = Invalid),
+        BodyErrors,
     ),
     security(("bearer" = []), ("session" = []))
 )]
@@ -70,9 +65,7 @@ async fn create_squad(
     params(("id" = i64, Path, description = "The squad's id.")),
     responses(
         (status = 200, description = "The squad.", body = Squad),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = Forbidden),
-        (status = 404, response = NotFound),
+        ReadErrors,
     ),
     security(("bearer" = []), ("session" = []))
 )]
@@ -91,12 +84,7 @@ async fn get_squad(State(s): State<ApiState>, Caller(actor): Caller, Id(id): Id)
     request_body = SquadEdit,
     responses(
         (status = 200, description = "The squad as stored, with its new version.", body = Squad),
-        (status = 400, response = BadRequest),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = Forbidden),
-        (status = 404, response = NotFound),
-        (status = 409, response = Conflict),
-        (status = 422, response = Invalid),
+        EditErrors,
     ),
     security(("bearer" = []), ("session" = []))
 )]
@@ -127,10 +115,7 @@ struct BoardQuery {
     params(BoardQuery),
     responses(
         (status = 200, description = "The squad board.", body = SquadBoard),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = Forbidden),
-        (status = 404, response = NotFound),
-        (status = 422, response = Invalid),
+        CheckedErrors,
     ),
     security(("bearer" = []), ("session" = []))
 )]
@@ -155,10 +140,7 @@ async fn squad_board(
     params(("id" = i64, Path, description = "The squad's id."), BoardQuery),
     responses(
         (status = 200, description = "The squad's dashboard.", body = SquadDashboard),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = Forbidden),
-        (status = 404, response = NotFound),
-        (status = 422, response = Invalid),
+        CheckedErrors,
     ),
     security(("bearer" = []), ("session" = []))
 )]
