@@ -75,7 +75,10 @@ pub fn router(services: Services, settings: RouterSettings<'_>) -> Router {
 
     let planning_for_ready = planning.clone();
     Router::new()
-        .nest("/api/v1", api::router(api::ApiState { planning, loops, runner, access }))
+        .nest(
+            openapi::BASE_PATH,
+            api::router(api::ApiState { planning, loops, runner, access }).merge(openapi::router()),
+        )
         // Without this, an unknown `/api/v1/…` path would fall to the server functions' catch-all below
         // and answer like a missing server function instead of the API's JSON 404.
         .route("/api/v1/{*rest}", any(|| async { api::ApiError::not_found("no such API route") }))

@@ -3,7 +3,8 @@
 //! Every route is registered through [`OpenApiRouter`] with `routes!`, which takes the path and method
 //! from the handler's `#[utoipa::path]`: a route cannot exist without its OpenAPI description, and the
 //! description cannot name a route that does not exist. Paths in the attributes are relative to
-//! `/api/v1`; [`crate::openapi`] nests them there.
+//! `/api/v1`. This module knows nothing of the document assembled from these routes: `crate::openapi`
+//! builds it, nests the routes under `/api/v1` and serves it beside them.
 
 mod access;
 mod adoption;
@@ -19,11 +20,9 @@ mod signals;
 mod squad_goals;
 mod squads;
 
-use std::sync::OnceLock;
-
 use axum::Json;
 use axum::Router;
-use axum::http::{StatusCode, header};
+use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use serde::Deserialize;
 use slope_domain::{
@@ -33,7 +32,6 @@ use slope_domain::{
 use slope_service::{Access, Loops, Planning, Runner};
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
-use utoipa_axum::routes;
 
 pub use error::ApiError;
 pub(crate) use error::{
@@ -64,30 +62,12 @@ pub(crate) fn routes() -> OpenApiRouter<ApiState> {
         .merge(key_results::routes())
         .merge(squads::routes())
         .merge(squad_goals::routes())
-        .routes(routes!(openapi_document))
         .merge(access::routes())
         .merge(adoption::routes())
         .merge(plans::routes())
         .merge(signals::routes())
         .merge(loops::routes())
         .merge(runner::routes())
-}
-
-/// This document: the OpenAPI 3.1 description of the whole API.
-///
-/// It needs no authentication. `slope openapi` prints the same document, and `docs/openapi.json` in the
-/// repository is a copy of it.
-#[utoipa::path(
-    get,
-    path = "/openapi.json",
-    tag = "meta",
-    responses((status = 200, description = "The OpenAPI document.", body = Object, content_type = "application/json")),
-    security(())
-)]
-async fn openapi_document() -> impl IntoResponse {
-    static DOCUMENT: OnceLock<String> = OnceLock::new();
-    let document = DOCUMENT.get_or_init(crate::openapi::to_json);
-    ([(header::CONTENT_TYPE, "application/json")], document.as_str())
 }
 
 /// An edit: the entity's fields plus the `version` the edit is based on. Read by taking `version` out of
