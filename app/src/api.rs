@@ -25,13 +25,12 @@ pub enum Outcome {
 mod server {
     use leptos::prelude::*;
     use slope_domain::{Actor, FieldErrors};
-    use slope_service::{Planning, ServiceError};
+    use slope_service::{Planning, ServiceError, Services};
 
     use super::Outcome;
-    use crate::ServerCtx;
 
-    fn context() -> Result<ServerCtx, ServerFnError> {
-        use_context::<ServerCtx>().ok_or_else(|| ServerFnError::new("server context is missing"))
+    fn context() -> Result<Services, ServerFnError> {
+        use_context::<Services>().ok_or_else(|| ServerFnError::new("server context is missing"))
     }
 
     /// Who is asking: the actor the server's authentication layer put on the request. Without one the

@@ -11,9 +11,9 @@ mod metrics_cli;
 mod plan_cli;
 mod runner_cli;
 use slope::config::{Config, LogFormat, Overrides, redact};
-use slope::{DEFAULT_ORG, RouterSettings, Services, router};
+use slope::{DEFAULT_ORG, RouterSettings, router};
 use slope_domain::Actor;
-use slope_service::{Access, Loops, Planning, Runner, SegmentStore, Store, demo};
+use slope_service::{Access, Loops, Planning, Runner, SegmentStore, Services, Store, demo};
 use tokio::net::TcpListener;
 
 /// Slope: plan seasons, OKRs and squad goals, grounded in the metrics of your product's loop.

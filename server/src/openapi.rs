@@ -95,7 +95,7 @@ impl Modify for SecuritySchemes {
 /// and the route of the description itself.
 pub fn spec() -> OpenApi {
     let (_, spec) = OpenApiRouter::with_openapi(ApiDoc::openapi())
-        .nest(BASE_PATH, api::routes().merge(routes::<api::ApiState>()))
+        .nest(BASE_PATH, api::routes().merge(routes::<slope_service::Services>()))
         .split_for_parts();
     spec
 }

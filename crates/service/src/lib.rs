@@ -27,3 +27,13 @@ pub use slope_store::{
 };
 
 pub type Result<T, E = ServiceError> = std::result::Result<T, E>;
+
+/// The services a server runs, cheap to clone: the REST API's state and the UI's context are this one
+/// value, so that pages, server functions and API handlers see the same services.
+#[derive(Clone, Debug)]
+pub struct Services {
+    pub planning: Planning,
+    pub loops: Loops,
+    pub runner: Runner,
+    pub access: Access,
+}

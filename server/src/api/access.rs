@@ -5,15 +5,15 @@ use axum::extract::State;
 use axum::response::IntoResponse;
 use serde::Deserialize;
 use slope_domain::*;
-use slope_service::CreatedToken;
+use slope_service::{CreatedToken, Services};
 use utoipa::IntoParams;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::extract::{Body, Caller, Id, Query};
-use super::{ApiResult, ApiState, AuthErrors, BodyErrors, CheckedErrors, Invalid, ReadErrors, Unauthorized, created};
+use super::{ApiResult, AuthErrors, BodyErrors, CheckedErrors, Invalid, ReadErrors, Unauthorized, created};
 
-pub(crate) fn routes() -> OpenApiRouter<ApiState> {
+pub(crate) fn routes() -> OpenApiRouter<Services> {
     OpenApiRouter::new()
         .routes(routes!(me))
         .routes(routes!(list_members, put_member))
@@ -52,7 +52,7 @@ async fn me(Caller(actor): Caller) -> Json<Actor> {
     ),
     security(("bearer" = []), ("session" = []))
 )]
-async fn list_members(State(s): State<ApiState>, Caller(actor): Caller) -> ApiResult<Json<Vec<Member>>> {
+async fn list_members(State(s): State<Services>, Caller(actor): Caller) -> ApiResult<Json<Vec<Member>>> {
     Ok(Json(s.access.members(&actor).await?))
 }
 
@@ -72,7 +72,7 @@ async fn list_members(State(s): State<ApiState>, Caller(actor): Caller) -> ApiRe
     security(("bearer" = []), ("session" = []))
 )]
 async fn put_member(
-    State(s): State<ApiState>,
+    State(s): State<Services>,
     Caller(actor): Caller,
     Body(input): Body<MemberInput>,
 ) -> ApiResult<Json<Member>> {
@@ -93,7 +93,7 @@ async fn put_member(
     ),
     security(("bearer" = []), ("session" = []))
 )]
-async fn remove_member(State(s): State<ApiState>, Caller(actor): Caller, Id(id): Id) -> ApiResult<impl IntoResponse> {
+async fn remove_member(State(s): State<Services>, Caller(actor): Caller, Id(id): Id) -> ApiResult<impl IntoResponse> {
     s.access.remove_member(&actor, UserId(id)).await?;
     Ok(axum::http::StatusCode::NO_CONTENT)
 }
@@ -109,7 +109,7 @@ async fn remove_member(State(s): State<ApiState>, Caller(actor): Caller, Id(id):
     ),
     security(("bearer" = []), ("session" = []))
 )]
-async fn list_units(State(s): State<ApiState>, Caller(actor): Caller) -> ApiResult<Json<Vec<Unit>>> {
+async fn list_units(State(s): State<Services>, Caller(actor): Caller) -> ApiResult<Json<Vec<Unit>>> {
     Ok(Json(s.access.units(&actor).await?))
 }
 
@@ -128,7 +128,7 @@ async fn list_units(State(s): State<ApiState>, Caller(actor): Caller) -> ApiResu
     security(("bearer" = []), ("session" = []))
 )]
 async fn put_unit(
-    State(s): State<ApiState>,
+    State(s): State<Services>,
     Caller(actor): Caller,
     Body(input): Body<UnitInput>,
 ) -> ApiResult<Json<Unit>> {
@@ -150,7 +150,7 @@ async fn put_unit(
     ),
     security(("bearer" = []), ("session" = []))
 )]
-async fn list_tokens(State(s): State<ApiState>, Caller(actor): Caller) -> ApiResult<Json<Vec<ApiToken>>> {
+async fn list_tokens(State(s): State<Services>, Caller(actor): Caller) -> ApiResult<Json<Vec<ApiToken>>> {
     Ok(Json(s.access.tokens(&actor).await?))
 }
 
@@ -169,7 +169,7 @@ async fn list_tokens(State(s): State<ApiState>, Caller(actor): Caller) -> ApiRes
     security(("bearer" = []), ("session" = []))
 )]
 async fn create_token(
-    State(s): State<ApiState>,
+    State(s): State<Services>,
     Caller(actor): Caller,
     Body(input): Body<TokenInput>,
 ) -> ApiResult<impl IntoResponse> {
@@ -190,7 +190,7 @@ async fn create_token(
     ),
     security(("bearer" = []), ("session" = []))
 )]
-async fn revoke_token(State(s): State<ApiState>, Caller(actor): Caller, Id(id): Id) -> ApiResult<Json<ApiToken>> {
+async fn revoke_token(State(s): State<Services>, Caller(actor): Caller, Id(id): Id) -> ApiResult<Json<ApiToken>> {
     Ok(Json(s.access.revoke_token(&actor, id).await?))
 }
 
@@ -225,7 +225,7 @@ struct AuditQuery {
     security(("bearer" = []), ("session" = []))
 )]
 async fn audit(
-    State(s): State<ApiState>,
+    State(s): State<Services>,
     Caller(actor): Caller,
     Query(q): Query<AuditQuery>,
 ) -> ApiResult<Json<Vec<AuditRecord>>> {

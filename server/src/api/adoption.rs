@@ -4,13 +4,14 @@ use axum::Json;
 use axum::extract::State;
 use axum::response::IntoResponse;
 use slope_domain::AdoptionReport;
+use slope_service::Services;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::extract::Caller;
-use super::{ApiResult, ApiState, AuthErrors};
+use super::{ApiResult, AuthErrors};
 
-pub(crate) fn routes() -> OpenApiRouter<ApiState> {
+pub(crate) fn routes() -> OpenApiRouter<Services> {
     OpenApiRouter::new().routes(routes!(adoption))
 }
 
@@ -35,6 +36,6 @@ pub(crate) fn routes() -> OpenApiRouter<ApiState> {
     ),
     security(("bearer" = []), ("session" = []))
 )]
-async fn adoption(State(s): State<ApiState>, Caller(actor): Caller) -> ApiResult<impl IntoResponse> {
+async fn adoption(State(s): State<Services>, Caller(actor): Caller) -> ApiResult<impl IntoResponse> {
     Ok(Json(s.loops.adoption(&actor).await?))
 }

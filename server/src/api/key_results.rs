@@ -4,13 +4,14 @@ use axum::Json;
 use axum::extract::State;
 use axum::response::IntoResponse;
 use slope_domain::*;
+use slope_service::Services;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::extract::{Body, Caller, Id};
-use super::{ApiResult, ApiState, EditErrors, KeyResultEdit, ReadErrors, Versioned, WriteErrors, created};
+use super::{ApiResult, EditErrors, KeyResultEdit, ReadErrors, Versioned, WriteErrors, created};
 
-pub(crate) fn routes() -> OpenApiRouter<ApiState> {
+pub(crate) fn routes() -> OpenApiRouter<Services> {
     OpenApiRouter::new()
         .routes(routes!(create_key_result))
         .routes(routes!(get_key_result, update_key_result))
@@ -31,7 +32,7 @@ pub(crate) fn routes() -> OpenApiRouter<ApiState> {
     security(("bearer" = []), ("session" = []))
 )]
 async fn create_key_result(
-    State(s): State<ApiState>,
+    State(s): State<Services>,
     Caller(actor): Caller,
     Id(id): Id,
     Body(input): Body<KeyResultInput>,
@@ -55,7 +56,7 @@ async fn create_key_result(
     security(("bearer" = []), ("session" = []))
 )]
 async fn get_key_result(
-    State(s): State<ApiState>,
+    State(s): State<Services>,
     Caller(actor): Caller,
     Id(id): Id,
 ) -> ApiResult<Json<KeyResultDetail>> {
@@ -78,7 +79,7 @@ async fn get_key_result(
     security(("bearer" = []), ("session" = []))
 )]
 async fn update_key_result(
-    State(s): State<ApiState>,
+    State(s): State<Services>,
     Caller(actor): Caller,
     Id(id): Id,
     body: Versioned<KeyResultInput>,
@@ -100,7 +101,7 @@ async fn update_key_result(
     security(("bearer" = []), ("session" = []))
 )]
 async fn key_result_check_ins(
-    State(s): State<ApiState>,
+    State(s): State<Services>,
     Caller(actor): Caller,
     Id(id): Id,
 ) -> ApiResult<Json<Vec<CheckIn>>> {
@@ -124,7 +125,7 @@ async fn key_result_check_ins(
     security(("bearer" = []), ("session" = []))
 )]
 async fn check_in_key_result(
-    State(s): State<ApiState>,
+    State(s): State<Services>,
     Caller(actor): Caller,
     Id(id): Id,
     Body(input): Body<CheckInInput>,

@@ -10,7 +10,7 @@ use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 use slope_domain::*;
 use slope_metrics::events::Format;
-use slope_service::{BatchInput, ExperimentAnalysis, IngestAck, LoopReport, Loops, MAX_BATCH_BYTES};
+use slope_service::{BatchInput, ExperimentAnalysis, IngestAck, LoopReport, Loops, MAX_BATCH_BYTES, Services};
 use slope_store::LoopSummary;
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouterExt};
@@ -18,11 +18,11 @@ use utoipa_axum::routes;
 
 use super::extract::{Body, Caller, Query};
 use super::{
-    ActionErrors, ApiError, ApiResult, ApiState, AuthErrors, BodyErrors, CheckedErrors, EditErrors, ErrorBody, Invalid,
+    ActionErrors, ApiError, ApiResult, AuthErrors, BodyErrors, CheckedErrors, EditErrors, ErrorBody, Invalid,
     MetricEdit, ReadErrors, Versioned, WriteErrors, created,
 };
 
-pub(crate) fn routes() -> OpenApiRouter<ApiState> {
+pub(crate) fn routes() -> OpenApiRouter<Services> {
     OpenApiRouter::new()
         // A batch may be large; every other route keeps axum's default limit.
         .routes(routes!(ingest).layer(DefaultBodyLimit::max(MAX_BATCH_BYTES + 1024)))
@@ -43,7 +43,7 @@ pub(crate) fn routes() -> OpenApiRouter<ApiState> {
         .routes(routes!(simulator))
 }
 
-fn loops(s: &ApiState) -> &Loops {
+fn loops(s: &Services) -> &Loops {
     &s.loops
 }
 
@@ -146,7 +146,7 @@ fn acknowledged(ack: IngestAck) -> impl IntoResponse {
     security(("bearer" = []), ("session" = []))
 )]
 async fn ingest(
-    State(s): State<ApiState>,
+    State(s): State<Services>,
     Caller(actor): Caller,
     Path(loop_key): Path<String>,
     headers: HeaderMap,
@@ -200,7 +200,7 @@ async fn ingest(
     security(("bearer" = []), ("session" = []))
 )]
 async fn ingest_transactions(
-    State(s): State<ApiState>,
+    State(s): State<Services>,
     Caller(actor): Caller,
     headers: HeaderMap,
     body: Bytes,
@@ -240,7 +240,7 @@ struct LtvQuery {
     security(("bearer" = []), ("session" = []))
 )]
 async fn ltv(
-    State(s): State<ApiState>,
+    State(s): State<Services>,
     Caller(actor): Caller,
     Query(q): Query<LtvQuery>,
 ) -> ApiResult<impl IntoResponse> {
@@ -262,7 +262,7 @@ async fn ltv(
     ),
     security(("bearer" = []), ("session" = []))
 )]
-async fn list_loops(State(s): State<ApiState>, Caller(actor): Caller) -> ApiResult<impl IntoResponse> {
+async fn list_loops(State(s): State<Services>, Caller(actor): Caller) -> ApiResult<impl IntoResponse> {
     Ok(Json(loops(&s).list_loops(&actor).await?))
 }
 
@@ -289,7 +289,7 @@ struct ReportQuery {
     security(("bearer" = []), ("session" = []))
 )]
 async fn loop_report(
-    State(s): State<ApiState>,
+    State(s): State<Services>,
     Caller(actor): Caller,
     Path(raw): Path<String>,
     Query(q): Query<ReportQuery>,
@@ -314,7 +314,7 @@ async fn loop_report(
     security(("bearer" = []), ("session" = []))
 )]
 async fn retention(
-    State(s): State<ApiState>,
+    State(s): State<Services>,
     Caller(actor): Caller,
     Path(raw): Path<String>,
 ) -> ApiResult<impl IntoResponse> {
@@ -372,7 +372,7 @@ fn window(field: &str, raw: &str) -> Result<(NaiveDate, NaiveDate), FieldErrors>
     security(("bearer" = []), ("session" = []))
 )]
 async fn drift_check(
-    State(s): State<ApiState>,
+    State(s): State<Services>,
     Caller(actor): Caller,
     Path(raw): Path<String>,
     Body(input): Body<DriftInput>,
@@ -401,7 +401,7 @@ async fn drift_check(
     ),
     security(("bearer" = []), ("session" = []))
 )]
-async fn drift_alerts(State(s): State<ApiState>, Caller(actor): Caller) -> ApiResult<impl IntoResponse> {
+async fn drift_alerts(State(s): State<Services>, Caller(actor): Caller) -> ApiResult<impl IntoResponse> {
     Ok(Json(loops(&s).drift_alerts(&actor).await?))
 }
 
@@ -416,7 +416,7 @@ async fn drift_alerts(State(s): State<ApiState>, Caller(actor): Caller) -> ApiRe
     ),
     security(("bearer" = []), ("session" = []))
 )]
-async fn list_metrics(State(s): State<ApiState>, Caller(actor): Caller) -> ApiResult<impl IntoResponse> {
+async fn list_metrics(State(s): State<Services>, Caller(actor): Caller) -> ApiResult<impl IntoResponse> {
     Ok(Json(loops(&s).list_metrics(&actor).await?))
 }
 
@@ -436,7 +436,7 @@ async fn list_metrics(State(s): State<ApiState>, Caller(actor): Caller) -> ApiRe
     security(("bearer" = []), ("session" = []))
 )]
 async fn create_metric(
-    State(s): State<ApiState>,
+    State(s): State<Services>,
     Caller(actor): Caller,
     Body(input): Body<MetricInput>,
 ) -> ApiResult<impl IntoResponse> {
@@ -460,7 +460,7 @@ async fn create_metric(
     security(("bearer" = []), ("session" = []))
 )]
 async fn metric_series(
-    State(s): State<ApiState>,
+    State(s): State<Services>,
     Caller(actor): Caller,
     Path(key): Path<String>,
 ) -> ApiResult<impl IntoResponse> {
@@ -484,7 +484,7 @@ async fn metric_series(
     security(("bearer" = []), ("session" = []))
 )]
 async fn update_metric(
-    State(s): State<ApiState>,
+    State(s): State<Services>,
     Caller(actor): Caller,
     Path(key): Path<String>,
     body: Versioned<MetricInput>,
@@ -518,7 +518,7 @@ struct PointsInput {
     security(("bearer" = []), ("session" = []))
 )]
 async fn push_points(
-    State(s): State<ApiState>,
+    State(s): State<Services>,
     Caller(actor): Caller,
     Path(key): Path<String>,
     Body(input): Body<PointsInput>,
@@ -539,7 +539,7 @@ async fn push_points(
     security(("bearer" = []), ("session" = []))
 )]
 async fn recompute(
-    State(s): State<ApiState>,
+    State(s): State<Services>,
     Caller(actor): Caller,
     Path(key): Path<String>,
 ) -> ApiResult<impl IntoResponse> {
@@ -557,7 +557,7 @@ async fn recompute(
     ),
     security(("bearer" = []), ("session" = []))
 )]
-async fn list_experiments(State(s): State<ApiState>, Caller(actor): Caller) -> ApiResult<impl IntoResponse> {
+async fn list_experiments(State(s): State<Services>, Caller(actor): Caller) -> ApiResult<impl IntoResponse> {
     Ok(Json(loops(&s).list_experiments(&actor).await?))
 }
 
@@ -574,7 +574,7 @@ async fn list_experiments(State(s): State<ApiState>, Caller(actor): Caller) -> A
     security(("bearer" = []), ("session" = []))
 )]
 async fn create_experiment(
-    State(s): State<ApiState>,
+    State(s): State<Services>,
     Caller(actor): Caller,
     Body(input): Body<ExperimentInput>,
 ) -> ApiResult<impl IntoResponse> {
@@ -599,7 +599,7 @@ async fn create_experiment(
     security(("bearer" = []), ("session" = []))
 )]
 async fn analyze_experiment(
-    State(s): State<ApiState>,
+    State(s): State<Services>,
     Caller(actor): Caller,
     Path(key): Path<String>,
 ) -> ApiResult<impl IntoResponse> {
@@ -622,7 +622,7 @@ async fn analyze_experiment(
     security(("bearer" = []), ("session" = []))
 )]
 async fn stop_experiment(
-    State(s): State<ApiState>,
+    State(s): State<Services>,
     Caller(actor): Caller,
     Path(key): Path<String>,
 ) -> ApiResult<impl IntoResponse> {
@@ -644,6 +644,6 @@ async fn stop_experiment(
     ),
     security(("bearer" = []), ("session" = []))
 )]
-async fn simulator(State(s): State<ApiState>, Caller(actor): Caller) -> ApiResult<impl IntoResponse> {
+async fn simulator(State(s): State<Services>, Caller(actor): Caller) -> ApiResult<impl IntoResponse> {
     Ok(Json(s.runner.simulation(&actor)?))
 }

@@ -29,7 +29,7 @@ use slope_domain::{
     FieldErrors, KeyResultInput, MetricInput, ObjectiveInput, SeasonInput, SquadGoalInput, SquadInput, TransitionInput,
     Version,
 };
-use slope_service::{Access, Loops, Planning, Runner};
+use slope_service::Services;
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 
@@ -39,23 +39,16 @@ pub(crate) use error::{
     Invalid, NotFound, ReadErrors, Unauthorized, WriteErrors,
 };
 
-#[derive(Clone)]
-pub struct ApiState {
-    pub planning: Planning,
-    pub loops: Loops,
-    pub runner: Runner,
-    pub access: Access,
-}
-
 type ApiResult<T> = Result<T, ApiError>;
 
-pub fn router(state: ApiState) -> Router {
+/// The API's routes over the server's services, at paths relative to `/api/v1`.
+pub fn router(services: Services) -> Router {
     let (router, _) = routes().split_for_parts();
-    router.with_state(state)
+    router.with_state(services)
 }
 
 /// Every route of the API with its OpenAPI description, at paths relative to `/api/v1`.
-pub(crate) fn routes() -> OpenApiRouter<ApiState> {
+pub(crate) fn routes() -> OpenApiRouter<Services> {
     OpenApiRouter::new()
         .merge(seasons::routes())
         .merge(objectives::routes())

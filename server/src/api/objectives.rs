@@ -4,13 +4,14 @@ use axum::Json;
 use axum::extract::State;
 use axum::response::IntoResponse;
 use slope_domain::*;
+use slope_service::Services;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::extract::{Body, Caller, Id};
-use super::{ApiResult, ApiState, EditErrors, ObjectiveEdit, ReadErrors, Versioned, WriteErrors, created};
+use super::{ApiResult, EditErrors, ObjectiveEdit, ReadErrors, Versioned, WriteErrors, created};
 
-pub(crate) fn routes() -> OpenApiRouter<ApiState> {
+pub(crate) fn routes() -> OpenApiRouter<Services> {
     OpenApiRouter::new().routes(routes!(create_objective)).routes(routes!(get_objective, update_objective))
 }
 
@@ -30,7 +31,7 @@ pub(crate) fn routes() -> OpenApiRouter<ApiState> {
     security(("bearer" = []), ("session" = []))
 )]
 async fn create_objective(
-    State(s): State<ApiState>,
+    State(s): State<Services>,
     Caller(actor): Caller,
     Id(id): Id,
     Body(input): Body<ObjectiveInput>,
@@ -50,7 +51,7 @@ async fn create_objective(
     ),
     security(("bearer" = []), ("session" = []))
 )]
-async fn get_objective(State(s): State<ApiState>, Caller(actor): Caller, Id(id): Id) -> ApiResult<Json<Objective>> {
+async fn get_objective(State(s): State<Services>, Caller(actor): Caller, Id(id): Id) -> ApiResult<Json<Objective>> {
     Ok(Json(s.planning.get_objective(&actor, ObjectiveId(id)).await?))
 }
 
@@ -70,7 +71,7 @@ async fn get_objective(State(s): State<ApiState>, Caller(actor): Caller, Id(id):
     security(("bearer" = []), ("session" = []))
 )]
 async fn update_objective(
-    State(s): State<ApiState>,
+    State(s): State<Services>,
     Caller(actor): Caller,
     Id(id): Id,
     body: Versioned<ObjectiveInput>,

@@ -4,15 +4,15 @@ use axum::extract::{Path, State};
 use axum::http::header;
 use axum::response::IntoResponse;
 use serde::Deserialize;
-use slope_service::PlanOutcome;
+use slope_service::{PlanOutcome, Services};
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::extract::{Body, Caller};
-use super::{ApiResult, ApiState, AuthErrors, BadRequest, Conflict, ErrorBody, ReadErrors};
+use super::{ApiResult, AuthErrors, BadRequest, Conflict, ErrorBody, ReadErrors};
 
-pub(crate) fn routes() -> OpenApiRouter<ApiState> {
+pub(crate) fn routes() -> OpenApiRouter<Services> {
     OpenApiRouter::new().routes(routes!(export)).routes(routes!(apply))
 }
 
@@ -32,7 +32,7 @@ pub(crate) fn routes() -> OpenApiRouter<ApiState> {
     security(("bearer" = []), ("session" = []))
 )]
 async fn export(
-    State(s): State<ApiState>,
+    State(s): State<Services>,
     Caller(actor): Caller,
     Path(season): Path<String>,
 ) -> ApiResult<impl IntoResponse> {
@@ -73,7 +73,7 @@ struct ApplyRequest {
     security(("bearer" = []), ("session" = []))
 )]
 async fn apply(
-    State(s): State<ApiState>,
+    State(s): State<Services>,
     Caller(actor): Caller,
     Body(request): Body<ApplyRequest>,
 ) -> ApiResult<impl IntoResponse> {

@@ -15,7 +15,7 @@ use serde_json::json;
 use slope_domain::FieldErrors;
 use slope_service::{
     AliasRecord, BuiltDatasets, Completion, CompletionRequest, DatasetRecord, ImpressionRecord, JobMetric, JobRecord,
-    JobRequest, MAX_DATASET_BYTES, ModelRecord, ModelView, PromotionOutcome, PromotionRecord, Runner,
+    JobRequest, MAX_DATASET_BYTES, ModelRecord, ModelView, PromotionOutcome, PromotionRecord, Runner, Services,
 };
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouterExt};
@@ -24,10 +24,10 @@ use utoipa_axum::routes;
 use super::error::ErrorDetail;
 use super::extract::{Body, Caller, Id, Query};
 use super::{
-    ActionErrors, ApiResult, ApiState, AuthErrors, CheckedErrors, EditErrors, Invalid, ReadErrors, WriteErrors, created,
+    ActionErrors, ApiResult, AuthErrors, CheckedErrors, EditErrors, Invalid, ReadErrors, WriteErrors, created,
 };
 
-pub(crate) fn routes() -> OpenApiRouter<ApiState> {
+pub(crate) fn routes() -> OpenApiRouter<Services> {
     OpenApiRouter::new()
         .routes(routes!(list_datasets, add_dataset).layer(DefaultBodyLimit::max(MAX_DATASET_BYTES + 1024)))
         .routes(routes!(get_dataset))
@@ -48,7 +48,7 @@ pub(crate) fn routes() -> OpenApiRouter<ApiState> {
         .routes(routes!(outcome))
 }
 
-fn runner(s: &ApiState) -> &Runner {
+fn runner(s: &Services) -> &Runner {
     &s.runner
 }
 
@@ -96,7 +96,7 @@ struct DatasetUpload {
     security(("bearer" = []), ("session" = []))
 )]
 async fn add_dataset(
-    State(s): State<ApiState>,
+    State(s): State<Services>,
     Caller(actor): Caller,
     Query(q): Query<DatasetQuery>,
     body: Bytes,
@@ -121,7 +121,7 @@ async fn add_dataset(
     ),
     security(("bearer" = []), ("session" = []))
 )]
-async fn list_datasets(State(s): State<ApiState>, Caller(actor): Caller) -> ApiResult<impl IntoResponse> {
+async fn list_datasets(State(s): State<Services>, Caller(actor): Caller) -> ApiResult<impl IntoResponse> {
     Ok(Json(runner(&s).datasets(&actor).await?))
 }
 
@@ -137,7 +137,7 @@ async fn list_datasets(State(s): State<ApiState>, Caller(actor): Caller) -> ApiR
     ),
     security(("bearer" = []), ("session" = []))
 )]
-async fn get_dataset(State(s): State<ApiState>, Caller(actor): Caller, Id(id): Id) -> ApiResult<impl IntoResponse> {
+async fn get_dataset(State(s): State<Services>, Caller(actor): Caller, Id(id): Id) -> ApiResult<impl IntoResponse> {
     Ok(Json(runner(&s).dataset(&actor, id).await?))
 }
 
@@ -158,7 +158,7 @@ async fn get_dataset(State(s): State<ApiState>, Caller(actor): Caller, Id(id): I
     ),
     security(("bearer" = []), ("session" = []))
 )]
-async fn dataset_rows(State(s): State<ApiState>, Caller(actor): Caller, Id(id): Id) -> ApiResult<impl IntoResponse> {
+async fn dataset_rows(State(s): State<Services>, Caller(actor): Caller, Id(id): Id) -> ApiResult<impl IntoResponse> {
     let bytes = runner(&s).dataset_bytes(&actor, id).await?;
     Ok(([(header::CONTENT_TYPE, "application/x-ndjson")], bytes))
 }
@@ -185,7 +185,7 @@ async fn dataset_rows(State(s): State<ApiState>, Caller(actor): Caller, Id(id): 
     security(("bearer" = []), ("session" = []))
 )]
 async fn build_datasets(
-    State(s): State<ApiState>,
+    State(s): State<Services>,
     Caller(actor): Caller,
     Path(loop_key): Path<String>,
 ) -> ApiResult<impl IntoResponse> {
@@ -216,7 +216,7 @@ struct JobsQuery {
     security(("bearer" = []), ("session" = []))
 )]
 async fn list_jobs(
-    State(s): State<ApiState>,
+    State(s): State<Services>,
     Caller(actor): Caller,
     Query(q): Query<JobsQuery>,
 ) -> ApiResult<impl IntoResponse> {
@@ -240,7 +240,7 @@ async fn list_jobs(
     security(("bearer" = []), ("session" = []))
 )]
 async fn submit_job(
-    State(s): State<ApiState>,
+    State(s): State<Services>,
     Caller(actor): Caller,
     Body(request): Body<JobRequest>,
 ) -> ApiResult<impl IntoResponse> {
@@ -259,7 +259,7 @@ async fn submit_job(
     ),
     security(("bearer" = []), ("session" = []))
 )]
-async fn get_job(State(s): State<ApiState>, Caller(actor): Caller, Id(id): Id) -> ApiResult<impl IntoResponse> {
+async fn get_job(State(s): State<Services>, Caller(actor): Caller, Id(id): Id) -> ApiResult<impl IntoResponse> {
     Ok(Json(runner(&s).job(&actor, id).await?))
 }
 
@@ -278,7 +278,7 @@ async fn get_job(State(s): State<ApiState>, Caller(actor): Caller, Id(id): Id) -
     ),
     security(("bearer" = []), ("session" = []))
 )]
-async fn cancel_job(State(s): State<ApiState>, Caller(actor): Caller, Id(id): Id) -> ApiResult<impl IntoResponse> {
+async fn cancel_job(State(s): State<Services>, Caller(actor): Caller, Id(id): Id) -> ApiResult<impl IntoResponse> {
     Ok(Json(runner(&s).cancel(&actor, id).await?))
 }
 
@@ -303,7 +303,7 @@ struct MetricsQuery {
     security(("bearer" = []), ("session" = []))
 )]
 async fn job_metrics(
-    State(s): State<ApiState>,
+    State(s): State<Services>,
     Caller(actor): Caller,
     Id(id): Id,
     Query(q): Query<MetricsQuery>,
@@ -332,11 +332,11 @@ async fn job_metrics(
     ),
     security(("bearer" = []), ("session" = []))
 )]
-async fn job_events(State(s): State<ApiState>, Caller(actor): Caller, Id(id): Id) -> ApiResult<impl IntoResponse> {
+async fn job_events(State(s): State<Services>, Caller(actor): Caller, Id(id): Id) -> ApiResult<impl IntoResponse> {
     // An unknown job is a 404 before the stream starts.
     runner(&s).job(&actor, id).await?;
     struct Cursor {
-        state: ApiState,
+        state: Services,
         actor: slope_domain::Actor,
         id: i64,
         after: i64,
@@ -406,7 +406,7 @@ struct ModelsQuery {
     security(("bearer" = []), ("session" = []))
 )]
 async fn list_models(
-    State(s): State<ApiState>,
+    State(s): State<Services>,
     Caller(actor): Caller,
     Query(q): Query<ModelsQuery>,
 ) -> ApiResult<impl IntoResponse> {
@@ -429,7 +429,7 @@ async fn list_models(
     ),
     security(("bearer" = []), ("session" = []))
 )]
-async fn get_model(State(s): State<ApiState>, Caller(actor): Caller, Id(id): Id) -> ApiResult<impl IntoResponse> {
+async fn get_model(State(s): State<Services>, Caller(actor): Caller, Id(id): Id) -> ApiResult<impl IntoResponse> {
     Ok(Json(runner(&s).model(&actor, id).await?))
 }
 
@@ -459,7 +459,7 @@ struct LoopModels {
     security(("bearer" = []), ("session" = []))
 )]
 async fn loop_models(
-    State(s): State<ApiState>,
+    State(s): State<Services>,
     Caller(actor): Caller,
     Path(loop_key): Path<String>,
 ) -> ApiResult<impl IntoResponse> {
@@ -486,7 +486,7 @@ async fn loop_models(
     security(("bearer" = []), ("session" = []))
 )]
 async fn loop_stack(
-    State(s): State<ApiState>,
+    State(s): State<Services>,
     Caller(actor): Caller,
     Path(loop_key): Path<String>,
 ) -> ApiResult<impl IntoResponse> {
@@ -535,7 +535,7 @@ struct GateRefused {
     security(("bearer" = []), ("session" = []))
 )]
 async fn promote(
-    State(s): State<ApiState>,
+    State(s): State<Services>,
     Caller(actor): Caller,
     Path(loop_key): Path<String>,
     Body(choice): Body<ModelChoice>,
@@ -566,7 +566,7 @@ async fn promote(
     security(("bearer" = []), ("session" = []))
 )]
 async fn set_challenger(
-    State(s): State<ApiState>,
+    State(s): State<Services>,
     Caller(actor): Caller,
     Path(loop_key): Path<String>,
     Body(choice): Body<ModelChoice>,
@@ -598,7 +598,7 @@ async fn set_challenger(
     security(("bearer" = []), ("session" = []))
 )]
 async fn complete(
-    State(s): State<ApiState>,
+    State(s): State<Services>,
     Caller(actor): Caller,
     Path(loop_key): Path<String>,
     Body(request): Body<CompletionRequest>,
@@ -637,7 +637,7 @@ struct Outcome {
     security(("bearer" = []), ("session" = []))
 )]
 async fn outcome(
-    State(s): State<ApiState>,
+    State(s): State<Services>,
     Caller(actor): Caller,
     Path((loop_key, event_id)): Path<(String, String)>,
     Body(o): Body<Outcome>,

@@ -7,17 +7,18 @@ use axum::response::IntoResponse;
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use slope_domain::*;
+use slope_service::Services;
 use utoipa::IntoParams;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::extract::{Body, Caller, Id, Query};
 use super::{
-    ApiResult, ApiState, AuthErrors, BodyErrors, CheckedErrors, EditErrors, ReadErrors, SeasonEdit, TransitionEdit,
-    Versioned, created,
+    ApiResult, AuthErrors, BodyErrors, CheckedErrors, EditErrors, ReadErrors, SeasonEdit, TransitionEdit, Versioned,
+    created,
 };
 
-pub(crate) fn routes() -> OpenApiRouter<ApiState> {
+pub(crate) fn routes() -> OpenApiRouter<Services> {
     OpenApiRouter::new()
         .routes(routes!(list_seasons, create_season))
         .routes(routes!(get_season, update_season))
@@ -40,7 +41,7 @@ pub(crate) fn routes() -> OpenApiRouter<ApiState> {
     ),
     security(("bearer" = []), ("session" = []))
 )]
-async fn list_seasons(State(s): State<ApiState>, Caller(actor): Caller) -> ApiResult<Json<Vec<SeasonSummary>>> {
+async fn list_seasons(State(s): State<Services>, Caller(actor): Caller) -> ApiResult<Json<Vec<SeasonSummary>>> {
     Ok(Json(s.planning.list_seasons(&actor).await?))
 }
 
@@ -59,7 +60,7 @@ async fn list_seasons(State(s): State<ApiState>, Caller(actor): Caller) -> ApiRe
     security(("bearer" = []), ("session" = []))
 )]
 async fn create_season(
-    State(s): State<ApiState>,
+    State(s): State<Services>,
     Caller(actor): Caller,
     Body(input): Body<SeasonInput>,
 ) -> ApiResult<impl IntoResponse> {
@@ -78,7 +79,7 @@ async fn create_season(
     ),
     security(("bearer" = []), ("session" = []))
 )]
-async fn get_season(State(s): State<ApiState>, Caller(actor): Caller, Id(id): Id) -> ApiResult<Json<Season>> {
+async fn get_season(State(s): State<Services>, Caller(actor): Caller, Id(id): Id) -> ApiResult<Json<Season>> {
     Ok(Json(s.planning.get_season(&actor, SeasonId(id)).await?))
 }
 
@@ -99,7 +100,7 @@ async fn get_season(State(s): State<ApiState>, Caller(actor): Caller, Id(id): Id
     security(("bearer" = []), ("session" = []))
 )]
 async fn update_season(
-    State(s): State<ApiState>,
+    State(s): State<Services>,
     Caller(actor): Caller,
     Id(id): Id,
     body: Versioned<SeasonInput>,
@@ -125,7 +126,7 @@ async fn update_season(
     security(("bearer" = []), ("session" = []))
 )]
 async fn transition_season(
-    State(s): State<ApiState>,
+    State(s): State<Services>,
     Caller(actor): Caller,
     Id(id): Id,
     body: Versioned<TransitionInput>,
@@ -168,7 +169,7 @@ fn parse_as_of(raw: &str) -> Result<DateTime<Utc>, FieldErrors> {
     security(("bearer" = []), ("session" = []))
 )]
 async fn season_tree(
-    State(s): State<ApiState>,
+    State(s): State<Services>,
     Caller(actor): Caller,
     Id(id): Id,
     Query(q): Query<TreeQuery>,
@@ -203,7 +204,7 @@ struct PeriodQuery {
     security(("bearer" = []), ("session" = []))
 )]
 async fn season_slope(
-    State(s): State<ApiState>,
+    State(s): State<Services>,
     Caller(actor): Caller,
     Id(id): Id,
     Query(q): Query<PeriodQuery>,

@@ -4,13 +4,14 @@ use axum::Json;
 use axum::extract::State;
 use axum::response::IntoResponse;
 use slope_domain::{ResolveSignalInput, SeasonDashboard, SeasonId, ThesisSignal};
+use slope_service::Services;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::extract::{Body, Caller, Id, Ids};
-use super::{ApiResult, ApiState, EditErrors, ReadErrors};
+use super::{ApiResult, EditErrors, ReadErrors};
 
-pub(crate) fn routes() -> OpenApiRouter<ApiState> {
+pub(crate) fn routes() -> OpenApiRouter<Services> {
     OpenApiRouter::new().routes(routes!(season_dashboard)).routes(routes!(resolve_signal))
 }
 
@@ -35,7 +36,7 @@ pub(crate) fn routes() -> OpenApiRouter<ApiState> {
     security(("bearer" = []), ("session" = []))
 )]
 async fn season_dashboard(
-    State(s): State<ApiState>,
+    State(s): State<Services>,
     Caller(actor): Caller,
     Id(id): Id,
 ) -> ApiResult<Json<SeasonDashboard>> {
@@ -63,7 +64,7 @@ async fn season_dashboard(
     security(("bearer" = []), ("session" = []))
 )]
 async fn resolve_signal(
-    State(s): State<ApiState>,
+    State(s): State<Services>,
     Caller(actor): Caller,
     Ids(season, signal): Ids,
     Body(input): Body<ResolveSignalInput>,

@@ -4,13 +4,14 @@ use axum::Json;
 use axum::extract::State;
 use axum::response::IntoResponse;
 use slope_domain::*;
+use slope_service::Services;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::extract::{Body, Caller, Id};
-use super::{ApiResult, ApiState, EditErrors, ReadErrors, SquadGoalEdit, Versioned, WriteErrors, created};
+use super::{ApiResult, EditErrors, ReadErrors, SquadGoalEdit, Versioned, WriteErrors, created};
 
-pub(crate) fn routes() -> OpenApiRouter<ApiState> {
+pub(crate) fn routes() -> OpenApiRouter<Services> {
     OpenApiRouter::new()
         .routes(routes!(create_goal))
         .routes(routes!(get_goal, update_goal))
@@ -33,7 +34,7 @@ pub(crate) fn routes() -> OpenApiRouter<ApiState> {
     security(("bearer" = []), ("session" = []))
 )]
 async fn create_goal(
-    State(s): State<ApiState>,
+    State(s): State<Services>,
     Caller(actor): Caller,
     Id(id): Id,
     Body(input): Body<SquadGoalInput>,
@@ -56,7 +57,7 @@ async fn create_goal(
     ),
     security(("bearer" = []), ("session" = []))
 )]
-async fn get_goal(State(s): State<ApiState>, Caller(actor): Caller, Id(id): Id) -> ApiResult<Json<SquadGoalDetail>> {
+async fn get_goal(State(s): State<Services>, Caller(actor): Caller, Id(id): Id) -> ApiResult<Json<SquadGoalDetail>> {
     Ok(Json(s.planning.goal_detail(&actor, SquadGoalId(id)).await?))
 }
 
@@ -76,7 +77,7 @@ async fn get_goal(State(s): State<ApiState>, Caller(actor): Caller, Id(id): Id) 
     security(("bearer" = []), ("session" = []))
 )]
 async fn update_goal(
-    State(s): State<ApiState>,
+    State(s): State<Services>,
     Caller(actor): Caller,
     Id(id): Id,
     body: Versioned<SquadGoalInput>,
@@ -97,7 +98,7 @@ async fn update_goal(
     ),
     security(("bearer" = []), ("session" = []))
 )]
-async fn goal_check_ins(State(s): State<ApiState>, Caller(actor): Caller, Id(id): Id) -> ApiResult<Json<Vec<CheckIn>>> {
+async fn goal_check_ins(State(s): State<Services>, Caller(actor): Caller, Id(id): Id) -> ApiResult<Json<Vec<CheckIn>>> {
     Ok(Json(s.planning.list_check_ins(&actor, SubjectKind::SquadGoal, id).await?))
 }
 
@@ -117,7 +118,7 @@ async fn goal_check_ins(State(s): State<ApiState>, Caller(actor): Caller, Id(id)
     security(("bearer" = []), ("session" = []))
 )]
 async fn check_in_goal(
-    State(s): State<ApiState>,
+    State(s): State<Services>,
     Caller(actor): Caller,
     Id(id): Id,
     Body(input): Body<CheckInInput>,

@@ -5,16 +5,15 @@ use axum::extract::State;
 use axum::response::IntoResponse;
 use serde::Deserialize;
 use slope_domain::*;
+use slope_service::Services;
 use utoipa::IntoParams;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::extract::{Body, Caller, Id, Query};
-use super::{
-    ApiResult, ApiState, AuthErrors, BodyErrors, CheckedErrors, EditErrors, ReadErrors, SquadEdit, Versioned, created,
-};
+use super::{ApiResult, AuthErrors, BodyErrors, CheckedErrors, EditErrors, ReadErrors, SquadEdit, Versioned, created};
 
-pub(crate) fn routes() -> OpenApiRouter<ApiState> {
+pub(crate) fn routes() -> OpenApiRouter<Services> {
     OpenApiRouter::new()
         .routes(routes!(list_squads, create_squad))
         .routes(routes!(get_squad, update_squad))
@@ -33,7 +32,7 @@ pub(crate) fn routes() -> OpenApiRouter<ApiState> {
     ),
     security(("bearer" = []), ("session" = []))
 )]
-async fn list_squads(State(s): State<ApiState>, Caller(actor): Caller) -> ApiResult<Json<Vec<Squad>>> {
+async fn list_squads(State(s): State<Services>, Caller(actor): Caller) -> ApiResult<Json<Vec<Squad>>> {
     Ok(Json(s.planning.list_squads(&actor).await?))
 }
 
@@ -50,7 +49,7 @@ async fn list_squads(State(s): State<ApiState>, Caller(actor): Caller) -> ApiRes
     security(("bearer" = []), ("session" = []))
 )]
 async fn create_squad(
-    State(s): State<ApiState>,
+    State(s): State<Services>,
     Caller(actor): Caller,
     Body(input): Body<SquadInput>,
 ) -> ApiResult<impl IntoResponse> {
@@ -69,7 +68,7 @@ async fn create_squad(
     ),
     security(("bearer" = []), ("session" = []))
 )]
-async fn get_squad(State(s): State<ApiState>, Caller(actor): Caller, Id(id): Id) -> ApiResult<Json<Squad>> {
+async fn get_squad(State(s): State<Services>, Caller(actor): Caller, Id(id): Id) -> ApiResult<Json<Squad>> {
     Ok(Json(s.planning.get_squad(&actor, SquadId(id)).await?))
 }
 
@@ -89,7 +88,7 @@ async fn get_squad(State(s): State<ApiState>, Caller(actor): Caller, Id(id): Id)
     security(("bearer" = []), ("session" = []))
 )]
 async fn update_squad(
-    State(s): State<ApiState>,
+    State(s): State<Services>,
     Caller(actor): Caller,
     Id(id): Id,
     body: Versioned<SquadInput>,
@@ -120,7 +119,7 @@ struct BoardQuery {
     security(("bearer" = []), ("session" = []))
 )]
 async fn squad_board(
-    State(s): State<ApiState>,
+    State(s): State<Services>,
     Caller(actor): Caller,
     Query(q): Query<BoardQuery>,
 ) -> ApiResult<Json<SquadBoard>> {
@@ -145,7 +144,7 @@ async fn squad_board(
     security(("bearer" = []), ("session" = []))
 )]
 async fn squad_dashboard(
-    State(s): State<ApiState>,
+    State(s): State<Services>,
     Caller(actor): Caller,
     Id(id): Id,
     Query(q): Query<BoardQuery>,
