@@ -14,8 +14,8 @@ use axum::routing::{any, get};
 use leptos::prelude::*;
 use leptos_axum::{LeptosRoutes, generate_route_list, handle_server_fns_with_context};
 use slope_app::{App, DemoMode, shell};
-use slope_service::Planning;
 use slope_service::Services;
+use slope_service::{Planning, ServiceError};
 use tower_http::compression::CompressionLayer;
 use tower_http::trace::TraceLayer;
 
@@ -82,10 +82,16 @@ pub fn router(services: Services, settings: RouterSettings<'_>) -> Router {
 
 /// Ready when the database answers; load balancers stop sending traffic otherwise.
 async fn readyz(State(planning): State<Planning>) -> (StatusCode, &'static str) {
-    match planning.store().ping().await {
+    match planning.ready().await {
         Ok(()) => (StatusCode::OK, "ready"),
         Err(e) => {
-            tracing::warn!(error = %e, "readiness check failed");
+            // The service passes the database's error on as an internal one; its detail is what the
+            // log needs.
+            let detail = match e {
+                ServiceError::Internal(detail) => detail,
+                other => other.to_string(),
+            };
+            tracing::warn!(error = %detail, "readiness check failed");
             (StatusCode::SERVICE_UNAVAILABLE, "database unreachable")
         }
     }
