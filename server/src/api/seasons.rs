@@ -150,7 +150,7 @@ fn parse_as_of(raw: &str) -> Result<DateTime<Utc>, FieldErrors> {
     }
     let day = parse_date(raw)
         .map_err(|_| FieldErrors::single("as_of", "must be a date like 2027-02-01 or an RFC 3339 time"))?;
-    Ok(day.and_hms_milli_opt(23, 59, 59, 999).expect("valid time").and_utc())
+    Ok(end_of_day(day))
 }
 
 /// Reads a season's whole plan with every roll-up.
