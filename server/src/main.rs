@@ -13,7 +13,7 @@ mod runner_cli;
 use slope::config::{Config, LogFormat, Overrides, redact};
 use slope::{DEFAULT_ORG, RouterSettings, router};
 use slope_domain::Actor;
-use slope_service::{Access, Loops, Planning, Runner, SegmentStore, Services, Store, demo};
+use slope_service::{Access, Loops, Planning, Runner, SegmentStore, Services, Store, Upkeep, demo};
 use tokio::net::TcpListener;
 
 /// Slope: plan seasons, OKRs and squad goals, grounded in the metrics of your product's loop.
@@ -278,50 +278,6 @@ pub(crate) fn open_runner(config: &Config, store: Store, loops: Loops) -> Result
     Ok(Runner::new(store, objects, loops, config.runner_cache(), config.job_lease()))
 }
 
-/// Background upkeep of the event store: materialise what a crash left unmaterialised, compact small
-/// segments, delete retired files, and turn served suggestions into events; and raise thesis signals. Every server may run it;
-/// the manifest arbitrates.
-fn spawn_upkeep(loops: Loops, runner: Runner, access: Access, planning: Planning, every: u64) {
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(std::time::Duration::from_secs(every.max(1)));
-        loop {
-            tick.tick().await;
-            match runner.flush_impressions(chrono::Utc::now()).await {
-                Ok(0) => {}
-                Ok(n) => tracing::info!(events = n, "served suggestions recorded as events"),
-                Err(e) => tracing::warn!(error = %e, "recording served suggestions failed"),
-            }
-            if let Err(e) = loops.materialize_pending(None).await {
-                tracing::warn!(error = %e, "materialising pending segments failed");
-            }
-            let orgs = match loops.store().list_orgs().await {
-                Ok(orgs) => orgs,
-                Err(e) => {
-                    tracing::warn!(error = %e, "listing organisations failed");
-                    continue;
-                }
-            };
-            for org in orgs {
-                if let Err(e) = loops.catch_up(org).await {
-                    tracing::warn!(error = %e, %org, "filling in trailing-window metrics failed");
-                }
-                match loops.compact(org).await {
-                    Ok(0) => {}
-                    Ok(n) => tracing::info!(segments = n, %org, "compacted event segments"),
-                    Err(e) => tracing::warn!(error = %e, %org, "compaction failed"),
-                }
-                // Thesis signals appear on the season dashboard even when nobody has opened it.
-                if let Err(e) = planning.raise_signals(org).await {
-                    tracing::warn!(error = %e, %org, "raising thesis signals failed");
-                }
-            }
-            if let Err(e) = access.purge().await {
-                tracing::warn!(error = %e, "removing expired sessions failed");
-            }
-        }
-    });
-}
-
 async fn serve(config: Config) -> Result<(), String> {
     let (store, loops) = open_loops(&config).await?;
     let org = store.ensure_org(DEFAULT_ORG.0, DEFAULT_ORG.1).await.map_err(|e| e.to_string())?;
@@ -371,7 +327,9 @@ async fn serve(config: Config) -> Result<(), String> {
     if let Err(e) = loops.materialize_pending(None).await {
         tracing::warn!(error = %e, "materialising pending segments failed; the upkeep will retry");
     }
-    spawn_upkeep(loops.clone(), runner.clone(), access.clone(), planning.clone(), config.upkeep_seconds);
+    // Every server may run the upkeep; the manifest and the signals' fingerprints arbitrate.
+    Upkeep::new(planning.clone(), loops.clone(), runner.clone(), access.clone(), store.clone())
+        .spawn(std::time::Duration::from_secs(config.upkeep_seconds));
     if config.workers > 0 {
         slope_service::spawn_workers(runner.clone(), "serve", config.workers, std::time::Duration::from_secs(1));
     }

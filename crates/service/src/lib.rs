@@ -12,6 +12,7 @@ mod runner;
 mod season_dashboard;
 mod segments;
 mod simulator;
+mod upkeep;
 
 pub use access::*;
 pub use adoption::{MIN_LIFT_POINTS, TREND_METHOD, TREND_WEEKS, before_after_lift};
@@ -25,6 +26,7 @@ pub use simulator::{Simulator, SimulatorBoard, SimulatorSettings, duty_wait};
 pub use slope_store::{
     AliasRecord, DatasetRecord, ImpressionRecord, JobMetric, JobRecord, ModelRecord, PromotionRecord, Store, StoreError,
 };
+pub use upkeep::Upkeep;
 
 pub type Result<T, E = ServiceError> = std::result::Result<T, E>;
 
