@@ -1,9 +1,10 @@
-//! The Slope server: HTTP routes (pages, server functions, REST API, health) and start-up.
+//! The Slope server: HTTP routes (pages, server functions, REST API, health) and start-up ([`startup`]).
 
 pub mod api;
 pub mod auth;
 pub mod config;
 pub mod openapi;
+pub mod startup;
 
 use std::net::SocketAddr;
 
