@@ -25,13 +25,12 @@ pub enum Outcome {
 mod server {
     use leptos::prelude::*;
     use slope_domain::{Actor, FieldErrors};
-    use slope_service::{Planning, ServiceError};
+    use slope_service::{Planning, ServiceError, Services};
 
     use super::Outcome;
-    use crate::ServerCtx;
 
-    fn context() -> Result<ServerCtx, ServerFnError> {
-        use_context::<ServerCtx>().ok_or_else(|| ServerFnError::new("server context is missing"))
+    fn context() -> Result<Services, ServerFnError> {
+        use_context::<Services>().ok_or_else(|| ServerFnError::new("server context is missing"))
     }
 
     /// Who is asking: the actor the server's authentication layer put on the request. Without one the
@@ -123,15 +122,9 @@ pub async fn load_season_tree(id: i64, as_of: String) -> Result<SeasonTree, Serv
     let (planning, actor) = server::ctx()?;
     let as_of = match as_of.trim() {
         "" => None,
-        raw => Some(end_of_day(raw).map_err(|e| ServerFnError::new(format!("as of: {e}")))?),
+        raw => Some(parse_date(raw).map(end_of_day).map_err(|e| ServerFnError::new(format!("as of: {e}")))?),
     };
     server::read(planning.season_tree(&actor, SeasonId(id), as_of).await)
-}
-
-/// The end of a calendar day in UTC: "as known on 1 February" includes everything recorded that day.
-pub fn end_of_day(raw: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
-    let day = parse_date(raw)?;
-    Ok(day.and_hms_milli_opt(23, 59, 59, 999).expect("valid time").and_utc())
 }
 
 #[server]

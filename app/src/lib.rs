@@ -16,18 +16,12 @@ use leptos_router::{SsrMode, path};
 
 use pages::*;
 
-/// What server functions need from the server; provided as context for both server-function calls and
-/// server-side rendering.
+/// Whether the server runs the live demo, in which the sign-in page lists the demo accounts. It is
+/// provided as context beside the server's `slope_service::Services` (which server functions and
+/// server-side rendering read as context too), because it is a setting, not a service.
 #[cfg(feature = "ssr")]
-#[derive(Clone, Debug)]
-pub struct ServerCtx {
-    pub planning: slope_service::Planning,
-    pub loops: slope_service::Loops,
-    pub runner: slope_service::Runner,
-    pub access: slope_service::Access,
-    /// The demo accounts' passwords are shown on the sign-in page only in demo mode.
-    pub demo: bool,
-}
+#[derive(Clone, Copy, Debug)]
+pub struct DemoMode(pub bool);
 
 /// Who sent the request, as the server's authentication layer found it (a session cookie or a bearer
 /// token); put on every request, so pages and server functions read it from the request parts.

@@ -1,9 +1,10 @@
-//! The Slope server: HTTP routes (pages, server functions, REST API, health) and start-up.
+//! The Slope server: HTTP routes (pages, server functions, REST API, health) and start-up ([`startup`]).
 
 pub mod api;
 pub mod auth;
 pub mod config;
 pub mod openapi;
+pub mod startup;
 
 use std::net::SocketAddr;
 
@@ -13,22 +14,14 @@ use axum::http::StatusCode;
 use axum::routing::{any, get};
 use leptos::prelude::*;
 use leptos_axum::{LeptosRoutes, generate_route_list, handle_server_fns_with_context};
-use slope_app::{App, ServerCtx, shell};
-use slope_service::{Access, Loops, Planning, Runner};
+use slope_app::{App, DemoMode, shell};
+use slope_service::Services;
+use slope_service::{Planning, ServiceError};
 use tower_http::compression::CompressionLayer;
 use tower_http::trace::TraceLayer;
 
 /// The organisation a fresh installation starts with (and the command line works in by default).
 pub const DEFAULT_ORG: (&str, &str) = ("default", "Default organisation");
-
-/// The services a server runs, shared by every route.
-#[derive(Clone)]
-pub struct Services {
-    pub planning: Planning,
-    pub loops: Loops,
-    pub runner: Runner,
-    pub access: Access,
-}
 
 /// Settings of the router that are not services.
 pub struct RouterSettings<'a> {
@@ -44,21 +37,19 @@ pub struct RouterSettings<'a> {
 
 /// Builds every route of the server around its services.
 pub fn router(services: Services, settings: RouterSettings<'_>) -> Router {
-    let Services { planning, loops, runner, access } = services;
     let RouterSettings { site_root, addr, demo, secure_cookies, trust_forwarded_for } = settings;
     let leptos_options =
         LeptosOptions::builder().output_name("slope").site_root(site_root).site_pkg_dir("pkg").site_addr(addr).build();
-    let ctx = ServerCtx {
-        planning: planning.clone(),
-        loops: loops.clone(),
-        runner: runner.clone(),
-        access: access.clone(),
-        demo,
-    };
-    let auth_state = auth::AuthState { access: access.clone(), secure_cookies, trust_forwarded_for };
+    let auth_state = auth::AuthState { access: services.access.clone(), secure_cookies, trust_forwarded_for };
     // Server functions and server-side rendering must see the same context: a page rendered on the
     // server calls the same functions that the browser later calls over HTTP.
-    let provide = move || provide_context(ctx.clone());
+    let provide = {
+        let services = services.clone();
+        move || {
+            provide_context(services.clone());
+            provide_context(DemoMode(demo));
+        }
+    };
     let server_fns = {
         let provide = provide.clone();
         move |req| handle_server_fns_with_context(provide.clone(), req)
@@ -73,9 +64,9 @@ pub fn router(services: Services, settings: RouterSettings<'_>) -> Router {
         .with_state(leptos_options)
         .layer(axum::middleware::from_fn(auth::require_sign_in));
 
-    let planning_for_ready = planning.clone();
+    let planning = services.planning.clone();
     Router::new()
-        .nest("/api/v1", api::router(api::ApiState { planning, loops, runner, access }))
+        .nest(openapi::BASE_PATH, api::router(services).merge(openapi::router()))
         // Without this, an unknown `/api/v1/…` path would fall to the server functions' catch-all below
         // and answer like a missing server function instead of the API's JSON 404.
         .route("/api/v1/{*rest}", any(|| async { api::ApiError::not_found("no such API route") }))
@@ -85,17 +76,23 @@ pub fn router(services: Services, settings: RouterSettings<'_>) -> Router {
         // Every route but the health checks learns who is asking first.
         .layer(axum::middleware::from_fn_with_state(auth_state, auth::authenticate))
         .route("/healthz", get(|| async { "ok" }))
-        .route("/readyz", get(readyz).with_state(planning_for_ready))
+        .route("/readyz", get(readyz).with_state(planning))
         .layer(CompressionLayer::new())
         .layer(TraceLayer::new_for_http())
 }
 
 /// Ready when the database answers; load balancers stop sending traffic otherwise.
 async fn readyz(State(planning): State<Planning>) -> (StatusCode, &'static str) {
-    match planning.store().ping().await {
+    match planning.ready().await {
         Ok(()) => (StatusCode::OK, "ready"),
         Err(e) => {
-            tracing::warn!(error = %e, "readiness check failed");
+            // The service passes the database's error on as an internal one; its detail is what the
+            // log needs.
+            let detail = match e {
+                ServiceError::Internal(detail) => detail,
+                other => other.to_string(),
+            };
+            tracing::warn!(error = %detail, "readiness check failed");
             (StatusCode::SERVICE_UNAVAILABLE, "database unreachable")
         }
     }

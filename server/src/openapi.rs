@@ -3,10 +3,16 @@
 //! `GET /api/v1/openapi.json`, printed by `slope openapi`, and committed as `docs/openapi.json`, which a
 //! test keeps equal to what the code generates.
 
+use std::sync::OnceLock;
+
+use axum::Router;
+use axum::http::header;
+use axum::response::IntoResponse;
 use utoipa::openapi::OpenApi;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi as _};
 use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::api::{self, BadRequest, Conflict, ErrorBody, Forbidden, Invalid, NotFound, Unauthorized};
 
@@ -85,9 +91,12 @@ impl Modify for SecuritySchemes {
     }
 }
 
-/// The description of the whole API, paths included in full (`/api/v1/seasons/{id}`).
+/// The description of the whole API, paths included in full (`/api/v1/seasons/{id}`): the API's routes
+/// and the route of the description itself.
 pub fn spec() -> OpenApi {
-    let (_, spec) = OpenApiRouter::with_openapi(ApiDoc::openapi()).nest(BASE_PATH, api::routes()).split_for_parts();
+    let (_, spec) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .nest(BASE_PATH, api::routes().merge(routes::<slope_service::Services>()))
+        .split_for_parts();
     spec
 }
 
@@ -97,4 +106,32 @@ pub fn to_json() -> String {
     let mut json = spec().to_pretty_json().expect("the OpenAPI description serialises");
     json.push('\n');
     json
+}
+
+/// The route of the description, to be mounted beside the API's routes at [`BASE_PATH`]. It lives here,
+/// not in [`api`], so that the description depends on the API and not the other way round.
+pub fn router() -> Router {
+    routes::<()>().split_for_parts().0
+}
+
+/// The description's own route, for any router state: its handler reads none.
+fn routes<S: Clone + Send + Sync + 'static>() -> OpenApiRouter<S> {
+    OpenApiRouter::new().routes(routes!(openapi_document))
+}
+
+/// This document: the OpenAPI 3.1 description of the whole API.
+///
+/// It needs no authentication. `slope openapi` prints the same document, and `docs/openapi.json` in the
+/// repository is a copy of it.
+#[utoipa::path(
+    get,
+    path = "/openapi.json",
+    tag = "meta",
+    responses((status = 200, description = "The OpenAPI document.", body = Object, content_type = "application/json")),
+    security(())
+)]
+async fn openapi_document() -> impl IntoResponse {
+    static DOCUMENT: OnceLock<String> = OnceLock::new();
+    let document = DOCUMENT.get_or_init(to_json);
+    ([(header::CONTENT_TYPE, "application/json")], document.as_str())
 }

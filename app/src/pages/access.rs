@@ -51,7 +51,7 @@ pub fn LoginPage() -> impl IntoView {
 fn demo_accounts() -> Vec<(&'static str, &'static str, &'static str)> {
     #[cfg(feature = "ssr")]
     {
-        if use_context::<crate::ServerCtx>().is_some_and(|c| c.demo) {
+        if use_context::<crate::DemoMode>().is_some_and(|d| d.0) {
             return slope_service::demo::DEMO_ACCOUNTS.iter().map(|a| (a.role.as_str(), a.email, a.password)).collect();
         }
     }

@@ -75,6 +75,17 @@ pub fn parse_date(raw: &str) -> Result<NaiveDate, String> {
     NaiveDate::parse_from_str(raw, "%Y-%m-%d").map_err(|_| format!("must be a date like 2027-01-31, not {raw:?}"))
 }
 
+/// The moment that "as known on `day`" means: the end of that day in UTC, so that everything recorded
+/// on the day counts. The UI and the API read a plan as of a date through this one rule.
+///
+/// ```
+/// let day = slope_domain::parse_date("2027-02-01").unwrap();
+/// assert_eq!(slope_domain::end_of_day(day).to_rfc3339(), "2027-02-01T23:59:59.999+00:00");
+/// ```
+pub fn end_of_day(day: NaiveDate) -> chrono::DateTime<chrono::Utc> {
+    day.and_hms_milli_opt(23, 59, 59, 999).expect("valid time").and_utc()
+}
+
 pub fn parse_number(raw: &str) -> Result<f64, String> {
     let cleaned = raw.trim().replace(['_', ','], "");
     match cleaned.parse::<f64>() {

@@ -12,6 +12,7 @@ mod runner;
 mod season_dashboard;
 mod segments;
 mod simulator;
+mod upkeep;
 
 pub use access::*;
 pub use adoption::{MIN_LIFT_POINTS, TREND_METHOD, TREND_WEEKS, before_after_lift};
@@ -25,5 +26,16 @@ pub use simulator::{Simulator, SimulatorBoard, SimulatorSettings, duty_wait};
 pub use slope_store::{
     AliasRecord, DatasetRecord, ImpressionRecord, JobMetric, JobRecord, ModelRecord, PromotionRecord, Store, StoreError,
 };
+pub use upkeep::Upkeep;
 
 pub type Result<T, E = ServiceError> = std::result::Result<T, E>;
+
+/// The services a server runs, cheap to clone: the REST API's state and the UI's context are this one
+/// value, so that pages, server functions and API handlers see the same services.
+#[derive(Clone, Debug)]
+pub struct Services {
+    pub planning: Planning,
+    pub loops: Loops,
+    pub runner: Runner,
+    pub access: Access,
+}

@@ -466,6 +466,13 @@ impl Planning {
         }
         Ok(self.store.list_check_ins(org, kind, id).await?)
     }
+
+    /// Whether the database answers, for the server's readiness check. It needs no actor (load
+    /// balancers ask anonymously and learn nothing but yes or no), and a failure is not logged here:
+    /// the check logs it, once per failed probe.
+    pub async fn ready(&self) -> Result<()> {
+        self.store.ping().await.map_err(|e| ServiceError::Internal(e.to_string()))
+    }
 }
 
 /// A check-in by a signed-in person is theirs: the author is their account, whatever the form said, so

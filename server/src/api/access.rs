@@ -5,15 +5,15 @@ use axum::extract::State;
 use axum::response::IntoResponse;
 use serde::Deserialize;
 use slope_domain::*;
-use slope_service::CreatedToken;
+use slope_service::{CreatedToken, Services};
 use utoipa::IntoParams;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::extract::{Body, Caller, Id, Query};
-use super::{ApiResult, ApiState, BadRequest, Forbidden, Invalid, NotFound, Unauthorized, created};
+use super::{ApiResult, AuthErrors, BodyErrors, CheckedErrors, Invalid, ReadErrors, Unauthorized, created};
 
-pub(super) fn routes() -> OpenApiRouter<ApiState> {
+pub(crate) fn routes() -> OpenApiRouter<Services> {
     OpenApiRouter::new()
         .routes(routes!(me))
         .routes(routes!(list_members, put_member))
@@ -48,12 +48,11 @@ async fn me(Caller(actor): Caller) -> Json<Actor> {
     tag = "access",
     responses(
         (status = 200, description = "Every member of the organisation.", body = Vec<Member>),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = Forbidden),
+        AuthErrors,
     ),
     security(("bearer" = []), ("session" = []))
 )]
-async fn list_members(State(s): State<ApiState>, Caller(actor): Caller) -> ApiResult<Json<Vec<Member>>> {
+async fn list_members(State(s): State<Services>, Caller(actor): Caller) -> ApiResult<Json<Vec<Member>>> {
     Ok(Json(s.access.members(&actor).await?))
 }
 
@@ -68,15 +67,12 @@ async fn list_members(State(s): State<ApiState>, Caller(actor): Caller) -> ApiRe
     request_body = MemberInput,
     responses(
         (status = 200, description = "The member as stored.", body = Member),
-        (status = 400, response = BadRequest),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = Forbidden),
-        (status = 422, response = Invalid),
+        BodyErrors,
     ),
     security(("bearer" = []), ("session" = []))
 )]
 async fn put_member(
-    State(s): State<ApiState>,
+    State(s): State<Services>,
     Caller(actor): Caller,
     Body(input): Body<MemberInput>,
 ) -> ApiResult<Json<Member>> {
@@ -93,14 +89,11 @@ async fn put_member(
     params(("id" = i64, Path, description = "The member's user id.")),
     responses(
         (status = 204, description = "The member is removed."),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = Forbidden),
-        (status = 404, response = NotFound),
-        (status = 422, response = Invalid),
+        CheckedErrors,
     ),
     security(("bearer" = []), ("session" = []))
 )]
-async fn remove_member(State(s): State<ApiState>, Caller(actor): Caller, Id(id): Id) -> ApiResult<impl IntoResponse> {
+async fn remove_member(State(s): State<Services>, Caller(actor): Caller, Id(id): Id) -> ApiResult<impl IntoResponse> {
     s.access.remove_member(&actor, UserId(id)).await?;
     Ok(axum::http::StatusCode::NO_CONTENT)
 }
@@ -112,12 +105,11 @@ async fn remove_member(State(s): State<ApiState>, Caller(actor): Caller, Id(id):
     tag = "access",
     responses(
         (status = 200, description = "Every unit of the organisation.", body = Vec<Unit>),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = Forbidden),
+        AuthErrors,
     ),
     security(("bearer" = []), ("session" = []))
 )]
-async fn list_units(State(s): State<ApiState>, Caller(actor): Caller) -> ApiResult<Json<Vec<Unit>>> {
+async fn list_units(State(s): State<Services>, Caller(actor): Caller) -> ApiResult<Json<Vec<Unit>>> {
     Ok(Json(s.access.units(&actor).await?))
 }
 
@@ -131,15 +123,12 @@ async fn list_units(State(s): State<ApiState>, Caller(actor): Caller) -> ApiResu
     request_body = UnitInput,
     responses(
         (status = 200, description = "The unit as stored.", body = Unit),
-        (status = 400, response = BadRequest),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = Forbidden),
-        (status = 422, response = Invalid),
+        BodyErrors,
     ),
     security(("bearer" = []), ("session" = []))
 )]
 async fn put_unit(
-    State(s): State<ApiState>,
+    State(s): State<Services>,
     Caller(actor): Caller,
     Body(input): Body<UnitInput>,
 ) -> ApiResult<Json<Unit>> {
@@ -157,12 +146,11 @@ async fn put_unit(
             description = "Every API token of the organisation, revoked ones included.",
             body = Vec<ApiToken>
         ),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = Forbidden),
+        AuthErrors,
     ),
     security(("bearer" = []), ("session" = []))
 )]
-async fn list_tokens(State(s): State<ApiState>, Caller(actor): Caller) -> ApiResult<Json<Vec<ApiToken>>> {
+async fn list_tokens(State(s): State<Services>, Caller(actor): Caller) -> ApiResult<Json<Vec<ApiToken>>> {
     Ok(Json(s.access.tokens(&actor).await?))
 }
 
@@ -176,15 +164,12 @@ async fn list_tokens(State(s): State<ApiState>, Caller(actor): Caller) -> ApiRes
     request_body = TokenInput,
     responses(
         (status = 201, description = "The token and its secret (`slope_…`).", body = CreatedToken),
-        (status = 400, response = BadRequest),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = Forbidden),
-        (status = 422, response = Invalid),
+        BodyErrors,
     ),
     security(("bearer" = []), ("session" = []))
 )]
 async fn create_token(
-    State(s): State<ApiState>,
+    State(s): State<Services>,
     Caller(actor): Caller,
     Body(input): Body<TokenInput>,
 ) -> ApiResult<impl IntoResponse> {
@@ -201,13 +186,11 @@ async fn create_token(
     params(("id" = i64, Path, description = "The token's id.")),
     responses(
         (status = 200, description = "The revoked token.", body = ApiToken),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = Forbidden),
-        (status = 404, response = NotFound),
+        ReadErrors,
     ),
     security(("bearer" = []), ("session" = []))
 )]
-async fn revoke_token(State(s): State<ApiState>, Caller(actor): Caller, Id(id): Id) -> ApiResult<Json<ApiToken>> {
+async fn revoke_token(State(s): State<Services>, Caller(actor): Caller, Id(id): Id) -> ApiResult<Json<ApiToken>> {
     Ok(Json(s.access.revoke_token(&actor, id).await?))
 }
 
@@ -236,14 +219,13 @@ struct AuditQuery {
     params(AuditQuery),
     responses(
         (status = 200, description = "Audit records, newest first.", body = Vec<AuditRecord>),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = Forbidden),
         (status = 422, response = Invalid),
+        AuthErrors,
     ),
     security(("bearer" = []), ("session" = []))
 )]
 async fn audit(
-    State(s): State<ApiState>,
+    State(s): State<Services>,
     Caller(actor): Caller,
     Query(q): Query<AuditQuery>,
 ) -> ApiResult<Json<Vec<AuditRecord>>> {

@@ -4,13 +4,14 @@ use axum::Json;
 use axum::extract::State;
 use axum::response::IntoResponse;
 use slope_domain::AdoptionReport;
+use slope_service::Services;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::extract::Caller;
-use super::{ApiResult, ApiState, Forbidden, Unauthorized};
+use super::{ApiResult, AuthErrors};
 
-pub fn routes() -> OpenApiRouter<ApiState> {
+pub(crate) fn routes() -> OpenApiRouter<Services> {
     OpenApiRouter::new().routes(routes!(adoption))
 }
 
@@ -31,11 +32,10 @@ pub fn routes() -> OpenApiRouter<ApiState> {
     tag = "adoption",
     responses(
         (status = 200, description = "The dashboard as of now.", body = AdoptionReport),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = Forbidden),
+        AuthErrors,
     ),
     security(("bearer" = []), ("session" = []))
 )]
-async fn adoption(State(s): State<ApiState>, Caller(actor): Caller) -> ApiResult<impl IntoResponse> {
+async fn adoption(State(s): State<Services>, Caller(actor): Caller) -> ApiResult<impl IntoResponse> {
     Ok(Json(s.loops.adoption(&actor).await?))
 }

@@ -10,7 +10,7 @@ use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 use slope_domain::*;
 use slope_metrics::events::Format;
-use slope_service::{BatchInput, ExperimentAnalysis, IngestAck, LoopReport, Loops, MAX_BATCH_BYTES};
+use slope_service::{BatchInput, ExperimentAnalysis, IngestAck, LoopReport, Loops, MAX_BATCH_BYTES, Services};
 use slope_store::LoopSummary;
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouterExt};
@@ -18,11 +18,11 @@ use utoipa_axum::routes;
 
 use super::extract::{Body, Caller, Query};
 use super::{
-    ApiError, ApiResult, ApiState, BadRequest, Conflict, ErrorBody, Forbidden, Invalid, MetricEdit, NotFound,
-    Unauthorized, Versioned, created,
+    ActionErrors, ApiError, ApiResult, AuthErrors, BodyErrors, CheckedErrors, EditErrors, ErrorBody, Invalid,
+    MetricEdit, ReadErrors, Versioned, WriteErrors, created,
 };
 
-pub fn routes() -> OpenApiRouter<ApiState> {
+pub(crate) fn routes() -> OpenApiRouter<Services> {
     OpenApiRouter::new()
         // A batch may be large; every other route keeps axum's default limit.
         .routes(routes!(ingest).layer(DefaultBodyLimit::max(MAX_BATCH_BYTES + 1024)))
@@ -43,7 +43,7 @@ pub fn routes() -> OpenApiRouter<ApiState> {
         .routes(routes!(simulator))
 }
 
-fn loops(s: &ApiState) -> &Loops {
+fn loops(s: &Services) -> &Loops {
     &s.loops
 }
 
@@ -134,8 +134,6 @@ fn acknowledged(ack: IngestAck) -> impl IntoResponse {
             description = "The batch was stored before: the first acknowledgement, replayed.",
             body = IngestAck
         ),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = Forbidden),
         (status = 413, description = "The body is larger than 512 MiB."),
         (
             status = 422,
@@ -143,11 +141,12 @@ fn acknowledged(ack: IngestAck) -> impl IntoResponse {
                 `rows`, or `invalid` with `fields` for a header that is not understood.",
             body = ErrorBody
         ),
+        AuthErrors,
     ),
     security(("bearer" = []), ("session" = []))
 )]
 async fn ingest(
-    State(s): State<ApiState>,
+    State(s): State<Services>,
     Caller(actor): Caller,
     Path(loop_key): Path<String>,
     headers: HeaderMap,
@@ -189,8 +188,6 @@ async fn ingest(
             description = "The batch was stored before: the first acknowledgement, replayed.",
             body = IngestAck
         ),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = Forbidden),
         (status = 413, description = "The body is larger than 512 MiB."),
         (
             status = 422,
@@ -198,11 +195,12 @@ async fn ingest(
                 `rows`, or `invalid` with `fields` for a header that is not understood.",
             body = ErrorBody
         ),
+        AuthErrors,
     ),
     security(("bearer" = []), ("session" = []))
 )]
 async fn ingest_transactions(
-    State(s): State<ApiState>,
+    State(s): State<Services>,
     Caller(actor): Caller,
     headers: HeaderMap,
     body: Bytes,
@@ -236,16 +234,13 @@ struct LtvQuery {
     params(LtvQuery),
     responses(
         (status = 200, description = "The fitted models and their predictions.", body = Object),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = Forbidden),
-        (status = 404, response = NotFound),
-        (status = 409, response = Conflict),
         (status = 422, response = Invalid),
+        ActionErrors,
     ),
     security(("bearer" = []), ("session" = []))
 )]
 async fn ltv(
-    State(s): State<ApiState>,
+    State(s): State<Services>,
     Caller(actor): Caller,
     Query(q): Query<LtvQuery>,
 ) -> ApiResult<impl IntoResponse> {
@@ -263,12 +258,11 @@ async fn ltv(
     tag = "loops",
     responses(
         (status = 200, description = "Every loop with stored events.", body = Vec<LoopSummary>),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = Forbidden),
+        AuthErrors,
     ),
     security(("bearer" = []), ("session" = []))
 )]
-async fn list_loops(State(s): State<ApiState>, Caller(actor): Caller) -> ApiResult<impl IntoResponse> {
+async fn list_loops(State(s): State<Services>, Caller(actor): Caller) -> ApiResult<impl IntoResponse> {
     Ok(Json(loops(&s).list_loops(&actor).await?))
 }
 
@@ -290,15 +284,12 @@ struct ReportQuery {
     params(("loop" = String, Path, description = "The loop's key."), ReportQuery),
     responses(
         (status = 200, description = "The loop's report.", body = LoopReport),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = Forbidden),
-        (status = 404, response = NotFound),
-        (status = 422, response = Invalid),
+        CheckedErrors,
     ),
     security(("bearer" = []), ("session" = []))
 )]
 async fn loop_report(
-    State(s): State<ApiState>,
+    State(s): State<Services>,
     Caller(actor): Caller,
     Path(raw): Path<String>,
     Query(q): Query<ReportQuery>,
@@ -318,14 +309,12 @@ async fn loop_report(
     params(("loop" = String, Path, description = "The loop's key.")),
     responses(
         (status = 200, description = "The retention matrix of the loop's cohorts.", body = Object),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = Forbidden),
-        (status = 404, response = NotFound),
+        ReadErrors,
     ),
     security(("bearer" = []), ("session" = []))
 )]
 async fn retention(
-    State(s): State<ApiState>,
+    State(s): State<Services>,
     Caller(actor): Caller,
     Path(raw): Path<String>,
 ) -> ApiResult<impl IntoResponse> {
@@ -378,16 +367,12 @@ fn window(field: &str, raw: &str) -> Result<(NaiveDate, NaiveDate), FieldErrors>
     request_body = DriftInput,
     responses(
         (status = 200, description = "The drift between the windows, and the alert it raised.", body = DriftCheck),
-        (status = 400, response = BadRequest),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = Forbidden),
-        (status = 404, response = NotFound),
-        (status = 422, response = Invalid),
+        WriteErrors,
     ),
     security(("bearer" = []), ("session" = []))
 )]
 async fn drift_check(
-    State(s): State<ApiState>,
+    State(s): State<Services>,
     Caller(actor): Caller,
     Path(raw): Path<String>,
     Body(input): Body<DriftInput>,
@@ -412,12 +397,11 @@ async fn drift_check(
     tag = "loops",
     responses(
         (status = 200, description = "Every drift alert of the organisation.", body = Vec<DriftAlert>),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = Forbidden),
+        AuthErrors,
     ),
     security(("bearer" = []), ("session" = []))
 )]
-async fn drift_alerts(State(s): State<ApiState>, Caller(actor): Caller) -> ApiResult<impl IntoResponse> {
+async fn drift_alerts(State(s): State<Services>, Caller(actor): Caller) -> ApiResult<impl IntoResponse> {
     Ok(Json(loops(&s).drift_alerts(&actor).await?))
 }
 
@@ -428,12 +412,11 @@ async fn drift_alerts(State(s): State<ApiState>, Caller(actor): Caller) -> ApiRe
     tag = "metrics",
     responses(
         (status = 200, description = "Every metric definition of the organisation.", body = Vec<MetricDefinition>),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = Forbidden),
+        AuthErrors,
     ),
     security(("bearer" = []), ("session" = []))
 )]
-async fn list_metrics(State(s): State<ApiState>, Caller(actor): Caller) -> ApiResult<impl IntoResponse> {
+async fn list_metrics(State(s): State<Services>, Caller(actor): Caller) -> ApiResult<impl IntoResponse> {
     Ok(Json(loops(&s).list_metrics(&actor).await?))
 }
 
@@ -448,15 +431,12 @@ async fn list_metrics(State(s): State<ApiState>, Caller(actor): Caller) -> ApiRe
     request_body = MetricInput,
     responses(
         (status = 201, description = "The metric definition as stored, at version 1.", body = MetricDefinition),
-        (status = 400, response = BadRequest),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = Forbidden),
-        (status = 422, response = Invalid),
+        BodyErrors,
     ),
     security(("bearer" = []), ("session" = []))
 )]
 async fn create_metric(
-    State(s): State<ApiState>,
+    State(s): State<Services>,
     Caller(actor): Caller,
     Body(input): Body<MetricInput>,
 ) -> ApiResult<impl IntoResponse> {
@@ -475,14 +455,12 @@ async fn create_metric(
             description = "The metric, its points (oldest first) and whether it is stale.",
             body = MetricSeries
         ),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = Forbidden),
-        (status = 404, response = NotFound),
+        ReadErrors,
     ),
     security(("bearer" = []), ("session" = []))
 )]
 async fn metric_series(
-    State(s): State<ApiState>,
+    State(s): State<Services>,
     Caller(actor): Caller,
     Path(key): Path<String>,
 ) -> ApiResult<impl IntoResponse> {
@@ -501,17 +479,12 @@ async fn metric_series(
     request_body = MetricEdit,
     responses(
         (status = 200, description = "The metric definition's new version.", body = MetricDefinition),
-        (status = 400, response = BadRequest),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = Forbidden),
-        (status = 404, response = NotFound),
-        (status = 409, response = Conflict),
-        (status = 422, response = Invalid),
+        EditErrors,
     ),
     security(("bearer" = []), ("session" = []))
 )]
 async fn update_metric(
-    State(s): State<ApiState>,
+    State(s): State<Services>,
     Caller(actor): Caller,
     Path(key): Path<String>,
     body: Versioned<MetricInput>,
@@ -540,16 +513,12 @@ struct PointsInput {
     request_body = PointsInput,
     responses(
         (status = 200, description = "The metric's series with the new points.", body = MetricSeries),
-        (status = 400, response = BadRequest),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = Forbidden),
-        (status = 404, response = NotFound),
-        (status = 422, response = Invalid),
+        WriteErrors,
     ),
     security(("bearer" = []), ("session" = []))
 )]
 async fn push_points(
-    State(s): State<ApiState>,
+    State(s): State<Services>,
     Caller(actor): Caller,
     Path(key): Path<String>,
     Body(input): Body<PointsInput>,
@@ -565,14 +534,12 @@ async fn push_points(
     params(("key" = String, Path, description = "The metric's key.")),
     responses(
         (status = 200, description = "The metric's recomputed series.", body = MetricSeries),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = Forbidden),
-        (status = 404, response = NotFound),
+        ReadErrors,
     ),
     security(("bearer" = []), ("session" = []))
 )]
 async fn recompute(
-    State(s): State<ApiState>,
+    State(s): State<Services>,
     Caller(actor): Caller,
     Path(key): Path<String>,
 ) -> ApiResult<impl IntoResponse> {
@@ -586,12 +553,11 @@ async fn recompute(
     tag = "experiments",
     responses(
         (status = 200, description = "Every experiment of the organisation.", body = Vec<Experiment>),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = Forbidden),
+        AuthErrors,
     ),
     security(("bearer" = []), ("session" = []))
 )]
-async fn list_experiments(State(s): State<ApiState>, Caller(actor): Caller) -> ApiResult<impl IntoResponse> {
+async fn list_experiments(State(s): State<Services>, Caller(actor): Caller) -> ApiResult<impl IntoResponse> {
     Ok(Json(loops(&s).list_experiments(&actor).await?))
 }
 
@@ -603,15 +569,12 @@ async fn list_experiments(State(s): State<ApiState>, Caller(actor): Caller) -> A
     request_body = ExperimentInput,
     responses(
         (status = 201, description = "The experiment as stored.", body = Experiment),
-        (status = 400, response = BadRequest),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = Forbidden),
-        (status = 422, response = Invalid),
+        BodyErrors,
     ),
     security(("bearer" = []), ("session" = []))
 )]
 async fn create_experiment(
-    State(s): State<ApiState>,
+    State(s): State<Services>,
     Caller(actor): Caller,
     Body(input): Body<ExperimentInput>,
 ) -> ApiResult<impl IntoResponse> {
@@ -631,15 +594,12 @@ async fn create_experiment(
     params(("key" = String, Path, description = "The experiment's key.")),
     responses(
         (status = 200, description = "The experiment and its analysis.", body = ExperimentAnalysis),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = Forbidden),
-        (status = 404, response = NotFound),
-        (status = 409, response = Conflict),
+        ActionErrors,
     ),
     security(("bearer" = []), ("session" = []))
 )]
 async fn analyze_experiment(
-    State(s): State<ApiState>,
+    State(s): State<Services>,
     Caller(actor): Caller,
     Path(key): Path<String>,
 ) -> ApiResult<impl IntoResponse> {
@@ -657,15 +617,12 @@ async fn analyze_experiment(
     params(("key" = String, Path, description = "The experiment's key.")),
     responses(
         (status = 200, description = "The experiment, stopped.", body = Experiment),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = Forbidden),
-        (status = 404, response = NotFound),
-        (status = 409, response = Conflict),
+        ActionErrors,
     ),
     security(("bearer" = []), ("session" = []))
 )]
 async fn stop_experiment(
-    State(s): State<ApiState>,
+    State(s): State<Services>,
     Caller(actor): Caller,
     Path(key): Path<String>,
 ) -> ApiResult<impl IntoResponse> {
@@ -683,11 +640,10 @@ async fn stop_experiment(
     tag = "loops",
     responses(
         (status = 200, description = "The simulator's state.", body = SimulatorStatus),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = Forbidden),
+        AuthErrors,
     ),
     security(("bearer" = []), ("session" = []))
 )]
-async fn simulator(State(s): State<ApiState>, Caller(actor): Caller) -> ApiResult<impl IntoResponse> {
+async fn simulator(State(s): State<Services>, Caller(actor): Caller) -> ApiResult<impl IntoResponse> {
     Ok(Json(s.runner.simulation(&actor)?))
 }

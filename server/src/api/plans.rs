@@ -4,15 +4,15 @@ use axum::extract::{Path, State};
 use axum::http::header;
 use axum::response::IntoResponse;
 use serde::Deserialize;
-use slope_service::PlanOutcome;
+use slope_service::{PlanOutcome, Services};
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::extract::{Body, Caller};
-use super::{ApiResult, ApiState, BadRequest, Conflict, ErrorBody, Forbidden, NotFound, Unauthorized};
+use super::{ApiResult, AuthErrors, BadRequest, Conflict, ErrorBody, ReadErrors};
 
-pub(super) fn routes() -> OpenApiRouter<ApiState> {
+pub(crate) fn routes() -> OpenApiRouter<Services> {
     OpenApiRouter::new().routes(routes!(export)).routes(routes!(apply))
 }
 
@@ -27,14 +27,12 @@ pub(super) fn routes() -> OpenApiRouter<ApiState> {
     params(("season" = String, Path, description = "The season's key.")),
     responses(
         (status = 200, description = "The plan file.", body = String, content_type = "application/toml"),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = Forbidden),
-        (status = 404, response = NotFound),
+        ReadErrors,
     ),
     security(("bearer" = []), ("session" = []))
 )]
 async fn export(
-    State(s): State<ApiState>,
+    State(s): State<Services>,
     Caller(actor): Caller,
     Path(season): Path<String>,
 ) -> ApiResult<impl IntoResponse> {
@@ -63,8 +61,6 @@ struct ApplyRequest {
     responses(
         (status = 200, description = "What the file changed, or would change.", body = PlanOutcome),
         (status = 400, response = BadRequest),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = Forbidden),
         (status = 409, response = Conflict),
         (
             status = 422,
@@ -72,11 +68,12 @@ struct ApplyRequest {
                 problem of the file in `errors`, or `invalid` with `fields`. Nothing was changed.",
             body = ErrorBody
         ),
+        AuthErrors,
     ),
     security(("bearer" = []), ("session" = []))
 )]
 async fn apply(
-    State(s): State<ApiState>,
+    State(s): State<Services>,
     Caller(actor): Caller,
     Body(request): Body<ApplyRequest>,
 ) -> ApiResult<impl IntoResponse> {

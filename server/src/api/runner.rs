@@ -15,7 +15,7 @@ use serde_json::json;
 use slope_domain::FieldErrors;
 use slope_service::{
     AliasRecord, BuiltDatasets, Completion, CompletionRequest, DatasetRecord, ImpressionRecord, JobMetric, JobRecord,
-    JobRequest, MAX_DATASET_BYTES, ModelRecord, ModelView, PromotionOutcome, PromotionRecord, Runner,
+    JobRequest, MAX_DATASET_BYTES, ModelRecord, ModelView, PromotionOutcome, PromotionRecord, Runner, Services,
 };
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouterExt};
@@ -23,9 +23,11 @@ use utoipa_axum::routes;
 
 use super::error::ErrorDetail;
 use super::extract::{Body, Caller, Id, Query};
-use super::{ApiResult, ApiState, BadRequest, Conflict, Forbidden, Invalid, NotFound, Unauthorized, created};
+use super::{
+    ActionErrors, ApiResult, AuthErrors, CheckedErrors, EditErrors, Invalid, ReadErrors, WriteErrors, created,
+};
 
-pub fn routes() -> OpenApiRouter<ApiState> {
+pub(crate) fn routes() -> OpenApiRouter<Services> {
     OpenApiRouter::new()
         .routes(routes!(list_datasets, add_dataset).layer(DefaultBodyLimit::max(MAX_DATASET_BYTES + 1024)))
         .routes(routes!(get_dataset))
@@ -46,7 +48,7 @@ pub fn routes() -> OpenApiRouter<ApiState> {
         .routes(routes!(outcome))
 }
 
-fn runner(s: &ApiState) -> &Runner {
+fn runner(s: &Services) -> &Runner {
     &s.runner
 }
 
@@ -87,15 +89,14 @@ struct DatasetUpload {
     responses(
         (status = 201, description = "The dataset is registered.", body = DatasetUpload),
         (status = 200, description = "A dataset with the same content was registered before.", body = DatasetUpload),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = Forbidden),
         (status = 413, description = "The body is larger than 256 MiB."),
         (status = 422, response = Invalid),
+        AuthErrors,
     ),
     security(("bearer" = []), ("session" = []))
 )]
 async fn add_dataset(
-    State(s): State<ApiState>,
+    State(s): State<Services>,
     Caller(actor): Caller,
     Query(q): Query<DatasetQuery>,
     body: Bytes,
@@ -116,12 +117,11 @@ async fn add_dataset(
     tag = "datasets",
     responses(
         (status = 200, description = "Every dataset of the organisation.", body = Vec<DatasetRecord>),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = Forbidden),
+        AuthErrors,
     ),
     security(("bearer" = []), ("session" = []))
 )]
-async fn list_datasets(State(s): State<ApiState>, Caller(actor): Caller) -> ApiResult<impl IntoResponse> {
+async fn list_datasets(State(s): State<Services>, Caller(actor): Caller) -> ApiResult<impl IntoResponse> {
     Ok(Json(runner(&s).datasets(&actor).await?))
 }
 
@@ -133,13 +133,11 @@ async fn list_datasets(State(s): State<ApiState>, Caller(actor): Caller) -> ApiR
     params(("id" = i64, Path, description = "The dataset's id.")),
     responses(
         (status = 200, description = "The dataset's record.", body = DatasetRecord),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = Forbidden),
-        (status = 404, response = NotFound),
+        ReadErrors,
     ),
     security(("bearer" = []), ("session" = []))
 )]
-async fn get_dataset(State(s): State<ApiState>, Caller(actor): Caller, Id(id): Id) -> ApiResult<impl IntoResponse> {
+async fn get_dataset(State(s): State<Services>, Caller(actor): Caller, Id(id): Id) -> ApiResult<impl IntoResponse> {
     Ok(Json(runner(&s).dataset(&actor, id).await?))
 }
 
@@ -156,13 +154,11 @@ async fn get_dataset(State(s): State<ApiState>, Caller(actor): Caller, Id(id): I
             body = String,
             content_type = "application/x-ndjson"
         ),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = Forbidden),
-        (status = 404, response = NotFound),
+        ReadErrors,
     ),
     security(("bearer" = []), ("session" = []))
 )]
-async fn dataset_rows(State(s): State<ApiState>, Caller(actor): Caller, Id(id): Id) -> ApiResult<impl IntoResponse> {
+async fn dataset_rows(State(s): State<Services>, Caller(actor): Caller, Id(id): Id) -> ApiResult<impl IntoResponse> {
     let bytes = runner(&s).dataset_bytes(&actor, id).await?;
     Ok(([(header::CONTENT_TYPE, "application/x-ndjson")], bytes))
 }
@@ -183,16 +179,13 @@ async fn dataset_rows(State(s): State<ApiState>, Caller(actor): Caller, Id(id): 
             description = "The datasets built (or found, when their content existed).",
             body = BuiltDatasets
         ),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = Forbidden),
-        (status = 404, response = NotFound),
-        (status = 409, response = Conflict),
         (status = 422, response = Invalid),
+        ActionErrors,
     ),
     security(("bearer" = []), ("session" = []))
 )]
 async fn build_datasets(
-    State(s): State<ApiState>,
+    State(s): State<Services>,
     Caller(actor): Caller,
     Path(loop_key): Path<String>,
 ) -> ApiResult<impl IntoResponse> {
@@ -217,14 +210,13 @@ struct JobsQuery {
     params(JobsQuery),
     responses(
         (status = 200, description = "The jobs, newest first.", body = Vec<JobRecord>),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = Forbidden),
         (status = 422, response = Invalid),
+        AuthErrors,
     ),
     security(("bearer" = []), ("session" = []))
 )]
 async fn list_jobs(
-    State(s): State<ApiState>,
+    State(s): State<Services>,
     Caller(actor): Caller,
     Query(q): Query<JobsQuery>,
 ) -> ApiResult<impl IntoResponse> {
@@ -243,16 +235,12 @@ async fn list_jobs(
     request_body = JobRequest,
     responses(
         (status = 201, description = "The queued job.", body = JobRecord),
-        (status = 400, response = BadRequest),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = Forbidden),
-        (status = 404, response = NotFound),
-        (status = 422, response = Invalid),
+        WriteErrors,
     ),
     security(("bearer" = []), ("session" = []))
 )]
 async fn submit_job(
-    State(s): State<ApiState>,
+    State(s): State<Services>,
     Caller(actor): Caller,
     Body(request): Body<JobRequest>,
 ) -> ApiResult<impl IntoResponse> {
@@ -267,13 +255,11 @@ async fn submit_job(
     params(("id" = i64, Path, description = "The job's id.")),
     responses(
         (status = 200, description = "The job.", body = JobRecord),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = Forbidden),
-        (status = 404, response = NotFound),
+        ReadErrors,
     ),
     security(("bearer" = []), ("session" = []))
 )]
-async fn get_job(State(s): State<ApiState>, Caller(actor): Caller, Id(id): Id) -> ApiResult<impl IntoResponse> {
+async fn get_job(State(s): State<Services>, Caller(actor): Caller, Id(id): Id) -> ApiResult<impl IntoResponse> {
     Ok(Json(runner(&s).job(&actor, id).await?))
 }
 
@@ -288,14 +274,11 @@ async fn get_job(State(s): State<ApiState>, Caller(actor): Caller, Id(id): Id) -
     params(("id" = i64, Path, description = "The job's id.")),
     responses(
         (status = 200, description = "The job, cancelled or with its cancellation requested.", body = JobRecord),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = Forbidden),
-        (status = 404, response = NotFound),
-        (status = 409, response = Conflict),
+        ActionErrors,
     ),
     security(("bearer" = []), ("session" = []))
 )]
-async fn cancel_job(State(s): State<ApiState>, Caller(actor): Caller, Id(id): Id) -> ApiResult<impl IntoResponse> {
+async fn cancel_job(State(s): State<Services>, Caller(actor): Caller, Id(id): Id) -> ApiResult<impl IntoResponse> {
     Ok(Json(runner(&s).cancel(&actor, id).await?))
 }
 
@@ -315,15 +298,12 @@ struct MetricsQuery {
     params(("id" = i64, Path, description = "The job's id."), MetricsQuery),
     responses(
         (status = 200, description = "The metrics of each step after `after`.", body = Vec<JobMetric>),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = Forbidden),
-        (status = 404, response = NotFound),
-        (status = 422, response = Invalid),
+        CheckedErrors,
     ),
     security(("bearer" = []), ("session" = []))
 )]
 async fn job_metrics(
-    State(s): State<ApiState>,
+    State(s): State<Services>,
     Caller(actor): Caller,
     Id(id): Id,
     Query(q): Query<MetricsQuery>,
@@ -348,17 +328,15 @@ async fn job_metrics(
             body = String,
             content_type = "text/event-stream"
         ),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = Forbidden),
-        (status = 404, response = NotFound),
+        ReadErrors,
     ),
     security(("bearer" = []), ("session" = []))
 )]
-async fn job_events(State(s): State<ApiState>, Caller(actor): Caller, Id(id): Id) -> ApiResult<impl IntoResponse> {
+async fn job_events(State(s): State<Services>, Caller(actor): Caller, Id(id): Id) -> ApiResult<impl IntoResponse> {
     // An unknown job is a 404 before the stream starts.
     runner(&s).job(&actor, id).await?;
     struct Cursor {
-        state: ApiState,
+        state: Services,
         actor: slope_domain::Actor,
         id: i64,
         after: i64,
@@ -423,15 +401,12 @@ struct ModelsQuery {
     params(ModelsQuery),
     responses(
         (status = 200, description = "The registered models.", body = Vec<ModelRecord>),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = Forbidden),
-        (status = 404, response = NotFound),
-        (status = 422, response = Invalid),
+        CheckedErrors,
     ),
     security(("bearer" = []), ("session" = []))
 )]
 async fn list_models(
-    State(s): State<ApiState>,
+    State(s): State<Services>,
     Caller(actor): Caller,
     Query(q): Query<ModelsQuery>,
 ) -> ApiResult<impl IntoResponse> {
@@ -450,13 +425,11 @@ async fn list_models(
             description = "The model, the aliases naming it and its chain of base models.",
             body = ModelView
         ),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = Forbidden),
-        (status = 404, response = NotFound),
+        ReadErrors,
     ),
     security(("bearer" = []), ("session" = []))
 )]
-async fn get_model(State(s): State<ApiState>, Caller(actor): Caller, Id(id): Id) -> ApiResult<impl IntoResponse> {
+async fn get_model(State(s): State<Services>, Caller(actor): Caller, Id(id): Id) -> ApiResult<impl IntoResponse> {
     Ok(Json(runner(&s).model(&actor, id).await?))
 }
 
@@ -481,14 +454,12 @@ struct LoopModels {
     params(("loop" = String, Path, description = "The loop's key.")),
     responses(
         (status = 200, description = "The loop's models, aliases and promotions.", body = LoopModels),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = Forbidden),
-        (status = 404, response = NotFound),
+        ReadErrors,
     ),
     security(("bearer" = []), ("session" = []))
 )]
 async fn loop_models(
-    State(s): State<ApiState>,
+    State(s): State<Services>,
     Caller(actor): Caller,
     Path(loop_key): Path<String>,
 ) -> ApiResult<impl IntoResponse> {
@@ -510,14 +481,12 @@ async fn loop_models(
     params(("loop" = String, Path, description = "The loop's key.")),
     responses(
         (status = 200, description = "The loop's stages, iterations and metabolism.", body = slope_domain::LoopStack),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = Forbidden),
-        (status = 404, response = NotFound),
+        ReadErrors,
     ),
     security(("bearer" = []), ("session" = []))
 )]
 async fn loop_stack(
-    State(s): State<ApiState>,
+    State(s): State<Services>,
     Caller(actor): Caller,
     Path(loop_key): Path<String>,
 ) -> ApiResult<impl IntoResponse> {
@@ -555,22 +524,18 @@ struct GateRefused {
     request_body = ModelChoice,
     responses(
         (status = 200, description = "The model is the loop's champion now.", body = PromotionOutcome),
-        (status = 400, response = BadRequest),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = Forbidden),
-        (status = 404, response = NotFound),
         (
             status = 409,
             description = "The gate refused the promotion (code `gate_refused`, with the recorded `decision`), or the \
                 model is already the champion (code `conflict`).",
             body = GateRefused
         ),
-        (status = 422, response = Invalid),
+        WriteErrors,
     ),
     security(("bearer" = []), ("session" = []))
 )]
 async fn promote(
-    State(s): State<ApiState>,
+    State(s): State<Services>,
     Caller(actor): Caller,
     Path(loop_key): Path<String>,
     Body(choice): Body<ModelChoice>,
@@ -596,16 +561,12 @@ async fn promote(
     request_body = ModelChoice,
     responses(
         (status = 200, description = "The loop's `challenger` alias.", body = AliasRecord),
-        (status = 400, response = BadRequest),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = Forbidden),
-        (status = 404, response = NotFound),
-        (status = 422, response = Invalid),
+        WriteErrors,
     ),
     security(("bearer" = []), ("session" = []))
 )]
 async fn set_challenger(
-    State(s): State<ApiState>,
+    State(s): State<Services>,
     Caller(actor): Caller,
     Path(loop_key): Path<String>,
     Body(choice): Body<ModelChoice>,
@@ -632,17 +593,12 @@ async fn set_challenger(
             description = "The suggestion, with the event id its outcome is reported under.",
             body = Completion
         ),
-        (status = 400, response = BadRequest),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = Forbidden),
-        (status = 404, response = NotFound),
-        (status = 409, response = Conflict),
-        (status = 422, response = Invalid),
+        EditErrors,
     ),
     security(("bearer" = []), ("session" = []))
 )]
 async fn complete(
-    State(s): State<ApiState>,
+    State(s): State<Services>,
     Caller(actor): Caller,
     Path(loop_key): Path<String>,
     Body(request): Body<CompletionRequest>,
@@ -676,17 +632,12 @@ struct Outcome {
     request_body = Outcome,
     responses(
         (status = 200, description = "The served suggestion with its outcome.", body = ImpressionRecord),
-        (status = 400, response = BadRequest),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = Forbidden),
-        (status = 404, response = NotFound),
-        (status = 409, response = Conflict),
-        (status = 422, response = Invalid),
+        EditErrors,
     ),
     security(("bearer" = []), ("session" = []))
 )]
 async fn outcome(
-    State(s): State<ApiState>,
+    State(s): State<Services>,
     Caller(actor): Caller,
     Path((loop_key, event_id)): Path<(String, String)>,
     Body(o): Body<Outcome>,

@@ -4,13 +4,14 @@ use axum::Json;
 use axum::extract::State;
 use axum::response::IntoResponse;
 use slope_domain::{ResolveSignalInput, SeasonDashboard, SeasonId, ThesisSignal};
+use slope_service::Services;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::extract::{Body, Caller, Id, Ids};
-use super::{ApiResult, ApiState, BadRequest, Conflict, Forbidden, Invalid, NotFound, Unauthorized};
+use super::{ApiResult, EditErrors, ReadErrors};
 
-pub fn routes() -> OpenApiRouter<ApiState> {
+pub(crate) fn routes() -> OpenApiRouter<Services> {
     OpenApiRouter::new().routes(routes!(season_dashboard)).routes(routes!(resolve_signal))
 }
 
@@ -30,14 +31,12 @@ pub fn routes() -> OpenApiRouter<ApiState> {
     params(("id" = i64, Path, description = "The season's id.")),
     responses(
         (status = 200, description = "The season's dashboard.", body = SeasonDashboard),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = Forbidden),
-        (status = 404, response = NotFound),
+        ReadErrors,
     ),
     security(("bearer" = []), ("session" = []))
 )]
 async fn season_dashboard(
-    State(s): State<ApiState>,
+    State(s): State<Services>,
     Caller(actor): Caller,
     Id(id): Id,
 ) -> ApiResult<Json<SeasonDashboard>> {
@@ -60,17 +59,12 @@ async fn season_dashboard(
     request_body = ResolveSignalInput,
     responses(
         (status = 200, description = "The signal, resolved.", body = ThesisSignal),
-        (status = 400, response = BadRequest),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = Forbidden),
-        (status = 404, response = NotFound),
-        (status = 409, response = Conflict),
-        (status = 422, response = Invalid),
+        EditErrors,
     ),
     security(("bearer" = []), ("session" = []))
 )]
 async fn resolve_signal(
-    State(s): State<ApiState>,
+    State(s): State<Services>,
     Caller(actor): Caller,
     Ids(season, signal): Ids,
     Body(input): Body<ResolveSignalInput>,

@@ -15,6 +15,8 @@ use slope_runner::eval::EvalConfig;
 use slope_runner::{ModelConfig, RewardSpec, TrainConfig};
 use slope_service::{JobRequest, Runner, ServiceError};
 
+use super::show;
+
 #[derive(Subcommand)]
 pub enum RunnerCommand {
     /// Train a model: queue a pretrain, sft or dpo job and run it here with a progress bar.
@@ -151,24 +153,16 @@ fn read_json<T: serde::de::DeserializeOwned>(path: &PathBuf) -> Result<T, String
     serde_json::from_slice(&bytes).map_err(|e| format!("{}: {e}", path.display()))
 }
 
-/// A service error as the command line prints it (shared by every `slope` command that calls a service).
-pub(crate) fn show(e: ServiceError) -> String {
-    match e {
-        ServiceError::Invalid(fields) => format!("refused: {fields}"),
-        other => other.to_string(),
-    }
-}
-
 fn print_json<T: serde::Serialize>(value: &T) -> Result<(), String> {
     println!("{}", serde_json::to_string_pretty(value).map_err(|e| e.to_string())?);
     Ok(())
 }
 
 async fn open(config: &Config) -> Result<(Runner, Actor), String> {
-    let (store, loops) = crate::open_loops(config).await?;
+    let (store, loops) = slope::startup::open_loops(config).await?;
     let org = store.ensure_org(DEFAULT_ORG.0, DEFAULT_ORG.1).await.map_err(|e| e.to_string())?;
     // The command line works with direct access to the database, so it acts as the system.
-    Ok((crate::open_runner(config, store, loops)?, Actor::system(org, "cli")))
+    Ok((slope::startup::open_runner(config, store, loops)?, Actor::system(org, "cli")))
 }
 
 pub async fn run_runner(config: Config, command: RunnerCommand) -> Result<(), String> {

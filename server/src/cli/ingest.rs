@@ -5,9 +5,10 @@
 //! stores only what is missing.
 
 use std::io::Read;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use slope::DEFAULT_ORG;
 use slope::config::Config;
@@ -15,8 +16,49 @@ use slope_domain::Actor;
 use slope_metrics::events::Format;
 use slope_service::{BatchInput, ServiceError};
 
+use super::DbArgs;
+
+// The arguments of `slope ingest`. The command's help comes from its variant in `main.rs`, so this
+// struct has no doc comment that could replace it.
+#[derive(Args)]
+pub struct IngestArgs {
+    #[command(flatten)]
+    pub db: DbArgs,
+    /// Events as .ndjson/.jsonl, .csv or .parquet; a further .gz is decompressed.
+    #[arg(value_name = "FILE")]
+    file: PathBuf,
+    /// The loop the events belong to; rows may leave out `loop`.
+    #[arg(
+        long = "loop",
+        value_name = "KEY",
+        required_unless_present = "transactions",
+        conflicts_with = "transactions"
+    )]
+    loop_key: Option<String>,
+    /// The file holds transaction events (event_id, customer_id, ts, amount) for lifetime value.
+    #[arg(long)]
+    transactions: bool,
+    /// Makes a retried ingest of the same batch safe [default: the file's content decides].
+    #[arg(long, value_name = "KEY")]
+    idempotency_key: Option<String>,
+    /// A larger uncompressed NDJSON or CSV file of a loop is sent as several batches of about this
+    /// size, after every row of the whole file has been validated.
+    #[arg(long, value_name = "BYTES", default_value_t = 256 * 1024 * 1024)]
+    batch_bytes: usize,
+    /// Print the acknowledgement as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+/// `slope ingest`: the file into its loop, or into the transaction stream with `--transactions`.
+pub async fn run(config: Config, args: IngestArgs) -> Result<(), String> {
+    let IngestArgs { file, loop_key, transactions, idempotency_key, batch_bytes, json, .. } = args;
+    ingest(config, &file, loop_key.as_deref().filter(|_| !transactions), idempotency_key.as_deref(), batch_bytes, json)
+        .await
+}
+
 /// Ingests `file` into the loop `loop_key`, or into the transaction stream when it is `None`.
-pub async fn run(
+async fn ingest(
     config: Config,
     file: &Path,
     loop_key: Option<&str>,
@@ -42,7 +84,7 @@ pub async fn run(
             slope_service::MAX_BATCH_BYTES >> 20
         ));
     }
-    let (_store, loops) = crate::open_loops(&config).await?;
+    let (_store, loops) = slope::startup::open_loops(&config).await?;
     let org = loops.store().ensure_org(DEFAULT_ORG.0, DEFAULT_ORG.1).await.map_err(|e| e.to_string())?;
     // The command line works with direct access to the database, so it acts as the system.
     let actor = Actor::system(org, "cli");
@@ -180,7 +222,7 @@ async fn run_in_parts(
         return Err(refusal(&name, &errors, invalid));
     }
 
-    let (_store, loops) = crate::open_loops(&config).await?;
+    let (_store, loops) = slope::startup::open_loops(&config).await?;
     let org = loops.store().ensure_org(DEFAULT_ORG.0, DEFAULT_ORG.1).await.map_err(|e| e.to_string())?;
     // The command line works with direct access to the database, so it acts as the system.
     let actor = Actor::system(org, "cli");

@@ -8,7 +8,7 @@ use slope::config::Config;
 use slope_domain::{MemberInput, TokenInput};
 use slope_service::Access;
 
-use crate::runner_cli::show;
+use super::show;
 
 #[derive(Subcommand)]
 pub enum AdminCommand {
@@ -74,7 +74,7 @@ pub enum TokenCommand {
 }
 
 async fn open(config: &Config) -> Result<Access, String> {
-    let store = crate::open_store(config).await?;
+    let store = slope::startup::open_store(config).await?;
     // The default organisation exists on every installation, as `serve` would create it on start.
     store.ensure_org(slope::DEFAULT_ORG.0, slope::DEFAULT_ORG.1).await.map_err(|e| e.to_string())?;
     Ok(Access::new(store))

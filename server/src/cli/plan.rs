@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use slope::config::Config;
 use slope_service::{PlanOutcome, Planning, ServiceError};
 
-use crate::runner_cli::show;
+use super::show;
 
 #[derive(Subcommand)]
 pub enum PlanCommand {
@@ -135,7 +135,7 @@ fn print_outcome(outcome: &Value, json: bool) -> Result<(), String> {
 }
 
 async fn open(config: &Config, org: &str) -> Result<(Planning, slope_domain::Actor), String> {
-    let store = crate::open_store(config).await?;
+    let store = slope::startup::open_store(config).await?;
     store.ensure_org(slope::DEFAULT_ORG.0, slope::DEFAULT_ORG.1).await.map_err(|e| e.to_string())?;
     let access = slope_service::Access::new(store.clone());
     let actor = access.system_actor(org, "cli").await.map_err(show)?;
