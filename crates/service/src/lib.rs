@@ -21,9 +21,6 @@ pub use planning::Planning;
 pub use plans::PlanOutcome;
 pub use runner::*;
 pub use segments::SegmentStore;
-pub use simulator::{Simulator, SimulatorBoard, SimulatorSettings, duty_wait};
-pub use slope_store::{
-    AliasRecord, DatasetRecord, ImpressionRecord, JobMetric, JobRecord, ModelRecord, PromotionRecord, Store, StoreError,
-};
+pub use simulator::{Simulator, SimulatorSettings, duty_wait};
 
 pub type Result<T, E = ServiceError> = std::result::Result<T, E>;
