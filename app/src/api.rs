@@ -63,6 +63,10 @@ mod server {
         Ok((context()?.access, actor()?))
     }
 
+    pub fn simulator() -> Result<(slope_service::Simulator, Actor), ServerFnError> {
+        Ok((context()?.simulator, actor()?))
+    }
+
     /// Maps a failed read: unknown ids become a 404 page, internal errors are logged by the service and
     /// shown without detail.
     pub fn read<T>(result: Result<T, ServiceError>) -> Result<T, ServerFnError> {
@@ -899,11 +903,11 @@ mod runner_views {
         t.format("%Y-%m-%d %H:%M:%S").to_string()
     }
 
-    pub fn job_row(j: &slope_service::JobRecord) -> JobRow {
+    pub fn job_row(j: &Job) -> JobRow {
         JobRow {
             id: j.id,
-            kind: j.kind.clone(),
-            status: j.status.clone(),
+            kind: j.kind.to_string(),
+            status: j.status.to_string(),
             step: j.step,
             total_steps: j.total_steps,
             attempts: j.attempts,
@@ -911,11 +915,11 @@ mod runner_views {
             error: j.error.clone(),
             created_at: time(j.created_at),
             finished_at: j.finished_at.map(time),
-            model_id: j.result.as_ref().and_then(|r| r["model_id"].as_i64()),
+            model_id: j.result_model(),
         }
     }
 
-    pub fn step_point(m: &slope_service::JobMetric) -> StepPoint {
+    pub fn step_point(m: &JobMetric) -> StepPoint {
         StepPoint {
             step: m.step,
             loss: m.loss,
@@ -926,21 +930,17 @@ mod runner_views {
         }
     }
 
-    pub fn model_row(
-        m: &slope_service::ModelRecord,
-        all: &[slope_service::ModelRecord],
-        aliases: &[slope_service::AliasRecord],
-    ) -> ModelRow {
+    pub fn model_row(m: &Model, all: &[Model], aliases: &[Alias]) -> ModelRow {
+        // A score that could not be measured (NaN) is left out, as it always was.
         let scores = m
             .eval
             .as_ref()
-            .and_then(|e| e["scores"].as_object())
-            .map(|o| o.iter().filter_map(|(k, v)| Some((k.clone(), v.as_f64()?))).collect())
+            .map(|e| e.scores.iter().filter(|(_, v)| !v.is_nan()).map(|(k, v)| (k.clone(), *v)).collect())
             .unwrap_or_default();
         ModelRow {
             id: m.id,
             name: m.name.clone(),
-            kind: m.kind.clone(),
+            kind: m.kind.to_string(),
             loop_key: m.loop_key.clone(),
             base: m
                 .base_model_id
@@ -959,7 +959,7 @@ mod runner_views {
         }
     }
 
-    pub fn promotion_row(p: &slope_service::PromotionRecord, all: &[slope_service::ModelRecord]) -> PromotionRow {
+    pub fn promotion_row(p: &Promotion, all: &[Model]) -> PromotionRow {
         let name =
             |id: i64| all.iter().find(|m| m.id == id).map(|m| m.name.clone()).unwrap_or_else(|| format!("model {id}"));
         PromotionRow {
@@ -968,26 +968,22 @@ mod runner_views {
             challenger: name(p.challenger_id),
             champion: p.champion_id.map(name),
             accepted: p.accepted,
-            reason: p.decision["reason"].as_str().unwrap_or_default().to_owned(),
+            reason: p.decision.reason.clone(),
         }
     }
 
-    pub fn dataset_row(d: &slope_service::DatasetRecord) -> DatasetRow {
-        let source = match (
-            d.source["loop"].as_str(),
-            d.source["events"].as_i64(),
-            d.source["upload"].as_str(),
-            d.source["file"].as_str(),
-        ) {
-            (Some(l), Some(n), _, _) => format!("{n} events of loop {l}"),
-            (_, _, Some(u), _) => format!("upload {u}"),
-            (_, _, _, Some(f)) => format!("file {f}"),
-            _ => String::new(),
+    pub fn dataset_row(d: &Dataset) -> DatasetRow {
+        let source = match &d.source {
+            DatasetSource::Events { loop_key, events, .. } => format!("{events} events of loop {loop_key}"),
+            DatasetSource::Upload { upload } => format!("upload {upload}"),
+            DatasetSource::File { file } => format!("file {file}"),
+            // The simulator's held-out sets said nothing here before; they still do not.
+            DatasetSource::Simulated { .. } => String::new(),
         };
         DatasetRow {
             id: d.id,
             name: d.name.clone(),
-            kind: d.kind.clone(),
+            kind: d.kind.to_string(),
             rows: d.rows,
             digest: d.digest.chars().take(19).collect(),
             source,
@@ -1007,7 +1003,9 @@ pub async fn load_job(id: i64) -> Result<JobView, ServerFnError> {
     let (runner, actor) = server::runner()?;
     let job = server::read(runner.job(&actor, id).await)?;
     let points = server::read(runner.job_metrics(&actor, id, 0).await)?.iter().map(runner_views::step_point).collect();
-    let pretty = |v: &serde_json::Value| serde_json::to_string_pretty(v).unwrap_or_default();
+    fn pretty(v: &impl Serialize) -> String {
+        serde_json::to_string_pretty(v).unwrap_or_default()
+    }
     Ok(JobView {
         job: runner_views::job_row(&job),
         spec: pretty(&job.spec),
@@ -1089,6 +1087,6 @@ pub async fn load_loop_stack(key: String) -> Result<LoopStack, ServerFnError> {
 /// labels simulated traffic.
 #[server]
 pub async fn load_simulator() -> Result<SimulatorStatus, ServerFnError> {
-    let (runner, actor) = server::runner()?;
-    server::read(runner.simulation(&actor))
+    let (simulator, actor) = server::simulator()?;
+    server::read(simulator.status(&actor))
 }

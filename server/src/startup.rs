@@ -6,9 +6,8 @@
 use std::time::Duration;
 
 use slope_domain::{Actor, OrgId};
-use slope_service::{
-    Access, Loops, Planning, Runner, SegmentStore, Services, Simulator, Store, Upkeep, demo, spawn_workers,
-};
+use slope_service::{Access, Loops, Planning, Runner, SegmentStore, Services, Simulator, Upkeep, demo, spawn_workers};
+use slope_store::Store;
 use tokio::net::TcpListener;
 
 use crate::config::{Config, redact};
@@ -72,13 +71,14 @@ pub async fn serve(config: Config) -> Result<(), String> {
     }
     // The live demo turns its loops by itself: simulated clinicians and a simulated operator, labelled
     // as such wherever they show. Never outside demo mode, where all traffic must be real.
+    let simulator = Simulator::new();
     if config.demo && config.simulator {
-        Simulator::start(runner.clone(), loops.clone(), org, config.simulator_settings());
+        simulator.start(runner.clone(), loops.clone(), org, config.simulator_settings());
     } else if config.demo {
         tracing::info!("the traffic simulator is off (simulator = false)");
     }
     let app = router(
-        Services { planning, loops, runner, access },
+        Services { planning, loops, runner, access, simulator },
         RouterSettings {
             site_root: &site_root,
             addr,

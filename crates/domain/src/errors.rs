@@ -42,6 +42,12 @@ impl FieldErrors {
         }
     }
 
+    /// The same messages under `prefix.field`, for rules of a part checked on its own (such as a job's
+    /// reward spec inside the job).
+    pub fn prefixed(self, prefix: &str) -> FieldErrors {
+        FieldErrors(self.0.into_iter().map(|(field, messages)| (format!("{prefix}.{field}"), messages)).collect())
+    }
+
     /// `Ok(value)` when nothing was recorded, so parsers can end with `errors.into_result(value)`.
     pub fn into_result<T>(self, value: T) -> Result<T, FieldErrors> {
         if self.is_empty() { Ok(value) } else { Err(self) }

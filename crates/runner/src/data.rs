@@ -14,25 +14,7 @@ pub enum Row {
     Text { text: String },
 }
 
-/// What a dataset can train: text and prompt/completion rows may be mixed (pre-training and SFT);
-/// preference rows stand alone (DPO).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum DatasetKind {
-    Text,
-    Sft,
-    Preference,
-}
-
-impl DatasetKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            DatasetKind::Text => "text",
-            DatasetKind::Sft => "sft",
-            DatasetKind::Preference => "preference",
-        }
-    }
-}
+pub use slope_domain::DatasetKind;
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct Dataset {

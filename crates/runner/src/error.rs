@@ -21,4 +21,15 @@ impl RunnerError {
     }
 }
 
+/// The domain's rules (model and training settings, reward specs) report bad input as field errors;
+/// the first names the place, as `Invalid` always has.
+impl From<slope_domain::FieldErrors> for RunnerError {
+    fn from(errors: slope_domain::FieldErrors) -> Self {
+        match errors.0.into_iter().next() {
+            Some((field, messages)) => RunnerError::Invalid { field, message: messages.join("; ") },
+            None => RunnerError::invalid("", "invalid"),
+        }
+    }
+}
+
 pub type Result<T, E = RunnerError> = std::result::Result<T, E>;

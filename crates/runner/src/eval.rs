@@ -1,28 +1,20 @@
 //! Evals: perplexity on held-out text, replay character acceptance, exact match, DPO margin, and a
 //! reward spec that folds them (with latency and cost) into one number per model.
 
-use std::collections::BTreeMap;
 use std::time::Instant;
 
 use candle_core::Tensor;
-use serde::{Deserialize, Serialize};
+pub use slope_domain::training::{EvalConfig, EvalReport, RewardSpec, SCORES};
 
 use crate::checkpoint::Model;
 use crate::data::Row;
+use serde::{Deserialize, Serialize};
+
 use crate::error::{Result, RunnerError};
 use crate::generate::Generator;
 use crate::model::target_log_probs;
 use crate::rng;
 use crate::tokens::{EOS, encode};
-
-/// Eval scores by name (`perplexity`, `replay_acceptance`, `exact_match`, `latency_ms`,
-/// `cost_usd_per_1k`, `dpo_margin`, `dpo_accuracy`).
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct EvalReport {
-    pub scores: BTreeMap<String, f64>,
-    /// How much each score rests on: windows, cursor positions, rows.
-    pub counts: BTreeMap<String, u64>,
-}
 
 /// exp(mean negative log-likelihood per byte) over non-overlapping windows of the texts.
 pub fn perplexity(model: &Model, texts: &[&str]) -> Result<(f64, u64)> {
@@ -126,95 +118,12 @@ pub fn exact_match(model: &Model, rows: &[Row]) -> Result<(f64, u64)> {
     Ok((hits as f64 / n as f64, n))
 }
 
-/// Weights over eval scores, latency and cost: reward = Σ weightᵢ · scoreᵢ. Every weighted score must
-/// be present, so a model is never rewarded for an eval it skipped.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RewardSpec {
-    pub weights: BTreeMap<String, f64>,
-    /// What one CPU-hour costs, to turn measured latency into `cost_usd_per_1k` suggestions.
-    #[serde(default = "default_cpu_usd_per_hour")]
-    pub cpu_usd_per_hour: f64,
-}
-
-fn default_cpu_usd_per_hour() -> f64 {
-    0.05
-}
-
-pub const SCORES: [&str; 7] =
-    ["perplexity", "replay_acceptance", "exact_match", "latency_ms", "cost_usd_per_1k", "dpo_margin", "dpo_accuracy"];
-
-impl Default for RewardSpec {
-    /// Acceptance is what users feel; latency is charged a little so a slower model must earn it.
-    fn default() -> Self {
-        let weights = BTreeMap::from([("replay_acceptance".to_string(), 1.0), ("latency_ms".to_string(), -0.001)]);
-        RewardSpec { weights, cpu_usd_per_hour: default_cpu_usd_per_hour() }
-    }
-}
-
-impl RewardSpec {
-    pub fn validate(&self) -> Result<()> {
-        if self.weights.is_empty() {
-            return Err(RunnerError::invalid("weights", "must weigh at least one score"));
-        }
-        for (k, w) in &self.weights {
-            if !SCORES.contains(&k.as_str()) {
-                return Err(RunnerError::invalid(
-                    format!("weights.{k}"),
-                    format!("is not a score (one of {})", SCORES.join(", ")),
-                ));
-            }
-            if !w.is_finite() {
-                return Err(RunnerError::invalid(format!("weights.{k}"), "must be a finite number"));
-            }
-        }
-        if !(self.cpu_usd_per_hour >= 0.0 && self.cpu_usd_per_hour.is_finite()) {
-            return Err(RunnerError::invalid("cpu_usd_per_hour", "must be a non-negative number"));
-        }
-        Ok(())
-    }
-
-    pub fn reward(&self, report: &EvalReport) -> Result<f64> {
-        self.validate()?;
-        let mut total = 0.0;
-        for (k, w) in &self.weights {
-            let v = report.scores.get(k).ok_or_else(|| {
-                RunnerError::invalid(format!("weights.{k}"), "is weighted but the eval did not measure it")
-            })?;
-            total += w * v;
-        }
-        Ok(total)
-    }
-
-    /// The cost of a thousand suggestions at the measured latency.
-    pub fn cost_per_1k(&self, latency_ms: f64) -> f64 {
-        latency_ms / 1000.0 / 3600.0 * self.cpu_usd_per_hour * 1000.0
-    }
-}
-
 /// Held-out material for [`evaluate`].
 #[derive(Default)]
 pub struct HeldOut<'a> {
     pub texts: Vec<&'a str>,
     pub completions: Vec<Row>,
     pub preferences: Vec<Row>,
-}
-
-/// Settings of replay acceptance.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct EvalConfig {
-    /// Characters suggested at most per cursor position.
-    pub k: usize,
-    pub positions_per_text: usize,
-    pub seed: u64,
-    pub dpo_beta: f64,
-}
-
-impl Default for EvalConfig {
-    fn default() -> Self {
-        EvalConfig { k: 16, positions_per_text: 4, seed: 7, dpo_beta: 0.1 }
-    }
 }
 
 /// Runs every eval the held-out material allows; `reference` enables the DPO margin.
@@ -266,6 +175,8 @@ pub fn evaluate(
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
+
     use super::*;
 
     #[test]

@@ -12,9 +12,9 @@ use slope_metrics::adoption::{
     ACTIVE_WINDOW_DAYS, COLUMNS, PEOPLE_WINDOW_DAYS, UnitActivity, loop_units, unit_activity,
 };
 use slope_metrics::segment;
-use slope_store::{AliasRecord, ModelRecord, PromotionRecord};
 
-use crate::{Loops, Result, ServiceError};
+use crate::error::internal;
+use crate::{Loops, Result};
 
 /// How many weekly dates the trend covers, the last being now.
 pub const TREND_WEEKS: usize = 6;
@@ -30,11 +30,6 @@ pub const TREND_METHOD: &str = "Each weekly date recomputes every unit's people 
      key results, evals, owners and lifts are taken as they are now, not as they were then: an approximation, so \
      the trend shows the change in fluency exactly and the higher stages as if today's process evidence had held \
      throughout. Only top-level units are counted, so a division and its teams are not counted twice.";
-
-fn internal(what: &str, e: impl std::fmt::Display) -> ServiceError {
-    tracing::error!(error = %e, "{what}");
-    ServiceError::Internal(format!("{what}: {e}"))
-}
 
 impl Loops {
     /// The exec adoption dashboard as of now: every unit classified into stage 0–3 with its evidence
@@ -244,13 +239,13 @@ impl Loops {
     }
 }
 
-fn champion<'a>(aliases: &[AliasRecord], models: &'a [ModelRecord], loop_key: &str) -> Option<&'a ModelRecord> {
-    let alias = aliases.iter().find(|a| a.loop_key == loop_key && a.alias == "champion")?;
+fn champion<'a>(aliases: &[Alias], models: &'a [Model], loop_key: &str) -> Option<&'a Model> {
+    let alias = aliases.iter().find(|a| a.loop_key == loop_key && a.alias == AliasKind::Champion)?;
     models.iter().find(|m| m.id == alias.model_id)
 }
 
 /// The root of a model's lineage: the model it was (indirectly) fine-tuned from that has no base.
-fn base_of<'a>(model: &'a ModelRecord, models: &'a [ModelRecord]) -> &'a ModelRecord {
+fn base_of<'a>(model: &'a Model, models: &'a [Model]) -> &'a Model {
     let mut current = model;
     // A lineage is a chain; the bound only guards against a corrupted cycle.
     for _ in 0..64 {
@@ -262,7 +257,7 @@ fn base_of<'a>(model: &'a ModelRecord, models: &'a [ModelRecord]) -> &'a ModelRe
     current
 }
 
-fn latest_promotion<'a>(promotions: &'a [PromotionRecord], loop_key: &str) -> Option<&'a PromotionRecord> {
+fn latest_promotion<'a>(promotions: &'a [Promotion], loop_key: &str) -> Option<&'a Promotion> {
     promotions.iter().filter(|p| p.accepted && p.loop_key == loop_key).max_by_key(|p| (p.at, p.id))
 }
 

@@ -55,3 +55,10 @@ impl From<StoreError> for ServiceError {
         }
     }
 }
+
+/// An internal failure: logged in full here, where it arises, and carried up as `Internal`, whose
+/// details the edges log but never show.
+pub(crate) fn internal(what: &str, e: impl std::fmt::Display) -> ServiceError {
+    tracing::error!(error = %e, "{what}");
+    ServiceError::Internal(format!("{what}: {e}"))
+}

@@ -22,10 +22,7 @@ pub use planning::Planning;
 pub use plans::PlanOutcome;
 pub use runner::*;
 pub use segments::SegmentStore;
-pub use simulator::{Simulator, SimulatorBoard, SimulatorSettings, duty_wait};
-pub use slope_store::{
-    AliasRecord, DatasetRecord, ImpressionRecord, JobMetric, JobRecord, ModelRecord, PromotionRecord, Store, StoreError,
-};
+pub use simulator::{Simulator, SimulatorSettings, duty_wait};
 pub use upkeep::Upkeep;
 
 pub type Result<T, E = ServiceError> = std::result::Result<T, E>;
@@ -38,4 +35,6 @@ pub struct Services {
     pub loops: Loops,
     pub runner: Runner,
     pub access: Access,
+    /// The demo's traffic simulator, when this process runs one; its status labels simulated traffic.
+    pub simulator: Simulator,
 }

@@ -21,6 +21,7 @@ use slope_metrics::series::{self, Filter, SeriesKind, Window};
 use slope_metrics::transactions::{Period, SummaryOptions, summaries_of};
 use slope_store::{BatchRecord, LoopSummary, NewBatch, NewSegment, PointsWrite, SegmentRow, Store, Written};
 
+use crate::error::internal;
 use crate::segments::SegmentStore;
 use crate::{Result, ServiceError};
 
@@ -87,11 +88,6 @@ pub struct Loops {
     segments: SegmentStore,
 }
 
-fn internal(what: &str, e: impl std::fmt::Display) -> ServiceError {
-    tracing::error!(error = %e, "{what}");
-    ServiceError::Internal(format!("{what}: {e}"))
-}
-
 /// Runs CPU-bound polars work off the async threads.
 async fn blocking<T: Send + 'static>(
     what: &'static str,
@@ -127,8 +123,30 @@ impl Loops {
         Self { store, segments }
     }
 
-    pub fn store(&self) -> &Store {
+    /// The store, for the service's own modules; nothing outside this crate gets it.
+    pub(crate) fn store(&self) -> &Store {
         &self.store
+    }
+
+    /// The ids of a loop's live segments and their contents, for building datasets from its events.
+    /// NotFound for a loop that has no events or metrics.
+    pub(crate) async fn loop_events(&self, org: OrgId, loop_key: &str) -> Result<(Vec<i64>, Vec<bytes::Bytes>)> {
+        self.ensure_loop(org, loop_key).await?;
+        let segments = self.store.live_segments(org, loop_key, None).await?;
+        let bytes = self.segments.get_all(&segments).await?;
+        Ok((segments.iter().map(|s| s.id).collect(), bytes))
+    }
+
+    /// Creates the metric unless one with its key exists; a concurrent creation is not an error.
+    pub(crate) async fn ensure_metric(&self, actor: &Actor, input: &MetricInput) -> Result<()> {
+        let org = actor.authorize(Action::Operate)?;
+        if self.store.metric(org, &input.key).await?.is_some() {
+            return Ok(());
+        }
+        match self.create_metric(actor, input).await {
+            Ok(_) | Err(ServiceError::Conflict(_)) => Ok(()),
+            Err(e) => Err(e),
+        }
     }
 
     // ---- ingestion -----------------------------------------------------------------------------

@@ -26,7 +26,8 @@ impl Planning {
         Self { store, trees: Arc::default() }
     }
 
-    pub fn store(&self) -> &Store {
+    /// The store, for the service's own modules; nothing outside this crate gets it.
+    pub(crate) fn store(&self) -> &Store {
         &self.store
     }
 

@@ -8,6 +8,7 @@ use object_store::local::LocalFileSystem;
 use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 
+use crate::error::internal;
 use crate::{Result, ServiceError};
 
 #[derive(Clone, Debug)]
@@ -15,11 +16,6 @@ pub struct SegmentStore {
     store: Arc<dyn ObjectStore>,
     /// Set for the local store: its files are fsynced after writing.
     local_root: Option<PathBuf>,
-}
-
-fn internal(what: &str, e: impl std::fmt::Display) -> ServiceError {
-    tracing::error!(error = %e, "{what}");
-    ServiceError::Internal(format!("{what}: {e}"))
 }
 
 impl SegmentStore {

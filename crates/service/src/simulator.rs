@@ -25,13 +25,15 @@ use std::time::Duration;
 
 use chrono::Utc;
 use serde_json::json;
-use slope_domain::{Action, Actor, ExperimentInput, OrgId, SimulatedLoop, SimulatorStatus};
+use slope_domain::{
+    Action, Actor, AliasKind, Dataset, DatasetSource, ExperimentInput, Job, JobRequest, JobStatus, OrgId,
+    SimulatedLoop, SimulatorStatus,
+};
 use slope_runner::TrainConfig;
 use slope_runner::eval::EvalConfig;
 
 use crate::demo::{DEMO_UNITS, Lcg, SCENARIOS, Scenario, accepted_prefix};
-use crate::{CHALLENGER, CHAMPION, CompletionRequest, DatasetRecord, JobRecord, JobRequest, Loops, Result, Runner};
-use crate::{ModelRecord, ServiceError};
+use crate::{CompletionRequest, Loops, Result, Runner, ServiceError};
 
 /// How many simulated clinicians write; each works in one of the demo's units.
 const CLINICIANS: usize = 48;
@@ -95,10 +97,10 @@ pub fn duty_wait(job: Duration, duty: f64) -> Duration {
     job.mul_f64((1.0 - duty) / duty)
 }
 
-/// The simulator's published state: which organisation it runs in and its status. The runner holds it,
-/// so that whoever can reach the runner (REST handlers, server functions) can show it.
-#[derive(Clone, Default)]
-pub struct SimulatorBoard(Arc<Mutex<Option<(OrgId, SimulatorStatus)>>>);
+/// The simulator's published state: which organisation it runs in and its status. The [`Simulator`]
+/// handle holds it, and the services carry the handle, so REST handlers and server functions can show it.
+#[derive(Clone, Debug, Default)]
+struct SimulatorBoard(Arc<Mutex<Option<(OrgId, SimulatorStatus)>>>);
 
 impl SimulatorBoard {
     /// The status as `org` may see it: a simulator running in another organisation is not shown.
@@ -132,24 +134,31 @@ impl SimulatorBoard {
     }
 }
 
-impl Runner {
-    /// What the demo's traffic simulator is doing (`{"running": false}` where none runs).
-    pub fn simulation(&self, actor: &Actor) -> Result<SimulatorStatus> {
-        let org = actor.authorize(Action::Read)?;
-        Ok(self.simulator_board().status(org))
-    }
-}
-
 /// Outcomes reported per variant (experiment arm), counted by the traffic for the autopilot.
 type ArmCounts = Arc<Mutex<HashMap<String, u64>>>;
 
-/// The demo's traffic simulator and loop autopilot.
-pub struct Simulator;
+/// The demo's traffic simulator and loop autopilot, as a handle: cheap to clone, it reads the status
+/// of the simulator this process runs (if it runs one) and starts it.
+#[derive(Clone, Debug, Default)]
+pub struct Simulator {
+    board: SimulatorBoard,
+}
 
 impl Simulator {
+    pub fn new() -> Simulator {
+        Simulator::default()
+    }
+
+    /// What the demo's traffic simulator is doing (`{"running": false}` where none runs, or where it
+    /// runs in another organisation).
+    pub fn status(&self, actor: &Actor) -> Result<SimulatorStatus> {
+        let org = actor.authorize(Action::Read)?;
+        Ok(self.board.status(org))
+    }
+
     /// Starts traffic and the autopilot for the demo's loops in `org`; they run until the process ends.
-    pub fn start(runner: Runner, loops: Loops, org: OrgId, settings: SimulatorSettings) {
-        let board = runner.simulator_board();
+    pub fn start(&self, runner: Runner, loops: Loops, org: OrgId, settings: SimulatorSettings) {
+        let board = self.board.clone();
         board.set(
             org,
             SimulatorStatus {
@@ -252,7 +261,7 @@ struct Pilot {
 /// What the autopilot knows about one loop between rounds.
 struct LoopState {
     scenario: &'static Scenario,
-    held_out: Option<DatasetRecord>,
+    held_out: Option<Dataset>,
     /// The loop's event count when its datasets were last built.
     events_at_build: Option<i64>,
 }
@@ -293,15 +302,6 @@ async fn autopilot(pilot: Pilot) {
     }
 }
 
-/// Whether two models were evaluated on the same held-out data with the same reward spec and settings,
-/// so that the gate can compare their rewards.
-fn evaluated_alike(a: &ModelRecord, b: &ModelRecord) -> bool {
-    let how = |m: &ModelRecord| {
-        m.eval.as_ref().map(|e| (e["held_out_digest"].clone(), e["reward_spec"].clone(), e["config"].clone()))
-    };
-    how(a).is_some() && how(a) == how(b)
-}
-
 impl Pilot {
     /// An experiment of an earlier run of the simulator that was never stopped (the server stopped
     /// first) would keep the loop's challenger fixed; it is stopped before anything else.
@@ -330,8 +330,12 @@ impl Pilot {
                 h
             }
         };
-        let champion =
-            self.runner.aliases(&self.actor, Some(loop_key)).await?.into_iter().find(|a| a.alias == CHAMPION);
+        let champion = self
+            .runner
+            .aliases(&self.actor, Some(loop_key))
+            .await?
+            .into_iter()
+            .find(|a| a.alias == AliasKind::Champion);
         let Some(champion) = champion else { return self.bootstrap(loop_key, &held_out).await };
 
         // Enough new events since the last build?
@@ -362,29 +366,32 @@ impl Pilot {
             // A challenger was trained on exactly this data already.
             return Ok(false);
         }
-        let n = models.iter().filter(|m| m.kind == "sft").count() + 1;
+        let n = models.iter().filter(|m| m.kind == slope_domain::ModelKind::Sft).count() + 1;
         self.iterate(loop_key, n, champion.model_id, &sft, &held_out).await?;
         Ok(true)
     }
 
     /// The loop's fixed held-out set: simulated clinician text from the scenario with a seed of its own.
-    async fn held_out(&self, scenario: &Scenario) -> Result<DatasetRecord> {
+    async fn held_out(&self, scenario: &Scenario) -> Result<Dataset> {
         let mut body = String::new();
         for text in scenario.held_out(HELD_OUT_SEED, HELD_OUT_ROWS) {
             body.push_str(&json!({ "text": text }).to_string());
             body.push('\n');
         }
-        let source = json!({
-            "simulated": true,
-            "what": format!("simulated clinician text of the {} scenario (seed {HELD_OUT_SEED}), for evals", scenario.name),
-            "for_loop": scenario.loop_key,
-        });
+        let source = DatasetSource::Simulated {
+            simulated: true,
+            what: format!(
+                "simulated clinician text of the {} scenario (seed {HELD_OUT_SEED}), for evals",
+                scenario.name
+            ),
+            for_loop: scenario.loop_key.into(),
+        };
         let name = format!("{}-held-out", scenario.loop_key);
         let (record, _) = self.runner.add_dataset(&self.actor, &name, body.as_bytes(), source).await?;
         Ok(record)
     }
 
-    fn eval_request(&self, model_id: i64, held_out: &DatasetRecord) -> JobRequest {
+    fn eval_request(&self, model_id: i64, held_out: &Dataset) -> JobRequest {
         JobRequest {
             kind: "eval".into(),
             model_id: Some(model_id),
@@ -395,7 +402,7 @@ impl Pilot {
     }
 
     /// A loop without a champion gets the base model, evaluated on the loop's held-out set.
-    async fn bootstrap(&self, loop_key: &str, held_out: &DatasetRecord) -> Result<bool> {
+    async fn bootstrap(&self, loop_key: &str, held_out: &Dataset) -> Result<bool> {
         let base =
             self.runner.models(&self.actor, None).await?.into_iter().find(|m| m.name == self.settings.base_model);
         let Some(base) = base else {
@@ -405,14 +412,14 @@ impl Pilot {
             });
             return Ok(false);
         };
-        if base.eval.as_ref().and_then(|e| e["held_out_digest"].as_str()) != Some(held_out.digest.as_str()) {
+        if base.held_out_digest() != Some(held_out.digest.as_str()) {
             self.board.act(
                 loop_key,
                 "bootstrapping",
                 format!("bootstrap of {loop_key}: evaluating {} on {}", base.name, held_out.name),
             );
             let job = self.run_job(loop_key, &self.eval_request(base.id, held_out), "eval").await?;
-            if job.status != "succeeded" {
+            if job.status != JobStatus::Succeeded {
                 // Not counted as work: the autopilot then waits a poll interval (beyond the job's duty
                 // rest) before it tries again, instead of queueing a failing eval back to back.
                 self.board.act(
@@ -436,13 +443,13 @@ impl Pilot {
     }
 
     /// Queues a job, waits for it to end, then rests so that jobs take at most the duty share of time.
-    async fn run_job(&self, loop_key: &str, request: &JobRequest, what: &str) -> Result<JobRecord> {
+    async fn run_job(&self, loop_key: &str, request: &JobRequest, what: &str) -> Result<Job> {
         let queued = self.runner.submit(&self.actor, request).await?;
         tracing::info!(loop_key, job = queued.id, "simulator: {what} job {} queued", queued.id);
         let started = std::time::Instant::now();
         let job = loop {
             let job = self.runner.job(&self.actor, queued.id).await?;
-            if matches!(job.status.as_str(), "succeeded" | "failed" | "cancelled") {
+            if job.status.is_final() {
                 break job;
             }
             // A job that is never claimed (the worker slots are busy with someone's long job) or never
@@ -472,7 +479,7 @@ impl Pilot {
         };
         let rest = duty_wait(wall, self.settings.duty);
         let ended = format!("{what} job {} {} in {:.1} s", job.id, job.status, wall.as_secs_f64());
-        if job.status == "succeeded" {
+        if job.status == JobStatus::Succeeded {
             self.board.act(
                 loop_key,
                 "resting",
@@ -493,8 +500,8 @@ impl Pilot {
         loop_key: &str,
         n: usize,
         champion_id: i64,
-        sft: &DatasetRecord,
-        held_out: &DatasetRecord,
+        sft: &Dataset,
+        held_out: &Dataset,
     ) -> Result<()> {
         let it = format!("iteration {n} of {loop_key}");
         self.board.act(
@@ -521,7 +528,7 @@ impl Pilot {
             ..Default::default()
         };
         let job = self.run_job(loop_key, &request, &format!("{it}: sft")).await?;
-        let Some(challenger_id) = job.result.as_ref().and_then(|r| r["model_id"].as_i64()) else {
+        let Some(challenger_id) = job.result_model() else {
             return Ok(());
         };
 
@@ -529,7 +536,7 @@ impl Pilot {
         // data (the base model is shared by the loops) or missing.
         let challenger = self.runner.model(&self.actor, challenger_id).await?.model;
         let champion = self.runner.model(&self.actor, champion_id).await?.model;
-        if !evaluated_alike(&challenger, &champion) {
+        if !challenger.evaluated_like(&champion) {
             self.board.act(
                 loop_key,
                 "evaluating",
@@ -537,14 +544,14 @@ impl Pilot {
             );
             let eval =
                 self.run_job(loop_key, &self.eval_request(champion_id, held_out), &format!("{it}: eval")).await?;
-            if eval.status != "succeeded" {
+            if eval.status != JobStatus::Succeeded {
                 // Without it the gate could only refuse ("evaluated on different held-out data"), so no
                 // experiment is run for nothing; the next iteration tries again.
                 return Ok(());
             }
         }
         let aliases = self.runner.aliases(&self.actor, Some(loop_key)).await?;
-        if !aliases.iter().any(|a| a.alias == CHALLENGER && a.model_id == challenger_id) {
+        if !aliases.iter().any(|a| a.alias == AliasKind::Challenger && a.model_id == challenger_id) {
             self.runner.set_challenger(&self.actor, loop_key, challenger_id).await?;
         }
 

@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use chrono::Utc;
 
-use crate::{Access, Loops, Planning, Runner, Store};
+use slope_store::Store;
+
+use crate::{Access, Loops, Planning, Runner};
 
 /// The upkeep of the event store, the runner's serving log, the season dashboards and the sessions.
 ///

@@ -5,14 +5,30 @@
 //! share it without another service. A worker claims a job by taking its lease and keeps it by
 //! heartbeats; every later write of the worker names itself and is refused once the lease has passed
 //! to another worker, so a worker that was presumed dead cannot overwrite its successor's work.
+//!
+//! Rows are read into private row structs and parsed into the domain's types here, at the store's
+//! edge: kinds and statuses become enums, JSON columns become typed specifications, results and
+//! decisions. A row that does not parse is reported as corrupt rather than passed on half-read.
 
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
 use sqlx::types::Json;
 
-use slope_domain::{FieldErrors, OrgId};
+use slope_domain::{
+    Alias, AliasKind, Dataset, DatasetKind, DatasetSource, FieldErrors, Impression, Job, JobKind, JobMetric, JobResult,
+    JobSpec, JobStatus, Model, ModelConfig, ModelEval, ModelKind, OrgId, Promotion, PromotionDecision, TrainMetrics,
+};
 
 use crate::{Result, Store, StoreError, in_tx, on_db};
+
+/// Parses a string column into one of the domain's enums, naming the table and column when it fails.
+fn parse_enum<T: std::str::FromStr<Err = String>>(raw: &str, what: &str) -> Result<T> {
+    raw.parse().map_err(|e| StoreError::corrupt(format!("{what}: {e}")))
+}
+
+/// Parses every row, failing on the first that does not parse.
+fn parse_all<R, T>(rows: Vec<R>, parse: impl Fn(R) -> Result<T>) -> Result<Vec<T>> {
+    rows.into_iter().map(parse).collect()
+}
 
 // ---- datasets ------------------------------------------------------------------------------------
 
@@ -20,70 +36,103 @@ use crate::{Result, Store, StoreError, in_tx, on_db};
 #[derive(Debug, Clone)]
 pub struct NewDataset<'a> {
     pub name: &'a str,
-    /// "text", "sft" or "preference".
-    pub kind: &'a str,
+    pub kind: DatasetKind,
     pub digest: &'a str,
     pub rows: i64,
     pub bytes: i64,
     /// The object-store path of the JSONL file.
     pub path: &'a str,
-    /// Lineage, such as `{"loop":"notes","batches":[1,2],"events":1200}` or `{"file":"x.jsonl"}`.
-    pub source: serde_json::Value,
+    /// Lineage: the loop's segments and events it was built from, or the upload or file it came from.
+    pub source: &'a DatasetSource,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-pub struct DatasetRecord {
-    pub id: i64,
-    pub name: String,
-    pub kind: String,
-    pub digest: String,
-    pub rows: i64,
-    pub bytes: i64,
-    pub path: String,
+#[derive(sqlx::FromRow)]
+struct DatasetRow {
+    id: i64,
+    name: String,
+    kind: String,
+    digest: String,
+    rows: i64,
+    bytes: i64,
+    path: String,
     #[sqlx(json)]
-    pub source: serde_json::Value,
-    pub created_at: DateTime<Utc>,
+    source: DatasetSource,
+    created_at: DateTime<Utc>,
+}
+
+impl DatasetRow {
+    fn parse(self) -> Result<Dataset> {
+        Ok(Dataset {
+            id: self.id,
+            name: self.name,
+            kind: parse_enum(&self.kind, "datasets.kind")?,
+            digest: self.digest,
+            rows: self.rows,
+            bytes: self.bytes,
+            path: self.path,
+            source: self.source,
+            created_at: self.created_at,
+        })
+    }
 }
 
 // ---- jobs ----------------------------------------------------------------------------------------
 
-/// A job about to be queued.
-#[derive(Debug, Clone)]
-pub struct NewJob<'a> {
-    /// "pretrain", "sft", "dpo" or "eval".
-    pub kind: &'a str,
-    pub spec: serde_json::Value,
-    pub total_steps: i64,
+#[derive(sqlx::FromRow)]
+struct JobRow {
+    id: i64,
+    org_id: i64,
+    kind: String,
+    status: String,
+    #[sqlx(json)]
+    spec: JobSpec,
+    step: i64,
+    total_steps: i64,
+    progress: f64,
+    attempts: i64,
+    lease_owner: Option<String>,
+    lease_expires_at: Option<DateTime<Utc>>,
+    heartbeat_at: Option<DateTime<Utc>>,
+    cancel_requested: bool,
+    checkpoint_path: Option<String>,
+    checkpoint_step: Option<i64>,
+    #[sqlx(json(nullable))]
+    result: Option<JobResult>,
+    error: Option<String>,
+    created_at: DateTime<Utc>,
+    started_at: Option<DateTime<Utc>>,
+    finished_at: Option<DateTime<Utc>>,
 }
 
-/// A queued, running or finished job. `status` is one of "pending", "running", "succeeded", "failed"
-/// and "cancelled".
-#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-pub struct JobRecord {
-    pub id: i64,
-    pub org_id: i64,
-    pub kind: String,
-    pub status: String,
-    #[sqlx(json)]
-    pub spec: serde_json::Value,
-    pub step: i64,
-    pub total_steps: i64,
-    pub progress: f64,
-    pub attempts: i64,
-    pub lease_owner: Option<String>,
-    pub lease_expires_at: Option<DateTime<Utc>>,
-    pub heartbeat_at: Option<DateTime<Utc>>,
-    pub cancel_requested: bool,
-    pub checkpoint_path: Option<String>,
-    pub checkpoint_step: Option<i64>,
-    #[sqlx(json(nullable))]
-    pub result: Option<serde_json::Value>,
-    pub error: Option<String>,
-    pub created_at: DateTime<Utc>,
-    pub started_at: Option<DateTime<Utc>>,
-    pub finished_at: Option<DateTime<Utc>>,
+impl JobRow {
+    fn parse(self) -> Result<Job> {
+        Ok(Job {
+            id: self.id,
+            org_id: OrgId(self.org_id),
+            kind: parse_enum(&self.kind, "jobs.kind")?,
+            status: parse_enum(&self.status, "jobs.status")?,
+            spec: self.spec,
+            step: self.step,
+            total_steps: self.total_steps,
+            progress: self.progress,
+            attempts: self.attempts,
+            lease_owner: self.lease_owner,
+            lease_expires_at: self.lease_expires_at,
+            heartbeat_at: self.heartbeat_at,
+            cancel_requested: self.cancel_requested,
+            checkpoint_path: self.checkpoint_path,
+            checkpoint_step: self.checkpoint_step,
+            result: self.result,
+            error: self.error,
+            created_at: self.created_at,
+            started_at: self.started_at,
+            finished_at: self.finished_at,
+        })
+    }
+}
+
+fn parse_job(row: Option<JobRow>) -> Result<Option<Job>> {
+    row.map(JobRow::parse).transpose()
 }
 
 /// Claims a job may take: a job whose worker dies this often is failed rather than handed to the next
@@ -100,20 +149,6 @@ pub enum Heartbeat {
     /// The worker no longer holds the job (its lease passed to another worker, or the job ended): stop
     /// without writing anything more.
     LeaseLost,
-}
-
-/// The metrics of one training step.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-pub struct JobMetric {
-    pub step: i64,
-    pub loss: f64,
-    pub lr: f64,
-    pub grad_norm: f64,
-    pub tokens_per_s: f64,
-    pub reward_margin: Option<f64>,
-    pub reward_accuracy: Option<f64>,
-    pub at: DateTime<Utc>,
 }
 
 /// A metrics row as stored. SQLite stores a NaN as NULL, so the required floats are read as options and
@@ -145,8 +180,6 @@ impl From<JobMetricRow> for JobMetric {
     }
 }
 
-const FINAL_JOB_STATUSES: [&str; 3] = ["succeeded", "failed", "cancelled"];
-
 // ---- model registry ------------------------------------------------------------------------------
 
 /// A model about to be registered.
@@ -154,69 +187,109 @@ const FINAL_JOB_STATUSES: [&str; 3] = ["succeeded", "failed", "cancelled"];
 pub struct NewModel<'a> {
     pub name: &'a str,
     pub loop_key: Option<&'a str>,
-    /// "pretrain", "sft", "dpo" or "import".
-    pub kind: &'a str,
+    pub kind: ModelKind,
     pub base_model_id: Option<i64>,
     pub dataset_digest: Option<&'a str>,
     pub job_id: Option<i64>,
     /// The object-store prefix of the model's files.
     pub path: &'a str,
-    pub config: serde_json::Value,
+    pub config: &'a ModelConfig,
     pub parameters: i64,
-    pub train_metrics: serde_json::Value,
+    pub train_metrics: &'a TrainMetrics,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-pub struct ModelRecord {
-    pub id: i64,
-    pub name: String,
-    pub loop_key: Option<String>,
-    pub kind: String,
-    pub base_model_id: Option<i64>,
-    pub dataset_digest: Option<String>,
-    pub job_id: Option<i64>,
-    pub path: String,
+#[derive(sqlx::FromRow)]
+struct ModelRow {
+    id: i64,
+    name: String,
+    loop_key: Option<String>,
+    kind: String,
+    base_model_id: Option<i64>,
+    dataset_digest: Option<String>,
+    job_id: Option<i64>,
+    path: String,
     #[sqlx(json)]
-    pub config: serde_json::Value,
-    pub parameters: i64,
+    config: ModelConfig,
+    parameters: i64,
     #[sqlx(json)]
-    pub train_metrics: serde_json::Value,
+    train_metrics: TrainMetrics,
     #[sqlx(json(nullable))]
-    pub eval: Option<serde_json::Value>,
-    pub reward: Option<f64>,
-    pub evaluated_at: Option<DateTime<Utc>>,
-    pub created_at: DateTime<Utc>,
+    eval: Option<ModelEval>,
+    reward: Option<f64>,
+    evaluated_at: Option<DateTime<Utc>>,
+    created_at: DateTime<Utc>,
 }
 
-/// A loop's named pointer at a model.
-#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-pub struct AliasRecord {
-    pub loop_key: String,
-    /// "champion" or "challenger".
-    pub alias: String,
-    pub model_id: i64,
-    pub updated_at: DateTime<Utc>,
+impl ModelRow {
+    fn parse(self) -> Result<Model> {
+        Ok(Model {
+            id: self.id,
+            name: self.name,
+            loop_key: self.loop_key,
+            kind: parse_enum(&self.kind, "models.kind")?,
+            base_model_id: self.base_model_id,
+            dataset_digest: self.dataset_digest,
+            job_id: self.job_id,
+            path: self.path,
+            config: self.config,
+            parameters: self.parameters,
+            train_metrics: self.train_metrics,
+            eval: self.eval,
+            reward: self.reward,
+            evaluated_at: self.evaluated_at,
+            created_at: self.created_at,
+        })
+    }
 }
 
-/// One promotion decision, accepted or refused.
-#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-pub struct PromotionRecord {
-    pub id: i64,
-    pub loop_key: String,
-    pub challenger_id: i64,
-    /// The champion the decision compared the challenger with (`None`: the loop had none).
-    pub champion_id: Option<i64>,
-    pub accepted: bool,
+fn parse_model(row: Option<ModelRow>) -> Result<Option<Model>> {
+    row.map(ModelRow::parse).transpose()
+}
+
+#[derive(sqlx::FromRow)]
+struct AliasRow {
+    loop_key: String,
+    alias: String,
+    model_id: i64,
+    updated_at: DateTime<Utc>,
+}
+
+impl AliasRow {
+    fn parse(self) -> Result<Alias> {
+        Ok(Alias {
+            loop_key: self.loop_key,
+            alias: parse_enum(&self.alias, "model_aliases.alias")?,
+            model_id: self.model_id,
+            updated_at: self.updated_at,
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct PromotionRow {
+    id: i64,
+    loop_key: String,
+    challenger_id: i64,
+    champion_id: Option<i64>,
+    accepted: bool,
     #[sqlx(json)]
-    pub decision: serde_json::Value,
-    pub at: DateTime<Utc>,
+    decision: PromotionDecision,
+    at: DateTime<Utc>,
 }
 
-const CHAMPION: &str = "champion";
-const CHALLENGER: &str = "challenger";
+impl From<PromotionRow> for Promotion {
+    fn from(r: PromotionRow) -> Self {
+        Promotion {
+            id: r.id,
+            loop_key: r.loop_key,
+            challenger_id: r.challenger_id,
+            champion_id: r.champion_id,
+            accepted: r.accepted,
+            decision: r.decision,
+            at: r.at,
+        }
+    }
+}
 
 // ---- serving impressions -------------------------------------------------------------------------
 
@@ -235,26 +308,45 @@ pub struct NewImpression<'a> {
     pub at: DateTime<Utc>,
 }
 
-/// A served suggestion waiting until its outcome is reported (or it times out); the service then turns
-/// a group of them into one ordinary event batch.
-#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-pub struct ImpressionRecord {
-    pub id: i64,
-    pub org_id: i64,
-    pub event_id: String,
-    pub loop_key: String,
-    pub user_id: String,
-    pub variant: String,
-    pub model_id: i64,
-    pub context: String,
-    pub suggestion: String,
-    pub latency_ms: f64,
-    pub unit: Option<String>,
-    pub accepted_chars: Option<i64>,
-    pub final_text: Option<String>,
-    pub at: DateTime<Utc>,
-    pub outcome_at: Option<DateTime<Utc>>,
+#[derive(sqlx::FromRow)]
+struct ImpressionRow {
+    id: i64,
+    org_id: i64,
+    event_id: String,
+    loop_key: String,
+    user_id: String,
+    variant: String,
+    model_id: i64,
+    context: String,
+    suggestion: String,
+    latency_ms: f64,
+    unit: Option<String>,
+    accepted_chars: Option<i64>,
+    final_text: Option<String>,
+    at: DateTime<Utc>,
+    outcome_at: Option<DateTime<Utc>>,
+}
+
+impl From<ImpressionRow> for Impression {
+    fn from(r: ImpressionRow) -> Self {
+        Impression {
+            id: r.id,
+            org_id: OrgId(r.org_id),
+            event_id: r.event_id,
+            loop_key: r.loop_key,
+            user_id: r.user_id,
+            variant: r.variant,
+            model_id: r.model_id,
+            context: r.context,
+            suggestion: r.suggestion,
+            latency_ms: r.latency_ms,
+            unit: r.unit,
+            accepted_chars: r.accepted_chars,
+            final_text: r.final_text,
+            at: r.at,
+            outcome_at: r.outcome_at,
+        }
+    }
 }
 
 impl Store {
@@ -272,16 +364,16 @@ impl Store {
 
     /// Registers a dataset version. Idempotent on (org, digest): registering the same content again
     /// returns the existing record, and the bool says whether the record was created by this call.
-    pub async fn register_dataset(&self, org: OrgId, d: &NewDataset<'_>) -> Result<(DatasetRecord, bool)> {
+    pub async fn register_dataset(&self, org: OrgId, d: &NewDataset<'_>) -> Result<(Dataset, bool)> {
         let now = Utc::now();
-        let created: Option<DatasetRecord> = on_db!(self, db => sqlx::query_as(
+        let created: Option<DatasetRow> = on_db!(self, db => sqlx::query_as(
             "INSERT INTO datasets (org_id, name, kind, digest, rows, bytes, path, source, created_at)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (org_id, digest) DO NOTHING RETURNING *")
-            .bind(org.0).bind(d.name).bind(d.kind).bind(d.digest).bind(d.rows).bind(d.bytes).bind(d.path)
-            .bind(Json(&d.source)).bind(now)
+            .bind(org.0).bind(d.name).bind(d.kind.as_str()).bind(d.digest).bind(d.rows).bind(d.bytes).bind(d.path)
+            .bind(Json(d.source)).bind(now)
             .fetch_optional(db).await?);
         if let Some(record) = created {
-            return Ok((record, true));
+            return Ok((record.parse()?, true));
         }
         // The conflicting row is committed by now (PostgreSQL waits for a concurrent inserter before it
         // decides that there is a conflict), so this read finds it.
@@ -290,42 +382,48 @@ impl Store {
         Ok((existing, false))
     }
 
-    pub async fn dataset(&self, org: OrgId, id: i64) -> Result<Option<DatasetRecord>> {
-        Ok(on_db!(self, db => sqlx::query_as("SELECT * FROM datasets WHERE org_id = $1 AND id = $2")
-            .bind(org.0).bind(id).fetch_optional(db).await?))
+    pub async fn dataset(&self, org: OrgId, id: i64) -> Result<Option<Dataset>> {
+        let row: Option<DatasetRow> = on_db!(self, db => sqlx::query_as("SELECT * FROM datasets WHERE org_id = $1 AND id = $2")
+            .bind(org.0).bind(id).fetch_optional(db).await?);
+        row.map(DatasetRow::parse).transpose()
     }
 
-    pub async fn dataset_by_digest(&self, org: OrgId, digest: &str) -> Result<Option<DatasetRecord>> {
-        Ok(on_db!(self, db => sqlx::query_as("SELECT * FROM datasets WHERE org_id = $1 AND digest = $2")
-            .bind(org.0).bind(digest).fetch_optional(db).await?))
+    pub async fn dataset_by_digest(&self, org: OrgId, digest: &str) -> Result<Option<Dataset>> {
+        let row: Option<DatasetRow> = on_db!(self, db => sqlx::query_as("SELECT * FROM datasets WHERE org_id = $1 AND digest = $2")
+            .bind(org.0).bind(digest).fetch_optional(db).await?);
+        row.map(DatasetRow::parse).transpose()
     }
 
     /// The organisation's datasets, newest first.
-    pub async fn list_datasets(&self, org: OrgId) -> Result<Vec<DatasetRecord>> {
-        Ok(on_db!(self, db => sqlx::query_as("SELECT * FROM datasets WHERE org_id = $1 ORDER BY id DESC")
-            .bind(org.0).fetch_all(db).await?))
+    pub async fn list_datasets(&self, org: OrgId) -> Result<Vec<Dataset>> {
+        let rows: Vec<DatasetRow> = on_db!(self, db => sqlx::query_as("SELECT * FROM datasets WHERE org_id = $1 ORDER BY id DESC")
+            .bind(org.0).fetch_all(db).await?);
+        parse_all(rows, DatasetRow::parse)
     }
 
     // ---- jobs ------------------------------------------------------------------------------------
 
-    pub async fn enqueue_job(&self, org: OrgId, job: &NewJob<'_>) -> Result<JobRecord> {
+    /// Queues a job of the spec's kind, with as many steps as the spec runs.
+    pub async fn enqueue_job(&self, org: OrgId, spec: &JobSpec) -> Result<Job> {
         let now = Utc::now();
-        Ok(on_db!(self, db => sqlx::query_as(
+        let row: JobRow = on_db!(self, db => sqlx::query_as(
             "INSERT INTO jobs (org_id, kind, status, spec, total_steps, created_at)
              VALUES ($1, $2, 'pending', $3, $4, $5) RETURNING *")
-            .bind(org.0).bind(job.kind).bind(Json(&job.spec)).bind(job.total_steps).bind(now)
-            .fetch_one(db).await?))
+            .bind(org.0).bind(spec.kind.as_str()).bind(Json(spec)).bind(spec.total_steps()).bind(now)
+            .fetch_one(db).await?);
+        row.parse()
     }
 
-    pub async fn job(&self, org: OrgId, id: i64) -> Result<Option<JobRecord>> {
-        Ok(on_db!(self, db => sqlx::query_as("SELECT * FROM jobs WHERE org_id = $1 AND id = $2")
+    pub async fn job(&self, org: OrgId, id: i64) -> Result<Option<Job>> {
+        parse_job(on_db!(self, db => sqlx::query_as("SELECT * FROM jobs WHERE org_id = $1 AND id = $2")
             .bind(org.0).bind(id).fetch_optional(db).await?))
     }
 
     /// The organisation's latest `limit` jobs, newest first.
-    pub async fn list_jobs(&self, org: OrgId, limit: i64) -> Result<Vec<JobRecord>> {
-        Ok(on_db!(self, db => sqlx::query_as("SELECT * FROM jobs WHERE org_id = $1 ORDER BY id DESC LIMIT $2")
-            .bind(org.0).bind(limit).fetch_all(db).await?))
+    pub async fn list_jobs(&self, org: OrgId, limit: i64) -> Result<Vec<Job>> {
+        let rows: Vec<JobRow> = on_db!(self, db => sqlx::query_as("SELECT * FROM jobs WHERE org_id = $1 ORDER BY id DESC LIMIT $2")
+            .bind(org.0).bind(limit).fetch_all(db).await?);
+        parse_all(rows, JobRow::parse)
     }
 
     /// Atomically claims the oldest claimable job of any organisation for `worker`: a pending job, or a
@@ -340,9 +438,9 @@ impl Store {
         worker: &str,
         lease: chrono::Duration,
         now: DateTime<Utc>,
-        kinds: Option<&[&str]>,
-    ) -> Result<Option<JobRecord>> {
-        if kinds.is_some_and(<[&str]>::is_empty) {
+        kinds: Option<&[JobKind]>,
+    ) -> Result<Option<Job>> {
+        if kinds.is_some_and(<[JobKind]>::is_empty) {
             return Ok(None);
         }
         let lock = self.skip_locked();
@@ -383,9 +481,10 @@ impl Store {
             sqlx::query(&abandon).bind(now).bind(&abandoned).bind(MAX_JOB_ATTEMPTS).execute(&mut *tx).await?;
             let mut query = sqlx::query_as(&claim).bind(worker).bind(expires).bind(now).bind(MAX_JOB_ATTEMPTS);
             for kind in kinds.unwrap_or_default() {
-                query = query.bind(*kind);
+                query = query.bind(kind.as_str());
             }
-            Ok(query.fetch_optional(&mut *tx).await?)
+            let row: Option<JobRow> = query.fetch_optional(&mut *tx).await?;
+            parse_job(row)
         })
     }
 
@@ -397,8 +496,8 @@ impl Store {
         worker: &str,
         lease: chrono::Duration,
         now: DateTime<Utc>,
-    ) -> Result<Option<JobRecord>> {
-        Ok(on_db!(self, db => sqlx::query_as(
+    ) -> Result<Option<Job>> {
+        parse_job(on_db!(self, db => sqlx::query_as(
             "UPDATE jobs SET status = 'running', lease_owner = $2, lease_expires_at = $3, heartbeat_at = $4,
              attempts = attempts + 1, started_at = COALESCE(started_at, $4)
              WHERE id = $1 AND status = 'pending' AND cancel_requested = FALSE RETURNING *")
@@ -449,22 +548,22 @@ impl Store {
         &self,
         id: i64,
         worker: &str,
-        status: &str,
-        result: Option<&serde_json::Value>,
+        status: JobStatus,
+        result: Option<&JobResult>,
         error: Option<&str>,
         now: DateTime<Utc>,
     ) -> Result<bool> {
-        if !FINAL_JOB_STATUSES.contains(&status) {
+        if !status.is_final() {
             return Err(StoreError::Rejected(FieldErrors::single(
                 "status",
-                format!("{status:?} does not end a job: use succeeded, failed or cancelled"),
+                format!("\"{status}\" does not end a job: use succeeded, failed or cancelled"),
             )));
         }
         let updated = on_db!(self, db => sqlx::query(
             "UPDATE jobs SET status = $3, result = $4, error = $5, finished_at = $6, lease_owner = NULL,
              lease_expires_at = NULL, progress = CASE WHEN $3 = 'succeeded' THEN 1.0 ELSE progress END
              WHERE id = $1 AND status = 'running' AND lease_owner = $2")
-            .bind(id).bind(worker).bind(status).bind(result.map(Json)).bind(error).bind(now)
+            .bind(id).bind(worker).bind(status.as_str()).bind(result.map(Json)).bind(error).bind(now)
             .execute(db).await?.rows_affected());
         Ok(updated > 0)
     }
@@ -480,9 +579,9 @@ impl Store {
         worker: &str,
         model: &NewModel<'_>,
         challenger_of: Option<&str>,
-        result: &serde_json::Value,
+        result: &JobResult,
         now: DateTime<Utc>,
-    ) -> Result<Option<ModelRecord>> {
+    ) -> Result<Option<Model>> {
         in_tx!(self, tx => {
             let held = sqlx::query("UPDATE jobs SET heartbeat_at = $3 WHERE id = $1 AND status = 'running' AND lease_owner = $2")
                 .bind(id).bind(worker).bind(now)
@@ -491,14 +590,15 @@ impl Store {
                 return Ok(None);
             }
             let org: i64 = sqlx::query_scalar("SELECT org_id FROM jobs WHERE id = $1").bind(id).fetch_one(&mut *tx).await?;
-            let record: ModelRecord = sqlx::query_as(
+            let record: ModelRow = sqlx::query_as(
                 "INSERT INTO models (org_id, name, loop_key, kind, base_model_id, dataset_digest, job_id, path, config,
                  parameters, train_metrics, created_at)
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) RETURNING *")
-                .bind(org).bind(model.name).bind(model.loop_key).bind(model.kind).bind(model.base_model_id)
-                .bind(model.dataset_digest).bind(model.job_id).bind(model.path).bind(Json(&model.config))
-                .bind(model.parameters).bind(Json(&model.train_metrics)).bind(now)
+                .bind(org).bind(model.name).bind(model.loop_key).bind(model.kind.as_str()).bind(model.base_model_id)
+                .bind(model.dataset_digest).bind(model.job_id).bind(model.path).bind(Json(model.config))
+                .bind(model.parameters).bind(Json(model.train_metrics)).bind(now)
                 .fetch_one(&mut *tx).await?;
+            let record = record.parse()?;
             if let Some(loop_key) = challenger_of {
                 sqlx::query(
                     "INSERT INTO model_aliases (org_id, loop_key, alias, model_id, updated_at) VALUES ($1, $2, 'challenger', $3, $4)
@@ -506,11 +606,7 @@ impl Store {
                     .bind(org).bind(loop_key).bind(record.id).bind(now)
                     .execute(&mut *tx).await?;
             }
-            let mut result = result.clone();
-            if let Some(object) = result.as_object_mut() {
-                object.insert("model_id".into(), record.id.into());
-                object.insert("model".into(), record.name.clone().into());
-            }
+            let result = JobResult { model_id: Some(record.id), model: Some(record.name.clone()), ..result.clone() };
             sqlx::query(
                 "UPDATE jobs SET status = 'succeeded', result = $2, error = NULL, finished_at = $3, lease_owner = NULL,
                  lease_expires_at = NULL, progress = 1.0, step = total_steps WHERE id = $1")
@@ -523,17 +619,17 @@ impl Store {
     /// Cancels a job: a pending job becomes "cancelled" at once; a running job gets a cancel request,
     /// which its worker sees at its next heartbeat; a finished job is returned unchanged. `None` when
     /// the organisation has no such job.
-    pub async fn cancel_job(&self, org: OrgId, id: i64, now: DateTime<Utc>) -> Result<Option<JobRecord>> {
+    pub async fn cancel_job(&self, org: OrgId, id: i64, now: DateTime<Utc>) -> Result<Option<Job>> {
         // One statement decides by the status it finds, so a job that a worker claims at the same moment
         // is either cancelled before the claim or asked to stop after it, never neither.
-        let changed: Option<JobRecord> = on_db!(self, db => sqlx::query_as(
+        let changed: Option<JobRow> = on_db!(self, db => sqlx::query_as(
             "UPDATE jobs SET cancel_requested = TRUE,
              finished_at = CASE WHEN status = 'pending' THEN $3 ELSE finished_at END,
              status = CASE WHEN status = 'pending' THEN 'cancelled' ELSE status END
              WHERE org_id = $1 AND id = $2 AND status IN ('pending', 'running') RETURNING *")
             .bind(org.0).bind(id).bind(now).fetch_optional(db).await?);
         match changed {
-            Some(job) => Ok(Some(job)),
+            Some(job) => Ok(Some(job.parse()?)),
             None => self.job(org, id).await,
         }
     }
@@ -580,63 +676,60 @@ impl Store {
 
     /// Registers a model. Names are unique per organisation: a taken name is a database error for which
     /// [`StoreError::is_unique_violation`] holds.
-    pub async fn create_model(&self, org: OrgId, m: &NewModel<'_>) -> Result<ModelRecord> {
+    pub async fn create_model(&self, org: OrgId, m: &NewModel<'_>) -> Result<Model> {
         let now = Utc::now();
-        Ok(on_db!(self, db => sqlx::query_as(
+        let row: ModelRow = on_db!(self, db => sqlx::query_as(
             "INSERT INTO models (org_id, name, loop_key, kind, base_model_id, dataset_digest, job_id, path, config,
              parameters, train_metrics, created_at)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) RETURNING *")
-            .bind(org.0).bind(m.name).bind(m.loop_key).bind(m.kind).bind(m.base_model_id).bind(m.dataset_digest)
-            .bind(m.job_id).bind(m.path).bind(Json(&m.config)).bind(m.parameters).bind(Json(&m.train_metrics))
+            .bind(org.0).bind(m.name).bind(m.loop_key).bind(m.kind.as_str()).bind(m.base_model_id).bind(m.dataset_digest)
+            .bind(m.job_id).bind(m.path).bind(Json(m.config)).bind(m.parameters).bind(Json(m.train_metrics))
             .bind(now)
-            .fetch_one(db).await?))
+            .fetch_one(db).await?);
+        row.parse()
     }
 
-    pub async fn model(&self, org: OrgId, id: i64) -> Result<Option<ModelRecord>> {
-        Ok(on_db!(self, db => sqlx::query_as("SELECT * FROM models WHERE org_id = $1 AND id = $2")
+    pub async fn model(&self, org: OrgId, id: i64) -> Result<Option<Model>> {
+        parse_model(on_db!(self, db => sqlx::query_as("SELECT * FROM models WHERE org_id = $1 AND id = $2")
             .bind(org.0).bind(id).fetch_optional(db).await?))
     }
 
-    pub async fn model_by_name(&self, org: OrgId, name: &str) -> Result<Option<ModelRecord>> {
-        Ok(on_db!(self, db => sqlx::query_as("SELECT * FROM models WHERE org_id = $1 AND name = $2")
+    pub async fn model_by_name(&self, org: OrgId, name: &str) -> Result<Option<Model>> {
+        parse_model(on_db!(self, db => sqlx::query_as("SELECT * FROM models WHERE org_id = $1 AND name = $2")
             .bind(org.0).bind(name).fetch_optional(db).await?))
     }
 
     /// The organisation's models, or those of one loop, newest first.
-    pub async fn list_models(&self, org: OrgId, loop_key: Option<&str>) -> Result<Vec<ModelRecord>> {
-        Ok(on_db!(self, db => sqlx::query_as(
+    pub async fn list_models(&self, org: OrgId, loop_key: Option<&str>) -> Result<Vec<Model>> {
+        let rows: Vec<ModelRow> = on_db!(self, db => sqlx::query_as(
             "SELECT * FROM models WHERE org_id = $1 AND ($2 IS NULL OR loop_key = $2) ORDER BY id DESC")
-            .bind(org.0).bind(loop_key).fetch_all(db).await?))
+            .bind(org.0).bind(loop_key).fetch_all(db).await?);
+        parse_all(rows, ModelRow::parse)
     }
 
     /// Stores the latest eval of a model (its scores and reward), replacing an earlier one.
-    pub async fn set_model_eval(
-        &self,
-        org: OrgId,
-        id: i64,
-        eval: &serde_json::Value,
-        reward: f64,
-        now: DateTime<Utc>,
-    ) -> Result<ModelRecord> {
-        let updated: Option<ModelRecord> = on_db!(self, db => sqlx::query_as(
+    pub async fn set_model_eval(&self, org: OrgId, id: i64, eval: &ModelEval, now: DateTime<Utc>) -> Result<Model> {
+        let updated: Option<ModelRow> = on_db!(self, db => sqlx::query_as(
             "UPDATE models SET eval = $3, reward = $4, evaluated_at = $5 WHERE org_id = $1 AND id = $2 RETURNING *")
-            .bind(org.0).bind(id).bind(Json(eval)).bind(reward).bind(now).fetch_optional(db).await?);
-        updated.ok_or(StoreError::NotFound { entity: "model", id })
+            .bind(org.0).bind(id).bind(Json(eval)).bind(eval.reward).bind(now).fetch_optional(db).await?);
+        updated.ok_or(StoreError::NotFound { entity: "model", id })?.parse()
     }
 
     /// The organisation's aliases, or those of one loop, by loop and alias.
-    pub async fn aliases(&self, org: OrgId, loop_key: Option<&str>) -> Result<Vec<AliasRecord>> {
-        Ok(on_db!(self, db => sqlx::query_as(
+    pub async fn aliases(&self, org: OrgId, loop_key: Option<&str>) -> Result<Vec<Alias>> {
+        let rows: Vec<AliasRow> = on_db!(self, db => sqlx::query_as(
             "SELECT loop_key, alias, model_id, updated_at FROM model_aliases
              WHERE org_id = $1 AND ($2 IS NULL OR loop_key = $2) ORDER BY loop_key, alias")
-            .bind(org.0).bind(loop_key).fetch_all(db).await?))
+            .bind(org.0).bind(loop_key).fetch_all(db).await?);
+        parse_all(rows, AliasRow::parse)
     }
 
-    pub async fn alias(&self, org: OrgId, loop_key: &str, alias: &str) -> Result<Option<AliasRecord>> {
-        Ok(on_db!(self, db => sqlx::query_as(
+    pub async fn alias(&self, org: OrgId, loop_key: &str, alias: AliasKind) -> Result<Option<Alias>> {
+        let row: Option<AliasRow> = on_db!(self, db => sqlx::query_as(
             "SELECT loop_key, alias, model_id, updated_at FROM model_aliases
              WHERE org_id = $1 AND loop_key = $2 AND alias = $3")
-            .bind(org.0).bind(loop_key).bind(alias).fetch_optional(db).await?))
+            .bind(org.0).bind(loop_key).bind(alias.as_str()).fetch_optional(db).await?);
+        row.map(AliasRow::parse).transpose()
     }
 
     /// Points an alias of a loop at a model, replacing what it pointed at. NotFound ("model") when the
@@ -645,18 +738,18 @@ impl Store {
         &self,
         org: OrgId,
         loop_key: &str,
-        alias: &str,
+        alias: AliasKind,
         model_id: i64,
         now: DateTime<Utc>,
-    ) -> Result<AliasRecord> {
+    ) -> Result<Alias> {
         // Selecting the model in the insert makes the organisation check and the write one statement.
-        let set: Option<AliasRecord> = on_db!(self, db => sqlx::query_as(
+        let set: Option<AliasRow> = on_db!(self, db => sqlx::query_as(
             "INSERT INTO model_aliases (org_id, loop_key, alias, model_id, updated_at)
              SELECT org_id, $2, $3, id, $5 FROM models WHERE org_id = $1 AND id = $4
              ON CONFLICT (org_id, loop_key, alias) DO UPDATE SET model_id = excluded.model_id, updated_at = excluded.updated_at
              RETURNING loop_key, alias, model_id, updated_at")
-            .bind(org.0).bind(loop_key).bind(alias).bind(model_id).bind(now).fetch_optional(db).await?);
-        set.ok_or(StoreError::NotFound { entity: "model", id: model_id })
+            .bind(org.0).bind(loop_key).bind(alias.as_str()).bind(model_id).bind(now).fetch_optional(db).await?);
+        set.ok_or(StoreError::NotFound { entity: "model", id: model_id })?.parse()
     }
 
     /// Records a promotion decision in one transaction; every decision becomes a row.
@@ -676,9 +769,9 @@ impl Store {
         challenger_id: i64,
         expected_champion: Option<i64>,
         accepted: bool,
-        decision: &serde_json::Value,
+        decision: &PromotionDecision,
         now: DateTime<Utc>,
-    ) -> Result<PromotionRecord> {
+    ) -> Result<Promotion> {
         in_tx!(self, tx => {
             if accepted {
                 // The check and the swap are one statement: a compare-and-set on the champion row, or
@@ -706,7 +799,7 @@ impl Store {
                     }
                     let current: Option<i64> = sqlx::query_scalar(
                         "SELECT model_id FROM model_aliases WHERE org_id = $1 AND loop_key = $2 AND alias = $3")
-                        .bind(org.0).bind(loop_key).bind(CHAMPION).fetch_optional(&mut *tx).await?;
+                        .bind(org.0).bind(loop_key).bind(AliasKind::Champion.as_str()).fetch_optional(&mut *tx).await?;
                     return Err(StoreError::Conflict {
                         entity: "champion",
                         id: challenger_id,
@@ -715,49 +808,52 @@ impl Store {
                     });
                 }
                 sqlx::query("DELETE FROM model_aliases WHERE org_id = $1 AND loop_key = $2 AND alias = $3 AND model_id = $4")
-                    .bind(org.0).bind(loop_key).bind(CHALLENGER).bind(challenger_id)
+                    .bind(org.0).bind(loop_key).bind(AliasKind::Challenger.as_str()).bind(challenger_id)
                     .execute(&mut *tx).await?;
             }
             // Selecting the challenger in the insert scopes it to the organisation (the foreign key alone
             // would accept another organisation's model).
-            let record: Option<PromotionRecord> = sqlx::query_as(
+            let record: Option<PromotionRow> = sqlx::query_as(
                 "INSERT INTO model_promotions (org_id, loop_key, challenger_id, champion_id, accepted, decision, at)
                  SELECT org_id, $2, id, $4, $5, $6, $7 FROM models WHERE org_id = $1 AND id = $3
                  RETURNING id, loop_key, challenger_id, champion_id, accepted, decision, at")
                 .bind(org.0).bind(loop_key).bind(challenger_id).bind(expected_champion).bind(accepted)
                 .bind(Json(decision)).bind(now)
                 .fetch_optional(&mut *tx).await?;
-            record.ok_or(StoreError::NotFound { entity: "model", id: challenger_id })
+            Ok(record.ok_or(StoreError::NotFound { entity: "model", id: challenger_id })?.into())
         })
     }
 
     /// The organisation's promotion decisions, or those of one loop, newest first.
-    pub async fn promotions(&self, org: OrgId, loop_key: Option<&str>) -> Result<Vec<PromotionRecord>> {
-        Ok(on_db!(self, db => sqlx::query_as(
+    pub async fn promotions(&self, org: OrgId, loop_key: Option<&str>) -> Result<Vec<Promotion>> {
+        let rows: Vec<PromotionRow> = on_db!(self, db => sqlx::query_as(
             "SELECT id, loop_key, challenger_id, champion_id, accepted, decision, at FROM model_promotions
              WHERE org_id = $1 AND ($2 IS NULL OR loop_key = $2) ORDER BY at DESC, id DESC")
-            .bind(org.0).bind(loop_key).fetch_all(db).await?))
+            .bind(org.0).bind(loop_key).fetch_all(db).await?);
+        Ok(rows.into_iter().map(Into::into).collect())
     }
 
     // ---- serving impressions ---------------------------------------------------------------------
 
     /// Records a served suggestion. Event ids are unique per organisation: a repeated one is a
     /// database error for which [`StoreError::is_unique_violation`] holds.
-    pub async fn record_impression(&self, org: OrgId, i: &NewImpression<'_>) -> Result<ImpressionRecord> {
-        Ok(on_db!(self, db => sqlx::query_as(
+    pub async fn record_impression(&self, org: OrgId, i: &NewImpression<'_>) -> Result<Impression> {
+        let row: ImpressionRow = on_db!(self, db => sqlx::query_as(
             "INSERT INTO serving_impressions (org_id, event_id, loop_key, user_id, variant, model_id, context,
              suggestion, latency_ms, unit, at)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING *")
             .bind(org.0).bind(i.event_id).bind(i.loop_key).bind(i.user_id).bind(i.variant).bind(i.model_id)
             .bind(i.context).bind(i.suggestion).bind(i.latency_ms).bind(i.unit).bind(i.at)
-            .fetch_one(db).await?))
+            .fetch_one(db).await?);
+        Ok(row.into())
     }
 
     /// One served suggestion of a loop, by its event id.
-    pub async fn impression(&self, org: OrgId, loop_key: &str, event_id: &str) -> Result<Option<ImpressionRecord>> {
-        Ok(on_db!(self, db => sqlx::query_as(
+    pub async fn impression(&self, org: OrgId, loop_key: &str, event_id: &str) -> Result<Option<Impression>> {
+        let row: Option<ImpressionRow> = on_db!(self, db => sqlx::query_as(
             "SELECT * FROM serving_impressions WHERE org_id = $1 AND loop_key = $2 AND event_id = $3")
-            .bind(org.0).bind(loop_key).bind(event_id).fetch_optional(db).await?))
+            .bind(org.0).bind(loop_key).bind(event_id).fetch_optional(db).await?);
+        Ok(row.map(Into::into))
     }
 
     /// Sets the outcome of a served suggestion, once: a second report returns the record unchanged,
@@ -771,27 +867,28 @@ impl Store {
         accepted_chars: i64,
         final_text: Option<&str>,
         now: DateTime<Utc>,
-    ) -> Result<ImpressionRecord> {
-        let set: Option<ImpressionRecord> = on_db!(self, db => sqlx::query_as(
+    ) -> Result<Impression> {
+        let set: Option<ImpressionRow> = on_db!(self, db => sqlx::query_as(
             "UPDATE serving_impressions SET accepted_chars = $4, final_text = $5, outcome_at = $6
              WHERE org_id = $1 AND loop_key = $2 AND event_id = $3 AND outcome_at IS NULL RETURNING *")
             .bind(org.0).bind(loop_key).bind(event_id).bind(accepted_chars).bind(final_text).bind(now)
             .fetch_optional(db).await?);
         if let Some(record) = set {
-            return Ok(record);
+            return Ok(record.into());
         }
-        let existing: Option<ImpressionRecord> = on_db!(self, db => sqlx::query_as(
+        let existing: Option<ImpressionRow> = on_db!(self, db => sqlx::query_as(
             "SELECT * FROM serving_impressions WHERE org_id = $1 AND loop_key = $2 AND event_id = $3")
             .bind(org.0).bind(loop_key).bind(event_id).fetch_optional(db).await?);
-        existing.ok_or(StoreError::NotFound { entity: "impression", id: 0 })
+        Ok(existing.ok_or(StoreError::NotFound { entity: "impression", id: 0 })?.into())
     }
 
     /// Impressions ready to become events, of any organisation: those with an outcome, and those served
     /// before `timeout_before` whose outcome never came. Oldest first, at most `limit`.
-    pub async fn ready_impressions(&self, timeout_before: DateTime<Utc>, limit: i64) -> Result<Vec<ImpressionRecord>> {
-        Ok(on_db!(self, db => sqlx::query_as(
+    pub async fn ready_impressions(&self, timeout_before: DateTime<Utc>, limit: i64) -> Result<Vec<Impression>> {
+        let rows: Vec<ImpressionRow> = on_db!(self, db => sqlx::query_as(
             "SELECT * FROM serving_impressions WHERE outcome_at IS NOT NULL OR at < $1 ORDER BY at, id LIMIT $2")
-            .bind(timeout_before).bind(limit).fetch_all(db).await?))
+            .bind(timeout_before).bind(limit).fetch_all(db).await?);
+        Ok(rows.into_iter().map(Into::into).collect())
     }
 
     /// Removes impressions once they are stored as events.

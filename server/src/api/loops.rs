@@ -645,5 +645,5 @@ async fn stop_experiment(
     security(("bearer" = []), ("session" = []))
 )]
 async fn simulator(State(s): State<Services>, Caller(actor): Caller) -> ApiResult<impl IntoResponse> {
-    Ok(Json(s.runner.simulation(&actor)?))
+    Ok(Json(s.simulator.status(&actor)?))
 }

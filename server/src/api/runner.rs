@@ -12,10 +12,11 @@ use axum::response::IntoResponse;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use slope_domain::FieldErrors;
+use slope_domain::{
+    Alias, Dataset, DatasetSource, FieldErrors, Impression, Job, JobMetric, JobRequest, Model, Promotion,
+};
 use slope_service::{
-    AliasRecord, BuiltDatasets, Completion, CompletionRequest, DatasetRecord, ImpressionRecord, JobMetric, JobRecord,
-    JobRequest, MAX_DATASET_BYTES, ModelRecord, ModelView, PromotionOutcome, PromotionRecord, Runner, Services,
+    BuiltDatasets, Completion, CompletionRequest, MAX_DATASET_BYTES, ModelView, PromotionOutcome, Runner, Services,
 };
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouterExt};
@@ -66,7 +67,7 @@ struct DatasetQuery {
 /// The answer of a dataset upload.
 #[derive(Serialize, ToSchema)]
 struct DatasetUpload {
-    dataset: DatasetRecord,
+    dataset: Dataset,
     /// False when a dataset with the same content was registered before: that one is the answer.
     created: bool,
 }
@@ -104,8 +105,9 @@ async fn add_dataset(
     if q.name.trim().is_empty() {
         return Err(FieldErrors::single("name", "is required (?name=…)").into());
     }
-    let (record, created_now) =
-        runner(&s).add_dataset(&actor, &q.name, &body, json!({ "upload": q.name.trim() })).await?;
+    let (record, created_now) = runner(&s)
+        .add_dataset(&actor, &q.name, &body, DatasetSource::Upload { upload: q.name.trim().to_owned() })
+        .await?;
     let status = if created_now { axum::http::StatusCode::CREATED } else { axum::http::StatusCode::OK };
     Ok((status, Json(DatasetUpload { dataset: record, created: created_now })))
 }
@@ -116,7 +118,7 @@ async fn add_dataset(
     path = "/datasets",
     tag = "datasets",
     responses(
-        (status = 200, description = "Every dataset of the organisation.", body = Vec<DatasetRecord>),
+        (status = 200, description = "Every dataset of the organisation.", body = Vec<Dataset>),
         AuthErrors,
     ),
     security(("bearer" = []), ("session" = []))
@@ -132,7 +134,7 @@ async fn list_datasets(State(s): State<Services>, Caller(actor): Caller) -> ApiR
     tag = "datasets",
     params(("id" = i64, Path, description = "The dataset's id.")),
     responses(
-        (status = 200, description = "The dataset's record.", body = DatasetRecord),
+        (status = 200, description = "The dataset's record.", body = Dataset),
         ReadErrors,
     ),
     security(("bearer" = []), ("session" = []))
@@ -209,7 +211,7 @@ struct JobsQuery {
     tag = "jobs",
     params(JobsQuery),
     responses(
-        (status = 200, description = "The jobs, newest first.", body = Vec<JobRecord>),
+        (status = 200, description = "The jobs, newest first.", body = Vec<Job>),
         (status = 422, response = Invalid),
         AuthErrors,
     ),
@@ -234,7 +236,7 @@ async fn list_jobs(
     tag = "jobs",
     request_body = JobRequest,
     responses(
-        (status = 201, description = "The queued job.", body = JobRecord),
+        (status = 201, description = "The queued job.", body = Job),
         WriteErrors,
     ),
     security(("bearer" = []), ("session" = []))
@@ -254,7 +256,7 @@ async fn submit_job(
     tag = "jobs",
     params(("id" = i64, Path, description = "The job's id.")),
     responses(
-        (status = 200, description = "The job.", body = JobRecord),
+        (status = 200, description = "The job.", body = Job),
         ReadErrors,
     ),
     security(("bearer" = []), ("session" = []))
@@ -273,7 +275,7 @@ async fn get_job(State(s): State<Services>, Caller(actor): Caller, Id(id): Id) -
     tag = "jobs",
     params(("id" = i64, Path, description = "The job's id.")),
     responses(
-        (status = 200, description = "The job, cancelled or with its cancellation requested.", body = JobRecord),
+        (status = 200, description = "The job, cancelled or with its cancellation requested.", body = Job),
         ActionErrors,
     ),
     security(("bearer" = []), ("session" = []))
@@ -370,7 +372,7 @@ async fn job_events(State(s): State<Services>, Caller(actor): Caller, Id(id): Id
                     events.push(Ok(Event::default().event("job").json_data(&value).expect("serialisable")));
                     c.last = Some(value);
                 }
-                if matches!(job.status.as_str(), "succeeded" | "failed" | "cancelled") {
+                if job.status.is_final() {
                     c.done = true;
                 }
             }
@@ -400,7 +402,7 @@ struct ModelsQuery {
     tag = "models",
     params(ModelsQuery),
     responses(
-        (status = 200, description = "The registered models.", body = Vec<ModelRecord>),
+        (status = 200, description = "The registered models.", body = Vec<Model>),
         CheckedErrors,
     ),
     security(("bearer" = []), ("session" = []))
@@ -440,10 +442,10 @@ struct LoopModels {
     #[serde(rename = "loop")]
     loop_key: String,
     /// The loop's `champion` and `challenger`.
-    aliases: Vec<AliasRecord>,
-    models: Vec<ModelRecord>,
+    aliases: Vec<Alias>,
+    models: Vec<Model>,
     /// Every promotion decision, accepted or refused.
-    promotions: Vec<PromotionRecord>,
+    promotions: Vec<Promotion>,
 }
 
 /// Lists a loop's models, aliases and promotion decisions.
@@ -560,7 +562,7 @@ async fn promote(
     params(("loop" = String, Path, description = "The loop's key.")),
     request_body = ModelChoice,
     responses(
-        (status = 200, description = "The loop's `challenger` alias.", body = AliasRecord),
+        (status = 200, description = "The loop's `challenger` alias.", body = Alias),
         WriteErrors,
     ),
     security(("bearer" = []), ("session" = []))
@@ -631,7 +633,7 @@ struct Outcome {
     ),
     request_body = Outcome,
     responses(
-        (status = 200, description = "The served suggestion with its outcome.", body = ImpressionRecord),
+        (status = 200, description = "The served suggestion with its outcome.", body = Impression),
         EditErrors,
     ),
     security(("bearer" = []), ("session" = []))

@@ -84,8 +84,8 @@ async fn ingest(
             slope_service::MAX_BATCH_BYTES >> 20
         ));
     }
-    let (_store, loops) = slope::startup::open_loops(&config).await?;
-    let org = loops.store().ensure_org(DEFAULT_ORG.0, DEFAULT_ORG.1).await.map_err(|e| e.to_string())?;
+    let (store, loops) = slope::startup::open_loops(&config).await?;
+    let org = store.ensure_org(DEFAULT_ORG.0, DEFAULT_ORG.1).await.map_err(|e| e.to_string())?;
     // The command line works with direct access to the database, so it acts as the system.
     let actor = Actor::system(org, "cli");
 
@@ -222,8 +222,8 @@ async fn run_in_parts(
         return Err(refusal(&name, &errors, invalid));
     }
 
-    let (_store, loops) = slope::startup::open_loops(&config).await?;
-    let org = loops.store().ensure_org(DEFAULT_ORG.0, DEFAULT_ORG.1).await.map_err(|e| e.to_string())?;
+    let (store, loops) = slope::startup::open_loops(&config).await?;
+    let org = store.ensure_org(DEFAULT_ORG.0, DEFAULT_ORG.1).await.map_err(|e| e.to_string())?;
     // The command line works with direct access to the database, so it acts as the system.
     let actor = Actor::system(org, "cli");
     let bar = ProgressBar::new(total_bytes).with_style(style);

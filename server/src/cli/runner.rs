@@ -10,10 +10,10 @@ use clap::{Args, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use slope::DEFAULT_ORG;
 use slope::config::Config;
-use slope_domain::Actor;
+use slope_domain::{Actor, DatasetSource, JobRequest, JobStatus};
 use slope_runner::eval::EvalConfig;
 use slope_runner::{ModelConfig, RewardSpec, TrainConfig};
-use slope_service::{JobRequest, Runner, ServiceError};
+use slope_service::{Runner, ServiceError};
 
 use super::show;
 
@@ -286,7 +286,11 @@ pub async fn run_runner(config: Config, command: RunnerCommand) -> Result<(), St
             println!(
                 "job {id}: {}{}",
                 job.status,
-                if job.cancel_requested && job.status == "running" { " (stops at its next heartbeat)" } else { "" }
+                if job.cancel_requested && job.status == JobStatus::Running {
+                    " (stops at its next heartbeat)"
+                } else {
+                    ""
+                }
             );
             Ok(())
         }
@@ -388,7 +392,7 @@ pub async fn run_datasets(config: Config, command: DatasetsCommand) -> Result<()
             let bytes = std::fs::read(&file).map_err(|e| format!("cannot read {}: {e}", file.display()))?;
             let name =
                 name.unwrap_or_else(|| file.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default());
-            let source = serde_json::json!({ "file": file.display().to_string() });
+            let source = DatasetSource::File { file: file.display().to_string() };
             let (d, created) = runner.add_dataset(&actor, &name, &bytes, source).await.map_err(|e| match e {
                 ServiceError::Invalid(fields) => format!("{}: {fields}", file.display()),
                 other => other.to_string(),

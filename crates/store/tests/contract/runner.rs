@@ -1,15 +1,16 @@
 //! Contracts of the runner (`src/runner.rs`): datasets, jobs and their leases and claims, models,
 //! aliases and promotions, and impressions waiting for their outcome.
 
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 
 use chrono::{DateTime, Utc};
 
 use serde_json::json;
-use slope_store::{
-    AliasRecord, Heartbeat, ImpressionRecord, JobMetric, JobRecord, MAX_JOB_ATTEMPTS, ModelRecord, NewDataset,
-    NewImpression, NewJob, NewModel, PromotionRecord, Store,
+use slope_domain::{
+    Alias, AliasKind, Contender, DatasetKind, DatasetSource, Impression, Job, JobKind, JobMetric, JobResult, JobSpec,
+    JobStatus, ModelConfig, ModelEval, ModelKind, Promotion, PromotionDecision, TrainConfig, TrainMetrics,
 };
+use slope_store::{Heartbeat, MAX_JOB_ATTEMPTS, NewDataset, NewImpression, NewModel, Store};
 
 use crate::common::*;
 
@@ -43,20 +44,65 @@ contract_tests! {
 
 // ---- fixtures ------------------------------------------------------------------------------------
 
+/// The lineage every test dataset records; datasets hold their source typed, as the domain states it.
+static SOURCE: LazyLock<DatasetSource> = LazyLock::new(|| DatasetSource::Events {
+    loop_key: "notes".into(),
+    segments: vec![1, 2],
+    events: 1200,
+    range: None,
+    event_ids: "datasets/notes.events.json".into(),
+});
+static CONFIG: LazyLock<ModelConfig> = LazyLock::new(|| ModelConfig { n_layer: 4, d_model: 128, ..Default::default() });
+static TRAIN_METRICS: LazyLock<TrainMetrics> =
+    LazyLock::new(|| TrainMetrics::Provenance(json!({"loss": 2.1, "steps": 100})));
+
 fn new_dataset<'a>(name: &'a str, digest: &'a str) -> NewDataset<'a> {
     NewDataset {
         name,
-        kind: "sft",
+        kind: DatasetKind::Sft,
         digest,
         rows: 1200,
         bytes: 480_000,
         path: "datasets/notes.jsonl",
-        source: json!({"loop": "notes", "batches": [1, 2], "events": 1200}),
+        source: &SOURCE,
     }
 }
 
-fn new_job(kind: &str) -> NewJob<'_> {
-    NewJob { kind, spec: json!({"dataset": "sha256:aa", "lr": 0.001, "batch": 8}), total_steps: 100 }
+/// A job of `kind` with 100 steps, as stored.
+fn new_job(kind: &str) -> JobSpec {
+    JobSpec {
+        kind: kind.parse().unwrap(),
+        loop_key: None,
+        model_id: None,
+        dataset_id: Some(3),
+        held_out_id: None,
+        name: None,
+        model_config: None,
+        train: TrainConfig { steps: 100, lr: 0.001, batch_size: 8, ..Default::default() },
+        eval: Default::default(),
+        reward: None,
+    }
+}
+
+/// A decision whose reason is `reason`, for a challenger of reward `reward`.
+fn decision(reason: &str, reward: Option<f64>, champion: Option<f64>) -> PromotionDecision {
+    PromotionDecision {
+        challenger: Contender { id: 1, name: "challenger".into(), reward },
+        champion: champion.map(|r| Contender { id: 2, name: "champion".into(), reward: Some(r) }),
+        experiment: None,
+        reason: reason.into(),
+    }
+}
+
+fn eval_of(scores: &[(&str, f64)], reward: f64) -> ModelEval {
+    ModelEval {
+        scores: scores.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
+        counts: Default::default(),
+        reward,
+        reward_spec: Default::default(),
+        held_out_digest: "sha256:held".into(),
+        config: Default::default(),
+    }
 }
 
 fn job_metric(step: i64, loss: f64) -> JobMetric {
@@ -76,14 +122,14 @@ fn new_model<'a>(name: &'a str, loop_key: Option<&'a str>) -> NewModel<'a> {
     NewModel {
         name,
         loop_key,
-        kind: "sft",
+        kind: ModelKind::Sft,
         base_model_id: None,
         dataset_digest: Some("sha256:aa"),
         job_id: None,
         path: "models/notes",
-        config: json!({"layers": 4, "d_model": 128}),
+        config: &CONFIG,
         parameters: 1_200_000,
-        train_metrics: json!({"loss": 2.1, "steps": 100}),
+        train_metrics: &TRAIN_METRICS,
     }
 }
 
@@ -103,7 +149,7 @@ fn new_impression(event_id: &str, at: DateTime<Utc>) -> NewImpression<'_> {
 }
 
 /// Claims the next job for `worker` and fails the test when there is none.
-async fn claim(store: &Store, worker: &str, lease: chrono::Duration, now: DateTime<Utc>) -> JobRecord {
+async fn claim(store: &Store, worker: &str, lease: chrono::Duration, now: DateTime<Utc>) -> Job {
     store.claim_job(worker, lease, now, None).await.unwrap().unwrap_or_else(|| panic!("{worker} claims a job"))
 }
 
@@ -120,7 +166,7 @@ async fn contract_datasets_are_idempotent_by_digest(store: Store) {
         ("notes-sft", "sft", "sha256:aa", 1200, 480_000)
     );
     assert_eq!(first.path, "datasets/notes.jsonl");
-    assert_eq!(first.source, json!({"loop": "notes", "batches": [1, 2], "events": 1200}));
+    assert_eq!(first.source, *SOURCE);
     assert!((first.created_at - before).num_seconds().abs() < 60);
 
     // The same content under another name is the same dataset: the first registration stands.
@@ -149,8 +195,8 @@ async fn contract_job_lifecycle(store: Store) {
     let org = store.ensure_org("acme", "Acme").await.unwrap();
     let before = Utc::now();
     let job = store.enqueue_job(org, &new_job("sft")).await.unwrap();
-    assert_eq!((job.org_id, job.kind.as_str(), job.status.as_str()), (org.0, "sft", "pending"));
-    assert_eq!(job.spec, json!({"dataset": "sha256:aa", "lr": 0.001, "batch": 8}));
+    assert_eq!((job.org_id, job.kind.as_str(), job.status.as_str()), (org, "sft", "pending"));
+    assert_eq!(job.spec, new_job("sft"));
     assert_eq!((job.step, job.total_steps, job.progress, job.attempts), (0, 100, 0.0, 0));
     assert_eq!((job.lease_owner.as_deref(), job.lease_expires_at, job.heartbeat_at), (None, None, None));
     assert!(!job.cancel_requested);
@@ -164,8 +210,8 @@ async fn contract_job_lifecycle(store: Store) {
     let t0 = at("2027-03-01T10:00:00Z");
     let lease = minutes(5);
     let claimed = claim(&store, "w1", lease, t0).await;
-    let expected = JobRecord {
-        status: "running".into(),
+    let expected = Job {
+        status: JobStatus::Running,
         lease_owner: Some("w1".into()),
         lease_expires_at: Some(t0 + lease),
         heartbeat_at: Some(t0),
@@ -210,14 +256,14 @@ async fn contract_job_lifecycle(store: Store) {
 
     // Only the holder may finish the job, and only with a final status.
     let t2 = t0 + minutes(3);
-    let result = json!({"model_id": 7, "loss": 2.1});
-    assert!(!store.finish_job(job.id, "w2", "succeeded", Some(&result), None, t2).await.unwrap());
+    let result = JobResult { model_id: Some(7), ..Default::default() };
+    assert!(!store.finish_job(job.id, "w2", JobStatus::Succeeded, Some(&result), None, t2).await.unwrap());
     assert_eq!(store.job(org, job.id).await.unwrap(), Some(running.clone()));
-    assert_rejected(store.finish_job(job.id, "w1", "running", None, None, t2).await, "status");
-    assert!(store.finish_job(job.id, "w1", "succeeded", Some(&result), None, t2).await.unwrap());
+    assert_rejected(store.finish_job(job.id, "w1", JobStatus::Running, None, None, t2).await, "status");
+    assert!(store.finish_job(job.id, "w1", JobStatus::Succeeded, Some(&result), None, t2).await.unwrap());
     let done = store.job(org, job.id).await.unwrap().unwrap();
-    let expected = JobRecord {
-        status: "succeeded".into(),
+    let expected = Job {
+        status: JobStatus::Succeeded,
         progress: 1.0,
         result: Some(result.clone()),
         finished_at: Some(t2),
@@ -229,7 +275,7 @@ async fn contract_job_lifecycle(store: Store) {
 
     // A finished job is not claimable, not even long after its old lease ran out, and stays finished.
     assert_eq!(store.claim_job("w3", lease, t2 + chrono::Duration::days(1), None).await.unwrap(), None);
-    assert!(!store.finish_job(job.id, "w1", "failed", None, Some("late"), t2).await.unwrap());
+    assert!(!store.finish_job(job.id, "w1", JobStatus::Failed, None, Some("late"), t2).await.unwrap());
     assert_eq!(store.heartbeat_job(job.id, "w1", 41, 0.41, lease, t2).await.unwrap(), Heartbeat::LeaseLost);
     assert_eq!(store.cancel_job(org, job.id, t2).await.unwrap(), Some(done.clone()));
     assert_eq!(store.job(org, job.id).await.unwrap(), Some(done.clone()));
@@ -257,7 +303,7 @@ async fn contract_jobs_are_isolated_by_org(store: Store) {
     let t0 = at("2027-03-01T10:00:00Z");
     assert_eq!(claim(&store, "w1", minutes(5), t0).await.id, job.id);
     let claimed = claim(&store, "w2", minutes(5), t0).await;
-    assert_eq!((claimed.id, claimed.org_id), (theirs.id, other.0));
+    assert_eq!((claimed.id, claimed.org_id), (theirs.id, other));
     assert_eq!(store.job(org, theirs.id).await.unwrap(), None);
 }
 
@@ -285,11 +331,13 @@ async fn contract_expired_leases_are_claimed_again(store: Store) {
     let t2 = t1 + minutes(1);
     assert_eq!(store.heartbeat_job(job.id, "w1", 20, 0.2, lease, t2).await.unwrap(), Heartbeat::LeaseLost);
     assert!(!store.record_job_checkpoint(job.id, "w1", "jobs/1/step-20", 20).await.unwrap());
-    assert!(!store.finish_job(job.id, "w1", "succeeded", Some(&json!({})), None, t2).await.unwrap());
+    assert!(
+        !store.finish_job(job.id, "w1", JobStatus::Succeeded, Some(&JobResult::default()), None, t2).await.unwrap()
+    );
     assert_eq!(store.job(org, job.id).await.unwrap(), Some(resumed.clone()));
 
     assert_eq!(store.heartbeat_job(job.id, "w2", 30, 0.3, lease, t2).await.unwrap(), Heartbeat::Continue);
-    assert!(store.finish_job(job.id, "w2", "failed", None, Some("out of memory"), t2).await.unwrap());
+    assert!(store.finish_job(job.id, "w2", JobStatus::Failed, None, Some("out of memory"), t2).await.unwrap());
     let failed = store.job(org, job.id).await.unwrap().unwrap();
     assert_eq!(
         (failed.status.as_str(), failed.error.as_deref(), failed.result),
@@ -314,7 +362,7 @@ async fn contract_jobs_abandoned_too_often_fail(store: Store) {
     let claimed = claim(&store, "w-next", lease, t1).await;
     assert_eq!(claimed.id, next.id);
     let failed = store.job(org, job.id).await.unwrap().unwrap();
-    assert_eq!(failed.status, "failed");
+    assert_eq!(failed.status, JobStatus::Failed);
     assert_eq!(failed.error.as_deref(), Some("abandoned by its worker 5 times"));
     assert_eq!(
         (failed.attempts, failed.finished_at, failed.lease_owner.as_deref()),
@@ -349,7 +397,7 @@ async fn contract_cancelled_jobs(store: Store) {
     let t2 = t0 + minutes(2);
     assert_eq!(store.heartbeat_job(running.id, "w1", 5, 0.05, lease, t2).await.unwrap(), Heartbeat::Cancel);
     assert_eq!(store.job(org, running.id).await.unwrap().unwrap().lease_expires_at, Some(t2 + lease));
-    assert!(store.finish_job(running.id, "w1", "cancelled", None, None, t2).await.unwrap());
+    assert!(store.finish_job(running.id, "w1", JobStatus::Cancelled, None, None, t2).await.unwrap());
     let stopped = store.job(org, running.id).await.unwrap().unwrap();
     assert_eq!((stopped.status.as_str(), stopped.finished_at, stopped.progress), ("cancelled", Some(t2), 0.05));
     assert_eq!(store.cancel_job(org, running.id, t2).await.unwrap(), Some(stopped));
@@ -400,7 +448,7 @@ async fn contract_concurrent_claims_take_each_job_once(store: Store) {
     claimed.sort_unstable();
     assert_eq!(claimed, queued, "every job is claimed exactly once");
     let jobs = store.list_jobs(org, 100).await.unwrap();
-    assert!(jobs.iter().all(|j| j.status == "running" && j.attempts == 1), "{jobs:?}");
+    assert!(jobs.iter().all(|j| j.status == JobStatus::Running && j.attempts == 1), "{jobs:?}");
 }
 
 async fn contract_claims_filter_by_kind(store: Store) {
@@ -410,15 +458,15 @@ async fn contract_claims_filter_by_kind(store: Store) {
     let dpo = store.enqueue_job(org, &new_job("dpo")).await.unwrap();
     let now = at("2027-03-01T10:00:00Z");
     let lease = minutes(5);
-    let by_kind = |kinds: &'static [&'static str]| {
+    let by_kind = |kinds: &'static [JobKind]| {
         let store = store.clone();
         async move { store.claim_job("w", lease, now, Some(kinds)).await.unwrap().map(|j| j.id) }
     };
-    assert_eq!(by_kind(&["pretrain"]).await, None);
+    assert_eq!(by_kind(&[JobKind::Pretrain]).await, None);
     assert_eq!(by_kind(&[]).await, None);
-    assert_eq!(by_kind(&["sft", "dpo"]).await, Some(sft.id));
-    assert_eq!(by_kind(&["eval"]).await, Some(eval.id));
-    assert_eq!(by_kind(&["eval"]).await, None);
+    assert_eq!(by_kind(&[JobKind::Sft, JobKind::Dpo]).await, Some(sft.id));
+    assert_eq!(by_kind(&[JobKind::Eval]).await, Some(eval.id));
+    assert_eq!(by_kind(&[JobKind::Eval]).await, None);
     assert_eq!(store.claim_job("w", lease, now, None).await.unwrap().map(|j| j.id), Some(dpo.id));
 }
 
@@ -426,14 +474,15 @@ async fn contract_models_and_aliases(store: Store) {
     let org = store.ensure_org("acme", "Acme").await.unwrap();
     let other = store.ensure_org("globex", "Globex").await.unwrap();
     let before = Utc::now();
-    let base =
-        store.create_model(org, &NewModel { kind: "pretrain", dataset_digest: None, ..new_model("base", None) }).await;
+    let base = store
+        .create_model(org, &NewModel { kind: ModelKind::Pretrain, dataset_digest: None, ..new_model("base", None) })
+        .await;
     let base = base.unwrap();
     assert_eq!((base.name.as_str(), base.loop_key.as_deref(), base.kind.as_str()), ("base", None, "pretrain"));
     assert_eq!((base.base_model_id, base.dataset_digest.as_deref(), base.job_id), (None, None, None));
     assert_eq!((base.path.as_str(), base.parameters), ("models/notes", 1_200_000));
-    assert_eq!(base.config, json!({"layers": 4, "d_model": 128}));
-    assert_eq!(base.train_metrics, json!({"loss": 2.1, "steps": 100}));
+    assert_eq!(base.config, *CONFIG);
+    assert_eq!(base.train_metrics, *TRAIN_METRICS);
     assert_eq!((base.eval.as_ref(), base.reward, base.evaluated_at), (None, None, None));
     assert!((base.created_at - before).num_seconds().abs() < 60);
 
@@ -461,30 +510,29 @@ async fn contract_models_and_aliases(store: Store) {
     assert_eq!(store.list_models(other, None).await.unwrap(), vec![theirs.clone()]);
 
     let t0 = at("2027-03-01T10:00:00Z");
-    let scores = json!({"exact_match": 0.4, "perplexity": 8.5});
-    let evaluated = store.set_model_eval(org, tuned.id, &scores, 0.42, t0).await.unwrap();
+    let scores = eval_of(&[("exact_match", 0.4), ("perplexity", 8.5)], 0.42);
+    let evaluated = store.set_model_eval(org, tuned.id, &scores, t0).await.unwrap();
     let expected =
-        ModelRecord { eval: Some(scores.clone()), reward: Some(0.42), evaluated_at: Some(t0), ..tuned.clone() };
+        slope_domain::Model { eval: Some(scores.clone()), reward: Some(0.42), evaluated_at: Some(t0), ..tuned.clone() };
     assert_eq!(evaluated, expected);
     assert_eq!(store.model(org, tuned.id).await.unwrap(), Some(expected));
-    assert_not_found(store.set_model_eval(other, tuned.id, &scores, 0.9, t0).await, "model", tuned.id);
+    assert_not_found(store.set_model_eval(other, tuned.id, &eval_of(&[], 0.9), t0).await, "model", tuned.id);
     assert_eq!(store.model(other, theirs.id).await.unwrap(), Some(theirs.clone()));
 
-    let challenger = store.set_alias(org, "notes", "challenger", tuned.id, t0).await.unwrap();
-    let expected =
-        AliasRecord { loop_key: "notes".into(), alias: "challenger".into(), model_id: tuned.id, updated_at: t0 };
+    let challenger = store.set_alias(org, "notes", AliasKind::Challenger, tuned.id, t0).await.unwrap();
+    let expected = Alias { loop_key: "notes".into(), alias: AliasKind::Challenger, model_id: tuned.id, updated_at: t0 };
     assert_eq!(challenger, expected);
-    assert_eq!(store.alias(org, "notes", "challenger").await.unwrap(), Some(expected));
+    assert_eq!(store.alias(org, "notes", AliasKind::Challenger).await.unwrap(), Some(expected));
     let t1 = t0 + minutes(1);
-    let champion = store.set_alias(org, "notes", "champion", base.id, t0).await.unwrap();
-    let replaced = store.set_alias(org, "notes", "challenger", base.id, t1).await.unwrap();
+    let champion = store.set_alias(org, "notes", AliasKind::Champion, base.id, t0).await.unwrap();
+    let replaced = store.set_alias(org, "notes", AliasKind::Challenger, base.id, t1).await.unwrap();
     assert_eq!((replaced.model_id, replaced.updated_at), (base.id, t1));
-    let mail = store.set_alias(org, "mail", "champion", tuned.id, t1).await.unwrap();
+    let mail = store.set_alias(org, "mail", AliasKind::Champion, tuned.id, t1).await.unwrap();
     assert_eq!(store.aliases(org, None).await.unwrap(), vec![mail, replaced.clone(), champion.clone()]);
     assert_eq!(store.aliases(org, Some("notes")).await.unwrap(), vec![replaced, champion]);
-    assert_not_found(store.set_alias(org, "notes", "champion", theirs.id, t1).await, "model", theirs.id);
-    assert_eq!(store.alias(org, "notes", "champion").await.unwrap().map(|a| a.model_id), Some(base.id));
-    assert_eq!(store.alias(other, "notes", "challenger").await.unwrap(), None);
+    assert_not_found(store.set_alias(org, "notes", AliasKind::Champion, theirs.id, t1).await, "model", theirs.id);
+    assert_eq!(store.alias(org, "notes", AliasKind::Champion).await.unwrap().map(|a| a.model_id), Some(base.id));
+    assert_eq!(store.alias(other, "notes", AliasKind::Challenger).await.unwrap(), None);
     assert!(store.aliases(other, None).await.unwrap().is_empty());
 }
 
@@ -497,15 +545,16 @@ async fn contract_promotions(store: Store) {
     let theirs = store.create_model(other, &new_model("notes-1", Some("notes"))).await.unwrap();
     let t0 = at("2027-03-01T10:00:00Z");
     let champion =
-        |store: Store| async move { store.alias(org, "notes", "champion").await.unwrap().map(|a| a.model_id) };
-    let challenger =
-        |store: Store| async move { store.alias(org, "notes", "challenger").await.unwrap().map(|a| a.model_id) };
+        |store: Store| async move { store.alias(org, "notes", AliasKind::Champion).await.unwrap().map(|a| a.model_id) };
+    let challenger = |store: Store| async move {
+        store.alias(org, "notes", AliasKind::Challenger).await.unwrap().map(|a| a.model_id)
+    };
 
     // The loop's first champion.
-    store.set_alias(org, "notes", "challenger", first.id, t0).await.unwrap();
-    let d1 = json!({"reward": 0.4, "champion_reward": null});
+    store.set_alias(org, "notes", AliasKind::Challenger, first.id, t0).await.unwrap();
+    let d1 = decision("first champion", Some(0.4), None);
     let p1 = store.record_promotion(org, "notes", first.id, None, true, &d1, t0).await.unwrap();
-    let expected = PromotionRecord {
+    let expected = Promotion {
         id: p1.id,
         loop_key: "notes".into(),
         challenger_id: first.id,
@@ -515,52 +564,56 @@ async fn contract_promotions(store: Store) {
         at: t0,
     };
     assert_eq!(p1, expected);
-    let crowned = store.alias(org, "notes", "champion").await.unwrap().unwrap();
+    let crowned = store.alias(org, "notes", AliasKind::Champion).await.unwrap().unwrap();
     assert_eq!((crowned.model_id, crowned.updated_at), (first.id, t0));
     assert_eq!(challenger(store.clone()).await, None, "the promoted challenger's alias is removed");
 
     // A refused challenger is recorded and leaves the aliases alone.
     let t1 = t0 + minutes(10);
-    store.set_alias(org, "notes", "challenger", second.id, t1).await.unwrap();
-    let d2 = json!({"reward": 0.38, "champion_reward": 0.4});
+    store.set_alias(org, "notes", AliasKind::Challenger, second.id, t1).await.unwrap();
+    let d2 = decision("does not beat", Some(0.38), Some(0.4));
     let p2 = store.record_promotion(org, "notes", second.id, Some(first.id), false, &d2, t1).await.unwrap();
     assert_eq!((p2.challenger_id, p2.champion_id, p2.accepted), (second.id, Some(first.id), false));
     assert_eq!((champion(store.clone()).await, challenger(store.clone()).await), (Some(first.id), Some(second.id)));
 
     // Decisions based on a stale champion are refused whole: no row, no alias change.
     let t2 = t0 + minutes(20);
-    let stale = store.record_promotion(org, "notes", second.id, None, true, &json!({}), t2).await;
+    let stale = store.record_promotion(org, "notes", second.id, None, true, &decision("", None, None), t2).await;
     assert_conflict(stale, "champion", second.id, 0, first.id);
-    let stale = store.record_promotion(org, "notes", second.id, Some(third.id), true, &json!({}), t2).await;
+    let stale =
+        store.record_promotion(org, "notes", second.id, Some(third.id), true, &decision("", None, None), t2).await;
     assert_conflict(stale, "champion", second.id, third.id, first.id);
     assert_eq!(store.promotions(org, Some("notes")).await.unwrap(), vec![p2.clone(), p1.clone()]);
     assert_eq!((champion(store.clone()).await, challenger(store.clone()).await), (Some(first.id), Some(second.id)));
 
     // Another organisation's model can be neither challenger nor recorded.
-    let foreign = store.record_promotion(org, "notes", theirs.id, Some(first.id), true, &json!({}), t2).await;
+    let foreign =
+        store.record_promotion(org, "notes", theirs.id, Some(first.id), true, &decision("", None, None), t2).await;
     assert_not_found(foreign, "model", theirs.id);
-    let foreign = store.record_promotion(org, "notes", theirs.id, Some(first.id), false, &json!({}), t2).await;
+    let foreign =
+        store.record_promotion(org, "notes", theirs.id, Some(first.id), false, &decision("", None, None), t2).await;
     assert_not_found(foreign, "model", theirs.id);
 
-    let d3 = json!({"reward": 0.5, "champion_reward": 0.4});
+    let d3 = decision("beats", Some(0.5), Some(0.4));
     let p3 = store.record_promotion(org, "notes", second.id, Some(first.id), true, &d3, t2).await.unwrap();
     assert_eq!((p3.champion_id, p3.accepted), (Some(first.id), true));
     assert_eq!((champion(store.clone()).await, challenger(store.clone()).await), (Some(second.id), None));
 
     // Promoting a model that is not the challenger (a rollback) keeps the challenger alias.
     let t3 = t0 + minutes(30);
-    store.set_alias(org, "notes", "challenger", third.id, t3).await.unwrap();
-    let rollback = json!({"rollback": true});
+    store.set_alias(org, "notes", AliasKind::Challenger, third.id, t3).await.unwrap();
+    let rollback = decision("rollback", None, None);
     let p4 = store.record_promotion(org, "notes", first.id, Some(second.id), true, &rollback, t3).await.unwrap();
     assert_eq!((champion(store.clone()).await, challenger(store.clone()).await), (Some(first.id), Some(third.id)));
 
     // Listed newest first by decision time, whatever order they were stored in.
     let early = t0 - minutes(60);
-    let p0 = store.record_promotion(org, "mail", third.id, None, false, &json!({}), early).await.unwrap();
+    let p0 =
+        store.record_promotion(org, "mail", third.id, None, false, &decision("", None, None), early).await.unwrap();
     assert_eq!(store.promotions(org, None).await.unwrap(), vec![p4.clone(), p3.clone(), p2.clone(), p1.clone(), p0]);
     assert_eq!(store.promotions(org, Some("notes")).await.unwrap(), vec![p4, p3, p2, p1]);
     assert!(store.promotions(other, None).await.unwrap().is_empty());
-    assert_eq!(store.alias(other, "notes", "champion").await.unwrap(), None);
+    assert_eq!(store.alias(other, "notes", AliasKind::Champion).await.unwrap(), None);
 }
 
 async fn contract_impressions_wait_for_their_outcome(store: Store) {
@@ -568,9 +621,9 @@ async fn contract_impressions_wait_for_their_outcome(store: Store) {
     let other = store.ensure_org("globex", "Globex").await.unwrap();
     let t0 = at("2027-03-01T10:00:00Z");
     let first = store.record_impression(org, &new_impression("e-1", t0)).await.unwrap();
-    let expected = ImpressionRecord {
+    let expected = Impression {
         id: first.id,
-        org_id: org.0,
+        org_id: org,
         event_id: "e-1".into(),
         loop_key: "notes".into(),
         user_id: "u-1".into(),
@@ -598,12 +651,8 @@ async fn contract_impressions_wait_for_their_outcome(store: Store) {
     // The outcome is set once; a second report gets the first one back.
     let t1 = t0 + minutes(3);
     let reported = store.record_impression_outcome(org, "notes", "e-2", 7, Some("mild pain"), t1).await.unwrap();
-    let expected = ImpressionRecord {
-        accepted_chars: Some(7),
-        final_text: Some("mild pain".into()),
-        outcome_at: Some(t1),
-        ..second
-    };
+    let expected =
+        Impression { accepted_chars: Some(7), final_text: Some("mild pain".into()), outcome_at: Some(t1), ..second };
     assert_eq!(reported, expected);
     let again = store.record_impression_outcome(org, "notes", "e-2", 0, None, t1 + minutes(1)).await.unwrap();
     assert_eq!(again, reported);
@@ -633,27 +682,27 @@ async fn contract_only_the_lease_holder_registers_a_trained_model(store: Store) 
     let t1 = t0 + minutes(6);
     claim(&store, "w2", lease, t1).await;
     let model = NewModel { job_id: Some(job.id), ..new_model("notes-sft-j1", Some("notes")) };
-    let result = json!({ "train": { "steps": 30 } });
+    let result = JobResult { challenger: Some("named".into()), ..Default::default() };
 
     // The worker that lost its lease finishes training late: it registers nothing at all.
     let stale = store.complete_training_job(job.id, "w1", &model, Some("notes"), &result, t1).await.unwrap();
     assert_eq!(stale, None);
     assert_eq!(store.model_by_name(org, "notes-sft-j1").await.unwrap(), None);
-    assert_eq!(store.alias(org, "notes", "challenger").await.unwrap(), None);
-    assert_eq!(store.job(org, job.id).await.unwrap().unwrap().status, "running");
+    assert_eq!(store.alias(org, "notes", AliasKind::Challenger).await.unwrap(), None);
+    assert_eq!(store.job(org, job.id).await.unwrap().unwrap().status, JobStatus::Running);
 
     // The holder registers the model, names it the loop's challenger and ends the job, together.
     let t2 = t1 + minutes(1);
     let record = store.complete_training_job(job.id, "w2", &model, Some("notes"), &result, t2).await.unwrap().unwrap();
     assert_eq!((record.name.as_str(), record.job_id), ("notes-sft-j1", Some(job.id)));
-    assert_eq!(store.alias(org, "notes", "challenger").await.unwrap().map(|a| a.model_id), Some(record.id));
+    assert_eq!(store.alias(org, "notes", AliasKind::Challenger).await.unwrap().map(|a| a.model_id), Some(record.id));
     let done = store.job(org, job.id).await.unwrap().unwrap();
     assert_eq!((done.status.as_str(), done.finished_at, done.lease_owner), ("succeeded", Some(t2), None));
     assert_eq!(done.step, done.total_steps);
     let result = done.result.unwrap();
-    assert_eq!((result["model_id"].as_i64(), result["model"].as_str()), (Some(record.id), Some("notes-sft-j1")));
-    assert_eq!(result["train"]["steps"], 30);
+    assert_eq!((result.model_id, result.model.as_deref()), (Some(record.id), Some("notes-sft-j1")));
+    assert_eq!(result.challenger.as_deref(), Some("named"));
     // Done is done: a second completion registers nothing.
     let again = NewModel { ..new_model("notes-sft-j1-again", Some("notes")) };
-    assert_eq!(store.complete_training_job(job.id, "w2", &again, None, &json!({}), t2).await.unwrap(), None);
+    assert_eq!(store.complete_training_job(job.id, "w2", &again, None, &JobResult::default(), t2).await.unwrap(), None);
 }

@@ -1,0 +1,337 @@
+//! The model registry: models with lineage and evals, the `champion`/`challenger` aliases, the
+//! promotion gate, and the champion's scores published as metric points.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use chrono::Utc;
+use serde::Serialize;
+use slope_domain::{
+    Action, Actor, Alias, AliasKind, Contender, ExperimentEvidence, Key, MetricInput, Model, ModelEval, ModelKind,
+    OrgId, PointInput, Promotion, PromotionDecision, TrainMetrics,
+};
+use slope_store::NewModel;
+
+use super::{MODEL_FILES, Runner, invalid, unique_id};
+use crate::error::internal;
+use crate::{Result, ServiceError};
+
+/// A model with its aliases and promotion history, as the models page and API show it.
+#[derive(Clone, Debug, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ModelView {
+    #[serde(flatten)]
+    pub model: Model,
+    /// `(loop, alias)` pairs naming this model.
+    pub aliases: Vec<Alias>,
+    /// The chain of base models, nearest first.
+    pub lineage: Vec<Model>,
+}
+
+/// The answer of the promotion gate.
+#[derive(Clone, Debug, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct PromotionOutcome {
+    pub accepted: bool,
+    pub reason: String,
+    pub record: Promotion,
+}
+
+impl Runner {
+    pub(super) async fn model_record(&self, org: OrgId, id: i64) -> Result<Model> {
+        self.store.model(org, id).await?.ok_or_else(|| ServiceError::NotFound(format!("model {id} not found")))
+    }
+
+    /// The organisation's models, or one loop's (404 for a loop that has no events, metrics or models).
+    pub async fn models(&self, actor: &Actor, loop_key: Option<&str>) -> Result<Vec<Model>> {
+        let org = actor.authorize(Action::Read)?;
+        let models = self.store.list_models(org, loop_key).await?;
+        if let Some(loop_key) = loop_key
+            && models.is_empty()
+        {
+            self.loops.ensure_loop(org, loop_key).await?;
+        }
+        Ok(models)
+    }
+
+    pub async fn aliases(&self, actor: &Actor, loop_key: Option<&str>) -> Result<Vec<Alias>> {
+        let org = actor.authorize(Action::Read)?;
+        Ok(self.store.aliases(org, loop_key).await?)
+    }
+
+    pub async fn promotions(&self, actor: &Actor, loop_key: Option<&str>) -> Result<Vec<Promotion>> {
+        let org = actor.authorize(Action::Read)?;
+        Ok(self.store.promotions(org, loop_key).await?)
+    }
+
+    pub async fn model(&self, actor: &Actor, id: i64) -> Result<ModelView> {
+        let org = actor.authorize(Action::Read)?;
+        let model = self.model_record(org, id).await?;
+        let aliases = self.store.aliases(org, None).await?.into_iter().filter(|a| a.model_id == id).collect();
+        let mut lineage = Vec::new();
+        let mut next = model.base_model_id;
+        while let Some(base) = next {
+            if lineage.len() > 32 {
+                break;
+            }
+            match self.store.model(org, base).await? {
+                Some(m) => {
+                    next = m.base_model_id;
+                    lineage.push(m);
+                }
+                None => break,
+            }
+        }
+        Ok(ModelView { model, aliases, lineage })
+    }
+
+    /// Registers a model directory (`config.json`, `model.safetensors`) such as the shipped base model.
+    /// Importing the same name again returns the model already registered.
+    pub async fn import_model(&self, actor: &Actor, name: &str, dir: &Path, loop_key: Option<&str>) -> Result<Model> {
+        let org = actor.authorize(Action::Operate)?;
+        if let Some(existing) = self.store.model_by_name(org, name).await? {
+            return Ok(existing);
+        }
+        let (device, owned) = (slope_runner::device(), dir.to_path_buf());
+        // A folder that is not a model is the caller's mistake, named on the field they gave.
+        let model = tokio::task::spawn_blocking(move || slope_runner::Model::load(&owned, &device))
+            .await
+            .map_err(|e| internal("loading a model", e))?
+            .map_err(|e| invalid("dir", e.to_string()))?;
+        let prefix = format!("runner/{}/models/{}", org.0, unique_id("m-"));
+        self.put_dir(dir, &MODEL_FILES, &prefix).await?;
+        // The provenance file is a document of the model's makers; it is kept as it is and shown.
+        let provenance = std::fs::read(dir.join("provenance.json"))
+            .ok()
+            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+            .unwrap_or(serde_json::json!({}));
+        let record = self
+            .store
+            .create_model(
+                org,
+                &NewModel {
+                    name,
+                    loop_key,
+                    kind: ModelKind::Import,
+                    base_model_id: None,
+                    dataset_digest: None,
+                    job_id: None,
+                    path: &prefix,
+                    config: model.config(),
+                    parameters: model.config().parameters() as i64,
+                    train_metrics: &TrainMetrics::Provenance(provenance),
+                },
+            )
+            .await?;
+        self.cache_model(org, record.id, Arc::new(model));
+        Ok(record)
+    }
+
+    /// Names a model its loop's challenger (the model a running experiment serves to its treatment arm).
+    pub async fn set_challenger(&self, actor: &Actor, loop_key: &str, model_id: i64) -> Result<Alias> {
+        let org = actor.authorize(Action::Operate)?;
+        Key::parse(loop_key).map_err(|m| invalid("loop", m))?;
+        self.model_record(org, model_id).await?;
+        Ok(self.store.set_alias(org, loop_key, AliasKind::Challenger, model_id, Utc::now()).await?)
+    }
+
+    /// The model an alias of the loop points at, if any.
+    pub(super) async fn aliased(&self, org: OrgId, loop_key: &str, alias: AliasKind) -> Result<Option<Alias>> {
+        Ok(self.store.alias(org, loop_key, alias).await?)
+    }
+
+    /// The promotion gate. The model becomes the loop's champion only when its reward beats the
+    /// champion's on the same held-out data and, where the loop has an A/B experiment under way or
+    /// finished, its treatment arm is not significantly worse by the always-valid confidence sequence.
+    /// Every decision, accepted or refused, is recorded.
+    pub async fn promote(&self, actor: &Actor, loop_key: &str, model_id: i64) -> Result<PromotionOutcome> {
+        let org = actor.authorize(Action::Operate)?;
+        let key = Key::parse(loop_key).map_err(|m| invalid("loop", m))?;
+        let challenger = self.model_record(org, model_id).await?;
+        if let Some(l) = &challenger.loop_key
+            && l != key.as_str()
+        {
+            return Err(invalid(
+                "model_id",
+                format!("model {model_id} was trained for loop {l}, not {}", key.as_str()),
+            ));
+        }
+        let champion = match self.aliased(org, key.as_str(), AliasKind::Champion).await? {
+            Some(a) => Some(self.model_record(org, a.model_id).await?),
+            None => None,
+        };
+        if champion.as_ref().is_some_and(|c| c.id == model_id) {
+            return Err(ServiceError::Conflict(format!(
+                "model {model_id} is already the champion of {}",
+                key.as_str()
+            )));
+        }
+        let mut verdict = offline_verdict(&challenger, champion.as_ref(), key.as_str());
+        let mut experiment = None;
+        if verdict.is_ok()
+            && let Some((experiment_key, analysis)) = self.latest_experiment(org, key.as_str()).await?
+        {
+            match analysis {
+                Ok(report) => {
+                    let av = &report.always_valid;
+                    if av.ci_high < 0.0 {
+                        verdict = Err(format!(
+                            "experiment {experiment_key}: the treatment's acceptance is significantly worse (always-valid 95 % interval of the difference [{:.4}, {:.4}])",
+                            av.ci_low, av.ci_high
+                        ));
+                    }
+                    experiment = Some(ExperimentEvidence::Analysed {
+                        key: experiment_key,
+                        difference: report.difference.estimate,
+                        always_valid_ci: [av.ci_low, av.ci_high],
+                        always_valid_p: av.p_value,
+                    });
+                }
+                Err(why) => {
+                    experiment = Some(ExperimentEvidence::NotAnalysed { key: experiment_key, not_analysed: why })
+                }
+            }
+        }
+        let (accepted, reason) = match verdict {
+            Ok(r) => (true, r),
+            Err(r) => (false, r),
+        };
+        let decision = PromotionDecision {
+            challenger: Contender::from(&challenger),
+            champion: champion.as_ref().map(Contender::from),
+            experiment,
+            reason: reason.clone(),
+        };
+        let record = self
+            .store
+            .record_promotion(
+                org,
+                key.as_str(),
+                model_id,
+                champion.as_ref().map(|c| c.id),
+                accepted,
+                &decision,
+                Utc::now(),
+            )
+            .await?;
+        if accepted {
+            tracing::info!(loop_key = key.as_str(), model = model_id, "promoted to champion");
+            let promoted = self.model_record(org, model_id).await?;
+            self.publish_champion_logged(org, key.as_str(), &promoted).await;
+        }
+        Ok(PromotionOutcome { accepted, reason, record })
+    }
+
+    /// The loop's most recently started experiment that has started, with its analysis or why none.
+    async fn latest_experiment(
+        &self,
+        org: OrgId,
+        loop_key: &str,
+    ) -> Result<Option<(String, std::result::Result<slope_metrics::ab::AbReport, String>)>> {
+        let today = Utc::now().date_naive();
+        let experiment = self
+            .loops
+            .list_experiments(&Actor::system(org, "runner"))
+            .await?
+            .into_iter()
+            .filter(|e| e.loop_key == loop_key && e.starts_on <= today)
+            .max_by_key(|e| (e.starts_on, e.id));
+        let Some(e) = experiment else { return Ok(None) };
+        let analysis = match self.loops.analyze_experiment(&Actor::system(org, "runner"), &e.key).await {
+            Ok(a) => Ok(a.report),
+            Err(ServiceError::Conflict(why)) => Err(why),
+            Err(other) => return Err(other),
+        };
+        Ok(Some((e.key, analysis)))
+    }
+
+    /// Records an eval on its model and, when the model is its loop's champion, publishes the scores.
+    pub(super) async fn record_eval(&self, org: OrgId, model_id: i64, eval: &ModelEval) -> Result<()> {
+        let updated = self.store.set_model_eval(org, model_id, eval, Utc::now()).await?;
+        if let Some(loop_key) = &updated.loop_key
+            && self.aliased(org, loop_key, AliasKind::Champion).await?.is_some_and(|a| a.model_id == updated.id)
+        {
+            self.publish_champion_logged(org, loop_key, &updated).await;
+        }
+        Ok(())
+    }
+
+    /// Publishing is a consequence of an eval or a promotion that has already been recorded; when it
+    /// fails (say the metric key would be too long) it is logged and does not undo that.
+    async fn publish_champion_logged(&self, org: OrgId, loop_key: &str, model: &Model) {
+        if let Err(e) = self.publish_champion(org, loop_key, model).await {
+            tracing::warn!(error = %e, loop_key, model = model.id, "publishing the champion's scores as metric points failed");
+        }
+    }
+
+    /// Writes the champion's eval scores as points of the loop's `<loop>-champion-*` metrics (created
+    /// as eval-score metrics on first use), so key results can be fed by model quality.
+    async fn publish_champion(&self, org: OrgId, loop_key: &str, model: &Model) -> Result<()> {
+        let Some(eval) = &model.eval else { return Ok(()) };
+        let score = |name: &str| eval.scores.get(name).copied().filter(|v| !v.is_nan());
+        let mut values: Vec<(&str, &str, f64)> = Vec::new();
+        if let Some(v) = score("replay_acceptance") {
+            values.push(("replay-acceptance", "replay character acceptance", v));
+        }
+        if let Some(v) = score("perplexity") {
+            values.push(("perplexity", "held-out perplexity", v));
+        }
+        values.push(("reward", "reward", eval.reward));
+        let system = Actor::system(org, "runner");
+        let now = Utc::now().to_rfc3339();
+        for (suffix, what, value) in values {
+            let key = format!("{loop_key}-champion-{suffix}");
+            let input = MetricInput {
+                key: key.clone(),
+                name: format!("{loop_key}: champion model {what}"),
+                kind: "eval-score".into(),
+                loop_key: loop_key.into(),
+                granularity: "day".into(),
+                ..Default::default()
+            };
+            self.loops.ensure_metric(&system, &input).await?;
+            let point = PointInput { at: now.clone(), value: Some(value), n: None, ci_low: None, ci_high: None };
+            self.loops.push_points(&system, &key, &[point]).await?;
+        }
+        Ok(())
+    }
+}
+
+/// The offline half of the gate: the challenger must have an eval, and beat an evaluated champion's
+/// reward on the same held-out data, measured the same way. `Ok` carries the reason to accept, `Err`
+/// the reason to refuse.
+fn offline_verdict(
+    challenger: &Model,
+    champion: Option<&Model>,
+    loop_key: &str,
+) -> std::result::Result<String, String> {
+    let Some(reward) = challenger.reward else {
+        return Err(format!("model {} has no eval yet: run an eval job first", challenger.name));
+    };
+    let Some(champ) = champion else {
+        return Ok(format!("{} is the first champion of {loop_key} (reward {reward:.4})", challenger.name));
+    };
+    let Some(champ_reward) = champ.reward else {
+        return Ok(format!(
+            "the champion {} was never evaluated; {} (reward {reward:.4}) replaces it",
+            champ.name, challenger.name
+        ));
+    };
+    if challenger.held_out_digest() != champ.held_out_digest() {
+        return Err(format!(
+            "{} and {} were evaluated on different held-out data; evaluate both on the same dataset",
+            challenger.name, champ.name
+        ));
+    }
+    if !challenger.evaluated_like(champ) {
+        return Err(format!(
+            "{} and {} were evaluated with different reward specs or eval settings, so their rewards do not compare; evaluate both the same way",
+            challenger.name, champ.name
+        ));
+    }
+    // A NaN reward never beats anything.
+    if reward.partial_cmp(&champ_reward) != Some(std::cmp::Ordering::Greater) {
+        return Err(format!("reward {reward:.4} does not beat the champion {}'s {champ_reward:.4}", champ.name));
+    }
+    Ok(format!("reward {reward:.4} beats the champion {}'s {champ_reward:.4}", champ.name))
+}
