@@ -14,6 +14,9 @@
 //! installed from `bench/requirements.txt` by this command only. `--no-build` measures the
 //! `target/release/slope` already there, for when the working tree does not build.
 
+// Long on purpose: one benchmark script, data generation, peers and report together, so that its figures are
+// reproduced by reading one file.
+
 use std::fmt::Write as _;
 use std::fs;
 use std::io::{BufRead, BufReader, BufWriter, Write};

@@ -354,6 +354,17 @@ fn lint() -> Result {
     if let Some(found) = sql {
         return Err(format!("SQL found in app/ (it belongs in crates/store):\n{found}"));
     }
+    step("Invariant: REST handlers and the UI import neither the store nor the metrics engine");
+    let below = output(
+        Command::new("grep")
+            .args(["-rnE", r"\bslope_(store|metrics)::", "server/src/api", "app/src"])
+            .current_dir(root()),
+    );
+    if let Some(found) = below {
+        return Err(format!("server/src/api and app/src must go through slope_service:\n{found}"));
+    }
+    step("Invariant: no source file over 800 lines without a comment saying why");
+    long_files_explained()?;
     step("Lints");
     run(cargo().args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]))?;
     run(cargo().args([
@@ -369,6 +380,42 @@ fn lint() -> Result {
         "warnings",
     ]))?;
     Ok(())
+}
+
+/// Source files (tests aside) of more than `MAX_LINES` lines must say why near their top, in a comment
+/// containing "long on purpose": a long file is allowed, an unexplained one is not.
+fn long_files_explained() -> Result {
+    const MAX_LINES: usize = 800;
+    let mut unexplained = Vec::new();
+    let mut stack: Vec<PathBuf> =
+        ["crates", "server/src", "app/src", "xtask/src"].iter().map(|d| root().join(d)).collect();
+    while let Some(dir) = stack.pop() {
+        for entry in fs::read_dir(&dir).map_err(|e| format!("{}: {e}", dir.display()))?.flatten() {
+            let path = entry.path();
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if path.is_dir() {
+                if !matches!(name.as_str(), "tests" | "target" | "benches" | "examples") {
+                    stack.push(path);
+                }
+            } else if name.ends_with(".rs") {
+                let text = fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+                let head: String = text.lines().take(40).collect::<Vec<_>>().join("\n").to_lowercase();
+                if text.lines().count() > MAX_LINES && !head.contains("long on purpose") {
+                    unexplained.push(path.strip_prefix(root()).unwrap_or(&path).display().to_string());
+                }
+            }
+        }
+    }
+    if unexplained.is_empty() {
+        eprintln!("ok: every source file over {MAX_LINES} lines says why");
+        Ok(())
+    } else {
+        unexplained.sort();
+        Err(format!(
+            "over {MAX_LINES} lines with no \"long on purpose\" comment saying why: {}",
+            unexplained.join(", ")
+        ))
+    }
 }
 
 fn forbid(tree: &str, what: &str, crates: &[&str]) -> Result {

@@ -10,6 +10,9 @@
 //! The evidence (counts of users, links, staleness, experiment results) is gathered elsewhere; this
 //! module only judges it, so the rules can be tested on constructed data and shown in the browser.
 
+// Long on purpose: the stage rules, the evidence they cite and the failure-mode detectors are one model, and
+// its worked-example tests sit beside it.
+
 use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, Duration, NaiveDate, Utc};

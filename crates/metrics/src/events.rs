@@ -1,6 +1,9 @@
 //! Interaction events: one AI suggestion shown to a person. Read from NDJSON, CSV or Parquet files,
 //! validated row by row; a file with any invalid row is refused whole, naming the rows.
 
+// Long on purpose: reading every format (NDJSON, CSV, Parquet) and validating every row with its error report
+// is one concern, and its tests sit beside it.
+
 use std::collections::HashSet;
 use std::path::Path;
 

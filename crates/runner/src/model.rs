@@ -4,6 +4,9 @@
 //! Parameters are plain [`Var`]s in a name-sorted map, not a `VarMap`, so their order (and with it the
 //! optimizer's and the checkpoint's) never depends on hashing.
 
+// Long on purpose: the traced forward pass and its hand-written backward must stay side by side, operation
+// for operation, so that a change to one is seen against the other.
+
 use std::collections::BTreeMap;
 
 use candle_core::{D, DType, Device, Tensor, Var};

@@ -23,6 +23,12 @@ pub use plans::PlanOutcome;
 pub use runner::*;
 pub use segments::SegmentStore;
 pub use simulator::{Simulator, SimulatorSettings, duty_wait};
+/// The few types of the crates below that are part of this layer's own API (a batch's format, a loop's
+/// summary, a drift result), named here so that the edges import them from the service, never from
+/// the store or the metrics engine.
+pub use slope_metrics::drift::Drift;
+pub use slope_metrics::events::Format;
+pub use slope_store::LoopSummary;
 pub use upkeep::Upkeep;
 
 pub type Result<T, E = ServiceError> = std::result::Result<T, E>;

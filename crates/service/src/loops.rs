@@ -1,6 +1,9 @@
 //! Loop metrics use cases: ingesting event batches into segments, keeping metric series materialised,
 //! pushed points, and the reports (acceptance, experiments, drift) computed from stored events.
 
+// Long on purpose, for now: ingestion, materialisation and the loop reads share private helpers; issue 13
+// split the runner first, and this file is the next to split by capability (ingest, materialise, read).
+
 use std::collections::{BTreeSet, HashMap};
 use std::io::Read;
 

@@ -1,5 +1,8 @@
 //! Plan entities: seasons, objectives, key results, squads, squad goals, check-ins and their revisions.
 
+// Long on purpose: the plan's entities are written in transactions that span several of them (a plan applies
+// whole), so their statements stay together.
+
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};

@@ -10,6 +10,10 @@
 //! edge: kinds and statuses become enums, JSON columns become typed specifications, results and
 //! decisions. A row that does not parse is reported as corrupt rather than passed on half-read.
 
+// Long on purpose: the job queue's leases and claims, the registry's aliases and promotions and the
+// impressions share one set of row types and transactions; splitting them would scatter the lease rules that
+// every statement here repeats.
+
 use chrono::{DateTime, Utc};
 use sqlx::types::Json;
 

@@ -9,9 +9,9 @@ use axum::response::IntoResponse;
 use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 use slope_domain::*;
-use slope_metrics::events::Format;
-use slope_service::{BatchInput, ExperimentAnalysis, IngestAck, LoopReport, Loops, MAX_BATCH_BYTES, Services};
-use slope_store::LoopSummary;
+use slope_service::{
+    BatchInput, ExperimentAnalysis, Format, IngestAck, LoopReport, LoopSummary, Loops, MAX_BATCH_BYTES, Services,
+};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouterExt};
 use utoipa_axum::routes;
@@ -340,7 +340,7 @@ struct DriftCheck {
     method: &'static str,
     /// PSI and Jensen–Shannon distance between the two windows, with the bins they were computed over.
     #[schema(value_type = Object)]
-    drift: slope_metrics::drift::Drift,
+    drift: slope_service::Drift,
     /// The alert recorded for a result in the moderate or major band.
     alert: Option<DriftAlert>,
 }
