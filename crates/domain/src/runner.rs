@@ -67,14 +67,13 @@ impl JobKind {
         }
     }
 
-    /// The kind of model a training job registers.
-    pub fn model_kind(self) -> ModelKind {
+    /// The kind of model a training job registers; eval jobs register none.
+    pub fn model_kind(self) -> Option<ModelKind> {
         match self {
-            JobKind::Pretrain => ModelKind::Pretrain,
-            JobKind::Sft => ModelKind::Sft,
-            JobKind::Dpo => ModelKind::Dpo,
-            // Eval jobs register nothing; an import is the nearest honest answer were one asked.
-            JobKind::Eval => ModelKind::Import,
+            JobKind::Pretrain => Some(ModelKind::Pretrain),
+            JobKind::Sft => Some(ModelKind::Sft),
+            JobKind::Dpo => Some(ModelKind::Dpo),
+            JobKind::Eval => None,
         }
     }
 }
@@ -84,6 +83,11 @@ impl JobKind {
 /// store as the NaN it was.
 fn nan_if_null<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
     Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
+}
+
+fn nan_pair_if_null<'de, D: Deserializer<'de>>(d: D) -> Result<[f64; 2], D::Error> {
+    let [a, b] = <[Option<f64>; 2]>::deserialize(d)?;
+    Ok([a.unwrap_or(f64::NAN), b.unwrap_or(f64::NAN)])
 }
 
 fn nan_map_if_null<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<String, f64>, D::Error> {
@@ -153,7 +157,7 @@ impl DatasetSource {
 impl fmt::Display for DatasetSource {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            DatasetSource::Events { loop_key, events, .. } => write!(f, "loop {loop_key} ({events} events)"),
+            DatasetSource::Events { loop_key, events, .. } => write!(f, "{events} events of loop {loop_key}"),
             DatasetSource::Simulated { what, .. } => write!(f, "simulated: {what}"),
             DatasetSource::Upload { upload } => write!(f, "upload {upload}"),
             DatasetSource::File { file } => write!(f, "file {file}"),
@@ -256,15 +260,19 @@ impl JobRequest {
     /// settings and the reward spec. The service checks the rest (referenced models and datasets, what
     /// the model and data allow) against the store and adds its messages to the same map.
     pub fn parse(&self) -> Result<JobSpec, FieldErrors> {
+        let (spec, errors) = self.check()?;
+        errors.into_result(spec)
+    }
+
+    /// [`JobRequest::parse`] that keeps going past bad fields: `Err` only for an unknown kind (nothing
+    /// else can be judged without knowing what the job is), otherwise the spec with every field that
+    /// parsed (a bad loop key or name left out) and the messages of those that did not, so that the
+    /// service can add the store's checks and report every problem in one answer.
+    pub fn check(&self) -> Result<(JobSpec, FieldErrors), FieldErrors> {
         let mut errors = FieldErrors::new();
-        let kind = match self.kind.parse::<JobKind>() {
-            Ok(kind) => kind,
-            Err(_) => {
-                let all: Vec<&str> = JobKind::ALL.iter().map(|k| k.as_str()).collect();
-                errors.add("kind", format!("must be one of {}", all.join(", ")));
-                // Nothing else can be judged without knowing what the job is.
-                return Err(errors);
-            }
+        let Ok(kind) = self.kind.parse::<JobKind>() else {
+            let all: Vec<&str> = JobKind::ALL.iter().map(|k| k.as_str()).collect();
+            return Err(FieldErrors::single("kind", format!("must be one of {}", all.join(", "))));
         };
         // The loop key is stored as parsed, so " notes" and "notes" are one loop.
         let loop_key = match self.loop_key.as_deref().map(Key::parse) {
@@ -275,11 +283,13 @@ impl JobRequest {
             }
             None => None,
         };
-        if let Some(name) = &self.name
-            && (name.trim().is_empty() || name.len() > 100)
-        {
-            errors.add("name", "must be 1 to 100 characters");
-        }
+        let name = match &self.name {
+            Some(name) if name.trim().is_empty() || name.len() > 100 => {
+                errors.add("name", "must be 1 to 100 characters");
+                None
+            }
+            name => name.as_ref().map(|n| n.trim().to_owned()),
+        };
         if let Some(spec) = &self.reward
             && let Err(e) = spec.validate()
         {
@@ -294,18 +304,19 @@ impl JobRequest {
         if !(1..=1000).contains(&self.eval.positions_per_text) {
             errors.add("eval.positions_per_text", "must be between 1 and 1000");
         }
-        errors.into_result(JobSpec {
+        let spec = JobSpec {
             kind,
             loop_key,
             model_id: self.model_id,
             dataset_id: self.dataset_id,
             held_out_id: self.held_out_id,
-            name: self.name.as_ref().map(|n| n.trim().to_owned()),
+            name,
             model_config: self.model_config.clone(),
             train: self.train.clone(),
             eval: self.eval.clone(),
             reward: self.reward.clone(),
-        })
+        };
+        Ok((spec, errors))
     }
 }
 
@@ -359,12 +370,9 @@ impl ModelEval {
     /// Whether two evals measured the same thing the same way, so that their rewards compare: the
     /// same held-out data, reward spec and eval settings.
     pub fn comparable(&self, other: &ModelEval) -> bool {
-        self.held_out_digest == other.held_out_digest && self.how() == other.how()
-    }
-
-    /// The reward spec and eval settings, which must match for rewards to compare.
-    pub fn how(&self) -> (&RewardSpec, &EvalConfig) {
-        (&self.reward_spec, &self.config)
+        self.held_out_digest == other.held_out_digest
+            && self.reward_spec == other.reward_spec
+            && self.config == other.config
     }
 }
 
@@ -537,7 +545,9 @@ pub enum ExperimentEvidence {
         /// Treatment minus control acceptance.
         #[serde(deserialize_with = "nan_if_null")]
         difference: f64,
-        /// The always-valid 95 % confidence interval of the difference.
+        /// The always-valid 95 % confidence interval of the difference; unbounded ends (stored as
+        /// `null`) read back as NaN.
+        #[serde(deserialize_with = "nan_pair_if_null")]
         always_valid_ci: [f64; 2],
         #[serde(deserialize_with = "nan_if_null")]
         always_valid_p: f64,
@@ -649,6 +659,21 @@ mod tests {
     }
 
     #[test]
+    fn a_checked_request_keeps_what_parsed_beside_the_errors() {
+        let mut request = JobRequest {
+            kind: "sft".into(),
+            loop_key: Some("notes".into()),
+            name: Some("".into()),
+            ..Default::default()
+        };
+        request.eval.k = 0;
+        let (spec, errors) = request.check().unwrap();
+        assert_eq!((spec.kind, spec.loop_key.as_deref(), spec.name), (JobKind::Sft, Some("notes"), None));
+        assert_eq!(errors.0.keys().collect::<Vec<_>>(), ["eval.k", "name"]);
+        assert!(JobRequest { kind: "x".into(), ..Default::default() }.check().is_err());
+    }
+
+    #[test]
     fn kinds_say_what_they_train_on() {
         assert!(JobKind::Dpo.trains_on(DatasetKind::Preference));
         assert!(!JobKind::Sft.trains_on(DatasetKind::Preference));
@@ -677,6 +702,13 @@ mod tests {
         .unwrap();
         assert!((decision.reward_change().unwrap() - 0.1).abs() < 1e-12);
         assert_eq!(decision.experiment.as_ref().map(ExperimentEvidence::key), Some("e"));
+        // An always-valid interval is unbounded until enough outcomes arrive; JSON stores its ends as null.
+        let early: ExperimentEvidence = serde_json::from_value(json!({
+            "key": "e", "difference": 0.01, "always_valid_ci": [null, null], "always_valid_p": 1.0,
+        }))
+        .unwrap();
+        let ExperimentEvidence::Analysed { always_valid_ci, .. } = early else { panic!("analysed: {early:?}") };
+        assert!(always_valid_ci.iter().all(|v| v.is_nan()));
         let first = json!({"challenger": {"id": 2, "name": "b", "reward": null}, "champion": null, "reason": "r"});
         let decision: PromotionDecision = serde_json::from_value(first.clone()).unwrap();
         assert_eq!(serde_json::to_value(&decision).unwrap(), first);

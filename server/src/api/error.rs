@@ -187,106 +187,40 @@ pub(crate) struct Invalid(ErrorBody);
 // set. Every entry of a set references the reusable response (`#/components/responses/…`), exactly as
 // listing the entries one by one does, so the description is the same either way.
 
-/// The caller is missing (401) or may not do this (403): what every operation that needs a caller can
-/// answer.
-#[derive(utoipa::IntoResponses)]
-#[allow(dead_code)]
-pub(crate) enum AuthErrors {
-    #[response(status = 401)]
-    Unauthorized(#[ref_response] Unauthorized),
-    #[response(status = 403)]
-    Forbidden(#[ref_response] Forbidden),
+/// Declares response sets: each is an enum whose variants reference the reusable responses above by
+/// status. Nothing constructs them; `utoipa` reads their shape.
+macro_rules! response_sets {
+    ($($(#[$doc:meta])* $set:ident { $($status:literal => $response:ident),+ $(,)? })*) => {$(
+        $(#[$doc])*
+        #[derive(utoipa::IntoResponses)]
+        #[allow(dead_code)]
+        pub(crate) enum $set {
+            $(#[response(status = $status)] $response(#[ref_response] $response),)+
+        }
+    )*};
 }
 
-/// An operation without a body on something named by the path, mostly a read: 401, 403 and 404.
-#[derive(utoipa::IntoResponses)]
-#[allow(dead_code)]
-pub(crate) enum ReadErrors {
-    #[response(status = 401)]
-    Unauthorized(#[ref_response] Unauthorized),
-    #[response(status = 403)]
-    Forbidden(#[ref_response] Forbidden),
-    #[response(status = 404)]
-    NotFound(#[ref_response] NotFound),
-}
-
-/// An operation without a body on something named by the path whose parameters (a query, or the
-/// request itself) must keep a rule: 401, 403, 404 and 422.
-#[derive(utoipa::IntoResponses)]
-#[allow(dead_code)]
-pub(crate) enum CheckedErrors {
-    #[response(status = 401)]
-    Unauthorized(#[ref_response] Unauthorized),
-    #[response(status = 403)]
-    Forbidden(#[ref_response] Forbidden),
-    #[response(status = 404)]
-    NotFound(#[ref_response] NotFound),
-    #[response(status = 422)]
-    Invalid(#[ref_response] Invalid),
-}
-
-/// A JSON body that is not about anything named by the path, such as a new top-level entity: 400, 401,
-/// 403 and 422.
-#[derive(utoipa::IntoResponses)]
-#[allow(dead_code)]
-pub(crate) enum BodyErrors {
-    #[response(status = 400)]
-    BadRequest(#[ref_response] BadRequest),
-    #[response(status = 401)]
-    Unauthorized(#[ref_response] Unauthorized),
-    #[response(status = 403)]
-    Forbidden(#[ref_response] Forbidden),
-    #[response(status = 422)]
-    Invalid(#[ref_response] Invalid),
-}
-
-/// A JSON body sent to something named by the path, such as a new child of it: 400, 401, 403, 404 and
-/// 422.
-#[derive(utoipa::IntoResponses)]
-#[allow(dead_code)]
-pub(crate) enum WriteErrors {
-    #[response(status = 400)]
-    BadRequest(#[ref_response] BadRequest),
-    #[response(status = 401)]
-    Unauthorized(#[ref_response] Unauthorized),
-    #[response(status = 403)]
-    Forbidden(#[ref_response] Forbidden),
-    #[response(status = 404)]
-    NotFound(#[ref_response] NotFound),
-    #[response(status = 422)]
-    Invalid(#[ref_response] Invalid),
-}
-
-/// An edit of something named by the path, based on a version or on a state that may have changed:
-/// 400, 401, 403, 404, 409 and 422.
-#[derive(utoipa::IntoResponses)]
-#[allow(dead_code)]
-pub(crate) enum EditErrors {
-    #[response(status = 400)]
-    BadRequest(#[ref_response] BadRequest),
-    #[response(status = 401)]
-    Unauthorized(#[ref_response] Unauthorized),
-    #[response(status = 403)]
-    Forbidden(#[ref_response] Forbidden),
-    #[response(status = 404)]
-    NotFound(#[ref_response] NotFound),
-    #[response(status = 409)]
-    Conflict(#[ref_response] Conflict),
-    #[response(status = 422)]
-    Invalid(#[ref_response] Invalid),
-}
-
-/// An action without a body on something named by the path, which its state may refuse: 401, 403, 404
-/// and 409.
-#[derive(utoipa::IntoResponses)]
-#[allow(dead_code)]
-pub(crate) enum ActionErrors {
-    #[response(status = 401)]
-    Unauthorized(#[ref_response] Unauthorized),
-    #[response(status = 403)]
-    Forbidden(#[ref_response] Forbidden),
-    #[response(status = 404)]
-    NotFound(#[ref_response] NotFound),
-    #[response(status = 409)]
-    Conflict(#[ref_response] Conflict),
+response_sets! {
+    /// The caller is missing (401) or may not do this (403): what every operation that needs a caller
+    /// can answer.
+    AuthErrors { 401 => Unauthorized, 403 => Forbidden }
+    /// An operation without a body on something named by the path, mostly a read: 401, 403 and 404.
+    ReadErrors { 401 => Unauthorized, 403 => Forbidden, 404 => NotFound }
+    /// An operation without a body on something named by the path whose parameters (a query, or the
+    /// request itself) must keep a rule: 401, 403, 404 and 422.
+    CheckedErrors { 401 => Unauthorized, 403 => Forbidden, 404 => NotFound, 422 => Invalid }
+    /// A JSON body that is not about anything named by the path, such as a new top-level entity: 400,
+    /// 401, 403 and 422.
+    BodyErrors { 400 => BadRequest, 401 => Unauthorized, 403 => Forbidden, 422 => Invalid }
+    /// A JSON body sent to something named by the path, such as a new child of it: 400, 401, 403, 404
+    /// and 422.
+    WriteErrors { 400 => BadRequest, 401 => Unauthorized, 403 => Forbidden, 404 => NotFound, 422 => Invalid }
+    /// An edit of something named by the path, based on a version or on a state that may have changed:
+    /// 400, 401, 403, 404, 409 and 422.
+    EditErrors {
+        400 => BadRequest, 401 => Unauthorized, 403 => Forbidden, 404 => NotFound, 409 => Conflict, 422 => Invalid,
+    }
+    /// An action without a body on something named by the path, which its state may refuse: 401, 403,
+    /// 404 and 409.
+    ActionErrors { 401 => Unauthorized, 403 => Forbidden, 404 => NotFound, 409 => Conflict }
 }

@@ -27,12 +27,7 @@ impl Runner {
     /// it. Nothing is queued when anything is wrong.
     pub async fn submit(&self, actor: &Actor, request: &JobRequest) -> Result<Job> {
         let org = actor.authorize(Action::Operate)?;
-        let (spec, mut errors) = match request.parse() {
-            Ok(spec) => (spec, FieldErrors::new()),
-            // An unknown kind leaves nothing else to judge; other errors are reported with the store's.
-            Err(errors) if errors.get("kind").is_some() => return Err(errors.into()),
-            Err(errors) => (lenient(request), errors),
-        };
+        let (spec, mut errors) = request.check()?;
         errors.merge(self.check_against_store(org, &spec).await?);
         if !errors.is_empty() {
             return Err(errors.into());
@@ -49,7 +44,6 @@ impl Runner {
         let mut errors = FieldErrors::new();
         let kind = spec.kind;
         if let Some(name) = &spec.name
-            && !name.is_empty()
             && self.store.model_by_name(org, name).await?.is_some()
         {
             errors.add("name", format!("a model named {name:?} exists already"));
@@ -183,22 +177,5 @@ impl Runner {
             return Err(ServiceError::Conflict(format!("job {id} has already {}", job.status)));
         }
         Ok(job)
-    }
-}
-
-/// The request as a spec despite errors in its own fields (but with a known kind), so that the checks
-/// against the store still run and every problem is reported in one answer.
-fn lenient(request: &JobRequest) -> JobSpec {
-    JobSpec {
-        kind: request.kind.parse().unwrap_or(JobKind::Eval),
-        loop_key: None,
-        model_id: request.model_id,
-        dataset_id: request.dataset_id,
-        held_out_id: request.held_out_id,
-        name: None,
-        model_config: request.model_config.clone(),
-        train: request.train.clone(),
-        eval: request.eval.clone(),
-        reward: request.reward.clone(),
     }
 }

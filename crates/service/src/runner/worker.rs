@@ -7,8 +7,8 @@ use std::sync::atomic::{AtomicI64, AtomicU8, Ordering};
 
 use chrono::{DateTime, Utc};
 use slope_domain::{
-    Actor, DatasetKind, Experiment, Job, JobKind, JobMetric, JobResult, JobStatus, ModelEval, ModelKind, OrgId,
-    RewardSpec, TrainMetrics, TrainSummary,
+    Actor, DatasetKind, Experiment, Job, JobKind, JobMetric, JobResult, JobStatus, ModelEval, OrgId, RewardSpec,
+    TrainMetrics, TrainSummary,
 };
 use slope_runner::eval::{EvalConfig, HeldOut};
 use slope_runner::train::{Control, Objective, StepMetrics, TrainHooks};
@@ -268,7 +268,7 @@ impl Runner {
         let new = NewModel {
             name: &name,
             loop_key: spec.loop_key.as_deref(),
-            kind: spec.kind.model_kind(),
+            kind: spec.kind.model_kind().ok_or_else(|| internal("registering a model", "an eval job trains none"))?,
             base_model_id: spec.model_id,
             dataset_digest: Some(&dataset_record.digest),
             job_id: Some(job.id),
@@ -277,7 +277,6 @@ impl Runner {
             parameters: model.config().parameters() as i64,
             train_metrics: &train_metrics,
         };
-        debug_assert!(new.kind != ModelKind::Import, "training jobs register trained models");
         // Registration, the challenger alias and the job's success are one transaction that first
         // re-checks the lease: a worker that lost it registers nothing.
         let registered =
