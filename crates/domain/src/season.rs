@@ -161,6 +161,17 @@ impl SeasonInput {
     }
 }
 
+/// The season a page or report shows when none is named: the organisation's active season, or else the
+/// one that starts latest. Seasons never overlap, so at most one is active and start dates are distinct.
+pub fn current_season(seasons: &[Season]) -> Option<&Season> {
+    seasons.iter().find(|s| s.status == SeasonStatus::Active).or_else(|| seasons.iter().max_by_key(|s| s.starts_on))
+}
+
+/// The organisation's active season other than `this`: a second season may not become active beside it.
+pub fn other_active_season(seasons: &[Season], this: SeasonId) -> Option<&Season> {
+    seasons.iter().find(|s| s.id != this && s.status == SeasonStatus::Active)
+}
+
 /// Seasons of one organisation never overlap. `others` are that organisation's other seasons.
 pub fn check_no_overlap(dates: &DateRange, others: &[Season], this: Option<SeasonId>) -> Result<(), FieldErrors> {
     match others.iter().find(|s| Some(s.id) != this && s.dates().overlaps(dates)) {
@@ -331,5 +342,20 @@ mod tests {
         assert!(to("active", "").validate(&closed, None).is_err());
         assert!(closed.ensure_editable().is_err());
         assert!(to("paused", "").validate(&draft, None).unwrap_err().get("to").is_some());
+    }
+
+    #[test]
+    fn the_current_season_is_the_active_one_or_else_the_latest_to_start() {
+        let older = season(1, "older", "2026-01-01", "2026-06-30", SeasonStatus::Closed);
+        let active = season(2, "active", "2026-07-01", "2026-12-31", SeasonStatus::Active);
+        let next = season(3, "next", "2027-01-01", "2027-06-30", SeasonStatus::Draft);
+        let all = [older.clone(), active.clone(), next.clone()];
+        assert_eq!(current_season(&all).map(|s| s.id), Some(active.id));
+        // Without an active season the latest to start is shown, whatever order the list comes in.
+        assert_eq!(current_season(&[next.clone(), older.clone()]).map(|s| s.id), Some(next.id));
+        assert_eq!(current_season(&[older.clone(), next.clone()]).map(|s| s.id), Some(next.id));
+        assert!(current_season(&[]).is_none());
+        assert_eq!(other_active_season(&all, next.id).map(|s| s.id), Some(active.id));
+        assert!(other_active_season(&all, active.id).is_none());
     }
 }

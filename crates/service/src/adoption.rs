@@ -62,7 +62,7 @@ impl Loops {
         let store = self.store();
 
         let seasons = store.list_seasons(org).await?;
-        let season = seasons.iter().find(|s| s.status == SeasonStatus::Active).or(seasons.first()).cloned();
+        let season = current_season(&seasons).cloned();
         let (key_results, goals) = match &season {
             Some(s) => (store.list_key_results(org, s.id).await?, store.list_goals_for_season(org, s.id).await?),
             None => (vec![], vec![]),

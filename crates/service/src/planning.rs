@@ -59,8 +59,7 @@ impl Planning {
     pub async fn current_season(&self, actor: &Actor) -> Result<Option<Season>> {
         let org = actor.authorize(Action::Read)?;
         let seasons = self.store.list_seasons(org).await?;
-        let active = seasons.iter().find(|s| s.status == SeasonStatus::Active).cloned();
-        Ok(active.or_else(|| seasons.into_iter().next()))
+        Ok(current_season(&seasons).cloned())
     }
 
     pub async fn create_season(&self, actor: &Actor, input: &SeasonInput) -> Result<Season> {
@@ -101,7 +100,7 @@ impl Planning {
         let season = self
             .store
             .transition_season(actor, id, version, |current, all| {
-                let other_active = all.iter().find(|s| s.id != id && s.status == SeasonStatus::Active);
+                let other_active = other_active_season(all, id);
                 let (status, retro) = input.validate(current, other_active)?;
                 Ok((status, retro.map(String::from)))
             })
@@ -351,7 +350,7 @@ impl Planning {
                     .cloned()
                     .ok_or_else(|| ServiceError::NotFound(format!("season {id} not found")))?,
             ),
-            None => seasons.iter().find(|s| s.status == SeasonStatus::Active).or(seasons.first()).cloned(),
+            None => current_season(&seasons).cloned(),
         };
         let squads = self.store.list_squads(org).await?;
         let (goals, slope) = match &season {
@@ -396,7 +395,7 @@ impl Planning {
                     .cloned()
                     .ok_or_else(|| ServiceError::NotFound(format!("season {id} not found")))?,
             ),
-            None => seasons.iter().find(|s| s.status == SeasonStatus::Active).or(seasons.first()).cloned(),
+            None => current_season(&seasons).cloned(),
         };
         let now = Utc::now();
         let mut goals = vec![];

@@ -105,7 +105,7 @@ impl Planning {
                 &ops,
                 |dates_of, id, all| check_no_overlap(&dates_of.dates, all, id),
                 |season, all| {
-                    let other_active = all.iter().find(|s| s.id != season.id && s.status == SeasonStatus::Active);
+                    let other_active = other_active_season(all, season.id);
                     let to = next_status(season.status, target);
                     TransitionInput { to: to.as_str().into(), retrospective: retrospective.clone() }
                         .validate(season, other_active)
