@@ -60,11 +60,11 @@ pub async fn serve(config: Config) -> Result<(), String> {
     }
     // Whatever a crash left unmaterialised is recomputed before the first request; a failure is logged
     // and retried by the upkeep rather than keeping the server down.
-    if let Err(e) = loops.materialize_pending(None).await {
+    if let Err(e) = loops.materialize_pending().await {
         tracing::warn!(error = %e, "materialising pending segments failed; the upkeep will retry");
     }
     // Every server may run the upkeep; the manifest and the signals' fingerprints arbitrate.
-    Upkeep::new(planning.clone(), loops.clone(), runner.clone(), access.clone(), store.clone())
+    Upkeep::new(planning.clone(), loops.clone(), runner.clone(), access.clone())
         .spawn(Duration::from_secs(config.upkeep_seconds));
     if config.workers > 0 {
         spawn_workers(runner.clone(), "serve", config.workers, Duration::from_secs(1));

@@ -45,11 +45,8 @@ impl SegmentStore {
     /// place; on the local store the file and its folder are then fsynced, so the caller may record the
     /// segment (and acknowledge its batch) once this returns. A crash before the fsync leaves at most a
     /// file that no manifest row names, which readers never open.
-    pub async fn put(&self, path: &str, bytes: Vec<u8>) -> Result<()> {
-        self.store
-            .put(&ObjectPath::from(path), PutPayload::from(bytes))
-            .await
-            .map_err(|e| internal("writing a segment", e))?;
+    pub async fn put(&self, path: &str, bytes: impl Into<PutPayload>) -> Result<()> {
+        self.store.put(&ObjectPath::from(path), bytes.into()).await.map_err(|e| internal("writing a segment", e))?;
         if let Some(root) = &self.local_root {
             let file = root.join(path);
             let root = root.clone();

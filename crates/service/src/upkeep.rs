@@ -6,31 +6,27 @@ use std::time::Duration;
 
 use chrono::Utc;
 
-use slope_store::Store;
-
 use crate::{Access, Loops, Planning, Runner};
 
 /// The upkeep of the event store, the runner's serving log, the season dashboards and the sessions.
 ///
 /// Every server may run it at the same time as others: the manifest arbitrates segments, and signals
-/// are raised idempotently. It acts as the system principal `upkeep`: its steps take the organisation
-/// they work in, and one that comes to need an actor gets `Actor::system(org, "upkeep")`.
+/// are raised idempotently. Its steps take the organisation they work in rather than an actor.
 ///
 /// It works across organisations, which is the one named exception to the rule that the service layer
-/// works only in its actor's organisation: the store is held for nothing but listing the organisations,
-/// and each step then works in one organisation at a time.
+/// works only in its actor's organisation: it lists the organisations (through the loops service's
+/// store), and each step then works in one organisation at a time.
 #[derive(Clone)]
 pub struct Upkeep {
     planning: Planning,
     loops: Loops,
     runner: Runner,
     access: Access,
-    store: Store,
 }
 
 impl Upkeep {
-    pub fn new(planning: Planning, loops: Loops, runner: Runner, access: Access, store: Store) -> Self {
-        Upkeep { planning, loops, runner, access, store }
+    pub fn new(planning: Planning, loops: Loops, runner: Runner, access: Access) -> Self {
+        Upkeep { planning, loops, runner, access }
     }
 
     /// One round of every step. A failing step is logged and the next one runs regardless, so that one
@@ -41,10 +37,10 @@ impl Upkeep {
             Ok(n) => tracing::info!(events = n, "served suggestions recorded as events"),
             Err(e) => tracing::warn!(error = %e, "recording served suggestions failed"),
         }
-        if let Err(e) = self.loops.materialize_pending(None).await {
+        if let Err(e) = self.loops.materialize_pending().await {
             tracing::warn!(error = %e, "materialising pending segments failed");
         }
-        let orgs = match self.store.list_orgs().await {
+        let orgs = match self.loops.store().list_orgs().await {
             Ok(orgs) => orgs,
             Err(e) => {
                 tracing::warn!(error = %e, "listing organisations failed");

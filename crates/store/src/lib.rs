@@ -7,10 +7,12 @@
 
 mod access;
 mod error;
+mod experiments;
 mod metrics;
 mod plan;
 mod rows;
 mod runner;
+mod series;
 mod signals;
 
 use std::path::Path;

@@ -1,5 +1,5 @@
 //! Loop metrics: the manifest of event segments and the batches that wrote them, metric definitions
-//! and their materialised series, experiments and drift alerts.
+//! and their materialised series (experiments and drift alerts are in `experiments.rs`).
 //!
 //! Events themselves live in Parquet segments outside the database (the service writes them); the
 //! database decides which segments exist. A batch's segment becomes visible in the same transaction
@@ -78,6 +78,74 @@ pub struct Written {
     pub segment: Option<NewSegment>,
 }
 
+/// What recording a batch did.
+#[derive(Debug)]
+pub struct Recorded<E> {
+    /// The batch as acknowledged: the earlier one when this was a replay.
+    pub batch: BatchRecord,
+    /// The manifest row of the segment the batch wrote; `None` for a replay or a batch of duplicates.
+    pub segment: Option<SegmentRow>,
+    /// How recomputing the loop's metrics went; `None` when it was left for later (see [`Recompute`]).
+    pub recomputed: Option<std::result::Result<(), E>>,
+}
+
+/// What recomputing a loop's pending segments needs, as the service plans it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Recompute {
+    /// Leave the segments pending: someone else recomputes them.
+    Later,
+    /// No bucket needs computing (no metric on the loop, or only days still to come): mark them done.
+    Nothing,
+    /// Compute from the live segments overlapping this range (`None`: every segment of the loop).
+    Events(Option<(DateTime<Utc>, DateTime<Utc>)>),
+}
+
+/// The metric half of recording a batch, called inside the batch's transaction (see
+/// [`Store::record_and_recompute`]).
+pub trait Recomputation: Send {
+    /// A failure to compute; storage's own failures convert into it.
+    type Error: From<StoreError>;
+    /// What recomputing `pending` (the loop's segments still to materialise) needs.
+    fn plan(&mut self, pending: &[SegmentRow]) -> Recompute;
+    /// The points to write, computed from `segments` (those [`Recompute::Events`] named).
+    fn compute(
+        &mut self,
+        segments: Vec<SegmentRow>,
+    ) -> impl Future<Output = std::result::Result<Vec<PointsWrite>, Self::Error>> + Send;
+}
+
+/// A recomputation lent for one batch: the caller keeps it, to read what it recorded afterwards.
+impl<R: Recomputation> Recomputation for &mut R {
+    type Error = R::Error;
+
+    fn plan(&mut self, pending: &[SegmentRow]) -> Recompute {
+        (**self).plan(pending)
+    }
+
+    fn compute(
+        &mut self,
+        segments: Vec<SegmentRow>,
+    ) -> impl Future<Output = std::result::Result<Vec<PointsWrite>, Self::Error>> + Send {
+        (**self).compute(segments)
+    }
+}
+
+/// A [`Recomputation`] that leaves every segment pending.
+#[derive(Debug, Clone, Copy)]
+pub struct Later;
+
+impl Recomputation for Later {
+    type Error = StoreError;
+
+    fn plan(&mut self, _: &[SegmentRow]) -> Recompute {
+        Recompute::Later
+    }
+
+    async fn compute(&mut self, _: Vec<SegmentRow>) -> std::result::Result<Vec<PointsWrite>, StoreError> {
+        Ok(vec![])
+    }
+}
+
 /// A loop's stored events at a glance.
 #[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -128,8 +196,9 @@ impl TryFrom<DefinitionRow> for MetricDefinition {
     }
 }
 
+/// The columns of one stored point, as every read of a series selects them.
 #[derive(sqlx::FromRow)]
-struct PointRow {
+pub(crate) struct PointRow {
     bucket: NaiveDate,
     value: f64,
     n: Option<i64>,
@@ -149,74 +218,6 @@ impl From<PointRow> for MetricPoint {
             ci_high: r.ci_high,
             observed_at: r.observed_at,
             computed_at: r.computed_at,
-        }
-    }
-}
-
-#[derive(sqlx::FromRow)]
-struct ExperimentRow {
-    id: i64,
-    org_id: i64,
-    key: String,
-    name: String,
-    loop_key: String,
-    control: String,
-    treatment: String,
-    starts_on: NaiveDate,
-    ends_on: NaiveDate,
-    expected_share: f64,
-    created_at: DateTime<Utc>,
-    stopped_at: Option<DateTime<Utc>>,
-}
-
-impl From<ExperimentRow> for Experiment {
-    fn from(r: ExperimentRow) -> Self {
-        Experiment {
-            id: r.id,
-            org_id: OrgId(r.org_id),
-            key: r.key,
-            name: r.name,
-            loop_key: r.loop_key,
-            control: r.control,
-            treatment: r.treatment,
-            starts_on: r.starts_on,
-            ends_on: r.ends_on,
-            expected_share: r.expected_share,
-            created_at: r.created_at,
-            stopped_at: r.stopped_at,
-        }
-    }
-}
-
-#[derive(sqlx::FromRow)]
-struct DriftAlertRow {
-    id: i64,
-    loop_key: String,
-    field: String,
-    reference_start: NaiveDate,
-    reference_end: NaiveDate,
-    current_start: NaiveDate,
-    current_end: NaiveDate,
-    psi: f64,
-    js_distance: f64,
-    band: String,
-    created_at: DateTime<Utc>,
-}
-
-impl From<DriftAlertRow> for DriftAlert {
-    fn from(r: DriftAlertRow) -> Self {
-        DriftAlert {
-            id: r.id,
-            loop_key: r.loop_key,
-            field: r.field,
-            reference_start: r.reference_start,
-            reference_end: r.reference_end,
-            current_start: r.current_start,
-            current_end: r.current_end,
-            psi: r.psi,
-            js_distance: r.js_distance,
-            band: r.band,
-            created_at: r.created_at,
         }
     }
 }
@@ -327,19 +328,40 @@ impl Store {
         })
     }
 
-    /// Records a batch. Inside one transaction, which also serialises the organisation's writes: checks
-    /// that the batch is new, hands `write` the live segments overlapping the batch's time range (to drop
-    /// events already stored), and enters the segment `write` produced in the manifest. The outer error
-    /// is storage's; the inner one is the writer's, in which case nothing is recorded.
+    /// Records a batch without recomputing metrics: [`Store::record_and_recompute`] with
+    /// [`Later`], for streams that feed no metric (transactions) and for what the upkeep recomputes.
     pub async fn record_batch<F, Fut, E>(
         &self,
         org: OrgId,
         batch: &NewBatch<'_>,
         write: F,
-    ) -> Result<std::result::Result<BatchRecord, E>>
+    ) -> Result<std::result::Result<Recorded<StoreError>, E>>
     where
         F: FnOnce(Vec<SegmentRow>) -> Fut,
         Fut: Future<Output = std::result::Result<Written, E>>,
+    {
+        self.record_and_recompute(org, batch, write, Later).await
+    }
+
+    /// Records a batch and recomputes its loop's metrics, all under one hold of the organisation's
+    /// lock. Inside one transaction, which also serialises the organisation's writes: checks that the
+    /// batch is new, hands `write` the live segments overlapping the batch's time range (to drop events
+    /// already stored), and enters the segment `write` produced in the manifest; then hands `recompute`
+    /// the loop's segments still to materialise, the new one among them, and writes the points it
+    /// computes. The outer error is storage's; the inner one is the writer's, in which case nothing is
+    /// recorded. A failed recomputation does not lose the batch: it is undone alone (a savepoint), the
+    /// batch is committed and its segment stays pending for the upkeep.
+    pub async fn record_and_recompute<F, Fut, E, R>(
+        &self,
+        org: OrgId,
+        batch: &NewBatch<'_>,
+        write: F,
+        mut recompute: R,
+    ) -> Result<std::result::Result<Recorded<R::Error>, E>>
+    where
+        F: FnOnce(Vec<SegmentRow>) -> Fut,
+        Fut: Future<Output = std::result::Result<Written, E>>,
+        R: Recomputation,
     {
         let now = Utc::now();
         in_tx!(self, tx => {
@@ -349,7 +371,7 @@ impl Store {
             // its commit, so this read sees it (each statement reads the latest committed data).
             let previous: Result<Option<BatchRecord>> = lookup_batch!(tx, org, batch);
             if let Some(previous) = previous? {
-                return Ok(Ok(previous));
+                return Ok(Ok(Recorded { batch: previous, segment: None, recomputed: None }));
             }
             let overlapping: Vec<SegmentRow> = match batch.range {
                 None => vec![],
@@ -374,15 +396,64 @@ impl Store {
                 .bind(org.0).bind(batch.loop_key).bind(batch.idempotency_key).bind(batch.content_hash)
                 .bind(batch.rows).bind(stored).bind(written.duplicates).bind(min_ts).bind(max_ts).bind(now)
                 .fetch_one(&mut *tx).await?;
-            if let Some(segment) = &written.segment {
-                sqlx::query(
-                    "INSERT INTO event_segments (org_id, loop_key, path, rows, bytes, min_ts, max_ts, materialized, created_at)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)")
-                    .bind(org.0).bind(batch.loop_key).bind(&segment.path).bind(segment.rows).bind(segment.bytes)
-                    .bind(segment.min_ts).bind(segment.max_ts).bind(false).bind(now)
-                    .execute(&mut *tx).await?;
+            let Some(segment) = &written.segment else {
+                return Ok(Ok(Recorded { batch: record, segment: None, recomputed: None }));
+            };
+            let segment: SegmentRow = sqlx::query_as(
+                "INSERT INTO event_segments (org_id, loop_key, path, rows, bytes, min_ts, max_ts, materialized, created_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING *")
+                .bind(org.0).bind(batch.loop_key).bind(&segment.path).bind(segment.rows).bind(segment.bytes)
+                .bind(segment.min_ts).bind(segment.max_ts).bind(false).bind(now)
+                .fetch_one(&mut *tx).await?;
+            // Selected by organisation and loop here, not filtered afterwards: the batch recomputes its
+            // own loop, with whatever an earlier failure left pending there.
+            let pending: Vec<SegmentRow> = sqlx::query_as(
+                "SELECT * FROM event_segments WHERE org_id = $1 AND loop_key = $2 AND materialized = $3 AND retired_at IS NULL
+                 ORDER BY id")
+                .bind(org.0).bind(batch.loop_key).bind(false).fetch_all(&mut *tx).await?;
+            let plan = recompute.plan(&pending);
+            if matches!(plan, Recompute::Later) {
+                return Ok(Ok(Recorded { batch: record, segment: Some(segment), recomputed: None }));
             }
-            Ok(Ok(record))
+            let mut savepoint = sqlx::Acquire::begin(&mut tx).await?;
+            let outcome: Result<std::result::Result<(), R::Error>> = async {
+                if let Recompute::Events(range) = plan {
+                    let (from, to) = range.map_or((None, None), |(f, t)| (Some(f), Some(t)));
+                    let rows: Vec<SegmentRow> = sqlx::query_as(
+                        "SELECT * FROM event_segments WHERE org_id = $1 AND loop_key = $2 AND retired_at IS NULL
+                         AND ($4 IS NULL OR min_ts <= $4) AND ($3 IS NULL OR max_ts >= $3) ORDER BY id")
+                        .bind(org.0).bind(batch.loop_key).bind(from).bind(to).fetch_all(&mut *savepoint).await?;
+                    let writes = match recompute.compute(rows).await {
+                        Ok(writes) => writes,
+                        Err(e) => return Ok(Err(e)),
+                    };
+                    for write in &writes {
+                        upsert_points!(savepoint, org, &write.metric, &write.points, write.replace);
+                    }
+                }
+                for s in &pending {
+                    sqlx::query("UPDATE event_segments SET materialized = $3 WHERE org_id = $1 AND id = $2")
+                        .bind(org.0).bind(s.id).bind(true).execute(&mut *savepoint).await?;
+                }
+                Ok(Ok(()))
+            }
+            .await;
+            let recomputed = match outcome {
+                Ok(Ok(())) => {
+                    savepoint.commit().await?;
+                    Ok(())
+                }
+                Ok(Err(e)) => {
+                    savepoint.rollback().await?;
+                    Err(e)
+                }
+                Err(e) => {
+                    savepoint.rollback().await?;
+                    Err(e.into())
+                }
+            };
+            let segment = SegmentRow { materialized: recomputed.is_ok(), ..segment };
+            Ok(Ok(Recorded { batch: record, segment: Some(segment), recomputed: Some(recomputed) }))
         })
     }
 
@@ -613,65 +684,5 @@ impl Store {
             }
             Ok(Ok(()))
         })
-    }
-
-    // ---- experiments and drift alerts -----------------------------------------------------------
-
-    pub async fn create_experiment(&self, org: OrgId, spec: &ExperimentSpec) -> Result<Experiment> {
-        let now = Utc::now();
-        let row: std::result::Result<ExperimentRow, StoreError> = on_db!(self, db => sqlx::query_as(
-            "INSERT INTO experiments (org_id, key, name, loop_key, control, treatment, starts_on, ends_on, expected_share, created_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING *")
-            .bind(org.0).bind(spec.key.as_str()).bind(spec.name.as_str()).bind(spec.loop_key.as_str()).bind(&spec.control)
-            .bind(&spec.treatment).bind(spec.dates.start).bind(spec.dates.end).bind(spec.expected_share).bind(now)
-            .fetch_one(db).await.map_err(StoreError::from));
-        match row {
-            Ok(row) => Ok(row.into()),
-            Err(e) if e.is_unique_violation() => {
-                Err(StoreError::Rejected(FieldErrors::single("key", format!("{} is already an experiment", spec.key))))
-            }
-            Err(e) => Err(e),
-        }
-    }
-
-    pub async fn experiment(&self, org: OrgId, key: &str) -> Result<Option<Experiment>> {
-        let row: Option<ExperimentRow> = on_db!(self, db => sqlx::query_as("SELECT * FROM experiments WHERE org_id = $1 AND key = $2")
-            .bind(org.0).bind(key).fetch_optional(db).await?);
-        Ok(row.map(Into::into))
-    }
-
-    /// Stops an experiment at `at`. `None` when the organisation has no such experiment or it was
-    /// stopped before (the first stop is kept; the caller reads the experiment to tell which).
-    pub async fn stop_experiment(&self, org: OrgId, key: &str, at: DateTime<Utc>) -> Result<Option<Experiment>> {
-        let row: Option<ExperimentRow> = on_db!(self, db => sqlx::query_as(
-            "UPDATE experiments SET stopped_at = $3 WHERE org_id = $1 AND key = $2 AND stopped_at IS NULL RETURNING *")
-            .bind(org.0).bind(key).bind(at).fetch_optional(db).await?);
-        Ok(row.map(Into::into))
-    }
-
-    pub async fn list_experiments(&self, org: OrgId) -> Result<Vec<Experiment>> {
-        let rows: Vec<ExperimentRow> = on_db!(self, db => sqlx::query_as(
-            "SELECT * FROM experiments WHERE org_id = $1 ORDER BY starts_on DESC, key")
-            .bind(org.0).fetch_all(db).await?);
-        Ok(rows.into_iter().map(Into::into).collect())
-    }
-
-    pub async fn record_drift_alert(&self, org: OrgId, alert: &DriftAlert) -> Result<DriftAlert> {
-        let row: DriftAlertRow = on_db!(self, db => sqlx::query_as(
-            "INSERT INTO drift_alerts (org_id, loop_key, field, reference_start, reference_end, current_start, current_end,
-             psi, js_distance, band, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
-             RETURNING id, loop_key, field, reference_start, reference_end, current_start, current_end, psi, js_distance, band, created_at")
-            .bind(org.0).bind(&alert.loop_key).bind(&alert.field).bind(alert.reference_start).bind(alert.reference_end)
-            .bind(alert.current_start).bind(alert.current_end).bind(alert.psi).bind(alert.js_distance).bind(&alert.band)
-            .bind(alert.created_at).fetch_one(db).await?);
-        Ok(row.into())
-    }
-
-    pub async fn list_drift_alerts(&self, org: OrgId, limit: i64) -> Result<Vec<DriftAlert>> {
-        let rows: Vec<DriftAlertRow> = on_db!(self, db => sqlx::query_as(
-            "SELECT id, loop_key, field, reference_start, reference_end, current_start, current_end, psi, js_distance, band, created_at
-             FROM drift_alerts WHERE org_id = $1 ORDER BY created_at DESC, id DESC LIMIT $2")
-            .bind(org.0).bind(limit).fetch_all(db).await?);
-        Ok(rows.into_iter().map(Into::into).collect())
     }
 }

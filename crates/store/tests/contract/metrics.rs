@@ -1,5 +1,7 @@
-//! Contracts of loop metrics (`src/metrics.rs`): ingested batches and their segments, metric
-//! definitions and points, the key results and goals that metrics feed, experiments and drift alerts.
+//! Contracts of loop metrics (`src/metrics.rs`, `src/series.rs` for every series in one read and
+//! `src/experiments.rs`):
+//! ingested batches and their segments, metric definitions and points, the key results and goals that
+//! metrics feed, experiments and drift alerts.
 
 use std::convert::Infallible;
 use std::fmt::Debug;
@@ -9,7 +11,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use chrono::{DateTime, Utc};
 
 use slope_domain::*;
-use slope_store::{BatchRecord, NewBatch, NewSegment, SegmentRow, Store, StoreError, Written};
+use slope_store::{
+    BatchRecord, NewBatch, NewSegment, PointsWrite, Recomputation, Recompute, SegmentRow, Store, StoreError, Written,
+};
 
 use crate::common::*;
 
@@ -25,10 +29,14 @@ contract_tests! {
         metric_definitions_are_versioned_sqlite, metric_definitions_are_versioned_postgres;
     contract_metric_points_are_upserted_in_bucket_order =>
         metric_points_are_upserted_in_bucket_order_sqlite, metric_points_are_upserted_in_bucket_order_postgres;
+    contract_all_series_are_each_metric_series =>
+        all_series_are_each_metric_series_sqlite, all_series_are_each_metric_series_postgres;
     contract_metrics_feed_linked_key_results_and_goals =>
         metrics_feed_linked_key_results_and_goals_sqlite, metrics_feed_linked_key_results_and_goals_postgres;
     contract_experiments_and_drift_alerts =>
         experiments_and_drift_alerts_sqlite, experiments_and_drift_alerts_postgres;
+    contract_a_batch_recomputes_its_loop_under_the_same_lock =>
+        a_batch_recomputes_its_loop_under_the_same_lock_sqlite, a_batch_recomputes_its_loop_under_the_same_lock_postgres;
     contract_concurrent_identical_batches =>
         concurrent_identical_batches_sqlite, concurrent_identical_batches_postgres
         [flavor = "multi_thread", worker_threads = 4];
@@ -80,7 +88,9 @@ async fn ingest(
         .expect("the writer cannot fail");
     let live = store.live_segments(org, loop_key, None).await.unwrap();
     let row = live.into_iter().find(|s| s.path == path).expect("the batch's segment is live");
-    (record, row)
+    assert_eq!(record.segment.as_ref(), Some(&row), "recording a batch answers the manifest row of its segment");
+    assert!(record.recomputed.is_none(), "a batch recorded alone leaves its metrics to the upkeep");
+    (record.batch, row)
 }
 
 /// The paths of the live segments of `loop_key` that overlap `[from, to]`.
@@ -196,7 +206,8 @@ async fn contract_batches_are_recorded_once(store: Store) {
         })
         .await
         .unwrap()
-        .unwrap();
+        .unwrap()
+        .batch;
     // The writer drops events already stored by looking only at these segments, so a segment it
     // misses would let duplicates through and one too many would only cost time.
     let seen = seen.expect("the writer runs for a new batch");
@@ -242,7 +253,8 @@ async fn contract_batches_are_recorded_once(store: Store) {
         })
         .await
         .unwrap()
-        .unwrap();
+        .unwrap()
+        .batch;
     assert_eq!(again, replay);
     assert!(!called, "a retry must not run the writer again");
 
@@ -266,7 +278,8 @@ async fn contract_batches_are_recorded_once(store: Store) {
     assert_eq!(store.find_batch(org, &failing).await.unwrap(), None, "a failed write records no batch");
     assert_eq!(store.live_segments(org, "notes", None).await.unwrap(), live, "a failed write enters no segment");
     let written = Written { duplicates: 0, segment: Some(failed) };
-    let retried = store.record_batch(org, &failing, |_| async { Ok::<_, Infallible>(written) }).await.unwrap().unwrap();
+    let retried =
+        store.record_batch(org, &failing, |_| async { Ok::<_, Infallible>(written) }).await.unwrap().unwrap().batch;
     assert_eq!((retried.stored, retried.replayed), (2, false));
 
     // A batch whose events were all stored before writes no segment but is still acknowledged, so
@@ -286,7 +299,8 @@ async fn contract_batches_are_recorded_once(store: Store) {
         })
         .await
         .unwrap()
-        .unwrap();
+        .unwrap()
+        .batch;
     assert_eq!(seen, Some(vec![morning]));
     assert_eq!((duplicate.rows, duplicate.stored, duplicate.duplicates), (3, 0, 3));
     assert_eq!((duplicate.min_ts, duplicate.max_ts), (None, None));
@@ -312,7 +326,8 @@ async fn contract_batches_are_recorded_once(store: Store) {
         })
         .await
         .unwrap()
-        .unwrap();
+        .unwrap()
+        .batch;
     assert_eq!(seen, Some(vec![]));
     assert_eq!((nothing.rows, nothing.stored), (0, 0));
 
@@ -574,6 +589,49 @@ async fn contract_metric_points_are_upserted_in_bucket_order(store: Store) {
     assert!(store.series(other, "eval.f1", 1).await.unwrap().is_empty(), "series are per organisation");
 }
 
+async fn contract_all_series_are_each_metric_series(store: Store) {
+    let org = store.ensure_org("acme", "Acme").await.unwrap();
+    let other = store.ensure_org("globex", "Globex").await.unwrap();
+    assert!(store.all_series(org).await.unwrap().is_empty(), "no metrics, no series");
+
+    // Two versions of one metric (only the current one's points belong in its series), a second
+    // metric, one without points, and another organisation's metric of the same key.
+    let f1_v1 = store.create_metric(org, &metric_spec("eval.f1", "F1")).await.unwrap();
+    store
+        .write_points(
+            org,
+            &f1_v1,
+            &[point("2027-01-01", 0.61, "2027-01-01T18:00:00Z"), point("2027-01-02", 0.64, "2027-01-02T18:00:00Z")],
+            None,
+        )
+        .await
+        .unwrap();
+    let f1_v2 = store.update_metric(org, "eval.f1", 1, &metric_spec("eval.f1", "F1, macro")).await.unwrap();
+    let f1_points =
+        [point("2027-01-03", 0.52, "2027-01-03T18:00:00.125Z"), point("2027-01-02", 0.5, "2027-01-02T18:00:00Z")];
+    store.write_points(org, &f1_v2, &f1_points, None).await.unwrap();
+    let bleu = store.create_metric(org, &metric_spec("eval.bleu", "BLEU")).await.unwrap();
+    store.write_points(org, &bleu, &[point("2027-01-05", 0.3, "2027-01-05T18:00:00Z")], None).await.unwrap();
+    let empty = store.create_metric(org, &metric_spec("eval.empty", "Nothing yet")).await.unwrap();
+    let theirs = store.create_metric(other, &metric_spec("eval.f1", "F1")).await.unwrap();
+    store.write_points(other, &theirs, &[point("2027-01-04", 0.9, "2027-01-04T18:00:00Z")], None).await.unwrap();
+
+    for tenant in [org, other] {
+        let mut one_by_one = vec![];
+        for metric in store.list_metrics(tenant).await.unwrap() {
+            let points = store.series(tenant, &metric.key, metric.version).await.unwrap();
+            one_by_one.push((metric, points));
+        }
+        assert_eq!(store.all_series(tenant).await.unwrap(), one_by_one, "one read answers as a read per metric");
+    }
+    let all = store.all_series(org).await.unwrap();
+    let keys: Vec<(&str, i64, usize)> = all.iter().map(|(m, p)| (m.key.as_str(), m.version, p.len())).collect();
+    assert_eq!(keys, [("eval.bleu", 1, 1), ("eval.empty", 1, 0), ("eval.f1", 2, 2)], "current versions, by key");
+    assert_eq!(all[1].0, empty, "a metric without points still has its (empty) series");
+    let f1: Vec<f64> = all[2].1.iter().map(|p| p.value).collect();
+    assert_eq!(f1, [0.5, 0.52], "the current version's points only, oldest bucket first");
+}
+
 async fn contract_metrics_feed_linked_key_results_and_goals(store: Store) {
     let org = store.ensure_org("acme", "Acme").await.unwrap();
     let (season, objective, plain) = small_plan(&store, org).await;
@@ -767,7 +825,7 @@ async fn contract_concurrent_identical_batches(store: Store) {
     let mut records = vec![];
     for writer in writers {
         match writer.await.expect("writer task finishes") {
-            Ok(Ok(record)) => records.push(record),
+            Ok(Ok(record)) => records.push(record.batch),
             Ok(Err(never)) => match never {},
             Err(e) => panic!("every retry of one batch must be answered, got {e:?}"),
         }
@@ -778,4 +836,163 @@ async fn contract_concurrent_identical_batches(store: Store) {
     assert!(records.iter().all(|r| BatchRecord { replayed: false, ..r.clone() } == *first[0]), "{records:?}");
     assert_eq!(store.live_segments(org, "notes", None).await.unwrap().len(), 1);
     assert_eq!(store.recent_batches(org, "notes", 100).await.unwrap().len(), 1);
+}
+
+/// A recomputation that keeps what the store handed it and answers the points it was given.
+struct Probe {
+    plan: Recompute,
+    writes: Vec<PointsWrite>,
+    fail: bool,
+    pending: Vec<SegmentRow>,
+    rows: Option<Vec<SegmentRow>>,
+}
+
+#[derive(Debug)]
+enum ProbeError {
+    Computing,
+    Store(StoreError),
+}
+
+impl From<StoreError> for ProbeError {
+    fn from(e: StoreError) -> Self {
+        ProbeError::Store(e)
+    }
+}
+
+impl Recomputation for Probe {
+    type Error = ProbeError;
+
+    fn plan(&mut self, pending: &[SegmentRow]) -> Recompute {
+        self.pending = pending.to_vec();
+        self.plan.clone()
+    }
+
+    async fn compute(&mut self, rows: Vec<SegmentRow>) -> Result<Vec<PointsWrite>, ProbeError> {
+        self.rows = Some(rows);
+        if self.fail { Err(ProbeError::Computing) } else { Ok(std::mem::take(&mut self.writes)) }
+    }
+}
+
+fn probe(plan: Recompute, writes: Vec<PointsWrite>) -> Probe {
+    Probe { plan, writes, fail: false, pending: vec![], rows: None }
+}
+
+async fn contract_a_batch_recomputes_its_loop_under_the_same_lock(store: Store) {
+    let org = store.ensure_org("acme", "Acme").await.unwrap();
+    let other = store.ensure_org("globex", "Globex").await.unwrap();
+    let metric = store.create_metric(org, &metric_spec("notes.score", "Notes score")).await.unwrap();
+    // Pending segments: an earlier one of the same loop (a failed recomputation left it), one of
+    // another loop and one of another organisation's loop of the same name.
+    let (_, earlier) = ingest(
+        &store,
+        org,
+        "notes",
+        "h-earlier",
+        new_segment("acme/notes/1.parquet", 5, "2027-01-01T08:00:00Z", "2027-01-01T09:00:00Z"),
+    )
+    .await;
+    let (_, search) = ingest(
+        &store,
+        org,
+        "search",
+        "h-search",
+        new_segment("acme/search/1.parquet", 5, "2027-01-02T08:00:00Z", "2027-01-02T09:00:00Z"),
+    )
+    .await;
+    let (_, theirs) = ingest(
+        &store,
+        other,
+        "notes",
+        "h-theirs",
+        new_segment("globex/notes/1.parquet", 5, "2027-01-02T08:00:00Z", "2027-01-02T09:00:00Z"),
+    )
+    .await;
+
+    let segment = new_segment("acme/notes/2.parquet", 4, "2027-01-02T10:00:00Z", "2027-01-02T11:00:00Z");
+    let batch = batch_for("notes", None, "h-new", &segment);
+    let written = Written { duplicates: 0, segment: Some(segment) };
+    let points = vec![point("2027-01-02", 0.8, "2027-01-02T11:00:00Z")];
+    let range = (at("2027-01-02T00:00:00Z"), at("2027-01-03T00:00:00Z"));
+    let mut recompute = probe(
+        Recompute::Events(Some(range)),
+        vec![PointsWrite { metric: metric.clone(), points: points.clone(), replace: None }],
+    );
+    let recorded = store
+        .record_and_recompute(org, &batch, |_| async { Ok::<_, Infallible>(written) }, &mut recompute)
+        .await
+        .unwrap()
+        .unwrap();
+    let new = recorded.segment.clone().expect("the batch wrote a segment");
+    assert!(matches!(recorded.recomputed, Some(Ok(()))), "{:?}", recorded.recomputed);
+    assert!(new.materialized, "the answered row says its buckets are computed");
+    assert_eq!(
+        recompute.pending.iter().map(|s| s.id).collect::<Vec<_>>(),
+        vec![earlier.id, new.id],
+        "the plan sees its own loop's pending segments, the new one among them, and no one else's"
+    );
+    let in_range: Vec<i64> = recompute.rows.expect("compute ran").iter().map(|s| s.id).collect();
+    assert_eq!(in_range, vec![new.id], "compute gets the live segments overlapping the planned range");
+    assert_eq!(store.series(org, "notes.score", metric.version).await.unwrap(), points);
+    let pending: Vec<i64> = store.unmaterialized_segments().await.unwrap().iter().map(|s| s.id).collect();
+    assert_eq!(pending, vec![search.id, theirs.id], "the loop's segments are done; the others still wait");
+    assert_eq!(store.find_batch(org, &batch).await.unwrap().map(|b| b.stored), Some(4));
+
+    // A recomputation that fails is undone alone: the batch and its segment stay, pending.
+    let segment = new_segment("acme/notes/3.parquet", 2, "2027-01-03T10:00:00Z", "2027-01-03T11:00:00Z");
+    let failing = batch_for("notes", None, "h-failing", &segment);
+    let written = Written { duplicates: 0, segment: Some(segment) };
+    let mut recompute = Probe { fail: true, ..probe(Recompute::Events(None), vec![]) };
+    let recorded = store
+        .record_and_recompute(org, &failing, |_| async { Ok::<_, Infallible>(written) }, &mut recompute)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(matches!(recorded.recomputed, Some(Err(ProbeError::Computing))), "{:?}", recorded.recomputed);
+    let kept = recorded.segment.expect("the segment is entered all the same");
+    assert!(!kept.materialized);
+    assert!(store.find_batch(org, &failing).await.unwrap().is_some(), "the batch is recorded");
+    let pending: Vec<i64> = store.unmaterialized_segments().await.unwrap().iter().map(|s| s.id).collect();
+    assert_eq!(pending, vec![search.id, theirs.id, kept.id]);
+
+    // A write the store refuses (points of a metric that does not exist) is undone the same way,
+    // the points written before it in the same recomputation included.
+    let segment = new_segment("acme/notes/4.parquet", 2, "2027-01-04T10:00:00Z", "2027-01-04T11:00:00Z");
+    let refused = batch_for("notes", None, "h-refused", &segment);
+    let written = Written { duplicates: 0, segment: Some(segment) };
+    let unknown = MetricDefinition { key: "notes.unknown".into(), ..metric.clone() };
+    let more = vec![point("2027-01-04", 0.1, "2027-01-04T11:00:00Z")];
+    let mut recompute = probe(
+        Recompute::Events(None),
+        vec![
+            PointsWrite { metric: metric.clone(), points: more, replace: None },
+            PointsWrite { metric: unknown, points: points.clone(), replace: None },
+        ],
+    );
+    let recorded = store
+        .record_and_recompute(org, &refused, |_| async { Ok::<_, Infallible>(written) }, &mut recompute)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        matches!(recorded.recomputed, Some(Err(ProbeError::Store(StoreError::Rejected(_))))),
+        "{:?}",
+        recorded.recomputed
+    );
+    assert_eq!(store.series(org, "notes.score", metric.version).await.unwrap(), points, "nothing of it stays");
+    assert!(store.find_batch(org, &refused).await.unwrap().is_some());
+
+    // Nothing to compute (no metric on the loop): the pending segments are marked done without a read.
+    let segment = new_segment("acme/search/2.parquet", 2, "2027-01-05T10:00:00Z", "2027-01-05T11:00:00Z");
+    let quiet = batch_for("search", None, "h-quiet", &segment);
+    let written = Written { duplicates: 0, segment: Some(segment) };
+    let mut recompute = probe(Recompute::Nothing, vec![]);
+    let recorded = store
+        .record_and_recompute(org, &quiet, |_| async { Ok::<_, Infallible>(written) }, &mut recompute)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(matches!(recorded.recomputed, Some(Ok(()))));
+    assert!(recompute.rows.is_none(), "compute does not run");
+    let pending: Vec<i64> = store.unmaterialized_segments().await.unwrap().iter().map(|s| s.id).collect();
+    assert!(!pending.contains(&search.id), "the loop's earlier pending segment is done too: {pending:?}");
 }

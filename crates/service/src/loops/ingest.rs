@@ -1,0 +1,346 @@
+//! Ingesting batches of events: parsed and validated off the async threads, deduplicated against the
+//! segments they overlap, written as one durable Parquet segment entered in the manifest, and, for a
+//! loop's interaction events, its metrics recomputed in the same hold of the organisation's lock.
+
+use std::io::Read;
+
+use chrono::{DateTime, NaiveDate, Utc};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use slope_domain::*;
+use slope_metrics::events::{
+    EventsError, Format, InteractionEvent, RowError, TransactionEvent, latest_event_time, parse_batch_until,
+    parse_transactions,
+};
+use slope_metrics::segment;
+use slope_store::{
+    BatchRecord, NewBatch, NewSegment, PointsWrite, Recomputation, Recompute, Recorded, SegmentRow, Written,
+};
+
+use super::materialize::{Fetched, Work, compute, plans_for, prepare};
+use super::{Loops, MAX_BATCH_BYTES, TRANSACTIONS, blocking};
+use crate::segments::SegmentStore;
+use crate::{Result, ServiceError};
+
+/// A batch as it arrives.
+#[derive(Debug, Clone, Copy)]
+pub struct BatchInput<'a> {
+    pub loop_key: &'a str,
+    pub body: &'a [u8],
+    pub format: Format,
+    pub gzip: bool,
+    pub idempotency_key: Option<&'a str>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct IngestAck {
+    #[serde(flatten)]
+    pub batch: BatchRecord,
+    /// Metric definitions whose touched buckets were recomputed before this answer.
+    pub metrics_updated: Vec<String>,
+    /// True when the batch is stored but recomputing its loop's metrics failed; the upkeep retries
+    /// every minute.
+    pub metrics_pending: bool,
+}
+
+fn rows_error(e: EventsError) -> ServiceError {
+    match e {
+        EventsError::Invalid { errors, total } => ServiceError::InvalidRows { errors, total },
+        EventsError::Format(message) | EventsError::Io { message, .. } => {
+            ServiceError::InvalidRows { errors: vec![RowError { row: 0, field: "body".into(), message }], total: 1 }
+        }
+    }
+}
+
+impl Loops {
+    /// Ingests one batch, all or nothing. A retry (same idempotency key, or same content) gets the
+    /// first acknowledgement again; events whose ids are already stored are counted as duplicates and
+    /// not stored twice. The answer comes after the segment is durable and its manifest row committed,
+    /// and after the touched buckets of the loop's metrics are recomputed, so what it acknowledges is
+    /// already visible on every key result the loop feeds.
+    pub async fn ingest(&self, actor: &Actor, input: BatchInput<'_>) -> Result<IngestAck> {
+        let org = actor.authorize(Action::Ingest)?;
+        let loop_key = Key::parse(input.loop_key).map_err(|m| FieldErrors::single("loop", m))?;
+        let (body, content_hash) = unpack(&input)?;
+        if let Some(previous) = self.replay(org, loop_key.as_str(), input.idempotency_key, &content_hash).await? {
+            return Ok(previous);
+        }
+        let (format, batch_loop) = (input.format, loop_key.to_string());
+        let parsed = blocking("parsing a batch", move || {
+            Ok(parse_batch_until(&body, format, Some(&batch_loop), Some(latest_event_time())))
+        })
+        .await?;
+        let events = parsed.map_err(rows_error)?;
+        let within_batch = events.duplicates as i64;
+        // The definitions are read before the lock, as a recomputation after the fact would read them:
+        // a metric created meanwhile computes its own series from every stored event.
+        let fetched = Fetched::default();
+        let recompute = BatchMetrics {
+            segments: self.segments.clone(),
+            fetched: fetched.clone(),
+            metrics: self.store.list_metrics(org).await?,
+            loop_key: loop_key.to_string(),
+            today: Utc::now().date_naive(),
+            work: vec![],
+            keys: vec![],
+        };
+        let rows = Rows::Interactions(events.events);
+        let (recorded, keys) = self
+            .store_rows(
+                org,
+                loop_key.as_str(),
+                input.idempotency_key,
+                &content_hash,
+                rows,
+                within_batch,
+                fetched,
+                recompute,
+            )
+            .await?;
+        let (metrics_updated, metrics_pending) = match recorded.recomputed {
+            None => (vec![], false),
+            Some(Ok(())) => (keys, false),
+            Some(Err(e)) => {
+                tracing::warn!(org = org.0, loop_key = %loop_key, error = %e, "recomputing metrics failed; the segments stay pending");
+                (vec![], true)
+            }
+        };
+        Ok(IngestAck { batch: recorded.batch, metrics_updated, metrics_pending })
+    }
+
+    /// The acknowledgement of an earlier identical batch, looked up before the body is parsed.
+    async fn replay(
+        &self,
+        org: OrgId,
+        stream: &str,
+        key: Option<&str>,
+        content_hash: &str,
+    ) -> Result<Option<IngestAck>> {
+        let probe = NewBatch { loop_key: stream, idempotency_key: key, content_hash, rows: 0, range: None };
+        Ok(self.store.find_batch(org, &probe).await?.map(|batch| IngestAck {
+            batch,
+            metrics_updated: vec![],
+            metrics_pending: false,
+        }))
+    }
+
+    /// Ingests a batch of transaction events (`event_id`, `customer_id`, `ts`, `amount`) into the
+    /// organisation's transaction stream, with the same all-or-nothing, idempotency and duplicate rules
+    /// as interaction events. `input.loop_key` is ignored.
+    pub async fn ingest_transactions(&self, actor: &Actor, input: BatchInput<'_>) -> Result<IngestAck> {
+        let org = actor.authorize(Action::Ingest)?;
+        let (body, content_hash) = unpack(&input)?;
+        if let Some(previous) = self.replay(org, TRANSACTIONS, input.idempotency_key, &content_hash).await? {
+            return Ok(previous);
+        }
+        let format = input.format;
+        let parsed =
+            blocking("parsing a batch", move || Ok(parse_transactions(&body, format, Some(latest_event_time()))))
+                .await?;
+        let (rows, within_batch) = parsed.map_err(rows_error)?;
+        // No metric reads the transaction stream; the upkeep marks its segments done.
+        let (recorded, _) = self
+            .store_rows(
+                org,
+                TRANSACTIONS,
+                input.idempotency_key,
+                &content_hash,
+                Rows::Transactions(rows),
+                within_batch as i64,
+                Fetched::default(),
+                slope_store::Later,
+            )
+            .await?;
+        Ok(IngestAck { batch: recorded.batch, metrics_updated: vec![], metrics_pending: false })
+    }
+
+    /// Records a validated batch of `stream` and runs `recompute` in the same transaction: replays an
+    /// earlier identical batch, else drops events already stored and writes the rest as one durable
+    /// segment entered in the manifest. The segments read for duplicates and the one written stay in
+    /// `fetched` for the recomputation. Returns what was recorded and the metric keys recomputed.
+    #[allow(clippy::too_many_arguments)]
+    async fn store_rows<R: Recomputation + Keys>(
+        &self,
+        org: OrgId,
+        stream: &str,
+        idempotency_key: Option<&str>,
+        content_hash: &str,
+        mut rows: Rows,
+        within_batch: i64,
+        fetched: Fetched,
+        mut recompute: R,
+    ) -> Result<(Recorded<R::Error>, Vec<String>)> {
+        rows.sort();
+        let range = rows.range();
+        let batch =
+            NewBatch { loop_key: stream, idempotency_key, content_hash, rows: rows.len() as i64 + within_batch, range };
+        // The callers have looked for a replay before parsing; the store looks again under the lock.
+        let segments = self.segments.clone();
+        let path_stream = stream.to_owned();
+        let hash_prefix = content_hash[..16].to_owned();
+        let write = move |overlapping: Vec<SegmentRow>| async move {
+            let stored = segments.get_all(&overlapping).await?;
+            for (row, bytes) in overlapping.iter().zip(&stored) {
+                fetched.keep(&row.path, bytes.clone());
+            }
+            let (fresh, duplicates, encoded, kept_range) = blocking("writing a segment", move || {
+                let known = segment::event_ids(&stored).map_err(|e| e.to_string())?;
+                let (fresh, duplicates) = rows.without(&known);
+                let encoded = if fresh.len() == 0 { None } else { Some(fresh.encode()?) };
+                Ok((fresh.len(), duplicates as i64, encoded, fresh.range()))
+            })
+            .await?;
+            let Some(bytes) = encoded else {
+                return Ok::<_, ServiceError>(Written { duplicates: duplicates + within_batch, segment: None });
+            };
+            // The segment spans what it holds, not the duplicates left out of it.
+            let (min_ts, max_ts) = kept_range.or(range).unwrap_or_default();
+            let now = Utc::now();
+            let path = format!(
+                "org-{}/{}/{}/{}-{hash_prefix}.parquet",
+                org.0,
+                path_stream,
+                min_ts.format("%Y-%m-%d"),
+                now.format("%Y%m%dT%H%M%S%6f")
+            );
+            let bytes = bytes::Bytes::from(bytes);
+            let size = bytes.len() as i64;
+            segments.put(&path, bytes.clone()).await?;
+            fetched.keep(&path, bytes);
+            Ok(Written {
+                duplicates: duplicates + within_batch,
+                segment: Some(NewSegment { path, rows: fresh as i64, bytes: size, min_ts, max_ts }),
+            })
+        };
+        let recorded = self.store.record_and_recompute(org, &batch, write, &mut recompute).await??;
+        Ok((recorded, recompute.keys()))
+    }
+}
+
+/// The metric keys a recomputation covered, for the acknowledgement.
+trait Keys {
+    fn keys(self) -> Vec<String>;
+}
+
+impl Keys for slope_store::Later {
+    fn keys(self) -> Vec<String> {
+        vec![]
+    }
+}
+
+/// The recomputation a batch of interaction events asks for: the buckets its loop's pending segments
+/// touch, computed from segments that this ingest already holds in memory where it can.
+struct BatchMetrics {
+    segments: SegmentStore,
+    fetched: Fetched,
+    metrics: Vec<MetricDefinition>,
+    loop_key: String,
+    today: NaiveDate,
+    work: Vec<Work>,
+    keys: Vec<String>,
+}
+
+impl Keys for BatchMetrics {
+    fn keys(self) -> Vec<String> {
+        self.keys
+    }
+}
+
+impl Recomputation for BatchMetrics {
+    type Error = ServiceError;
+
+    fn plan(&mut self, pending: &[SegmentRow]) -> Recompute {
+        let plans = plans_for(&self.metrics, &self.loop_key, pending);
+        self.keys = plans.iter().map(|p| p.metric.key.clone()).collect();
+        let (work, recompute) = prepare(plans, self.today);
+        self.work = work;
+        recompute
+    }
+
+    async fn compute(&mut self, rows: Vec<SegmentRow>) -> Result<Vec<PointsWrite>> {
+        compute(&self.segments, &self.fetched, std::mem::take(&mut self.work), rows, self.today).await
+    }
+}
+
+/// The decompressed body of a batch and the hash that recognises a retry of it.
+fn unpack(input: &BatchInput<'_>) -> Result<(Vec<u8>, String)> {
+    let body = if input.gzip { gunzip(input.body)? } else { input.body.to_vec() };
+    if body.len() > MAX_BATCH_BYTES {
+        return Err(FieldErrors::single(
+            "body",
+            format!("is over {} MiB; send several batches", MAX_BATCH_BYTES >> 20),
+        )
+        .into());
+    }
+    let content_hash = content_hash(&body);
+    Ok((body, content_hash))
+}
+
+/// The SHA-256 of a batch body, in hex: how a byte-identical retry is recognised.
+pub fn content_hash(body: &[u8]) -> String {
+    Sha256::digest(body).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The validated rows of a batch, of either stream.
+enum Rows {
+    Interactions(Vec<InteractionEvent>),
+    Transactions(Vec<TransactionEvent>),
+}
+
+impl Rows {
+    fn len(&self) -> usize {
+        match self {
+            Rows::Interactions(r) => r.len(),
+            Rows::Transactions(r) => r.len(),
+        }
+    }
+
+    fn sort(&mut self) {
+        match self {
+            Rows::Interactions(r) => r.sort_by_key(|e| e.ts),
+            Rows::Transactions(r) => r.sort_by_key(|e| e.ts),
+        }
+    }
+
+    /// The first and last time, once sorted.
+    fn range(&self) -> Option<(DateTime<Utc>, DateTime<Utc>)> {
+        match self {
+            Rows::Interactions(r) => r.first().zip(r.last()).map(|(a, b)| (a.ts, b.ts)),
+            Rows::Transactions(r) => r.first().zip(r.last()).map(|(a, b)| (a.ts, b.ts)),
+        }
+    }
+
+    /// The rows whose ids are not in `known`, and how many were dropped.
+    fn without(self, known: &std::collections::HashSet<String>) -> (Rows, usize) {
+        let before = self.len();
+        let kept = match self {
+            Rows::Interactions(r) => {
+                Rows::Interactions(r.into_iter().filter(|e| !known.contains(&e.event_id)).collect())
+            }
+            Rows::Transactions(r) => {
+                Rows::Transactions(r.into_iter().filter(|e| !known.contains(&e.event_id)).collect())
+            }
+        };
+        let dropped = before - kept.len();
+        (kept, dropped)
+    }
+
+    fn encode(&self) -> Result<Vec<u8>, String> {
+        match self {
+            Rows::Interactions(r) => segment::encode(r),
+            Rows::Transactions(r) => segment::encode_transactions(r),
+        }
+        .map_err(|e| e.to_string())
+    }
+}
+
+fn gunzip(body: &[u8]) -> Result<Vec<u8>> {
+    let mut out = vec![];
+    flate2::read::MultiGzDecoder::new(body)
+        .take(MAX_BATCH_BYTES as u64 + 1)
+        .read_to_end(&mut out)
+        .map_err(|e| FieldErrors::single("body", format!("is not valid gzip: {e}")))?;
+    Ok(out)
+}

@@ -1,0 +1,304 @@
+//! The reports computed from a loop's stored events: acceptance, drift, experiments, retention and
+//! customer lifetime value.
+
+use chrono::{Datelike, Duration, NaiveDate, Utc};
+use serde::Serialize;
+
+use slope_domain::*;
+use slope_metrics::acceptance::{AcceptancePoint, Bucket, acceptance_of};
+use slope_metrics::drift::{Drift, DriftBand, DriftField, drift};
+use slope_metrics::ltv::{Customer, LtvReport, ltv_report};
+use slope_metrics::segment;
+use slope_metrics::transactions::{Period, SummaryOptions, summaries_of};
+use slope_store::{BatchRecord, LoopSummary};
+
+use super::{Loops, TRANSACTIONS, blocking, day_start};
+use crate::error::internal;
+use crate::{Result, ServiceError};
+
+/// What the loop page and `GET /api/v1/loops/{loop}` show.
+#[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct LoopReport {
+    pub summary: Option<LoopSummary>,
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
+    pub method: &'static str,
+    /// Acceptance per variant and day over the last `days` days of events: `{variant, bucket, value, users,
+    /// events, accepted, suggested, ci_low, ci_high}`.
+    #[cfg_attr(feature = "openapi", schema(value_type = Vec<Object>))]
+    pub acceptance: Vec<AcceptancePoint>,
+    pub metrics: Vec<MetricDefinition>,
+    pub batches: Vec<BatchRecord>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ExperimentAnalysis {
+    pub experiment: Experiment,
+    /// The A/B comparison of the variants' character acceptance rates: each arm with its delta-method
+    /// interval, the difference with a z-test, the lift, the always-valid sequential test and the
+    /// sample-ratio check.
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
+    pub report: slope_metrics::ab::AbReport,
+}
+
+/// The columns a ratio of characters per variant needs: segments are decoded for these only, not for
+/// their text columns.
+const RATIO_COLUMNS: [&str; 5] = ["ts", "variant", "user_id", "accepted_chars", "suggested_chars"];
+
+impl Loops {
+    /// BG/NBD and Gamma-Gamma fitted to the customers of the stored transactions, with predictions per
+    /// customer and per monthly cohort over `horizon` periods, discounted at `discount_rate` per period.
+    pub async fn ltv(&self, actor: &Actor, period: Period, horizon: usize, discount_rate: f64) -> Result<LtvReport> {
+        let org = actor.authorize(Action::Read)?;
+        if !(0.0..1.0).contains(&discount_rate) {
+            return Err(FieldErrors::single("discount_rate", "must be at least 0 and below 1 (per period)").into());
+        }
+        if !(1..=520).contains(&horizon) {
+            return Err(FieldErrors::single("horizon", "must be between 1 and 520 periods").into());
+        }
+        let rows = self.store.live_segments(org, TRANSACTIONS, None).await?;
+        if rows.is_empty() {
+            return Err(ServiceError::NotFound("no transactions have been ingested yet".into()));
+        }
+        let bytes = self.segments.get_all(&rows).await?;
+        let end = rows.iter().map(|r| r.max_ts.date_naive()).max().unwrap_or_default();
+        let fitted = blocking("fitting customer lifetime value", move || {
+            let frame = segment::transactions_frame(&bytes).map_err(|e| e.to_string())?;
+            let options = SummaryOptions { period, calibration_end: Some(end) };
+            let summaries = summaries_of(frame.clone(), &options).map_err(|e| e.to_string())?;
+            let firsts = segment::first_purchase_days(frame).map_err(|e| e.to_string())?;
+            let customers: Vec<(String, Customer, NaiveDate)> = summaries
+                .into_iter()
+                .map(|(id, c)| {
+                    let first = firsts.get(&id).copied().unwrap_or(end);
+                    (id, c, first)
+                })
+                .collect();
+            Ok(ltv_report(&customers, horizon, discount_rate))
+        })
+        .await?;
+        fitted.map_err(|e| ServiceError::Conflict(format!("cannot fit yet: {e}")))
+    }
+
+    // ---- reading events ------------------------------------------------------------------------
+
+    /// The loop's events between two days (both included; all when `None`) as segment bytes.
+    pub(crate) async fn event_bytes(
+        &self,
+        org: OrgId,
+        loop_key: &str,
+        days: Option<(NaiveDate, NaiveDate)>,
+    ) -> Result<Vec<bytes::Bytes>> {
+        let range = days.map(|(from, to)| (day_start(from), day_start(to.succ_opt().unwrap_or(to))));
+        let rows = self.store.live_segments(org, loop_key, range).await?;
+        self.segments.get_all(&rows).await
+    }
+
+    pub async fn list_loops(&self, actor: &Actor) -> Result<Vec<LoopSummary>> {
+        let org = actor.authorize(Action::Read)?;
+        Ok(self.store.list_loops(org).await?)
+    }
+
+    /// Whether the organisation has a loop with this key: one with stored events, batches or metrics.
+    /// Routes named by a loop answer 404 otherwise, as for any other entity that does not exist (another
+    /// organisation's loop of the same name included).
+    pub(crate) async fn loop_known(&self, org: OrgId, loop_key: &str) -> Result<bool> {
+        if self.store.list_loops(org).await?.iter().any(|l| l.loop_key == loop_key) {
+            return Ok(true);
+        }
+        if self.store.list_metrics(org).await?.iter().any(|m| m.loop_key.as_deref() == Some(loop_key)) {
+            return Ok(true);
+        }
+        Ok(!self.store.recent_batches(org, loop_key, 1).await?.is_empty())
+    }
+
+    pub(crate) async fn ensure_loop(&self, org: OrgId, loop_key: &str) -> Result<()> {
+        if self.loop_known(org, loop_key).await? {
+            Ok(())
+        } else {
+            Err(ServiceError::NotFound(format!("no loop {loop_key:?} has events or metrics")))
+        }
+    }
+
+    /// A loop at a glance: its stored events, acceptance per variant and day over the last `days` days
+    /// of data, its metrics and recent batches.
+    pub async fn loop_report(&self, actor: &Actor, loop_key: &str, days: i64) -> Result<LoopReport> {
+        let org = actor.authorize(Action::Read)?;
+        let summary = self.store.list_loops(org).await?.into_iter().find(|l| l.loop_key == loop_key);
+        let metrics: Vec<MetricDefinition> = self
+            .store
+            .list_metrics(org)
+            .await?
+            .into_iter()
+            .filter(|m| m.loop_key.as_deref() == Some(loop_key))
+            .collect();
+        let batches = self.store.recent_batches(org, loop_key, 20).await?;
+        if summary.is_none() && metrics.is_empty() && batches.is_empty() {
+            return Err(ServiceError::NotFound(format!("no loop {loop_key:?} has events or metrics")));
+        }
+        let acceptance = match &summary {
+            None => vec![],
+            Some(s) => {
+                let to = s.last_event.date_naive();
+                let from = to - Duration::days(days.clamp(1, 366) - 1);
+                let bytes = self.event_bytes(org, loop_key, Some((from, to))).await?;
+                blocking("computing acceptance", move || {
+                    let events = segment::between_days(
+                        segment::frame_of(&bytes, Some(&RATIO_COLUMNS)).map_err(|e| e.to_string())?,
+                        from,
+                        to,
+                    );
+                    acceptance_of(events, true, Bucket::Day).map_err(|e| e.to_string())
+                })
+                .await?
+            }
+        };
+        Ok(LoopReport {
+            summary,
+            method: "Σ accepted / Σ suggested characters; 95 % CI by the delta method with users as the randomisation unit",
+            acceptance,
+            metrics,
+            batches,
+        })
+    }
+
+    /// Drift of `field` between two windows of a loop's events. A result in the moderate or major band
+    /// is recorded as a drift alert.
+    pub async fn drift_check(
+        &self,
+        actor: &Actor,
+        loop_key: &str,
+        field: &str,
+        reference: (NaiveDate, NaiveDate),
+        current: (NaiveDate, NaiveDate),
+    ) -> Result<(Drift, Option<DriftAlert>)> {
+        let org = actor.authorize(Action::Operate)?;
+        self.ensure_loop(org, loop_key).await?;
+        let drift_field: DriftField = field.parse().map_err(|m: String| FieldErrors::single("field", m))?;
+        for (name, (from, to)) in [("reference", reference), ("current", current)] {
+            if to < from {
+                return Err(FieldErrors::single(name, "ends before it starts").into());
+            }
+            if from.year() < 1970 || to.year() > 9999 {
+                return Err(FieldErrors::single(name, "must lie between 1970 and 9999").into());
+            }
+        }
+        let from = reference.0.min(current.0);
+        let to = reference.1.max(current.1);
+        let bytes = self.event_bytes(org, loop_key, Some((from, to))).await?;
+        let values = blocking("reading events for drift", move || {
+            // The segments are decoded once; each window filters the same frame.
+            let columns = ["ts", "latency_ms", "cost_usd", "suggested_chars", "accepted_chars"];
+            let events = segment::frame_of(&bytes, Some(&columns)).map_err(|e| e.to_string())?;
+            let read = |(a, b): (NaiveDate, NaiveDate)| -> Result<Vec<f64>, String> {
+                let frame = segment::between_days(events.clone(), a, b);
+                slope_metrics::drift::values_of(frame, drift_field).map_err(|e| e.to_string())
+            };
+            Ok((read(reference)?, read(current)?))
+        })
+        .await?;
+        let (r, c) = values;
+        let Some(result) = drift(&r, &c) else {
+            let which = if r.is_empty() { "reference" } else { "current" };
+            return Err(FieldErrors::single(which, format!("has no {field} values in that window")).into());
+        };
+        let alert = if result.band == DriftBand::Stable {
+            None
+        } else {
+            let alert = DriftAlert {
+                id: 0,
+                loop_key: loop_key.to_owned(),
+                field: field.to_owned(),
+                reference_start: reference.0,
+                reference_end: reference.1,
+                current_start: current.0,
+                current_end: current.1,
+                psi: result.psi,
+                js_distance: result.js_distance,
+                band: result.band.as_str().to_owned(),
+                created_at: Utc::now(),
+            };
+            Some(self.store.record_drift_alert(org, &alert).await?)
+        };
+        Ok((result, alert))
+    }
+
+    pub async fn drift_alerts(&self, actor: &Actor) -> Result<Vec<DriftAlert>> {
+        let org = actor.authorize(Action::Read)?;
+        Ok(self.store.list_drift_alerts(org, 100).await?)
+    }
+
+    // ---- experiments ---------------------------------------------------------------------------
+
+    pub async fn create_experiment(&self, actor: &Actor, input: &ExperimentInput) -> Result<Experiment> {
+        let org = actor.authorize(Action::Operate)?;
+        Ok(self.store.create_experiment(org, &input.validate()?).await?)
+    }
+
+    /// Stops an experiment before its last day: from now on it assigns no users to arms, and its
+    /// analysis covers its events up to the day it was stopped. Stopping it again is a conflict.
+    pub async fn stop_experiment(&self, actor: &Actor, key: &str) -> Result<Experiment> {
+        let org = actor.authorize(Action::Operate)?;
+        if let Some(stopped) = self.store.stop_experiment(org, key, Utc::now()).await? {
+            return Ok(stopped);
+        }
+        // Nothing was stopped: either there is no such experiment or it was stopped before.
+        let experiment = self.experiment_in(org, key).await?;
+        let at = experiment.stopped_at.map(|t| t.to_rfc3339()).unwrap_or_default();
+        Err(ServiceError::Conflict(format!("experiment {key} was already stopped at {at}")))
+    }
+
+    pub async fn list_experiments(&self, actor: &Actor) -> Result<Vec<Experiment>> {
+        let org = actor.authorize(Action::Read)?;
+        Ok(self.store.list_experiments(org).await?)
+    }
+
+    /// The A/B analysis of an experiment over its loop's events between its start and end dates (or the
+    /// day it was stopped).
+    pub async fn analyze_experiment(&self, actor: &Actor, key: &str) -> Result<ExperimentAnalysis> {
+        let org = actor.authorize(Action::Read)?;
+        let experiment = self.experiment_in(org, key).await?;
+        let window = (experiment.starts_on, experiment.last_day().min(Utc::now().date_naive()));
+        let bytes = self.event_bytes(org, &experiment.loop_key, Some(window)).await?;
+        let (control, treatment, share) =
+            (experiment.control.clone(), experiment.treatment.clone(), experiment.expected_share);
+        let report = tokio::task::spawn_blocking(move || {
+            let events = segment::frame_of(&bytes, Some(&RATIO_COLUMNS)).map_err(|e| e.to_string())?;
+            let events = segment::between_days(events, window.0, window.1);
+            Ok::<_, String>(slope_metrics::ab::ab_of(events, &control, &treatment, Some(share)))
+        })
+        .await
+        .map_err(|e| internal("analysing an experiment", e))?
+        .map_err(|e| internal("analysing an experiment", e))?;
+        match report {
+            Ok(report) => Ok(ExperimentAnalysis { experiment, report }),
+            Err(slope_metrics::ab::AbError::Polars(e)) => Err(internal("analysing an experiment", e)),
+            // Not enough data yet (an arm without users, say) is an answer, not a failure.
+            Err(e) => Err(ServiceError::Conflict(format!("cannot analyse {key} yet: {e}"))),
+        }
+    }
+
+    /// Weekly cohort retention of a loop's users.
+    pub async fn retention(&self, actor: &Actor, loop_key: &str) -> Result<slope_metrics::retention::Retention> {
+        let org = actor.authorize(Action::Read)?;
+        self.ensure_loop(org, loop_key).await?;
+        let bytes = self.event_bytes(org, loop_key, None).await?;
+        blocking("computing retention", move || {
+            let events = segment::frame_of(&bytes, Some(&["loop", "user_id", "ts"])).map_err(|e| e.to_string())?;
+            slope_metrics::retention::retention_of(events).map_err(|e| e.to_string())
+        })
+        .await
+    }
+
+    pub async fn experiment(&self, actor: &Actor, key: &str) -> Result<Experiment> {
+        self.experiment_in(actor.authorize(Action::Read)?, key).await
+    }
+
+    async fn experiment_in(&self, org: OrgId, key: &str) -> Result<Experiment> {
+        self.store
+            .experiment(org, key)
+            .await?
+            .ok_or_else(|| ServiceError::NotFound(format!("no experiment has the key {key:?}")))
+    }
+}
