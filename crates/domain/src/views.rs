@@ -1,13 +1,14 @@
 //! Read models: what a page or an API response shows about one entity, assembled by the service layer.
 
-use chrono::NaiveDate;
+use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::access::AuditRecord;
 use crate::checkin::CheckIn;
 use crate::forecast::Forecast;
 use crate::measure::Measure;
 use crate::measure::Progress;
-use crate::metric::{MetricDefinition, MetricPoint};
+use crate::metric::{MetricDefinition, MetricFeed, MetricPoint};
 use crate::objective::{KeyResult, Objective};
 use crate::rollup::SquadGoalNode;
 use crate::season::Season;
@@ -82,6 +83,19 @@ pub struct MetricSeries {
     pub stale: bool,
 }
 
+impl MetricSeries {
+    /// The series of `metric` made of `points` (oldest bucket first), flagged stale as of `now` by the
+    /// same rule that flags a key result's metric feed.
+    pub fn new(metric: MetricDefinition, points: Vec<MetricPoint>, now: DateTime<Utc>) -> MetricSeries {
+        let feed = MetricFeed {
+            key: metric.key.clone(),
+            observed_at: points.last().map(|p| p.observed_at),
+            freshness_hours: metric.freshness_hours,
+        };
+        MetricSeries { stale: feed.is_stale(now), metric, points }
+    }
+}
+
 /// One squad goal on its squad's dashboard: the key result it ladders to, the linked metric's series and
 /// the forecast of the goal's measure (else the key result's) at the goal's end date.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -106,4 +120,56 @@ pub struct SquadDashboard {
     /// The day the dashboard was assembled, for the "today" marker.
     pub today: NaiveDate,
     pub goals: Vec<DashboardGoal>,
+}
+
+/// An audit trail as a page shows it: what it covers and the records, newest first.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AuditView {
+    pub scope: String,
+    pub records: Vec<AuditRecord>,
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::Duration;
+
+    use super::*;
+    use crate::entities::OrgId;
+    use crate::metric::{Granularity, MetricKind};
+
+    #[test]
+    fn a_series_is_stale_past_its_metric_freshness_limit_or_without_points() {
+        let now: DateTime<Utc> = "2027-01-10T12:00:00Z".parse().unwrap();
+        let metric = MetricDefinition {
+            id: 1,
+            org_id: OrgId(1),
+            key: "eval.f1".into(),
+            version: 1,
+            name: "F1".into(),
+            kind: MetricKind::EvalScore,
+            loop_key: None,
+            variant: None,
+            unit: None,
+            granularity: Granularity::Day,
+            window_days: None,
+            freshness_hours: 24,
+            created_at: now,
+        };
+        let point = |observed_at: DateTime<Utc>| MetricPoint {
+            bucket: observed_at.date_naive(),
+            value: 0.7,
+            n: None,
+            ci_low: None,
+            ci_high: None,
+            observed_at,
+            computed_at: observed_at,
+        };
+        assert!(MetricSeries::new(metric.clone(), vec![], now).stale, "no data is stale data");
+        // Only the newest point counts: an old bucket first does not make a fresh series stale.
+        let fresh = vec![point(now - Duration::days(5)), point(now - Duration::hours(23))];
+        let series = MetricSeries::new(metric.clone(), fresh.clone(), now);
+        assert!(!series.stale);
+        assert_eq!((series.metric, series.points), (metric.clone(), fresh));
+        assert!(MetricSeries::new(metric, vec![point(now - Duration::hours(25))], now).stale);
+    }
 }

@@ -13,6 +13,7 @@ mod season_dashboard;
 mod segments;
 mod simulator;
 mod upkeep;
+mod views;
 
 pub use access::*;
 pub use adoption::{MIN_LIFT_POINTS, TREND_METHOD, TREND_WEEKS, before_after_lift};

@@ -432,12 +432,7 @@ impl Planning {
     ) -> Result<Option<MetricSeries>> {
         let Some(metric) = self.store.metric(org, key).await? else { return Ok(None) };
         let points = self.store.series(org, key, metric.version).await?;
-        let feed = MetricFeed {
-            key: metric.key.clone(),
-            observed_at: points.last().map(|p| p.observed_at),
-            freshness_hours: metric.freshness_hours,
-        };
-        Ok(Some(MetricSeries { stale: feed.is_stale(now), metric, points }))
+        Ok(Some(MetricSeries::new(metric, points, now)))
     }
 
     // ---- check-ins -----------------------------------------------------------------------------

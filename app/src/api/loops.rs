@@ -1,0 +1,111 @@
+//! Server functions of loop metrics: metric definitions and their series, the loops overview and the
+//! page of one loop, and the adoption dashboard.
+
+// A server function takes one argument per form field, so that forms post to it without JavaScript; the
+// long argument list of a metric definition is its form's shape, not a design smell.
+#![allow(clippy::too_many_arguments)]
+
+use leptos::prelude::*;
+use slope_domain::*;
+
+#[cfg(feature = "ssr")]
+use super::server;
+use super::{Outcome, optional_id};
+
+/// Metrics a key result can be fed by: (key, label).
+#[server]
+pub async fn metric_choices() -> Result<Vec<(String, String)>, ServerFnError> {
+    let (loops, actor) = server::loops()?;
+    let metrics = server::read(loops.list_metrics(&actor).await)?;
+    Ok(metrics.into_iter().map(|m| (m.key.clone(), format!("{} ({}, {})", m.name, m.key, m.kind))).collect())
+}
+
+#[server]
+pub async fn load_metric(key: String) -> Result<MetricSeries, ServerFnError> {
+    let (loops, actor) = server::loops()?;
+    server::read(loops.series(&actor, &key).await)
+}
+
+#[server]
+pub async fn load_loops() -> Result<LoopsOverview, ServerFnError> {
+    let (loops, actor) = server::loops()?;
+    server::read(loops.overview(&actor).await)
+}
+
+#[server]
+pub async fn load_loop(key: String) -> Result<LoopView, ServerFnError> {
+    let (loops, actor) = server::loops()?;
+    server::read(loops.loop_view(&actor, &key).await)
+}
+
+/// Form fields of a metric definition; `version` is empty when creating.
+#[server]
+pub async fn save_metric(
+    version: String,
+    key: String,
+    name: String,
+    kind: String,
+    loop_key: String,
+    variant: String,
+    unit: String,
+    granularity: String,
+    window_days: String,
+    freshness_hours: String,
+) -> Result<Outcome, ServerFnError> {
+    let (loops, actor) = server::loops()?;
+    let form =
+        SaveMetric { version, key, name, kind, loop_key, variant, unit, granularity, window_days, freshness_hours };
+    let (version, input) = match metric_form(&form) {
+        Ok(parsed) => parsed,
+        Err(errors) => return Ok(Outcome::Invalid(errors)),
+    };
+    let result = match version {
+        Some(version) => loops.update_metric(&actor, &input.key, version, &input).await,
+        None => loops.create_metric(&actor, &input).await,
+    };
+    server::write(result, |m| format!("/metrics/{}", m.key))
+}
+
+pub fn metric_form(f: &SaveMetric) -> Result<(Option<i64>, MetricInput), FieldErrors> {
+    let mut c = Checker::new();
+    let version = c.check("version", optional_id("version", &f.version).map_err(|e| e.to_string()));
+    let whole = |c: &mut Checker, field: &str, raw: &str| match c.optional_number(field, raw).flatten() {
+        Some(v) if v.fract() == 0.0 => Some(v as i64),
+        Some(_) => {
+            c.fail(field, "must be a whole number");
+            None
+        }
+        None => None,
+    };
+    let window_days = whole(&mut c, "window_days", &f.window_days);
+    let freshness_hours = whole(&mut c, "freshness_hours", &f.freshness_hours);
+    let input = MetricInput {
+        key: f.key.clone(),
+        name: f.name.clone(),
+        kind: f.kind.clone(),
+        loop_key: f.loop_key.clone(),
+        variant: f.variant.clone(),
+        unit: f.unit.clone(),
+        granularity: f.granularity.clone(),
+        window_days,
+        freshness_hours,
+    };
+    let mut errors = c.errors;
+    if let Err(more) = input.validate() {
+        // The form names the loop field `loop_key`, as `loop` is a Rust keyword.
+        for (field, messages) in more.0 {
+            let field = if field == "loop" { "loop_key".to_owned() } else { field };
+            for m in messages {
+                errors.add(&field, m);
+            }
+        }
+    }
+    errors.into_result((version.flatten(), input))
+}
+
+/// The exec adoption dashboard: units' stages with evidence, warnings, the stage trend and the rules.
+#[server]
+pub async fn load_adoption() -> Result<AdoptionReport, ServerFnError> {
+    let (loops, actor) = server::loops()?;
+    server::read(loops.adoption(&actor).await)
+}
