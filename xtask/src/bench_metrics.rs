@@ -230,11 +230,13 @@ pub fn bench_metrics(args: &[String]) -> Result {
     fs::write(&listing, listed).map_err(|e| e.to_string())?;
 
     step("Acceptance by variant × day over the stored events");
+    // The API answers only signed-in callers: the bench uses an API token, as a script would.
+    let token = api_token(&slope, &data)?;
     let server = Server::start(&slope, &data, &dir)?;
     let report_url = format!("{}/api/v1/loops/bench?days=366", server.base);
     let report_json = dir.join("loop-report.json");
     let (report_seconds, report_times) = median_of(REPEATS, || {
-        let (status, seconds) = curl(&["-X", "GET"], &report_url, &report_json)?;
+        let (status, seconds) = curl(&token, &["-X", "GET"], &report_url, &report_json)?;
         expect_status(status, 200, "GET /api/v1/loops/bench", &report_json)?;
         Ok(seconds)
     })?;
@@ -276,6 +278,7 @@ pub fn bench_metrics(args: &[String]) -> Result {
     let created = dir.join("metric.json");
     let metrics_url = format!("{}/api/v1/metrics", server.base);
     let (status, create_seconds) = curl(
+        &token,
         &["-X", "POST", "-H", "Content-Type: application/json", "--data-binary", metric_body],
         &metrics_url,
         &created,
@@ -296,6 +299,7 @@ pub fn bench_metrics(args: &[String]) -> Result {
     let ack = dir.join("follow-up-ack.json");
     let follow_up_arg = format!("@{}", follow_up.display());
     let (status, follow_up_seconds) = curl(
+        &token,
         &["-X", "POST", "-H", "Content-Type: application/x-ndjson", "--data-binary", &follow_up_arg],
         &events_url,
         &ack,
@@ -878,9 +882,25 @@ impl Drop for Server {
 
 /// One request with curl: the status and curl's `time_total`, which leaves out curl's own start-up.
 /// The answer goes to `body`.
-fn curl(args: &[&str], url: &str, body: &Path) -> Result<(u16, f64)> {
+/// A token of the organisation that `slope ingest` wrote into, allowed to read, change and ingest.
+fn api_token(slope: &Path, data: &Path) -> Result<String> {
+    let mut cmd = slope_command(slope);
+    cmd.args(["token", "create", "--name", "bench-metrics", "--scopes", "read,write,ingest", "--data-dir"]).arg(data);
+    let out = cmd.output().map_err(|e| format!("cannot run {}: {e}", slope.display()))?;
+    if !out.status.success() {
+        return Err(format!("slope token create failed: {}", String::from_utf8_lossy(&out.stderr).trim()));
+    }
+    let printed = String::from_utf8_lossy(&out.stdout);
+    printed
+        .split_whitespace()
+        .find(|word| word.starts_with("slope_"))
+        .map(str::to_owned)
+        .ok_or_else(|| format!("slope token create printed no token: {printed}"))
+}
+
+fn curl(token: &str, args: &[&str], url: &str, body: &Path) -> Result<(u16, f64)> {
     let out = Command::new("curl")
-        .args(["-sS", "-o"])
+        .args(["-sS", "-H", &format!("Authorization: Bearer {token}"), "-o"])
         .arg(body)
         .args(["-w", "%{http_code} %{time_total}"])
         .args(args)
