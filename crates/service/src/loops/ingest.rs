@@ -77,7 +77,7 @@ impl Loops {
         // The definitions are read before the lock, as a recomputation after the fact would read them:
         // a metric created meanwhile computes its own series from every stored event.
         let fetched = Fetched::default();
-        let recompute = BatchMetrics {
+        let mut recompute = BatchMetrics {
             segments: self.segments.clone(),
             fetched: fetched.clone(),
             metrics: self.store.list_metrics(org).await?,
@@ -87,7 +87,7 @@ impl Loops {
             keys: vec![],
         };
         let rows = Rows::Interactions(events.events);
-        let (recorded, keys) = self
+        let recorded = self
             .store_rows(
                 org,
                 loop_key.as_str(),
@@ -96,12 +96,12 @@ impl Loops {
                 rows,
                 within_batch,
                 fetched,
-                recompute,
+                &mut recompute,
             )
             .await?;
         let (metrics_updated, metrics_pending) = match recorded.recomputed {
             None => (vec![], false),
-            Some(Ok(())) => (keys, false),
+            Some(Ok(())) => (recompute.keys, false),
             Some(Err(e)) => {
                 tracing::warn!(org = org.0, loop_key = %loop_key, error = %e, "recomputing metrics failed; the segments stay pending");
                 (vec![], true)
@@ -141,7 +141,7 @@ impl Loops {
                 .await?;
         let (rows, within_batch) = parsed.map_err(rows_error)?;
         // No metric reads the transaction stream; the upkeep marks its segments done.
-        let (recorded, _) = self
+        let recorded = self
             .store_rows(
                 org,
                 TRANSACTIONS,
@@ -150,7 +150,7 @@ impl Loops {
                 Rows::Transactions(rows),
                 within_batch as i64,
                 Fetched::default(),
-                slope_store::Later,
+                &mut slope_store::Later,
             )
             .await?;
         Ok(IngestAck { batch: recorded.batch, metrics_updated: vec![], metrics_pending: false })
@@ -159,9 +159,9 @@ impl Loops {
     /// Records a validated batch of `stream` and runs `recompute` in the same transaction: replays an
     /// earlier identical batch, else drops events already stored and writes the rest as one durable
     /// segment entered in the manifest. The segments read for duplicates and the one written stay in
-    /// `fetched` for the recomputation. Returns what was recorded and the metric keys recomputed.
+    /// `fetched` for the recomputation. Returns what was recorded.
     #[allow(clippy::too_many_arguments)]
-    async fn store_rows<R: Recomputation + Keys>(
+    async fn store_rows<R: Recomputation>(
         &self,
         org: OrgId,
         stream: &str,
@@ -170,8 +170,8 @@ impl Loops {
         mut rows: Rows,
         within_batch: i64,
         fetched: Fetched,
-        mut recompute: R,
-    ) -> Result<(Recorded<R::Error>, Vec<String>)> {
+        recompute: &mut R,
+    ) -> Result<Recorded<R::Error>> {
         rows.sort();
         let range = rows.range();
         let batch =
@@ -214,19 +214,7 @@ impl Loops {
                 segment: Some(NewSegment { path, rows: fresh as i64, bytes: size, min_ts, max_ts }),
             })
         };
-        let recorded = self.store.record_and_recompute(org, &batch, write, &mut recompute).await??;
-        Ok((recorded, recompute.keys()))
-    }
-}
-
-/// The metric keys a recomputation covered, for the acknowledgement.
-trait Keys {
-    fn keys(self) -> Vec<String>;
-}
-
-impl Keys for slope_store::Later {
-    fn keys(self) -> Vec<String> {
-        vec![]
+        self.store.record_and_recompute(org, &batch, write, recompute).await?
     }
 }
 
@@ -239,13 +227,8 @@ struct BatchMetrics {
     loop_key: String,
     today: NaiveDate,
     work: Vec<Work>,
+    /// The metric keys the plan covered, for the acknowledgement.
     keys: Vec<String>,
-}
-
-impl Keys for BatchMetrics {
-    fn keys(self) -> Vec<String> {
-        self.keys
-    }
 }
 
 impl Recomputation for BatchMetrics {
