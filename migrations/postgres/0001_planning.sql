@@ -5,8 +5,8 @@ CREATE TABLE orgs (
     id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     slug TEXT NOT NULL UNIQUE,
     name TEXT NOT NULL,
-    -- Bumped at the start of every plan write: caches compare it to see whether the plan changed, and
-    -- writing the row first makes one organisation's writes run one at a time (season rules rely on it).
+    -- Bumped at the start of every plan write that checks rules across rows (season overlap, one active
+    -- season), so that such writes for one organisation run one at a time.
     write_seq BIGINT NOT NULL DEFAULT 0,
     created_at TIMESTAMPTZ NOT NULL
 );

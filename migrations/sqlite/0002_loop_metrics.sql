@@ -8,7 +8,7 @@ CREATE TABLE event_batches (
     org_id INTEGER NOT NULL REFERENCES orgs (id),
     loop_key TEXT NOT NULL,
     idempotency_key TEXT,
-    -- SHA-256 of the (decompressed) body, so a byte-identical retry without a key is recognised too.
+    -- SHA-256 of the validated rows, so a retry without a key is recognised too.
     content_hash TEXT NOT NULL,
     rows INTEGER NOT NULL,
     stored INTEGER NOT NULL,

@@ -19,8 +19,5 @@ CREATE TABLE thesis_signals (
     UNIQUE (org_id, season_id, fingerprint)
 );
 CREATE INDEX thesis_signals_season ON thesis_signals (org_id, season_id, id);
--- At most one open reversal per metric and season, whichever server detected it first.
-CREATE UNIQUE INDEX thesis_signals_open_reversal ON thesis_signals (org_id, season_id, subject)
-    WHERE kind = 'metric-reversal' AND resolved_at IS NULL;
 
 ALTER TABLE experiments ADD COLUMN stopped_at TEXT;

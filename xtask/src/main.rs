@@ -365,6 +365,8 @@ fn lint() -> Result {
     }
     step("Invariant: no source file over 800 lines without a comment saying why");
     long_files_explained()?;
+    step("Invariant: committed migrations are never edited");
+    migrations_unedited()?;
     step("Lints");
     run(cargo().args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]))?;
     run(cargo().args([
@@ -380,6 +382,59 @@ fn lint() -> Result {
         "warnings",
     ]))?;
     Ok(())
+}
+
+/// Every migration file must read as it did in the commit that added it. The store's unit test checks
+/// the files against `migrations/CHECKSUMS`; this checks that list's ground truth against history, so an
+/// edit of a file and its checksum line together is caught as well. A clone without history (shallow,
+/// or an export) cannot be checked and says so.
+fn migrations_unedited() -> Result {
+    let root = root();
+    let shallow = output(Command::new("git").args(["rev-parse", "--is-shallow-repository"]).current_dir(&root));
+    if shallow.as_deref().map(str::trim) != Some("false") {
+        eprintln!("notice: no full git history here, so migration files are checked against CHECKSUMS only");
+        return Ok(());
+    }
+    let mut edited = Vec::new();
+    let mut checked = 0;
+    for database in ["sqlite", "postgres"] {
+        let dir = root.join("migrations").join(database);
+        let mut files: Vec<PathBuf> = fs::read_dir(&dir)
+            .map_err(|e| format!("{}: {e}", dir.display()))?
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|x| x == "sql"))
+            .collect();
+        files.sort();
+        for file in files {
+            let relative = file.strip_prefix(&root).unwrap_or(&file).to_string_lossy().into_owned();
+            let added = output(
+                Command::new("git").args(["log", "--diff-filter=A", "--format=%H", "--", &relative]).current_dir(&root),
+            )
+            .unwrap_or_default();
+            // A file not committed yet is new, and so not an edit.
+            let Some(commit) = added.lines().last().filter(|c| !c.is_empty()) else {
+                continue;
+            };
+            let first = output(Command::new("git").args(["show", &format!("{commit}:{relative}")]).current_dir(&root))
+                .ok_or_else(|| format!("cannot read {relative} at {commit}"))?;
+            let now = fs::read_to_string(&file).map_err(|e| format!("{relative}: {e}"))?;
+            checked += 1;
+            if first != now {
+                edited.push(format!("{relative} (added in {})", &commit[..commit.len().min(10)]));
+            }
+        }
+    }
+    if edited.is_empty() {
+        eprintln!("ok: {checked} committed migrations read as they did when added");
+        Ok(())
+    } else {
+        Err(format!(
+            "committed migrations were edited (a database that applied them would refuse to start): {}; \
+             undo the edits and add a new migration",
+            edited.join(", ")
+        ))
+    }
 }
 
 /// Source files (tests aside) of more than `MAX_LINES` lines must say why near their top, in a comment

@@ -9,6 +9,7 @@ mod access;
 mod error;
 mod experiments;
 mod metrics;
+mod migrations;
 mod plan;
 mod rows;
 mod runner;
@@ -29,6 +30,8 @@ use slope_domain::OrgId;
 pub use access::*;
 pub use error::StoreError;
 pub use metrics::*;
+#[doc(hidden)]
+pub use migrations::{carried_checksum, superseded_checksums};
 pub use plan::*;
 pub use runner::*;
 
@@ -83,9 +86,6 @@ macro_rules! in_tx {
 }
 pub(crate) use in_tx;
 
-static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/sqlite");
-static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/postgres");
-
 impl Store {
     /// Connects to `url`: `sqlite://path/to/file.db` (created with its folder when missing) or
     /// `postgres://…`.
@@ -124,13 +124,10 @@ impl Store {
         }
     }
 
-    /// Applies the migrations this binary carries for the connected database.
+    /// Applies the migrations this binary carries for the connected database, after repairing the
+    /// recorded checksums of the few that were edited in place (see `migrations.rs`).
     pub async fn migrate(&self) -> Result<()> {
-        match self {
-            Store::Sqlite(pool) => SQLITE_MIGRATIONS.run(pool).await?,
-            Store::Postgres(pool) => POSTGRES_MIGRATIONS.run(pool).await?,
-        }
-        Ok(())
+        migrations::migrate(self).await
     }
 
     /// A round trip to the database, for readiness checks.

@@ -49,6 +49,7 @@ macro_rules! contract_tests {
 mod access;
 mod common;
 mod metrics;
+mod migrations;
 mod plan;
 mod runner;
 mod signals;
