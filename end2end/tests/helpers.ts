@@ -43,10 +43,32 @@ export async function apiAs(baseURL: string, who: Role | Credentials): Promise<A
 
 /**
  * `test` with a `request` fixture that is signed in (as `apiRole`, the leader by default), so journeys
- * can prepare data through the JSON API.
+ * can prepare data through the JSON API, and a `page` that fails the journey when anything on it breaks
+ * the server's Content-Security-Policy (an inline script without the page's nonce, a blocked style or
+ * WebAssembly compile): every journey doubles as a check that the policy and the bundle agree.
  */
 export const test = base.extend<{ apiRole: Role }>({
   apiRole: ["leader", { option: true }],
+  page: async ({ page }, use, testInfo) => {
+    const violations: string[] = [];
+    page.on("console", (message) => {
+      if (/content security policy/i.test(message.text())) violations.push(message.text());
+    });
+    // Chromium logs most violations itself; the event catches the rest (such as reports of blocked
+    // attributes), and is registered before any of the page's own scripts run.
+    await page.addInitScript(() => {
+      document.addEventListener("securitypolicyviolation", (event) => {
+        console.error(`Content Security Policy violation: ${event.violatedDirective} blocked ${event.blockedURI}`);
+      });
+    });
+    await use(page);
+    // A journey that provokes violations on purpose (to see the policy hold) says how many.
+    const expected = testInfo.annotations.filter((a) => a.type === "expected-csp-violation").length;
+    expect(violations.length, `the page broke its Content-Security-Policy: ${violations.join(" | ")}`).toBeLessThanOrEqual(
+      expected * 2,
+    );
+    if (expected === 0) expect(violations, "the page broke its Content-Security-Policy").toEqual([]);
+  },
   request: async ({ baseURL, apiRole }, use) => {
     const context = await apiAs(baseURL!, apiRole);
     await use(context);

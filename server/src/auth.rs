@@ -16,18 +16,33 @@ use slope_app::Authenticated;
 use slope_service::{Access, ServiceError};
 
 use crate::api::ApiError;
+use crate::security::Transport;
 
-/// The session cookie's name.
+/// The session cookie's name over plain HTTP (a loopback host, or TLS configured off).
 pub const SESSION_COOKIE: &str = "slope_session";
+/// The session cookie's name over TLS. Browsers only accept a `__Host-` cookie that is `Secure`, has
+/// `Path=/` and no `Domain`, so a sibling subdomain cannot plant or shadow it.
+pub const TLS_SESSION_COOKIE: &str = "__Host-slope_session";
 
 /// Settings of the authentication layer.
 #[derive(Clone)]
 pub struct AuthState {
     pub access: Access,
-    /// Mark the cookie `Secure`: set when Slope is served over TLS (directly or behind a proxy).
-    pub secure_cookies: bool,
-    /// Take the client's address from `X-Forwarded-For` (only behind a proxy that sets it).
-    pub trust_forwarded_for: bool,
+    /// Whether requests came over TLS, and which client address they came from.
+    pub transport: Transport,
+}
+
+impl AuthState {
+    fn cookie_name(&self, headers: &HeaderMap) -> &'static str {
+        if self.transport.is_tls(headers) { TLS_SESSION_COOKIE } else { SESSION_COOKIE }
+    }
+
+    fn session_cookie(&self, headers: &HeaderMap, value: &str, max_age: i64) -> HeaderValue {
+        let tls = self.transport.is_tls(headers);
+        let (name, secure) = if tls { (TLS_SESSION_COOKIE, "; Secure") } else { (SESSION_COOKIE, "") };
+        let cookie = format!("{name}={value}; Path=/; HttpOnly; SameSite=Lax; Max-Age={max_age}{secure}");
+        HeaderValue::from_str(&cookie).expect("a session cookie is printable ASCII")
+    }
 }
 
 /// Establishes who sent the request and puts it on the request as [`Authenticated`]. A bearer token
@@ -54,13 +69,13 @@ pub async fn authenticate(State(state): State<AuthState>, mut req: Request, next
             Err(e) => return ApiError::from(e).into_response(),
         }
     } else {
-        let session = cookie(req.headers(), SESSION_COOKIE);
+        let session = cookie(req.headers(), state.cookie_name(req.headers()));
         // A browser (anything sending cookies) changing state must come from our own pages: SameSite=Lax
         // already keeps the cookie off most cross-site requests, and this check closes the rest
         // (cross-site form posts from same-site subdomains, older browsers).
         if (session.is_some() || is_form_endpoint(req.uri().path()))
             && !is_safe(req.method())
-            && !same_origin(req.headers())
+            && !same_origin(req.headers(), state.transport.scheme(req.headers()))
         {
             return ApiError::Service(ServiceError::Forbidden(
                 "cross-site request refused: the Origin header does not match this server".into(),
@@ -110,18 +125,12 @@ pub async fn sign_in(
     Form(form): Form<SignInForm>,
 ) -> Response {
     let next = local_path(&form.next);
-    let forwarded = headers
-        .get("x-forwarded-for")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(',').next())
-        .map(str::trim)
-        .filter(|a| state.trust_forwarded_for && !a.is_empty());
-    let address = forwarded.map_or_else(|| peer.ip().to_string(), str::to_owned);
+    let address = state.transport.client_address(&headers, peer);
     let org = Some(form.org.as_str()).filter(|o| !o.trim().is_empty());
     match state.access.sign_in(&form.email, &form.password, org, &address).await {
         Ok(signed_in) => {
             let max_age = (signed_in.expires_at - chrono::Utc::now()).num_seconds().max(0);
-            let cookie = session_cookie(&signed_in.session, max_age, state.secure_cookies);
+            let cookie = state.session_cookie(&headers, &signed_in.session, max_age);
             let mut response = Redirect::to(next).into_response();
             response.headers_mut().insert(header::SET_COOKIE, cookie);
             response
@@ -150,20 +159,15 @@ pub async fn sign_in(
 /// `POST /auth/logout`: ends the session on the server (the cookie is worthless afterwards, even if kept)
 /// and clears the cookie.
 pub async fn sign_out(State(state): State<AuthState>, headers: HeaderMap) -> Response {
-    if let Some(session) = cookie(&headers, SESSION_COOKIE)
+    if let Some(session) = cookie(&headers, state.cookie_name(&headers))
         && let Err(e) = state.access.sign_out(&session).await
     {
         return ApiError::from(e).into_response();
     }
     let mut response = Redirect::to("/login").into_response();
-    response.headers_mut().insert(header::SET_COOKIE, session_cookie("", 0, state.secure_cookies));
+    let cleared = state.session_cookie(&headers, "", 0);
+    response.headers_mut().insert(header::SET_COOKIE, cleared);
     response
-}
-
-fn session_cookie(value: &str, max_age: i64, secure: bool) -> HeaderValue {
-    let secure = if secure { "; Secure" } else { "" };
-    let cookie = format!("{SESSION_COOKIE}={value}; Path=/; HttpOnly; SameSite=Lax; Max-Age={max_age}{secure}");
-    HeaderValue::from_str(&cookie).expect("a session cookie is printable ASCII")
 }
 
 /// `Authorization: Bearer <token>` → the token; no header → `None`; any other scheme is an error.
@@ -200,10 +204,11 @@ fn is_form_endpoint(path: &str) -> bool {
 }
 
 /// Whether the request comes from a page of this server: its `Origin` (or, failing that, `Referer`)
-/// names the host the request was sent to. Browsers send `Origin` on every cross-origin request and on
-/// same-origin POSTs; a request with neither header is refused, as only non-browser clients omit both
-/// and those use tokens.
-fn same_origin(headers: &HeaderMap) -> bool {
+/// names the scheme and host the request was sent to. Browsers send `Origin` on every cross-origin
+/// request and on same-origin POSTs; a request with neither header is refused, as only non-browser
+/// clients omit both and those use tokens. The scheme counts: a page served over plain HTTP (which a
+/// network attacker can write) is another origin than this server's HTTPS pages.
+fn same_origin(headers: &HeaderMap, scheme: &str) -> bool {
     let Some(host) = headers.get(header::HOST).and_then(|h| h.to_str().ok()) else { return false };
     let source = headers
         .get(header::ORIGIN)
@@ -211,9 +216,9 @@ fn same_origin(headers: &HeaderMap) -> bool {
         .and_then(|v| v.to_str().ok())
         .filter(|v| *v != "null");
     let Some(source) = source else { return false };
-    let without_scheme = source.split_once("://").map_or(source, |(_, rest)| rest);
-    let authority = without_scheme.split('/').next().unwrap_or("");
-    authority.eq_ignore_ascii_case(host)
+    let Some((source_scheme, rest)) = source.split_once("://") else { return false };
+    let authority = rest.split('/').next().unwrap_or("");
+    source_scheme.eq_ignore_ascii_case(scheme) && authority.eq_ignore_ascii_case(host)
 }
 
 /// Only paths of this server are followed after sign-in, so a crafted link cannot send a person who
@@ -250,12 +255,16 @@ mod tests {
 
     #[test]
     fn origin_must_match_the_host() {
-        assert!(same_origin(&headers(&[("host", "slope.example:3000"), ("origin", "http://slope.example:3000")])));
-        assert!(same_origin(&headers(&[("host", "a.b"), ("referer", "https://a.b/seasons/1")])));
-        assert!(!same_origin(&headers(&[("host", "a.b"), ("origin", "https://evil.example")])));
-        assert!(!same_origin(&headers(&[("host", "a.b"), ("origin", "https://a.b.evil.example")])));
-        assert!(!same_origin(&headers(&[("host", "a.b"), ("origin", "null")])));
-        assert!(!same_origin(&headers(&[("host", "a.b")])));
+        let same = |pairs: &[(&'static str, &'static str)], scheme| same_origin(&headers(pairs), scheme);
+        assert!(same(&[("host", "slope.example:3000"), ("origin", "http://slope.example:3000")], "http"));
+        assert!(same(&[("host", "a.b"), ("referer", "https://a.b/seasons/1")], "https"));
+        assert!(!same(&[("host", "a.b"), ("origin", "https://evil.example")], "https"));
+        assert!(!same(&[("host", "a.b"), ("origin", "https://a.b.evil.example")], "https"));
+        assert!(!same(&[("host", "a.b"), ("origin", "null")], "https"));
+        assert!(!same(&[("host", "a.b")], "https"));
+        // The scheme must match too: a plain-HTTP page of the same host is not this HTTPS server.
+        assert!(!same(&[("host", "a.b"), ("origin", "http://a.b")], "https"));
+        assert!(!same(&[("host", "a.b"), ("referer", "a.b/seasons/1")], "https"));
     }
 
     #[test]

@@ -39,12 +39,17 @@ pub struct Config {
     pub base_model: Option<PathBuf>,
     /// Seconds between upkeep rounds (materialising, compaction, turning served suggestions into events).
     pub upkeep_seconds: u64,
-    /// Mark session cookies `Secure`. Turn on whenever users reach Slope over HTTPS (also behind a
-    /// TLS-terminating proxy); browsers then never send the cookie over plain HTTP.
-    pub secure_cookies: bool,
-    /// Count sign-in attempts by the first address of `X-Forwarded-For` rather than the peer's. Turn on
-    /// only behind a reverse proxy that sets that header, or every user shares the proxy's address.
+    /// Whether users reach Slope over HTTPS (also behind a TLS-terminating proxy): session cookies are
+    /// then `Secure` with the `__Host-` prefix, pages send HSTS, and cross-site checks expect `https`
+    /// origins. Unset means yes for every host name but the loopback ones (`localhost`, `127.0.0.1`),
+    /// so a plain-HTTP server reached from another machine needs `false` said explicitly.
+    pub secure_cookies: Option<bool>,
+    /// Believe `X-Forwarded-For` (for the client address that sign-in attempts are counted by) and
+    /// `X-Forwarded-Proto`. Turn on only behind reverse proxies that set them, or clients choose both.
     pub trust_forwarded_for: bool,
+    /// How many trusted proxies append to `X-Forwarded-For`; the client address is the entry that many
+    /// places from the right.
+    pub forwarded_hops: usize,
     /// In demo mode, run the traffic simulator: simulated clinicians using the demo's loops and an
     /// autopilot that fine-tunes, tests and promotes models. Ignored outside demo mode.
     pub simulator: bool,
@@ -79,8 +84,9 @@ impl Default for Config {
             job_lease_seconds: 30,
             base_model: Some(PathBuf::from("models/base")),
             upkeep_seconds: 60,
-            secure_cookies: false,
+            secure_cookies: None,
             trust_forwarded_for: false,
+            forwarded_hops: 1,
             simulator: true,
             simulator_rate: 30.0,
             simulator_duty: 0.25,
@@ -139,6 +145,7 @@ impl Config {
                 "UPKEEP_SECONDS",
                 "SECURE_COOKIES",
                 "TRUST_FORWARDED_FOR",
+                "FORWARDED_HOPS",
                 "SIMULATOR",
                 "SIMULATOR_RATE",
                 "SIMULATOR_DUTY",
@@ -163,6 +170,14 @@ impl Config {
     /// This process's folder for local copies of models and checkpoints.
     pub fn runner_cache(&self) -> PathBuf {
         self.data_dir.join("runner-cache")
+    }
+
+    pub fn transport(&self) -> crate::security::Transport {
+        crate::security::Transport {
+            tls: self.secure_cookies,
+            trust_forwarded: self.trust_forwarded_for,
+            forwarded_hops: self.forwarded_hops.max(1),
+        }
     }
 
     pub fn job_lease(&self) -> chrono::Duration {

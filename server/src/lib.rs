@@ -4,13 +4,14 @@ pub mod api;
 pub mod auth;
 pub mod config;
 pub mod openapi;
+pub mod security;
 pub mod startup;
 
 use std::net::SocketAddr;
 
 use axum::Router;
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::routing::{any, get};
 use leptos::prelude::*;
 use leptos_axum::{LeptosRoutes, generate_route_list, handle_server_fns_with_context};
@@ -29,18 +30,16 @@ pub struct RouterSettings<'a> {
     pub addr: SocketAddr,
     /// The sign-in page lists the demo accounts.
     pub demo: bool,
-    /// Session cookies are marked `Secure` (Slope is served over TLS).
-    pub secure_cookies: bool,
-    /// Sign-in attempts are counted by `X-Forwarded-For` (Slope is behind a reverse proxy).
-    pub trust_forwarded_for: bool,
+    /// Whether requests come over TLS and through which proxies.
+    pub transport: security::Transport,
 }
 
 /// Builds every route of the server around its services.
 pub fn router(services: Services, settings: RouterSettings<'_>) -> Router {
-    let RouterSettings { site_root, addr, demo, secure_cookies, trust_forwarded_for } = settings;
+    let RouterSettings { site_root, addr, demo, transport } = settings;
     let leptos_options =
         LeptosOptions::builder().output_name("slope").site_root(site_root).site_pkg_dir("pkg").site_addr(addr).build();
-    let auth_state = auth::AuthState { access: services.access.clone(), secure_cookies, trust_forwarded_for };
+    let auth_state = auth::AuthState { access: services.access.clone(), transport: transport.clone() };
     // Server functions and server-side rendering must see the same context: a page rendered on the
     // server calls the same functions that the browser later calls over HTTP.
     let provide = {
@@ -48,6 +47,15 @@ pub fn router(services: Services, settings: RouterSettings<'_>) -> Router {
         move || {
             provide_context(services.clone());
             provide_context(DemoMode(demo));
+            // Leptos gives each rendered page a nonce for its own inline scripts; the page's policy
+            // names it, so those run and nothing else inline does. Server functions have no nonce and
+            // keep the default policy.
+            if let (Some(nonce), Some(response)) =
+                (leptos::nonce::use_nonce(), use_context::<leptos_axum::ResponseOptions>())
+                && let Ok(policy) = HeaderValue::from_str(&security::page_policy(&nonce.to_string()))
+            {
+                response.insert_header(header::CONTENT_SECURITY_POLICY, policy);
+            }
         }
     };
     let server_fns = {
@@ -77,6 +85,7 @@ pub fn router(services: Services, settings: RouterSettings<'_>) -> Router {
         .layer(axum::middleware::from_fn_with_state(auth_state, auth::authenticate))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz).with_state(planning))
+        .layer(axum::middleware::from_fn_with_state(transport, security::headers))
         .layer(CompressionLayer::new())
         .layer(TraceLayer::new_for_http())
 }

@@ -79,17 +79,18 @@ pub async fn serve(config: Config) -> Result<(), String> {
     }
     let app = router(
         Services { planning, loops, runner, access, simulator },
-        RouterSettings {
-            site_root: &site_root,
-            addr,
-            demo: config.demo,
-            secure_cookies: config.secure_cookies,
-            trust_forwarded_for: config.trust_forwarded_for,
-        },
+        RouterSettings { site_root: &site_root, addr, demo: config.demo, transport: config.transport() },
     );
     // Scripts and tests read this line to learn the port when it was chosen by the system.
     println!("slope listening on http://{addr}");
     tracing::info!(%addr, database = %redact(&config.database_url()), "listening");
+    if config.secure_cookies.is_none() && !addr.ip().is_loopback() {
+        // A browser drops `Secure` cookies sent over plain HTTP, so signing in would silently fail.
+        tracing::warn!(
+            "reached by a host name other than localhost, Slope assumes HTTPS (Secure cookies, HSTS); \
+             serve it over HTTPS, or set secure_cookies = false for plain HTTP on a trusted network"
+        );
+    }
     // The peer address is what sign-in attempts are counted by.
     axum::serve(listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>())
         .with_graceful_shutdown(shutdown())

@@ -137,9 +137,76 @@ async fn cookies_are_marked_secure_when_configured() {
     let site = Site::sqlite("secure-cookies");
     let server = site.start(&[("SLOPE_SECURE_COOKIES", "true")]);
     site.create_admin(ANN, ANN_PASSWORD, "default");
-    let signed_in = sign_in(&server, ANN, ANN_PASSWORD).await;
-    signed_in.session();
+    // Configured for HTTPS (as behind a TLS-terminating proxy), the server expects its pages' origin to
+    // be `https`, as a browser would send it; a plain-HTTP origin is another site.
+    let https_origin = server.base.replacen("http://", "https://", 1);
+    let fields = form(ANN, ANN_PASSWORD, "", "/");
+    let plain = sign_in_with(&server, &plain_client(), &fields, Some(server.base.as_str()), None).await;
+    assert_eq!((plain.status, plain.set_cookie.as_deref()), (403, None), "{plain:?}");
+    let signed_in = sign_in_with(&server, &plain_client(), &fields, Some(&https_origin), None).await;
+    let session = signed_in.session();
     assert!(signed_in.cookie_attributes().iter().any(|a| a == "Secure"), "{:?}", signed_in.set_cookie);
+    // Over TLS the cookie carries the `__Host-` prefix, which browsers only accept when it is Secure,
+    // for `Path=/` and without `Domain`, so no sibling subdomain can plant one.
+    let cookie = signed_in.set_cookie.clone().unwrap_or_default();
+    assert!(cookie.starts_with("__Host-slope_session="), "{cookie}");
+    assert!(!cookie.to_ascii_lowercase().contains("domain="), "{cookie}");
+    // The session works under that name, and the plain name is not read over TLS.
+    let me = plain_client()
+        .get(format!("{}/api/v1/me", server.base))
+        .header(COOKIE, format!("__Host-slope_session={session}"))
+        .send()
+        .await
+        .expect("an answer");
+    assert_eq!(me.status(), 200);
+    assert!(me.headers().get("strict-transport-security").is_some(), "HSTS over TLS: {:?}", me.headers());
+    as_user(&server, &session, Method::GET, "/api/v1/me", None).await.expect_error(401, "unauthorized");
+}
+
+#[tokio::test]
+async fn every_response_carries_security_headers() {
+    let site = Site::sqlite("security-headers");
+    let server = site.start(&[]);
+    site.create_admin(ANN, ANN_PASSWORD, "default");
+    let session = sign_in(&server, ANN, ANN_PASSWORD).await.session();
+    let get = |path: &str, host: Option<&str>| {
+        let mut request = plain_client().get(format!("{}{path}", server.base)).header(COOKIE, session_cookie(&session));
+        if let Some(host) = host {
+            request = request.header("host", host);
+        }
+        request.send()
+    };
+    // A page: its policy names the nonce its own inline scripts carry, and allows no other inline script.
+    let page = get("/", None).await.expect("an answer");
+    assert_eq!(page.status(), 200);
+    let policy = page.headers()["content-security-policy"].to_str().unwrap().to_owned();
+    let body = page.text().await.unwrap();
+    let nonce = policy
+        .split("'nonce-")
+        .nth(1)
+        .and_then(|rest| rest.split('\'').next())
+        .unwrap_or_else(|| panic!("a page policy without a nonce: {policy}"));
+    assert!(body.contains(&format!("nonce=\"{nonce}\"")), "the page's scripts carry the policy's nonce");
+    assert!(!policy.contains("'unsafe-inline' 'wasm") && policy.contains("frame-ancestors 'none'"), "{policy}");
+    let again = get("/", None).await.expect("an answer");
+    assert_ne!(again.headers()["content-security-policy"].to_str().unwrap(), policy, "a nonce is used once");
+    // Everything else: the API, files, errors and health checks.
+    for path in ["/", "/api/v1/seasons", "/api/v1/nope", "/favicon.svg", "/healthz", "/login"] {
+        let answer = get(path, None).await.expect("an answer");
+        let h = answer.headers();
+        assert!(h.get("content-security-policy").is_some(), "{path}: {h:?}");
+        assert_eq!(h.get("x-content-type-options").map(|v| v.to_str().unwrap()), Some("nosniff"), "{path}");
+        assert_eq!(h.get("referrer-policy").map(|v| v.to_str().unwrap()), Some("same-origin"), "{path}");
+        assert_eq!(h.get("x-frame-options").map(|v| v.to_str().unwrap()), Some("DENY"), "{path}");
+        // Reached as 127.0.0.1 over plain HTTP: HSTS would be ignored, and is not sent.
+        assert!(h.get("strict-transport-security").is_none(), "{path}: {h:?}");
+    }
+    let api = get("/api/v1/seasons", None).await.expect("an answer");
+    let api_policy = api.headers()["content-security-policy"].to_str().unwrap();
+    assert!(!api_policy.contains("nonce-"), "{api_policy}");
+    // Reached by a host name, the server assumes HTTPS (a TLS-terminating proxy in front) and says so.
+    let named = get("/healthz", Some("slope.example")).await.expect("an answer");
+    assert!(named.headers().get("strict-transport-security").is_some(), "{:?}", named.headers());
 }
 
 #[tokio::test]
@@ -433,6 +500,38 @@ async fn concurrent_guesses(site: &Site) {
     }
     assert!(checked <= 5, "{checked} of 15 concurrent guesses were checked against the password; the limit is 5");
     sign_in(&server, ANN, ANN_PASSWORD).await.expect_refused("429");
+}
+
+#[tokio::test]
+async fn an_attackers_guesses_do_not_lock_the_owner_out() {
+    owner_not_locked_out(&Site::sqlite("owner-not-locked-out")).await;
+}
+
+async fn owner_not_locked_out(site: &Site) {
+    let server = site.start(&[]);
+    site.create_admin(ANN, ANN_PASSWORD, "default");
+    let home = client_from("127.0.0.1");
+    let new_machine = client_from("127.0.0.2");
+    let attacker = client_from("127.0.0.3");
+    // Ann signs in from her usual machine, which makes its address one her account is known to use.
+    sign_in_from(&server, &home, ANN, ANN_PASSWORD).await.session();
+    // An attacker guesses five times, then keeps knocking on the closed account.
+    for n in 1..=5 {
+        sign_in_from(&server, &attacker, ANN, &format!("guess number {n}")).await.expect_refused("401");
+    }
+    for n in 6..=12 {
+        sign_in_from(&server, &attacker, ANN, &format!("guess number {n}")).await.expect_refused("429");
+    }
+    // Ann still signs in from her machine; a machine the account never used waits, as the attacker does.
+    sign_in_from(&server, &home, ANN, ANN_PASSWORD).await.session();
+    sign_in_from(&server, &new_machine, ANN, ANN_PASSWORD).await.expect_refused("429");
+    // The seven refused attempts were not counted: the attacker's address has five failures, so fifteen
+    // more (the address limit is twenty) are still checked. Had refusals counted, knocking would keep
+    // any account closed for as long as it went on.
+    for n in 1..=15 {
+        sign_in_from(&server, &attacker, &format!("user{n}@example.org"), "password123!").await.expect_refused("401");
+    }
+    sign_in_from(&server, &attacker, "user16@example.org", "password123!").await.expect_refused("429");
 }
 
 // ---- API tokens ----------------------------------------------------------------------------------
@@ -1105,6 +1204,7 @@ async fn access_rules_hold_on_postgres() {
     sign_out(&Site::postgres(&admin_url, "sign-out").await).await;
     cross_site_requests(&Site::postgres(&admin_url, "csrf").await).await;
     sign_in_rate_limit(&Site::postgres(&admin_url, "rate-limit").await).await;
+    owner_not_locked_out(&Site::postgres(&admin_url, "owner-not-locked-out").await).await;
     token_scopes(&Site::postgres(&admin_url, "tokens").await).await;
     roles(&Site::postgres(&admin_url, "roles").await).await;
     tenancy(&Site::postgres(&admin_url, "tenancy").await).await;
@@ -1284,7 +1384,10 @@ impl SignIn {
         let value = cookie
             .split(';')
             .next()
-            .and_then(|pair| pair.trim().strip_prefix("slope_session="))
+            .and_then(|pair| {
+                let pair = pair.trim();
+                pair.strip_prefix("slope_session=").or_else(|| pair.strip_prefix("__Host-slope_session="))
+            })
             .unwrap_or_else(|| panic!("{}: not a session cookie: {cookie}", self.what));
         assert!(!value.is_empty(), "{}: an empty session cookie: {cookie}", self.what);
         value.to_owned()

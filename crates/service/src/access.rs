@@ -5,7 +5,7 @@ use chrono::{DateTime, Duration, Utc};
 use sha2::{Digest, Sha256};
 
 use slope_domain::*;
-use slope_store::{SessionRecord, Store};
+use slope_store::{LoginLimits, SessionRecord, Store};
 
 use crate::{Result, ServiceError};
 
@@ -18,6 +18,9 @@ pub const ATTEMPT_WINDOW_MINUTES: i64 = 15;
 pub const MAX_FAILURES_PER_ACCOUNT: i64 = 5;
 /// Failed sign-ins from one address within the window (any accounts) before it is refused.
 pub const MAX_FAILURES_PER_ADDRESS: i64 = 20;
+/// An address an account signed in from within this many days is its owner's: the per-account limit
+/// does not apply there, so guesses from elsewhere cannot keep the owner out.
+pub const KNOWN_ADDRESS_DAYS: i64 = 30;
 /// The prefix of every API token, so secret scanners and people recognise one.
 pub const TOKEN_PREFIX: &str = "slope_";
 
@@ -88,7 +91,14 @@ impl Access {
 
     /// Checks a password and opens a new session (a new id every time, so a session id planted before
     /// sign-in is worth nothing after it). `org_slug` picks the organisation when the account belongs to
-    /// several; otherwise the first. Failed attempts are counted per account and per address.
+    /// several; otherwise the first.
+    ///
+    /// Failed attempts are counted per account and per address over [`ATTEMPT_WINDOW_MINUTES`]. Past
+    /// [`MAX_FAILURES_PER_ACCOUNT`], the account is refused from every address except those it signed in
+    /// from lately ([`KNOWN_ADDRESS_DAYS`]), so an attacker's guesses close it to the attacker and to new
+    /// machines, never to the owner's usual ones; past [`MAX_FAILURES_PER_ADDRESS`] the address is
+    /// refused for every account. A refused attempt is not counted (its password is never checked), so
+    /// a refusal lasts at most one window after the last checked guess, however often it is knocked on.
     pub async fn sign_in(
         &self,
         email: &str,
@@ -99,14 +109,18 @@ impl Access {
         let email = email.trim().to_lowercase();
         let now = Utc::now();
         let since = now - Duration::minutes(ATTEMPT_WINDOW_MINUTES);
-        // The attempt is counted (as a failure until proven otherwise) before the limit is checked, so
-        // that guesses sent at the same time cannot all slip under it.
-        let attempt = self.store.record_login_attempt(&email, address).await?;
-        let (by_email, by_address) = self.store.failed_logins(&email, address, since).await?;
-        if by_email > MAX_FAILURES_PER_ACCOUNT || by_address > MAX_FAILURES_PER_ADDRESS {
+        // The attempt is admitted and counted (as a failure until proven otherwise) in one step, so that
+        // guesses sent at the same time are admitted one after another and cannot all slip under it.
+        let limits = LoginLimits {
+            failures_since: since,
+            known_since: now - Duration::days(KNOWN_ADDRESS_DAYS),
+            per_account: MAX_FAILURES_PER_ACCOUNT,
+            per_address: MAX_FAILURES_PER_ADDRESS,
+        };
+        let Some(attempt) = self.store.admit_login_attempt(&email, address, limits).await? else {
             tracing::warn!(email = %email, address, "sign-in refused: too many failed attempts");
             return Err(ServiceError::TooManyRequests { retry_after_secs: (ATTEMPT_WINDOW_MINUTES * 60) as u64 });
-        }
+        };
         let user = self.store.user_by_email(&email).await?;
         // An unknown account is checked against a fixed hash, so the answer takes as long as for a known
         // one and the timing does not tell which addresses have accounts.
@@ -163,7 +177,7 @@ impl Access {
     /// Removes expired sessions and old login attempts (the upkeep calls it).
     pub async fn purge(&self) -> Result<u64> {
         let now = Utc::now();
-        Ok(self.store.purge_sessions(now, now - Duration::days(1)).await?)
+        Ok(self.store.purge_sessions(now, now - Duration::days(1), now - Duration::days(KNOWN_ADDRESS_DAYS)).await?)
     }
 
     // ---- members -------------------------------------------------------------------------------

@@ -20,6 +20,19 @@ pub struct UserRecord {
     pub password_hash: String,
 }
 
+/// The rules [`Store::admit_login_attempt`] applies, decided by the service.
+#[derive(Debug, Clone, Copy)]
+pub struct LoginLimits {
+    /// Failures counted from this instant on.
+    pub failures_since: DateTime<Utc>,
+    /// A success from the same address since this instant makes it the account's known address.
+    pub known_since: DateTime<Utc>,
+    /// Failures of one account (this attempt included) beyond which it is refused from unknown addresses.
+    pub per_account: i64,
+    /// Failures from one address (this attempt included) beyond which it is refused for every account.
+    pub per_address: i64,
+}
+
 /// What a valid session or token stands for.
 #[derive(Debug, Clone)]
 pub struct SessionRecord {
@@ -236,11 +249,19 @@ impl Store {
         Ok(())
     }
 
-    /// Removes expired sessions and login attempts older than `attempts_before`; returns how many rows went.
-    pub async fn purge_sessions(&self, now: DateTime<Utc>, attempts_before: DateTime<Utc>) -> Result<u64> {
+    /// Removes expired sessions, failed login attempts older than `failures_before` and successful ones
+    /// older than `successes_before` (those are kept longer: they are the addresses an account is known
+    /// to sign in from); returns how many rows went.
+    pub async fn purge_sessions(
+        &self,
+        now: DateTime<Utc>,
+        failures_before: DateTime<Utc>,
+        successes_before: DateTime<Utc>,
+    ) -> Result<u64> {
         let (a, b) = on_db!(self, db => {
             let a = sqlx::query("DELETE FROM sessions WHERE expires_at <= $1").bind(now).execute(db).await?.rows_affected();
-            let b = sqlx::query("DELETE FROM login_attempts WHERE at < $1").bind(attempts_before).execute(db).await?.rows_affected();
+            let b = sqlx::query("DELETE FROM login_attempts WHERE at < $1 AND (NOT succeeded OR at < $2)")
+                .bind(failures_before).bind(successes_before).execute(db).await?.rows_affected();
             (a, b)
         });
         Ok(a + b)
@@ -262,6 +283,53 @@ impl Store {
         let _ = on_db!(self, db => sqlx::query("UPDATE login_attempts SET succeeded = $2 WHERE id = $1")
             .bind(attempt).bind(true).execute(db).await?.rows_affected());
         Ok(())
+    }
+
+    /// Records a sign-in attempt (as failed until [`Store::login_succeeded`] says otherwise) unless
+    /// `limits` refuse it, and returns its id; `None`, with nothing recorded, when refused.
+    ///
+    /// The decision and the record are one step for all servers: on SQLite the insert comes first and
+    /// holds the write lock through the counts, on PostgreSQL a transaction-scoped advisory lock does.
+    /// So attempts that arrive together are admitted one after another, each seeing every attempt
+    /// admitted before it, and exactly as many are checked as the limits allow. A refused attempt leaves
+    /// no row, so refusals never extend a refusal.
+    pub async fn admit_login_attempt(&self, email: &str, address: &str, limits: LoginLimits) -> Result<Option<i64>> {
+        macro_rules! admit {
+            ($tx:ident) => {{
+                let id: i64 = sqlx::query_scalar(
+                    "INSERT INTO login_attempts (email, address, at, succeeded) VALUES ($1, $2, $3, $4) RETURNING id",
+                )
+                .bind(email).bind(address).bind(Utc::now()).bind(false)
+                .fetch_one(&mut *$tx).await?;
+                let known: bool = sqlx::query_scalar(
+                    "SELECT EXISTS (SELECT 1 FROM login_attempts WHERE email = $1 AND address = $2 AND at > $3 AND succeeded)",
+                )
+                .bind(email).bind(address).bind(limits.known_since)
+                .fetch_one(&mut *$tx).await?;
+                let by_email: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM login_attempts WHERE email = $1 AND at > $2 AND NOT succeeded")
+                    .bind(email).bind(limits.failures_since).fetch_one(&mut *$tx).await?;
+                let by_address: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM login_attempts WHERE address = $1 AND at > $2 AND NOT succeeded")
+                    .bind(address).bind(limits.failures_since).fetch_one(&mut *$tx).await?;
+                if (by_email > limits.per_account && !known) || by_address > limits.per_address {
+                    // Dropping the transaction rolls the insert back.
+                    return Ok(None);
+                }
+                $tx.commit().await?;
+                Ok(Some(id))
+            }};
+        }
+        match self {
+            Store::Sqlite(pool) => {
+                let mut tx = pool.begin().await?;
+                admit!(tx)
+            }
+            Store::Postgres(pool) => {
+                let mut tx = pool.begin().await?;
+                // One key for every sign-in decision: each holds it for three short statements.
+                sqlx::query("SELECT pg_advisory_xact_lock(7361421)").execute(&mut *tx).await?;
+                admit!(tx)
+            }
+        }
     }
 
     /// Failed sign-ins since `since` for the account and for the address.

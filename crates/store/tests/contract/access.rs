@@ -3,7 +3,7 @@
 use chrono::Utc;
 
 use slope_domain::*;
-use slope_store::{Store, StoreError};
+use slope_store::{LoginLimits, Store, StoreError};
 
 use crate::common::*;
 
@@ -67,6 +67,29 @@ async fn contract_members_sessions_and_tokens(store: Store) {
     store.record_login_attempt("eve@acme.test", "10.0.0.2").await.unwrap();
     let since = now - chrono::Duration::minutes(1);
     assert_eq!(store.failed_logins("sam@acme.test", "10.0.0.2", since).await.unwrap(), (3, 1));
+    // Admission: past the account's limit, attempts are refused (and leave no row) except from an
+    // address the account signed in from; past the address's limit, refused for every account.
+    let limits = LoginLimits { failures_since: since, known_since: since, per_account: 4, per_address: 5 };
+    assert!(store.admit_login_attempt("sam@acme.test", "10.0.0.9", limits).await.unwrap().is_some(), "the fourth");
+    assert_eq!(store.admit_login_attempt("sam@acme.test", "10.0.0.9", limits).await.unwrap(), None, "the fifth");
+    assert_eq!(store.failed_logins("sam@acme.test", "10.0.0.9", since).await.unwrap(), (4, 1), "no row refused");
+    let known = store.admit_login_attempt("sam@acme.test", "10.0.0.1", limits).await.unwrap();
+    assert!(known.is_some(), "the address sam signed in from is not held to the account's limit");
+    for n in 0..3 {
+        assert!(store.admit_login_attempt(&format!("u{n}@acme.test"), "10.0.0.2", limits).await.unwrap().is_some());
+    }
+    // 10.0.0.2 has eve's failure and three more; the fifth is allowed, the sixth is not, for anyone.
+    assert!(store.admit_login_attempt("x@acme.test", "10.0.0.2", limits).await.unwrap().is_some());
+    assert_eq!(store.admit_login_attempt("y@acme.test", "10.0.0.2", limits).await.unwrap(), None);
+    // Purging drops failures after their horizon and successes only after their own, longer one.
+    let later = Utc::now() + chrono::Duration::seconds(1);
+    store.purge_sessions(now, later, now - chrono::Duration::days(30)).await.unwrap();
+    assert_eq!(store.failed_logins("sam@acme.test", "10.0.0.9", since).await.unwrap(), (0, 0));
+    let strict = LoginLimits { per_account: 0, ..limits };
+    assert!(store.admit_login_attempt("sam@acme.test", "10.0.0.1", strict).await.unwrap().is_some(), "still known");
+    assert_eq!(store.admit_login_attempt("sam@acme.test", "10.0.0.3", strict).await.unwrap(), None);
+    store.purge_sessions(now, later, later).await.unwrap();
+    assert_eq!(store.admit_login_attempt("sam@acme.test", "10.0.0.1", strict).await.unwrap(), None, "forgotten");
 
     // Tokens: found by digest until revoked; use is recorded; another organisation cannot revoke them.
     let token = store.create_token(&admin, "ingest", &[Scope::Ingest], "slope_abc", "token-digest").await.unwrap();
