@@ -620,6 +620,40 @@ impl Store {
         })
     }
 
+    /// Ends an eval job that `worker` still holds, atomically: stores the eval on its model and marks
+    /// the job succeeded with `result`. As with [`Store::complete_training_job`], the first statement
+    /// re-checks the lease, so a worker that lost it records nothing: `None`. NotFound ("model") when
+    /// the job's organisation has no such model, with nothing written.
+    pub async fn complete_eval_job(
+        &self,
+        id: i64,
+        worker: &str,
+        model_id: i64,
+        eval: &ModelEval,
+        result: &JobResult,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Model>> {
+        in_tx!(self, tx => {
+            let held = sqlx::query(
+                "UPDATE jobs SET status = 'succeeded', result = $3, error = NULL, finished_at = $4, lease_owner = NULL,
+                 lease_expires_at = NULL, progress = 1.0 WHERE id = $1 AND status = 'running' AND lease_owner = $2")
+                .bind(id).bind(worker).bind(Json(result)).bind(now)
+                .execute(&mut *tx).await?.rows_affected();
+            if held == 0 {
+                return Ok(None);
+            }
+            let updated: Option<ModelRow> = sqlx::query_as(
+                "UPDATE models SET eval = $3, reward = $4, evaluated_at = $5
+                 WHERE id = $2 AND org_id = (SELECT org_id FROM jobs WHERE id = $1) RETURNING *")
+                .bind(id).bind(model_id).bind(Json(eval)).bind(eval.reward).bind(now)
+                .fetch_optional(&mut *tx).await?;
+            let Some(updated) = updated else {
+                return Err(StoreError::NotFound { entity: "model", id: model_id });
+            };
+            Ok(Some(updated.parse()?))
+        })
+    }
+
     /// Cancels a job: a pending job becomes "cancelled" at once; a running job gets a cancel request,
     /// which its worker sees at its next heartbeat; a finished job is returned unchanged. `None` when
     /// the organisation has no such job.
@@ -636,6 +670,42 @@ impl Store {
             Some(job) => Ok(Some(job.parse()?)),
             None => self.job(org, id).await,
         }
+    }
+
+    /// [`Store::append_job_metrics`] by the worker holding the job's lease: `false`, with nothing
+    /// written, when `worker` no longer holds it (another worker resumed the job, or it ended), so a
+    /// worker that lost its lease cannot overwrite its successor's steps.
+    pub async fn append_job_metrics_held(&self, job_id: i64, worker: &str, metrics: &[JobMetric]) -> Result<bool> {
+        if metrics.is_empty() {
+            return Ok(true);
+        }
+        in_tx!(self, tx => {
+            // The write takes the job's row lock (and SQLite's write lock), so the lease cannot change
+            // hands between this check and the inserts.
+            let held = sqlx::query("UPDATE jobs SET heartbeat_at = heartbeat_at WHERE id = $1 AND status = 'running' AND lease_owner = $2")
+                .bind(job_id).bind(worker)
+                .execute(&mut *tx).await?.rows_affected();
+            if held == 0 {
+                let exists: Option<i64> = sqlx::query_scalar("SELECT id FROM jobs WHERE id = $1").bind(job_id).fetch_optional(&mut *tx).await?;
+                return match exists {
+                    Some(_) => Ok(false),
+                    None => Err(StoreError::NotFound { entity: "job", id: job_id }),
+                };
+            }
+            for m in metrics {
+                sqlx::query(
+                    "INSERT INTO job_metrics (org_id, job_id, step, loss, lr, grad_norm, tokens_per_s, reward_margin,
+                     reward_accuracy, at)
+                     SELECT org_id, id, $2, $3, $4, $5, $6, $7, $8, $9 FROM jobs WHERE id = $1
+                     ON CONFLICT (job_id, step) DO UPDATE SET loss = excluded.loss, lr = excluded.lr,
+                     grad_norm = excluded.grad_norm, tokens_per_s = excluded.tokens_per_s,
+                     reward_margin = excluded.reward_margin, reward_accuracy = excluded.reward_accuracy, at = excluded.at")
+                    .bind(job_id).bind(m.step).bind(m.loss).bind(m.lr).bind(m.grad_norm).bind(m.tokens_per_s)
+                    .bind(m.reward_margin).bind(m.reward_accuracy).bind(m.at)
+                    .execute(&mut *tx).await?;
+            }
+            Ok(true)
+        })
     }
 
     /// Appends per-step metrics of a job. A step recorded again (a resumed job redoes the steps after

@@ -248,10 +248,15 @@ impl Runner {
     /// Records an eval on its model and, when the model is its loop's champion, publishes the scores.
     pub(super) async fn record_eval(&self, org: OrgId, model_id: i64, eval: &ModelEval) -> Result<()> {
         let updated = self.store.set_model_eval(org, model_id, eval, Utc::now()).await?;
+        self.publish_if_champion(org, &updated).await
+    }
+
+    /// Publishes a model's eval scores when it is its loop's champion.
+    pub(super) async fn publish_if_champion(&self, org: OrgId, updated: &Model) -> Result<()> {
         if let Some(loop_key) = &updated.loop_key
             && self.aliased(org, loop_key, AliasKind::Champion).await?.is_some_and(|a| a.model_id == updated.id)
         {
-            self.publish_champion_logged(org, loop_key, &updated).await;
+            self.publish_champion_logged(org, loop_key, updated).await;
         }
         Ok(())
     }

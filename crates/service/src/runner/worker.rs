@@ -48,11 +48,13 @@ impl Runner {
             step: Arc::new(AtomicI64::new(job.step)),
             total: job.total_steps.max(1),
         };
+        // The guard aborts the heartbeat however this function ends, a panic included: a heartbeat that
+        // outlived its job would renew the lease of a job nobody runs, forever.
         let beat = {
             let (store, lease_state, worker, duration) =
                 (self.store.clone(), lease.clone(), worker.to_string(), self.lease);
             let every = std::time::Duration::from_millis((duration.num_milliseconds() / 3).clamp(200, 10_000) as u64);
-            tokio::spawn(async move {
+            AbortOnDrop(tokio::spawn(async move {
                 loop {
                     tokio::time::sleep(every).await;
                     let step = lease_state.step.load(Ordering::SeqCst);
@@ -67,16 +69,13 @@ impl Runner {
                         Err(e) => tracing::warn!(job = id, error = %e, "heartbeat failed"),
                     }
                 }
-            })
+            }))
         };
         let work = self.cache.join("jobs").join(format!("{id}-{}", unique_id("")));
         let outcome = self.execute(worker, &job, &lease, &work).await;
         let now = Utc::now();
         let finished = match outcome {
-            Ok(Finish::Done(result)) => {
-                self.store.finish_job(id, worker, JobStatus::Succeeded, Some(&result), None, now).await
-            }
-            Ok(Finish::Registered) => Ok(true),
+            Ok(Finish::Recorded) => Ok(true),
             Ok(Finish::Cancelled) => self.store.finish_job(id, worker, JobStatus::Cancelled, None, None, now).await,
             Ok(Finish::LeaseLost) => Ok(false),
             Err(e) => {
@@ -90,7 +89,7 @@ impl Runner {
                 self.store.finish_job(id, worker, JobStatus::Failed, None, Some(&message), now).await
             }
         };
-        beat.abort();
+        drop(beat);
         let _ = std::fs::remove_dir_all(&work);
         match finished {
             Ok(true) => {}
@@ -130,12 +129,16 @@ impl Runner {
             if let Some(stop) = lease.stopped() {
                 return Ok(stop);
             }
-            self.record_eval(org, record.id, &eval).await?;
-            return Ok(Finish::Done(Box::new(JobResult {
-                model_id: Some(model_id),
-                eval: Some(eval),
-                ..Default::default()
-            })));
+            // The eval and the job's success are one transaction that re-checks the lease: a worker
+            // that lost it records nothing, and the champion's scores are published only once.
+            let result = JobResult { model_id: Some(model_id), eval: Some(eval.clone()), ..Default::default() };
+            let Some(updated) =
+                self.store.complete_eval_job(job.id, worker, model_id, &eval, &result, Utc::now()).await?
+            else {
+                return Ok(Finish::LeaseLost);
+            };
+            self.publish_if_champion(org, &updated).await?;
+            return Ok(Finish::Recorded);
         }
 
         let objective = match spec.kind {
@@ -167,8 +170,8 @@ impl Runner {
         // heartbeat reports.
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<StepMetrics>();
         let flush = {
-            let (store, step, id) = (self.store.clone(), lease.step.clone(), job.id);
-            tokio::spawn(async move {
+            let (store, step, id, holder) = (self.store.clone(), lease.step.clone(), job.id, worker.to_string());
+            AbortOnDrop(tokio::spawn(async move {
                 let mut open = true;
                 while open {
                     let mut batch = Vec::new();
@@ -190,13 +193,14 @@ impl Runner {
                         step.store(m.step as i64, Ordering::SeqCst);
                     }
                     let rows: Vec<JobMetric> = batch.iter().map(|m| job_metric(m, Utc::now())).collect();
-                    if !rows.is_empty()
-                        && let Err(e) = store.append_job_metrics(id, &rows).await
-                    {
-                        tracing::warn!(job = id, error = %e, "recording step metrics failed");
+                    match store.append_job_metrics_held(id, &holder, &rows).await {
+                        Ok(true) => {}
+                        // The job's new holder records its own steps; the heartbeat stops this one.
+                        Ok(false) => tracing::debug!(job = id, "step metrics dropped: the lease is another worker's"),
+                        Err(e) => tracing::warn!(job = id, error = %e, "recording step metrics failed"),
                     }
                 }
-            })
+            }))
         };
         let mut hooks = JobHooks {
             control: lease.control.clone(),
@@ -218,7 +222,7 @@ impl Runner {
         .await
         .map_err(|e| internal("training", e))?;
         // The hooks (and with them the sender) are gone: the metrics task flushes and ends.
-        let _ = flush.await;
+        flush.finish().await;
         let outcome = trained.map_err(|e| runner_error("train", e))?;
         if let Some(stop) = lease.stopped() {
             return Ok(stop);
@@ -294,7 +298,7 @@ impl Runner {
         if let Some(eval) = &eval {
             self.record_eval(org, record.id, eval).await?;
         }
-        Ok(Finish::Registered)
+        Ok(Finish::Recorded)
     }
 
     /// The loop's experiment running now (started, not past its last day, not stopped), if any.
@@ -367,10 +371,9 @@ fn job_metric(m: &StepMetrics, at: DateTime<Utc>) -> JobMetric {
 }
 
 enum Finish {
-    /// An eval job's result, for `finish_job` (boxed: it is far larger than the other outcomes).
-    Done(Box<JobResult>),
-    /// A training job whose model, alias and success were recorded in one transaction.
-    Registered,
+    /// A job whose outcome (a training job's model and alias, an eval job's scores) and success were
+    /// recorded in one transaction that re-checked the lease.
+    Recorded,
     Cancelled,
     LeaseLost,
 }
@@ -430,8 +433,8 @@ impl TrainHooks for JobHooks {
         let metrics = std::mem::take(&mut self.since_checkpoint);
         let recorded = self.runtime.block_on(async move {
             runner.put_dir(&dir, &CHECKPOINT_FILES, &prefix).await?;
-            runner.store.append_job_metrics(id, &metrics).await?;
-            let held = runner.store.record_job_checkpoint(id, &worker, &prefix, step as i64).await?;
+            let held = runner.store.append_job_metrics_held(id, &worker, &metrics).await?
+                && runner.store.record_job_checkpoint(id, &worker, &prefix, step as i64).await?;
             if held && let Some(old) = previous {
                 for f in CHECKPOINT_FILES {
                     let _ = runner.objects.delete(&format!("{old}/{f}")).await;
@@ -460,23 +463,82 @@ pub fn worker_id(label: &str) -> String {
     format!("{label}@{host}-{}-{}", std::process::id(), unique_id(""))
 }
 
+/// A spawned task that is aborted when this handle is dropped, whatever drops it (a return, an error
+/// or a panic unwinding through the owner).
+pub(crate) struct AbortOnDrop(pub(crate) tokio::task::JoinHandle<()>);
+
+impl AbortOnDrop {
+    /// Waits for the task to end by itself.
+    pub(crate) async fn finish(mut self) {
+        let _ = (&mut self.0).await;
+    }
+}
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 /// Runs `slots` workers in this process until the process ends. Each claims a job, runs it, and looks
 /// again at once; an empty queue is polled every `poll`.
+///
+/// Each job runs in a task of its own, so that a panic in it (a bug) ends that job, not the slot: its
+/// heartbeat stops with it, its lease lapses, and the queue resumes or fails it by its attempts.
 pub fn spawn_workers(runner: Runner, name: &str, slots: usize, poll: std::time::Duration) {
     for slot in 0..slots {
         let runner = runner.clone();
         let worker = worker_id(&format!("{name}-{slot}"));
         tokio::spawn(async move {
             loop {
-                match runner.work_once(&worker).await {
-                    Ok(Some(_)) => {}
-                    Ok(None) => tokio::time::sleep(poll).await,
-                    Err(e) => {
+                let once = {
+                    let (runner, worker) = (runner.clone(), worker.clone());
+                    tokio::spawn(async move { runner.work_once(&worker).await })
+                };
+                match once.await {
+                    Ok(Ok(Some(_))) => {}
+                    Ok(Ok(None)) => tokio::time::sleep(poll).await,
+                    Ok(Err(e)) => {
                         tracing::warn!(error = %e, worker, "claiming a job failed");
+                        tokio::time::sleep(poll).await;
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, worker, "a job panicked; its lease lapses and the queue takes it back");
                         tokio::time::sleep(poll).await;
                     }
                 }
             }
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicUsize;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn a_panicking_job_stops_its_heartbeat() {
+        let beats = Arc::new(AtomicUsize::new(0));
+        let job = {
+            let beats = beats.clone();
+            tokio::spawn(async move {
+                let _beat = AbortOnDrop(tokio::spawn(async move {
+                    loop {
+                        beats.fetch_add(1, Ordering::SeqCst);
+                        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+                    }
+                }));
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                panic!("a bug in the job");
+            })
+        };
+        assert!(job.await.expect_err("the job panicked").is_panic());
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        let after = beats.load(Ordering::SeqCst);
+        assert!(after > 0, "the heartbeat ran while the job did");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        assert_eq!(beats.load(Ordering::SeqCst), after, "the heartbeat stopped with the job");
     }
 }

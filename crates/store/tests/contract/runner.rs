@@ -25,6 +25,8 @@ contract_tests! {
         expired_leases_are_claimed_again_sqlite, expired_leases_are_claimed_again_postgres;
     contract_only_the_lease_holder_registers_a_trained_model =>
         only_the_lease_holder_registers_a_trained_model_sqlite, only_the_lease_holder_registers_a_trained_model_postgres;
+    contract_only_the_lease_holder_records_an_eval_or_steps =>
+        only_the_lease_holder_records_an_eval_or_steps_sqlite, only_the_lease_holder_records_an_eval_or_steps_postgres;
     contract_jobs_abandoned_too_often_fail =>
         jobs_abandoned_too_often_fail_sqlite, jobs_abandoned_too_often_fail_postgres;
     contract_cancelled_jobs =>
@@ -283,6 +285,50 @@ async fn contract_job_lifecycle(store: Store) {
     let next = store.enqueue_job(org, &new_job("eval")).await.unwrap();
     assert_eq!(store.list_jobs(org, 10).await.unwrap(), vec![next.clone(), done], "newest first");
     assert_eq!(store.list_jobs(org, 1).await.unwrap(), vec![next]);
+}
+
+async fn contract_only_the_lease_holder_records_an_eval_or_steps(store: Store) {
+    let org = store.ensure_org("acme", "Acme").await.unwrap();
+    let other = store.ensure_org("globex", "Globex").await.unwrap();
+    let model = store.create_model(org, &new_model("notes-sft-1", Some("notes"))).await.unwrap();
+    let theirs = store.create_model(other, &new_model("theirs", None)).await.unwrap();
+    let job = store.enqueue_job(org, &new_job("eval")).await.unwrap();
+    let t0 = at("2027-03-01T10:00:00Z");
+    claim(&store, "w1", minutes(5), t0).await;
+    let scores = eval_of(&[("perplexity", 8.5)], 0.42);
+    let result = JobResult { model_id: Some(model.id), eval: Some(scores.clone()), ..Default::default() };
+
+    // Steps: the holder's are kept, another worker's are not (nor are any once the job has ended).
+    assert!(store.append_job_metrics_held(job.id, "w1", &[job_metric(1, 2.0)]).await.unwrap());
+    assert!(!store.append_job_metrics_held(job.id, "w2", &[job_metric(1, 9.9), job_metric(2, 9.9)]).await.unwrap());
+    assert_eq!(store.job_metrics(org, job.id, 0).await.unwrap(), vec![job_metric(1, 2.0)]);
+    assert_not_found(
+        store.append_job_metrics_held(job.id + 1000, "w1", &[job_metric(1, 2.0)]).await,
+        "job",
+        job.id + 1000,
+    );
+
+    // The eval: not by a worker that does not hold the lease, not on another organisation's model (and
+    // then nothing of it is written), once by the holder, and never again.
+    assert_eq!(store.complete_eval_job(job.id, "w2", model.id, &scores, &result, t0).await.unwrap(), None);
+    assert_not_found(store.complete_eval_job(job.id, "w1", theirs.id, &scores, &result, t0).await, "model", theirs.id);
+    let running = store.job(org, job.id).await.unwrap().unwrap();
+    assert_eq!((running.status, running.lease_owner.as_deref()), (JobStatus::Running, Some("w1")));
+    assert_eq!(store.model(other, theirs.id).await.unwrap(), Some(theirs));
+    let t1 = t0 + minutes(1);
+    let evaluated = store.complete_eval_job(job.id, "w1", model.id, &scores, &result, t1).await.unwrap();
+    let expected =
+        slope_domain::Model { eval: Some(scores.clone()), reward: Some(0.42), evaluated_at: Some(t1), ..model };
+    assert_eq!(evaluated, Some(expected.clone()));
+    let done = store.job(org, job.id).await.unwrap().unwrap();
+    assert_eq!(
+        (done.status, done.result, done.finished_at, done.lease_owner),
+        (JobStatus::Succeeded, Some(result.clone()), Some(t1), None)
+    );
+    let again = eval_of(&[("perplexity", 1.0)], 0.99);
+    assert_eq!(store.complete_eval_job(job.id, "w1", expected.id, &again, &result, t1).await.unwrap(), None);
+    assert!(!store.append_job_metrics_held(job.id, "w1", &[job_metric(3, 1.0)]).await.unwrap());
+    assert_eq!(store.model(org, expected.id).await.unwrap(), Some(expected));
 }
 
 async fn contract_jobs_are_isolated_by_org(store: Store) {
