@@ -68,6 +68,14 @@ pub struct Config {
     pub simulator_train_steps: usize,
     /// Sequences per step of each simulated fine-tuning job.
     pub simulator_batch_size: usize,
+    /// Rows one batch of events may hold, checked before any row is built.
+    pub ingest_max_rows: usize,
+    /// Bytes of text one batch of events may decode to.
+    pub ingest_max_text_bytes: usize,
+    /// Batches this server takes in at once; more are answered 429 with `Retry-After`.
+    pub ingest_concurrency: usize,
+    /// Batches one organisation has in flight on this server at once.
+    pub ingest_concurrency_per_org: usize,
 }
 
 impl Default for Config {
@@ -95,6 +103,10 @@ impl Default for Config {
             simulator_experiment_seconds: 600,
             simulator_train_steps: 60,
             simulator_batch_size: 8,
+            ingest_max_rows: slope_service::IngestLimits::default().max_rows,
+            ingest_max_text_bytes: slope_service::IngestLimits::default().max_text_bytes,
+            ingest_concurrency: slope_service::IngestLimits::default().max_concurrent,
+            ingest_concurrency_per_org: slope_service::IngestLimits::default().max_concurrent_per_org,
         }
     }
 }
@@ -154,6 +166,10 @@ impl Config {
                 "SIMULATOR_EXPERIMENT_SECONDS",
                 "SIMULATOR_TRAIN_STEPS",
                 "SIMULATOR_BATCH_SIZE",
+                "INGEST_MAX_ROWS",
+                "INGEST_MAX_TEXT_BYTES",
+                "INGEST_CONCURRENCY",
+                "INGEST_CONCURRENCY_PER_ORG",
             ]))
             .merge(Serialized::defaults(overrides))
             .extract()
@@ -170,6 +186,15 @@ impl Config {
     /// This process's folder for local copies of models and checkpoints.
     pub fn runner_cache(&self) -> PathBuf {
         self.data_dir.join("runner-cache")
+    }
+
+    pub fn ingest_limits(&self) -> slope_service::IngestLimits {
+        slope_service::IngestLimits {
+            max_rows: self.ingest_max_rows.max(1),
+            max_text_bytes: self.ingest_max_text_bytes.max(1),
+            max_concurrent: self.ingest_concurrency.max(1),
+            max_concurrent_per_org: self.ingest_concurrency_per_org.max(1),
+        }
     }
 
     pub fn transport(&self) -> crate::security::Transport {

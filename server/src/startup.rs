@@ -26,7 +26,7 @@ pub async fn open_store(config: &Config) -> Result<Store, String> {
 pub async fn open_loops(config: &Config) -> Result<(Store, Loops), String> {
     let store = open_store(config).await?;
     let segments = SegmentStore::open(&config.event_store()).map_err(|e| format!("event store: {e}"))?;
-    Ok((store.clone(), Loops::new(store, segments)))
+    Ok((store.clone(), Loops::new(store, segments).with_limits(config.ingest_limits())))
 }
 
 /// The runner service over the configured database and object store.

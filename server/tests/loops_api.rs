@@ -227,6 +227,126 @@ async fn parquet_bodies_with_a_timestamp_column_are_read() {
     assert_close(&points[0]["value"], 0.7, "acceptance of the Parquet events");
 }
 
+/// A Parquet file of `groups` row groups of `rows` constant rows each: run-length encoding makes it a few
+/// kilobytes however many rows it declares.
+fn parquet_bomb(groups: usize, rows: usize) -> Vec<u8> {
+    use polars::prelude::*;
+    let text = |name: &str, value: &str| Column::new(name.into(), vec![value; rows]);
+    let frame = DataFrame::new_infer_height(vec![
+        text("event_id", "e1"),
+        text("ts", "2027-01-04T09:00:00Z"),
+        text("user_id", "u1"),
+        text("variant", "champion"),
+        Column::new("suggested_chars".into(), vec![10u64; rows]),
+        Column::new("accepted_chars".into(), vec![5u64; rows]),
+    ])
+    .expect("a frame");
+    let mut out = vec![];
+    let mut writer = ParquetWriter::new(&mut out).batched(frame.schema()).expect("a Parquet writer");
+    for _ in 0..groups {
+        writer.write_batch(&frame).expect("a row group");
+    }
+    writer.finish().expect("the Parquet footer");
+    out
+}
+
+#[tokio::test]
+async fn a_parquet_bomb_is_refused_before_it_is_decoded() {
+    let scratch = Scratch::new("loops");
+    let server = Server::start(&scratch.0, &[]);
+    // 20 million rows in a few hundred kilobytes. Decoded, its columns alone would take gigabytes, and
+    // the per-row maps of the validation many more; the default budget is 5 million rows per batch.
+    let bomb = parquet_bomb(20, 1_000_000);
+    assert!(bomb.len() < 2 << 20, "the bomb is small: {} bytes", bomb.len());
+    let before = server.peak_rss_kib();
+    let refused = server.ingest("bombed", &[("Content-Type", "application/vnd.apache.parquet")], bomb).await;
+    let body = refused.expect(413);
+    assert_eq!(body["error"]["code"], "too_large", "{body}");
+    assert_eq!(body["error"]["limit"], "ingest_max_rows", "{body}");
+    assert!(body["error"]["message"].as_str().unwrap_or_default().contains("20000000 rows"), "{body}");
+    // The stated bound: refusing it costs the server less than 64 MiB more than it ever held before.
+    let growth = server.peak_rss_kib().saturating_sub(before);
+    assert!(growth < 64 * 1024, "refusing the bomb raised the server's peak memory by {growth} KiB");
+    // Nothing was stored, and a lower budget holds small batches to it too.
+    server.get("/api/v1/loops/bombed").await.expect(404);
+    drop(server);
+    let server = Server::start(&scratch.0, &[("SLOPE_INGEST_MAX_ROWS", "2")]);
+    let three: Vec<Value> =
+        (1..=3).map(|i| event(&format!("e{i}"), "2026-11-04T09:00:00Z", "u1", "a", 10, 5)).collect();
+    let refused = server.ingest("small", &[("Content-Type", NDJSON)], ndjson(&three)).await;
+    assert_eq!(refused.expect(413)["error"]["limit"], "ingest_max_rows");
+    server.ingest("small", &[("Content-Type", NDJSON)], ndjson(&three[..2])).await.expect(201);
+}
+
+#[tokio::test]
+async fn ingest_is_authorized_before_its_body_is_read_and_limited_in_concurrency() {
+    let scratch = Scratch::new("loops");
+    let server = Server::start(&scratch.0, &[("SLOPE_INGEST_CONCURRENCY_PER_ORG", "1")]);
+    let first = ndjson(&[event("e1", "2026-11-04T09:00:00Z", "u1", "a", 10, 5)]);
+
+    // An anonymous sender announcing a large body is refused at once, without the server reading or
+    // waiting for the body.
+    let mut anonymous = RawRequest::start(&server, None, 100 << 20, b"{").await;
+    let answer = anonymous.answer().await;
+    assert!(answer.starts_with("HTTP/1.1 401"), "refused before the body: {answer}");
+
+    // An admitted sender holds its organisation's one place while its body trickles in; a second batch
+    // meanwhile is told to come back, with Retry-After, and is taken once the first is answered.
+    let mut slow = RawRequest::start(&server, Some(&server.token), first.len(), &first[..10]).await;
+    let mut busy = None;
+    for _ in 0..100 {
+        let answer = server.ingest("other", &[("Content-Type", NDJSON)], first.clone()).await;
+        if answer.status == 429 {
+            busy = Some(answer);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let busy = busy.expect("a second batch is refused while the first holds the organisation's place");
+    let body: Value = serde_json::from_str(&busy.text).expect("a JSON error");
+    assert_eq!(body["error"]["code"], "busy", "{body}");
+    slow.send(&first[10..]).await;
+    let answer = slow.answer().await;
+    assert!(answer.starts_with("HTTP/1.1 201"), "the slow batch is stored: {answer}");
+    server.ingest("other", &[("Content-Type", NDJSON)], first).await.expect(201);
+}
+
+/// An ingest request written by hand on a TCP connection, so that its body can arrive as slowly as a
+/// test likes.
+struct RawRequest(tokio::net::TcpStream);
+
+impl RawRequest {
+    async fn start(server: &Server, token: Option<&str>, length: usize, first: &[u8]) -> RawRequest {
+        use tokio::io::AsyncWriteExt;
+        let authority = server.base.trim_start_matches("http://").to_owned();
+        let mut stream = tokio::net::TcpStream::connect(&authority).await.expect("a connection");
+        let auth = token.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
+        let head = format!(
+            "POST /api/v1/loops/slow/events HTTP/1.1\r\nHost: {authority}\r\n{auth}\
+             Content-Type: application/x-ndjson\r\nContent-Length: {length}\r\n\r\n"
+        );
+        stream.write_all(head.as_bytes()).await.expect("the request head");
+        stream.write_all(first).await.expect("the first bytes");
+        RawRequest(stream)
+    }
+
+    async fn send(&mut self, bytes: &[u8]) {
+        use tokio::io::AsyncWriteExt;
+        self.0.write_all(bytes).await.expect("more of the body");
+    }
+
+    /// The answer's first bytes, which hold its status line.
+    async fn answer(&mut self) -> String {
+        use tokio::io::AsyncReadExt;
+        let mut buffer = vec![0u8; 4096];
+        let n = tokio::time::timeout(Duration::from_secs(30), self.0.read(&mut buffer))
+            .await
+            .expect("an answer within 30 s")
+            .expect("a readable answer");
+        String::from_utf8_lossy(&buffer[..n]).into_owned()
+    }
+}
+
 #[tokio::test]
 async fn invalid_batches_are_refused_whole_naming_rows_and_fields() {
     let scratch = Scratch::new("loops");

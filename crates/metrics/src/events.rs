@@ -83,6 +83,67 @@ pub enum EventsError {
     Format(String),
     #[error("{} invalid row(s); nothing was read: {}", .total, summarize(.errors))]
     Invalid { errors: Vec<RowError>, total: usize },
+    /// The batch decodes to more than its [`Budget`] allows; `limit` names the setting.
+    #[error("{message}")]
+    TooLarge { limit: &'static str, message: String },
+}
+
+/// How much one batch may hold once decoded. Checked before any row is built (from a Parquet file's
+/// metadata, a CSV reader that stops one row past the limit, an NDJSON body's line count), so a small
+/// body that decodes into a huge table, such as a few kilobytes of Parquet declaring 10⁹ rows or a
+/// dictionary of long strings repeated on every row, is refused at the cost of reading its metadata.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Budget {
+    /// Rows in one batch (setting `ingest_max_rows`).
+    pub max_rows: usize,
+    /// Bytes of text in one batch once decoded: the body for NDJSON and CSV, the sum of every text
+    /// cell for Parquet (setting `ingest_max_text_bytes`).
+    pub max_text_bytes: usize,
+}
+
+impl Budget {
+    /// No limit, for files a person reads on their own machine.
+    pub const UNLIMITED: Budget = Budget { max_rows: usize::MAX, max_text_bytes: usize::MAX };
+
+    fn rows(&self, rows: usize) -> Result<(), EventsError> {
+        if rows > self.max_rows {
+            return Err(EventsError::TooLarge {
+                limit: "ingest_max_rows",
+                message: format!(
+                    "the batch holds {} rows; at most {} are taken in one batch (ingest_max_rows), so split it",
+                    if rows == usize::MAX { "too many".to_owned() } else { rows.to_string() },
+                    self.max_rows
+                ),
+            });
+        }
+        Ok(())
+    }
+
+    fn text(&self, bytes: usize) -> Result<(), EventsError> {
+        if bytes > self.max_text_bytes {
+            return Err(EventsError::TooLarge {
+                limit: "ingest_max_text_bytes",
+                message: format!(
+                    "the batch decodes to {bytes} bytes of text; at most {} are taken in one batch \
+                     (ingest_max_text_bytes), so split it",
+                    self.max_text_bytes
+                ),
+            });
+        }
+        Ok(())
+    }
+
+    /// An NDJSON body's rows: its non-blank lines. Line breaks are counted first, which is an upper
+    /// bound and cheap; only a body that may be over the limit has its blank lines told apart.
+    fn lines(&self, bytes: &[u8]) -> Result<(), EventsError> {
+        self.text(bytes.len())?;
+        let breaks = bytes.iter().filter(|&&b| b == b'\n').count();
+        if breaks < self.max_rows {
+            return Ok(());
+        }
+        let rows = bytes.split(|&b| b == b'\n').filter(|line| !line.iter().all(u8::is_ascii_whitespace)).count();
+        self.rows(rows)
+    }
 }
 
 fn summarize(errors: &[RowError]) -> String {
@@ -154,6 +215,17 @@ pub fn parse_batch_until(
     batch_loop: Option<&str>,
     latest: Option<DateTime<Utc>>,
 ) -> Result<Events, EventsError> {
+    parse_batch_within(bytes, format, batch_loop, latest, Budget::UNLIMITED)
+}
+
+/// [`parse_batch_until`], refusing a batch that decodes to more than `budget`.
+pub fn parse_batch_within(
+    bytes: &[u8],
+    format: Format,
+    batch_loop: Option<&str>,
+    latest: Option<DateTime<Utc>>,
+    budget: Budget,
+) -> Result<Events, EventsError> {
     let check = |object: &JsonObject| {
         let event = validate_in(object, batch_loop)?;
         match too_late(event.ts, latest) {
@@ -161,46 +233,79 @@ pub fn parse_batch_until(
             None => Ok(event),
         }
     };
-    let rows = match parse_frame(bytes, format)? {
+    match parse_frame(bytes, format, budget)? {
         None => {
             let fast = |line: &str| typed_event(line, batch_loop, latest);
-            return Ok(dedup(ndjson_rows(bytes, &fast, &check)?));
+            Ok(dedup(ndjson_rows(bytes, &fast, &check)?))
         }
-        Some(frame) => frame_rows(&frame)?,
-    };
-    let mut errors = vec![];
-    let mut events = Vec::with_capacity(rows.len());
-    for (row, object) in rows {
-        match check(&object) {
-            Ok(event) => events.push(event),
-            Err(found) => errors.extend(found.into_iter().map(|(field, message)| RowError { row, field, message })),
-        }
+        Some(frame) => Ok(dedup(frame_rows(&frame, &check)?)),
     }
-    refuse(errors)?;
-    Ok(dedup(events))
 }
 
-/// Reads a CSV or Parquet body into a frame; `None` for NDJSON, which is parsed line by line.
-fn parse_frame(bytes: &[u8], format: Format) -> Result<Option<DataFrame>, EventsError> {
-    Ok(match format {
-        Format::Ndjson => None,
-        Format::Csv => {
-            // Every column is read as text, so that a bad value is reported against its row and field
-            // instead of failing the whole file in the CSV parser's type inference.
-            Some(
-                CsvReadOptions::default()
-                    .with_has_header(true)
-                    .with_infer_schema_length(Some(0))
-                    .into_reader_with_file_handle(std::io::Cursor::new(bytes))
-                    .finish()
-                    .map_err(|e| EventsError::Format(format!("not a readable CSV file: {e}")))?,
-            )
+/// The most columns a CSV or Parquet batch may have; events have sixteen fields.
+const MAX_COLUMNS: usize = 256;
+
+/// Reads a CSV or Parquet body into a frame within `budget`; `None` for NDJSON, which is parsed line by
+/// line after its lines are counted.
+fn parse_frame(bytes: &[u8], format: Format, budget: Budget) -> Result<Option<DataFrame>, EventsError> {
+    let columns = |n: usize| {
+        if n > MAX_COLUMNS {
+            return Err(EventsError::Format(format!("the file has {n} columns; events have at most {MAX_COLUMNS}")));
         }
-        Format::Parquet => Some(
-            ParquetReader::new(std::io::Cursor::new(bytes))
+        Ok(())
+    };
+    Ok(match format {
+        Format::Ndjson => {
+            budget.lines(bytes)?;
+            None
+        }
+        Format::Csv => {
+            budget.text(bytes.len())?;
+            // Every column is read as text, so that a bad value is reported against its row and field
+            // instead of failing the whole file in the CSV parser's type inference. The reader stops
+            // one row past the budget: enough to know the batch is over it.
+            let frame = CsvReadOptions::default()
+                .with_has_header(true)
+                .with_infer_schema_length(Some(0))
+                .with_n_rows(Some(budget.max_rows.saturating_add(1)))
+                .into_reader_with_file_handle(std::io::Cursor::new(bytes))
                 .finish()
-                .map_err(|e| EventsError::Format(format!("not a readable Parquet file: {e}")))?,
-        ),
+                .map_err(|e| EventsError::Format(format!("not a readable CSV file: {e}")))?;
+            columns(frame.width())?;
+            budget.rows(frame.height())?;
+            Some(frame)
+        }
+        Format::Parquet => {
+            let unreadable = |e: PolarsError| EventsError::Format(format!("not a readable Parquet file: {e}"));
+            let mut reader = ParquetReader::new(std::io::Cursor::new(bytes));
+            // The metadata declares the rows and the schema; both are checked before a page is decoded.
+            let metadata = reader.get_metadata().map_err(unreadable)?;
+            let in_groups = metadata.row_groups.iter().fold(0usize, |n, group| n.saturating_add(group.num_rows()));
+            budget.rows(metadata.num_rows.max(in_groups))?;
+            let schema = reader.schema().map_err(unreadable)?;
+            columns(schema.len())?;
+            for (name, field) in schema.iter() {
+                let dtype = DataType::from_arrow_field(field);
+                if matches!(dtype, DataType::List(_) | DataType::Binary | DataType::BinaryOffset | DataType::Unknown(_))
+                {
+                    return Err(EventsError::Format(format!(
+                        "column {name:?} holds {dtype}; event fields are text, numbers, booleans or times"
+                    )));
+                }
+            }
+            let frame = reader.finish().map_err(unreadable)?;
+            budget.rows(frame.height())?;
+            // Text cells are measured on the decoded columns, which share a dictionary's strings rather
+            // than copy them, before any cell becomes a string of its own.
+            let mut text = 0usize;
+            for column in frame.columns() {
+                if let Ok(strings) = column.str() {
+                    text = strings.iter().fold(text, |sum, v| sum.saturating_add(v.map_or(0, str::len)));
+                    budget.text(text)?;
+                }
+            }
+            Some(frame)
+        }
     })
 }
 
@@ -297,6 +402,16 @@ pub fn parse_transactions(
     format: Format,
     latest: Option<DateTime<Utc>>,
 ) -> Result<(Vec<TransactionEvent>, usize), EventsError> {
+    parse_transactions_within(bytes, format, latest, Budget::UNLIMITED)
+}
+
+/// [`parse_transactions`], refusing a batch that decodes to more than `budget`.
+pub fn parse_transactions_within(
+    bytes: &[u8],
+    format: Format,
+    latest: Option<DateTime<Utc>>,
+    budget: Budget,
+) -> Result<(Vec<TransactionEvent>, usize), EventsError> {
     let check = |object: &JsonObject| {
         let t = validate_transaction(object)?;
         match too_late(t.ts, latest) {
@@ -304,26 +419,9 @@ pub fn parse_transactions(
             None => Ok(t),
         }
     };
-    let rows = match format {
-        Format::Ndjson => ndjson_rows(bytes, &|_| None, &check)?,
-        Format::Csv | Format::Parquet => {
-            let raw = match parse_frame(bytes, format)? {
-                Some(frame) => frame_rows(&frame)?,
-                None => vec![],
-            };
-            let mut errors = vec![];
-            let mut rows = vec![];
-            for (row, object) in raw {
-                match check(&object) {
-                    Ok(t) => rows.push(t),
-                    Err(found) => {
-                        errors.extend(found.into_iter().map(|(field, message)| RowError { row, field, message }))
-                    }
-                }
-            }
-            refuse(errors)?;
-            rows
-        }
+    let rows = match parse_frame(bytes, format, budget)? {
+        None => ndjson_rows(bytes, &|_| None, &check)?,
+        Some(frame) => frame_rows(&frame, &check)?,
     };
     let mut seen = HashSet::with_capacity(rows.len());
     let before = rows.len();
@@ -435,11 +533,36 @@ pub fn to_frame(events: &[InteractionEvent]) -> PolarsResult<DataFrame> {
     )
 }
 
-/// A row as read from any format, numbered from 1, before validation.
-type RawRow = (usize, serde_json::Map<String, Value>);
+/// Rows converted to JSON-like maps at a time: the maps of one slice are dropped before the next is
+/// built, so validation needs memory for one slice of maps, not one map per row of the batch.
+const ROWS_PER_SLICE: usize = 16_384;
 
-/// Turns a data frame into JSON-like rows, so every format shares one validation.
-fn frame_rows(frame: &DataFrame) -> Result<Vec<RawRow>, EventsError> {
+/// Validates every row of a data frame with `check`, the validation every format shares, and refuses the
+/// batch naming its invalid rows (numbered from 1).
+fn frame_rows<T>(
+    frame: &DataFrame,
+    check: &dyn Fn(&JsonObject) -> Result<T, FieldProblems>,
+) -> Result<Vec<T>, EventsError> {
+    let mut out = Vec::with_capacity(frame.height());
+    let mut errors = vec![];
+    let mut offset = 0;
+    while offset < frame.height() {
+        let slice = frame.slice(offset as i64, ROWS_PER_SLICE);
+        for (i, object) in slice_rows(&slice)?.into_iter().enumerate() {
+            let row = offset + i + 1;
+            match check(&object) {
+                Ok(value) => out.push(value),
+                Err(found) => errors.extend(found.into_iter().map(|(field, message)| RowError { row, field, message })),
+            }
+        }
+        offset += ROWS_PER_SLICE;
+    }
+    refuse(errors)?;
+    Ok(out)
+}
+
+/// Turns a slice of a data frame into JSON-like rows.
+fn slice_rows(frame: &DataFrame) -> Result<Vec<serde_json::Map<String, Value>>, EventsError> {
     let format = |e: PolarsError| EventsError::Format(e.to_string());
     let mut columns = vec![];
     for column in frame.columns() {
@@ -480,7 +603,7 @@ fn frame_rows(frame: &DataFrame) -> Result<Vec<RawRow>, EventsError> {
         columns.push((name, values));
     }
     Ok((0..frame.height())
-        .map(|i| (i + 1, columns.iter().map(|(name, values)| (name.clone(), values[i].clone())).collect()))
+        .map(|i| columns.iter().map(|(name, values)| (name.clone(), values[i].clone())).collect())
         .collect())
 }
 
@@ -834,6 +957,94 @@ not json
         let bytes = crate::segment::encode(&events).unwrap();
         let back = parse_batch(&bytes, Format::Parquet, None).unwrap();
         assert_eq!(back.events, events, "a segment reads back as the events it was written from");
+    }
+
+    /// A Parquet body of constant columns: RLE and a dictionary make it tiny whatever its height.
+    fn constant_parquet(rows: usize, text: &str) -> Vec<u8> {
+        let column = |name: &str, value: &str| Column::new(name.into(), vec![value; rows]);
+        let mut frame = DataFrame::new_infer_height(vec![
+            column("event_id", "e1"),
+            column("ts", "2027-01-04T09:00:00Z"),
+            column("user_id", "u1"),
+            column("variant", "champion"),
+            Column::new("suggested_chars".into(), vec![10u64; rows]),
+            Column::new("accepted_chars".into(), vec![5u64; rows]),
+            column("context", text),
+        ])
+        .unwrap();
+        let mut out = vec![];
+        ParquetWriter::new(&mut out).finish(&mut frame).unwrap();
+        out
+    }
+
+    #[test]
+    fn a_parquet_bomb_is_refused_from_its_metadata() {
+        let bomb = constant_parquet(2_000_000, "x");
+        assert!(bomb.len() < 64 * 1024, "a bomb is small: {} bytes", bomb.len());
+        let budget = Budget { max_rows: 10_000, max_text_bytes: usize::MAX };
+        let refused = parse_batch_within(&bomb, Format::Parquet, Some("notes"), None, budget).unwrap_err();
+        assert!(
+            matches!(&refused, EventsError::TooLarge { limit: "ingest_max_rows", message } if message.contains("2000000 rows")),
+            "{refused:?}"
+        );
+        // A dictionary of one long string on every row: few rows, much text once decoded.
+        let long = "y".repeat(100_000);
+        let wordy = constant_parquet(2_000, &long);
+        assert!(wordy.len() < 64 * 1024, "the dictionary compresses: {} bytes", wordy.len());
+        let budget = Budget { max_rows: 10_000, max_text_bytes: 50_000_000 };
+        let refused = parse_batch_within(&wordy, Format::Parquet, Some("notes"), None, budget).unwrap_err();
+        assert!(matches!(&refused, EventsError::TooLarge { limit: "ingest_max_text_bytes", .. }), "{refused:?}");
+        // Within the budget, the same kind of file is read.
+        let small = constant_parquet(3, "z");
+        let read = parse_batch_within(&small, Format::Parquet, Some("notes"), None, budget).unwrap();
+        assert_eq!((read.events.len(), read.duplicates), (1, 2));
+    }
+
+    #[test]
+    fn text_batches_are_held_to_the_row_and_byte_budget() {
+        let line = "{\"event_id\":\"e1\",\"ts\":\"2027-01-04T09:00:00Z\",\"user_id\":\"u\",\"variant\":\"a\",\"suggested_chars\":1,\"accepted_chars\":1}\n";
+        let ndjson = line.repeat(11);
+        let budget = Budget { max_rows: 10, max_text_bytes: usize::MAX };
+        let refused = parse_batch_within(ndjson.as_bytes(), Format::Ndjson, Some("l"), None, budget).unwrap_err();
+        assert!(matches!(&refused, EventsError::TooLarge { limit: "ingest_max_rows", .. }), "{refused:?}");
+        // Blank lines are no rows: ten rows and many blank lines fit.
+        let spaced = line.repeat(10) + &"\n \n".repeat(50);
+        parse_batch_within(spaced.as_bytes(), Format::Ndjson, Some("l"), None, budget).expect("ten rows fit");
+        let bytes = Budget { max_rows: 100, max_text_bytes: line.len() * 2 };
+        let refused = parse_batch_within(ndjson.as_bytes(), Format::Ndjson, Some("l"), None, bytes).unwrap_err();
+        assert!(matches!(&refused, EventsError::TooLarge { limit: "ingest_max_text_bytes", .. }), "{refused:?}");
+        let mut csv = "event_id,ts,user_id,variant,suggested_chars,accepted_chars\n".to_owned();
+        for i in 0..11 {
+            csv.push_str(&format!("e{i},2027-01-04T09:00:00Z,u,a,1,1\n"));
+        }
+        let refused = parse_batch_within(csv.as_bytes(), Format::Csv, Some("l"), None, budget).unwrap_err();
+        assert!(matches!(&refused, EventsError::TooLarge { limit: "ingest_max_rows", .. }), "{refused:?}");
+        let ten = csv.lines().take(11).collect::<Vec<_>>().join("\n");
+        assert_eq!(parse_batch_within(ten.as_bytes(), Format::Csv, Some("l"), None, budget).unwrap().events.len(), 10);
+    }
+
+    #[test]
+    fn frames_are_validated_a_slice_at_a_time_with_rows_numbered_across_slices() {
+        let rows = ROWS_PER_SLICE + 5;
+        let mut frame = DataFrame::new_infer_height(vec![
+            Column::new("event_id".into(), (0..rows).map(|i| format!("e{i}")).collect::<Vec<_>>()),
+            Column::new(
+                "ts".into(),
+                (0..rows)
+                    .map(|i| if i == ROWS_PER_SLICE + 2 { "soon" } else { "2027-01-04T09:00:00Z" })
+                    .collect::<Vec<_>>(),
+            ),
+            Column::new("user_id".into(), vec!["u"; rows]),
+            Column::new("variant".into(), vec!["a"; rows]),
+            Column::new("suggested_chars".into(), vec![1u64; rows]),
+            Column::new("accepted_chars".into(), vec![1u64; rows]),
+        ])
+        .unwrap();
+        let mut bytes = vec![];
+        ParquetWriter::new(&mut bytes).finish(&mut frame).unwrap();
+        let refused = parse_batch(&bytes, Format::Parquet, Some("l")).unwrap_err();
+        let EventsError::Invalid { errors, total } = refused else { panic!("{refused:?}") };
+        assert_eq!((total, errors[0].row, errors[0].field.as_str()), (1, ROWS_PER_SLICE + 3, "ts"));
     }
 
     #[test]

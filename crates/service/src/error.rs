@@ -26,6 +26,13 @@ pub enum ServiceError {
     /// Too many failed sign-ins; try again after this many seconds.
     #[error("too many failed sign-ins; try again in {retry_after_secs} s")]
     TooManyRequests { retry_after_secs: u64 },
+    /// The server (or the caller's organisation) has as much of this work in flight as it takes on;
+    /// the same request later will do.
+    #[error("{message}")]
+    Busy { message: String, retry_after_secs: u64 },
+    /// The input is larger than a configured limit, which `limit` names; smaller parts will do.
+    #[error("{message}")]
+    TooLarge { limit: &'static str, message: String },
     #[error("internal error")]
     Internal(String),
 }

@@ -76,6 +76,19 @@ impl IntoResponse for ApiError {
                 )
                     .into_response();
             }
+            ApiError::Service(ServiceError::Busy { message, retry_after_secs }) => {
+                let body = json!({ "error": { "code": "busy", "message": message } });
+                return (
+                    StatusCode::TOO_MANY_REQUESTS,
+                    [(axum::http::header::RETRY_AFTER, retry_after_secs.to_string())],
+                    Json(body),
+                )
+                    .into_response();
+            }
+            ApiError::Service(ServiceError::TooLarge { limit, message }) => {
+                let body = json!({ "error": { "code": "too_large", "message": message, "limit": limit } });
+                return (StatusCode::PAYLOAD_TOO_LARGE, Json(body)).into_response();
+            }
             // The details were logged where the error arose; the caller learns only that it happened.
             ApiError::Service(ServiceError::InvalidRows { .. } | ServiceError::InvalidPlan(_)) => {
                 unreachable!("answered above")
@@ -107,7 +120,7 @@ pub(crate) struct ErrorBody {
 #[allow(dead_code)]
 pub(crate) struct ErrorDetail {
     /// One of `bad_request`, `invalid`, `invalid_rows`, `invalid_plan`, `unauthorized`, `forbidden`,
-    /// `not_found`, `conflict`, `gate_refused`, `too_many_requests` and `internal`.
+    /// `not_found`, `conflict`, `gate_refused`, `too_many_requests`, `busy`, `too_large` and `internal`.
     #[schema(example = "invalid")]
     code: String,
     message: String,
@@ -123,6 +136,9 @@ pub(crate) struct ErrorDetail {
     /// With `invalid_plan`: every problem of the plan file, in line order.
     #[schema(required = false)]
     errors: Vec<PlanFileError>,
+    /// With `too_large`: the setting whose limit the input is over, such as `ingest_max_rows`.
+    #[schema(required = false)]
+    limit: String,
 }
 
 /// One invalid field of one row of a batch. Rows count from 1: the line of an NDJSON file, the record of

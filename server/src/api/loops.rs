@@ -10,7 +10,8 @@ use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 use slope_domain::*;
 use slope_service::{
-    BatchInput, ExperimentAnalysis, Format, IngestAck, LoopReport, LoopSummary, Loops, MAX_BATCH_BYTES, Services,
+    BatchInput, ExperimentAnalysis, Format, IngestAck, LoopReport, LoopSummary, Loops, MAX_BATCH_BYTES, ServiceError,
+    Services,
 };
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouterExt};
@@ -24,9 +25,10 @@ use super::{
 
 pub(crate) fn routes() -> OpenApiRouter<Services> {
     OpenApiRouter::new()
-        // A batch may be large; every other route keeps axum's default limit.
-        .routes(routes!(ingest).layer(DefaultBodyLimit::max(MAX_BATCH_BYTES + 1024)))
-        .routes(routes!(ingest_transactions).layer(DefaultBodyLimit::max(MAX_BATCH_BYTES + 1024)))
+        // A batch may be large: its handlers read the body themselves, after admitting the caller, under
+        // their own limit. Every other route keeps axum's default limit.
+        .routes(routes!(ingest).layer(DefaultBodyLimit::disable()))
+        .routes(routes!(ingest_transactions).layer(DefaultBodyLimit::disable()))
         .routes(routes!(ltv))
         .routes(routes!(list_loops))
         .routes(routes!(loop_report))
@@ -134,7 +136,19 @@ fn acknowledged(ack: IngestAck) -> impl IntoResponse {
             description = "The batch was stored before: the first acknowledgement, replayed.",
             body = IngestAck
         ),
-        (status = 413, description = "The body is larger than 512 MiB."),
+        (
+            status = 413,
+            description = "Code `too_large`, with `limit` naming the setting: the body is over 512 MiB (once \
+                decompressed), or it decodes to more rows (`ingest_max_rows`) or text (`ingest_max_text_bytes`) \
+                than one batch may hold.",
+            body = ErrorBody
+        ),
+        (
+            status = 429,
+            description = "Code `busy`: the server or the organisation has as many batches in flight as it takes \
+                on; `Retry-After` says when to send it again.",
+            body = ErrorBody
+        ),
         (
             status = 422,
             description = "Nothing of the batch was stored: code `invalid_rows` with `total` and the first invalid \
@@ -150,11 +164,30 @@ async fn ingest(
     Caller(actor): Caller,
     Path(loop_key): Path<String>,
     headers: HeaderMap,
-    body: Bytes,
+    body: axum::body::Body,
 ) -> ApiResult<impl IntoResponse> {
     let (format, gzip, idempotency_key) = batch_headers(&headers)?;
+    let permit = loops(&s).admit(&actor)?;
+    let body = batch_body(body).await?;
     let input = BatchInput { loop_key: &loop_key, body: &body, format, gzip, idempotency_key };
-    Ok(acknowledged(loops(&s).ingest(&actor, input).await?))
+    Ok(acknowledged(loops(&s).ingest_admitted(&permit, input).await?))
+}
+
+/// Reads a batch's body once its sender is admitted: never more than the largest batch (plus room for
+/// the framing of a compressed one), so an oversized upload stops at the limit instead of filling memory.
+async fn batch_body(body: axum::body::Body) -> Result<Bytes, ApiError> {
+    axum::body::to_bytes(body, MAX_BATCH_BYTES + 1024).await.map_err(|e| {
+        let too_long =
+            std::error::Error::source(&e).is_some_and(|cause| cause.is::<http_body_util::LengthLimitError>());
+        if too_long {
+            ApiError::from(ServiceError::TooLarge {
+                limit: "the batch size",
+                message: format!("the body is over {} MiB; send several batches", MAX_BATCH_BYTES >> 20),
+            })
+        } else {
+            ApiError::BadRequest(format!("the body could not be read: {e}"))
+        }
+    })
 }
 
 /// Ingests one batch of transaction events, for customer lifetime value.
@@ -188,7 +221,19 @@ async fn ingest(
             description = "The batch was stored before: the first acknowledgement, replayed.",
             body = IngestAck
         ),
-        (status = 413, description = "The body is larger than 512 MiB."),
+        (
+            status = 413,
+            description = "Code `too_large`, with `limit` naming the setting: the body is over 512 MiB (once \
+                decompressed), or it decodes to more rows (`ingest_max_rows`) or text (`ingest_max_text_bytes`) \
+                than one batch may hold.",
+            body = ErrorBody
+        ),
+        (
+            status = 429,
+            description = "Code `busy`: the server or the organisation has as many batches in flight as it takes \
+                on; `Retry-After` says when to send it again.",
+            body = ErrorBody
+        ),
         (
             status = 422,
             description = "Nothing of the batch was stored: code `invalid_rows` with `total` and the first invalid \
@@ -203,11 +248,13 @@ async fn ingest_transactions(
     State(s): State<Services>,
     Caller(actor): Caller,
     headers: HeaderMap,
-    body: Bytes,
+    body: axum::body::Body,
 ) -> ApiResult<impl IntoResponse> {
     let (format, gzip, idempotency_key) = batch_headers(&headers)?;
+    let permit = loops(&s).admit(&actor)?;
+    let body = batch_body(body).await?;
     let input = BatchInput { loop_key: "", body: &body, format, gzip, idempotency_key };
-    Ok(acknowledged(loops(&s).ingest_transactions(&actor, input).await?))
+    Ok(acknowledged(loops(&s).ingest_transactions_admitted(&permit, input).await?))
 }
 
 #[derive(Deserialize, Default, IntoParams)]

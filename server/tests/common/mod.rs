@@ -130,6 +130,16 @@ impl Server {
         server
     }
 
+    /// The most memory the process has held so far (`VmHWM`), in KiB.
+    pub fn peak_rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).expect("the server's status");
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmHWM in /proc/PID/status")
+    }
+
     /// Kills the process at once (SIGKILL), as a crash or an out-of-memory kill would.
     pub fn kill(&mut self) {
         let _ = self.child.kill();

@@ -10,14 +10,15 @@ use sha2::{Digest, Sha256};
 
 use slope_domain::*;
 use slope_metrics::events::{
-    EventsError, Format, InteractionEvent, RowError, TransactionEvent, latest_event_time, parse_batch_until,
-    parse_transactions,
+    EventsError, Format, InteractionEvent, RowError, TransactionEvent, latest_event_time, parse_batch_within,
+    parse_transactions_within,
 };
 use slope_metrics::segment;
 use slope_store::{
     BatchRecord, NewBatch, NewSegment, PointsWrite, Recomputation, Recompute, Recorded, SegmentRow, Written,
 };
 
+use super::admission::IngestPermit;
 use super::materialize::{Fetched, Work, compute, plans_for, prepare};
 use super::{Loops, MAX_BATCH_BYTES, TRANSACTIONS, blocking};
 use crate::segments::SegmentStore;
@@ -51,6 +52,7 @@ fn rows_error(e: EventsError) -> ServiceError {
         EventsError::Format(message) | EventsError::Io { message, .. } => {
             ServiceError::InvalidRows { errors: vec![RowError { row: 0, field: "body".into(), message }], total: 1 }
         }
+        EventsError::TooLarge { limit, message } => ServiceError::TooLarge { limit, message },
     }
 }
 
@@ -61,15 +63,21 @@ impl Loops {
     /// and after the touched buckets of the loop's metrics are recomputed, so what it acknowledges is
     /// already visible on every key result the loop feeds.
     pub async fn ingest(&self, actor: &Actor, input: BatchInput<'_>) -> Result<IngestAck> {
-        let org = actor.authorize(Action::Ingest)?;
+        let permit = self.admit(actor)?;
+        self.ingest_admitted(&permit, input).await
+    }
+
+    /// [`Loops::ingest`] for a caller admitted before its body was read (see [`Loops::admit`]).
+    pub async fn ingest_admitted(&self, permit: &IngestPermit, input: BatchInput<'_>) -> Result<IngestAck> {
+        let org = permit.org();
         let loop_key = Key::parse(input.loop_key).map_err(|m| FieldErrors::single("loop", m))?;
-        let (body, content_hash) = unpack(&input)?;
+        let (body, content_hash) = unpack(&input).await?;
         if let Some(previous) = self.replay(org, loop_key.as_str(), input.idempotency_key, &content_hash).await? {
             return Ok(previous);
         }
-        let (format, batch_loop) = (input.format, loop_key.to_string());
+        let (format, batch_loop, budget) = (input.format, loop_key.to_string(), self.limits.budget());
         let parsed = blocking("parsing a batch", move || {
-            Ok(parse_batch_until(&body, format, Some(&batch_loop), Some(latest_event_time())))
+            Ok(parse_batch_within(&body, format, Some(&batch_loop), Some(latest_event_time()), budget))
         })
         .await?;
         let events = parsed.map_err(rows_error)?;
@@ -130,15 +138,26 @@ impl Loops {
     /// organisation's transaction stream, with the same all-or-nothing, idempotency and duplicate rules
     /// as interaction events. `input.loop_key` is ignored.
     pub async fn ingest_transactions(&self, actor: &Actor, input: BatchInput<'_>) -> Result<IngestAck> {
-        let org = actor.authorize(Action::Ingest)?;
-        let (body, content_hash) = unpack(&input)?;
+        let permit = self.admit(actor)?;
+        self.ingest_transactions_admitted(&permit, input).await
+    }
+
+    /// [`Loops::ingest_transactions`] for a caller admitted before its body was read.
+    pub async fn ingest_transactions_admitted(
+        &self,
+        permit: &IngestPermit,
+        input: BatchInput<'_>,
+    ) -> Result<IngestAck> {
+        let org = permit.org();
+        let (body, content_hash) = unpack(&input).await?;
         if let Some(previous) = self.replay(org, TRANSACTIONS, input.idempotency_key, &content_hash).await? {
             return Ok(previous);
         }
-        let format = input.format;
-        let parsed =
-            blocking("parsing a batch", move || Ok(parse_transactions(&body, format, Some(latest_event_time()))))
-                .await?;
+        let (format, budget) = (input.format, self.limits.budget());
+        let parsed = blocking("parsing a batch", move || {
+            Ok(parse_transactions_within(&body, format, Some(latest_event_time()), budget))
+        })
+        .await?;
         let (rows, within_batch) = parsed.map_err(rows_error)?;
         // No metric reads the transaction stream; the upkeep marks its segments done.
         let recorded = self
@@ -248,17 +267,26 @@ impl Recomputation for BatchMetrics {
 }
 
 /// The decompressed body of a batch and the hash that recognises a retry of it.
-fn unpack(input: &BatchInput<'_>) -> Result<(Vec<u8>, String)> {
-    let body = if input.gzip { gunzip(input.body)? } else { input.body.to_vec() };
-    if body.len() > MAX_BATCH_BYTES {
-        return Err(FieldErrors::single(
-            "body",
-            format!("is over {} MiB; send several batches", MAX_BATCH_BYTES >> 20),
-        )
-        .into());
-    }
-    let content_hash = content_hash(&body);
-    Ok((body, content_hash))
+/// The body decompressed and its content hash, on the blocking pool: gunzip and SHA-256 of hundreds of
+/// megabytes would otherwise hold an async thread for seconds.
+async fn unpack(input: &BatchInput<'_>) -> Result<(Vec<u8>, String)> {
+    let (raw, gzip) = (input.body.to_vec(), input.gzip);
+    let unpacked = tokio::task::spawn_blocking(move || -> Result<(Vec<u8>, String)> {
+        let body = if gzip { gunzip(&raw)? } else { raw };
+        if body.len() > MAX_BATCH_BYTES {
+            return Err(ServiceError::TooLarge {
+                limit: "the batch size",
+                message: format!(
+                    "the body is over {} MiB once decompressed; send several batches",
+                    MAX_BATCH_BYTES >> 20
+                ),
+            });
+        }
+        let content_hash = content_hash(&body);
+        Ok((body, content_hash))
+    })
+    .await;
+    unpacked.map_err(|e| crate::error::internal("unpacking a batch", e))?
 }
 
 /// The SHA-256 of a batch body, in hex: how a byte-identical retry is recognised.

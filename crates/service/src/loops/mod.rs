@@ -3,6 +3,7 @@
 //! definitions and pushed points ([`metrics`]), and the reports computed from stored events
 //! ([`reports`]). They share the service struct and the few helpers below.
 
+mod admission;
 mod ingest;
 mod materialize;
 mod metrics;
@@ -17,6 +18,7 @@ use crate::error::internal;
 use crate::segments::SegmentStore;
 use crate::{Result, ServiceError};
 
+pub use admission::{BUSY_RETRY_AFTER_SECS, IngestLimits, IngestPermit};
 pub use ingest::{BatchInput, IngestAck, content_hash};
 pub use reports::{ExperimentAnalysis, LoopReport};
 
@@ -37,6 +39,8 @@ pub const TRANSACTIONS: &str = "_transactions";
 pub struct Loops {
     store: Store,
     segments: SegmentStore,
+    limits: IngestLimits,
+    gate: std::sync::Arc<admission::Gate>,
 }
 
 /// Runs CPU-bound polars work off the async threads.
@@ -53,7 +57,21 @@ fn day_start(day: NaiveDate) -> DateTime<Utc> {
 
 impl Loops {
     pub fn new(store: Store, segments: SegmentStore) -> Self {
-        Self { store, segments }
+        Self { store, segments, limits: IngestLimits::default(), gate: Default::default() }
+    }
+
+    /// The same service with other ingestion limits (the server's settings).
+    pub fn with_limits(mut self, limits: IngestLimits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// Authorizes `actor` to ingest and takes a place among the batches in flight, before the body is
+    /// read: an unauthorized or surplus sender costs no memory. `Busy` when the server or the
+    /// organisation has as many batches in flight as its limits allow.
+    pub fn admit(&self, actor: &Actor) -> Result<IngestPermit> {
+        let org = actor.authorize(Action::Ingest)?;
+        self.gate.enter(org, &self.limits)
     }
 
     /// The store, for the service's own modules; nothing outside this crate gets it.
