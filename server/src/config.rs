@@ -76,6 +76,8 @@ pub struct Config {
     pub ingest_concurrency: usize,
     /// Batches one organisation has in flight on this server at once.
     pub ingest_concurrency_per_org: usize,
+    /// Days one batch's events may span, first to last.
+    pub ingest_max_span_days: i64,
 }
 
 impl Default for Config {
@@ -107,6 +109,7 @@ impl Default for Config {
             ingest_max_text_bytes: slope_service::IngestLimits::default().max_text_bytes,
             ingest_concurrency: slope_service::IngestLimits::default().max_concurrent,
             ingest_concurrency_per_org: slope_service::IngestLimits::default().max_concurrent_per_org,
+            ingest_max_span_days: slope_service::IngestLimits::default().max_span_days,
         }
     }
 }
@@ -170,6 +173,7 @@ impl Config {
                 "INGEST_MAX_TEXT_BYTES",
                 "INGEST_CONCURRENCY",
                 "INGEST_CONCURRENCY_PER_ORG",
+                "INGEST_MAX_SPAN_DAYS",
             ]))
             .merge(Serialized::defaults(overrides))
             .extract()
@@ -194,6 +198,7 @@ impl Config {
             max_text_bytes: self.ingest_max_text_bytes.max(1),
             max_concurrent: self.ingest_concurrency.max(1),
             max_concurrent_per_org: self.ingest_concurrency_per_org.max(1),
+            max_span_days: self.ingest_max_span_days.max(1),
         }
     }
 

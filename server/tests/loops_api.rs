@@ -801,6 +801,27 @@ async fn transactions_are_ingested_and_fit_lifetime_value() {
 }
 
 #[tokio::test]
+async fn a_batch_spanning_decades_is_refused_and_its_days_go_in_batches_of_their_own() {
+    let scratch = Scratch::new("loops");
+    let server = Server::start(&scratch.0, &[]);
+    // Two events 26 years apart would recompute every day between them for every metric of the loop,
+    // and leave a segment that every later batch overlaps.
+    let now = (chrono::Utc::now() - chrono::Duration::hours(1)).to_rfc3339();
+    let old = event("old", "2000-01-02T09:00:00Z", "u1", "a", 10, 1);
+    let new = event("new", &now, "u1", "a", 10, 1);
+    let refused = server.ingest("notes", &[("Content-Type", NDJSON)], ndjson(&[old.clone(), new.clone()])).await;
+    let body = refused.expect(422);
+    let message = body["error"]["fields"]["ts"][0].as_str().unwrap_or_default().to_owned();
+    assert!(message.contains("ingest_max_span_days") && message.contains("2000-01-02"), "{body}");
+    server.get("/api/v1/loops/notes").await.expect(404);
+    // Each day in a batch of its own is taken.
+    server.ingest("notes", &[("Content-Type", NDJSON)], ndjson(&[old])).await.expect(201);
+    server.ingest("notes", &[("Content-Type", NDJSON)], ndjson(&[new])).await.expect(201);
+    let report = server.get("/api/v1/loops/notes").await.expect(200);
+    assert_eq!(report["summary"]["events"], 2, "{report}");
+}
+
+#[tokio::test]
 async fn out_of_range_times_are_refused_not_fatal() {
     let scratch = Scratch::new("loops");
     let server = Server::start(&scratch.0, &[]);

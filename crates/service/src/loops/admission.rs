@@ -26,11 +26,22 @@ pub struct IngestLimits {
     pub max_concurrent: usize,
     /// Batches one organisation has in flight on this server at once (`ingest_concurrency_per_org`).
     pub max_concurrent_per_org: usize,
+    /// Days from a batch's first event to its last (`ingest_max_span_days`). A batch's range decides
+    /// the segments it is deduplicated against and the buckets its metrics recompute, so two events
+    /// decades apart would otherwise cost a recomputation of every day between them, and leave a
+    /// segment that every later batch overlaps.
+    pub max_span_days: i64,
 }
 
 impl Default for IngestLimits {
     fn default() -> Self {
-        IngestLimits { max_rows: 5_000_000, max_text_bytes: 1 << 30, max_concurrent: 4, max_concurrent_per_org: 2 }
+        IngestLimits {
+            max_rows: 5_000_000,
+            max_text_bytes: 1 << 30,
+            max_concurrent: 4,
+            max_concurrent_per_org: 2,
+            max_span_days: 366,
+        }
     }
 }
 

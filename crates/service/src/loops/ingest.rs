@@ -193,6 +193,22 @@ impl Loops {
     ) -> Result<Recorded<R::Error>> {
         rows.sort();
         let range = rows.range();
+        if let Some((first, last)) = range {
+            let span = (last - first).num_days();
+            let most = self.limits.max_span_days.max(1);
+            if span > most {
+                return Err(FieldErrors::single(
+                    "ts",
+                    format!(
+                        "the batch's events span {span} days ({} to {}); one batch may span at most {most} \
+                         (ingest_max_span_days), so send events of distant days in batches of their own",
+                        first.date_naive(),
+                        last.date_naive()
+                    ),
+                )
+                .into());
+            }
+        }
         let batch =
             NewBatch { loop_key: stream, idempotency_key, content_hash, rows: rows.len() as i64 + within_batch, range };
         // The callers have looked for a replay before parsing; the store looks again under the lock.
