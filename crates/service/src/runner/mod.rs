@@ -174,8 +174,9 @@ impl Runner {
         let filled: Result<()> = async {
             for f in files {
                 let bytes = self.objects.get(&format!("{prefix}/{f}")).await?;
-                std::fs::write(tmp.join(f), &bytes).map_err(|e| internal("writing a cached file", e))?;
+                write_synced(&tmp.join(f), &bytes).map_err(|e| internal("writing a cached file", e))?;
             }
+            sync_dir(&tmp).map_err(|e| internal("writing a cached folder", e))?;
             Ok(())
         }
         .await;
@@ -185,7 +186,9 @@ impl Runner {
                 return Ok(());
             }
             match std::fs::rename(&tmp, dir) {
-                Ok(()) => Ok(()),
+                // The rename itself is made durable too: a crash must not leave a cache entry that
+                // names files whose contents never reached the disk.
+                Ok(()) => dir.parent().map_or(Ok(()), sync_dir).map_err(|e| internal("placing a cached folder", e)),
                 // Another process placed a complete copy first.
                 Err(_) if complete(dir) => Ok(()),
                 Err(e) => Err(internal("placing a cached folder", e)),
@@ -211,4 +214,17 @@ async fn load_weights(dir: PathBuf) -> Result<Weights> {
         .await
         .map_err(|e| internal("loading a model", e))?
         .map_err(|e| internal("loading a model", e))
+}
+
+/// Writes a file and waits until its contents are on the disk.
+fn write_synced(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut file = std::fs::File::create(path)?;
+    file.write_all(bytes)?;
+    file.sync_all()
+}
+
+/// Makes a folder's entries (files created or renamed into it) durable.
+fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    std::fs::File::open(dir)?.sync_all()
 }
