@@ -59,9 +59,13 @@ pub async fn authenticate(State(state): State<AuthState>, mut req: Request, next
         Ok(token) => token,
         Err(message) => return ApiError::from(ServiceError::Unauthorized(message.into())).into_response(),
     };
+    let mut credential = None;
     let actor = if let Some(token) = bearer {
         match state.access.token_actor(&token).await {
-            Ok(Some(actor)) => Some(actor),
+            Ok(Some(actor)) => {
+                credential = Some(Credential::Token(token));
+                Some(actor)
+            }
             Ok(None) => {
                 return ApiError::from(ServiceError::Unauthorized("the token is unknown or revoked".into()))
                     .into_response();
@@ -84,14 +88,39 @@ pub async fn authenticate(State(state): State<AuthState>, mut req: Request, next
         }
         match session {
             Some(session) => match state.access.session_actor(&session).await {
-                Ok(actor) => actor,
+                Ok(actor) => {
+                    credential = actor.as_ref().map(|_| Credential::Session(session));
+                    actor
+                }
                 Err(e) => return ApiError::from(e).into_response(),
             },
             None => None,
         }
     };
     req.extensions_mut().insert(Authenticated(actor));
+    if let Some(credential) = credential {
+        req.extensions_mut().insert(credential);
+    }
     next.run(req).await
+}
+
+/// What the caller presented, kept for long-lived answers (event streams) that must end when it stops
+/// being valid: a revoked token or an ended session is refused on the next request, and a stream is
+/// one request that lasts.
+#[derive(Clone, Debug)]
+pub enum Credential {
+    Token(String),
+    Session(String),
+}
+
+impl Credential {
+    /// Whether the credential still stands for someone.
+    pub async fn is_live(&self, access: &Access) -> Result<bool, ServiceError> {
+        Ok(match self {
+            Credential::Token(token) => access.token_actor(token).await?.is_some(),
+            Credential::Session(session) => access.session_actor(session).await?.is_some(),
+        })
+    }
 }
 
 /// Sends anonymous browsers to the sign-in page instead of rendering a page they may not read.

@@ -32,11 +32,27 @@ pub struct RouterSettings<'a> {
     pub demo: bool,
     /// Whether requests come over TLS and through which proxies.
     pub transport: security::Transport,
+    /// Turns true when the server starts to shut down, so that long-lived answers end.
+    pub stopping: Stopping,
+}
+
+/// The server's shutdown, seen from a handler: event streams end when it begins, since a graceful
+/// shutdown waits for every open connection.
+#[derive(Clone, Debug)]
+pub struct Stopping(pub tokio::sync::watch::Receiver<bool>);
+
+impl Stopping {
+    /// Resolves once the shutdown has begun.
+    pub async fn begun(&mut self) {
+        if self.0.wait_for(|stopping| *stopping).await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    }
 }
 
 /// Builds every route of the server around its services.
 pub fn router(services: Services, settings: RouterSettings<'_>) -> Router {
-    let RouterSettings { site_root, addr, demo, transport } = settings;
+    let RouterSettings { site_root, addr, demo, transport, stopping } = settings;
     let leptos_options =
         LeptosOptions::builder().output_name("slope").site_root(site_root).site_pkg_dir("pkg").site_addr(addr).build();
     let auth_state = auth::AuthState { access: services.access.clone(), transport: transport.clone() };
@@ -85,6 +101,7 @@ pub fn router(services: Services, settings: RouterSettings<'_>) -> Router {
         .layer(axum::middleware::from_fn_with_state(auth_state, auth::authenticate))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz).with_state(planning))
+        .layer(axum::Extension(stopping))
         .layer(axum::middleware::from_fn_with_state(transport, security::headers))
         .layer(CompressionLayer::new())
         .layer(TraceLayer::new_for_http())

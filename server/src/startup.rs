@@ -77,9 +77,16 @@ pub async fn serve(config: Config) -> Result<(), String> {
     } else if config.demo {
         tracing::info!("the traffic simulator is off (simulator = false)");
     }
+    let (stop_sender, stop_receiver) = tokio::sync::watch::channel(false);
     let app = router(
         Services { planning, loops, runner, access, simulator },
-        RouterSettings { site_root: &site_root, addr, demo: config.demo, transport: config.transport() },
+        RouterSettings {
+            site_root: &site_root,
+            addr,
+            demo: config.demo,
+            transport: config.transport(),
+            stopping: crate::Stopping(stop_receiver),
+        },
     );
     // Scripts and tests read this line to learn the port when it was chosen by the system.
     println!("slope listening on http://{addr}");
@@ -93,7 +100,11 @@ pub async fn serve(config: Config) -> Result<(), String> {
     }
     // The peer address is what sign-in attempts are counted by.
     axum::serve(listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>())
-        .with_graceful_shutdown(shutdown())
+        .with_graceful_shutdown(async move {
+            shutdown().await;
+            tracing::info!("shutting down: open event streams end, requests in flight finish");
+            let _ = stop_sender.send(true);
+        })
         .await
         .map_err(|e| e.to_string())?;
     store.close().await;

@@ -321,6 +321,68 @@ async fn the_loop_closes_inside_slope() {
     assert!(models.status == 200 && models.text.contains("notes: champion") && models.text.contains("does not beat"));
 }
 
+/// Reads a server-sent event stream until it ends or `within` passes; returns what it sent and whether
+/// it ended.
+async fn read_stream(response: &mut reqwest::Response, within: Duration) -> (String, bool) {
+    let mut text = String::new();
+    let deadline = Instant::now() + within;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(left, response.chunk()).await {
+            Ok(Ok(Some(chunk))) => text.push_str(&String::from_utf8_lossy(&chunk)),
+            Ok(Ok(None)) => return (text, true),
+            // A connection closed mid-chunk is an end too.
+            Ok(Err(_)) => return (text, true),
+            Err(_) => return (text, false),
+        }
+    }
+}
+
+#[tokio::test]
+async fn job_event_streams_end_on_revocation_and_on_shutdown() {
+    let dir = Scratch::new("runner-streams");
+    // No worker: the job stays pending, so its stream would run for ever.
+    let env = [("SLOPE_WORKERS", "0"), ("SLOPE_BASE_MODEL", "")];
+    let mut server = Server::start(&dir.0, &env);
+    let corpus = add_dataset(&server, "notes", text_rows(&notes(10, 1))).await;
+    let job = server
+        .post(
+            "/api/v1/jobs",
+            &json!({ "kind": "pretrain", "dataset_id": corpus, "model_config": tiny_model(),
+                     "train": { "steps": 10, "batch_size": 2, "seq_len": 16 } }),
+        )
+        .await
+        .expect(201);
+    let path = format!("{}/api/v1/jobs/{}/events", server.base, job["id"]);
+    let client = reqwest::Client::builder().no_proxy().build().expect("a client");
+
+    // A second token (the test server's own is the first), revoked while its stream is open.
+    let token = common::create_token(&dir.0, &env, "read");
+    let mut stream = client.get(&path).bearer_auth(&token).send().await.expect("a stream");
+    assert_eq!(stream.status(), 200);
+    let (opening, ended) = read_stream(&mut stream, Duration::from_secs(2)).await;
+    assert!(opening.contains("event: job") && !ended, "{opening}");
+    let mut revoke = std::process::Command::new(env!("CARGO_BIN_EXE_slope"));
+    revoke.args(["token", "revoke", "2", "--data-dir"]).arg(&dir.0).current_dir(&dir.0);
+    for (var, _) in std::env::vars().filter(|(v, _)| v.starts_with("SLOPE_") || v == "DATABASE_URL") {
+        revoke.env_remove(var);
+    }
+    let revoked = revoke.envs(env).output().expect("slope token revoke");
+    assert!(revoked.status.success(), "{}", String::from_utf8_lossy(&revoked.stderr));
+    let (rest, ended) = read_stream(&mut stream, Duration::from_secs(15)).await;
+    assert!(ended, "the stream outlived its token's revocation: {rest}");
+    assert!(rest.contains("event: end") && rest.contains("revoked"), "{rest}");
+
+    // A graceful shutdown ends open streams instead of waiting for them.
+    let mut stream = client.get(&path).bearer_auth(&server.token).send().await.expect("a stream");
+    let (opening, _) = read_stream(&mut stream, Duration::from_secs(2)).await;
+    assert!(opening.contains("event: job"), "{opening}");
+    let exited = server.terminate(Duration::from_secs(20));
+    assert!(exited.is_some_and(|s| s.success()), "the server did not shut down with a stream open: {exited:?}");
+    let (rest, ended) = read_stream(&mut stream, Duration::from_secs(5)).await;
+    assert!(ended && rest.contains("shutting down"), "{rest}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_job_whose_worker_dies_resumes_elsewhere_from_its_checkpoint() {
     let dir = Scratch::new("runner-resume");

@@ -317,7 +317,10 @@ async fn job_metrics(
 ///
 /// The stream sends `metrics` events (new step metrics, in order, as a JSON array of `JobMetric`) and
 /// `job` events (the job's record, a `JobRecord`, whenever it changes). It is polled from the database
-/// once a second, so that it works whichever worker runs the job, and it ends after the job does.
+/// once a second, so that it works whichever worker runs the job, and it ends after the job does. It
+/// also ends, with an `end` event whose `reason` says why, when the server begins to shut down (so a
+/// graceful shutdown does not wait for it) and within five seconds of the caller's token being revoked
+/// or session ended.
 #[utoipa::path(
     get,
     path = "/jobs/{id}/events",
@@ -334,27 +337,58 @@ async fn job_metrics(
     ),
     security(("bearer" = []), ("session" = []))
 )]
-async fn job_events(State(s): State<Services>, Caller(actor): Caller, Id(id): Id) -> ApiResult<impl IntoResponse> {
+async fn job_events(
+    State(s): State<Services>,
+    Caller(actor): Caller,
+    Id(id): Id,
+    credential: Option<axum::Extension<crate::auth::Credential>>,
+    axum::Extension(stopping): axum::Extension<crate::Stopping>,
+) -> ApiResult<impl IntoResponse> {
     // An unknown job is a 404 before the stream starts.
     runner(&s).job(&actor, id).await?;
     struct Cursor {
         state: Services,
         actor: slope_domain::Actor,
+        credential: Option<crate::auth::Credential>,
+        stopping: crate::Stopping,
         id: i64,
         after: i64,
         last: Option<serde_json::Value>,
         done: bool,
-        first: bool,
+        ticks: u64,
     }
-    let cursor = Cursor { state: s, actor, id, after: 0, last: None, done: false, first: true };
+    /// The stream's last event, saying why it ends when that is not the job's end.
+    fn end(reason: &str) -> Vec<Result<Event, Infallible>> {
+        vec![Ok(Event::default()
+            .event("end")
+            .json_data(serde_json::json!({ "reason": reason }))
+            .expect("serialisable"))]
+    }
+    let credential = credential.map(|c| c.0);
+    let cursor = Cursor { state: s, actor, credential, stopping, id, after: 0, last: None, done: false, ticks: 0 };
     let stream = futures_util::stream::unfold(cursor, |mut c| async move {
         if c.done {
             return None;
         }
-        if !c.first {
-            tokio::time::sleep(Duration::from_secs(1)).await;
+        if c.ticks > 0 {
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                _ = c.stopping.begun() => {
+                    c.done = true;
+                    return Some((futures_util::stream::iter(end("the server is shutting down; reconnect")), c));
+                }
+            }
         }
-        c.first = false;
+        c.ticks += 1;
+        // The credential is checked again every few seconds: a revoked token or an ended session ends
+        // the stream as it would refuse a new request.
+        if c.ticks % 5 == 0
+            && let Some(credential) = &c.credential
+            && !credential.is_live(&c.state.access).await.unwrap_or(true)
+        {
+            c.done = true;
+            return Some((futures_util::stream::iter(end("the credential was revoked or the session ended")), c));
+        }
         let r = runner(&c.state).clone();
         let mut events: Vec<Result<Event, Infallible>> = Vec::new();
         match r.job_metrics(&c.actor, c.id, c.after).await {

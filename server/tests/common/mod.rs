@@ -140,6 +140,21 @@ impl Server {
             .expect("VmHWM in /proc/PID/status")
     }
 
+    /// Asks the process to shut down (SIGTERM, as a service manager would) and waits up to `within`
+    /// for it to exit; `None` when it is still running then.
+    pub fn terminate(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
+        let sent = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+        assert!(sent.is_ok_and(|s| s.success()), "kill -TERM failed");
+        let started = std::time::Instant::now();
+        while started.elapsed() < within {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
+    }
+
     /// Kills the process at once (SIGKILL), as a crash or an out-of-memory kill would.
     pub fn kill(&mut self) {
         let _ = self.child.kill();
