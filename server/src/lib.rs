@@ -80,11 +80,13 @@ pub fn router(services: Services, settings: RouterSettings<'_>) -> Router {
     };
     let pages = Router::new()
         .route("/api/{*fn_name}", any(server_fns))
-        .leptos_routes_with_context(&leptos_options, generate_route_list(App), provide, {
+        .leptos_routes_with_context(&leptos_options, generate_route_list(App), provide.clone(), {
             let options = leptos_options.clone();
             move || shell(options.clone())
         })
-        .fallback(leptos_axum::file_and_error_handler(shell))
+        // The not-found page is rendered by the app too, so it needs the same context: without it, its
+        // inline scripts would carry a nonce that no policy names, and it would not hydrate.
+        .fallback(leptos_axum::file_and_error_handler_with_context(provide, shell))
         .with_state(leptos_options)
         .layer(axum::middleware::from_fn(auth::require_sign_in));
 

@@ -188,6 +188,15 @@ async fn every_response_carries_security_headers() {
         .unwrap_or_else(|| panic!("a page policy without a nonce: {policy}"));
     assert!(body.contains(&format!("nonce=\"{nonce}\"")), "the page's scripts carry the policy's nonce");
     assert!(!policy.contains("'unsafe-inline' 'wasm") && policy.contains("frame-ancestors 'none'"), "{policy}");
+    // The not-found page is a page too, rendered with the same policy.
+    let missing = get("/no-such-page", None).await.expect("an answer");
+    assert_eq!(missing.status(), 404);
+    let missing_policy = missing.headers()["content-security-policy"].to_str().unwrap().to_owned();
+    let missing_body = missing.text().await.unwrap();
+    let missing_nonce = missing_policy.split("'nonce-").nth(1).and_then(|rest| rest.split('\'').next());
+    let missing_nonce =
+        missing_nonce.unwrap_or_else(|| panic!("a not-found page policy without a nonce: {missing_policy}"));
+    assert!(missing_body.contains(&format!("nonce=\"{missing_nonce}\"")), "{missing_body}");
     let again = get("/", None).await.expect("an answer");
     assert_ne!(again.headers()["content-security-policy"].to_str().unwrap(), policy, "a nonce is used once");
     // Everything else: the API, files, errors and health checks.
