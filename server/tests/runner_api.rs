@@ -383,6 +383,80 @@ async fn job_event_streams_end_on_revocation_and_on_shutdown() {
     assert!(ended && rest.contains("shutting down"), "{rest}");
 }
 
+/// Every file under `dir`, relative to it.
+fn files_under(dir: &std::path::Path) -> Vec<String> {
+    let mut out = vec![];
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                out.push(path.strip_prefix(dir).unwrap_or(&path).display().to_string());
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Sets a file's modification time `hours` back, as if it had been written then.
+fn backdate(path: &std::path::Path, hours: u32) {
+    let status = std::process::Command::new("touch")
+        .arg("-d")
+        .arg(format!("{hours} hours ago"))
+        .arg(path)
+        .status()
+        .expect("touch");
+    assert!(status.success(), "touch -d {}", path.display());
+}
+
+#[tokio::test]
+async fn objects_no_row_names_are_swept_once_old_and_named_ones_never() {
+    let dir = Scratch::new("runner-sweep");
+    let server =
+        Server::start(&dir.0, &[("SLOPE_UPKEEP_SECONDS", "1"), ("SLOPE_WORKERS", "0"), ("SLOPE_BASE_MODEL", "")]);
+    let events: Vec<Value> = (0..3)
+        .map(|i| {
+            json!({ "event_id": format!("e{i}"), "ts": "2026-11-02T09:00:00Z", "user_id": "u1", "variant": "a",
+                    "suggested_chars": 10, "accepted_chars": 5 })
+        })
+        .collect();
+    server.post_raw("/api/v1/loops/notes/events", "application/x-ndjson", ndjson(&events)).await.expect(201);
+    let dataset = add_dataset(&server, "notes", text_rows(&notes(5, 1))).await;
+    let store = dir.0.join("events");
+    let named = files_under(&store);
+    assert!(named.iter().any(|f| f.ends_with(".parquet")) && named.len() >= 2, "{named:?}");
+    // Everything Slope wrote is made old; the orphans are what a failed commit or a crash leaves.
+    for f in &named {
+        backdate(&store.join(f), 2);
+    }
+    let orphans = ["org-1/notes/2026-11-02/orphan.parquet", "runner/jobs/999/checkpoint-a1-0000010/model.safetensors"];
+    for orphan in orphans {
+        let path = store.join(orphan);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, b"left behind").unwrap();
+        backdate(&path, 2);
+    }
+    let fresh = store.join("org-1/notes/being-written.parquet");
+    std::fs::write(&fresh, b"a write in progress").unwrap();
+
+    let started = Instant::now();
+    while orphans.iter().any(|o| store.join(o).exists()) {
+        assert!(started.elapsed() < Duration::from_secs(30), "the upkeep did not sweep: {:?}", files_under(&store));
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(fresh.exists(), "an object younger than the grace period is left alone");
+    for f in &named {
+        assert!(store.join(f).exists(), "{f} is named by a row and was deleted");
+    }
+    let report = server.get("/api/v1/loops/notes").await.expect(200);
+    assert_eq!(report["summary"]["events"], 3, "{report}");
+    let rows = server.get(&format!("/api/v1/datasets/{dataset}/rows")).await;
+    assert!(rows.status == 200 && rows.text.contains("Pt reports"), "the dataset's file is readable: {}", rows.text);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_job_whose_worker_dies_resumes_elsewhere_from_its_checkpoint() {
     let dir = Scratch::new("runner-resume");

@@ -85,6 +85,14 @@ impl SegmentStore {
         Ok(out)
     }
 
+    /// Every object in the store with when it was last written, for the sweep of unreferenced ones.
+    pub async fn list_all(&self) -> Result<Vec<(String, chrono::DateTime<chrono::Utc>)>> {
+        use futures_util::TryStreamExt;
+        let listed: Vec<object_store::ObjectMeta> =
+            self.store.list(None).try_collect().await.map_err(|e| internal("listing the object store", e))?;
+        Ok(listed.into_iter().map(|m| (m.location.to_string(), m.last_modified)).collect())
+    }
+
     pub async fn delete(&self, path: &str) -> Result<()> {
         match self.store.delete(&ObjectPath::from(path)).await {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),

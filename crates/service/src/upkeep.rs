@@ -1,12 +1,19 @@
 //! The periodic upkeep that every server runs: served suggestions become events, segments a crash left
 //! unmaterialised are materialised, each organisation's trailing-window metrics are filled in, its
-//! small segments compacted and its thesis signals raised, and expired sessions are removed.
+//! small segments compacted and its thesis signals raised, expired sessions are removed, and objects
+//! that no row names are swept.
 
+use std::collections::HashSet;
 use std::time::Duration;
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
+use slope_domain::DatasetSource;
 
-use crate::{Access, Loops, Planning, Runner};
+use crate::{Access, Loops, Planning, Result, Runner};
+
+/// How old an object must be before the sweep may delete it when no row names it: far longer than any
+/// write takes between putting a file and committing the row that names it.
+pub const ORPHAN_GRACE: chrono::Duration = chrono::Duration::hours(1);
 
 /// The upkeep of the event store, the runner's serving log, the season dashboards and the sessions.
 ///
@@ -64,6 +71,56 @@ impl Upkeep {
         if let Err(e) = self.access.purge().await {
             tracing::warn!(error = %e, "removing expired sessions failed");
         }
+        match self.sweep(Utc::now() - ORPHAN_GRACE).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(objects = n, "removed objects that no row names"),
+            Err(e) => tracing::warn!(error = %e, "sweeping unreferenced objects failed"),
+        }
+    }
+
+    /// Deletes every object of the object store that no row of any organisation names and that was
+    /// last written before `before`. Such objects are what a write leaves when its commit fails or its
+    /// process dies between writing a file and recording it (a segment, a model, a checkpoint, a
+    /// dataset). The references of every organisation are read before anything is deleted, and any
+    /// failure to read them stops the sweep: it deletes only on complete knowledge. `before` must leave
+    /// writes in progress alone: a file is written before the row that names it.
+    pub async fn sweep(&self, before: DateTime<Utc>) -> Result<usize> {
+        let store = self.loops.store();
+        let mut exact: HashSet<String> = HashSet::new();
+        for org in store.list_orgs().await? {
+            exact.extend(store.object_paths(org).await?);
+            // A dataset built from events names the list of event ids it used in its source.
+            for dataset in store.list_datasets(org).await? {
+                if let DatasetSource::Events { event_ids, .. } = dataset.source {
+                    exact.insert(event_ids);
+                }
+            }
+        }
+        let normal = |path: &str| path.trim_matches('/').to_owned();
+        let exact: HashSet<String> = exact.iter().map(|p| normal(p)).collect();
+        // A path names the object itself, or the folder of a model's or checkpoint's files.
+        let named = |object: &str| {
+            let mut prefix = object;
+            loop {
+                if exact.contains(prefix) {
+                    return true;
+                }
+                match prefix.rfind('/') {
+                    Some(i) => prefix = &prefix[..i],
+                    None => return false,
+                }
+            }
+        };
+        let mut removed = 0;
+        for (path, written) in self.runner.objects().list_all().await? {
+            if written >= before || named(&normal(&path)) {
+                continue;
+            }
+            self.runner.objects().delete(&path).await?;
+            tracing::info!(path, %written, "removed an object no row names");
+            removed += 1;
+        }
+        Ok(removed)
     }
 
     /// Runs a round at once and then every `every` (at least a second: tokio's interval refuses zero)

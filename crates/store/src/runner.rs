@@ -773,6 +773,18 @@ impl Store {
             .bind(org.0).bind(name).fetch_optional(db).await?))
     }
 
+    /// Every object-store path the organisation's rows name: its event segments (live, and retired ones
+    /// whose files are still kept), model folders, job checkpoint folders and dataset files. The sweep
+    /// of unreferenced objects keeps whatever these name.
+    pub async fn object_paths(&self, org: OrgId) -> Result<Vec<String>> {
+        Ok(on_db!(self, db => sqlx::query_scalar(
+            "SELECT path FROM event_segments WHERE org_id = $1
+             UNION ALL SELECT path FROM models WHERE org_id = $1
+             UNION ALL SELECT checkpoint_path FROM jobs WHERE org_id = $1 AND checkpoint_path IS NOT NULL
+             UNION ALL SELECT path FROM datasets WHERE org_id = $1")
+            .bind(org.0).fetch_all(db).await?))
+    }
+
     /// The organisation's models, or those of one loop, newest first.
     pub async fn list_models(&self, org: OrgId, loop_key: Option<&str>) -> Result<Vec<Model>> {
         let rows: Vec<ModelRow> = on_db!(self, db => sqlx::query_as(

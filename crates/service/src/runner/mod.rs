@@ -165,6 +165,11 @@ impl Runner {
         Ok(dir)
     }
 
+    /// The object store, for the upkeep's sweep.
+    pub(crate) fn objects(&self) -> &SegmentStore {
+        &self.objects
+    }
+
     /// Copies objects into `dir` through a temporary folder of its own, so that two processes sharing
     /// the cache never see or remove each other's half-written files; the first complete copy wins.
     async fn fetch_dir(&self, prefix: &str, files: &[&str], dir: &Path) -> Result<()> {
