@@ -668,6 +668,15 @@ async fn retention_answers_weekly_cohorts() {
     let series = server.get("/api/v1/metrics/cohorts.users").await.expect(200);
     assert_close(&point(&series, "2026-03-02")["value"], 4.0, "active users in the week of 2 March");
     assert_close(&point(&series, "2026-03-09")["value"], 3.0, "active users in the week of 9 March");
+
+    // Read again, the matrix is the same (it is kept until the loop's events change); after another
+    // batch it follows at once: u3 comes back in the second week.
+    assert_eq!(server.get("/api/v1/loops/cohorts/retention").await.expect(200), retention);
+    let back = vec![event("u3-w2", "2026-03-11T09:00:00Z", "u3", "a", 10, 5)];
+    server.ingest("cohorts", &[("Content-Type", NDJSON)], ndjson(&back)).await.expect(201);
+    let after = server.get("/api/v1/loops/cohorts/retention").await.expect(200);
+    let weeks = items(&items(&items(&after["loops"])[0]["cohorts"])[0]["weeks"]);
+    assert_eq!(weeks[1]["active"], 3, "the new batch is counted: {after}");
 }
 
 // ---- durability --------------------------------------------------------------------------------

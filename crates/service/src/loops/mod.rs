@@ -41,6 +41,7 @@ pub struct Loops {
     segments: SegmentStore,
     limits: IngestLimits,
     gate: std::sync::Arc<admission::Gate>,
+    retention: reports::RetentionCache,
 }
 
 /// Runs CPU-bound polars work off the async threads.
@@ -57,7 +58,13 @@ fn day_start(day: NaiveDate) -> DateTime<Utc> {
 
 impl Loops {
     pub fn new(store: Store, segments: SegmentStore) -> Self {
-        Self { store, segments, limits: IngestLimits::default(), gate: Default::default() }
+        Self {
+            store,
+            segments,
+            limits: IngestLimits::default(),
+            gate: Default::default(),
+            retention: Default::default(),
+        }
     }
 
     /// The same service with other ingestion limits (the server's settings).

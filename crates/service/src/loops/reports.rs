@@ -1,6 +1,9 @@
 //! The reports computed from a loop's stored events: acceptance, drift, experiments, retention and
 //! customer lifetime value.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
 use chrono::{Datelike, Duration, NaiveDate, Utc};
 use serde::Serialize;
 
@@ -8,6 +11,7 @@ use slope_domain::*;
 use slope_metrics::acceptance::{AcceptancePoint, Bucket, acceptance_of};
 use slope_metrics::drift::{Drift, DriftBand, DriftField, drift};
 use slope_metrics::ltv::{Customer, LtvReport, ltv_report};
+use slope_metrics::retention::Retention;
 use slope_metrics::segment;
 use slope_metrics::transactions::{Period, SummaryOptions, summaries_of};
 use slope_store::{BatchRecord, LoopSummary};
@@ -280,15 +284,27 @@ impl Loops {
     }
 
     /// Weekly cohort retention of a loop's users.
+    ///
+    /// Computed once per change of the loop's events, not once per view: segment files never change,
+    /// so the ids of the live segments name the result exactly, and a cached matrix is used for as long
+    /// as they are the same (a batch or a compaction changes them).
     pub async fn retention(&self, actor: &Actor, loop_key: &str) -> Result<slope_metrics::retention::Retention> {
         let org = actor.authorize(Action::Read)?;
         self.ensure_loop(org, loop_key).await?;
-        let bytes = self.event_bytes(org, loop_key, None).await?;
-        blocking("computing retention", move || {
+        let rows = self.store.live_segments(org, loop_key, None).await?;
+        let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
+        let key = (org, loop_key.to_owned());
+        if let Some(hit) = self.retention.get(&key, &ids) {
+            return Ok((*hit).clone());
+        }
+        let bytes = self.segments.get_all(&rows).await?;
+        let computed = blocking("computing retention", move || {
             let events = segment::frame_of(&bytes, Some(&["loop", "user_id", "ts"])).map_err(|e| e.to_string())?;
             slope_metrics::retention::retention_of(events).map_err(|e| e.to_string())
         })
-        .await
+        .await?;
+        self.retention.put(key, ids, Arc::new(computed.clone()));
+        Ok(computed)
     }
 
     pub async fn experiment(&self, actor: &Actor, key: &str) -> Result<Experiment> {
@@ -300,5 +316,32 @@ impl Loops {
             .experiment(org, key)
             .await?
             .ok_or_else(|| ServiceError::NotFound(format!("no experiment has the key {key:?}")))
+    }
+}
+
+/// Retention matrices by organisation and loop, each with the live segment ids it was computed from.
+/// Bounded: past [`RetentionCache::CAPACITY`] loops, the cache starts over rather than grow.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct RetentionCache(Arc<Mutex<HashMap<LoopOf, Computed>>>);
+
+/// A loop of an organisation.
+type LoopOf = (OrgId, String);
+/// A retention matrix and the live segment ids it was computed from.
+type Computed = (Vec<i64>, Arc<Retention>);
+
+impl RetentionCache {
+    const CAPACITY: usize = 512;
+
+    fn get(&self, key: &LoopOf, segments: &[i64]) -> Option<Arc<Retention>> {
+        let cached = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        cached.get(key).filter(|(ids, _)| ids == segments).map(|(_, r)| Arc::clone(r))
+    }
+
+    fn put(&self, key: LoopOf, segments: Vec<i64>, retention: Arc<Retention>) {
+        let mut cached = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if cached.len() >= Self::CAPACITY && !cached.contains_key(&key) {
+            cached.clear();
+        }
+        cached.insert(key, (segments, retention));
     }
 }
