@@ -318,12 +318,12 @@ impl Store {
                 Ok(Some(id))
             }};
         }
-        match self {
-            Store::Sqlite(pool) => {
+        match &self.db {
+            crate::Db::Sqlite(pool) => {
                 let mut tx = pool.begin().await?;
                 admit!(tx)
             }
-            Store::Postgres(pool) => {
+            crate::Db::Postgres(pool) => {
                 let mut tx = pool.begin().await?;
                 // One key for every sign-in decision: each holds it for three short statements.
                 sqlx::query("SELECT pg_advisory_xact_lock(7361421)").execute(&mut *tx).await?;

@@ -37,9 +37,19 @@ pub use runner::*;
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
-/// A connection pool to one of the two supported databases.
+/// A connection pool to one of the two supported databases, and what this process is writing through
+/// it. Clones share both.
 #[derive(Clone, Debug)]
-pub enum Store {
+pub struct Store {
+    db: Db,
+    /// Batches being written by this process, so that identical requests write once (see
+    /// `metrics.rs`).
+    flights: std::sync::Arc<metrics::Flights>,
+}
+
+/// The pool of one of the two supported databases.
+#[derive(Clone, Debug)]
+pub enum Db {
     Sqlite(SqlitePool),
     Postgres(PgPool),
 }
@@ -48,9 +58,9 @@ pub enum Store {
 /// copy is type-checked against its own database driver.
 macro_rules! on_db {
     ($store:expr, $db:ident => $body:expr) => {
-        match $store {
-            $crate::Store::Sqlite($db) => $body,
-            $crate::Store::Postgres($db) => $body,
+        match &$store.db {
+            $crate::Db::Sqlite($db) => $body,
+            $crate::Db::Postgres($db) => $body,
         }
     };
 }
@@ -60,8 +70,8 @@ pub(crate) use on_db;
 /// A body that returns `Err` drops the transaction, which rolls it back.
 macro_rules! in_tx {
     ($store:expr, $tx:ident => $body:expr) => {
-        match $store {
-            $crate::Store::Sqlite(pool) => {
+        match &$store.db {
+            $crate::Db::Sqlite(pool) => {
                 let mut $tx = pool.begin().await?;
                 // The body runs in its own block so that its `?` and `return` end the body, not the
                 // caller, and the caller can still map the error (for example a unique violation).
@@ -71,7 +81,7 @@ macro_rules! in_tx {
                 }
                 result
             }
-            $crate::Store::Postgres(pool) => {
+            $crate::Db::Postgres(pool) => {
                 let mut $tx = pool.begin().await?;
                 // The body runs in its own block so that its `?` and `return` end the body, not the
                 // caller, and the caller can still map the error (for example a unique violation).
@@ -87,6 +97,17 @@ macro_rules! in_tx {
 pub(crate) use in_tx;
 
 impl Store {
+    fn new(db: Db) -> Store {
+        Store { db, flights: Default::default() }
+    }
+
+    /// The pool itself, for tests that must reach below the store's API (a migration test rewrites
+    /// `_sqlx_migrations`).
+    #[doc(hidden)]
+    pub fn db(&self) -> &Db {
+        &self.db
+    }
+
     /// Connects to `url`: `sqlite://path/to/file.db` (created with its folder when missing) or
     /// `postgres://…`.
     pub async fn connect(url: &str) -> Result<Store> {
@@ -97,7 +118,7 @@ impl Store {
                 .acquire_timeout(Duration::from_secs(10))
                 .connect_with(options)
                 .await?;
-            Ok(Store::Postgres(pool))
+            Ok(Store::new(Db::Postgres(pool)))
         } else if url.starts_with("sqlite:") {
             let options = SqliteConnectOptions::from_str(url)
                 .map_err(StoreError::config)?
@@ -116,7 +137,7 @@ impl Store {
                     .map_err(|e| StoreError::Config(format!("cannot create {}: {e}", parent.display())))?;
             }
             let pool = SqlitePoolOptions::new().max_connections(8).connect_with(options).await?;
-            Ok(Store::Sqlite(pool))
+            Ok(Store::new(Db::Sqlite(pool)))
         } else {
             Err(StoreError::Config(format!(
                 "unsupported database URL {url:?}: use sqlite://FILE or postgres://USER@HOST/DB"

@@ -7,7 +7,7 @@
 //! at start: its recorded checksum, when it is exactly one of the listed `superseded` ones, is rewritten
 //! to the current checksum of the same version. Any other mismatch still stops the start, as sqlx does.
 
-use crate::{Result, Store, StoreError};
+use crate::{Db, Result, Store, StoreError};
 
 static SQLITE: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/sqlite");
 static POSTGRES: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/postgres");
@@ -56,9 +56,9 @@ fn decode_hex(hex: &str) -> Option<Vec<u8>> {
 }
 
 fn migrator(store: &Store) -> (&'static str, &'static sqlx::migrate::Migrator) {
-    match store {
-        Store::Sqlite(_) => ("sqlite", &SQLITE),
-        Store::Postgres(_) => ("postgres", &POSTGRES),
+    match store.db() {
+        Db::Sqlite(_) => ("sqlite", &SQLITE),
+        Db::Postgres(_) => ("postgres", &POSTGRES),
     }
 }
 
@@ -80,8 +80,8 @@ pub(crate) async fn migrate(store: &Store) -> Result<()> {
         }
         out
     };
-    match store {
-        Store::Sqlite(pool) => {
+    match store.db() {
+        Db::Sqlite(pool) => {
             let exists: bool = sqlx::query_scalar(
                 "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = '_sqlx_migrations')",
             )
@@ -106,7 +106,7 @@ pub(crate) async fn migrate(store: &Store) -> Result<()> {
             }
             SQLITE.run(pool).await?;
         }
-        Store::Postgres(pool) => {
+        Db::Postgres(pool) => {
             let exists: bool =
                 sqlx::query_scalar("SELECT to_regclass('_sqlx_migrations') IS NOT NULL").fetch_one(pool).await?;
             if exists {

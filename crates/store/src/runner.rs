@@ -358,9 +358,9 @@ impl Store {
     /// transaction holds, so concurrent claimers take different jobs instead of queueing behind each
     /// other. SQLite has no such clause and needs none: it runs one writer at a time.
     fn skip_locked(&self) -> &'static str {
-        match self {
-            Store::Postgres(_) => " FOR UPDATE SKIP LOCKED",
-            Store::Sqlite(_) => "",
+        match &self.db {
+            crate::Db::Postgres(_) => " FOR UPDATE SKIP LOCKED",
+            crate::Db::Sqlite(_) => "",
         }
     }
 

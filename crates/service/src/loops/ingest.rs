@@ -3,6 +3,7 @@
 //! loop's interaction events, its metrics recomputed in the same hold of the organisation's lock.
 
 use std::io::Read;
+use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::Serialize;
@@ -82,7 +83,7 @@ impl Loops {
         .await?;
         let events = parsed.map_err(rows_error)?;
         let within_batch = events.duplicates as i64;
-        // The definitions are read before the lock, as a recomputation after the fact would read them:
+        // The definitions are read first, as a recomputation after the fact would read them:
         // a metric created meanwhile computes its own series from every stored event.
         let fetched = Fetched::default();
         let mut recompute = BatchMetrics {
@@ -108,7 +109,9 @@ impl Loops {
             )
             .await?;
         let (metrics_updated, metrics_pending) = match recorded.recomputed {
-            None => (vec![], false),
+            // Nothing to recompute (a replay, only duplicates), or the loop's segments kept changing
+            // while it computed, in which case its segment waits for the upkeep.
+            None => (vec![], recorded.segment.as_ref().is_some_and(|s| !s.materialized)),
             Some(Ok(())) => (recompute.keys, false),
             Some(Err(e)) => {
                 tracing::warn!(org = org.0, loop_key = %loop_key, error = %e, "recomputing metrics failed; the segments stay pending");
@@ -212,44 +215,63 @@ impl Loops {
         let batch =
             NewBatch { loop_key: stream, idempotency_key, content_hash, rows: rows.len() as i64 + within_batch, range };
         // The callers have looked for a replay before parsing; the store looks again under the lock.
+        // The writer runs outside the organisation's lock and may run again if another batch of the
+        // loop commits an overlapping segment meanwhile, so it shares the rows rather than owning them,
+        // and removes the file of its earlier attempt, which the manifest will never name.
+        let rows = Arc::new(rows);
         let segments = self.segments.clone();
         let path_stream = stream.to_owned();
         let hash_prefix = content_hash[..16].to_owned();
-        let write = move |overlapping: Vec<SegmentRow>| async move {
-            let stored = segments.get_all(&overlapping).await?;
-            for (row, bytes) in overlapping.iter().zip(&stored) {
-                fetched.keep(&row.path, bytes.clone());
+        let last_written: Arc<Mutex<Option<String>>> = Arc::default();
+        let last = last_written.clone();
+        let write = move |overlapping: Vec<SegmentRow>| {
+            let (segments, fetched, rows, last) = (segments.clone(), fetched.clone(), rows.clone(), last.clone());
+            let (path_stream, hash_prefix) = (path_stream.clone(), hash_prefix.clone());
+            async move {
+                let earlier = last.lock().unwrap_or_else(|p| p.into_inner()).take();
+                if let Some(earlier) = earlier {
+                    discard(&segments, &earlier).await;
+                }
+                let stored = fetched.get_all(&segments, &overlapping).await?;
+                for (row, bytes) in overlapping.iter().zip(&stored) {
+                    fetched.keep(&row.path, bytes.clone());
+                }
+                let (fresh, duplicates, encoded, kept_range) = blocking("writing a segment", move || {
+                    let known = segment::event_ids(&stored).map_err(|e| e.to_string())?;
+                    rows.encode_without(&known)
+                })
+                .await?;
+                let Some(bytes) = encoded else {
+                    return Ok::<_, ServiceError>(Written { duplicates: duplicates + within_batch, segment: None });
+                };
+                // The segment spans what it holds, not the duplicates left out of it.
+                let (min_ts, max_ts) = kept_range.or(range).unwrap_or_default();
+                let now = Utc::now();
+                let path = format!(
+                    "org-{}/{}/{}/{}-{hash_prefix}.parquet",
+                    org.0,
+                    path_stream,
+                    min_ts.format("%Y-%m-%d"),
+                    now.format("%Y%m%dT%H%M%S%6f")
+                );
+                let bytes = bytes::Bytes::from(bytes);
+                let size = bytes.len() as i64;
+                segments.put(&path, bytes.clone()).await?;
+                *last.lock().unwrap_or_else(|p| p.into_inner()) = Some(path.clone());
+                fetched.keep(&path, bytes);
+                Ok(Written {
+                    duplicates: duplicates + within_batch,
+                    segment: Some(NewSegment { path, rows: fresh as i64, bytes: size, min_ts, max_ts }),
+                })
             }
-            let (fresh, duplicates, encoded, kept_range) = blocking("writing a segment", move || {
-                let known = segment::event_ids(&stored).map_err(|e| e.to_string())?;
-                let (fresh, duplicates) = rows.without(&known);
-                let encoded = if fresh.len() == 0 { None } else { Some(fresh.encode()?) };
-                Ok((fresh.len(), duplicates as i64, encoded, fresh.range()))
-            })
-            .await?;
-            let Some(bytes) = encoded else {
-                return Ok::<_, ServiceError>(Written { duplicates: duplicates + within_batch, segment: None });
-            };
-            // The segment spans what it holds, not the duplicates left out of it.
-            let (min_ts, max_ts) = kept_range.or(range).unwrap_or_default();
-            let now = Utc::now();
-            let path = format!(
-                "org-{}/{}/{}/{}-{hash_prefix}.parquet",
-                org.0,
-                path_stream,
-                min_ts.format("%Y-%m-%d"),
-                now.format("%Y%m%dT%H%M%S%6f")
-            );
-            let bytes = bytes::Bytes::from(bytes);
-            let size = bytes.len() as i64;
-            segments.put(&path, bytes.clone()).await?;
-            fetched.keep(&path, bytes);
-            Ok(Written {
-                duplicates: duplicates + within_batch,
-                segment: Some(NewSegment { path, rows: fresh as i64, bytes: size, min_ts, max_ts }),
-            })
         };
-        self.store.record_and_recompute(org, &batch, write, recompute).await?
+        let recorded = self.store.record_and_recompute(org, &batch, write, recompute).await??;
+        // An identical batch of another server committed while this one wrote: its file is not named.
+        let unnamed = last_written.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(path) = unnamed.filter(|path| recorded.segment.as_ref().is_none_or(|s| &s.path != path)) {
+            discard(&self.segments, &path).await;
+        }
+        Ok(recorded)
     }
 }
 
@@ -310,6 +332,17 @@ pub fn content_hash(body: &[u8]) -> String {
     Sha256::digest(body).iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// Removes a segment file the manifest will never name; a failure only leaves it to the upkeep's sweep.
+async fn discard(segments: &SegmentStore, path: &str) {
+    if let Err(e) = segments.delete(path).await {
+        tracing::warn!(path, error = %e, "could not remove an unrecorded segment file; the upkeep will");
+    }
+}
+
+/// What deduplicating and encoding a batch's rows gave: the rows kept, the duplicates dropped, the
+/// encoded segment (none when nothing was kept) and the kept rows' time range.
+type Encoded = (usize, i64, Option<Vec<u8>>, Option<(DateTime<Utc>, DateTime<Utc>)>);
+
 /// The validated rows of a batch, of either stream.
 enum Rows {
     Interactions(Vec<InteractionEvent>),
@@ -339,19 +372,38 @@ impl Rows {
         }
     }
 
-    /// The rows whose ids are not in `known`, and how many were dropped.
-    fn without(self, known: &std::collections::HashSet<String>) -> (Rows, usize) {
-        let before = self.len();
-        let kept = match self {
+    fn contains_any(&self, known: &std::collections::HashSet<String>) -> bool {
+        match self {
+            Rows::Interactions(r) => r.iter().any(|e| known.contains(&e.event_id)),
+            Rows::Transactions(r) => r.iter().any(|e| known.contains(&e.event_id)),
+        }
+    }
+
+    /// The rows whose ids are not in `known` (a copy: the writer may run again with other segments).
+    fn without(&self, known: &std::collections::HashSet<String>) -> Rows {
+        match self {
             Rows::Interactions(r) => {
-                Rows::Interactions(r.into_iter().filter(|e| !known.contains(&e.event_id)).collect())
+                Rows::Interactions(r.iter().filter(|e| !known.contains(&e.event_id)).cloned().collect())
             }
             Rows::Transactions(r) => {
-                Rows::Transactions(r.into_iter().filter(|e| !known.contains(&e.event_id)).collect())
+                Rows::Transactions(r.iter().filter(|e| !known.contains(&e.event_id)).cloned().collect())
             }
+        }
+    }
+
+    /// Drops the rows whose ids are in `known` and encodes the rest as a segment. Only a batch with
+    /// duplicates pays for a copy of its rows.
+    fn encode_without(&self, known: &std::collections::HashSet<String>) -> Result<Encoded, String> {
+        let copy;
+        let fresh = if self.contains_any(known) {
+            copy = self.without(known);
+            &copy
+        } else {
+            self
         };
-        let dropped = before - kept.len();
-        (kept, dropped)
+        let duplicates = (self.len() - fresh.len()) as i64;
+        let encoded = if fresh.len() == 0 { None } else { Some(fresh.encode()?) };
+        Ok((fresh.len(), duplicates, encoded, fresh.range()))
     }
 
     fn encode(&self) -> Result<Vec<u8>, String> {

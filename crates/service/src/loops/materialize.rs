@@ -11,11 +11,11 @@ use chrono::{Duration, NaiveDate, Utc};
 use slope_domain::*;
 use slope_metrics::segment;
 use slope_metrics::series::{self, Filter, SeriesKind, Window};
-use slope_store::{NewSegment, PointsWrite, Recompute, SegmentRow};
+use slope_store::{NewSegment, PointsWrite, RECOMPUTE_ATTEMPTS, Recompute, SegmentRow, SegmentsRead};
 
 use super::{COMPACT_AT, Loops, RETIRED_GRACE, SMALL_SEGMENT_BYTES, blocking, day_start};
-use crate::Result;
 use crate::segments::SegmentStore;
+use crate::{Result, ServiceError};
 
 fn kind_of(metric: &MetricDefinition) -> Option<SeriesKind> {
     match metric.kind {
@@ -59,25 +59,38 @@ impl Loops {
         Ok(keys)
     }
 
-    /// Computes and writes the planned points of one loop's metrics under the organisation's lock (see
-    /// [`slope_store::Store::materialize`]), marking `mark` materialised with them.
+    /// Computes the planned points of one loop's metrics from its live segments, outside any
+    /// transaction, and writes them with `mark` marked materialised, provided those segments are still
+    /// the live ones (see [`slope_store::Store::apply_points`]); when another batch or a compaction
+    /// changed them meanwhile, it computes again. After [`RECOMPUTE_ATTEMPTS`] lost races the segments
+    /// stay pending for the next round; a recomputation asked for by a person (`mark` empty) is then
+    /// refused as busy instead.
     pub(super) async fn run_plans(&self, org: OrgId, loop_key: &str, plans: Vec<Plan>, mark: &[i64]) -> Result<()> {
         let today = Utc::now().date_naive();
-        let (work, recompute) = prepare(plans, today);
-        let Recompute::Events(range) = recompute else { return self.mark_only(org, loop_key, mark).await };
-        let segments = self.segments.clone();
-        self.store
-            .materialize(org, loop_key, range, mark, move |rows: Vec<SegmentRow>| async move {
-                compute(&segments, &Fetched::default(), work, rows, today).await
-            })
-            .await?
-    }
-
-    async fn mark_only(&self, org: OrgId, loop_key: &str, mark: &[i64]) -> Result<()> {
-        if mark.is_empty() {
-            return Ok(());
+        for _ in 0..RECOMPUTE_ATTEMPTS {
+            let (work, recompute) = prepare(plans.clone(), today);
+            let (read, writes) = match recompute {
+                Recompute::Later | Recompute::Nothing if mark.is_empty() => return Ok(()),
+                Recompute::Later | Recompute::Nothing => (None, vec![]),
+                Recompute::Events(range) => {
+                    let rows = self.store.live_segments(org, loop_key, range).await?;
+                    let ids = rows.iter().map(|s| s.id).collect();
+                    let writes = compute(&self.segments, &Fetched::default(), work, rows, today).await?;
+                    (Some(SegmentsRead { loop_key, range, ids }), writes)
+                }
+            };
+            if self.store.apply_points(org, read.as_ref(), mark, &writes).await? {
+                return Ok(());
+            }
         }
-        self.store.materialize(org, loop_key, None, mark, |_| async { Ok::<_, crate::ServiceError>(vec![]) }).await?
+        if mark.is_empty() {
+            return Err(ServiceError::Busy {
+                message: format!("the events of loop {loop_key} kept changing while its metrics were computed"),
+                retry_after_secs: 5,
+            });
+        }
+        tracing::info!(org = org.0, loop_key, "the loop's segments kept changing while its metrics were computed");
+        Ok(())
     }
 
     /// Recomputes a computed metric's whole series from every stored event of its loop.
@@ -174,6 +187,7 @@ impl Loops {
 }
 
 /// What to recompute of one metric: the listed buckets, or with `full` its whole series.
+#[derive(Clone)]
 pub(super) struct Plan {
     pub(super) metric: MetricDefinition,
     buckets: Vec<NaiveDate>,
@@ -335,7 +349,7 @@ impl Fetched {
     }
 
     /// The bytes of `rows`, from memory where kept, else from the segment store.
-    async fn get_all(&self, segments: &SegmentStore, rows: &[SegmentRow]) -> Result<Vec<Bytes>> {
+    pub(super) async fn get_all(&self, segments: &SegmentStore, rows: &[SegmentRow]) -> Result<Vec<Bytes>> {
         let mut out = Vec::with_capacity(rows.len());
         for row in rows {
             let kept = self.0.lock().ok().and_then(|kept| kept.get(&row.path).cloned());

@@ -12,7 +12,8 @@ use chrono::{DateTime, Utc};
 
 use slope_domain::*;
 use slope_store::{
-    BatchRecord, NewBatch, NewSegment, PointsWrite, Recomputation, Recompute, SegmentRow, Store, StoreError, Written,
+    BatchRecord, LoginLimits, NewBatch, NewSegment, PointsWrite, Recomputation, Recompute, SegmentRow, SegmentsRead,
+    Store, StoreError, Written,
 };
 
 use crate::common::*;
@@ -35,8 +36,17 @@ contract_tests! {
         metrics_feed_linked_key_results_and_goals_sqlite, metrics_feed_linked_key_results_and_goals_postgres;
     contract_experiments_and_drift_alerts =>
         experiments_and_drift_alerts_sqlite, experiments_and_drift_alerts_postgres;
-    contract_a_batch_recomputes_its_loop_under_the_same_lock =>
-        a_batch_recomputes_its_loop_under_the_same_lock_sqlite, a_batch_recomputes_its_loop_under_the_same_lock_postgres;
+    contract_a_batch_recomputes_its_loop_once_committed =>
+        a_batch_recomputes_its_loop_once_committed_sqlite, a_batch_recomputes_its_loop_once_committed_postgres;
+    contract_a_batch_is_written_outside_the_organisations_lock =>
+        a_batch_is_written_outside_the_organisations_lock_sqlite,
+        a_batch_is_written_outside_the_organisations_lock_postgres;
+    contract_a_batch_written_beside_an_overlapping_one_is_deduplicated_against_it =>
+        a_batch_written_beside_an_overlapping_one_is_deduplicated_against_it_sqlite,
+        a_batch_written_beside_an_overlapping_one_is_deduplicated_against_it_postgres;
+    contract_points_computed_from_segments_since_changed_are_computed_again =>
+        points_computed_from_segments_since_changed_are_computed_again_sqlite,
+        points_computed_from_segments_since_changed_are_computed_again_postgres;
     contract_concurrent_identical_batches =>
         concurrent_identical_batches_sqlite, concurrent_identical_batches_postgres
         [flavor = "multi_thread", worker_threads = 4];
@@ -82,7 +92,7 @@ async fn ingest(
     let path = segment.path.clone();
     let written = Written { duplicates: 0, segment: Some(segment) };
     let record = store
-        .record_batch(org, &batch, move |_| async move { Ok::<_, Infallible>(written) })
+        .record_batch(org, &batch, move |_| std::future::ready(Ok::<_, Infallible>(written.clone())))
         .await
         .expect("the batch is recorded")
         .expect("the writer cannot fail");
@@ -202,7 +212,7 @@ async fn contract_batches_are_recorded_once(store: Store) {
     let recorded = store
         .record_batch(org, &batch, |overlapping| {
             seen = Some(overlapping);
-            async move { Ok::<_, Infallible>(written) }
+            std::future::ready(Ok::<_, Infallible>(written.clone()))
         })
         .await
         .unwrap()
@@ -278,8 +288,12 @@ async fn contract_batches_are_recorded_once(store: Store) {
     assert_eq!(store.find_batch(org, &failing).await.unwrap(), None, "a failed write records no batch");
     assert_eq!(store.live_segments(org, "notes", None).await.unwrap(), live, "a failed write enters no segment");
     let written = Written { duplicates: 0, segment: Some(failed) };
-    let retried =
-        store.record_batch(org, &failing, |_| async { Ok::<_, Infallible>(written) }).await.unwrap().unwrap().batch;
+    let retried = store
+        .record_batch(org, &failing, |_| std::future::ready(Ok::<_, Infallible>(written.clone())))
+        .await
+        .unwrap()
+        .unwrap()
+        .batch;
     assert_eq!((retried.stored, retried.replayed), (2, false));
 
     // A batch whose events were all stored before writes no segment but is still acknowledged, so
@@ -816,7 +830,7 @@ async fn contract_concurrent_identical_batches(store: Store) {
                 store
                     .record_batch(org, &batch, |_| {
                         writes.fetch_add(1, Ordering::SeqCst);
-                        async { Ok::<_, Infallible>(written) }
+                        std::future::ready(Ok::<_, Infallible>(written.clone()))
                     })
                     .await
             })
@@ -877,7 +891,7 @@ fn probe(plan: Recompute, writes: Vec<PointsWrite>) -> Probe {
     Probe { plan, writes, fail: false, pending: vec![], rows: None }
 }
 
-async fn contract_a_batch_recomputes_its_loop_under_the_same_lock(store: Store) {
+async fn contract_a_batch_recomputes_its_loop_once_committed(store: Store) {
     let org = store.ensure_org("acme", "Acme").await.unwrap();
     let other = store.ensure_org("globex", "Globex").await.unwrap();
     let metric = store.create_metric(org, &metric_spec("notes.score", "Notes score")).await.unwrap();
@@ -918,7 +932,7 @@ async fn contract_a_batch_recomputes_its_loop_under_the_same_lock(store: Store) 
         vec![PointsWrite { metric: metric.clone(), points: points.clone(), replace: None }],
     );
     let recorded = store
-        .record_and_recompute(org, &batch, |_| async { Ok::<_, Infallible>(written) }, &mut recompute)
+        .record_and_recompute(org, &batch, |_| std::future::ready(Ok::<_, Infallible>(written.clone())), &mut recompute)
         .await
         .unwrap()
         .unwrap();
@@ -943,7 +957,12 @@ async fn contract_a_batch_recomputes_its_loop_under_the_same_lock(store: Store) 
     let written = Written { duplicates: 0, segment: Some(segment) };
     let mut recompute = Probe { fail: true, ..probe(Recompute::Events(None), vec![]) };
     let recorded = store
-        .record_and_recompute(org, &failing, |_| async { Ok::<_, Infallible>(written) }, &mut recompute)
+        .record_and_recompute(
+            org,
+            &failing,
+            |_| std::future::ready(Ok::<_, Infallible>(written.clone())),
+            &mut recompute,
+        )
         .await
         .unwrap()
         .unwrap();
@@ -969,7 +988,12 @@ async fn contract_a_batch_recomputes_its_loop_under_the_same_lock(store: Store) 
         ],
     );
     let recorded = store
-        .record_and_recompute(org, &refused, |_| async { Ok::<_, Infallible>(written) }, &mut recompute)
+        .record_and_recompute(
+            org,
+            &refused,
+            |_| std::future::ready(Ok::<_, Infallible>(written.clone())),
+            &mut recompute,
+        )
         .await
         .unwrap()
         .unwrap();
@@ -987,7 +1011,7 @@ async fn contract_a_batch_recomputes_its_loop_under_the_same_lock(store: Store) 
     let written = Written { duplicates: 0, segment: Some(segment) };
     let mut recompute = probe(Recompute::Nothing, vec![]);
     let recorded = store
-        .record_and_recompute(org, &quiet, |_| async { Ok::<_, Infallible>(written) }, &mut recompute)
+        .record_and_recompute(org, &quiet, |_| std::future::ready(Ok::<_, Infallible>(written.clone())), &mut recompute)
         .await
         .unwrap()
         .unwrap();
@@ -995,4 +1019,188 @@ async fn contract_a_batch_recomputes_its_loop_under_the_same_lock(store: Store) 
     assert!(recompute.rows.is_none(), "compute does not run");
     let pending: Vec<i64> = store.unmaterialized_segments().await.unwrap().iter().map(|s| s.id).collect();
     assert!(!pending.contains(&search.id), "the loop's earlier pending segment is done too: {pending:?}");
+}
+
+/// Limits that admit every sign-in attempt of the test below.
+fn open_door() -> LoginLimits {
+    let long_ago = at("2000-01-01T00:00:00Z");
+    LoginLimits { failures_since: long_ago, known_since: long_ago, per_account: 1000, per_address: 1000 }
+}
+
+async fn contract_a_batch_is_written_outside_the_organisations_lock(store: Store) {
+    let org = store.ensure_org("acme", "Acme").await.unwrap();
+    let metric = store.create_metric(org, &metric_spec("notes.score", "Notes score")).await.unwrap();
+    let segment = new_segment("acme/notes/slow.parquet", 4, "2027-01-04T08:00:00Z", "2027-01-04T09:00:00Z");
+    let batch = batch_for("notes", Some("slow"), "h-slow", &segment);
+    let written = Written { duplicates: 0, segment: Some(segment) };
+    // The writer stands for a batch of millions of events: it runs until the test lets it end.
+    let (started, writing) = tokio::sync::oneshot::channel::<()>();
+    let (release, released) = tokio::sync::oneshot::channel::<()>();
+    let writer = {
+        let store = store.clone();
+        tokio::spawn(async move {
+            let (mut started, mut released) = (Some(started), Some(released));
+            let batch = batch.clone();
+            store
+                .record_batch(org, &batch, move |_| {
+                    let (started, released, written) = (started.take(), released.take(), written.clone());
+                    async move {
+                        if let (Some(started), Some(released)) = (started, released) {
+                            let _ = started.send(());
+                            let _ = tokio::time::timeout(std::time::Duration::from_secs(60), released).await;
+                        }
+                        Ok::<_, Infallible>(written)
+                    }
+                })
+                .await
+        })
+    };
+    writing.await.expect("the writer starts");
+    // While it writes, the organisation's other writes go through: a sign-in attempt (on SQLite, any
+    // write waits for the database's one write lock) and a write under the organisation's lock.
+    let bound = std::time::Duration::from_secs(5);
+    let signed = tokio::time::timeout(bound, store.admit_login_attempt("owner@acme.test", "192.0.2.1", open_door()))
+        .await
+        .expect("a sign-in attempt does not wait for a batch being written");
+    assert!(signed.unwrap().is_some());
+    let points = vec![point("2027-01-04", 0.5, "2027-01-04T09:00:00Z")];
+    tokio::time::timeout(bound, store.write_points(org, &metric, &points, None))
+        .await
+        .expect("a write under the organisation's lock does not wait for a batch being written")
+        .unwrap();
+    release.send(()).expect("the writer still waits");
+    let recorded = writer.await.unwrap().unwrap().unwrap();
+    assert_eq!((recorded.batch.stored, recorded.batch.replayed), (4, false));
+    assert_eq!(store.live_segments(org, "notes", None).await.unwrap().len(), 1);
+}
+
+async fn contract_a_batch_written_beside_an_overlapping_one_is_deduplicated_against_it(store: Store) {
+    let org = store.ensure_org("acme", "Acme").await.unwrap();
+    let first = new_segment("acme/notes/first.parquet", 3, "2027-01-04T08:00:00Z", "2027-01-04T09:00:00Z");
+    let batch = batch_for("notes", None, "h-first", &first);
+    let (started, writing) = tokio::sync::oneshot::channel::<()>();
+    let (release, released) = tokio::sync::oneshot::channel::<()>();
+    let calls = Arc::new(std::sync::Mutex::new(Vec::<Vec<String>>::new()));
+    let writer = {
+        let (store, calls) = (store.clone(), calls.clone());
+        tokio::spawn(async move {
+            let (mut started, mut released) = (Some(started), Some(released));
+            store
+                .record_batch(org, &batch, move |overlapping: Vec<SegmentRow>| {
+                    let mut calls = calls.lock().unwrap();
+                    calls.push(overlapping.iter().map(|s| s.path.clone()).collect());
+                    // Each attempt writes a file of its own; the second finds one event already stored.
+                    let attempt = calls.len();
+                    let written = Written {
+                        duplicates: (attempt - 1) as i64,
+                        segment: Some(NewSegment {
+                            path: format!("acme/notes/first-{attempt}.parquet"),
+                            rows: 3 - (attempt as i64 - 1),
+                            ..first.clone()
+                        }),
+                    };
+                    let (started, released) = (started.take(), released.take());
+                    async move {
+                        if let (Some(started), Some(released)) = (started, released) {
+                            let _ = started.send(());
+                            let _ = tokio::time::timeout(std::time::Duration::from_secs(60), released).await;
+                        }
+                        Ok::<_, Infallible>(written)
+                    }
+                })
+                .await
+        })
+    };
+    writing.await.expect("the writer starts");
+    // Another batch of the same hour commits while the first is being written.
+    let (_, beside) = ingest(
+        &store,
+        org,
+        "notes",
+        "h-beside",
+        new_segment("acme/notes/beside.parquet", 2, "2027-01-04T08:30:00Z", "2027-01-04T08:40:00Z"),
+    )
+    .await;
+    release.send(()).unwrap();
+    let recorded = writer.await.unwrap().unwrap().unwrap();
+    let calls = calls.lock().unwrap().clone();
+    assert_eq!(
+        calls,
+        vec![vec![], vec![beside.path.clone()]],
+        "the writer runs again once a segment it did not deduplicate against appeared"
+    );
+    let entered = recorded.segment.expect("the batch wrote a segment");
+    assert_eq!(entered.path, "acme/notes/first-2.parquet", "the manifest names the second attempt's file");
+    assert_eq!((recorded.batch.stored, recorded.batch.duplicates), (2, 1));
+    let live: Vec<String> =
+        store.live_segments(org, "notes", None).await.unwrap().into_iter().map(|s| s.path).collect();
+    assert_eq!(live, vec![beside.path, entered.path]);
+}
+
+/// A recomputation whose first computation is overtaken by a batch of its loop committed meanwhile.
+struct Overtaken {
+    store: Store,
+    org: OrgId,
+    metric: MetricDefinition,
+    computed: Vec<Vec<i64>>,
+}
+
+impl Recomputation for Overtaken {
+    type Error = StoreError;
+
+    fn plan(&mut self, _: &[SegmentRow]) -> Recompute {
+        Recompute::Events(None)
+    }
+
+    async fn compute(&mut self, rows: Vec<SegmentRow>) -> Result<Vec<PointsWrite>, StoreError> {
+        self.computed.push(rows.iter().map(|s| s.id).collect());
+        if self.computed.len() == 1 {
+            ingest(
+                &self.store,
+                self.org,
+                "notes",
+                "h-meanwhile",
+                new_segment("acme/notes/meanwhile.parquet", 2, "2027-01-05T08:00:00Z", "2027-01-05T09:00:00Z"),
+            )
+            .await;
+        }
+        // The value is the number of segments read, so the series shows which computation was kept.
+        let value = rows.len() as f64;
+        Ok(vec![PointsWrite {
+            metric: self.metric.clone(),
+            points: vec![point("2027-01-04", value, "2027-01-04T09:00:00Z")],
+            replace: None,
+        }])
+    }
+}
+
+async fn contract_points_computed_from_segments_since_changed_are_computed_again(store: Store) {
+    let org = store.ensure_org("acme", "Acme").await.unwrap();
+    let metric = store.create_metric(org, &metric_spec("notes.score", "Notes score")).await.unwrap();
+    let segment = new_segment("acme/notes/1.parquet", 4, "2027-01-04T08:00:00Z", "2027-01-04T09:00:00Z");
+    let batch = batch_for("notes", None, "h-1", &segment);
+    let written = Written { duplicates: 0, segment: Some(segment) };
+    let mut recompute = Overtaken { store: store.clone(), org, metric: metric.clone(), computed: vec![] };
+    let recorded = store
+        .record_and_recompute(org, &batch, |_| std::future::ready(Ok::<_, Infallible>(written.clone())), &mut recompute)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(matches!(recorded.recomputed, Some(Ok(()))), "{:?}", recorded.recomputed);
+    assert_eq!(recompute.computed.len(), 2, "the first computation was stale when it was to be written");
+    assert_eq!(recompute.computed[1].len(), 2, "the second read the segment committed meanwhile too");
+    let series = store.series(org, "notes.score", metric.version).await.unwrap();
+    assert_eq!(series.iter().map(|p| p.value).collect::<Vec<_>>(), vec![2.0], "only the fresh points are kept");
+    assert!(store.unmaterialized_segments().await.unwrap().is_empty(), "both segments are materialised");
+
+    // The upkeep's path has the same check: points read from segments that changed are refused.
+    let live = store.live_segments(org, "notes", None).await.unwrap();
+    let stale = SegmentsRead { loop_key: "notes", range: None, ids: vec![live[0].id] };
+    let points = vec![point("2027-01-04", 9.0, "2027-01-04T09:00:00Z")];
+    let writes = vec![PointsWrite { metric: metric.clone(), points, replace: None }];
+    assert!(!store.apply_points(org, Some(&stale), &[], &writes).await.unwrap(), "stale points are not written");
+    assert_eq!(store.series(org, "notes.score", metric.version).await.unwrap(), series);
+    let fresh = SegmentsRead { ids: live.iter().map(|s| s.id).collect(), ..stale };
+    assert!(store.apply_points(org, Some(&fresh), &[], &writes).await.unwrap());
+    assert_eq!(store.series(org, "notes.score", metric.version).await.unwrap()[0].value, 9.0);
 }

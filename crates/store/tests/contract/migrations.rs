@@ -10,41 +10,41 @@ contract_tests! {
 }
 
 use slope_domain::{NewSignal, SignalKind};
-use slope_store::{Store, carried_checksum, superseded_checksums};
+use slope_store::{Db, Store, carried_checksum, superseded_checksums};
 
 use crate::common::*;
 
 /// Runs one statement of SQL that both databases accept.
 async fn exec(store: &Store, sql: &str) {
-    match store {
-        Store::Sqlite(pool) => sqlx::query(sql).execute(pool).await.map(|_| ()),
-        Store::Postgres(pool) => sqlx::query(sql).execute(pool).await.map(|_| ()),
+    match store.db() {
+        Db::Sqlite(pool) => sqlx::query(sql).execute(pool).await.map(|_| ()),
+        Db::Postgres(pool) => sqlx::query(sql).execute(pool).await.map(|_| ()),
     }
     .unwrap_or_else(|e| panic!("{sql}: {e}"));
 }
 
 async fn recorded_checksum(store: &Store, version: i64) -> Vec<u8> {
     let sql = "SELECT checksum FROM _sqlx_migrations WHERE version = $1";
-    match store {
-        Store::Sqlite(pool) => sqlx::query_scalar(sql).bind(version).fetch_one(pool).await,
-        Store::Postgres(pool) => sqlx::query_scalar(sql).bind(version).fetch_one(pool).await,
+    match store.db() {
+        Db::Sqlite(pool) => sqlx::query_scalar(sql).bind(version).fetch_one(pool).await,
+        Db::Postgres(pool) => sqlx::query_scalar(sql).bind(version).fetch_one(pool).await,
     }
     .expect("the migration is recorded")
 }
 
 async fn record_checksum(store: &Store, version: i64, checksum: &[u8]) {
     let sql = "UPDATE _sqlx_migrations SET checksum = $1 WHERE version = $2";
-    match store {
-        Store::Sqlite(pool) => sqlx::query(sql).bind(checksum).bind(version).execute(pool).await.map(|_| ()),
-        Store::Postgres(pool) => sqlx::query(sql).bind(checksum).bind(version).execute(pool).await.map(|_| ()),
+    match store.db() {
+        Db::Sqlite(pool) => sqlx::query(sql).bind(checksum).bind(version).execute(pool).await.map(|_| ()),
+        Db::Postgres(pool) => sqlx::query(sql).bind(checksum).bind(version).execute(pool).await.map(|_| ()),
     }
     .expect("the checksum is rewritten");
 }
 
 async fn count(store: &Store, sql: &str) -> i64 {
-    match store {
-        Store::Sqlite(pool) => sqlx::query_scalar(sql).fetch_one(pool).await,
-        Store::Postgres(pool) => sqlx::query_scalar(sql).fetch_one(pool).await,
+    match store.db() {
+        Db::Sqlite(pool) => sqlx::query_scalar(sql).fetch_one(pool).await,
+        Db::Postgres(pool) => sqlx::query_scalar(sql).fetch_one(pool).await,
     }
     .unwrap_or_else(|e| panic!("{sql}: {e}"))
 }
