@@ -6,6 +6,7 @@
 //! rule lives in the domain crate and its atomicity lives here.
 
 mod access;
+mod batches;
 mod error;
 mod experiments;
 mod metrics;
@@ -28,6 +29,7 @@ use sqlx::{PgPool, SqlitePool};
 use slope_domain::OrgId;
 
 pub use access::*;
+pub use batches::*;
 pub use error::StoreError;
 pub use metrics::*;
 #[doc(hidden)]
@@ -43,8 +45,8 @@ pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 pub struct Store {
     db: Db,
     /// Batches being written by this process, so that identical requests write once (see
-    /// `metrics.rs`).
-    flights: std::sync::Arc<metrics::Flights>,
+    /// `batches.rs`).
+    flights: std::sync::Arc<batches::Flights>,
 }
 
 /// The pool of one of the two supported databases.
