@@ -29,13 +29,13 @@ use super::{Result, cargo, output, root, run, step, target_dir};
 const DEFAULT_EVENTS: u64 = 10_000_000;
 const FOLLOW_UP_EVENTS: u64 = 100_000;
 const USERS: u64 = 200_000;
-const DAYS: u64 = 90;
+pub(super) const DAYS: u64 = 90;
 /// The follow-up batch lands in the last days of the range, as late data does.
 const FOLLOW_UP_DAYS: u64 = 3;
 /// Slope refuses a batch over 512 MiB (`slope_service::MAX_BATCH_BYTES`; xtask is std-only, so it cannot
 /// import the constant). A larger file is sent as parts of at most `PART_BYTES`.
 const MAX_BATCH_BYTES: u64 = 512 * 1024 * 1024;
-const PART_BYTES: u64 = 500 * 1024 * 1024;
+pub(super) const PART_BYTES: u64 = 500 * 1024 * 1024;
 /// Timed requests after one warm-up; the median is reported.
 const REPEATS: usize = 5;
 const SIMULATED_CUSTOMERS: usize = 1_000_000;
@@ -131,11 +131,11 @@ fn parse_options(args: &[String]) -> Result<Options> {
 }
 
 /// The benchmark's folder, shown relative to the workspace in commands so that they can be pasted.
-fn bench_dir() -> PathBuf {
+pub(super) fn bench_dir() -> PathBuf {
     target_dir().join("bench-metrics")
 }
 
-fn shown(path: &Path) -> String {
+pub(super) fn shown(path: &Path) -> String {
     path.strip_prefix(root()).unwrap_or(path).display().to_string()
 }
 
@@ -391,15 +391,15 @@ fn ltv_figure(measure: &str, file: &Path, seconds: f64, times: &[f64], lifetimes
 
 // ---- machine -----------------------------------------------------------------------------------
 
-struct Machine {
-    cores: String,
-    cpu: String,
-    memory: String,
-    date: String,
-    commit: String,
+pub(super) struct Machine {
+    pub(super) cores: String,
+    pub(super) cpu: String,
+    pub(super) memory: String,
+    pub(super) date: String,
+    pub(super) commit: String,
 }
 
-fn machine() -> Machine {
+pub(super) fn machine() -> Machine {
     let cpuinfo = fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
     let cpu = cpuinfo
         .lines()
@@ -502,7 +502,7 @@ fn render(
 }
 
 /// `1234567` as `1,234,567`.
-fn thousands(n: u64) -> String {
+pub(super) fn thousands(n: u64) -> String {
     let digits = n.to_string();
     let mut out = String::new();
     for (i, c) in digits.chars().enumerate() {
@@ -531,7 +531,11 @@ fn number(json: &str, key: &str) -> Option<f64> {
 
 /// Writes `path` with `write` unless a marker beside it says it was already written with the same
 /// `recipe`: the generators are deterministic, so a rerun reuses a 2 GB file instead of rewriting it.
-fn generate_cached(path: &Path, recipe: &str, write: impl FnOnce(&mut dyn Write) -> std::io::Result<()>) -> Result {
+pub(super) fn generate_cached(
+    path: &Path,
+    recipe: &str,
+    write: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
+) -> Result {
     let marker = path.with_extension("recipe");
     if path.exists() && fs::read_to_string(&marker).is_ok_and(|m| m == recipe) {
         eprintln!("reusing {} ({recipe})", shown(path));
@@ -566,7 +570,7 @@ fn mix(mut x: u64) -> u64 {
 }
 
 /// Today as days since 1970-01-01 (UTC).
-fn days_since_epoch() -> i64 {
+pub(super) fn days_since_epoch() -> i64 {
     let seconds = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
     (seconds / 86_400) as i64
 }
@@ -616,7 +620,7 @@ fn write_event(out: &mut dyn Write, rng: &mut Lcg, id: &str, first_day: i64, mil
 }
 
 /// `n` events over `DAYS` days in time order, as a log arrives; each is up to ten minutes late.
-fn write_events(out: &mut dyn Write, n: u64, first_day: i64) -> std::io::Result<()> {
+pub(super) fn write_events(out: &mut dyn Write, n: u64, first_day: i64) -> std::io::Result<()> {
     let mut rng = Lcg(42);
     let span = DAYS * 86_400_000 - 600_000;
     for i in 0..n {
@@ -717,7 +721,7 @@ fn write_customers(out: &mut dyn Write, n: usize, truth: Ltv) -> std::io::Result
 
 /// `slope` with no configuration from the environment, run from the benchmark's folder so that no
 /// `slope.toml` or `DATABASE_URL` of the developer's points it at another database.
-fn slope_command(binary: &Path) -> Command {
+pub(super) fn slope_command(binary: &Path) -> Command {
     let mut cmd = Command::new(binary);
     cmd.current_dir(bench_dir())
         .env("SLOPE_LOG", "warn")
@@ -797,7 +801,7 @@ fn ingest_one(slope: &Path, file: &Path, data: &Path) -> Result<(f64, u64, std::
 }
 
 /// Splits an NDJSON file at line ends into parts of at most `limit` bytes, beside it.
-fn split(file: &Path, limit: u64) -> Result<Vec<PathBuf>> {
+pub(super) fn split(file: &Path, limit: u64) -> Result<Vec<PathBuf>> {
     let reader = BufReader::with_capacity(1 << 20, fs::File::open(file).map_err(|e| e.to_string())?);
     let mut parts = vec![];
     let mut current: Option<(BufWriter<fs::File>, u64)> = None;
@@ -883,7 +887,7 @@ impl Drop for Server {
 /// One request with curl: the status and curl's `time_total`, which leaves out curl's own start-up.
 /// The answer goes to `body`.
 /// A token of the organisation that `slope ingest` wrote into, allowed to read, change and ingest.
-fn api_token(slope: &Path, data: &Path) -> Result<String> {
+pub(super) fn api_token(slope: &Path, data: &Path) -> Result<String> {
     let mut cmd = slope_command(slope);
     cmd.args(["token", "create", "--name", "bench-metrics", "--scopes", "read,write,ingest", "--data-dir"]).arg(data);
     let out = cmd.output().map_err(|e| format!("cannot run {}: {e}", slope.display()))?;

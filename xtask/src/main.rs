@@ -7,6 +7,8 @@
 //! - `cargo xtask build [--release]`: the browser bundle, the site and the server.
 //! - `cargo xtask setup`: only install the tools.
 //! - `cargo xtask bench`: the season page benchmark, bundle size and memory (see BENCHMARKS.md).
+//! - `cargo xtask bench-contention [--events N] [--no-build]`: sign-in and check-in latency during a large
+//!   ingest, against the idle server
 //! - `cargo xtask bench-metrics [--events N] [--skip-python] [--no-build]`: the loop-metrics engine
 //!   against DuckDB and lifetimes (see `bench_metrics.rs`).
 //! - `cargo xtask bench-runner [--skip-python] [--threads N]`: the runner's SFT training speed and
@@ -22,6 +24,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 use std::time::Duration;
 
+mod bench_contention;
 mod bench_metrics;
 mod bench_runner;
 mod pretrain;
@@ -43,12 +46,13 @@ fn main() -> ExitCode {
         Some("lint") => lint(),
         Some("bench") => bench(),
         Some("bench-metrics") => bench_metrics::bench_metrics(&args[1..]),
+        Some("bench-contention") => bench_contention::bench_contention(&args[1..]),
         Some("bench-runner") => bench_runner::bench_runner(&args[1..]),
         Some("pretrain") => pretrain::pretrain(&args[1..]),
         Some("openapi") => openapi(),
         _ => {
             eprintln!(
-                "usage: cargo xtask <serve [--release] | test | build [--release] | setup | lint | bench | bench-metrics | bench-runner | pretrain | openapi>"
+                "usage: cargo xtask <serve [--release] | test | build [--release] | setup | lint | bench | bench-metrics | bench-contention | bench-runner | pretrain | openapi>"
             );
             return ExitCode::from(2);
         }
