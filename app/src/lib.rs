@@ -128,6 +128,7 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("/login") view=LoginPage ssr=SsrMode::Async/>
                     <Route path=path!("/audit") view=AuditPage ssr=SsrMode::Async/>
                     <Route path=path!("/members") view=MembersPage ssr=SsrMode::Async/>
+                    <Route path=path!("/invitations/:secret") view=InvitationPage ssr=SsrMode::Async/>
                 </Routes>
             </main>
         </Router>

@@ -42,6 +42,33 @@ export async function apiAs(baseURL: string, who: Role | Credentials): Promise<A
 }
 
 /**
+ * Makes `credentials` a member of the organisation as `role`: `admin` (an admin's API client) invites
+ * the address, and the invitation is accepted with the password, as the invitee's form does. The account
+ * is created if the address has none.
+ */
+export async function invitedMember(
+  admin: APIRequestContext,
+  baseURL: string,
+  credentials: Credentials & { name: string },
+  role: string,
+  squads: number[] = [],
+) {
+  const invited = await admin.put("/api/v1/members", {
+    data: { email: credentials.email, name: credentials.name, role, squads },
+  });
+  expect(invited.status(), await invited.text()).toBe(202);
+  const { secret } = await invited.json();
+  const invitee = await playwrightRequest.newContext({ baseURL, extraHTTPHeaders: { Origin: baseURL } });
+  const accepted = await invitee.post("/auth/accept", {
+    form: { token: secret, name: credentials.name, password: credentials.password },
+    maxRedirects: 0,
+  });
+  expect(accepted.status(), `accepting ${credentials.email}'s invitation`).toBe(303);
+  expect(accepted.headers()["x-slope-accept"], `accepting ${credentials.email}'s invitation`).toBeUndefined();
+  await invitee.dispose();
+}
+
+/**
  * `test` with a `request` fixture that is signed in (as `apiRole`, the leader by default), so journeys
  * can prepare data through the JSON API, and a `page` that fails the journey when anything on it breaks
  * the server's Content-Security-Policy (an inline script without the page's nonce, a blocked style or

@@ -1,5 +1,5 @@
 import { expect, type APIRequestContext } from "@playwright/test";
-import { apiAs, open, signIn, test } from "./helpers";
+import { apiAs, invitedMember, open, signIn, test } from "./helpers";
 
 // A squad member follows their goal on the squad dashboard: the goal's key result is fed by the
 // acceptance rate of the squad's loop, and a new batch of events moves the value the member sees.
@@ -79,10 +79,7 @@ test("a squad member sees a live metric move on their goal after an ingested bat
   // The admin adds the squad member.
   const admin = await apiAs(baseURL!, "admin");
   const credentials = { email: `live-member-${stamp}@e2e.slope`, password: "live-member-password-1" };
-  const added = await admin.put("/api/v1/members", {
-    data: { ...credentials, name: "Live member", role: "squad-member", squads: [squad.id] },
-  });
-  expect(added.status(), await added.text()).toBe(200);
+  await invitedMember(admin, baseURL!, { ...credentials, name: "Live member" }, "squad-member", [squad.id]);
   await admin.dispose();
 
   await signIn(page, credentials);

@@ -1,5 +1,5 @@
 import { expect, type APIRequestContext, type APIResponse, type Page } from "@playwright/test";
-import { hydrated, open, signIn, test } from "./helpers";
+import { hydrated, invitedMember, open, signIn, test } from "./helpers";
 
 // What each role sees and may do in the browser. The plans are prepared through the API by the admin
 // (the `request` fixture); the people under test only use the browser.
@@ -57,13 +57,16 @@ async function goal(request: APIRequestContext, squadId: number, keyResultId: nu
   );
 }
 
-/** A new account in the organisation, made by the admin; `squads` only for squad members. */
-async function member(request: APIRequestContext, label: string, role: string, squads: number[] = []) {
+/** A new account in the organisation, invited by the admin and accepted; `squads` only for squad members. */
+async function member(
+  request: APIRequestContext,
+  baseURL: string,
+  label: string,
+  role: string,
+  squads: number[] = [],
+) {
   const credentials = { email: `${label}-${Date.now()}@e2e.slope`, password: `${label}-password-1` };
-  const response = await request.put("/api/v1/members", {
-    data: { ...credentials, name: label, role, squads },
-  });
-  expect(response.status(), await response.text()).toBe(200);
+  await invitedMember(request, baseURL, { ...credentials, name: label }, role, squads);
   return credentials;
 }
 
@@ -138,13 +141,13 @@ test("an exec reads the whole plan and changes nothing", async ({ page, request 
   expect((await (await request.get(`/api/v1/squad-goals/${g.id}`)).json()).goal.title).toBe("Exec view goal");
 });
 
-test("a squad member edits their own squad's goals and no other's", async ({ page, request }) => {
+test("a squad member edits their own squad's goals and no other's", async ({ page, request, baseURL }) => {
   const { season, keyResult } = await plan(request, "Member view", 2039);
   const agents = await squad(request, "Agents");
   const platform = await squad(request, "Platform");
   const own = await goal(request, agents.id, keyResult.id, "Agents draft notes", 2039);
   const other = await goal(request, platform.id, keyResult.id, "Platform serves drafts", 2039);
-  const sam = await member(request, "sam", "squad-member", [agents.id]);
+  const sam = await member(request, baseURL!, "sam", "squad-member", [agents.id]);
 
   await signIn(page, sam);
   await expect(page.locator(".signed-in .badge")).toHaveText("squad-member");
@@ -211,9 +214,9 @@ test("signing out ends the session", async ({ page, context }) => {
   await expect(page).toHaveURL(/\/login\?next=\/$/);
 });
 
-test("a wrong password is refused on the sign-in page", async ({ page, request }) => {
+test("a wrong password is refused on the sign-in page", async ({ page, request, baseURL }) => {
   // An account of its own, so failed attempts never lock out an account other journeys use.
-  const account = await member(request, "typo", "exec");
+  const account = await member(request, baseURL!, "typo", "exec");
 
   await page.goto("/squads");
   await expect(page).toHaveURL(/\/login\?next=\/squads$/);

@@ -127,7 +127,9 @@ impl Credential {
 pub async fn require_sign_in(req: Request, next: Next) -> Response {
     let signed_in = req.extensions().get::<Authenticated>().is_some_and(|a| a.0.is_some());
     let path = req.uri().path();
-    let public = path == "/login" || path.starts_with("/pkg/") || path.contains('.');
+    // An invitation's page is for its holder, who may have no account yet: its secret is the credential.
+    let public =
+        path == "/login" || path.starts_with("/invitations/") || path.starts_with("/pkg/") || path.contains('.');
     if signed_in || public || req.method() != Method::GET {
         return next.run(req).await;
     }
@@ -185,6 +187,60 @@ pub async fn sign_in(
     }
 }
 
+#[derive(Deserialize)]
+pub struct AcceptForm {
+    token: String,
+    #[serde(default)]
+    name: String,
+    password: String,
+}
+
+/// `POST /auth/accept`: accepts an invitation (see `Access::accept_invitation`) and signs its holder in
+/// to the organisation that invited them; otherwise back to the invitation's page with the reason. As
+/// with the sign-in form, `x-slope-accept` carries the status of a refusal for scripts.
+pub async fn accept(
+    State(state): State<AuthState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Form(form): Form<AcceptForm>,
+) -> Response {
+    let address = state.transport.client_address(&headers, peer);
+    let input =
+        slope_domain::AcceptInput { token: form.token.clone(), name: form.name, password: form.password.clone() };
+    let accepted = match state.access.accept_invitation(&input, &address).await {
+        Ok((org, member)) => state.access.sign_in(&member.email, &form.password, Some(&org), &address).await,
+        Err(e) => Err(e),
+    };
+    match accepted {
+        Ok(signed_in) => {
+            let max_age = (signed_in.expires_at - chrono::Utc::now()).num_seconds().max(0);
+            let cookie = state.session_cookie(&headers, &signed_in.session, max_age);
+            let mut response = Redirect::to("/").into_response();
+            response.headers_mut().insert(header::SET_COOKIE, cookie);
+            response
+        }
+        Err(e) => {
+            let (status, message) = match &e {
+                ServiceError::Unauthorized(m) => (StatusCode::UNAUTHORIZED, m.clone()),
+                ServiceError::NotFound(m) => (StatusCode::NOT_FOUND, m.clone()),
+                ServiceError::Invalid(fields) => (StatusCode::UNPROCESSABLE_ENTITY, fields.to_string()),
+                ServiceError::TooManyRequests { .. } => (StatusCode::TOO_MANY_REQUESTS, e.to_string()),
+                _ => (StatusCode::INTERNAL_SERVER_ERROR, "accepting the invitation failed; try again".to_owned()),
+            };
+            if status == StatusCode::INTERNAL_SERVER_ERROR {
+                tracing::error!(error = %e, "accepting an invitation failed");
+            }
+            let location = format!("/invitations/{}?error={}", encode(form.token.trim()), encode(&message));
+            let mut response = (StatusCode::SEE_OTHER, [(header::LOCATION, location)]).into_response();
+            response.headers_mut().insert("x-slope-accept", HeaderValue::from(status.as_u16()));
+            if let ServiceError::TooManyRequests { retry_after_secs } = e {
+                response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
+            }
+            response
+        }
+    }
+}
+
 /// `POST /auth/logout`: ends the session on the server (the cookie is worthless afterwards, even if kept)
 /// and clears the cookie.
 pub async fn sign_out(State(state): State<AuthState>, headers: HeaderMap) -> Response {
@@ -229,7 +285,7 @@ fn is_safe(method: &Method) -> bool {
 /// The sign-in and sign-out forms change state without a session (or to end one), so they are held to
 /// the same-origin rule even without a cookie: a cross-site page must not sign a browser in or out.
 fn is_form_endpoint(path: &str) -> bool {
-    path == "/auth/login" || path == "/auth/logout"
+    path == "/auth/login" || path == "/auth/logout" || path == "/auth/accept"
 }
 
 /// Whether the request comes from a page of this server: its `Origin` (or, failing that, `Referer`)

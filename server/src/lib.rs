@@ -97,6 +97,7 @@ pub fn router(services: Services, settings: RouterSettings<'_>) -> Router {
         // and answer like a missing server function instead of the API's JSON 404.
         .route("/api/v1/{*rest}", any(|| async { api::ApiError::not_found("no such API route") }))
         .route("/auth/login", axum::routing::post(auth::sign_in).with_state(auth_state.clone()))
+        .route("/auth/accept", axum::routing::post(auth::accept).with_state(auth_state.clone()))
         .route("/auth/logout", axum::routing::post(auth::sign_out).with_state(auth_state.clone()))
         .merge(pages)
         // Every route but the health checks learns who is asking first.

@@ -414,8 +414,8 @@ async fn cross_site_requests(site: &Site) {
     as_user(&server, &session, Method::POST, "/api/v1/seasons", Some(&season_input("From our origin", 2032)))
         .await
         .expect(201);
-    let member = json!({ "email": "dan@example.org", "role": "exec", "password": "dan's long password" });
-    as_user(&server, &session, Method::PUT, "/api/v1/members", Some(&member)).await.expect(200);
+    let member = json!({ "email": "dan@example.org", "role": "exec" });
+    as_user(&server, &session, Method::PUT, "/api/v1/members", Some(&member)).await.expect(202);
 
     // Reading changes nothing, so a foreign origin may read (SameSite keeps the cookie off most such
     // requests anyway, and CORS keeps the answer from the foreign page).
@@ -802,11 +802,24 @@ async fn roles(site: &Site) {
             .expect_error(403, "forbidden");
     }
 
-    // The admin adds a member; the audit trail says who did it, with the member before and after.
-    let input =
-        json!({ "email": "Nia@Example.org", "name": "Nia", "role": "leader", "password": "nia's long password" });
-    let added = as_user(&server, admin, Method::PUT, "/api/v1/members", Some(&input)).await.expect(200);
+    // The admin invites a member, who joins by accepting with a password of their own; the audit trail
+    // says who gave the role, with the member before and after.
+    let input = json!({ "email": "Nia@Example.org", "name": "Nia", "role": "leader" });
+    let (invited, secret) = invite(&server, admin, &input).await;
+    assert_eq!(
+        (&invited["invitation"]["email"], &invited["invitation"]["role"]),
+        (&json!("nia@example.org"), &json!("leader"))
+    );
+    let too_short = accept(&server, &secret, "Nia", "short").await;
+    assert_eq!(too_short.outcome.as_deref(), Some("422"), "a new account needs a good password: {too_short:?}");
+    accept(&server, &secret, "Nia", "nia's long password").await.session();
+    let added = server.get("/api/v1/members").await.expect(200);
+    let added = added.as_array().and_then(|all| all.iter().find(|m| m["email"] == "nia@example.org").cloned());
+    let added = added.expect("Nia is a member once she accepted");
     assert_eq!((&added["email"], &added["role"]), (&json!("nia@example.org"), &json!("leader")), "{added}");
+    assert_eq!(added["name"], "Nia", "{added}");
+    let again = accept(&server, &secret, "Nia", "nia's long password").await;
+    assert_eq!(again.outcome.as_deref(), Some("404"), "an invitation is accepted once: {again:?}");
     let nia_id = added["user_id"].as_i64().expect("a user id");
     let trail = audit_of(&server, "membership", nia_id).await;
     assert_eq!(trail.len(), 1, "{trail:?}");
@@ -837,11 +850,11 @@ async fn roles(site: &Site) {
     assert_eq!((&trail[0]["before"]["role"], &trail[0]["after"]["role"]), (&json!("leader"), &json!("exec")));
 
     // Bad member input is refused with the field named, and nobody may remove themselves.
-    let unknown_squad =
-        json!({ "email": "sq@example.org", "role": "squad-member", "squads": [987654], "password": "a long password" });
+    let unknown_squad = json!({ "email": "sq@example.org", "role": "squad-member", "squads": [987654] });
     as_user(&server, admin, Method::PUT, "/api/v1/members", Some(&unknown_squad)).await.expect_invalid(&["squads"]);
-    let no_password = json!({ "email": "nopass@example.org", "role": "exec" });
-    as_user(&server, admin, Method::PUT, "/api/v1/members", Some(&no_password)).await.expect_invalid(&["password"]);
+    // The invitee chooses the password, never the admin.
+    let chosen = json!({ "email": "nopass@example.org", "role": "exec", "password": "the admin's choice" });
+    as_user(&server, admin, Method::PUT, "/api/v1/members", Some(&chosen)).await.expect_invalid(&["password"]);
     let admin_id = member_id(&server, account("admin").email).await;
     as_user(&server, admin, Method::DELETE, &format!("/api/v1/members/{admin_id}"), None)
         .await
@@ -953,7 +966,7 @@ async fn tenancy(site: &Site) {
         .await
         .expect_error(404, "not_found");
     as_user(&server, &ann, Method::GET, "/api/v1/me", None).await.expect(200);
-    let squad_member = json!({ "email": "eve@example.org", "role": "squad-member", "squads": [squad["id"]], "password": "eve's long password" });
+    let squad_member = json!({ "email": "eve@example.org", "role": "squad-member", "squads": [squad["id"]] });
     as_user(&server, &bob, Method::PUT, "/api/v1/members", Some(&squad_member)).await.expect_invalid(&["squads"]);
 
     // Seasons of different organisations may overlap: the rule is per organisation.
@@ -995,9 +1008,30 @@ async fn tenancy(site: &Site) {
     assert!(!token_missing.status.success(), "an unknown organisation must be refused: {}", show(&token_missing));
 
     // An account may belong to both organisations, with a role in each; `org` picks one at sign-in.
+    // Globex's admin can only invite Ann, and learns nothing of her account in doing so: the answer is
+    // the one an address without an account gets. She joins when she accepts with her own password.
     let joined = json!({ "email": ANN, "role": "exec" });
-    let added = as_user(&server, &bob, Method::PUT, "/api/v1/members", Some(&joined)).await.expect(200);
+    let (invited, secret) = invite(&server, &bob, &joined).await;
+    let (stranger, _) = invite(&server, &bob, &json!({ "email": "nobody@nowhere.example", "role": "exec" })).await;
+    let keys = |v: &Value| -> Vec<String> {
+        let mut keys: Vec<String> =
+            v["invitation"].as_object().map(|o| o.keys().cloned().collect()).unwrap_or_default();
+        keys.extend(v.as_object().map(|o| o.keys().cloned().collect::<Vec<_>>()).unwrap_or_default());
+        keys
+    };
+    assert_eq!(keys(&invited), keys(&stranger), "an invitation's answer says nothing about the account: {invited}");
+    assert!(!invited.to_string().contains("Ann") && !invited.to_string().contains("user_id"), "{invited}");
+    sign_in_org(&server, ANN, ANN_PASSWORD, "globex").await.expect_refused("401");
+    let members = as_user(&server, &bob, Method::GET, "/api/v1/members", None).await.expect(200);
+    assert!(!members.to_string().contains(ANN), "an invitation does not make a member: {members}");
+    let guessed = accept(&server, &secret, "", "not ann's password").await;
+    assert_eq!(guessed.outcome.as_deref(), Some("401"), "the holder must know the account's password: {guessed:?}");
+    accept(&server, &secret, "", ANN_PASSWORD).await.session();
+    let members = as_user(&server, &bob, Method::GET, "/api/v1/members", None).await.expect(200);
+    let added = members.as_array().and_then(|all| all.iter().find(|m| m["email"] == ANN).cloned()).expect("Ann joined");
     assert_eq!(added["role"], "exec", "an existing account joins without a new password: {added}");
+    let trail = audit_of_as(&server, &bob, "membership", added["user_id"].as_i64().expect("an id")).await;
+    assert_eq!(trail[0]["actor"], BOB, "the role is recorded as given by the inviter: {}", trail[0]);
     let ann_at_globex = sign_in_org(&server, ANN, ANN_PASSWORD, "globex").await.session();
     let me = as_user(&server, &ann_at_globex, Method::GET, "/api/v1/me", None).await.expect(200);
     assert_eq!((&me["org"], &me["principal"]["role"]), (&globex_org, &json!("exec")), "{me}");
@@ -1418,6 +1452,27 @@ impl SignIn {
     }
 }
 
+/// Accepts an invitation from its page's form, as a browser does; a success signs the holder in.
+async fn accept(server: &Server, secret: &str, name: &str, password: &str) -> SignIn {
+    let fields = [("token", secret), ("name", name), ("password", password)];
+    let request =
+        plain_client().post(format!("{}/auth/accept", server.base)).header(ORIGIN, server.base.as_str()).form(&fields);
+    read_form_answer(
+        request,
+        format!("acceptance of invitation {}…", &secret[..secret.len().min(16)]),
+        "x-slope-accept",
+    )
+    .await
+}
+
+/// Invites `email` as `role` through the API, as an admin's session, and answers the invitation's secret.
+async fn invite(server: &Server, admin: &str, invitee: &Value) -> (Value, String) {
+    let invited = as_user(server, admin, Method::PUT, "/api/v1/members", Some(invitee)).await.expect(202);
+    let secret = invited["secret"].as_str().unwrap_or_else(|| panic!("no secret: {invited}")).to_owned();
+    assert_eq!(invited["accept_path"], format!("/invitations/{secret}"), "{invited}");
+    (invited, secret)
+}
+
 fn form(email: &str, password: &str, org: &str, next: &str) -> Vec<(String, String)> {
     [("email", email), ("password", password), ("org", org), ("next", next)]
         .into_iter()
@@ -1466,13 +1521,19 @@ async fn sign_in_with(
 }
 
 async fn read_sign_in(request: reqwest::RequestBuilder, what: String) -> SignIn {
+    read_form_answer(request, what, "x-slope-sign-in").await
+}
+
+/// The answer of a form handler that signs in (`/auth/login`, `/auth/accept`); `outcome` is the header
+/// that carries a refusal's status.
+async fn read_form_answer(request: reqwest::RequestBuilder, what: String, outcome: &str) -> SignIn {
     let response = request.send().await.unwrap_or_else(|e| panic!("{what}: no answer ({e})"));
     let status = response.status().as_u16();
     assert!(status < 500, "{what}: the server failed with {status}");
     SignIn {
         status,
         location: header(&response, LOCATION.as_str()).unwrap_or_default(),
-        outcome: header(&response, "x-slope-sign-in"),
+        outcome: header(&response, outcome),
         retry_after: header(&response, RETRY_AFTER.as_str()),
         set_cookie: header(&response, SET_COOKIE.as_str()),
         what,
@@ -1568,6 +1629,13 @@ async fn member_id(server: &Server, email: &str) -> i64 {
 /// The audit trail of one entity, newest first, read with the harness's token.
 async fn audit_of(server: &Server, entity: &str, id: i64) -> Vec<Value> {
     let trail = server.get(&format!("/api/v1/audit?entity={entity}&id={id}")).await.expect(200);
+    trail.as_array().unwrap_or_else(|| panic!("not a list: {trail}")).clone()
+}
+
+/// The audit trail of an entity as a signed-in member of the organisation sees it.
+async fn audit_of_as(server: &Server, session: &str, entity: &str, id: i64) -> Vec<Value> {
+    let path = format!("/api/v1/audit?entity={entity}&id={id}");
+    let trail = as_user(server, session, Method::GET, &path, None).await.expect(200);
     trail.as_array().unwrap_or_else(|| panic!("not a list: {trail}")).clone()
 }
 

@@ -203,6 +203,8 @@ enum P {
     Member,
     /// A token that may be revoked, likewise.
     Token,
+    /// An open invitation that may be revoked, likewise.
+    Invitation,
 }
 
 fn v(value: impl ToString) -> P {
@@ -307,8 +309,10 @@ fn table() -> Vec<Entry> {
             "/api/v1/members",
             ADMINISTER,
             none,
-            Json(|_, _| json!({ "email": "newcomer@example.org", "role": "exec", "password": PASSWORD })),
+            Json(|_, _| json!({ "email": "newcomer@example.org", "role": "exec" })),
         ),
+        op("GET", "/api/v1/invitations", ADMINISTER, none, Body::None),
+        op("POST", "/api/v1/invitations/{id}/revoke", ADMINISTER, |_, _| vec![P::Invitation], Body::None),
         op("DELETE", "/api/v1/members/{id}", ADMINISTER, |_, _| vec![P::Member], Body::None),
         op("GET", "/api/v1/units", READ, none, Body::None),
         op("PUT", "/api/v1/units", ADMINISTER, none, Json(|_, _| json!({ "name": "Matrix unit", "parent": "" }))),
@@ -777,6 +781,8 @@ struct Org {
     /// A member and a token that refused cells name (and that must survive them).
     member: i64,
     token: i64,
+    /// An open invitation that refused cells name.
+    invitation: i64,
 }
 
 impl Org {
@@ -908,6 +914,7 @@ async fn build_org(base: &str, client: reqwest::Client, tag: &'static str, loop_
         served: String::new(),
         member: 0,
         token: 0,
+        invitation: 0,
     }
 }
 
@@ -1059,6 +1066,20 @@ fn cli_member(dir: &Path, email: &str, role: &str, squads: Option<i64>, org: &st
         args.extend(["--squads", squads.as_str()]);
     }
     slope(dir, &args, &format!("{PASSWORD}\n"));
+}
+
+/// Accepts an invitation from its page's form with the matrix's password, as a browser does.
+async fn accept_invitation(base: &str, secret: &str) {
+    let form = [("token", secret), ("name", ""), ("password", PASSWORD)];
+    let response = plain_client()
+        .post(format!("{base}/auth/accept"))
+        .header(ORIGIN, base)
+        .form(&form)
+        .send()
+        .await
+        .expect("an answer");
+    let refused = response.headers().get("x-slope-accept").map(|v| v.to_str().unwrap_or_default().to_owned());
+    assert_eq!((response.status().as_u16(), refused), (303, None), "accepting an invitation");
 }
 
 /// Signs in from this server's sign-in form, as a browser does, and returns the session cookie's value.
@@ -1225,11 +1246,38 @@ impl Matrix<'_> {
             (P::V(value), _) => value.clone(),
             (P::Member, false) => org.member.to_string(),
             (P::Token, false) => org.token.to_string(),
-            // The account exists, so adding it again needs no password.
+            (P::Invitation, false) => org.invitation.to_string(),
+            // A removed member is invited again and accepts with the account's password.
             (P::Member, true) => {
-                let added =
-                    self.as_admin(Method::PUT, "/api/v1/members", &json!({ "email": VICTIM, "role": "exec" })).await;
-                added["user_id"].as_i64().unwrap_or_else(|| panic!("no user id: {added}")).to_string()
+                let body = json!({ "email": VICTIM, "role": "exec" });
+                let request = self
+                    .send(&Auth::Session(self.admin.clone()), Method::PUT, format!("{}/api/v1/members", self.base))
+                    .json(&body);
+                let response = request.send().await.expect("PUT /api/v1/members answers");
+                let status = response.status().as_u16();
+                let answer: Value = response.json().await.expect("a JSON answer");
+                match status {
+                    200 => answer["user_id"].as_i64().unwrap_or_else(|| panic!("no user id: {answer}")).to_string(),
+                    202 => {
+                        let secret = answer["secret"].as_str().unwrap_or_else(|| panic!("no secret: {answer}"));
+                        accept_invitation(self.base, secret).await;
+                        let members = self.as_admin(Method::GET, "/api/v1/members", &Value::Null).await;
+                        let victim =
+                            members.as_array().and_then(|all| all.iter().find(|m| m["email"] == VICTIM).cloned());
+                        victim.and_then(|m| m["user_id"].as_i64()).expect("the victim joined again").to_string()
+                    }
+                    other => panic!("PUT /api/v1/members answered {other}: {answer}"),
+                }
+            }
+            (P::Invitation, true) => {
+                let body = json!({ "email": "invitee@example.org", "role": "exec" });
+                let request = self
+                    .send(&Auth::Session(self.admin.clone()), Method::PUT, format!("{}/api/v1/members", self.base))
+                    .json(&body);
+                read_json(request, "PUT /api/v1/members (an invitation)", 202).await["invitation"]["id"]
+                    .as_i64()
+                    .expect("an invitation id")
+                    .to_string()
             }
             (P::Token, true) => {
                 let created = self
@@ -1406,6 +1454,19 @@ async fn every_operation_answers_every_principal_by_the_rule() {
         Auth::Session(session) => session.clone(),
         _ => unreachable!("the admin signs in"),
     };
+    // Standing open invitations of each organisation, made by an admin of each (tokens cannot invite).
+    cli_member(dir, "admin@globex.example", "admin", None, "globex");
+    let globex_admin = sign_in(base, "admin@globex.example").await;
+    for (org, session) in [(&mut own, admin.clone()), (&mut other, globex_admin)] {
+        let body = json!({ "email": "standing-invitee@example.org", "role": "exec" });
+        let request = plain_client()
+            .put(format!("{base}/api/v1/members"))
+            .header(COOKIE, format!("slope_session={session}"))
+            .header(ORIGIN, base)
+            .json(&body);
+        let invited = read_json(request, "PUT /api/v1/members (a standing invitation)", 202).await;
+        org.invitation = invited["invitation"]["id"].as_i64().expect("an invitation id");
+    }
     // Each principal is who the rule's row says.
     for p in &principals[1..] {
         let request = match &p.auth {

@@ -13,7 +13,14 @@ pub async fn load_audit(entity: Option<String>, id: Option<i64>) -> Result<Audit
 }
 
 #[server]
-pub async fn load_members() -> Result<(Vec<Member>, Vec<ApiToken>), ServerFnError> {
+pub async fn load_members() -> Result<(Vec<Member>, Vec<Invitation>, Vec<ApiToken>), ServerFnError> {
     let (access, actor) = server::access()?;
     server::read(access.members_view(&actor).await)
+}
+
+/// The invitation a link names, for its holder (who may have no account yet).
+#[server]
+pub async fn load_invitation(secret: String) -> Result<InvitationView, ServerFnError> {
+    let access = server::access_by_secret()?;
+    server::read(access.invitation(&secret).await)
 }

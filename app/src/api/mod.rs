@@ -80,6 +80,12 @@ mod server {
         Ok((context()?.access, actor()?))
     }
 
+    /// The access service without an actor, for the one page whose credential is in its link: an
+    /// invitation's.
+    pub fn access_by_secret() -> Result<slope_service::Access, ServerFnError> {
+        Ok(context()?.access)
+    }
+
     pub fn simulator() -> Result<(slope_service::Simulator, Actor), ServerFnError> {
         Ok((context()?.simulator, actor()?))
     }

@@ -6,7 +6,7 @@ use leptos_router::hooks::use_query_map;
 
 use super::LoadError;
 use super::loading;
-use crate::api::{AuditView, load_audit, load_members};
+use crate::api::{AuditView, load_audit, load_invitation, load_members};
 use slope_domain::*;
 
 /// The sign-in form. It posts to `/auth/login`, a plain form handler of the server (no JavaScript needed),
@@ -155,6 +155,61 @@ fn changed_fields(before: Option<&serde_json::Value>, after: Option<&serde_json:
         .join("; ")
 }
 
+fn invitation_status(invitation: &Invitation) -> String {
+    let at = |d: &chrono::DateTime<chrono::Utc>| d.format("%Y-%m-%d %H:%M").to_string();
+    match (&invitation.accepted_at, &invitation.revoked_at) {
+        (Some(accepted), _) => format!("accepted {}", at(accepted)),
+        (None, Some(revoked)) => format!("revoked {}", at(revoked)),
+        (None, None) if invitation.expires_at <= chrono::Utc::now() => {
+            format!("expired {}", at(&invitation.expires_at))
+        }
+        (None, None) => format!("open until {}", at(&invitation.expires_at)),
+    }
+}
+
+/// An invitation's page: where it leads, and the form that accepts it with the invited address's
+/// account password, or with a name and password for a new account. The page does not say which the
+/// address needs, so a forwarded link tells nobody whether the address has an account.
+#[component]
+pub fn InvitationPage() -> impl IntoView {
+    let params = leptos_router::hooks::use_params_map();
+    let secret = params.read_untracked().get("secret").unwrap_or_default();
+    let error = use_query_map().read_untracked().get("error");
+    let data = Resource::new(move || secret.clone(), load_invitation);
+    view! {
+        <Title text="Invitation"/>
+        <h1>"Invitation"</h1>
+        {error.map(|e| view! { <p class="form-error" role="alert" id="accept-error">{e}</p> })}
+        <Suspense fallback=loading>
+            {move || Suspend::new(async move {
+                match data.await {
+                    Err(e) => view! { <LoadError error=e/> }.into_any(),
+                    Ok(invitation) => {
+                        let token = params.read_untracked().get("secret").unwrap_or_default();
+                        view! {
+                            <p class="lede" id="invitation">
+                                "You are invited to " <strong>{invitation.org_name}</strong> " as "
+                                <span class="badge">{invitation.role.to_string()}</span> ", under "
+                                <code>{invitation.email.clone()}</code> ". The invitation is open until "
+                                {invitation.expires_at.format("%Y-%m-%d %H:%M UTC").to_string()} "."
+                            </p>
+                            <form method="post" action="/auth/accept" class="form narrow">
+                                <input type="hidden" name="token" value=token/>
+                                <input type="hidden" name="email" autocomplete="username" value=invitation.email/>
+                                <label for="name">"Your name " <span class="muted">"(for a new account)"</span></label>
+                                <input id="name" name="name" type="text" autocomplete="name"/>
+                                <label for="password">"Password " <span class="muted">"(your Slope account's, or a new one of at least 10 characters)"</span></label>
+                                <input id="password" name="password" type="password" autocomplete="current-password" required/>
+                                <button type="submit" class="button primary">"Accept and sign in"</button>
+                            </form>
+                        }.into_any()
+                    }
+                }
+            })}
+        </Suspense>
+    }
+}
+
 /// Members and their roles (admins manage them through the API or `slope admin member`).
 #[component]
 pub fn MembersPage() -> impl IntoView {
@@ -162,18 +217,31 @@ pub fn MembersPage() -> impl IntoView {
     view! {
         <Title text="Members"/>
         <h1>"Members"</h1>
-        <p class="lede">"Who may do what in this organisation. Admins add members and tokens with the API (" <code>"PUT /api/v1/members"</code> ", " <code>"POST /api/v1/tokens"</code> ") or " <code>"slope admin member"</code> "."</p>
+        <p class="lede">"Who may do what in this organisation. Admins invite members and create tokens with the API (" <code>"PUT /api/v1/members"</code> ", " <code>"POST /api/v1/tokens"</code> "); an invited address joins when its holder opens the invitation's link and accepts. Operators add members directly with " <code>"slope admin member"</code> "."</p>
         <Suspense fallback=loading>
             {move || Suspend::new(async move {
                 match data.await {
                     Err(e) => view! { <LoadError error=e/> }.into_any(),
-                    Ok((members, tokens)) => view! {
+                    Ok((members, invitations, tokens)) => view! {
                         <table class="table" id="members">
                             <thead><tr><th>"E-mail"</th><th>"Name"</th><th>"Role"</th><th>"Squads"</th></tr></thead>
                             <tbody>
                                 {members.into_iter().map(|m| view! {
                                     <tr><td>{m.email}</td><td>{m.name}</td><td>{m.role.to_string()}</td>
                                     <td>{m.squads.iter().map(|s| s.to_string()).collect::<Vec<_>>().join(", ")}</td></tr>
+                                }).collect_view()}
+                            </tbody>
+                        </table>
+                        <h2>"Invitations"</h2>
+                        <table class="table" id="invitations">
+                            <thead><tr><th>"E-mail"</th><th>"Role"</th><th>"Invited by"</th><th>"Invited"</th><th>"Status"</th></tr></thead>
+                            <tbody>
+                                {invitations.into_iter().map(|i| {
+                                    let status = invitation_status(&i);
+                                    view! {
+                                        <tr><td>{i.email}</td><td>{i.role.to_string()}</td><td>{i.invited_by}</td>
+                                        <td>{i.created_at.format("%Y-%m-%d %H:%M").to_string()}</td><td>{status}</td></tr>
+                                    }
                                 }).collect_view()}
                             </tbody>
                         </table>

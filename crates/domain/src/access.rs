@@ -384,6 +384,71 @@ pub struct Member {
     pub version: crate::Version,
 }
 
+/// An invitation to join an organisation, as its admins list it (the secret is shown once, at creation).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Invitation {
+    pub id: i64,
+    pub email: String,
+    pub role: Role,
+    pub squads: Vec<SquadId>,
+    /// Who invited (an e-mail address, or `token:…` / `system:…`).
+    pub invited_by: String,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+    pub expires_at: chrono::DateTime<chrono::Utc>,
+    pub accepted_at: Option<chrono::DateTime<chrono::Utc>>,
+    pub revoked_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+impl Invitation {
+    /// Whether it can still be accepted at `now`.
+    pub fn is_open(&self, now: chrono::DateTime<chrono::Utc>) -> bool {
+        self.accepted_at.is_none() && self.revoked_at.is_none() && self.expires_at > now
+    }
+}
+
+/// What an invitation's link shows its holder: where it leads and as whom.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct InvitationView {
+    pub org_name: String,
+    pub org_slug: String,
+    pub email: String,
+    pub role: Role,
+    pub expires_at: chrono::DateTime<chrono::Utc>,
+}
+
+/// What the holder of an invitation sends to accept it: the password of the invited address's account,
+/// or, when it has none yet, a name and a password for the new account.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(default)]
+pub struct AcceptInput {
+    /// The invitation's secret, as its link carries it.
+    pub token: String,
+    /// A new account's name [default: the e-mail address]; an existing account keeps its own.
+    pub name: String,
+    pub password: String,
+}
+
+impl AcceptInput {
+    /// The token and the password must be there; a new account's password must also be a good one,
+    /// which the service checks once it knows the account is new.
+    pub fn validate(&self) -> Result<(), FieldErrors> {
+        let mut errors = FieldErrors::new();
+        if self.token.trim().is_empty() {
+            errors.add("token", "is required: it is the last part of the invitation's link");
+        }
+        if self.password.is_empty() {
+            errors.add("password", "is required");
+        }
+        if self.name.trim().chars().count() > 120 {
+            errors.add("name", "must be at most 120 characters");
+        }
+        if errors.is_empty() { Ok(()) } else { Err(errors) }
+    }
+}
+
 /// An API token as listed: the secret itself is shown once, at creation, and never stored.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -539,5 +604,38 @@ mod tests {
         assert_eq!(Scope::parse_list("ingest, read,read").unwrap(), vec![Scope::Read, Scope::Ingest]);
         assert!(Scope::parse_list("admin").is_err());
         assert!(TokenInput { name: "".into(), scopes: vec![] }.validate().is_err());
+    }
+
+    #[test]
+    fn an_invitation_is_open_until_accepted_revoked_or_expired() {
+        let at = |s: &str| chrono::DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&chrono::Utc);
+        let open = Invitation {
+            id: 1,
+            email: "ivy@example.org".into(),
+            role: Role::Exec,
+            squads: vec![],
+            invited_by: "ann@example.org".into(),
+            created_at: at("2027-01-01T00:00:00Z"),
+            expires_at: at("2027-01-08T00:00:00Z"),
+            accepted_at: None,
+            revoked_at: None,
+        };
+        assert!(open.is_open(at("2027-01-07T23:59:59Z")));
+        assert!(!open.is_open(at("2027-01-08T00:00:00Z")), "it closes when it expires");
+        let accepted = Invitation { accepted_at: Some(at("2027-01-02T00:00:00Z")), ..open.clone() };
+        assert!(!accepted.is_open(at("2027-01-03T00:00:00Z")));
+        let revoked = Invitation { revoked_at: Some(at("2027-01-02T00:00:00Z")), ..open };
+        assert!(!revoked.is_open(at("2027-01-03T00:00:00Z")));
+    }
+
+    #[test]
+    fn accepting_needs_the_token_and_a_password() {
+        let fields = |input: AcceptInput| -> Vec<String> {
+            input.validate().err().map(|e| e.0.keys().cloned().collect()).unwrap_or_default()
+        };
+        assert_eq!(fields(AcceptInput::default()), ["password", "token"]);
+        let long_name = AcceptInput { token: "t".into(), password: "p".into(), name: "n".repeat(121) };
+        assert_eq!(fields(long_name), ["name"]);
+        assert!(AcceptInput { token: "t".into(), password: "p".into(), name: String::new() }.validate().is_ok());
     }
 }

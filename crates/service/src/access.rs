@@ -5,7 +5,7 @@ use chrono::{DateTime, Duration, Utc};
 use sha2::{Digest, Sha256};
 
 use slope_domain::*;
-use slope_store::{LoginLimits, SessionRecord, Store};
+use slope_store::{LoginLimits, NewAccount, SessionRecord, Store};
 
 use crate::{Result, ServiceError};
 
@@ -23,6 +23,38 @@ pub const MAX_FAILURES_PER_ADDRESS: i64 = 20;
 pub const KNOWN_ADDRESS_DAYS: i64 = 30;
 /// The prefix of every API token, so secret scanners and people recognise one.
 pub const TOKEN_PREFIX: &str = "slope_";
+
+/// How long an invitation can be accepted.
+pub const INVITATION_DAYS: i64 = 7;
+/// The prefix of every invitation secret.
+pub const INVITATION_PREFIX: &str = "slope_inv_";
+
+/// What putting a member did: saved a member's role and squads, or invited a new one.
+#[derive(Debug, Clone)]
+pub enum MemberChange {
+    Saved(Member),
+    Invited(CreatedInvitation),
+}
+
+impl MemberChange {
+    /// The member saved; `None` for an invitation.
+    pub fn saved(self) -> Option<Member> {
+        match self {
+            MemberChange::Saved(member) => Some(member),
+            MemberChange::Invited(_) => None,
+        }
+    }
+}
+
+/// An invitation as created: its secret, and the link that carries it, are in here once.
+#[derive(Debug, Clone, serde::Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct CreatedInvitation {
+    pub invitation: Invitation,
+    pub secret: String,
+    /// The path of the page where the invitee accepts, on this server.
+    pub accept_path: String,
+}
 
 /// A signed-in session: the cookie value to set (shown to nobody else) and who it stands for.
 #[derive(Debug, Clone)]
@@ -79,7 +111,12 @@ impl Access {
             squads: vec![],
             password: Some(password.into()),
         };
-        self.put_member(&Actor::system(org, "admin-create"), &input).await
+        match self.put_member(&Actor::system(org, "admin-create"), &input).await? {
+            MemberChange::Saved(member) => Ok(member),
+            MemberChange::Invited(_) => {
+                Err(ServiceError::Internal("the command line invited instead of adding".into()))
+            }
+        }
     }
 
     /// Whether an account with this e-mail address exists (in any organisation).
@@ -108,30 +145,7 @@ impl Access {
     ) -> Result<SignedIn> {
         let email = email.trim().to_lowercase();
         let now = Utc::now();
-        let since = now - Duration::minutes(ATTEMPT_WINDOW_MINUTES);
-        // The attempt is admitted and counted (as a failure until proven otherwise) in one step, so that
-        // guesses sent at the same time are admitted one after another and cannot all slip under it.
-        let limits = LoginLimits {
-            failures_since: since,
-            known_since: now - Duration::days(KNOWN_ADDRESS_DAYS),
-            per_account: MAX_FAILURES_PER_ACCOUNT,
-            per_address: MAX_FAILURES_PER_ADDRESS,
-        };
-        let Some(attempt) = self.store.admit_login_attempt(&email, address, limits).await? else {
-            tracing::warn!(email = %email, address, "sign-in refused: too many failed attempts");
-            return Err(ServiceError::TooManyRequests { retry_after_secs: (ATTEMPT_WINDOW_MINUTES * 60) as u64 });
-        };
-        let user = self.store.user_by_email(&email).await?;
-        // An unknown account is checked against a fixed hash, so the answer takes as long as for a known
-        // one and the timing does not tell which addresses have accounts.
-        let hash = user.as_ref().map_or_else(|| DUMMY_HASH.to_owned(), |u| u.password_hash.clone());
-        let ok = verify_password(password.to_owned(), hash).await? && user.is_some();
-        if ok {
-            self.store.login_succeeded(attempt).await?;
-        }
-        let Some(user) = user.filter(|_| ok) else {
-            return Err(ServiceError::Unauthorized("wrong e-mail address or password".into()));
-        };
+        let user = self.check_password(&email, password, address).await?;
         let memberships = self.store.memberships_of(UserId(user.id)).await?;
         let membership = match org_slug.map(str::trim).filter(|s| !s.is_empty()) {
             Some(slug) => memberships.iter().find(|m| m.1 == slug),
@@ -149,6 +163,34 @@ impl Access {
             .ok_or_else(|| ServiceError::Internal("a session just created cannot be read back".into()))?;
         tracing::info!(user = user.id, org = %org, "signed in");
         Ok(SignedIn { session, expires_at, actor })
+    }
+
+    /// The account of `email` if `password` is its own, counting the attempt against the limits that
+    /// [`Access::sign_in`] describes (accepting an invitation to an existing account counts the same).
+    async fn check_password(&self, email: &str, password: &str, address: &str) -> Result<slope_store::UserRecord> {
+        let now = Utc::now();
+        let since = now - Duration::minutes(ATTEMPT_WINDOW_MINUTES);
+        // The attempt is admitted and counted (as a failure until proven otherwise) in one step, so that
+        // guesses sent at the same time are admitted one after another and cannot all slip under it.
+        let limits = LoginLimits {
+            failures_since: since,
+            known_since: now - Duration::days(KNOWN_ADDRESS_DAYS),
+            per_account: MAX_FAILURES_PER_ACCOUNT,
+            per_address: MAX_FAILURES_PER_ADDRESS,
+        };
+        let Some(attempt) = self.store.admit_login_attempt(email, address, limits).await? else {
+            tracing::warn!(email = %email, address, "sign-in refused: too many failed attempts");
+            return Err(ServiceError::TooManyRequests { retry_after_secs: (ATTEMPT_WINDOW_MINUTES * 60) as u64 });
+        };
+        let user = self.store.user_by_email(email).await?;
+        // An unknown account is checked against a fixed hash, so the answer takes as long as for a known
+        // one and the timing does not tell which addresses have accounts.
+        let hash = user.as_ref().map_or_else(|| DUMMY_HASH.to_owned(), |u| u.password_hash.clone());
+        let ok = verify_password(password.to_owned(), hash).await? && user.is_some();
+        if ok {
+            self.store.login_succeeded(attempt).await?;
+        }
+        user.filter(|_| ok).ok_or_else(|| ServiceError::Unauthorized("wrong e-mail address or password".into()))
     }
 
     /// Ends a session; an unknown one is already ended.
@@ -187,8 +229,12 @@ impl Access {
         Ok(self.store.list_members(org).await?)
     }
 
-    /// Adds a member or changes one's role and squads.
-    pub async fn put_member(&self, actor: &Actor, input: &MemberInput) -> Result<Member> {
+    /// Changes a member's role and squads, or invites an address that is not a member yet. People and
+    /// tokens invite: the account joins only when the invitation is accepted (with its own password, or
+    /// a new account's), and the answer is the same whether the address has an account elsewhere, so an
+    /// admin learns nothing of other tenants' accounts. The command line and the demo, which have the
+    /// database itself, add directly, creating the account with `input.password` when it is new.
+    pub async fn put_member(&self, actor: &Actor, input: &MemberInput) -> Result<MemberChange> {
         actor.authorize(Action::Administer)?;
         let spec = input.validate()?;
         // An admin who demoted themselves could leave the organisation without one; another admin can.
@@ -198,13 +244,92 @@ impl Access {
         {
             return Err(FieldErrors::single("role", "you cannot change your own role; ask another admin").into());
         }
-        let hash = match &spec.password {
+        let direct = matches!(actor.principal, Principal::System { .. });
+        if !direct && self.store.member_by_email(actor.org, spec.email.as_str()).await?.is_none() {
+            if spec.password.is_some() {
+                return Err(FieldErrors::single(
+                    "password",
+                    "is chosen by the person you invite, when they accept; leave it out",
+                )
+                .into());
+            }
+            return Ok(MemberChange::Invited(self.invite(actor, &spec).await?));
+        }
+        let hash = match spec.password.as_ref().filter(|_| direct) {
             Some(password) => Some(hash_password(password.clone()).await?),
             None => None,
         };
         let member = self.store.upsert_member(actor, &spec, hash.as_deref()).await?;
         tracing::info!(user = %member.user_id, role = %member.role, "member saved");
-        Ok(member)
+        Ok(MemberChange::Saved(member))
+    }
+
+    async fn invite(&self, actor: &Actor, spec: &MemberSpec) -> Result<CreatedInvitation> {
+        let secret = random_secret(INVITATION_PREFIX);
+        let expires_at = Utc::now() + Duration::days(INVITATION_DAYS);
+        let invitation = self.store.create_invitation(actor, spec, &digest(&secret), expires_at).await?;
+        tracing::info!(invitation = invitation.id, role = %invitation.role, "invitation created");
+        let accept_path = format!("/invitations/{secret}");
+        Ok(CreatedInvitation { invitation, secret, accept_path })
+    }
+
+    /// The organisation's invitations, newest first (their secrets were shown once and are not kept).
+    pub async fn invitations(&self, actor: &Actor) -> Result<Vec<Invitation>> {
+        let org = actor.authorize(Action::Administer)?;
+        Ok(self.store.list_invitations(org).await?)
+    }
+
+    pub async fn revoke_invitation(&self, actor: &Actor, id: i64) -> Result<Invitation> {
+        actor.authorize(Action::Administer)?;
+        Ok(self.store.revoke_invitation(actor, id).await?)
+    }
+
+    /// What the link of an invitation shows its holder: the organisation, the address and the role.
+    /// No actor: the secret is the credential. An unknown, used or expired secret is not found.
+    pub async fn invitation(&self, secret: &str) -> Result<InvitationView> {
+        let found = self.store.invitation_by_token(&digest(secret.trim())).await?;
+        match found {
+            Some(found) if found.invitation.is_open(Utc::now()) => Ok(InvitationView {
+                org_name: found.org_name,
+                org_slug: found.org_slug,
+                email: found.invitation.email,
+                role: found.invitation.role,
+                expires_at: found.invitation.expires_at,
+            }),
+            _ => Err(ServiceError::NotFound(
+                "no open invitation has this link: it was accepted, revoked or has expired; ask for a new one".into(),
+            )),
+        }
+    }
+
+    /// Accepts an invitation: with the password of the invited address's account (checked and counted
+    /// like a sign-in from `address`), or, when the address has no account, with a name and password
+    /// for a new one. Returns the organisation's slug, to sign in to it, and the membership.
+    pub async fn accept_invitation(&self, input: &AcceptInput, address: &str) -> Result<(String, Member)> {
+        input.validate()?;
+        let hash = digest(input.token.trim());
+        let view = self.invitation(&input.token).await?;
+        let existing = self.store.user_by_email(&view.email).await?;
+        let new_hash = match existing {
+            Some(_) => {
+                self.check_password(&view.email, &input.password, address).await.map_err(|e| match e {
+                    ServiceError::Unauthorized(_) => {
+                        ServiceError::Unauthorized("this is not the password of the invited address's account".into())
+                    }
+                    other => other,
+                })?;
+                None
+            }
+            None => {
+                check_password(&input.password).map_err(|m| FieldErrors::single("password", m))?;
+                Some(hash_password(input.password.clone()).await?)
+            }
+        };
+        let name = Some(input.name.trim()).filter(|n| !n.is_empty()).unwrap_or(&view.email);
+        let account = new_hash.as_deref().map(|password_hash| NewAccount { name, password_hash });
+        let (_, member) = self.store.accept_invitation(&hash, account).await?;
+        tracing::info!(user = %member.user_id, role = %member.role, "invitation accepted");
+        Ok((view.org_slug, member))
     }
 
     pub async fn remove_member(&self, actor: &Actor, user: UserId) -> Result<()> {

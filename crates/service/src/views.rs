@@ -120,10 +120,11 @@ impl Runner {
 impl Access {
     /// The members page: the organisation's members and its API tokens. Listing tokens is an admin's
     /// right, so for anyone else the whole page is refused, as it always was.
-    pub async fn members_view(&self, actor: &Actor) -> Result<(Vec<Member>, Vec<ApiToken>)> {
+    pub async fn members_view(&self, actor: &Actor) -> Result<(Vec<Member>, Vec<Invitation>, Vec<ApiToken>)> {
         let members = self.members(actor).await?;
+        let invitations = self.invitations(actor).await?;
         let tokens = self.tokens(actor).await?;
-        Ok((members, tokens))
+        Ok((members, invitations, tokens))
     }
 
     /// The latest 200 changes of one entity (`entity` and `id` both given), else of the organisation.

@@ -9,6 +9,7 @@ mod access;
 mod batches;
 mod error;
 mod experiments;
+mod invitations;
 mod metrics;
 mod migrations;
 mod plan;
@@ -31,6 +32,7 @@ use slope_domain::OrgId;
 pub use access::*;
 pub use batches::*;
 pub use error::StoreError;
+pub use invitations::*;
 pub use metrics::*;
 #[doc(hidden)]
 pub use migrations::{carried_checksum, superseded_checksums};

@@ -5,7 +5,7 @@ use axum::extract::State;
 use axum::response::IntoResponse;
 use serde::Deserialize;
 use slope_domain::*;
-use slope_service::{CreatedToken, Services};
+use slope_service::{CreatedInvitation, CreatedToken, MemberChange, Services};
 use utoipa::IntoParams;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -18,6 +18,8 @@ pub(crate) fn routes() -> OpenApiRouter<Services> {
         .routes(routes!(me))
         .routes(routes!(list_members, put_member))
         .routes(routes!(remove_member))
+        .routes(routes!(list_invitations))
+        .routes(routes!(revoke_invitation))
         .routes(routes!(list_units, put_unit))
         .routes(routes!(list_tokens, create_token))
         .routes(routes!(revoke_token))
@@ -56,10 +58,13 @@ async fn list_members(State(s): State<Services>, Caller(actor): Caller) -> ApiRe
     Ok(Json(s.access.members(&actor).await?))
 }
 
-/// Adds a member, or changes a member's role and squads.
+/// Changes a member's role and squads, or invites a new member.
 ///
-/// The member is named by e-mail address; an account that does not exist yet is created, with the
-/// password when one is given. Only admins may do this.
+/// The member is named by e-mail address. An address that is already a member gets the role and squads
+/// at once (200). Any other address is invited (202): the answer carries the invitation's secret and the
+/// path of the page where its holder accepts, shown this once; the account joins only when they accept,
+/// with their account's password or, for an address with no account yet, a new one. The answer is the
+/// same whether or not the address has an account. Only admins may do this.
 #[utoipa::path(
     put,
     path = "/members",
@@ -67,6 +72,7 @@ async fn list_members(State(s): State<Services>, Caller(actor): Caller) -> ApiRe
     request_body = MemberInput,
     responses(
         (status = 200, description = "The member as stored.", body = Member),
+        (status = 202, description = "The address is invited; the secret is shown this once.", body = CreatedInvitation),
         BodyErrors,
     ),
     security(("bearer" = []), ("session" = []))
@@ -75,8 +81,51 @@ async fn put_member(
     State(s): State<Services>,
     Caller(actor): Caller,
     Body(input): Body<MemberInput>,
-) -> ApiResult<Json<Member>> {
-    Ok(Json(s.access.put_member(&actor, &input).await?))
+) -> ApiResult<axum::response::Response> {
+    Ok(match s.access.put_member(&actor, &input).await? {
+        MemberChange::Saved(member) => Json(member).into_response(),
+        MemberChange::Invited(invitation) => (axum::http::StatusCode::ACCEPTED, Json(invitation)).into_response(),
+    })
+}
+
+/// Lists the organisation's invitations, newest first.
+///
+/// Open, accepted, revoked and expired ones alike; their secrets are not kept. Only admins may do this.
+#[utoipa::path(
+    get,
+    path = "/invitations",
+    tag = "access",
+    responses(
+        (status = 200, description = "The organisation's invitations.", body = Vec<Invitation>),
+        AuthErrors,
+    ),
+    security(("bearer" = []), ("session" = []))
+)]
+async fn list_invitations(State(s): State<Services>, Caller(actor): Caller) -> ApiResult<Json<Vec<Invitation>>> {
+    Ok(Json(s.access.invitations(&actor).await?))
+}
+
+/// Revokes an open invitation.
+///
+/// Its link stops working at once. An invitation already accepted or revoked is refused (422). Only
+/// admins may do this.
+#[utoipa::path(
+    post,
+    path = "/invitations/{id}/revoke",
+    tag = "access",
+    params(("id" = i64, Path, description = "The invitation's id.")),
+    responses(
+        (status = 200, description = "The invitation, revoked.", body = Invitation),
+        CheckedErrors,
+    ),
+    security(("bearer" = []), ("session" = []))
+)]
+async fn revoke_invitation(
+    State(s): State<Services>,
+    Caller(actor): Caller,
+    Id(id): Id,
+) -> ApiResult<Json<Invitation>> {
+    Ok(Json(s.access.revoke_invitation(&actor, id).await?))
 }
 
 /// Removes a member from the organisation.

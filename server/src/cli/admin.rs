@@ -96,7 +96,13 @@ pub async fn run_admin(config: Config, command: AdminCommand) -> Result<(), Stri
             let known_account = access.account_exists(&email).await.map_err(show)?;
             let password = if known_account { None } else { Some(read_password("Password for the new account")?) };
             let input = MemberInput { email, name, role, squads, password };
-            let member = access.put_member(&actor, &input).await.map_err(show)?;
+            // The command line acts as the system, which adds directly rather than inviting.
+            let member = access
+                .put_member(&actor, &input)
+                .await
+                .map_err(show)?
+                .saved()
+                .ok_or("the member was invited instead of added")?;
             let verb = if exists { "is now" } else { "joined as" };
             println!("{} {verb} {} of organisation {org}", member.email, member.role);
         }
