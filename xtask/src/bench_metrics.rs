@@ -576,7 +576,7 @@ pub(super) fn days_since_epoch() -> i64 {
 }
 
 /// Days since 1970-01-01 as a civil date (Howard Hinnant's algorithm), so that xtask needs no date crate.
-fn civil(days: i64) -> (i64, u32, u32) {
+pub(super) fn civil(days: i64) -> (i64, u32, u32) {
     let z = days + 719_468;
     let era = z.div_euclid(146_097);
     let doe = z - era * 146_097;

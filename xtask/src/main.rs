@@ -9,6 +9,8 @@
 //! - `cargo xtask bench`: the season page benchmark, bundle size and memory (see BENCHMARKS.md).
 //! - `cargo xtask bench-contention [--events N] [--no-build]`: sign-in and check-in latency during a large
 //!   ingest, against the idle server
+//! - `cargo xtask soak [--minutes N] [--postgres ADMIN_URL] [--no-build]`: mixed traffic for N minutes on
+//!   SQLite, or on PostgreSQL with two servers, then a check that nothing was lost (see `soak.rs`)
 //! - `cargo xtask bench-metrics [--events N] [--skip-python] [--no-build]`: the loop-metrics engine
 //!   against DuckDB and lifetimes (see `bench_metrics.rs`).
 //! - `cargo xtask bench-runner [--skip-python] [--threads N]`: the runner's SFT training speed and
@@ -28,6 +30,7 @@ mod bench_contention;
 mod bench_metrics;
 mod bench_runner;
 mod pretrain;
+mod soak;
 
 /// Must equal the `wasm-bindgen` version pinned in the workspace `Cargo.toml`.
 const WASM_BINDGEN_VERSION: &str = "0.2.130";
@@ -47,12 +50,13 @@ fn main() -> ExitCode {
         Some("bench") => bench(),
         Some("bench-metrics") => bench_metrics::bench_metrics(&args[1..]),
         Some("bench-contention") => bench_contention::bench_contention(&args[1..]),
+        Some("soak") => soak::soak(&args[1..]),
         Some("bench-runner") => bench_runner::bench_runner(&args[1..]),
         Some("pretrain") => pretrain::pretrain(&args[1..]),
         Some("openapi") => openapi(),
         _ => {
             eprintln!(
-                "usage: cargo xtask <serve [--release] | test | build [--release] | setup | lint | bench | bench-metrics | bench-contention | bench-runner | pretrain | openapi>"
+                "usage: cargo xtask <serve [--release] | test | build [--release] | setup | lint | bench | bench-metrics | bench-contention | bench-runner | soak | pretrain | openapi>"
             );
             return ExitCode::from(2);
         }
