@@ -32,8 +32,8 @@ pub struct Recorded<E> {
     pub recomputed: Option<std::result::Result<(), E>>,
 }
 
-/// How many times a batch's writer runs outside the organisation's lock before its last attempt runs
-/// under it (each further attempt follows a race lost to another batch or a compaction of its loop).
+/// How many times a batch's writer runs at most: each attempt after the first follows a race lost to
+/// another batch or a compaction of its loop, and the last one runs under the organisation's lock.
 pub const WRITE_ATTEMPTS: usize = 3;
 
 /// How many times a batch's recomputation is planned and computed again after losing a race, before
@@ -227,8 +227,8 @@ impl Store {
     /// (to drop events already stored) outside any transaction; then, under the lock, enters the
     /// segment `write` produced in the manifest, provided the overlapping segments are still those it
     /// was handed. When another batch or a compaction changed them meanwhile, `write` runs again with
-    /// the new ones (the caller removes the file it wrote before); after [`WRITE_ATTEMPTS`] such races
-    /// the last attempt runs `write` under the lock, so a batch always ends. The outer error is
+    /// the new ones (the caller removes the file it wrote before); the last of [`WRITE_ATTEMPTS`]
+    /// attempts runs `write` under the lock, so a batch always ends. The outer error is
     /// storage's; the inner one is the writer's, in which case nothing is recorded.
     ///
     /// Once the batch is committed, `recompute` plans from the loop's segments still to materialise

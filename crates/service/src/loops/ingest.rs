@@ -265,13 +265,18 @@ impl Loops {
                 })
             }
         };
-        let recorded = self.store.record_and_recompute(org, &batch, write, recompute).await??;
-        // An identical batch of another server committed while this one wrote: its file is not named.
+        let recorded = self.store.record_and_recompute(org, &batch, write, recompute).await;
+        // The file of the last attempt is not named when the batch was refused at the end (a key reused
+        // for other content) or an identical batch of another server committed while this one wrote.
+        let named = match &recorded {
+            Ok(Ok(recorded)) => recorded.segment.as_ref().map(|s| s.path.clone()),
+            _ => None,
+        };
         let unnamed = last_written.lock().unwrap_or_else(|p| p.into_inner()).take();
-        if let Some(path) = unnamed.filter(|path| recorded.segment.as_ref().is_none_or(|s| &s.path != path)) {
+        if let Some(path) = unnamed.filter(|path| named.as_ref() != Some(path)) {
             discard(&self.segments, &path).await;
         }
-        Ok(recorded)
+        recorded?
     }
 }
 
