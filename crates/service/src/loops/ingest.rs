@@ -189,13 +189,20 @@ impl Loops {
         stream: &str,
         idempotency_key: Option<&str>,
         content_hash: &str,
-        mut rows: Rows,
+        rows: Rows,
         within_batch: i64,
         fetched: Fetched,
         recompute: &mut R,
     ) -> Result<Recorded<R::Error>> {
-        rows.sort();
-        let range = rows.range();
+        // Sorting millions of rows takes a good part of a second: on an async thread it would stall
+        // every request scheduled behind it (sign-ins, with their many awaits, most of all).
+        let (rows, range) = blocking("sorting a batch", move || {
+            let mut rows = rows;
+            rows.sort();
+            let range = rows.range();
+            Ok((rows, range))
+        })
+        .await?;
         if let Some((first, last)) = range {
             let span = (last - first).num_days();
             let most = self.limits.max_span_days.max(1);
@@ -219,6 +226,7 @@ impl Loops {
         // loop commits an overlapping segment meanwhile, so it shares the rows rather than owning them,
         // and removes the file of its earlier attempt, which the manifest will never name.
         let rows = Arc::new(rows);
+        let kept = rows.clone();
         let segments = self.segments.clone();
         let path_stream = stream.to_owned();
         let hash_prefix = content_hash[..16].to_owned();
@@ -266,6 +274,9 @@ impl Loops {
             }
         };
         let recorded = self.store.record_and_recompute(org, &batch, write, recompute).await;
+        // The writer is gone, so this is the rows' last holder: millions of strings are freed on the
+        // blocking pool, not on an async thread.
+        tokio::task::spawn_blocking(move || drop(kept));
         // The file of the last attempt is not named when the batch was refused at the end (a key reused
         // for other content) or an identical batch of another server committed while this one wrote.
         let named = match &recorded {
@@ -313,7 +324,7 @@ impl Recomputation for BatchMetrics {
 /// The body decompressed and its content hash, on the blocking pool: gunzip and SHA-256 of hundreds of
 /// megabytes would otherwise hold an async thread for seconds.
 async fn unpack(input: &BatchInput<'_>) -> Result<(Vec<u8>, String)> {
-    let (raw, gzip) = (input.body.to_vec(), input.gzip);
+    let (raw, gzip) = (owned(input.body).await, input.gzip);
     let unpacked = tokio::task::spawn_blocking(move || -> Result<(Vec<u8>, String)> {
         let body = if gzip { gunzip(&raw)? } else { raw };
         if body.len() > MAX_BATCH_BYTES {
@@ -330,6 +341,17 @@ async fn unpack(input: &BatchInput<'_>) -> Result<(Vec<u8>, String)> {
     })
     .await;
     unpacked.map_err(|e| crate::error::internal("unpacking a batch", e))?
+}
+
+/// A copy of `body` for the blocking pool, made in 8 MiB slices with a yield between them: a body of
+/// hundreds of megabytes copied in one go would hold an async thread for a tenth of a second.
+async fn owned(body: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(body.len());
+    for slice in body.chunks(8 << 20) {
+        out.extend_from_slice(slice);
+        tokio::task::yield_now().await;
+    }
+    out
 }
 
 /// The SHA-256 of a batch body, in hex: how a byte-identical retry is recognised.
