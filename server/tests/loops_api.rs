@@ -292,17 +292,32 @@ async fn ingest_is_authorized_before_its_body_is_read_and_limited_in_concurrency
 
     // An admitted sender holds its organisation's one place while its body trickles in; a second batch
     // meanwhile is told to come back, with Retry-After, and is taken once the first is answered.
-    let mut slow = RawRequest::start(&server, Some(&server.token), first.len(), &first[..10]).await;
-    let mut busy = None;
-    for _ in 0..100 {
-        let answer = server.ingest("other", &[("Content-Type", NDJSON)], first.clone()).await;
-        if answer.status == 429 {
-            busy = Some(answer);
+    // The slow sender must be admitted first: when a second batch reaches the server before its
+    // headers do, it is the slow one that is told to come back, so that round starts again.
+    let (mut slow, mut busy) = (None, None);
+    for _ in 0..10 {
+        let mut sender = RawRequest::start(&server, Some(&server.token), first.len(), &first[..10]).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        for _ in 0..20 {
+            let answer = server.ingest("other", &[("Content-Type", NDJSON)], first.clone()).await;
+            if answer.status == 429 {
+                busy = Some(answer);
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        if busy.is_some() {
+            slow = Some(sender);
             break;
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        let refused = tokio::time::timeout(Duration::from_secs(5), sender.answer()).await;
+        assert!(
+            refused.as_deref().is_ok_and(|a| a.starts_with("HTTP/1.1 429")),
+            "a sender holding no place was told to come back: {refused:?}"
+        );
     }
     let busy = busy.expect("a second batch is refused while the first holds the organisation's place");
+    let mut slow = slow.expect("the slow sender holds the place");
     let body: Value = serde_json::from_str(&busy.text).expect("a JSON error");
     assert_eq!(body["error"]["code"], "busy", "{body}");
     slow.send(&first[10..]).await;
