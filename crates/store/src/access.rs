@@ -44,7 +44,7 @@ pub struct SessionRecord {
 }
 
 #[derive(sqlx::FromRow)]
-struct MemberRow {
+pub(crate) struct MemberRow {
     user_id: i64,
     email: String,
     name: String,
@@ -111,7 +111,7 @@ struct AuditRow {
 /// A session joined with its account and membership: user id, e-mail, organisation, role, squads.
 type SessionRow = (i64, String, i64, String, Json<Vec<i64>>);
 
-const MEMBER_COLUMNS: &str = "SELECT m.user_id, u.email, u.name, m.role, m.squads, m.version FROM memberships m JOIN users u ON u.id = m.user_id";
+pub(crate) const MEMBER_COLUMNS: &str = "SELECT m.user_id, u.email, u.name, m.role, m.squads, m.version FROM memberships m JOIN users u ON u.id = m.user_id";
 
 impl Store {
     // ---- organisations -------------------------------------------------------------------------
@@ -481,6 +481,6 @@ impl Store {
     }
 }
 
-fn to_json<T: serde::Serialize>(value: &T) -> Result<serde_json::Value> {
+pub(crate) fn to_json<T: serde::Serialize>(value: &T) -> Result<serde_json::Value> {
     serde_json::to_value(value).map_err(StoreError::corrupt)
 }

@@ -6,6 +6,7 @@ use sqlx::types::Json;
 
 use slope_domain::*;
 
+use crate::access::{MEMBER_COLUMNS, MemberRow, to_json};
 use crate::plan::audit;
 use crate::{Result, Store, StoreError, in_tx, on_db};
 
@@ -67,27 +68,6 @@ impl Inviter {
     fn label(&self) -> String {
         self.label.clone()
     }
-}
-
-fn to_json<T: serde::Serialize>(value: &T) -> Result<serde_json::Value> {
-    serde_json::to_value(value).map_err(StoreError::corrupt)
-}
-
-const MEMBER_COLUMNS: &str = "SELECT m.user_id, u.email, u.name, m.role, m.squads, m.version FROM memberships m JOIN users u ON u.id = m.user_id";
-
-/// A membership as [`MEMBER_COLUMNS`] selects it.
-type MemberTuple = (i64, String, String, String, Json<Vec<i64>>, i64);
-
-fn member_of(row: MemberTuple) -> Result<Member> {
-    let (user_id, email, name, role, squads, version) = row;
-    Ok(Member {
-        user_id: UserId(user_id),
-        email,
-        name,
-        role: role.parse().map_err(StoreError::corrupt)?,
-        squads: squads.0.into_iter().map(SquadId).collect(),
-        version: Version(version),
-    })
 }
 
 impl Store {
@@ -212,8 +192,8 @@ impl Store {
                 squads.extend(known);
             }
             let sql = format!("{MEMBER_COLUMNS} WHERE m.org_id = $1 AND m.user_id = $2");
-            let before: Option<MemberTuple> = sqlx::query_as(&sql).bind(org.0).bind(user).fetch_optional(&mut *tx).await?;
-            let before = before.map(member_of).transpose()?;
+            let before: Option<MemberRow> = sqlx::query_as(&sql).bind(org.0).bind(user).fetch_optional(&mut *tx).await?;
+            let before = before.map(Member::try_from).transpose()?;
             sqlx::query(
                 "INSERT INTO memberships (org_id, user_id, role, squads, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $5)
                  ON CONFLICT (org_id, user_id) DO UPDATE SET role = excluded.role, squads = excluded.squads,
@@ -221,8 +201,8 @@ impl Store {
             )
             .bind(org.0).bind(user).bind(invitation.role.as_str()).bind(Json(&squads)).bind(now)
             .execute(&mut *tx).await?;
-            let after: MemberTuple = sqlx::query_as(&sql).bind(org.0).bind(user).fetch_one(&mut *tx).await?;
-            let after = member_of(after)?;
+            let after: MemberRow = sqlx::query_as(&sql).bind(org.0).bind(user).fetch_one(&mut *tx).await?;
+            let after = Member::try_from(after)?;
             let inviter = Inviter { org, label: inviter };
             audit!(tx, inviter, "membership", user, now, before.as_ref().map(to_json).transpose()?, Some(to_json(&after)?));
             Ok((org, after))
@@ -234,8 +214,8 @@ impl Store {
     /// The organisation's member with this (lower-cased) address, if it is one.
     pub async fn member_by_email(&self, org: OrgId, email: &str) -> Result<Option<Member>> {
         let sql = format!("{MEMBER_COLUMNS} WHERE m.org_id = $1 AND u.email = $2");
-        let row: Option<MemberTuple> =
+        let row: Option<MemberRow> =
             on_db!(self, db => sqlx::query_as(&sql).bind(org.0).bind(email).fetch_optional(db).await?);
-        row.map(member_of).transpose()
+        row.map(Member::try_from).transpose()
     }
 }
