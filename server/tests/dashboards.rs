@@ -1,17 +1,28 @@
 //! Black-box tests of the squad dashboard API: each goal of a squad with its key result, the linked
 //! metric's series and the forecast of the goal's measure at its end date.
 //!
-//! The metric is a pushed one whose points form a rising line, dated in the past (March and April
-//! 2026), so that no answer depends on the day the tests run.
+//! The metric is a pushed one whose points form a rising line ending today, and the goals end a month
+//! from today: a goal's forecast is of a date still ahead, and an ended goal's outcome is tested apart
+//! on points dated in the past (March and April 2026), so no answer depends on the day the tests run.
 
 mod common;
 
-use chrono::{Duration, NaiveDate};
+use chrono::{Datelike, Duration, NaiveDate};
 use common::{Scratch, Server, key_result_fed_by, season_with_key_result};
 use serde_json::{Value, json};
 
 const METRIC: &str = "eval.f1";
-const GOAL_ENDS: &str = "2026-05-31";
+
+/// Today, as the server will see it (a test crossing midnight UTC would see a day more, which moves
+/// nothing asserted here by more than the tolerances).
+fn today() -> NaiveDate {
+    chrono::Utc::now().date_naive()
+}
+
+/// The goals' end date: a month after the last point.
+fn goal_ends() -> String {
+    (today() + Duration::days(30)).to_string()
+}
 
 fn day(text: &str) -> NaiveDate {
     NaiveDate::parse_from_str(text, "%Y-%m-%d").unwrap_or_else(|e| panic!("{text:?} is not a date: {e}"))
@@ -25,8 +36,11 @@ fn id_of(entity: &Value) -> i64 {
     entity["id"].as_i64().unwrap_or_else(|| panic!("no id in {entity}"))
 }
 
-/// The first point's day, and the line the points follow (before their small alternating scatter).
-const FIRST: &str = "2026-03-02";
+/// The first point's day (57 days ago, so the twentieth point three days apart is today), and the line
+/// the points follow (before their small alternating scatter).
+fn first() -> NaiveDate {
+    today() - Duration::days(57)
+}
 fn line(days: i64) -> f64 {
     0.5 + 0.002 * days as f64
 }
@@ -40,7 +54,7 @@ async fn push_rising_line(server: &Server) {
     let points: Vec<Value> = (0..20)
         .map(|i| {
             let days = 3 * i;
-            let at = day(FIRST) + Duration::days(days);
+            let at = first() + Duration::days(days);
             let scatter = if i % 2 == 0 { 0.003 } else { -0.003 };
             json!({ "at": format!("{at}T12:00:00Z"), "value": line(days) + scatter })
         })
@@ -50,9 +64,46 @@ async fn push_rising_line(server: &Server) {
     assert_eq!(series["points"].as_array().map(Vec::len), Some(20), "{series}");
 }
 
+/// A season running from two months ago to two months ahead, an objective in today's quarter and a key
+/// result fed by `metric` (target 1: clearly missed): the common helper's season lies in the first half of
+/// 2026, and a goal still running must lie inside its season.
+async fn season_around_today(server: &Server, metric: &str) -> (i64, i64) {
+    let season = server
+        .post(
+            "/api/v1/seasons",
+            &json!({
+                "name": "Loops now",
+                "thesis": "Agents replace forms",
+                "problems": ["Clinicians type too much"],
+                "winning": "Half of all notes drafted by agents",
+                "starts_on": (today() - Duration::days(60)).to_string(),
+                "ends_on": (today() + Duration::days(60)).to_string(),
+                "slope_target": 0.2,
+            }),
+        )
+        .await
+        .expect(201);
+    let quarter = format!("{}-Q{}", today().year(), today().month0() / 3 + 1);
+    let objective = server
+        .post(
+            &format!("/api/v1/seasons/{}/objectives", season["id"]),
+            &json!({ "quarter": quarter, "title": "Clinicians trust the drafts", "commitment": "committed" }),
+        )
+        .await
+        .expect(201);
+    let key_result = server
+        .post(
+            &format!("/api/v1/objectives/{}/key-results", objective["id"]),
+            &json!({ "title": "Drafts accepted", "kind": "increase-to", "start": 0, "target": 1, "metric": metric }),
+        )
+        .await
+        .expect(201);
+    (id_of(&season), id_of(&key_result))
+}
+
 /// A season, an objective, a key result fed by the metric (target 1: clearly missed) and a squad.
 async fn plan(server: &Server) -> (i64, i64, i64) {
-    let (season, key_result) = key_result_fed_by(server, METRIC).await;
+    let (season, key_result) = season_around_today(server, METRIC).await;
     let squad = server
         .post("/api/v1/squads", &json!({ "name": "Drafts squad", "unit": "Clinical", "capacity": 12 }))
         .await
@@ -60,12 +111,30 @@ async fn plan(server: &Server) -> (i64, i64, i64) {
     (season, key_result, id_of(&squad))
 }
 
+/// A goal of the common helper's season (the first half of 2026), ended before today.
 async fn goal(server: &Server, squad: i64, key_result: i64, title: &str, measure: Value) -> i64 {
+    goal_between(server, squad, key_result, title, measure, ("2026-04-20", "2026-05-31")).await
+}
+
+/// A goal running from ten days ago to a month ahead, in [`season_around_today`]'s season.
+async fn running_goal(server: &Server, squad: i64, key_result: i64, title: &str, measure: Value) -> i64 {
+    let (starts, ends) = ((today() - Duration::days(10)).to_string(), goal_ends());
+    goal_between(server, squad, key_result, title, measure, (&starts, &ends)).await
+}
+
+async fn goal_between(
+    server: &Server,
+    squad: i64,
+    key_result: i64,
+    title: &str,
+    measure: Value,
+    (starts_on, ends_on): (&str, &str),
+) -> i64 {
     let mut body = json!({
         "key_result_id": key_result,
         "title": title,
-        "starts_on": "2026-04-20",
-        "ends_on": GOAL_ENDS,
+        "starts_on": starts_on,
+        "ends_on": ends_on,
         "investment": "snapshot",
         "planned_capacity": 2,
     });
@@ -89,7 +158,7 @@ async fn forecasts_each_goal_from_its_metric_trend() {
     push_rising_line(&server).await;
     let (season, key_result, squad) = plan(&server).await;
 
-    let beats = goal(
+    let beats = running_goal(
         &server,
         squad,
         key_result,
@@ -97,7 +166,7 @@ async fn forecasts_each_goal_from_its_metric_trend() {
         json!({ "kind": "increase-to", "start": 0.5, "target": 0.6, "metric": METRIC }),
     )
     .await;
-    let misses = goal(
+    let misses = running_goal(
         &server,
         squad,
         key_result,
@@ -106,7 +175,7 @@ async fn forecasts_each_goal_from_its_metric_trend() {
     )
     .await;
     // A milestone goal without a metric of its own is forecast on its key result's metric and measure.
-    let milestone = goal(&server, squad, key_result, "Ship the drafts", json!({ "kind": "milestone" })).await;
+    let milestone = running_goal(&server, squad, key_result, "Ship the drafts", json!({ "kind": "milestone" })).await;
 
     let dashboard = server.get(&format!("/api/v1/squads/{squad}/dashboard?season={season}")).await.expect(200);
     assert_eq!(dashboard["squad"]["id"], squad, "{dashboard}");
@@ -116,14 +185,15 @@ async fn forecasts_each_goal_from_its_metric_trend() {
     let current = server.get(&format!("/api/v1/squads/{squad}/dashboard")).await.expect(200);
     assert_eq!(current["goals"], dashboard["goals"], "the only season is the default");
 
-    let expected = line((day(GOAL_ENDS) - day(FIRST)).num_days());
+    let expected = line((day(&goal_ends()) - first()).num_days());
     for (id, probability_above) in [(beats, true), (misses, false), (milestone, false)] {
         let g = goal_of(&dashboard, id);
         assert_eq!(g["key_result"]["id"], key_result, "{g}");
         assert_eq!(g["series"]["metric"]["key"], METRIC, "{g}");
         assert_eq!(g["series"]["points"].as_array().map(Vec::len), Some(20), "{g}");
         let f = &g["forecast"];
-        assert_eq!(f["on"], GOAL_ENDS, "{g}");
+        assert_eq!(f["on"], goal_ends(), "{g}");
+        assert_eq!(g["outcome"], Value::Null, "a goal still running has no outcome: {g}");
         let value = number(&f["value"], "the forecast value");
         let (low, high) = (number(&f["low"], "low"), number(&f["high"], "high"));
         assert!((value - expected).abs() < 0.01, "forecast {value}, the line gives {expected}: {f}");
@@ -156,6 +226,206 @@ async fn forecasts_each_goal_from_its_metric_trend() {
 
     server.get("/api/v1/squads/999999/dashboard").await.expect(404);
     server.get(&format!("/api/v1/squads/{squad}/dashboard?season=999999")).await.expect(404);
+}
+
+/// A goal that ended in the past shows its outcome, the last reading by its end date, and no forecast;
+/// a metric that fell for months and has since recovered is forecast from where it is now.
+#[tokio::test]
+async fn ended_goals_show_their_outcome_and_forecasts_follow_the_present() {
+    let scratch = Scratch::new("dashboards");
+    let server = Server::start(&scratch.0, &[]);
+    server
+        .post("/api/v1/metrics", &json!({ "key": METRIC, "name": "Eval F1", "kind": "eval-score" }))
+        .await
+        .expect(201);
+    // Daily for 120 days up to today: from 0.60 down to 0.30 over 100 days, then back up to about 0.56.
+    let points: Vec<Value> = (0..120)
+        .map(|i| {
+            let at = today() - Duration::days(119 - i);
+            let value = if i < 100 { 0.60 - 0.003 * i as f64 } else { 0.30 + 0.013 * (i - 99) as f64 };
+            let scatter = if i % 2 == 0 { 0.004 } else { -0.004 };
+            json!({ "at": format!("{at}T12:00:00Z"), "value": value + scatter })
+        })
+        .collect();
+    server.post(&format!("/api/v1/metrics/{METRIC}/points"), &json!({ "points": points })).await.expect(200);
+    let (season, key_result, squad) = plan(&server).await;
+    let running = running_goal(
+        &server,
+        squad,
+        key_result,
+        "Hold 0.5",
+        json!({ "kind": "increase-to", "start": 0.3, "target": 0.5, "metric": METRIC }),
+    )
+    .await;
+    // A goal of the same season that ended 20 days ago, when the metric stood near 0.30.
+    let ended = server
+        .post(
+            &format!("/api/v1/squads/{squad}/goals"),
+            &json!({
+                "key_result_id": key_result, "title": "Reach 0.45 by November",
+                "starts_on": (today() - Duration::days(55)).to_string(),
+                "ends_on": (today() - Duration::days(20)).to_string(),
+                "investment": "snapshot", "planned_capacity": 2,
+                "kind": "increase-to", "start": 0.4, "target": 0.45, "metric": METRIC,
+            }),
+        )
+        .await
+        .expect(201);
+    let ended = id_of(&ended);
+
+    let dashboard = server.get(&format!("/api/v1/squads/{squad}/dashboard?season={season}")).await.expect(200);
+    let g = goal_of(&dashboard, ended);
+    assert_eq!(g["forecast"], Value::Null, "an ended goal is not forecast: {g}");
+    let o = &g["outcome"];
+    assert_eq!(o["on"], (today() - Duration::days(20)).to_string(), "{o}");
+    assert_eq!(o["met"], false, "{o}");
+    assert_eq!(o["reading"]["on"], (today() - Duration::days(20)).to_string(), "the last reading by the end: {o}");
+    assert!(o["summary"].as_str().is_some_and(|s| s.contains("missed")), "{o}");
+
+    let g = goal_of(&dashboard, running);
+    assert_eq!(g["outcome"], Value::Null, "{g}");
+    let f = &g["forecast"];
+    let value = number(&f["value"], "the forecast value");
+    assert!(value > 0.5, "forecast from the recovery, not the months of decline: {f}");
+    assert_eq!(f["outlook"], "on-track", "{f}");
+    assert!(number(&f["latest"]["value"], "the latest reading") > 0.55, "{f}");
+
+    let page = server.get(&format!("/squads/{squad}/dashboard")).await;
+    assert_eq!(page.status, 200, "{}", page.text);
+    assert!(page.text.contains("goal-outcome missed"), "the page shows the ended goal's outcome: {}", page.text);
+}
+
+/// The season dashboard's outlook: each key result at its quarter's end, from its metric or its
+/// check-ins, and the objective and season rolled up by simulation.
+#[tokio::test]
+async fn the_season_dashboard_forecasts_each_key_result_and_rolls_them_up() {
+    let scratch = Scratch::new("dashboards");
+    let server = Server::start(&scratch.0, &[]);
+    push_rising_line(&server).await;
+    let (season, fed) = season_around_today(&server, METRIC).await;
+    let objective = server.get(&format!("/api/v1/key-results/{fed}")).await.expect(200)["key_result"]["objective_id"]
+        .as_i64()
+        .expect("an objective id");
+    // A second key result, not fed by a metric, with one check-in: too little for a trend.
+    let checked = server
+        .post(
+            &format!("/api/v1/objectives/{objective}/key-results"),
+            &json!({ "title": "Clinics onboarded", "kind": "increase-to", "start": 0, "target": 10 }),
+        )
+        .await
+        .expect(201);
+    let checked = id_of(&checked);
+    server
+        .post(&format!("/api/v1/key-results/{checked}/check-ins"), &json!({ "value": 4, "author": "Ana" }))
+        .await
+        .expect(201);
+
+    let dashboard = server.get(&format!("/api/v1/seasons/{season}/dashboard")).await.expect(200);
+    let outlook = &dashboard["outlook"];
+    let kr = |id: i64| {
+        outlook["key_results"]
+            .as_array()
+            .and_then(|all| all.iter().find(|k| k["key_result_id"] == id))
+            .unwrap_or_else(|| panic!("no key result {id} in {outlook}"))
+            .clone()
+    };
+    let quarter_end = {
+        let (year, q) = (today().year(), today().month0() / 3 + 1);
+        let next =
+            if q == 4 { NaiveDate::from_ymd_opt(year + 1, 1, 1) } else { NaiveDate::from_ymd_opt(year, 3 * q + 1, 1) };
+        next.expect("a valid date").pred_opt().expect("a day before")
+    };
+    let f = kr(fed);
+    assert_eq!((&f["evidence"], &f["ends_on"]), (&json!("metric"), &json!(quarter_end.to_string())), "{f}");
+    let forecast = &f["forecast"];
+    let value = number(&forecast["value"], "the forecast value");
+    let expected = line((quarter_end - first()).num_days());
+    assert!((value - expected).abs() < 0.01, "forecast {value}, the line gives {expected}: {forecast}");
+    assert!(number(&forecast["probability"], "the probability") < 0.05, "target 1 is far off: {forecast}");
+    assert_eq!(outlook["least_likely"], json!([fed]), "{outlook}");
+    // The drawn score of the fed key result is about its forecast value (start 0, target 1).
+    assert!((number(&f["expected_score"], "expected score") - value).abs() < 0.02, "{f}");
+
+    let c = kr(checked);
+    assert_eq!(
+        (&c["evidence"], &c["forecast"], &c["outcome"]),
+        (&json!("check-ins"), &Value::Null, &Value::Null),
+        "{c}"
+    );
+    assert!((number(&c["expected_score"], "expected score") - 0.4).abs() < 1e-9, "its current score: {c}");
+
+    let o = &outlook["objectives"][0]["score"];
+    let mean = (number(&f["expected_score"], "fed") + number(&c["expected_score"], "checked")) / 2.0;
+    assert!((number(&o["expected"], "the objective's expected score") - mean).abs() < 1e-9, "{o}");
+    assert_eq!(o["probability"], 0.0, "a committed objective needs both key results all the way: {o}");
+    assert_eq!(outlook["season"], *o, "one objective is the season: {outlook}");
+    assert_eq!(outlook["draws"], 4000);
+
+    let page = server.get(&format!("/seasons/{season}/dashboard")).await;
+    assert_eq!(page.status, 200, "{}", page.text);
+    for needle in ["Where the season is heading", "Least likely to land", "too little evidence (check-ins)"] {
+        assert!(page.text.contains(needle), "the dashboard shows {needle:?}: {}", page.text);
+    }
+}
+
+/// Once a season is closed its key results have ended, and the check-ins' confidence is scored against
+/// whether each was met.
+#[tokio::test]
+async fn a_closed_season_scores_the_confidence_of_its_check_ins() {
+    let scratch = Scratch::new("dashboards");
+    let server = Server::start(&scratch.0, &[]);
+    let (season, _) = season_around_today(&server, "").await;
+    let before = server.get(&format!("/api/v1/seasons/{season}/dashboard")).await.expect(200);
+    assert_eq!(before["calibration"]["season"], Value::Null, "nothing has ended: {}", before["calibration"]);
+    let objective =
+        server.get(&format!("/api/v1/seasons/{season}/tree")).await.expect(200)["objectives"][0]["objective"]["id"]
+            .as_i64()
+            .expect("an objective id");
+    // Met, said 80 % and then 90 %; missed, said 70 %.
+    for (title, value, confidences) in [("Clinics onboarded", 10, vec![0.8, 0.9]), ("Notes drafted", 3, vec![0.7])] {
+        let kr = server
+            .post(
+                &format!("/api/v1/objectives/{objective}/key-results"),
+                &json!({ "title": title, "kind": "increase-to", "start": 0, "target": 10 }),
+            )
+            .await
+            .expect(201);
+        for confidence in confidences {
+            server
+                .post(
+                    &format!("/api/v1/key-results/{}/check-ins", id_of(&kr)),
+                    &json!({ "value": value, "confidence": confidence, "author": "Ana" }),
+                )
+                .await
+                .expect(201);
+        }
+    }
+    let transition = format!("/api/v1/seasons/{season}/transition");
+    let version = server.get(&format!("/api/v1/seasons/{season}")).await.expect(200)["version"].clone();
+    let active = server.post(&transition, &json!({ "version": version, "to": "active" })).await.expect(200);
+    let retrospective = "Onboarding landed; drafting did not, and we knew it late.";
+    server
+        .post(&transition, &json!({ "version": active["version"], "to": "closed", "retrospective": retrospective }))
+        .await
+        .expect(200);
+
+    let dashboard = server.get(&format!("/api/v1/seasons/{season}/dashboard")).await.expect(200);
+    let c = &dashboard["calibration"];
+    // The first key result of the helper (no check-ins) and the two above have ended.
+    assert_eq!(c["ended_key_results"], 3, "{c}");
+    assert_eq!(c["check_ins"], 3, "{c}");
+    // ((0.8 − 1)² + (0.9 − 1)² + (0.7 − 0)²) / 3 = (0.04 + 0.01 + 0.49) / 3 = 0.18.
+    let brier = number(&c["season"]["brier"], "the season's Brier score");
+    assert!((brier - 0.18).abs() < 1e-9, "{c}");
+    assert_eq!(c["by_person"][0]["subject"], "Ana", "{c}");
+    assert_eq!(c["reliability"].as_array().map(Vec::len), Some(5), "{c}");
+    assert_eq!(c["reliability"][4]["count"], 2, "0.8 and 0.9 share the top bin: {c}");
+    // The helper's key result was never checked in: silent.
+    assert!((number(&c["silent_share"], "the silent share") - 1.0 / 3.0).abs() < 1e-9, "{c}");
+
+    let page = server.get(&format!("/seasons/{season}/dashboard")).await;
+    assert!(page.text.contains("Brier score 0.180"), "the page shows the score: {}", page.text);
+    assert!(page.text.contains("Reliability diagram"), "{}", page.text);
 }
 
 #[tokio::test]

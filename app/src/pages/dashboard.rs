@@ -62,10 +62,20 @@ fn DashboardView(dashboard: SquadDashboard) -> impl IntoView {
 
 #[component]
 fn GoalPanel(goal: DashboardGoal, today: NaiveDate) -> impl IntoView {
-    let DashboardGoal { goal, key_result, measure, series, forecast } = goal;
+    let DashboardGoal { goal, key_result, measure, series, forecast, outcome: ended } = goal;
     let heading = format!("goal-{}-heading", goal.id);
     let labelled_by = heading.clone();
     let outcome = match (&series, &forecast) {
+        // A goal that has ended shows how it ended: a forecast of a past date would restate history.
+        (Some(_), _) if ended.is_some() => {
+            let o = ended.clone().expect("checked above");
+            let class = match o.met {
+                Some(true) => "goal-outcome met",
+                Some(false) => "goal-outcome missed",
+                None => "goal-outcome",
+            };
+            view! { <p class=class><strong>{o.summary}</strong></p> }.into_any()
+        }
         (None, _) => view! {
             <p class="empty">"Neither the goal nor its key result is fed by a metric, so there is nothing to forecast."</p>
         }
@@ -73,7 +83,7 @@ fn GoalPanel(goal: DashboardGoal, today: NaiveDate) -> impl IntoView {
         (Some(s), None) => view! {
             <p class="empty">
                 {format!(
-                    "{} has {} point(s): a forecast needs at least {MIN_TREND_POINTS}.",
+                    "{} has {} point(s): a forecast needs at least {MIN_TREND_POINTS} recent ones.",
                     s.metric.name,
                     s.points.len()
                 )}
@@ -183,7 +193,7 @@ fn ForecastChart(
         .filter(|f| f.on > last_day)
         .map(|f| {
             let t = &f.trend;
-            let q = student_t_quantile_975(t.degrees_of_freedom() as f64);
+            let q = student_t_quantile_975(t.degrees_of_freedom());
             let span = (f.on - last_day).num_days();
             (0..=12)
                 .map(|i| {

@@ -30,7 +30,7 @@ pub fn SeasonDashboardPage() -> impl IntoView {
 
 #[component]
 fn SeasonDashboardView(dashboard: SeasonDashboard) -> impl IntoView {
-    let SeasonDashboard { tree, today, metrics, confidence, signals } = dashboard;
+    let SeasonDashboard { tree, today, metrics, confidence, signals, outlook, calibration } = dashboard;
     let season = tree.season.clone();
     let sid = season.id;
     let title = format!("{} — dashboard", season.name);
@@ -90,6 +90,8 @@ fn SeasonDashboardView(dashboard: SeasonDashboard) -> impl IntoView {
             }}
         </section>
 
+        <OutlookPanel outlook/>
+
         <section class="grid-2">
             <div class="panel">
                 <h2>"Slope allocation against the target"</h2>
@@ -100,6 +102,8 @@ fn SeasonDashboardView(dashboard: SeasonDashboard) -> impl IntoView {
                 <ConfidenceChart points=confidence/>
             </div>
         </section>
+
+        <CalibrationPanel calibration/>
 
         <section aria-labelledby="metrics-heading">
             <h2 id="metrics-heading">"Metrics behind the plan"</h2>
@@ -113,6 +117,212 @@ fn SeasonDashboardView(dashboard: SeasonDashboard) -> impl IntoView {
                 }.into_any()
             }}
         </section>
+    }
+}
+
+/// Where the season is heading: its score at the end and the chance of meeting its expectation, each
+/// objective's, the key results least likely to land, and every key result's forecast or outcome.
+#[component]
+fn OutlookPanel(outlook: SeasonOutlook) -> impl IntoView {
+    let SeasonOutlook { draws, key_results, objectives, season, least_likely } = outlook;
+    let score = |s: &ScoreOutlook| {
+        format!(
+            "{} expected at the end (80 % interval {}–{}); {} chance of reaching the expected {}",
+            share_text(s.expected),
+            share_text(s.low),
+            share_text(s.high),
+            chance(s.probability),
+            share_text(s.expectation)
+        )
+    };
+    let headline = score(&season);
+    let objective_rows = objectives
+        .iter()
+        .map(|o| {
+            let text = score(&o.score);
+            view! { <tr><th scope="row">{o.title.clone()}</th><td>{text}</td></tr> }
+        })
+        .collect_view();
+    let least: Vec<KeyResultOutlook> =
+        least_likely.iter().filter_map(|id| key_results.iter().find(|k| k.key_result_id == *id).cloned()).collect();
+    let least_view = if least.is_empty() {
+        view! { <p class="empty">"No forecast key result is off its way: every one is on track, ended, or without a forecast."</p> }.into_any()
+    } else {
+        view! {
+            <ol class="least-likely">
+                {least.into_iter().map(|k| {
+                    let summary = k.forecast.as_ref().map(|f| f.summary.clone()).unwrap_or_default();
+                    view! { <li><a href=format!("/key-results/{}", k.key_result_id)>{k.title}</a>" — "{summary}</li> }
+                }).collect_view()}
+            </ol>
+        }
+        .into_any()
+    };
+    let kr_rows = key_results
+        .into_iter()
+        .map(|k| {
+            let (state, text) = match (&k.forecast, &k.outcome) {
+                (Some(f), _) => (f.outlook.map(|o| o.label()).unwrap_or("trend"), f.summary.clone()),
+                (_, Some(o)) => (
+                    match o.met {
+                        Some(true) => "met",
+                        Some(false) => "missed",
+                        None => "ended",
+                    },
+                    o.summary.clone(),
+                ),
+                _ => (
+                    "no forecast",
+                    format!("too little evidence ({}): counted at its current score", k.evidence.as_str()),
+                ),
+            };
+            view! {
+                <tr>
+                    <th scope="row"><a href=format!("/key-results/{}", k.key_result_id)>{k.title}</a></th>
+                    <td>{k.ends_on.to_string()}</td>
+                    <td>{k.evidence.as_str()}</td>
+                    <td class="kr-outlook">{state}</td>
+                    <td>{text}</td>
+                </tr>
+            }
+        })
+        .collect_view();
+    view! {
+        <section class="panel outlook" aria-labelledby="outlook-heading" id="outlook">
+            <h2 id="outlook-heading">"Where the season is heading"</h2>
+            <p class="outlook-season"><strong>{headline}</strong></p>
+            <p class="hint">
+                {format!(
+                    "Each key result is forecast at its quarter's end (or the season's, if sooner) from recent evidence: its metric, else its check-ins. \
+                     The objectives and the season are rolled up by simulation: {draws} draws read every forecast key result from its forecast distribution, \
+                     score it as the live tree does and average with the tree's weights. Ended key results count at their outcome; \
+                     those without a forecast at their current score."
+                )}
+            </p>
+            <h3>"Least likely to land"</h3>
+            {least_view}
+            <table class="outlook-objectives">
+                <caption class="sr-only">"Objectives at the end"</caption>
+                <thead><tr><th scope="col">"Objective"</th><th scope="col">"At the end"</th></tr></thead>
+                <tbody>{objective_rows}</tbody>
+            </table>
+            <table class="outlook-key-results">
+                <caption class="sr-only">"Key results at their end"</caption>
+                <thead><tr><th scope="col">"Key result"</th><th scope="col">"Ends"</th><th scope="col">"Evidence"</th><th scope="col">"Outlook"</th><th scope="col">"Forecast or outcome"</th></tr></thead>
+                <tbody>{kr_rows}</tbody>
+            </table>
+        </section>
+    }
+}
+
+/// How well the check-ins' confidence foretold the key results that ended: Brier scores and the
+/// reliability diagram (each confidence bin's mean against how often its key results were met).
+#[component]
+fn CalibrationPanel(calibration: Calibration) -> impl IntoView {
+    let Calibration { ended_key_results, check_ins, season, by_person, by_squad, reliability, silent_share, .. } =
+        calibration;
+    let body = match season {
+        None => view! {
+            <p class="empty">
+                {format!(
+                    "No key result of this season has ended with a check-in that stated a confidence ({ended_key_results} ended so far), \
+                     so there is nothing to calibrate yet."
+                )}
+            </p>
+        }
+        .into_any(),
+        Some(season) => {
+            let rows = |scores: Vec<BrierScore>| {
+                scores
+                    .into_iter()
+                    .map(|b| view! { <tr><th scope="row">{b.subject}</th><td>{format!("{:.3}", b.brier)}</td><td>{b.check_ins}</td></tr> })
+                    .collect_view()
+            };
+            let silent = silent_share.map(share_text).unwrap_or_default();
+            view! {
+                <p class="calibration-season">
+                    <strong>{format!("Brier score {:.3}", season.brier)}</strong>
+                    {format!(
+                        " over {check_ins} check-ins of {ended_key_results} ended key results (0 is perfect; always saying 50 % scores 0.25). \
+                         Silent in their last three weeks: {silent}."
+                    )}
+                </p>
+                <div class="grid-2">
+                    <ReliabilityChart bins=reliability/>
+                    <table class="calibration-scores">
+                        <caption class="sr-only">"Brier scores by person and squad"</caption>
+                        <thead><tr><th scope="col">"Who"</th><th scope="col">"Brier"</th><th scope="col">"Check-ins"</th></tr></thead>
+                        <tbody>{rows(by_person)}{rows(by_squad)}</tbody>
+                    </table>
+                </div>
+            }
+            .into_any()
+        }
+    };
+    view! {
+        <section class="panel calibration" aria-labelledby="calibration-heading" id="calibration">
+            <h2 id="calibration-heading">"Confidence calibration"</h2>
+            <p class="hint">"Each check-in's confidence that its key result will be met, against whether it was, for the key results that have ended."</p>
+            {body}
+        </section>
+    }
+}
+
+/// The reliability diagram: each bin's mean stated confidence (x) against the share met (y), with the
+/// diagonal a calibrated team lies on, in SVG with the numbers in a table.
+#[component]
+fn ReliabilityChart(bins: Vec<ReliabilityBin>) -> impl IntoView {
+    const S: f64 = 200.0;
+    const PAD: f64 = 28.0;
+    let at = move |v: f64| PAD + v * (S - 2.0 * PAD);
+    let up = move |v: f64| S - PAD - v * (S - 2.0 * PAD);
+    let dots = bins
+        .iter()
+        .filter_map(|b| Some((b.mean_confidence?, b.met_rate?, b.count)))
+        .map(|(c, m, n)| {
+            let tip = format!("said {}, met {} ({n} check-ins)", share_text(c), share_text(m));
+            let title = tip.clone();
+            view! { <circle class="point" cx=format!("{:.1}", at(c)) cy=format!("{:.1}", up(m)) r="4" tabindex="0" data-tip=tip><title>{title}</title></circle> }
+        })
+        .collect_view();
+    let rows = bins
+        .iter()
+        .map(|b| {
+            let range = format!("{}–{}", share_text(b.low), share_text(b.high));
+            let said = b.mean_confidence.map(share_text).unwrap_or_else(|| "—".to_owned());
+            let met = b.met_rate.map(share_text).unwrap_or_else(|| "—".to_owned());
+            view! { <tr><th scope="row">{range}</th><td>{said}</td><td>{met}</td><td>{b.count}</td></tr> }
+        })
+        .collect_view();
+    view! {
+        <figure class="chart reliability-chart">
+            <svg viewBox=format!("0 0 {S} {S}") role="img" aria-labelledby="reliability-title reliability-desc">
+                <title id="reliability-title">"Reliability diagram"</title>
+                <desc id="reliability-desc">"Stated confidence against the share of key results met, per confidence bin; the diagonal is perfect calibration."</desc>
+                <line class="axis" x1=at(0.0) y1=up(0.0) x2=at(1.0) y2=up(0.0)></line>
+                <line class="axis" x1=at(0.0) y1=up(0.0) x2=at(0.0) y2=up(1.0)></line>
+                <line class="ref" x1=at(0.0) y1=up(0.0) x2=at(1.0) y2=up(1.0) stroke-dasharray="3 3"></line>
+                <text x=at(0.5) y=S - 6.0 text-anchor="middle">"stated confidence"</text>
+                <text x=10.0 y=at(0.5) transform=format!("rotate(-90 10 {})", at(0.5)) text-anchor="middle">"share met"</text>
+                {dots}
+            </svg>
+            <table>
+                <caption class="sr-only">"Reliability by confidence bin"</caption>
+                <thead><tr><th scope="col">"Confidence"</th><th scope="col">"Said"</th><th scope="col">"Met"</th><th scope="col">"Check-ins"</th></tr></thead>
+                <tbody>{rows}</tbody>
+            </table>
+        </figure>
+    }
+}
+
+/// A probability as a whole percentage, never rounded to a certainty it is not.
+fn chance(p: f64) -> String {
+    if p > 0.99 && p < 1.0 {
+        "> 99 %".to_owned()
+    } else if p < 0.01 && p > 0.0 {
+        "< 1 %".to_owned()
+    } else {
+        format!("{:.0} %", p * 100.0)
     }
 }
 

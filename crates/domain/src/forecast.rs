@@ -6,6 +6,8 @@
 //! what a dashboard should show rather than a confident extrapolation. When the points carry confidence
 //! intervals (a metric computed from a sample), each point is weighted by the inverse of its variance, so
 //! a week measured on twenty users pulls the line less than one measured on two thousand.
+//!
+//! Dashboards forecast from recent evidence, through the projection module: see there.
 
 use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
@@ -56,6 +58,12 @@ pub struct Trend {
     pub slope_per_day: f64,
     /// How many points the line was fitted to.
     pub points: usize,
+    /// The half-life of the recency weights, in days before the newest point; `None` when every point
+    /// counts the same whatever its age.
+    pub half_life_days: Option<f64>,
+    /// How many equally weighted points the recency weights are worth: (Σd)² / Σd² over the points'
+    /// recency weights d, which is `points` without them.
+    pub effective_points: f64,
     /// True when every point carried a usable confidence interval and was weighted by 1/variance.
     pub weighted: bool,
     /// The weighted mean of the points' days since `origin`, where the line's uncertainty is smallest.
@@ -64,8 +72,15 @@ pub struct Trend {
     pub sxx: f64,
     /// Σ w: the number of points unweighted, their total precision weighted.
     pub weight_sum: f64,
+    /// The variance, at weight 1, of the fitted level at `mean_day`, of the slope, and their covariance.
+    /// With weights that are the points' precisions these are 1/Σw, 1/Sxx and 0, the textbook ones; with
+    /// recency weights too, the weights no longer match the points' variances and the sandwich form
+    /// (X'WX)⁻¹ X'WΣWX (X'WX)⁻¹ gives them.
+    pub level_variance: f64,
+    pub slope_variance: f64,
+    pub level_slope_covariance: f64,
     /// The variance of one residual at weight 1. Unweighted, it is estimated from the scatter around the
-    /// line (SSR / (n − 2)). Weighted, the points' own variances are trusted unless the scatter exceeds
+    /// line (SSR / (n − 2), recency-weighted: Σ d r² / (Σd (1 − 2 / n_eff))). Weighted, the points' own variances are trusted unless the scatter exceeds
     /// them: the factor is χ² / (n − 2), floored at 1, so that intervals that are too narrow for the data
     /// are widened but a line that fits better than its intervals is not credited with more certainty than
     /// its measurements carry.
@@ -87,27 +102,33 @@ impl Trend {
         self.intercept + self.slope_per_day * self.day(on)
     }
 
+    /// The variance, at weight 1, of the line's value on `on`.
+    fn line_variance(&self, on: NaiveDate) -> f64 {
+        let dx = self.day(on) - self.mean_day;
+        (self.level_variance + dx * dx * self.slope_variance + 2.0 * dx * self.level_slope_covariance).max(0.0)
+    }
+
     /// The standard error of the line itself on `on`: how uncertain the mean level is.
     pub fn fit_std_error(&self, on: NaiveDate) -> f64 {
-        let dx = self.day(on) - self.mean_day;
-        (self.residual_scale * (1.0 / self.weight_sum + dx * dx / self.sxx)).sqrt()
+        (self.residual_scale * self.line_variance(on)).sqrt()
     }
 
     /// The standard error of one observation made on `on`: the line's uncertainty plus the scatter of a
     /// single point around it. This is the uncertainty of what the metric will actually read that day,
     /// which is what a target is judged on.
     pub fn prediction_std_error(&self, on: NaiveDate) -> f64 {
-        let dx = self.day(on) - self.mean_day;
-        (self.residual_scale * (self.new_point_variance + 1.0 / self.weight_sum + dx * dx / self.sxx)).sqrt()
+        (self.residual_scale * (self.new_point_variance + self.line_variance(on))).sqrt()
     }
 
-    /// Two parameters are estimated from the points, so n − 2 degrees of freedom are left for the scatter.
-    pub fn degrees_of_freedom(&self) -> usize {
-        self.points - 2
+    /// Two parameters are estimated from the points, so n − 2 degrees of freedom are left for the scatter
+    /// (n being the effective number of points when recent points weigh more).
+    pub fn degrees_of_freedom(&self) -> f64 {
+        self.effective_points - 2.0
     }
 }
 
-/// Fits a line to `points`. Points whose value is not finite are left out.
+/// Fits a line to `points`, every point counting the same whatever its age. Points whose value is not
+/// finite are left out.
 ///
 /// Weights are used only when every point has a finite interval of positive width: mixing weighted and
 /// unweighted points would need a variance for the latter that nothing provides.
@@ -115,11 +136,23 @@ impl Trend {
 /// `None` when fewer than [`MIN_TREND_POINTS`] points remain or all of them fall on one day (no slope
 /// can be told from a single day).
 pub fn fit_trend(points: &[TrendPoint]) -> Option<Trend> {
+    fit_weighted_trend(points, None)
+}
+
+/// Fits a local line to `points`: as [`fit_trend`], with each point's weight also halved every
+/// `half_life_days` days before the newest point. `None` also when the recency weights leave fewer than
+/// [`MIN_TREND_POINTS`] effective points (a long history whose recent part is one or two points).
+pub fn fit_recent_trend(points: &[TrendPoint], half_life_days: f64) -> Option<Trend> {
+    fit_weighted_trend(points, Some(half_life_days).filter(|h| h.is_finite() && *h > 0.0))
+}
+
+fn fit_weighted_trend(points: &[TrendPoint], half_life_days: Option<f64>) -> Option<Trend> {
     let points: Vec<&TrendPoint> = points.iter().filter(|p| p.value.is_finite()).collect();
     if points.len() < MIN_TREND_POINTS {
         return None;
     }
     let origin = points.iter().map(|p| p.on).min()?;
+    let newest = points.iter().map(|p| p.on).max()?;
     let variances: Option<Vec<f64>> = points
         .iter()
         .map(|p| match (p.ci_low, p.ci_high) {
@@ -131,10 +164,25 @@ pub fn fit_trend(points: &[TrendPoint]) -> Option<Trend> {
         })
         .collect();
     let weighted = variances.is_some();
-    let weights: Vec<f64> = match &variances {
-        Some(v) => v.iter().map(|v| 1.0 / v).collect(),
+    // A point's variance at weight 1: its own when it carries an interval, else 1 (the common unknown
+    // variance is then the residual scale).
+    let point_variances: Vec<f64> = match &variances {
+        Some(v) => v.clone(),
         None => vec![1.0; points.len()],
     };
+    let recency: Vec<f64> = points
+        .iter()
+        .map(|p| match half_life_days {
+            Some(h) => 0.5_f64.powf((newest - p.on).num_days() as f64 / h),
+            None => 1.0,
+        })
+        .collect();
+    let recency_sum: f64 = recency.iter().sum();
+    let effective_points = recency_sum * recency_sum / recency.iter().map(|d| d * d).sum::<f64>();
+    if effective_points < MIN_TREND_POINTS as f64 - 1e-9 {
+        return None;
+    }
+    let weights: Vec<f64> = recency.iter().zip(&point_variances).map(|(d, v)| d / v).collect();
     let days: Vec<f64> = points.iter().map(|p| (p.on - origin).num_days() as f64).collect();
     let values: Vec<f64> = points.iter().map(|p| p.value).collect();
 
@@ -150,22 +198,49 @@ pub fn fit_trend(points: &[TrendPoint]) -> Option<Trend> {
     let slope_per_day = sxy / sxx;
     let intercept = mean_value - slope_per_day * mean_day;
 
-    let dof = (points.len() - 2) as f64;
+    // The sandwich: with u = w² × variance, Var(level) = Σu / (Σw)², Var(slope) = Σu dx² / Sxx² and
+    // Cov = Σu dx / (Σw Sxx), dx measured from the weighted mean day. Without recency weights u = w and
+    // these are 1/Σw, 1/Sxx and 0 (Σw dx = 0 by the choice of mean_day).
+    let (mut su, mut sudx, mut sudx2) = (0.0, 0.0, 0.0);
+    for ((w, v), x) in weights.iter().zip(&point_variances).zip(&days) {
+        let (u, dx) = (w * w * v, x - mean_day);
+        su += u;
+        sudx += u * dx;
+        sudx2 += u * dx * dx;
+    }
+    let (level_variance, slope_variance, level_slope_covariance) = match half_life_days {
+        Some(_) => (su / (weight_sum * weight_sum), sudx2 / (sxx * sxx), sudx / (weight_sum * sxx)),
+        None => (1.0 / weight_sum, 1.0 / sxx, 0.0),
+    };
+
+    let dof = effective_points - 2.0;
+    // Σ d r² / v: the recency-weighted χ² (the plain one without recency weights), scaled to what n
+    // equally weighted points would give so that it estimates the residual variance as SSR / (n − 2) does.
     let chi2: f64 =
         weights.iter().zip(&days).zip(&values).map(|((w, x), y)| w * (y - intercept - slope_per_day * x).powi(2)).sum();
+    let scaled_chi2 = chi2 * effective_points / recency_sum;
     let (residual_scale, new_point_variance) = match &variances {
-        Some(v) => ((chi2 / dof).max(1.0), v.iter().sum::<f64>() / v.len() as f64),
-        None => (chi2 / dof, 1.0),
+        Some(v) => {
+            // A future point is measured about as precisely as a recent one.
+            let typical = recency.iter().zip(v).map(|(d, v)| d * v).sum::<f64>() / recency_sum;
+            ((scaled_chi2 / dof).max(1.0), typical)
+        }
+        None => (scaled_chi2 / dof, 1.0),
     };
     Some(Trend {
         origin,
         intercept,
         slope_per_day,
         points: points.len(),
+        half_life_days,
+        effective_points,
         weighted,
         mean_day,
         sxx,
         weight_sum,
+        level_variance,
+        slope_variance,
+        level_slope_covariance,
         residual_scale,
         new_point_variance,
     })
@@ -214,8 +289,13 @@ pub struct Forecast {
     /// which has no figure to forecast against.
     pub probability: Option<f64>,
     pub outlook: Option<Outlook>,
+    /// The newest point the line was fitted to: where the measure is now.
+    pub latest: TrendPoint,
+    /// True when the latest reading already meets the measure and the line still meets it on the date
+    /// forecast: the outlook is then on track, since the target is held, not still to be reached.
+    pub holding: bool,
     /// One sentence for the dashboard, such as "on track: 0.41 expected by 2027-03-31 (0.36–0.46), 88 %
-    /// chance of reaching 0.4".
+    /// chance of reaching 0.4; latest 0.38 on 2027-02-01".
     pub summary: String,
 }
 
@@ -235,10 +315,25 @@ pub struct Forecast {
 ///
 /// `None` when no trend can be fitted (see [`fit_trend`]).
 pub fn forecast_measure(points: &[TrendPoint], measure: &Measure, on: NaiveDate) -> Option<Forecast> {
-    let trend = fit_trend(points)?;
+    forecast_with(fit_trend(points)?, points, measure, on)
+}
+
+/// Forecasts `measure` on `on` as [`forecast_measure`] does, from a local line whose points' weights
+/// halve every `half_life_days` before the newest one ([`fit_recent_trend`]).
+pub fn forecast_recent(
+    points: &[TrendPoint],
+    measure: &Measure,
+    on: NaiveDate,
+    half_life_days: f64,
+) -> Option<Forecast> {
+    forecast_with(fit_recent_trend(points, half_life_days)?, points, measure, on)
+}
+
+fn forecast_with(trend: Trend, points: &[TrendPoint], measure: &Measure, on: NaiveDate) -> Option<Forecast> {
+    let latest = points.iter().filter(|p| p.value.is_finite()).max_by_key(|p| p.on).copied()?;
     let value = trend.value_at(on);
     let std_error = trend.prediction_std_error(on);
-    let dof = trend.degrees_of_freedom() as f64;
+    let dof = trend.degrees_of_freedom();
     let half_width = student_t_quantile_975(dof) * std_error;
     let reading = Reading { mean: value, std_error, dof };
     let probability = match *measure {
@@ -249,10 +344,35 @@ pub fn forecast_measure(points: &[TrendPoint], measure: &Measure, on: NaiveDate)
         Measure::WithinRange { low, high, .. } => Some(reading.between(low, high)),
         Measure::Milestone => None,
     };
-    let outlook = probability.map(Outlook::from_probability);
+    // Already there and staying there is on track: the probability still says how sure the line is of
+    // the end date, but a target the squad holds today is not a target at risk.
+    let holding = measure.is_met(latest.value) == Some(true) && measure.is_met(value) == Some(true);
+    let outlook = probability.map(|p| if holding { Outlook::OnTrack } else { Outlook::from_probability(p) });
     let (low, high) = (value - half_width, value + half_width);
-    let summary = summarise(measure, on, value, low, high, probability, outlook);
-    Some(Forecast { on, value, low, high, std_error, trend, probability, outlook, summary })
+    let mut summary = summarise(measure, on, value, low, high, probability, outlook);
+    summary.push_str(&format!("; latest {}{} on {}", round_reading(latest.value), unit_suffix(measure), latest.on));
+    if holding {
+        summary.push_str(", already met");
+    }
+    Some(Forecast { on, value, low, high, std_error, trend, probability, outlook, latest, holding, summary })
+}
+
+/// A reading rounded to four significant digits for a sentence: a metric's value carries sampling noise
+/// far above that.
+pub(crate) fn round_reading(v: f64) -> f64 {
+    if v == 0.0 || !v.is_finite() {
+        return v;
+    }
+    let digits = 3 - v.abs().log10().floor() as i32;
+    let scale = 10f64.powi(digits.clamp(-15, 15));
+    (v * scale).round() / scale
+}
+
+fn unit_suffix(measure: &Measure) -> String {
+    match measure.unit() {
+        "" => String::new(),
+        unit => format!(" {unit}"),
+    }
 }
 
 /// A forecast reading: Student's t around `mean`, scaled by `std_error`.
@@ -510,7 +630,7 @@ mod tests {
         assert!(f.low < f.value && f.value < f.high);
         let p = f.probability.unwrap();
         assert!(p > 0.05 && p < 0.95, "scatter makes the outcome uncertain, not {p}");
-        assert_eq!(f.trend.degrees_of_freedom(), 4);
+        assert_eq!(f.trend.degrees_of_freedom(), 4.0);
         // The same figures worked out independently: OLS, s² = SSR / 4, se² = s² (1 + 1/n + (x₀ − x̄)² / Sxx),
         // the interval ± t₀.₉₇₅(4) = 2.7764 se, and P(V ≥ 0.38) by integrating t₄'s density.
         for (got, want) in

@@ -7,6 +7,7 @@
 
 pub mod access;
 pub mod adoption;
+pub mod calibration;
 pub mod checkin;
 pub mod entities;
 pub mod errors;
@@ -17,6 +18,8 @@ pub mod measure;
 pub mod metric;
 pub mod newtypes;
 pub mod objective;
+pub mod outlook;
+pub mod projection;
 pub mod quarter;
 pub mod rollup;
 pub mod runner;
@@ -31,6 +34,7 @@ pub mod views;
 
 pub use access::*;
 pub use adoption::*;
+pub use calibration::*;
 pub use checkin::*;
 pub use entities::*;
 pub use errors::*;
@@ -41,6 +45,8 @@ pub use measure::*;
 pub use metric::*;
 pub use newtypes::*;
 pub use objective::*;
+pub use outlook::*;
+pub use projection::*;
 pub use quarter::*;
 pub use rollup::*;
 pub use runner::*;

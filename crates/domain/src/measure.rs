@@ -126,6 +126,20 @@ impl Measure {
         Progress { score, distance, has_data: true }
     }
 
+    /// Whether a reading of `value` meets the measure: at or past an increase's or decrease's target,
+    /// on the right side of a threshold, inside a range. `None` for a milestone, which a figure cannot
+    /// meet.
+    pub fn is_met(&self, value: f64) -> Option<bool> {
+        match *self {
+            Measure::IncreaseTo { target, .. } => Some(value >= target),
+            Measure::DecreaseTo { target, .. } => Some(value <= target),
+            Measure::KeepAbove { threshold, .. } => Some(value >= threshold),
+            Measure::KeepBelow { threshold, .. } => Some(value <= threshold),
+            Measure::WithinRange { low, high, .. } => Some(low <= value && value <= high),
+            Measure::Milestone => None,
+        }
+    }
+
     /// A one-line statement of the measure, such as "200 → 0 ms" or "keep above 0.35".
     pub fn describe(&self) -> String {
         let with_unit = |v: f64, unit: &str| {

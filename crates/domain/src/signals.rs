@@ -9,11 +9,13 @@
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::calibration::Calibration;
 use crate::checkin::CheckIn;
 use crate::entities::{GoalStatus, Investment, SeasonId, string_enum};
 use crate::errors::FieldErrors;
 use crate::forecast::{MIN_TREND_POINTS, Trend, TrendPoint, fit_trend, student_t_quantile_975};
 use crate::measure::Measure;
+use crate::outlook::SeasonOutlook;
 use crate::rollup::SeasonTree;
 use crate::squad::SquadGoal;
 use crate::views::MetricSeries;
@@ -122,7 +124,7 @@ impl WindowSlope {
         }
         let trend: Trend = fit_trend(&inside)?;
         let se = (trend.residual_scale / trend.sxx).sqrt();
-        let half = student_t_quantile_975(trend.degrees_of_freedom().max(1) as f64) * se;
+        let half = student_t_quantile_975(trend.degrees_of_freedom().max(1.0)) * se;
         if !half.is_finite() {
             return None;
         }
@@ -305,6 +307,10 @@ pub struct SeasonDashboard {
     pub confidence: Vec<ConfidencePoint>,
     /// Open signals first, then resolved ones, newest first within each.
     pub signals: Vec<ThesisSignal>,
+    /// Each key result's forecast at its end and the objectives' and season's scores then.
+    pub outlook: SeasonOutlook,
+    /// How well the check-ins' confidence foretold the key results that have ended.
+    pub calibration: Calibration,
 }
 
 #[cfg(test)]

@@ -10,6 +10,7 @@ use crate::measure::Measure;
 use crate::measure::Progress;
 use crate::metric::{MetricDefinition, MetricFeed, MetricPoint};
 use crate::objective::{KeyResult, Objective};
+use crate::projection::Outcome;
 use crate::rollup::SquadGoalNode;
 use crate::season::Season;
 use crate::slope::{Share, SlopeReport};
@@ -107,8 +108,10 @@ pub struct DashboardGoal {
     pub measure: Measure,
     /// The goal's metric, else the key result's; `None` when neither is fed by a metric.
     pub series: Option<MetricSeries>,
-    /// `None` without a metric or with too few points for a trend.
+    /// `None` without a metric, with too few points for a trend, or once the goal has ended.
     pub forecast: Option<Forecast>,
+    /// The goal's outcome once its end date has passed: the last reading by then, met or not.
+    pub outcome: Option<Outcome>,
 }
 
 /// A squad's dashboard for one season.

@@ -377,7 +377,8 @@ impl Planning {
 
     /// The dashboard of one squad in `season` (the current season when `None`): per goal, its key
     /// result, the linked metric's series (the goal's metric, else the key result's) and the forecast of
-    /// the goal's measure (else the key result's, for a milestone goal) at the goal's end date.
+    /// the goal's measure (else the key result's, for a milestone goal) at the goal's end date from
+    /// recent evidence, or, once that date has passed, the goal's outcome.
     pub async fn squad_dashboard(
         &self,
         actor: &Actor,
@@ -412,11 +413,16 @@ impl Planning {
                     Some(key) => self.metric_series(org, &key, now).await?,
                     None => None,
                 };
-                let forecast = series.as_ref().and_then(|s| {
+                let projection = series.as_ref().map(|s| {
                     let points: Vec<TrendPoint> = s.points.iter().map(TrendPoint::from).collect();
-                    forecast_measure(&points, &measure, goal.ends_on)
+                    project_measure(&points, &measure, goal.ends_on, now.date_naive())
                 });
-                goals.push(DashboardGoal { goal, key_result, measure, series, forecast });
+                let (forecast, outcome) = match projection {
+                    Some(Projection::Forecast(f)) => (Some(f), None),
+                    Some(Projection::Outcome(o)) => (None, Some(o)),
+                    Some(Projection::TooFewPoints) | None => (None, None),
+                };
+                goals.push(DashboardGoal { goal, key_result, measure, series, forecast, outcome });
             }
         }
         Ok(SquadDashboard { squad, season, today: now.date_naive(), goals })

@@ -4,17 +4,18 @@
 //! (so they appear even when nobody looks), always as the system: raising is idempotent (a signal's
 //! fingerprint is unique per season), so any number of servers and readers may do it at once.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
-use chrono::Utc;
+use chrono::{NaiveDate, Utc};
 use slope_domain::*;
 
 use crate::{Planning, Result, ServiceError};
 
 impl Planning {
     /// The dashboard of season `id`: the tree with live progress and slope allocation, every metric
-    /// linked to the season's key results and goals with its trend, the weekly confidence trend, and
-    /// the thesis signals (new ones raised first).
+    /// linked to the season's key results and goals with its trend, the weekly confidence trend, the
+    /// thesis signals (new ones raised first), and the outlook: each key result's forecast at its end
+    /// and the objectives' and season's scores then.
     pub async fn season_dashboard(&self, actor: &Actor, id: SeasonId) -> Result<SeasonDashboard> {
         let org = actor.authorize(Action::Read)?;
         let tree = self.cached_tree(org, id).await?;
@@ -38,10 +39,12 @@ impl Planning {
         let latest = check_ins.iter().flatten().map(|c| c.recorded_at.date_naive()).max();
         let until = now.date_naive().min(tree.season.ends_on).max(latest.unwrap_or(tree.season.starts_on));
         let confidence = confidence_trend(&check_ins, tree.season.starts_on, until);
+        let outlook = outlook(&tree, &metrics, &check_ins, now.date_naive());
+        let calibration = calibration(&ended_key_results(&tree, &outlook, &check_ins, now.date_naive()));
         let mut signals = self.store().list_signals(org, id).await?;
         // Open ones first: they are what the leader has to do.
         signals.sort_by_key(|s| (!s.is_open(), std::cmp::Reverse((s.raised_at, s.id))));
-        Ok(SeasonDashboard { tree, today: now.date_naive(), metrics, confidence, signals })
+        Ok(SeasonDashboard { tree, today: now.date_naive(), metrics, confidence, signals, outlook, calibration })
     }
 
     /// Raises the signals the current evidence calls for in the organisation's active season; returns
@@ -157,4 +160,73 @@ impl Planning {
         }
         Ok(raised)
     }
+}
+
+/// The season's outlook from each key result's evidence: the points of the metric that feeds it, else
+/// its check-ins (the last of each day: a correction the same day replaces the reading). `check_ins`
+/// are the key results' histories in the tree's order.
+fn outlook(tree: &SeasonTree, metrics: &[LinkedMetric], check_ins: &[Vec<CheckIn>], today: NaiveDate) -> SeasonOutlook {
+    let nodes = tree.objectives.iter().flat_map(|o| &o.key_results);
+    let mut readings = HashMap::new();
+    for (node, history) in nodes.zip(check_ins) {
+        let kr = &node.key_result;
+        let fed = kr.metric.as_ref().and_then(|feed| metrics.iter().find(|m| m.series.metric.key == feed.key));
+        let found = match fed {
+            Some(m) => KeyResultReadings {
+                evidence: Evidence::Metric,
+                points: m.series.points.iter().map(TrendPoint::from).collect(),
+            },
+            None if !history.is_empty() => {
+                let mut by_day: BTreeMap<NaiveDate, &CheckIn> = BTreeMap::new();
+                for c in history {
+                    let on = c.recorded_at.date_naive();
+                    if by_day.get(&on).is_none_or(|seen| (seen.recorded_at, seen.id.0) <= (c.recorded_at, c.id.0)) {
+                        by_day.insert(on, c);
+                    }
+                }
+                let points = by_day
+                    .into_iter()
+                    .map(|(on, c)| TrendPoint { on, value: c.value, ci_low: None, ci_high: None })
+                    .collect();
+                KeyResultReadings { evidence: Evidence::CheckIns, points }
+            }
+            None => continue,
+        };
+        readings.insert(kr.id, found);
+    }
+    // Seeded by the season, so a reload with the same evidence shows the same figures.
+    season_outlook(tree, &readings, today, tree.season.id.0 as u64)
+}
+
+/// The key results that have ended, for the calibration of their check-ins: those whose quarter is over
+/// (met when their outcome reading scores 1), and, once the season is closed, the rest (met when their
+/// current value scores 1).
+fn ended_key_results(
+    tree: &SeasonTree,
+    outlook: &SeasonOutlook,
+    check_ins: &[Vec<CheckIn>],
+    today: NaiveDate,
+) -> Vec<EndedKeyResult> {
+    let closed = tree.season.status == SeasonStatus::Closed;
+    let nodes = tree.objectives.iter().flat_map(|o| &o.key_results);
+    let mut ended = Vec::new();
+    for ((node, history), at_end) in nodes.zip(check_ins).zip(&outlook.key_results) {
+        let measure = &node.key_result.measure;
+        let (ended_on, met) = match &at_end.outcome {
+            Some(o) => (o.on, o.reading.is_some_and(|r| measure.progress(Some(r.value)).score >= 1.0)),
+            None if closed => (tree.season.ends_on.min(today), node.progress.score >= 1.0),
+            None => continue,
+        };
+        let mut squads: Vec<String> = node.goals.iter().map(|g| g.squad_name.clone()).collect();
+        squads.sort();
+        squads.dedup();
+        ended.push(EndedKeyResult {
+            key_result_id: node.key_result.id,
+            ended_on,
+            met,
+            squads,
+            check_ins: history.iter().map(|c| (c.recorded_at.date_naive(), c.author.clone(), c.confidence)).collect(),
+        });
+    }
+    ended
 }
