@@ -381,7 +381,12 @@ async fn a_closed_season_scores_the_confidence_of_its_check_ins() {
         server.get(&format!("/api/v1/seasons/{season}/tree")).await.expect(200)["objectives"][0]["objective"]["id"]
             .as_i64()
             .expect("an objective id");
-    // Met, said 80 % and then 90 %; missed, said 70 %.
+    let squad = server
+        .post("/api/v1/squads", &json!({ "name": "Drafts squad", "unit": "Clinical", "capacity": 6 }))
+        .await
+        .expect(201);
+    let squad = id_of(&squad);
+    // Met, said 80 % and then 90 %; missed, said 70 %: the squad's goal ladders to the missed one.
     for (title, value, confidences) in [("Clinics onboarded", 10, vec![0.8, 0.9]), ("Notes drafted", 3, vec![0.7])] {
         let kr = server
             .post(
@@ -390,6 +395,9 @@ async fn a_closed_season_scores_the_confidence_of_its_check_ins() {
             )
             .await
             .expect(201);
+        if title == "Notes drafted" {
+            running_goal(&server, squad, id_of(&kr), "Draft the notes", json!({ "kind": "milestone" })).await;
+        }
         for confidence in confidences {
             server
                 .post(
@@ -426,6 +434,15 @@ async fn a_closed_season_scores_the_confidence_of_its_check_ins() {
     let page = server.get(&format!("/seasons/{season}/dashboard")).await;
     assert!(page.text.contains("Brier score 0.180"), "the page shows the score: {}", page.text);
     assert!(page.text.contains("Reliability diagram"), "{}", page.text);
+    assert_eq!(c["by_squad"][0]["subject"], "Drafts squad", "{c}");
+
+    // The squad's dashboard scores only the key result its goal ladders to: (0.7 − 0)² = 0.49.
+    let board = server.get(&format!("/api/v1/squads/{squad}/dashboard?season={season}")).await.expect(200);
+    let sc = &board["calibration"];
+    assert_eq!((&sc["ended_key_results"], &sc["check_ins"]), (&json!(1), &json!(1)), "{sc}");
+    assert!((number(&sc["season"]["brier"], "the squad's Brier score") - 0.49).abs() < 1e-9, "{sc}");
+    let page = server.get(&format!("/squads/{squad}/dashboard?season={season}")).await;
+    assert!(page.text.contains("Brier score 0.490"), "the squad page shows its score: {}", page.text);
 }
 
 #[tokio::test]

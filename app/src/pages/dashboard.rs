@@ -35,7 +35,7 @@ pub fn SquadDashboardPage() -> impl IntoView {
 
 #[component]
 fn DashboardView(dashboard: SquadDashboard) -> impl IntoView {
-    let SquadDashboard { squad, season, today, goals } = dashboard;
+    let SquadDashboard { squad, season, today, goals, calibration } = dashboard;
     let title = format!("{} dashboard", squad.name);
     let context = match &season {
         Some(s) => format!("Goals of {} in the season “{}” ({} → {}).", squad.name, s.name, s.starts_on, s.ends_on),
@@ -49,14 +49,15 @@ fn DashboardView(dashboard: SquadDashboard) -> impl IntoView {
         </div>
         <p class="lede">{context}</p>
         <p class="muted">
-            "Each chart shows the linked metric with its 95 % confidence band, the target, today, and a straight-line "
-            "forecast to the goal's end date with its 95 % prediction interval."
+            "Each chart shows the linked metric with its 95 % confidence band, the target, today, and a forecast from "
+            "recent evidence to the goal's end date with its 95 % prediction interval; a goal that has ended shows its outcome."
         </p>
         {if goals.is_empty() {
             view! { <p class="empty">"No goals in this season."</p> }.into_any()
         } else {
             goals.into_iter().map(|g| view! { <GoalPanel goal=g today/> }).collect_view().into_any()
         }}
+        {calibration.map(|calibration| view! { <super::season_dashboard::CalibrationPanel calibration/> })}
     }
 }
 

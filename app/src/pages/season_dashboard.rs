@@ -218,7 +218,7 @@ fn OutlookPanel(outlook: SeasonOutlook) -> impl IntoView {
 /// How well the check-ins' confidence foretold the key results that ended: Brier scores and the
 /// reliability diagram (each confidence bin's mean against how often its key results were met).
 #[component]
-fn CalibrationPanel(calibration: Calibration) -> impl IntoView {
+pub(super) fn CalibrationPanel(calibration: Calibration) -> impl IntoView {
     let Calibration { ended_key_results, check_ins, season, by_person, by_squad, reliability, silent_share, .. } =
         calibration;
     let body = match season {

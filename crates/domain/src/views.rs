@@ -4,6 +4,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::access::AuditRecord;
+use crate::calibration::Calibration;
 use crate::checkin::CheckIn;
 use crate::forecast::Forecast;
 use crate::measure::Measure;
@@ -123,6 +124,9 @@ pub struct SquadDashboard {
     /// The day the dashboard was assembled, for the "today" marker.
     pub today: NaiveDate,
     pub goals: Vec<DashboardGoal>,
+    /// How well the check-ins' confidence foretold the season's ended key results this squad's goals
+    /// ladder to; `None` without a season.
+    pub calibration: Option<Calibration>,
 }
 
 /// An audit trail as a page shows it: what it covers and the records, newest first.

@@ -425,7 +425,11 @@ impl Planning {
                 goals.push(DashboardGoal { goal, key_result, measure, series, forecast, outcome });
             }
         }
-        Ok(SquadDashboard { squad, season, today: now.date_naive(), goals })
+        let calibration = match &season {
+            Some(s) => Some(self.squad_calibration(org, s.id, &squad.name).await?),
+            None => None,
+        };
+        Ok(SquadDashboard { squad, season, today: now.date_naive(), goals, calibration })
     }
 
     /// The current version's series of metric `key`, flagged stale against its freshness limit at `now`;

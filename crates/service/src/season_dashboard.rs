@@ -30,10 +30,7 @@ impl Planning {
             tracing::warn!(error = %e, season = %id, "raising thesis signals failed; the upkeep tries again");
         }
 
-        let mut check_ins = Vec::new();
-        for kr in tree.objectives.iter().flat_map(|o| &o.key_results) {
-            check_ins.push(self.store().list_check_ins(org, SubjectKind::KeyResult, kr.key_result.id.0).await?);
-        }
+        let check_ins = self.key_result_check_ins(org, &tree).await?;
         // The weeks run to the season's end (or today), and on to a later check-in: a confidence given
         // after the last day (in the retrospective, say) still belongs to the season.
         let latest = check_ins.iter().flatten().map(|c| c.recorded_at.date_naive()).max();
@@ -45,6 +42,29 @@ impl Planning {
         // Open ones first: they are what the leader has to do.
         signals.sort_by_key(|s| (!s.is_open(), std::cmp::Reverse((s.raised_at, s.id))));
         Ok(SeasonDashboard { tree, today: now.date_naive(), metrics, confidence, signals, outlook, calibration })
+    }
+
+    /// Every key result's check-ins, in the tree's order.
+    async fn key_result_check_ins(&self, org: OrgId, tree: &SeasonTree) -> Result<Vec<Vec<CheckIn>>> {
+        let mut check_ins = Vec::new();
+        for kr in tree.objectives.iter().flat_map(|o| &o.key_results) {
+            check_ins.push(self.store().list_check_ins(org, SubjectKind::KeyResult, kr.key_result.id.0).await?);
+        }
+        Ok(check_ins)
+    }
+
+    /// The calibration of the check-ins of season `id`'s ended key results that `squad`'s goals ladder
+    /// to, for the squad's dashboard: the same judgement as the season dashboard's, narrowed to the key
+    /// results the squad works toward.
+    pub(crate) async fn squad_calibration(&self, org: OrgId, id: SeasonId, squad: &str) -> Result<Calibration> {
+        let tree = self.cached_tree(org, id).await?;
+        let metrics = self.linked_metrics(org, &tree).await?;
+        let check_ins = self.key_result_check_ins(org, &tree).await?;
+        let today = Utc::now().date_naive();
+        let outlook = outlook(&tree, &metrics, &check_ins, today);
+        let mut ended = ended_key_results(&tree, &outlook, &check_ins, today);
+        ended.retain(|k| k.squads.iter().any(|s| s == squad));
+        Ok(calibration(&ended))
     }
 
     /// Raises the signals the current evidence calls for in the organisation's active season; returns
