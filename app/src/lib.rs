@@ -106,6 +106,7 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("/seasons/:id") view=SeasonPage ssr=SsrMode::Async/>
                     <Route path=path!("/seasons/:id/edit") view=EditSeasonPage ssr=SsrMode::Async/>
                     <Route path=path!("/seasons/:id/dashboard") view=SeasonDashboardPage ssr=SsrMode::Async/>
+                    <Route path=path!("/seasons/:id/review") view=SeasonReviewPage ssr=SsrMode::Async/>
                     <Route path=path!("/seasons/:id/objectives/new") view=NewObjectivePage ssr=SsrMode::Async/>
                     <Route path=path!("/objectives/:id/edit") view=EditObjectivePage ssr=SsrMode::Async/>
                     <Route path=path!("/objectives/:id/key-results/new") view=NewKeyResultPage ssr=SsrMode::Async/>

@@ -408,6 +408,8 @@ async fn a_closed_season_scores_the_confidence_of_its_check_ins() {
                 .expect(201);
         }
     }
+    // An open season has no review yet.
+    server.get(&format!("/api/v1/seasons/{season}/review")).await.expect(409);
     let transition = format!("/api/v1/seasons/{season}/transition");
     let version = server.get(&format!("/api/v1/seasons/{season}")).await.expect(200)["version"].clone();
     let active = server.post(&transition, &json!({ "version": version, "to": "active" })).await.expect(200);
@@ -435,6 +437,28 @@ async fn a_closed_season_scores_the_confidence_of_its_check_ins() {
     assert!(page.text.contains("Brier score 0.180"), "the page shows the score: {}", page.text);
     assert!(page.text.contains("Reliability diagram"), "{}", page.text);
     assert_eq!(c["by_squad"][0]["subject"], "Drafts squad", "{c}");
+
+    // The closed season's review carries the same calibration, each objective with its key results,
+    // and the retrospective; its Markdown export says the same.
+    let review = server.get(&format!("/api/v1/seasons/{season}/review")).await.expect(200);
+    assert_eq!(review["calibration"], *c, "{review}");
+    assert_eq!(review["season"]["retrospective"], retrospective, "{review}");
+    let titles: Vec<&str> =
+        review["objectives"][0]["key_results"].as_array().unwrap().iter().filter_map(|k| k["title"].as_str()).collect();
+    assert_eq!(titles, ["Drafts accepted", "Clinics onboarded", "Notes drafted"], "{review}");
+    let md = server.get(&format!("/api/v1/seasons/{season}/review.md")).await;
+    assert_eq!(md.status, 200, "{}", md.text);
+    for needle in [
+        "# Season review: Loops now",
+        "| Clinics onboarded | 0 → 10 | 10 | 100 % |",
+        "Brier score 0.180",
+        retrospective,
+    ] {
+        assert!(md.text.contains(needle), "the Markdown has {needle:?}:\n{}", md.text);
+    }
+    let page = server.get(&format!("/seasons/{season}/review")).await;
+    assert_eq!(page.status, 200, "{}", page.text);
+    assert!(page.text.contains("Loops now — review") && page.text.contains(retrospective), "{}", page.text);
 
     // The squad's dashboard scores only the key result its goal ladders to: (0.7 − 0)² = 0.49.
     let board = server.get(&format!("/api/v1/squads/{squad}/dashboard?season={season}")).await.expect(200);

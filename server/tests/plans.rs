@@ -93,6 +93,33 @@ fn export_then_apply_on_an_empty_database_then_export_gives_the_same_file() {
 }
 
 #[test]
+fn a_closed_seasons_review_is_printed_as_markdown() {
+    let cli = Cli::new("review");
+    cli.ok(&["plan", "apply", &cli.file("hand.toml", PLAN)]);
+    // An active season has no review yet; the message says why and the exit code is not 0.
+    let refused = cli.refused(&["plan", "review", "--season", "agents"]);
+    assert!(refused.contains("is active: its review is produced when it closes"), "{refused}");
+    let unknown = cli.refused(&["plan", "review", "--season", "nope"]);
+    assert!(unknown.contains("no season has the key \"nope\""), "{unknown}");
+
+    // Closing it in the plan file, with its retrospective, produces the review.
+    let retrospective = "Whole drafts won once clinicians could correct them in place.";
+    let closed =
+        PLAN.replacen("status = \"active\"", &format!("status = \"closed\"\nretrospective = \"{retrospective}\""), 1);
+    cli.ok(&["plan", "apply", &cli.file("closed.toml", &closed)]);
+    let md = cli.ok(&["plan", "review", "--season", "agents"]);
+    for needle in [
+        "# Season review: The advent of agents",
+        "### Clinicians trust drafts (2027-Q1, committed)",
+        "- **Drafts from visit transcripts**",
+        "challenged “Clinicians want completions, not whole drafts”",
+        retrospective,
+    ] {
+        assert!(md.contains(needle), "{needle:?} missing from:\n{md}");
+    }
+}
+
+#[test]
 fn a_diff_lists_exactly_the_edits() {
     let cli = Cli::new("diff");
     cli.ok(&["plan", "apply", &cli.file("hand.toml", PLAN)]);

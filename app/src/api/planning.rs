@@ -70,6 +70,13 @@ pub async fn load_season_dashboard(id: i64) -> Result<SeasonDashboard, ServerFnE
     server::read(planning.season_dashboard(&actor, SeasonId(id)).await)
 }
 
+/// A closed season's review.
+#[server]
+pub async fn load_season_review(id: i64) -> Result<SeasonReview, ServerFnError> {
+    let (planning, actor) = server::ctx()?;
+    server::read(planning.season_review(&actor, SeasonId(id)).await)
+}
+
 /// Resolves a thesis signal with the leader's note; back to the dashboard, at the signal. The query
 /// makes the address differ from the page's own: a redirect that only changed the fragment would scroll
 /// instead of loading the page again.

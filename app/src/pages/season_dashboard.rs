@@ -50,6 +50,7 @@ fn SeasonDashboardView(dashboard: SeasonDashboard) -> impl IntoView {
                 </p>
             </div>
             <a href=format!("/seasons/{sid}") class="link">"The season's plan"</a>
+            {(season.status == SeasonStatus::Closed).then(|| view! { <a href=format!("/seasons/{sid}/review") class="link">"The season's review"</a> })}
         </div>
         <p class="lede">{season.thesis.clone()}</p>
 

@@ -118,6 +118,7 @@ fn SeasonView(tree: SeasonTree) -> impl IntoView {
                     " · as a plan file: " <code>{format!("slope plan export --season {}", season.key)}</code>
                     " · " <a href=format!("/audit?entity=season&id={sid}")>"History"</a>
                     " · " <a href=format!("/seasons/{sid}/dashboard")>"Dashboard"</a>
+                    {(season.status == SeasonStatus::Closed).then(|| view! { " · " <a href=format!("/seasons/{sid}/review")>"Review"</a> })}
                 </p>
             </div>
             {(editable && season.status != SeasonStatus::Closed).then(|| view! {

@@ -44,6 +44,21 @@ impl Planning {
         Ok(SeasonDashboard { tree, today: now.date_naive(), metrics, confidence, signals, outlook, calibration })
     }
 
+    /// The review of closed season `id`: how each objective and key result ended, what the slope bets
+    /// learned, the thesis signals, the calibration and the retrospective. A season still open has no
+    /// review yet (409): its dashboard is the place to follow it.
+    pub async fn season_review(&self, actor: &Actor, id: SeasonId) -> Result<SeasonReview> {
+        let org = actor.authorize(Action::Read)?;
+        let season = self.store().get_season(org, id).await?;
+        if season.status != SeasonStatus::Closed {
+            return Err(ServiceError::Conflict(format!(
+                "season {id} is {}: its review is produced when it closes; follow it on its dashboard meanwhile",
+                season.status.as_str()
+            )));
+        }
+        Ok(season_review(&self.season_dashboard(actor, id).await?))
+    }
+
     /// Every key result's check-ins, in the tree's order.
     async fn key_result_check_ins(&self, org: OrgId, tree: &SeasonTree) -> Result<Vec<Vec<CheckIn>>> {
         let mut check_ins = Vec::new();
@@ -219,8 +234,8 @@ fn outlook(tree: &SeasonTree, metrics: &[LinkedMetric], check_ins: &[Vec<CheckIn
 }
 
 /// The key results that have ended, for the calibration of their check-ins: those whose quarter is over
-/// (met when their outcome reading scores 1), and, once the season is closed, the rest (met when their
-/// current value scores 1).
+/// (met when their outcome reading scores 1), and, once the season is closed, the rest (ended on the day
+/// it closed, met when their current value scores 1).
 fn ended_key_results(
     tree: &SeasonTree,
     outlook: &SeasonOutlook,
@@ -234,7 +249,11 @@ fn ended_key_results(
         let measure = &node.key_result.measure;
         let (ended_on, met) = match &at_end.outcome {
             Some(o) => (o.on, o.reading.is_some_and(|r| measure.progress(Some(r.value)).score >= 1.0)),
-            None if closed => (tree.season.ends_on.min(today), node.progress.score >= 1.0),
+            // A closed season's last edit is its close, so its updated_at is when it ended (if that came
+            // before its last day): a later view must not count check-ins made after the close.
+            None if closed => {
+                (tree.season.ends_on.min(tree.season.updated_at.date_naive()).min(today), node.progress.score >= 1.0)
+            }
             None => continue,
         };
         let mut squads: Vec<String> = node.goals.iter().map(|g| g.squad_name.clone()).collect();

@@ -1,4 +1,5 @@
-//! `slope plan export|diff|apply`: a season's plan as a TOML file. Each command works directly on the
+//! `slope plan export|diff|apply|review`: a season's plan as a TOML file, and a closed season's review
+//! as Markdown. Each command works directly on the
 //! database, or against a running server with `--server URL` and a token (`SLOPE_TOKEN`), which is how
 //! a CI pipeline or an agent applies a reviewed plan without database credentials.
 
@@ -29,6 +30,15 @@ pub enum PlanCommand {
         /// Print the changes as JSON.
         #[arg(long)]
         json: bool,
+    },
+    /// Print a closed season's review as Markdown (objectives and key results as they ended, slope
+    /// bets, thesis signals, confidence calibration, retrospective).
+    Review {
+        /// The season's key.
+        #[arg(long, value_name = "KEY")]
+        season: String,
+        #[command(flatten)]
+        remote: Remote,
     },
     /// Apply the file in one transaction (all changes or none); applying it again changes nothing.
     Apply {
@@ -76,6 +86,7 @@ pub async fn run(config: Config, command: PlanCommand) -> Result<(), String> {
             };
             print!("{text}");
         }
+        PlanCommand::Review { season, remote } => print!("{}", review(&config, &season, &remote).await?),
         PlanCommand::Diff { file, remote, json } => {
             let outcome = outcome(&config, &file, &remote, true).await?;
             print_outcome(&outcome, json)?;
@@ -132,6 +143,42 @@ fn print_outcome(outcome: &Value, json: bool) -> Result<(), String> {
         println!("Nothing to apply.");
     }
     Ok(())
+}
+
+/// The review of the season with key `key`, as Markdown: from the database, or through `--server`
+/// (the season's id looked up by its key, then its `review.md`).
+async fn review(config: &Config, key: &str, remote: &Remote) -> Result<String, String> {
+    let unknown = || format!("no season has the key {key:?} (the season page and `GET /api/v1/seasons` show keys)");
+    match remote.server.as_deref() {
+        Some(server) => {
+            let base = server.trim_end_matches('/');
+            let client = client(remote)?;
+            let get = |url: String| {
+                let client = client.clone();
+                async move {
+                    let response = client.get(url).send().await.map_err(|e| format!("{server}: {e}"))?;
+                    let status = response.status();
+                    let body = response.text().await.map_err(|e| format!("{server}: {e}"))?;
+                    if status.is_success() { Ok(body) } else { Err(error_of(status.as_u16(), &body)) }
+                }
+            };
+            let seasons: Value = serde_json::from_str(&get(format!("{base}/api/v1/seasons")).await?)
+                .map_err(|e| format!("{server}: the season list is not JSON: {e}"))?;
+            let id = seasons
+                .as_array()
+                .and_then(|all| all.iter().find(|s| s["season"]["key"] == key))
+                .and_then(|s| s["season"]["id"].as_i64())
+                .ok_or_else(unknown)?;
+            get(format!("{base}/api/v1/seasons/{id}/review.md")).await
+        }
+        None => {
+            let (planning, actor) = open(config, &remote.org).await?;
+            let seasons = planning.list_seasons(&actor).await.map_err(show)?;
+            let season = seasons.iter().find(|s| s.season.key == key).ok_or_else(unknown)?;
+            let review = planning.season_review(&actor, season.season.id).await.map_err(show)?;
+            Ok(slope_domain::review_markdown(&review))
+        }
+    }
 }
 
 async fn open(config: &Config, org: &str) -> Result<(Planning, slope_domain::Actor), String> {
