@@ -90,6 +90,7 @@ pub fn App() -> impl IntoView {
                     <A href="/">"Seasons"</A>
                     <A href="/squads">"Squads"</A>
                     <A href="/loops">"Loops"</A>
+                    <A href="/experiments">"Experiments"</A>
                     <A href="/jobs">"Jobs"</A>
                     <A href="/models">"Models"</A>
                     <A href="/adoption">"Adoption"</A>
@@ -107,6 +108,8 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("/seasons/:id/edit") view=EditSeasonPage ssr=SsrMode::Async/>
                     <Route path=path!("/seasons/:id/dashboard") view=SeasonDashboardPage ssr=SsrMode::Async/>
                     <Route path=path!("/seasons/:id/review") view=SeasonReviewPage ssr=SsrMode::Async/>
+                    <Route path=path!("/experiments") view=ExperimentsPage ssr=SsrMode::Async/>
+                    <Route path=path!("/experiments/:key") view=ExperimentPage ssr=SsrMode::Async/>
                     <Route path=path!("/seasons/:id/objectives/new") view=NewObjectivePage ssr=SsrMode::Async/>
                     <Route path=path!("/objectives/:id/edit") view=EditObjectivePage ssr=SsrMode::Async/>
                     <Route path=path!("/objectives/:id/key-results/new") view=NewKeyResultPage ssr=SsrMode::Async/>

@@ -590,6 +590,22 @@ async fn an_experiment_with_a_better_treatment_shows_a_positive_difference() {
     server.post("/api/v1/experiments", &missing).await.expect(201);
     server.get("/api/v1/experiments/missing-arm").await.expect(409);
     server.get("/api/v1/experiments/unknown").await.expect(404);
+
+    // The pages show the same: the list links each experiment; the analysed one its figures and verdict,
+    // the one not analysable yet the reason; a leader may stop a running one.
+    let list = server.get("/experiments").await;
+    assert_eq!(list.status, 200, "{}", list.text);
+    assert!(list.text.contains("/experiments/shorter-drafts") && list.text.contains("Shorter drafts"), "{}", list.text);
+    let page = server.get("/experiments/shorter-drafts").await;
+    assert_eq!(page.status, 200, "{}", page.text);
+    for needle in
+        ["29.0 %", "64.0 %", "+35.0 pt", "The treatment accepts more", "Sample ratio", "Stop experiment", "<svg"]
+    {
+        assert!(page.text.contains(needle), "the experiment page shows {needle:?}: {}", page.text);
+    }
+    let pending = server.get("/experiments/missing-arm").await;
+    assert_eq!(pending.status, 200, "{}", pending.text);
+    assert!(pending.text.contains("No analysis yet"), "{}", pending.text);
 }
 
 #[tokio::test]

@@ -109,3 +109,22 @@ pub async fn load_adoption() -> Result<AdoptionReport, ServerFnError> {
     let (loops, actor) = server::loops()?;
     server::read(loops.adoption(&actor).await)
 }
+
+#[server]
+pub async fn load_experiments() -> Result<Vec<Experiment>, ServerFnError> {
+    let (loops, actor) = server::loops()?;
+    server::read(loops.list_experiments(&actor).await)
+}
+
+#[server]
+pub async fn load_experiment(key: String) -> Result<ExperimentPage, ServerFnError> {
+    let (loops, actor) = server::loops()?;
+    server::read(loops.experiment_page(&actor, &key).await)
+}
+
+/// Stops an experiment before its last day; back to its page.
+#[server]
+pub async fn stop_experiment(key: String) -> Result<Outcome, ServerFnError> {
+    let (loops, actor) = server::loops()?;
+    server::write(loops.stop_experiment(&actor, &key).await, |e| format!("/experiments/{}?stopped=1", e.key))
+}

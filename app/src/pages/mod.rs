@@ -4,6 +4,7 @@
 mod access;
 mod adoption;
 mod dashboard;
+mod experiments;
 mod loops;
 mod okr;
 mod review;
@@ -15,6 +16,7 @@ mod squads;
 pub use access::*;
 pub use adoption::*;
 pub use dashboard::*;
+pub use experiments::*;
 pub use loops::*;
 pub use okr::*;
 pub use review::*;

@@ -189,3 +189,24 @@ mod tests {
         assert_eq!(e.last_day(), NaiveDate::from_ymd_opt(2027, 1, 10).unwrap());
     }
 }
+
+/// An experiment and the A/B analysis of its events.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ExperimentAnalysis {
+    pub experiment: Experiment,
+    /// The A/B comparison of the variants' character acceptance rates: each arm with its delta-method
+    /// interval, the difference with a z-test, the lift, the always-valid sequential test and the
+    /// sample-ratio check.
+    pub report: crate::ab_report::AbReport,
+}
+
+/// An experiment's page: the experiment and, once its events allow one, its analysis.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ExperimentPage {
+    pub experiment: Experiment,
+    pub report: Option<crate::ab_report::AbReport>,
+    /// Why there is no analysis yet (too few users or events in an arm, say).
+    pub pending: Option<String>,
+}

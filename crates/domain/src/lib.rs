@@ -5,6 +5,7 @@
 //! carries) is parsed at the edge into validated specs (`*Spec`) made of newtypes; anything holding a
 //! spec has already passed every rule in here.
 
+pub mod ab_report;
 pub mod access;
 pub mod adoption;
 pub mod calibration;

@@ -20,7 +20,8 @@ use crate::{Result, ServiceError};
 
 pub use admission::{BUSY_RETRY_AFTER_SECS, IngestLimits, IngestPermit};
 pub use ingest::{BatchInput, IngestAck, content_hash};
-pub use reports::{ExperimentAnalysis, LoopReport};
+pub use reports::LoopReport;
+pub use slope_domain::ExperimentAnalysis;
 
 /// The largest batch body accepted after decompression: bigger loads go in several batches.
 pub const MAX_BATCH_BYTES: usize = 512 * 1024 * 1024;

@@ -35,17 +35,6 @@ pub struct LoopReport {
     pub batches: Vec<BatchRecord>,
 }
 
-#[derive(Debug, Clone, Serialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-pub struct ExperimentAnalysis {
-    pub experiment: Experiment,
-    /// The A/B comparison of the variants' character acceptance rates: each arm with its delta-method
-    /// interval, the difference with a z-test, the lift, the always-valid sequential test and the
-    /// sample-ratio check.
-    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
-    pub report: slope_metrics::ab::AbReport,
-}
-
 /// The columns a ratio of characters per variant needs: segments are decoded for these only, not for
 /// their text columns.
 const RATIO_COLUMNS: [&str; 5] = ["ts", "variant", "user_id", "accepted_chars", "suggested_chars"];
@@ -251,6 +240,21 @@ impl Loops {
         let experiment = self.experiment_in(org, key).await?;
         let at = experiment.stopped_at.map(|t| t.to_rfc3339()).unwrap_or_default();
         Err(ServiceError::Conflict(format!("experiment {key} was already stopped at {at}")))
+    }
+
+    /// An experiment with its analysis for its page; an experiment whose events cannot be analysed yet
+    /// (a conflict for the API) is shown with the reason instead.
+    pub async fn experiment_page(&self, actor: &Actor, key: &str) -> Result<ExperimentPage> {
+        match self.analyze_experiment(actor, key).await {
+            Ok(ExperimentAnalysis { experiment, report }) => {
+                Ok(ExperimentPage { experiment, report: Some(report), pending: None })
+            }
+            Err(ServiceError::Conflict(why)) => {
+                let experiment = self.experiment_in(actor.authorize(Action::Read)?, key).await?;
+                Ok(ExperimentPage { experiment, report: None, pending: Some(why) })
+            }
+            Err(e) => Err(e),
+        }
     }
 
     pub async fn list_experiments(&self, actor: &Actor) -> Result<Vec<Experiment>> {
