@@ -128,3 +128,38 @@ pub async fn stop_experiment(key: String) -> Result<Outcome, ServerFnError> {
     let (loops, actor) = server::loops()?;
     server::write(loops.stop_experiment(&actor, &key).await, |e| format!("/experiments/{}?stopped=1", e.key))
 }
+
+/// Defines an A/B experiment from the form; on to its page. The form names the loop `loop_key` (`loop`
+/// is a Rust keyword, and a server function's arguments are its form's field names), so the domain's
+/// message for `loop` is shown under that field.
+#[server]
+pub async fn create_experiment(
+    key: String,
+    name: String,
+    loop_key: String,
+    control: String,
+    treatment: String,
+    starts_on: String,
+    ends_on: String,
+    expected_share: String,
+) -> Result<Outcome, ServerFnError> {
+    let (loops, actor) = server::loops()?;
+    let expected_share = match expected_share.trim() {
+        "" => None,
+        raw => match raw.parse::<f64>() {
+            // The form asks for a percentage, as people say "a 50/50 split".
+            Ok(percent) => Some(percent / 100.0),
+            Err(_) => {
+                return Ok(Outcome::Invalid(FieldErrors::single("expected_share", "must be a number (a percentage)")));
+            }
+        },
+    };
+    let input = ExperimentInput { key, name, loop_key, control, treatment, starts_on, ends_on, expected_share };
+    let result = loops.create_experiment(&actor, &input).await.map_err(|e| match e {
+        slope_service::ServiceError::Invalid(fields) => {
+            slope_service::ServiceError::Invalid(fields.renamed("loop", "loop_key"))
+        }
+        other => other,
+    });
+    server::write(result, |e| format!("/experiments/{}", e.key))
+}

@@ -19,7 +19,7 @@ pub fn ExperimentsPage() -> impl IntoView {
         <Title text="Experiments"/>
         <h1>"Experiments"</h1>
         <p class="lede">
-            "A/B tests of two variants of a loop, randomised by user. Experiments are defined through "
+            "A/B tests of two variants of a loop, randomised by user: defined below or through "
             <code>"POST /api/v1/experiments"</code>" (the demo's simulator starts one per fine-tune)."
         </p>
         <Suspense fallback=loading>
@@ -31,6 +31,51 @@ pub fn ExperimentsPage() -> impl IntoView {
                 }
             })}
         </Suspense>
+        {crate::may(slope_domain::Action::Operate).then(|| view! {
+            <section class="panel" aria-labelledby="new-experiment-heading">
+                <h2 id="new-experiment-heading">"New experiment"</h2>
+                <NewExperimentForm/>
+            </section>
+        })}
+    }
+}
+
+#[island]
+fn NewExperimentForm() -> impl IntoView {
+    let action = ServerAction::<CreateExperiment>::new();
+    let errors: FormErrors = RwSignal::new(FieldErrors::new());
+    watch_outcome(action, errors);
+    // The browser checks what the domain checks before anything is sent; the server checks again.
+    let submit = submit_with_checks(action, errors, |f: &CreateExperiment| {
+        let expected_share = f.expected_share.trim().parse::<f64>().ok().map(|p| p / 100.0);
+        let input = ExperimentInput {
+            key: f.key.clone(),
+            name: f.name.clone(),
+            loop_key: f.loop_key.clone(),
+            control: f.control.clone(),
+            treatment: f.treatment.clone(),
+            starts_on: f.starts_on.clone(),
+            ends_on: f.ends_on.clone(),
+            expected_share,
+        };
+        input.validate().map(|_| ()).map_err(|fields| fields.renamed("loop", "loop_key"))
+    });
+    view! {
+        <form class="form" method="post" action=CreateExperiment::url() on:submit=submit novalidate>
+            <FormMessages errors/>
+            <Input label="Key" name="key" errors value="" required=true hint="Lower-case letters, digits and dashes; names it in the API."/>
+            <Input label="Name" name="name" errors value="" required=true/>
+            <Input label="Loop" name="loop_key" errors value="" required=true hint="The loop's key, such as notes."/>
+            <div class="grid-2">
+                <Input label="Control variant" name="control" errors value="" required=true hint="The variant that stands for the current thinking."/>
+                <Input label="Treatment variant" name="treatment" errors value="" required=true/>
+                <Input label="Starts on" name="starts_on" kind="date" errors value="" required=true/>
+                <Input label="Ends on" name="ends_on" kind="date" errors value="" required=true/>
+            </div>
+            <Input label="Treatment share (%)" name="expected_share" kind="number" step="any" errors value="50"
+                hint="The share of users meant to see the treatment; the sample-ratio check compares the observed split with it."/>
+            <button type="submit" disabled=move || action.pending().get()>"Create experiment"</button>
+        </form>
     }
 }
 

@@ -44,6 +44,15 @@ impl FieldErrors {
 
     /// The same messages under `prefix.field`, for rules of a part checked on its own (such as a job's
     /// reward spec inside the job).
+    /// The same messages, those of field `from` moved to field `to`: for a form whose field is named
+    /// differently from the input's (a keyword such as `loop` cannot name a server function's argument).
+    pub fn renamed(mut self, from: &str, to: &str) -> FieldErrors {
+        if let Some(messages) = self.0.remove(from) {
+            self.0.entry(to.to_owned()).or_default().extend(messages);
+        }
+        self
+    }
+
     pub fn prefixed(self, prefix: &str) -> FieldErrors {
         FieldErrors(self.0.into_iter().map(|(field, messages)| (format!("{prefix}.{field}"), messages)).collect())
     }
@@ -71,3 +80,19 @@ impl fmt::Display for FieldErrors {
 }
 
 impl std::error::Error for FieldErrors {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renaming_a_field_moves_its_messages_and_keeps_the_rest() {
+        let mut errors = FieldErrors::single("loop", "is required");
+        errors.add("loop_key", "was already wrong");
+        errors.add("name", "is too long");
+        let renamed = errors.renamed("loop", "loop_key");
+        assert_eq!(renamed.get("loop"), None);
+        assert_eq!(renamed.get("loop_key"), Some(&["was already wrong".to_owned(), "is required".to_owned()][..]));
+        assert_eq!(renamed.get("name"), Some(&["is too long".to_owned()][..]));
+    }
+}
