@@ -366,6 +366,15 @@ async fn the_season_dashboard_forecasts_each_key_result_and_rolls_them_up() {
     for needle in ["Where the season is heading", "Least likely to land", "too little evidence (check-ins)"] {
         assert!(page.text.contains(needle), "the dashboard shows {needle:?}: {}", page.text);
     }
+    // Each key result's own page says the same.
+    let page = server.get(&format!("/key-results/{fed}")).await;
+    assert!(page.text.contains(&format!("Forecast for {quarter_end}: off track")), "{}", page.text);
+    let page = server.get(&format!("/key-results/{checked}")).await;
+    assert!(
+        page.text.contains("No forecast for") && page.text.contains("1 so far, from its check-ins"),
+        "{}",
+        page.text
+    );
 }
 
 /// Once a season is closed its key results have ended, and the check-ins' confidence is scored against

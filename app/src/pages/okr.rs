@@ -286,6 +286,7 @@ fn KeyResultView(detail: KeyResultDetail, series: Option<MetricSeries>) -> impl 
         </p>
         <ProgressBar score=detail.progress.score expectation=detail.expectation label="Key result progress"/>
         <p class="hint">{note}{kr.confidence.map(|c| format!(" · confidence {}", percent(c)))}</p>
+        <p class="kr-projection">{projection_text(&kr, &detail.objective, &detail.season, &detail.check_ins, series.as_ref())}</p>
         {series.map(|s| view! { <MetricPanel series=s measure=kr.measure.clone()/> })}
         <section class="grid-2">
             {if !editor {
@@ -424,5 +425,30 @@ pub fn MetricPanel(series: MetricSeries, measure: Measure) -> impl IntoView {
             <p class="hint metric-latest">{status}</p>
             <LineChart series=vec![chart] references title=format!("{} over time", m.name) format/>
         </section>
+    }
+}
+
+/// The key result's forecast at its end (its quarter's, or the season's if sooner) from its metric or
+/// its check-ins, or its outcome once that day has passed, as the season dashboard's outlook judges it.
+fn projection_text(
+    kr: &KeyResult,
+    objective: &Objective,
+    season: &Season,
+    check_ins: &[CheckIn],
+    series: Option<&MetricSeries>,
+) -> String {
+    let readings = match series {
+        Some(s) => KeyResultReadings::from_metric(&s.points),
+        None => KeyResultReadings::from_check_ins(check_ins),
+    };
+    let ends_on = key_result_ends_on(objective.quarter, season.ends_on);
+    match project_measure(&readings.points, &kr.measure, ends_on, chrono::Utc::now().date_naive()) {
+        Projection::Forecast(f) => format!("Forecast for {ends_on}: {}", f.summary),
+        Projection::Outcome(o) => format!("Outcome: {}", o.summary),
+        Projection::TooFewPoints => format!(
+            "No forecast for {ends_on} yet: it needs readings on at least {MIN_TREND_POINTS} days ({} so far, from its {}).",
+            readings.points.len(),
+            readings.evidence.as_str()
+        ),
     }
 }

@@ -14,11 +14,12 @@
 //! too little evidence) counts at its current score in every draw, which the page says. The draws are
 //! seeded by the season, so the same evidence always gives the same figures.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 
+use crate::checkin::CheckIn;
 use crate::entities::{KeyResultId, ObjectiveId, string_enum};
 use crate::forecast::{Forecast, ON_TRACK_PROBABILITY, TrendPoint};
 use crate::projection::{Outcome, Projection, project_measure};
@@ -41,6 +42,34 @@ string_enum!(
 pub struct KeyResultReadings {
     pub evidence: Evidence,
     pub points: Vec<TrendPoint>,
+}
+
+impl KeyResultReadings {
+    /// A key result's readings from its check-ins: the last of each day (a correction the same day
+    /// replaces the reading).
+    pub fn from_check_ins(check_ins: &[CheckIn]) -> KeyResultReadings {
+        let mut by_day: BTreeMap<NaiveDate, &CheckIn> = BTreeMap::new();
+        for c in check_ins {
+            let on = c.recorded_at.date_naive();
+            if by_day.get(&on).is_none_or(|seen| (seen.recorded_at, seen.id.0) <= (c.recorded_at, c.id.0)) {
+                by_day.insert(on, c);
+            }
+        }
+        let points =
+            by_day.into_iter().map(|(on, c)| TrendPoint { on, value: c.value, ci_low: None, ci_high: None }).collect();
+        KeyResultReadings { evidence: Evidence::CheckIns, points }
+    }
+
+    /// A key result's readings from the points of the metric that feeds it.
+    pub fn from_metric(points: &[crate::metric::MetricPoint]) -> KeyResultReadings {
+        KeyResultReadings { evidence: Evidence::Metric, points: points.iter().map(TrendPoint::from).collect() }
+    }
+}
+
+/// The day a key result of an objective in `quarter` ends: the quarter's last day, or the season's when
+/// that comes first.
+pub fn key_result_ends_on(quarter: crate::quarter::Quarter, season_ends_on: NaiveDate) -> NaiveDate {
+    quarter.range().end.min(season_ends_on)
 }
 
 /// One key result at its end: the forecast (or the outcome) and the score the draws expect.
@@ -121,7 +150,7 @@ pub fn season_outlook(
 ) -> SeasonOutlook {
     let mut key_results = Vec::new();
     for objective in &tree.objectives {
-        let ends_on = objective.objective.quarter.range().end.min(tree.season.ends_on);
+        let ends_on = key_result_ends_on(objective.objective.quarter, tree.season.ends_on);
         for node in &objective.key_results {
             let kr = &node.key_result;
             let (evidence, points) = match readings.get(&kr.id) {

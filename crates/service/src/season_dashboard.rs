@@ -207,24 +207,8 @@ fn outlook(tree: &SeasonTree, metrics: &[LinkedMetric], check_ins: &[Vec<CheckIn
         let kr = &node.key_result;
         let fed = kr.metric.as_ref().and_then(|feed| metrics.iter().find(|m| m.series.metric.key == feed.key));
         let found = match fed {
-            Some(m) => KeyResultReadings {
-                evidence: Evidence::Metric,
-                points: m.series.points.iter().map(TrendPoint::from).collect(),
-            },
-            None if !history.is_empty() => {
-                let mut by_day: BTreeMap<NaiveDate, &CheckIn> = BTreeMap::new();
-                for c in history {
-                    let on = c.recorded_at.date_naive();
-                    if by_day.get(&on).is_none_or(|seen| (seen.recorded_at, seen.id.0) <= (c.recorded_at, c.id.0)) {
-                        by_day.insert(on, c);
-                    }
-                }
-                let points = by_day
-                    .into_iter()
-                    .map(|(on, c)| TrendPoint { on, value: c.value, ci_low: None, ci_high: None })
-                    .collect();
-                KeyResultReadings { evidence: Evidence::CheckIns, points }
-            }
+            Some(m) => KeyResultReadings::from_metric(&m.series.points),
+            None if !history.is_empty() => KeyResultReadings::from_check_ins(history),
             None => continue,
         };
         readings.insert(kr.id, found);
