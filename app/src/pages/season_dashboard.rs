@@ -132,7 +132,7 @@ fn OutlookPanel(outlook: SeasonOutlook) -> impl IntoView {
             share_text(s.expected),
             share_text(s.low),
             share_text(s.high),
-            chance(s.probability),
+            fmt_probability(s.probability),
             share_text(s.expectation)
         )
     };
@@ -313,17 +313,6 @@ fn ReliabilityChart(bins: Vec<ReliabilityBin>) -> impl IntoView {
                 <tbody>{rows}</tbody>
             </table>
         </figure>
-    }
-}
-
-/// A probability as a whole percentage, never rounded to a certainty it is not.
-fn chance(p: f64) -> String {
-    if p > 0.99 && p < 1.0 {
-        "> 99 %".to_owned()
-    } else if p < 0.01 && p > 0.0 {
-        "< 1 %".to_owned()
-    } else {
-        format!("{:.0} %", p * 100.0)
     }
 }
 

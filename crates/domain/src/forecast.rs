@@ -464,7 +464,7 @@ fn decimals_for(half_width: f64, value: f64) -> usize {
 
 /// A probability as a dashboard shows it: whole percents, but never a rounded "0 %" or "100 %" for
 /// something that is merely unlikely or likely.
-fn fmt_probability(p: f64) -> String {
+pub fn fmt_probability(p: f64) -> String {
     if p == 0.0 || p == 1.0 {
         format!("{} %", (p * 100.0) as i64)
     } else if p < 0.01 {
@@ -566,14 +566,14 @@ fn ln_gamma(x: f64) -> f64 {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn day(n: i64) -> NaiveDate {
+    pub(crate) fn day(n: i64) -> NaiveDate {
         NaiveDate::from_ymd_opt(2027, 1, 4).unwrap() + chrono::Duration::days(n)
     }
 
-    fn point(n: i64, value: f64) -> TrendPoint {
+    pub(crate) fn point(n: i64, value: f64) -> TrendPoint {
         TrendPoint { on: day(n), value, ci_low: None, ci_high: None }
     }
 
@@ -582,11 +582,11 @@ mod tests {
     }
 
     /// 0.30 rising by 0.001 a day, one point a week for six weeks.
-    fn line() -> Vec<TrendPoint> {
+    pub(crate) fn line() -> Vec<TrendPoint> {
         (0..6).map(|w| point(7 * w, 0.30 + 0.001 * (7 * w) as f64)).collect()
     }
 
-    fn increase(target: f64) -> Measure {
+    pub(crate) fn increase(target: f64) -> Measure {
         Measure::IncreaseTo { start: 0.3, target, unit: String::new() }
     }
 

@@ -321,32 +321,12 @@ mod tests {
     use crate::measure::Measure;
     use crate::objective::{KeyResult, Objective};
     use crate::rollup::{PlanParts, build_tree};
-    use crate::season::Season;
 
     fn day(text: &str) -> NaiveDate {
         text.parse().unwrap()
     }
 
-    fn season() -> Season {
-        let now = Utc::now();
-        Season {
-            id: SeasonId(1),
-            key: "s".into(),
-            org_id: OrgId(1),
-            name: "S".into(),
-            thesis: "t".into(),
-            problems: vec![],
-            winning: "w".into(),
-            starts_on: day("2027-01-01"),
-            ends_on: day("2027-06-30"),
-            status: SeasonStatus::Active,
-            slope_target: 0.2,
-            retrospective: None,
-            version: Version(1),
-            created_at: now,
-            updated_at: now,
-        }
-    }
+    use crate::rollup::tests::season;
 
     fn objective(id: i64, quarter: &str, commitment: Commitment) -> Objective {
         let now = Utc::now();

@@ -135,24 +135,8 @@ pub fn outcome_of(points: &[TrendPoint], measure: &Measure, ends_on: NaiveDate) 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::forecast::tests::{day, increase, line, point};
     use crate::forecast::{OFF_TRACK_PROBABILITY, ON_TRACK_PROBABILITY, Outlook, fit_trend, forecast_measure};
-
-    fn day(n: i64) -> NaiveDate {
-        NaiveDate::from_ymd_opt(2027, 1, 4).unwrap() + chrono::Duration::days(n)
-    }
-
-    fn point(n: i64, value: f64) -> TrendPoint {
-        TrendPoint { on: day(n), value, ci_low: None, ci_high: None }
-    }
-
-    /// 0.30 rising by 0.001 a day, one point a week for six weeks.
-    fn line() -> Vec<TrendPoint> {
-        (0..6).map(|w| point(7 * w, 0.30 + 0.001 * (7 * w) as f64)).collect()
-    }
-
-    fn increase(target: f64) -> Measure {
-        Measure::IncreaseTo { start: 0.3, target, unit: String::new() }
-    }
 
     /// A daily series that fell from 0.60 to 0.30 over 200 days and then, a model promoted, climbed to
     /// about 0.567 in its last 20 (a little alternating scatter on both).

@@ -251,30 +251,19 @@ fn cell(text: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use chrono::Utc;
-
     use super::*;
     use crate::calibration::{EndedKeyResult, calibration};
     use crate::entities::*;
 
+    /// The roll-up tests' season, closed with a retrospective.
     fn season() -> Season {
-        let now = Utc::now();
         Season {
-            id: SeasonId(1),
-            key: "s".into(),
-            org_id: OrgId(1),
             name: "Agents".into(),
             thesis: "Agents draft notes.".into(),
-            problems: vec![],
             winning: "Half the notes drafted.".into(),
-            starts_on: "2027-01-01".parse().unwrap(),
-            ends_on: "2027-06-30".parse().unwrap(),
             status: SeasonStatus::Closed,
-            slope_target: 0.2,
             retrospective: Some("We learned to ask before guessing.".into()),
-            version: Version(3),
-            created_at: now,
-            updated_at: now,
+            ..crate::rollup::tests::season()
         }
     }
 

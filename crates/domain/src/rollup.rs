@@ -104,13 +104,13 @@ pub fn build_tree(parts: PlanParts) -> SeasonTree {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::entities::*;
     use crate::measure::Measure;
     use crate::quarter::Quarter;
 
-    fn season() -> Season {
+    pub(crate) fn season() -> Season {
         let now = Utc::now();
         Season {
             id: SeasonId(1),
