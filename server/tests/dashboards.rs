@@ -56,7 +56,7 @@ async fn push_rising_line(server: &Server) {
             let days = 3 * i;
             let at = first() + Duration::days(days);
             let scatter = if i % 2 == 0 { 0.003 } else { -0.003 };
-            json!({ "at": format!("{at}T12:00:00Z"), "value": line(days) + scatter })
+            json!({ "at": format!("{at}T00:00:00Z"), "value": line(days) + scatter })
         })
         .collect();
     let series = server.post(&format!("/api/v1/metrics/{METRIC}/points"), &json!({ "points": points })).await;
@@ -244,7 +244,7 @@ async fn ended_goals_show_their_outcome_and_forecasts_follow_the_present() {
             let at = today() - Duration::days(119 - i);
             let value = if i < 100 { 0.60 - 0.003 * i as f64 } else { 0.30 + 0.013 * (i - 99) as f64 };
             let scatter = if i % 2 == 0 { 0.004 } else { -0.004 };
-            json!({ "at": format!("{at}T12:00:00Z"), "value": value + scatter })
+            json!({ "at": format!("{at}T00:00:00Z"), "value": value + scatter })
         })
         .collect();
     server.post(&format!("/api/v1/metrics/{METRIC}/points"), &json!({ "points": points })).await.expect(200);
@@ -510,7 +510,7 @@ async fn push_reversal(server: &Server) {
         .map(|d| {
             let value = if d < 7 { 0.50 + 0.01 * d as f64 } else { 0.56 - 0.012 * (d - 7) as f64 };
             let at = day("2026-03-01") + Duration::days(d);
-            json!({ "at": format!("{at}T12:00:00Z"), "value": value, "ci_low": value - 0.005, "ci_high": value + 0.005 })
+            json!({ "at": format!("{at}T00:00:00Z"), "value": value, "ci_low": value - 0.005, "ci_high": value + 0.005 })
         })
         .collect();
     server.post(&format!("/api/v1/metrics/{QUALITY}/points"), &json!({ "points": points })).await.expect(200);
