@@ -55,6 +55,8 @@ pub struct Config {
     pub simulator: bool,
     /// Suggestions the simulated clinicians ask for per minute, over all loops.
     pub simulator_rate: f64,
+    /// Labels the simulated expert annotators give per minute, over all the demo's queues.
+    pub simulator_annotation_rate: f64,
     /// The largest share of time the simulator's own training and eval jobs may take (the cap on the heavy
     /// part of its CPU use; its traffic is capped by `simulator_rate`).
     pub simulator_duty: f64,
@@ -99,6 +101,7 @@ impl Default for Config {
             forwarded_hops: 1,
             simulator: true,
             simulator_rate: 30.0,
+            simulator_annotation_rate: 20.0,
             simulator_duty: 0.25,
             simulator_min_events: 100,
             simulator_arm_outcomes: 30,
@@ -169,6 +172,7 @@ impl Config {
                 "SIMULATOR_EXPERIMENT_SECONDS",
                 "SIMULATOR_TRAIN_STEPS",
                 "SIMULATOR_BATCH_SIZE",
+                "SIMULATOR_ANNOTATION_RATE",
                 "INGEST_MAX_ROWS",
                 "INGEST_MAX_TEXT_BYTES",
                 "INGEST_CONCURRENCY",
@@ -220,6 +224,7 @@ impl Config {
         let finite = |v: f64, default: f64| if v.is_finite() { v } else { default };
         slope_service::SimulatorSettings {
             suggestions_per_minute: finite(self.simulator_rate, 30.0).clamp(0.0, 6000.0),
+            annotations_per_minute: finite(self.simulator_annotation_rate, 20.0).clamp(0.0, 6000.0),
             duty: finite(self.simulator_duty, 0.25).clamp(0.01, 1.0),
             min_new_events: self.simulator_min_events.max(1),
             arm_outcomes: self.simulator_arm_outcomes.max(1),

@@ -94,6 +94,13 @@ enum Command {
         #[command(subcommand)]
         command: cli::plan::PlanCommand,
     },
+    /// Expert annotation: queues, sampling, exports and imports of labels, agreement and budgets.
+    Annotate {
+        #[command(flatten)]
+        db: DbArgs,
+        #[command(subcommand)]
+        command: cli::annotate::AnnotateCommand,
+    },
     /// API tokens for scripts and ingestion (`Authorization: Bearer …`).
     Token {
         #[command(flatten)]
@@ -126,6 +133,7 @@ fn main() -> ExitCode {
         | Command::Worker { db, .. }
         | Command::Admin { db, .. }
         | Command::Plan { db, .. }
+        | Command::Annotate { db, .. }
         | Command::Token { db, .. } => db.apply(&mut overrides),
         Command::Metrics { .. } | Command::Openapi => {}
     }
@@ -161,6 +169,7 @@ fn main() -> ExitCode {
             Command::Admin { command, .. } => cli::admin::run_admin(config, command).await,
             Command::Token { command, .. } => cli::admin::run_token(config, command).await,
             Command::Plan { command, .. } => cli::plan::run(config, command).await,
+            Command::Annotate { command, .. } => cli::annotate::run(config, command).await,
             _ => startup::serve(config).await,
         }
     });

@@ -26,7 +26,7 @@ pub const BASE_PATH: &str = "/api/v1";
         version = env!("CARGO_PKG_VERSION"),
         description = "The JSON API of Slope: seasons, objectives, key results, squads and their goals; loop \
             metrics from interaction events, experiments and drift; the fine-tune/eval runner's datasets, jobs \
-            and models; and serving suggestions.\n\nEvery operation but this document's needs a caller: an API \
+            and models; serving suggestions; and expert annotation.\n\nEvery operation but this document's needs a caller: an API \
             token (`Authorization: Bearer slope_…`, made by an admin with `POST /api/v1/tokens` or `slope \
             token create`) or the `slope_session` cookie of a signed-in browser. What a caller may do follows \
             its role, or its token's scopes (`read`, `write`, `ingest`). Errors are JSON: \
@@ -55,6 +55,7 @@ pub const BASE_PATH: &str = "/api/v1";
         (name = "jobs", description = "Training and eval jobs, with their step metrics and live events."),
         (name = "models", description = "The model registry, aliases and the promotion gate."),
         (name = "serving", description = "Suggestions served from a loop's champion or challenger."),
+        (name = "annotation", description = "Expert annotation: queues of a loop's interactions, leased items and their labels, agreement, gold sets, imports and exports, and the annotation budget of key results."),
         (name = "adoption", description = "The exec adoption dashboard: units' stages with evidence, warnings and trend."),
         (name = "meta", description = "This description of the API."),
     )

@@ -6,7 +6,9 @@
 use std::time::Duration;
 
 use slope_domain::{Actor, OrgId};
-use slope_service::{Access, Loops, Planning, Runner, SegmentStore, Services, Simulator, Upkeep, demo, spawn_workers};
+use slope_service::{
+    Access, Annotations, Loops, Planning, Runner, SegmentStore, Services, Simulator, Upkeep, demo, spawn_workers,
+};
 use slope_store::Store;
 use tokio::net::TcpListener;
 
@@ -43,8 +45,9 @@ pub async fn serve(config: Config) -> Result<(), String> {
     let access = Access::new(store.clone());
     let runner = open_runner(&config, store.clone(), loops.clone())?;
     register_base_model(&config, &store, &runner).await?;
+    let annotations = Annotations::new(store.clone(), loops.clone(), runner.clone());
     if config.demo {
-        seed_demo(org, &planning, &loops, &access).await?;
+        seed_demo(org, &planning, &loops, &access, &annotations).await?;
     } else {
         retire_demo_accounts(org, &access).await?;
     }
@@ -73,13 +76,13 @@ pub async fn serve(config: Config) -> Result<(), String> {
     // as such wherever they show. Never outside demo mode, where all traffic must be real.
     let simulator = Simulator::new();
     if config.demo && config.simulator {
-        simulator.start(runner.clone(), loops.clone(), org, config.simulator_settings());
+        simulator.start(runner.clone(), loops.clone(), annotations.clone(), org, config.simulator_settings());
     } else if config.demo {
         tracing::info!("the traffic simulator is off (simulator = false)");
     }
     let (stop_sender, stop_receiver) = tokio::sync::watch::channel(false);
     let app = router(
-        Services { planning, loops, runner, access, simulator },
+        Services { planning, loops: loops.clone(), runner: runner.clone(), access, annotations, simulator },
         RouterSettings {
             site_root: &site_root,
             addr,
@@ -130,7 +133,13 @@ async fn register_base_model(config: &Config, store: &Store, runner: &Runner) ->
 
 /// Demo mode: the demo organisation's plan and loops are seeded once (when it has no season yet), and
 /// the demo accounts every time, whose passwords are logged because the sign-in page shows them anyway.
-async fn seed_demo(org: OrgId, planning: &Planning, loops: &Loops, access: &Access) -> Result<(), String> {
+async fn seed_demo(
+    org: OrgId,
+    planning: &Planning,
+    loops: &Loops,
+    access: &Access,
+    annotations: &Annotations,
+) -> Result<(), String> {
     let today = chrono::Utc::now().date_naive();
     let system = Actor::system(org, "demo");
     if demo::seed(planning, &system, today).await.map_err(|e| format!("demo data: {e}"))? {
@@ -138,6 +147,7 @@ async fn seed_demo(org: OrgId, planning: &Planning, loops: &Loops, access: &Acce
         tracing::info!("demo data seeded");
     }
     demo::seed_accounts(access, planning, &system).await.map_err(|e| format!("demo accounts: {e}"))?;
+    demo::seed_annotation(annotations, &system).await.map_err(|e| format!("demo annotation queues: {e}"))?;
     for account in &demo::DEMO_ACCOUNTS {
         tracing::info!(role = %account.role, email = account.email, password = account.password, "demo account");
     }

@@ -63,9 +63,13 @@ enum Act {
     Operate,
     Ingest,
     Administer,
+    /// Taking and answering items of an annotation queue (the matrix's queue is open to the annotator
+    /// role and to squad X).
+    Annotate,
 }
 
-const ACTS: [Act; 6] = [Act::Read, Act::EditPlan, Act::EditSquadGoals, Act::Operate, Act::Ingest, Act::Administer];
+const ACTS: [Act; 7] =
+    [Act::Read, Act::EditPlan, Act::EditSquadGoals, Act::Operate, Act::Ingest, Act::Administer, Act::Annotate];
 
 /// What an operation needs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -75,6 +79,8 @@ enum Need {
     /// Any signed-in principal (`/me`).
     SignedIn,
     Do(Act),
+    /// Either of two actions (the list of annotation queues: readers see them all, annotators theirs).
+    Either(Act, Act),
 }
 
 /// The principals of the matrix: a browser without a session, members of each role signed in with a
@@ -86,6 +92,7 @@ enum Who {
     Leader,
     SquadMember,
     Exec,
+    Annotator,
     ReadToken,
     WriteToken,
     IngestToken,
@@ -99,6 +106,7 @@ impl Who {
             Who::Leader => "leader",
             Who::SquadMember => "squad-member",
             Who::Exec => "exec",
+            Who::Annotator => "annotator",
             Who::ReadToken => "token:read",
             Who::WriteToken => "token:write",
             Who::IngestToken => "token:ingest",
@@ -118,18 +126,20 @@ enum May {
 use May::{No as N, OwnSquads as O, Yes as Y};
 
 /// The product's rule, written out: a row per principal, a column per action in the order of [`ACTS`]
-/// (Read, EditPlan, EditSquadGoals, Operate, Ingest, Administer). Tokens never administer; `write`
-/// implies reading; `ingest` grants nothing else.
+/// (Read, EditPlan, EditSquadGoals, Operate, Ingest, Administer, Annotate). Tokens never administer nor
+/// annotate; `write` implies reading; `ingest` grants nothing else; an annotator annotates and nothing
+/// else.
 #[rustfmt::skip]
-const RULE: [(Who, [May; 6]); 7] = [
-    //                   Read EditPlan Goals Operate Ingest Administer
-    (Who::Admin,       [Y,   Y,       Y,    Y,      Y,     Y]),
-    (Who::Leader,      [Y,   Y,       Y,    Y,      Y,     N]),
-    (Who::SquadMember, [Y,   N,       O,    N,      N,     N]),
-    (Who::Exec,        [Y,   N,       N,    N,      N,     N]),
-    (Who::ReadToken,   [Y,   N,       N,    N,      N,     N]),
-    (Who::WriteToken,  [Y,   Y,       Y,    Y,      N,     N]),
-    (Who::IngestToken, [N,   N,       N,    N,      Y,     N]),
+const RULE: [(Who, [May; 7]); 8] = [
+    //                   Read EditPlan Goals Operate Ingest Administer Annotate
+    (Who::Admin,       [Y,   Y,       Y,    Y,      Y,     Y,         Y]),
+    (Who::Leader,      [Y,   Y,       Y,    Y,      Y,     N,         Y]),
+    (Who::SquadMember, [Y,   N,       O,    N,      N,     N,         Y]),
+    (Who::Exec,        [Y,   N,       N,    N,      N,     N,         N]),
+    (Who::Annotator,   [N,   N,       N,    N,      N,     N,         Y]),
+    (Who::ReadToken,   [Y,   N,       N,    N,      N,     N,         N]),
+    (Who::WriteToken,  [Y,   Y,       Y,    Y,      N,     N,         N]),
+    (Who::IngestToken, [N,   N,       N,    N,      Y,     N,         N]),
 ];
 
 fn may(who: Who, act: Act) -> May {
@@ -180,8 +190,15 @@ fn expected(who: Who, need: Need, side: Side) -> Want {
         Need::Public => return Want::Allowed,
         Need::SignedIn if who == Who::Anonymous => return Want::Status(401),
         Need::SignedIn => return Want::Allowed,
-        Need::Do(_) if who == Who::Anonymous => return Want::Status(401),
+        Need::Do(_) | Need::Either(..) if who == Who::Anonymous => return Want::Status(401),
         Need::Do(act) => act,
+        Need::Either(a, b) => {
+            if may(who, a) == May::No {
+                b
+            } else {
+                a
+            }
+        }
     };
     match (may(who, act), side) {
         (May::No, _) => Want::Status(403),
@@ -294,6 +311,7 @@ const GOALS: Need = Need::Do(Act::EditSquadGoals);
 const OPERATE: Need = Need::Do(Act::Operate);
 const INGEST: Need = Need::Do(Act::Ingest);
 const ADMINISTER: Need = Need::Do(Act::Administer);
+const ANNOTATE: Need = Need::Do(Act::Annotate);
 
 /// Every operation of `/api/v1`, with what it needs, its path parameters (in the order they appear) and
 /// a body that parses.
@@ -582,6 +600,74 @@ fn table() -> Vec<Entry> {
             |o, _| vec![v(&o.loop_key), v(&o.served)],
             Json(|_, _| json!({ "accepted_chars": 0, "final_text": "rest and fluids." })),
         ),
+        // ---- annotation: the queue is open to the annotator role and squad X
+        op("GET", "/api/v1/annotation-queues", Need::Either(Act::Read, Act::Annotate), none, Body::None),
+        // The first allowed principal creates it; the others' key is taken (422).
+        op("POST", "/api/v1/annotation-queues", OPERATE, none, Json(|o, _| queue_input("matrix-extra", &o.loop_key))),
+        op("GET", "/api/v1/annotation-queues/{key}", READ, |o, _| vec![v(&o.queue)], Body::None),
+        op(
+            "PUT",
+            "/api/v1/annotation-queues/{key}",
+            OPERATE,
+            |o, _| vec![v(&o.queue)],
+            Edit {
+                get: |o, _| format!("/api/v1/annotation-queues/{}", o.queue),
+                pointer: "/summary/queue/version",
+                json: |o, _| {
+                    let mut queue = queue_input(&o.queue, &o.loop_key);
+                    queue["squads"] = json!([o.squad(Squad::X)]);
+                    queue
+                },
+            },
+        ),
+        op("POST", "/api/v1/annotation-queues/{key}/sample", OPERATE, |o, _| vec![v(&o.queue)], Body::None),
+        op("GET", "/api/v1/annotation-queues/{key}/items", READ, |o, _| vec![v(&o.queue)], Body::None),
+        op("POST", "/api/v1/annotation-queues/{key}/next", ANNOTATE, |o, _| vec![v(&o.queue)], Body::None),
+        // Nobody holds the matrix's item, so an allowed principal is told it is not leased to them (422).
+        op(
+            "POST",
+            "/api/v1/annotation-queues/{key}/items/{id}/annotations",
+            ANNOTATE,
+            |o, _| vec![v(&o.queue), v(o.item)],
+            Json(|_, _| json!({ "correction": "rest and fluids.", "rating": 4 })),
+        ),
+        op(
+            "PUT",
+            "/api/v1/annotation-queues/{key}/items/{id}/gold",
+            OPERATE,
+            |o, _| vec![v(&o.queue), v(o.item)],
+            Json(|_, _| json!({ "correction": "rest and fluids.", "rating": 5 })),
+        ),
+        op(
+            "DELETE",
+            "/api/v1/annotation-queues/{key}/items/{id}/gold",
+            OPERATE,
+            |o, _| vec![v(&o.queue), v(o.item)],
+            Body::None,
+        ),
+        op("GET", "/api/v1/annotation-queues/{key}/export", READ, |o, _| vec![v(&o.queue)], Body::None),
+        // The first allowed principal stores the line; the others find it answered already (422).
+        op(
+            "POST",
+            "/api/v1/annotation-queues/{key}/import",
+            OPERATE,
+            |o, _| vec![v(&o.queue)],
+            Raw {
+                content_type: NDJSON,
+                bytes: |_| {
+                    ndjson(&[json!({ "event_id": "e-1", "annotator": "vendor", "correction": "rest.", "rating": 3 })])
+                },
+            },
+        ),
+        op(
+            "POST",
+            "/api/v1/annotation-queues/{key}/fine-tune",
+            OPERATE,
+            |o, _| vec![v(&o.queue)],
+            Json(|_, _| json!({ "from": "both", "steps": 2 })),
+        ),
+        op("GET", "/api/v1/key-results/{id}/annotation-budget", READ, |o, _| vec![v(o.key_result)], Body::None),
+        op("GET", "/api/v1/loops/{loop}/annotation-budget", READ, |o, _| vec![v(&o.loop_key)], Body::None),
     ]
 }
 
@@ -636,6 +722,19 @@ fn experiment_input(key: &str, loop_key: &str) -> Value {
         "treatment": "treatment",
         "starts_on": "2026-06-01",
         "ends_on": "2026-06-28",
+    })
+}
+
+/// A correction queue over every interaction of the loop, open to the annotator role and squad X.
+fn queue_input(key: &str, loop_key: &str) -> Value {
+    json!({
+        "key": key,
+        "name": format!("Queue {key}"),
+        "loop": loop_key,
+        "sampling": { "policy": "random", "share": 1.0 },
+        "guidelines": "Correct the suggestion into what the clinician meant.",
+        "labels": { "correction": true, "rating": true },
+        "annotators_per_item": 2,
     })
 }
 
@@ -786,6 +885,9 @@ struct Org {
     token: i64,
     /// An open invitation that refused cells name.
     invitation: i64,
+    /// An annotation queue on the loop (open to the annotator role and squad X), and one of its items.
+    queue: String,
+    item: i64,
 }
 
 impl Org {
@@ -918,6 +1020,8 @@ async fn build_org(base: &str, client: reqwest::Client, tag: &'static str, loop_
         member: 0,
         token: 0,
         invitation: 0,
+        queue: String::new(),
+        item: 0,
     }
 }
 
@@ -949,6 +1053,14 @@ async fn finish_org(base: &str, org: &mut Org) {
         .await;
     org.served = served["event_id"].as_str().unwrap_or_else(|| panic!("no event id: {served}")).to_owned();
     api.ok(Method::POST, "/api/v1/experiments", Some(&experiment_input(&org.experiment, &org.loop_key)), 201).await;
+    // The annotation queue, open to the annotator role and to squad X (its edits keep both).
+    org.queue = format!("{}-review", org.tag.to_lowercase());
+    let mut queue = queue_input(&org.queue, &org.loop_key);
+    queue["squads"] = json!([org.squad(Squad::X)]);
+    let created = api.ok(Method::POST, "/api/v1/annotation-queues", Some(&queue), 201).await;
+    assert!(created["sampled"]["added"].as_u64().is_some_and(|n| n > 1), "{created}");
+    let items = api.ok(Method::GET, &format!("/api/v1/annotation-queues/{}/items", org.queue), None, 200).await;
+    org.item = items[0]["id"].as_i64().unwrap_or_else(|| panic!("no item: {items}"));
 }
 
 fn id(value: &Value) -> i64 {
@@ -1425,12 +1537,14 @@ async fn every_operation_answers_every_principal_by_the_rule() {
     cli_member(dir, "leader@example.org", "leader", None, "default");
     cli_member(dir, "member@example.org", "squad-member", Some(own.squad(Squad::X)), "default");
     cli_member(dir, "exec@example.org", "exec", None, "default");
+    cli_member(dir, "annotator@example.org", "annotator", None, "default");
     let mut principals = vec![Principal { who: Who::Anonymous, auth: Auth::None }];
     for (who, email) in [
         (Who::Admin, "admin@example.org"),
         (Who::Leader, "leader@example.org"),
         (Who::SquadMember, "member@example.org"),
         (Who::Exec, "exec@example.org"),
+        (Who::Annotator, "annotator@example.org"),
     ] {
         principals.push(Principal { who, auth: Auth::Session(sign_in(base, email).await) });
     }

@@ -27,6 +27,7 @@ async fn the_simulator_turns_the_demo_loop_by_itself() {
         ("SLOPE_SIMULATOR_EXPERIMENT_SECONDS", "20"),
         ("SLOPE_SIMULATOR_TRAIN_STEPS", "3"),
         ("SLOPE_SIMULATOR_BATCH_SIZE", "2"),
+        ("SLOPE_SIMULATOR_ANNOTATION_RATE", "600"),
     ];
     let server = Server::start(&dir.0, &env);
     let status = server.get("/api/v1/simulator").await.expect(200);
@@ -110,4 +111,25 @@ async fn the_simulator_turns_the_demo_loop_by_itself() {
     assert!(notes["suggestions_served"].as_u64().unwrap() > 0, "{status}");
     assert!(notes["iterations"].as_u64().unwrap() >= 1, "{status}");
     assert!(notes["last_action"].as_str().is_some_and(|a| !a.is_empty()), "{status}");
+
+    // The demo's queues exist with their gold sets, and the simulated experts annotate them through
+    // the same leases as people; the iteration's dataset took the annotations there were.
+    let queues = server.get("/api/v1/annotation-queues").await.expect(200);
+    let keys: Vec<&str> = queues.as_array().unwrap().iter().map(|q| q["queue"]["key"].as_str().unwrap()).collect();
+    assert_eq!(keys, ["discharge-review", "notes-review"], "{queues}");
+    let annotated = Instant::now();
+    let page = loop {
+        let page = server.get("/api/v1/annotation-queues/notes-review").await.expect(200);
+        if page["summary"]["progress"]["annotations"].as_i64().unwrap() >= 4 {
+            break page;
+        }
+        assert!(annotated.elapsed() < Duration::from_secs(30), "the simulated experts annotate nothing: {page}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+    assert_eq!(page["summary"]["progress"]["gold"], 8, "{page}");
+    let experts = page["agreement"]["annotators"].as_array().unwrap();
+    assert!(experts.iter().all(|a| a["annotator"].as_str().unwrap().starts_with("system:sim-expert-")), "{page}");
+    let status = server.get("/api/v1/simulator").await.expect(200);
+    assert!(status["loops"][0]["annotations"].as_u64().unwrap() >= 4, "{status}");
+    assert!(iteration["annotations_used"].as_i64().is_some(), "built with annotations: {iteration}");
 }

@@ -36,10 +36,13 @@ pub enum Role {
     SquadMember,
     /// Reads everything in the organisation and changes nothing.
     Exec,
+    /// An expert who annotates the loop interactions of the queues open to the role, and sees nothing
+    /// else of the organisation.
+    Annotator,
 }
 
 impl Role {
-    pub const ALL: [Role; 4] = [Role::Admin, Role::Leader, Role::SquadMember, Role::Exec];
+    pub const ALL: [Role; 5] = [Role::Admin, Role::Leader, Role::SquadMember, Role::Exec, Role::Annotator];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -47,6 +50,7 @@ impl Role {
             Role::Leader => "leader",
             Role::SquadMember => "squad-member",
             Role::Exec => "exec",
+            Role::Annotator => "annotator",
         }
     }
 }
@@ -67,7 +71,8 @@ impl FromStr for Role {
             // Both spellings are accepted because the issue tracker and people say "squad member".
             "squad-member" | "member" | "squad member" => Ok(Role::SquadMember),
             "exec" => Ok(Role::Exec),
-            other => Err(format!("must be one of admin, leader, squad-member, exec, not {other:?}")),
+            "annotator" => Ok(Role::Annotator),
+            other => Err(format!("must be one of admin, leader, squad-member, exec, annotator, not {other:?}")),
         }
     }
 }
@@ -168,6 +173,9 @@ pub enum Action {
     Ingest,
     /// Members, units and API tokens.
     Administer,
+    /// Take and label items of annotation queues. The queue decides further who among those allowed
+    /// here may work on it (its eligibility: the annotator role, or named squads).
+    Annotate,
 }
 
 /// An authorization refusal, with the reason shown to the caller (it names no data of the
@@ -191,9 +199,13 @@ impl Actor {
                 (Role::Leader, _) => true,
                 (Role::SquadMember, Action::Read) => true,
                 (Role::SquadMember, Action::EditSquadGoals(squad)) => squads.contains(&squad),
+                (Role::SquadMember, Action::Annotate) => true,
                 (Role::SquadMember, _) => false,
                 (Role::Exec, Action::Read) => true,
                 (Role::Exec, _) => false,
+                // An annotator sees the items of their queues and nothing else of the organisation.
+                (Role::Annotator, Action::Annotate) => true,
+                (Role::Annotator, _) => false,
             },
             Principal::Token { scopes, .. } => {
                 let has = |s: Scope| scopes.contains(&s);
@@ -203,6 +215,9 @@ impl Actor {
                     Action::Ingest => has(Scope::Ingest),
                     // Tokens never manage access: a script that could mint tokens could outlive its revocation.
                     Action::Administer => false,
+                    // An annotation is a person's judgement: a script imports labels (an operator's
+                    // action), it does not take items one by one as if it were an annotator.
+                    Action::Annotate => false,
                 }
             }
         }
@@ -221,6 +236,7 @@ impl Actor {
             Action::Operate => "change metrics, experiments, datasets, jobs or models".to_owned(),
             Action::Ingest => "send events or outcomes".to_owned(),
             Action::Administer => "manage members, units or tokens".to_owned(),
+            Action::Annotate => "annotate".to_owned(),
         };
         Err(Denied(format!("{who} may not {what}")))
     }
@@ -563,6 +579,12 @@ mod tests {
         expect(&token(&[Scope::Write]), [true, true, true, true, true, false, false]);
         expect(&token(&[Scope::Ingest]), [false, false, false, false, false, true, false]);
         expect(&Actor::system(OrgId(1), "cli"), [true; 7]);
+        // An annotator reads nothing and changes nothing but annotations.
+        expect(&user(Role::Annotator, &[]), [false; 7]);
+        let annotate = |actor: &Actor| actor.can(Annotate);
+        assert!(annotate(&user(Role::Annotator, &[])) && annotate(&user(Role::Leader, &[])));
+        assert!(annotate(&user(Role::Admin, &[])) && annotate(&user(Role::SquadMember, &[7])));
+        assert!(!annotate(&user(Role::Exec, &[])) && !annotate(&token(&[Scope::Write])));
     }
 
     #[test]

@@ -8,6 +8,10 @@
 pub mod ab_report;
 pub mod access;
 pub mod adoption;
+pub mod agreement;
+pub mod annotation;
+pub mod annotation_views;
+pub mod budget;
 pub mod calibration;
 pub mod checkin;
 pub mod entities;
@@ -36,6 +40,10 @@ pub mod views;
 
 pub use access::*;
 pub use adoption::*;
+pub use agreement::*;
+pub use annotation::*;
+pub use annotation_views::*;
+pub use budget::*;
 pub use calibration::*;
 pub use checkin::*;
 pub use entities::*;

@@ -261,30 +261,31 @@ fn summarise(mut draws: Vec<f64>, expectation: f64) -> ScoreOutlook {
     ScoreOutlook { expected, low: at(0.1), high: at(0.9), expectation, probability }
 }
 
-/// A small seeded generator (xorshift64*) with the normal, gamma and t draws the roll-up needs. The
-/// domain crate depends on no random-number crate, and the figures must repeat for the same evidence.
-struct Rng(u64);
+/// A small seeded generator (xorshift64*) with the normal, gamma and t draws the roll-up needs (and the
+/// annotation statistics' bootstraps and the learning curve's simulation). The domain crate depends on
+/// no random-number crate, and the figures must repeat for the same evidence.
+pub(crate) struct Rng(u64);
 
 impl Rng {
-    fn new(seed: u64) -> Rng {
+    pub(crate) fn new(seed: u64) -> Rng {
         // xorshift must not start at zero; the constant spreads small seeds.
         Rng((seed ^ 0x9e37_79b9_7f4a_7c15).max(1))
     }
 
-    fn uniform(&mut self) -> f64 {
+    pub(crate) fn uniform(&mut self) -> f64 {
         self.0 ^= self.0 >> 12;
         self.0 ^= self.0 << 25;
         self.0 ^= self.0 >> 27;
         ((self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 11) as f64 + 0.5) / (1u64 << 53) as f64
     }
 
-    fn normal(&mut self) -> f64 {
+    pub(crate) fn normal(&mut self) -> f64 {
         let (u, v) = (self.uniform(), self.uniform());
         (-2.0 * u.ln()).sqrt() * (std::f64::consts::TAU * v).cos()
     }
 
     /// Gamma(shape, 1) by Marsaglia and Tsang's method, boosted for shapes below one.
-    fn gamma(&mut self, shape: f64) -> f64 {
+    pub(crate) fn gamma(&mut self, shape: f64) -> f64 {
         if shape < 1.0 {
             return self.gamma(shape + 1.0) * self.uniform().powf(1.0 / shape);
         }
@@ -304,10 +305,15 @@ impl Rng {
     }
 
     /// Student's t with `dof` degrees of freedom: a normal over √(χ²_dof / dof), χ²_dof = 2 Gamma(dof/2).
-    fn student_t(&mut self, dof: f64) -> f64 {
+    pub(crate) fn student_t(&mut self, dof: f64) -> f64 {
         let dof = dof.max(1e-3);
         let chi2 = 2.0 * self.gamma(0.5 * dof);
         self.normal() / (chi2 / dof).sqrt()
+    }
+
+    /// A whole number in `0..n` (`n` > 0), for resampling.
+    pub(crate) fn below(&mut self, n: usize) -> usize {
+        ((self.uniform() * n as f64) as usize).min(n.saturating_sub(1))
     }
 }
 

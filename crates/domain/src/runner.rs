@@ -50,6 +50,13 @@ string_enum!(
     AliasKind { Champion => "champion", Challenger => "challenger" }
 );
 
+string_enum!(
+    /// What a loop's datasets are built from: the events (what users finally wrote), the expert
+    /// annotations of its queues, or both (events, with each annotated event's rows taken from its
+    /// annotations instead).
+    DatasetBasis { Events => "events", Annotations => "annotations", Both => "both" }
+);
+
 impl JobStatus {
     /// True once the job can change no more.
     pub fn is_final(self) -> bool {
@@ -119,6 +126,13 @@ pub enum DatasetSource {
         range: Option<EventRange>,
         /// The object-store path of the JSON list of the event ids used, one per row.
         event_ids: String,
+        /// Expert annotations behind the rows, for datasets built with annotations.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        annotations: Option<i64>,
+        /// The object-store path of each annotated row's lineage (a JSON list of `RowLineage`: the row,
+        /// its item, event, annotations and annotators).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        annotation_lineage: Option<String>,
     },
     /// Made by the demo's simulator, and labelled so.
     Simulated { simulated: bool, what: String, for_loop: String },
@@ -152,11 +166,33 @@ impl DatasetSource {
             _ => None,
         }
     }
+
+    /// How many expert annotations the rows used (none for datasets built without them).
+    pub fn annotations(&self) -> Option<i64> {
+        match self {
+            DatasetSource::Events { annotations, .. } => *annotations,
+            _ => None,
+        }
+    }
+
+    /// The objects of the object store the lineage names beside the data, which must live as long as
+    /// the dataset.
+    pub fn objects(&self) -> Vec<&str> {
+        match self {
+            DatasetSource::Events { event_ids, annotation_lineage, .. } => {
+                std::iter::once(event_ids.as_str()).chain(annotation_lineage.as_deref()).collect()
+            }
+            _ => vec![],
+        }
+    }
 }
 
 impl fmt::Display for DatasetSource {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            DatasetSource::Events { loop_key, events, annotations: Some(n), .. } => {
+                write!(f, "{events} events of loop {loop_key}, {n} expert annotations")
+            }
             DatasetSource::Events { loop_key, events, .. } => write!(f, "{events} events of loop {loop_key}"),
             DatasetSource::Simulated { what, .. } => write!(f, "simulated: {what}"),
             DatasetSource::Upload { upload } => write!(f, "upload {upload}"),

@@ -51,6 +51,8 @@ pub struct LoopIteration {
     pub reward_change: Option<f64>,
     /// Hours from the first event of the batch to the decision.
     pub cycle_hours: Option<f64>,
+    /// Expert annotations the iteration's dataset used (none when it was built without them).
+    pub annotations_used: Option<i64>,
 }
 
 /// One ISO week (from Monday) of the loop's metabolism.
@@ -64,8 +66,11 @@ pub struct MetabolismWeek {
     pub cycle_hours: Option<f64>,
     /// Summed reward change of the week's promotions.
     pub lift: Option<f64>,
-    /// Annotations (events with a final text) that the week's new datasets added.
+    /// User feedback rows (events with a final text) that the week's new SFT datasets added. The field
+    /// keeps the name it has always had in the API; expert annotations are `expert_annotations`.
     pub annotations: i64,
+    /// Expert annotations given in the loop's annotation queues during the week.
+    pub expert_annotations: i64,
 }
 
 /// How fast and how far the loop turns.
@@ -85,6 +90,8 @@ pub struct Metabolism {
     pub weeks: Vec<MetabolismWeek>,
     /// How annotation volume is counted.
     pub annotation_method: String,
+    /// Expert annotations given in the loop's queues (in the weeks shown).
+    pub expert_annotations: i64,
 }
 
 /// A loop's post-training stack, iterations (newest first) and metabolism.
@@ -99,7 +106,7 @@ pub struct LoopStack {
 }
 
 /// How [`derive_stack`] counts annotation volume.
-pub const ANNOTATION_METHOD: &str = "Events with a context and a final text, counted from the row counts of the loop's SFT datasets: each new dataset adds its rows beyond the previous one's, in the week it was built.";
+pub const ANNOTATION_METHOD: &str = "Expert annotations: labelled annotations given in the loop's annotation queues, in the week they were given (skips and flags are not counted). Feedback rows: events with a context and a final text, counted from the row counts of the loop's SFT datasets: each new dataset adds its rows beyond the previous one's, in the week it was built.";
 
 /// Everything a loop's stack is derived from, read by the service: the loop's models, datasets, jobs
 /// (including those its models were trained by), promotion decisions, experiments and drift alerts,
@@ -114,6 +121,8 @@ pub struct StackEvidence<'a> {
     pub alerts: &'a [DriftAlert],
     pub champion: Option<&'a Alias>,
     pub season: Option<&'a Season>,
+    /// Labelled expert annotations of the loop's queues per day.
+    pub annotations_per_day: &'a [(NaiveDate, i64)],
     pub now: DateTime<Utc>,
 }
 
@@ -192,6 +201,7 @@ fn iterations(e: &StackEvidence<'_>, datasets: &[&Dataset]) -> Vec<LoopIteration
             reason: p.decision.reason.clone(),
             reward_change: p.decision.reward_change(),
             cycle_hours: first_event_at.map(|f| (p.at - f).num_seconds() as f64 / 3600.0),
+            annotations_used: dataset.source.annotations(),
         });
     }
     iterations.sort_by_key(|i| std::cmp::Reverse((i.decided_at, i.promotion_id)));
@@ -211,6 +221,7 @@ fn metabolism(e: &StackEvidence<'_>, datasets: &[&Dataset], iterations: &[LoopIt
                     cycle_hours: None,
                     lift: None,
                     annotations: 0,
+                    expert_annotations: 0,
                 });
                 weeks.len() - 1
             }
@@ -237,6 +248,10 @@ fn metabolism(e: &StackEvidence<'_>, datasets: &[&Dataset], iterations: &[LoopIt
         previous_rows = previous_rows.max(d.rows);
         week_entry(&mut weeks, week_of(d.created_at)).annotations += added;
     }
+    for (day, n) in e.annotations_per_day {
+        let monday = *day - Duration::days(day.weekday().num_days_from_monday() as i64);
+        week_entry(&mut weeks, monday).expert_annotations += n;
+    }
     for w in &mut weeks {
         if let Some(c) = cycles.get(&w.week) {
             w.cycle_hours = Some(c.iter().sum::<f64>() / c.len() as f64);
@@ -261,6 +276,7 @@ fn metabolism(e: &StackEvidence<'_>, datasets: &[&Dataset], iterations: &[LoopIt
         lift_per_iteration: mean(promoted.iter().filter_map(|i| i.reward_change).collect()),
         season: e.season.map(|s| s.name.clone()),
         iterations_per_week,
+        expert_annotations: weeks.iter().map(|w| w.expert_annotations).sum(),
         weeks,
         annotation_method: ANNOTATION_METHOD.into(),
     }
@@ -394,6 +410,9 @@ pub struct SimulatedLoop {
     /// Iterations the simulator finished (a challenger trained, tested and put to the gate).
     pub iterations: u64,
     pub promoted: u64,
+    /// Labels the simulated expert annotators gave in the loop's queue.
+    #[serde(default)]
+    pub annotations: u64,
     pub last_action: String,
     pub last_action_at: Option<DateTime<Utc>>,
 }
@@ -408,6 +427,10 @@ mod tests {
 
     fn at(raw: &str) -> DateTime<Utc> {
         DateTime::parse_from_rfc3339(raw).unwrap().with_timezone(&Utc)
+    }
+
+    fn day(raw: &str) -> NaiveDate {
+        raw.parse().unwrap()
     }
 
     fn dataset(id: i64, kind: DatasetKind, rows: i64, created: &str, from: &str, to: &str) -> Dataset {
@@ -425,6 +448,9 @@ mod tests {
                 events: rows,
                 range: Some(EventRange { from: at(from), to: at(to) }),
                 event_ids: "ids".into(),
+                // Dataset 2 was built with 25 expert annotations; the others without.
+                annotations: (id == 2).then_some(25),
+                annotation_lineage: (id == 2).then(|| "lineage".into()),
             },
             created_at: at(created),
         }
@@ -533,9 +559,18 @@ mod tests {
             alerts: &[],
             champion: None,
             season: None,
+            annotations_per_day: &[(day("2026-11-01"), 4), (day("2026-11-02"), 10), (day("2026-11-04"), 15)],
             now: at("2026-11-05T00:00:00Z"),
         });
         assert_eq!(stack.iterations.len(), 2);
+        // Expert annotations count in the week they were given (1 November is a Sunday), and each
+        // iteration says how many its dataset used.
+        let expert: Vec<(NaiveDate, i64)> =
+            stack.metabolism.weeks.iter().map(|w| (w.week, w.expert_annotations)).collect();
+        assert_eq!(expert, [(day("2026-10-26"), 4), (day("2026-11-02"), 25)]);
+        assert_eq!(stack.metabolism.expert_annotations, 29);
+        assert_eq!(stack.iterations[0].annotations_used, Some(25));
+        assert_eq!(stack.iterations[1].annotations_used, None);
         let newest = &stack.iterations[0];
         assert_eq!((newest.promotion_id, newest.outcome.as_str(), newest.dataset_id), (1, "promoted", 2));
         // The batch of dataset 2 starts after dataset 1's newest event: 08:00 on the 2nd to 14:00 on the 4th.
@@ -573,6 +608,7 @@ mod tests {
             alerts: &[],
             champion: None,
             season: None,
+            annotations_per_day: &[],
             now: at("2026-11-05T00:00:00Z"),
         });
         assert!(stack.iterations.is_empty() && stack.metabolism.weeks.is_empty());

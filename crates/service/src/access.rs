@@ -398,8 +398,20 @@ impl Access {
 }
 
 /// The entity kinds the audit trail records.
-pub const AUDITED: [&str; 9] =
-    ["season", "objective", "key_result", "squad", "squad_goal", "membership", "unit", "api_token", "thesis_signal"];
+pub const AUDITED: [&str; 12] = [
+    "season",
+    "objective",
+    "key_result",
+    "squad",
+    "squad_goal",
+    "membership",
+    "unit",
+    "api_token",
+    "thesis_signal",
+    "annotation_queue",
+    "annotation_item",
+    "annotation",
+];
 
 fn actor_of_session(record: SessionRecord) -> Result<Actor> {
     let role: Role = record.role.parse().map_err(|e: String| ServiceError::Internal(format!("stored role: {e}")))?;

@@ -5,7 +5,7 @@
 use chrono::{Datelike, Duration, NaiveDate};
 use slope_domain::*;
 
-use crate::{Access, BatchInput, Loops, Planning, Result};
+use crate::{Access, Annotations, BatchInput, Loops, Planning, Result};
 
 /// The demo organisation's slug.
 pub const DEMO_ORG: &str = "demo";
@@ -22,7 +22,7 @@ pub struct DemoAccount {
 }
 
 /// One account per role, so each role's view of the product can be tried.
-pub const DEMO_ACCOUNTS: [DemoAccount; 4] = [
+pub const DEMO_ACCOUNTS: [DemoAccount; 5] = [
     DemoAccount {
         role: Role::Admin,
         email: "admin@demo.slope",
@@ -49,6 +49,13 @@ pub const DEMO_ACCOUNTS: [DemoAccount; 4] = [
         email: "exec@demo.slope",
         name: "Eve Exec",
         password: "demo-exec-pass",
+        squad: None,
+    },
+    DemoAccount {
+        role: Role::Annotator,
+        email: "annotator@demo.slope",
+        name: "Ana Annotator",
+        password: "demo-annotator-pass",
         squad: None,
     },
 ];
@@ -356,6 +363,65 @@ pub async fn seed(planning: &Planning, actor: &Actor, today: NaiveDate) -> Resul
     Ok(true)
 }
 
+// ---- annotation ----------------------------------------------------------------------------------
+
+/// The demo's annotation queue of a scenario's loop.
+pub fn queue_key(scenario: &Scenario) -> String {
+    format!("{}-review", scenario.loop_key)
+}
+
+/// Items of each demo queue whose known answer (the scenario's text for the case) makes them gold.
+const GOLD_ITEMS: usize = 8;
+
+/// The demo's annotation queues, one per loop, when missing: the notes loop's asks two annotators per
+/// item (so agreement shows) to correct, rate and tag a random 3 % of the interactions; the discharge
+/// loop's asks one to correct and rate the interactions with the lowest acceptance. Each gets a small
+/// gold set whose answers are the scenario's own text for the case: in the simulation, what a careful
+/// clinician means is known.
+pub async fn seed_annotation(annotations: &Annotations, actor: &Actor) -> Result<()> {
+    let existing = annotations.queues(actor).await?;
+    for scenario in SCENARIOS {
+        let key = queue_key(scenario);
+        if existing.iter().any(|q| q.queue.key == key) {
+            continue;
+        }
+        let notes = scenario.loop_key == DEMO_LOOP;
+        let input = QueueInput {
+            key: key.clone(),
+            name: format!("{} review", scenario.name),
+            loop_key: scenario.loop_key.into(),
+            sampling: if notes {
+                SamplingInput { policy: "random".into(), share: Some(0.03), limit: Some(300), ..Default::default() }
+            } else {
+                SamplingInput { policy: "lowest-acceptance".into(), count: Some(120), ..Default::default() }
+            },
+            guidelines: format!(
+                "Rewrite the suggestion into what the clinician should have been offered for this {}: the text that                  belongs to the case in the context, whatever the clinician happened to type. Rate the suggestion                  from 1 (useless) to 5 (exactly right). Tag a suggestion that names the wrong plan `wrong-plan`.                  Flag an interaction whose context cannot be judged, and say why.",
+                if notes { "note" } else { "discharge summary" }
+            ),
+            labels: LabelSchema {
+                correction: true,
+                rating: true,
+                tags: notes,
+                tag_set: if notes { vec!["wrong-plan".into(), "incomplete".into()] } else { vec![] },
+                ..Default::default()
+            },
+            annotators_per_item: Some(if notes { 2 } else { 1 }),
+            annotator_role: Some(true),
+            squads: vec![],
+            lease_minutes: Some(10),
+        };
+        annotations.create_queue(actor, &input).await?;
+        for item in annotations.items(actor, &key, None).await?.into_iter().take(GOLD_ITEMS) {
+            let Some(text) = scenario.text_for(&item.context) else { continue };
+            let rating = if item.suggestion.as_deref() == Some(text) { 5 } else { 1 };
+            let answer = AnnotationInput { correction: Some(text.into()), rating: Some(rating), ..Default::default() };
+            annotations.set_gold(actor, &key, item.id, Some(&answer)).await?;
+        }
+    }
+    Ok(())
+}
+
 /// A small deterministic generator, so the demo is the same on every machine without a dependency.
 pub(crate) struct Lcg(pub(crate) u64);
 
@@ -436,6 +502,20 @@ impl Scenario {
         };
         let accepted_chars = accepted_prefix(suggestion, moment.intended) as u64;
         SimulatedNote { suggested_chars: suggestion.chars().count() as u64, accepted_chars, suggestion, moment }
+    }
+
+    /// The text that belongs to the case a context names (what a careful clinician means to write there),
+    /// if the context is one of this scenario's.
+    pub fn text_for(&self, context: &str) -> Option<&'static str> {
+        // The longest case that the context names, so that "pain" never shadows "low back pain".
+        let mut cases: Vec<(usize, &str)> = self.cases.iter().copied().enumerate().collect();
+        cases.sort_by_key(|(_, c)| std::cmp::Reverse(c.len()));
+        cases.into_iter().find(|(_, c)| context.contains(c)).map(|(i, _)| self.texts[i])
+    }
+
+    /// The scenario's texts, for a simulated annotator's slips.
+    pub fn texts(&self) -> &[&'static str] {
+        &self.texts
     }
 
     /// `n` texts (context and what follows) from a generator seeded with `seed`: the held-out set the

@@ -54,6 +54,7 @@ impl From<StoreError> for ServiceError {
         match error {
             StoreError::NotFound { .. } => ServiceError::NotFound(error.to_string()),
             StoreError::Conflict { .. } => ServiceError::Conflict(error.to_string()),
+            StoreError::Contended(message) => ServiceError::Conflict(message),
             StoreError::Rejected(errors) => ServiceError::Invalid(errors),
             other => {
                 tracing::error!(error = %other, "storage failure");

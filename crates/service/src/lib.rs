@@ -3,6 +3,7 @@
 
 mod access;
 mod adoption;
+mod annotation;
 pub mod demo;
 mod error;
 mod loops;
@@ -17,6 +18,7 @@ mod views;
 
 pub use access::*;
 pub use adoption::{MIN_LIFT_POINTS, TREND_METHOD, TREND_WEEKS, before_after_lift};
+pub use annotation::{Annotations, MAX_IMPORT_BYTES};
 pub use error::ServiceError;
 pub use loops::*;
 pub use planning::Planning;
@@ -42,6 +44,7 @@ pub struct Services {
     pub loops: Loops,
     pub runner: Runner,
     pub access: Access,
+    pub annotations: Annotations,
     /// The demo's traffic simulator, when this process runs one; its status labels simulated traffic.
     pub simulator: Simulator,
 }

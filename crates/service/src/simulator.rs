@@ -14,7 +14,14 @@
 //!   A/B experiment until each arm has enough outcomes (or a time limit passes), puts the challenger to
 //!   the promotion gate and stops the experiment.
 //!
-//! The simulator calls only service methods (runner and loops), never the store, so the loop page's
+//! A third task, **experts**, stands for expert annotators (`sim-expert-N`, acting as system principals
+//! of those names): they take items of the demo's annotation queues one by one, as a person would, and
+//! correct each suggestion into the text that belongs to the case in its context (what a careful
+//! clinician means), each with an error rate of their own (a slip writes another case's text), rate and
+//! tag it. The autopilot samples new traffic into the queues and trains on the events with the annotated
+//! ones replaced by their annotations.
+//!
+//! The simulator calls only service methods (runner, loops, annotations), never the store, so the loop page's
 //! stack, iterations and metabolism show its work exactly as they would show a person's. Its CPU use is
 //! capped by a duty cycle: after each job it waits until its jobs' wall time is at most `duty` of the
 //! time elapsed.
@@ -26,14 +33,14 @@ use std::time::Duration;
 use chrono::Utc;
 use serde_json::json;
 use slope_domain::{
-    Action, Actor, AliasKind, Dataset, DatasetSource, ExperimentInput, Job, JobRequest, JobStatus, OrgId,
-    SimulatedLoop, SimulatorStatus,
+    Action, Actor, AliasKind, AnnotationInput, Dataset, DatasetSource, ExperimentInput, Job, JobRequest, JobStatus,
+    OrgId, SimulatedLoop, SimulatorStatus, WorkItem,
 };
 use slope_runner::TrainConfig;
 use slope_runner::eval::EvalConfig;
 
-use crate::demo::{DEMO_UNITS, Lcg, SCENARIOS, Scenario, accepted_prefix};
-use crate::{CompletionRequest, Loops, Result, Runner, ServiceError};
+use crate::demo::{DEMO_UNITS, Lcg, SCENARIOS, Scenario, accepted_prefix, queue_key};
+use crate::{Annotations, CompletionRequest, Loops, Result, Runner, ServiceError};
 
 /// How many simulated clinicians write; each works in one of the demo's units.
 const CLINICIANS: usize = 48;
@@ -50,6 +57,8 @@ const HELD_OUT_SEED: u64 = 4_242;
 pub struct SimulatorSettings {
     /// Suggestions the simulated clinicians ask for per minute, over all loops.
     pub suggestions_per_minute: f64,
+    /// Labels the simulated expert annotators give per minute, over all queues.
+    pub annotations_per_minute: f64,
     /// The largest share of elapsed time that the simulator's jobs may take, in (0, 1].
     pub duty: f64,
     /// New events a loop must have received since its last dataset before the next iteration.
@@ -76,6 +85,7 @@ impl Default for SimulatorSettings {
     fn default() -> Self {
         SimulatorSettings {
             suggestions_per_minute: 30.0,
+            annotations_per_minute: 20.0,
             duty: 0.25,
             min_new_events: 100,
             arm_outcomes: 30,
@@ -156,8 +166,16 @@ impl Simulator {
         Ok(self.board.status(org))
     }
 
-    /// Starts traffic and the autopilot for the demo's loops in `org`; they run until the process ends.
-    pub fn start(&self, runner: Runner, loops: Loops, org: OrgId, settings: SimulatorSettings) {
+    /// Starts traffic, the experts and the autopilot for the demo's loops in `org`; they run until the
+    /// process ends.
+    pub fn start(
+        &self,
+        runner: Runner,
+        loops: Loops,
+        annotations: Annotations,
+        org: OrgId,
+        settings: SimulatorSettings,
+    ) {
         let board = self.board.clone();
         board.set(
             org,
@@ -186,7 +204,8 @@ impl Simulator {
         let arms = ArmCounts::default();
         let actor = Actor::system(org, "simulator");
         tokio::spawn(traffic(runner.clone(), actor.clone(), board.clone(), arms.clone(), settings.clone()));
-        tokio::spawn(autopilot(Pilot { runner, loops, actor, board, arms, settings }));
+        tokio::spawn(experts(annotations.clone(), org, board.clone(), settings.clone()));
+        tokio::spawn(autopilot(Pilot { runner, loops, annotations, actor, board, arms, settings }));
     }
 }
 
@@ -247,11 +266,87 @@ async fn traffic(runner: Runner, actor: Actor, board: SimulatorBoard, arms: ArmC
     }
 }
 
+// ---- experts -------------------------------------------------------------------------------------------
+
+/// The simulated expert annotators and how often each slips (writes another case's text).
+const EXPERTS: [(&str, f64); 3] = [("sim-expert-1", 0.03), ("sim-expert-2", 0.06), ("sim-expert-3", 0.12)];
+
+async fn experts(annotations: Annotations, org: OrgId, board: SimulatorBoard, settings: SimulatorSettings) {
+    let rate = if settings.annotations_per_minute.is_finite() { settings.annotations_per_minute } else { 0.0 };
+    if rate <= 0.0 {
+        tracing::info!("simulator: no simulated annotators (0 annotations per minute)");
+        return;
+    }
+    let mut tick = tokio::time::interval(Duration::from_secs_f64((60.0 / rate).clamp(0.01, 3600.0)));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut rng = Lcg(Utc::now().timestamp_nanos_opt().unwrap_or_default() as u64 ^ 0x5eed);
+    let mut turn = 0usize;
+    let mut failing = false;
+    loop {
+        tick.tick().await;
+        let (name, slips) = EXPERTS[turn % EXPERTS.len()];
+        let scenario = SCENARIOS[(turn / EXPERTS.len()) % SCENARIOS.len()];
+        turn += 1;
+        let actor = Actor::system(org, name);
+        let key = queue_key(scenario);
+        let answered = async {
+            let Some(item) = annotations.next_item(&actor, &key).await? else { return Ok(false) };
+            let input = expert_labels(scenario, &item, slips, &mut rng);
+            annotations.submit(&actor, &key, item.item_id, &input).await.map(|_| true)
+        }
+        .await;
+        match answered {
+            Ok(true) => {
+                failing = false;
+                board.update(scenario.loop_key, |l| l.annotations += 1);
+            }
+            // The queue has nothing for this expert now; the autopilot samples new traffic into it.
+            Ok(false) => {}
+            Err(e) => {
+                if !failing {
+                    tracing::warn!(queue = key, error = %e, "simulator: a simulated annotation failed");
+                }
+                failing = true;
+            }
+        }
+    }
+}
+
+/// A simulated expert's labels for an item: the text that belongs to the case in its context (with
+/// probability `slips`, another case's text instead), a rating of how much of the suggestion was right
+/// (now and then off by one), the tag `wrong-plan` when the suggestion names another plan, and rarely a
+/// skip.
+fn expert_labels(scenario: &Scenario, item: &WorkItem, slips: f64, rng: &mut Lcg) -> AnnotationInput {
+    let Some(meant) = scenario.text_for(&item.context) else {
+        return AnnotationInput {
+            outcome: "flag".into(),
+            note: Some("the context names no case I know".into()),
+            ..Default::default()
+        };
+    };
+    if rng.next() < 0.01 {
+        return AnnotationInput { outcome: "skip".into(), ..Default::default() };
+    }
+    let texts = scenario.texts();
+    let correction = if rng.next() < slips { texts[rng.below(texts.len())] } else { meant };
+    let suggestion = item.suggestion.as_deref().unwrap_or_default();
+    let kept = accepted_prefix(suggestion, meant) as f64 / meant.chars().count().max(1) as f64;
+    let mut rating = 1 + (kept * 4.0).round() as i64;
+    if rng.next() < slips {
+        rating = (rating + if rng.next() < 0.5 { -1 } else { 1 }).clamp(1, 5);
+    }
+    let wrong_plan = !suggestion.is_empty() && !meant.starts_with(suggestion) && suggestion != meant;
+    let tags =
+        if scenario.loop_key == crate::demo::DEMO_LOOP && wrong_plan { vec!["wrong-plan".to_owned()] } else { vec![] };
+    AnnotationInput { correction: Some(correction.to_owned()), rating: Some(rating), tags, ..Default::default() }
+}
+
 // ---- autopilot -----------------------------------------------------------------------------------------
 
 struct Pilot {
     runner: Runner,
     loops: Loops,
+    annotations: Annotations,
     actor: Actor,
     board: SimulatorBoard,
     arms: ArmCounts,
@@ -352,7 +447,12 @@ impl Pilot {
             self.board.update(loop_key, |l| l.phase = "collecting".into());
             return Ok(false);
         }
-        let built = self.runner.build_datasets(&self.actor, loop_key).await;
+        // New traffic enters the loop's annotation queue, and the datasets take the annotations so far.
+        match self.annotations.sample(&self.actor, &queue_key(scenario)).await {
+            Ok(_) | Err(ServiceError::NotFound(_)) => {}
+            Err(e) => tracing::warn!(loop_key, error = %e, "simulator: sampling into the annotation queue failed"),
+        }
+        let built = self.runner.build_datasets(&self.actor, loop_key, slope_domain::DatasetBasis::Both).await;
         state.events_at_build = Some(events);
         let sft = match built {
             Ok(b) => b.sft,

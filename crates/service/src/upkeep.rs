@@ -7,7 +7,6 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use slope_domain::DatasetSource;
 
 use crate::{Access, Loops, Planning, Result, Runner};
 
@@ -89,11 +88,10 @@ impl Upkeep {
         let mut exact: HashSet<String> = HashSet::new();
         for org in store.list_orgs().await? {
             exact.extend(store.object_paths(org).await?);
-            // A dataset built from events names the list of event ids it used in its source.
+            // A dataset built from events names the list of event ids it used (and, with annotations,
+            // the rows' lineage to them) in its source.
             for dataset in store.list_datasets(org).await? {
-                if let DatasetSource::Events { event_ids, .. } = dataset.source {
-                    exact.insert(event_ids);
-                }
+                exact.extend(dataset.source.objects().into_iter().map(str::to_owned));
             }
         }
         let normal = |path: &str| path.trim_matches('/').to_owned();

@@ -11,6 +11,10 @@ pub enum StoreError {
     /// A rule that spans rows (checked inside the write transaction) rejected the write.
     #[error("{0}")]
     Rejected(FieldErrors),
+    /// Someone else got there first (another annotator took or completed the item): the same request
+    /// cannot succeed now, whatever its fields.
+    #[error("{0}")]
+    Contended(String),
     #[error("configuration: {0}")]
     Config(String),
     /// A stored row that does not parse back into the domain: a bug or a hand-edited database.

@@ -6,6 +6,7 @@
 //! rule lives in the domain crate and its atomicity lives here.
 
 mod access;
+mod annotations;
 mod batches;
 mod error;
 mod experiments;
@@ -30,6 +31,7 @@ use sqlx::{PgPool, SqlitePool};
 use slope_domain::OrgId;
 
 pub use access::*;
+pub use annotations::*;
 pub use batches::*;
 pub use error::StoreError;
 pub use invitations::*;

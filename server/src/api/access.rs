@@ -247,7 +247,8 @@ async fn revoke_token(State(s): State<Services>, Caller(actor): Caller, Id(id): 
 #[into_params(parameter_in = Query)]
 struct AuditQuery {
     /// The kind of entity to show the changes of: `season`, `objective`, `key_result`, `squad`,
-    /// `squad_goal`, `membership`, `unit` or `api_token`. Give it with `id`, or neither.
+    /// `squad_goal`, `membership`, `unit`, `api_token`, `thesis_signal`, `annotation_queue`, `annotation_item`
+    /// (its gold answer) or `annotation`. Give it with `id`, or neither.
     entity: Option<String>,
     /// The id of the entity to show the changes of.
     id: Option<i64>,

@@ -83,6 +83,22 @@ impl<S: Send + Sync> FromRequestParts<S> for Ids {
     }
 }
 
+/// A key and a numeric id from the path (a queue and one of its items), read like [`Ids`]: a second
+/// parameter that is not a number is "not found".
+pub struct KeyId(pub String, pub i64);
+
+impl<S: Send + Sync> FromRequestParts<S> for KeyId {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let path = parts.uri.path().to_owned();
+        let not_found = || ApiError::not_found(format!("no resource at {path}"));
+        let axum::extract::Path((key, id)) =
+            axum::extract::Path::<(String, String)>::from_request_parts(parts, state).await.map_err(|_| not_found())?;
+        Ok(KeyId(key, id.parse().map_err(|_| not_found())?))
+    }
+}
+
 /// Query parameters with field-level errors.
 pub struct Query<T>(pub T);
 

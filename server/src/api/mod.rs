@@ -8,6 +8,7 @@
 
 mod access;
 mod adoption;
+mod annotations;
 mod error;
 mod extract;
 mod key_results;
@@ -61,6 +62,7 @@ pub(crate) fn routes() -> OpenApiRouter<Services> {
         .merge(signals::routes())
         .merge(loops::routes())
         .merge(runner::routes())
+        .merge(annotations::routes())
 }
 
 /// An edit: the entity's fields plus the `version` the edit is based on. Read by taking `version` out of

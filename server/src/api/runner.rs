@@ -13,7 +13,7 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use slope_domain::{
-    Alias, Dataset, DatasetSource, FieldErrors, Impression, Job, JobMetric, JobRequest, Model, Promotion,
+    Alias, Dataset, DatasetBasis, DatasetSource, FieldErrors, Impression, Job, JobMetric, JobRequest, Model, Promotion,
 };
 use slope_service::{
     BuiltDatasets, Completion, CompletionRequest, MAX_DATASET_BYTES, ModelView, PromotionOutcome, Runner, Services,
@@ -165,16 +165,27 @@ async fn dataset_rows(State(s): State<Services>, Caller(actor): Caller, Id(id): 
     Ok(([(header::CONTENT_TYPE, "application/x-ndjson")], bytes))
 }
 
-/// Builds training datasets from a loop's stored events.
+#[derive(Deserialize, Default, IntoParams)]
+#[serde(default)]
+#[into_params(parameter_in = Query)]
+struct BuildQuery {
+    /// What the rows come from: `events` (the default), `annotations` (the loop's expert annotations)
+    /// or `both` (the events, with each annotated event's rows taken from its annotations).
+    from: Option<String>,
+}
+
+/// Builds training datasets from a loop's stored events, its expert annotations, or both.
 ///
-/// The SFT set pairs each context with what the user wrote; the preference set prefers what the user
-/// wrote over a suggestion they did not take. Each set records its lineage: the segments read and the
-/// ids of the events used.
+/// From events, the SFT set pairs each context with what the user wrote, and the preference set prefers
+/// what the user wrote over a suggestion they did not take. From annotations, the SFT set pairs each
+/// context with the annotators' consensus correction, and the preference set prefers the suggestion
+/// they chose (or the correction) over the other. Each set records its lineage: the segments read, the
+/// id of the event behind each row and, for rows from annotations, their annotations and annotators.
 #[utoipa::path(
     post,
     path = "/loops/{loop}/datasets",
     tag = "datasets",
-    params(("loop" = String, Path, description = "The loop's key.")),
+    params(("loop" = String, Path, description = "The loop's key."), BuildQuery),
     responses(
         (
             status = 201,
@@ -190,8 +201,13 @@ async fn build_datasets(
     State(s): State<Services>,
     Caller(actor): Caller,
     Path(loop_key): Path<String>,
+    Query(query): Query<BuildQuery>,
 ) -> ApiResult<impl IntoResponse> {
-    Ok(created(runner(&s).build_datasets(&actor, &loop_key).await?))
+    let from = match query.from.as_deref().map(str::trim) {
+        None | Some("") => DatasetBasis::Events,
+        Some(raw) => raw.parse::<DatasetBasis>().map_err(|m| FieldErrors::single("from", m))?,
+    };
+    Ok(created(runner(&s).build_datasets(&actor, &loop_key, from).await?))
 }
 
 // ---- jobs --------------------------------------------------------------------------------------

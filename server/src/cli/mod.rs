@@ -3,6 +3,7 @@
 //! the database, so its commands act as the system principal `cli`.
 
 pub mod admin;
+pub mod annotate;
 pub mod ingest;
 pub mod metrics;
 pub mod plan;

@@ -125,10 +125,14 @@ pub struct TrainArgs {
 
 #[derive(Subcommand)]
 pub enum DatasetsCommand {
-    /// Build an SFT and a preference dataset from a loop's stored events.
+    /// Build an SFT and a preference dataset from a loop's stored events, its expert annotations, or both.
     Build {
         #[arg(long = "loop", value_name = "KEY")]
         loop_key: String,
+        /// What the rows come from: events, annotations, or both (events, annotated ones from their
+        /// annotations).
+        #[arg(long, value_name = "BASIS", default_value = "events")]
+        from: String,
         #[arg(long)]
         json: bool,
     },
@@ -366,12 +370,16 @@ async fn run_job(
 pub async fn run_datasets(config: Config, command: DatasetsCommand) -> Result<(), String> {
     let (runner, actor) = open(&config).await?;
     match command {
-        DatasetsCommand::Build { loop_key, json } => {
-            let built = runner.build_datasets(&actor, &loop_key).await.map_err(show)?;
+        DatasetsCommand::Build { loop_key, from, json } => {
+            let from = from.parse::<slope_domain::DatasetBasis>().map_err(|m| format!("--from: {m}"))?;
+            let built = runner.build_datasets(&actor, &loop_key, from).await.map_err(show)?;
             if json {
                 return print_json(&built);
             }
-            println!("{} events with text read from loop {}", built.events_read, built.loop_key);
+            println!(
+                "{} events with text read from loop {}, {} expert annotations used",
+                built.events_read, built.loop_key, built.annotations_used
+            );
             for (what, d, existed) in
                 [("sft", &built.sft, built.sft_existed), ("preference", &built.preference, built.preference_existed)]
             {

@@ -96,6 +96,21 @@ impl Loops {
         Ok((segments.iter().map(|s| s.id).collect(), bytes))
     }
 
+    /// Characters accepted and suggested per variant over the loop's live events, for the learning
+    /// curve of the annotation budget (which reads a promoted model's acceptance off the variants that
+    /// served it).
+    pub(crate) async fn acceptance_by_variant(&self, org: OrgId, loop_key: &str) -> Result<Vec<(String, f64, f64)>> {
+        let (_, bytes) = self.loop_events(org, loop_key).await?;
+        blocking("reading acceptance by variant", move || {
+            let columns = ["ts", "user_id", "variant", "accepted_chars", "suggested_chars"];
+            let frame = slope_metrics::segment::frame_of(&bytes, Some(&columns)).map_err(|e| e.to_string())?;
+            let points = slope_metrics::acceptance::acceptance_of(frame, true, slope_metrics::acceptance::Bucket::All)
+                .map_err(|e| e.to_string())?;
+            Ok(points.into_iter().filter_map(|p| Some((p.variant?, p.accepted, p.suggested))).collect())
+        })
+        .await
+    }
+
     /// Creates the metric unless one with its key exists; a concurrent creation is not an error.
     pub(crate) async fn ensure_metric(&self, actor: &Actor, input: &MetricInput) -> Result<()> {
         let org = actor.authorize(Action::Operate)?;

@@ -2,7 +2,10 @@
 //! events with lineage to the segments and events they came from.
 
 use serde::Serialize;
-use slope_domain::{Action, Actor, Dataset, DatasetKind, DatasetSource, EventRange, Key, OrgId};
+use slope_domain::{
+    Action, Actor, Annotation, Dataset, DatasetBasis, DatasetKind, DatasetSource, EventRange, Key, OrgId, Resolved,
+    RowLineage, resolve,
+};
 use slope_runner::{Dataset as Rows, Row};
 use slope_store::NewDataset;
 
@@ -10,18 +13,53 @@ use super::{MAX_DATASET_BYTES, Runner, invalid, runner_error};
 use crate::error::internal;
 use crate::{Result, ServiceError};
 
-/// Datasets built from a loop's events.
+/// Datasets built from a loop's events, its expert annotations, or both.
 #[derive(Clone, Debug, Serialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct BuiltDatasets {
     #[serde(rename = "loop")]
     pub loop_key: String,
+    /// What the rows came from: `events`, `annotations` or `both`.
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
+    pub from: DatasetBasis,
     pub events_read: usize,
+    /// Labelled annotations behind the rows (none for datasets of events alone).
+    pub annotations_used: usize,
     pub sft: Option<Dataset>,
     pub preference: Option<Dataset>,
     /// True for each set that existed already (same content digest).
     pub sft_existed: bool,
     pub preference_existed: bool,
+}
+
+/// The rows of one kind being built: rows, the event behind each, and the lineage of those that came from
+/// annotations.
+#[derive(Default)]
+struct Building {
+    rows: Vec<Row>,
+    event_ids: Vec<String>,
+    lineage: Vec<RowLineage>,
+}
+
+impl Building {
+    fn push(&mut self, row: Row, event_id: &str, from: Option<(&str, &Resolved)>) {
+        if let Some((queue, r)) = from {
+            self.lineage.push(RowLineage {
+                row: self.rows.len(),
+                queue: queue.to_owned(),
+                item_id: r.item_id,
+                event_id: r.event_id.clone(),
+                annotations: r.annotations.clone(),
+                annotators: r.annotators.clone(),
+            });
+        }
+        self.rows.push(row);
+        self.event_ids.push(event_id.to_owned());
+    }
+
+    fn annotations(&self) -> usize {
+        self.lineage.iter().map(|l| l.annotations.len()).sum()
+    }
 }
 
 impl Runner {
@@ -101,29 +139,81 @@ impl Runner {
         Ok((record, data))
     }
 
-    /// Builds an SFT set (context → what the user wrote) and a preference set (what the user wrote
-    /// over a suggestion they did not take) from the loop's stored events. Lineage: the segments read,
-    /// the event count and time range, and the ids of the events used (an object beside the data).
-    pub async fn build_datasets(&self, actor: &Actor, loop_key: &str) -> Result<BuiltDatasets> {
+    /// Builds an SFT set and a preference set for a loop. From events: context → what the user wrote, and
+    /// what they wrote over a suggestion they did not take. From annotations: context → the consensus
+    /// correction, and the preferred suggestion (or the correction) over the other (see the domain's
+    /// `resolve`). From both: the events, with each annotated event's rows taken from its annotations.
+    /// Lineage: the segments read, the event count and time range, the id of the event behind each row
+    /// (an object beside the data) and, for rows from annotations, their item, annotations and
+    /// annotators (another object).
+    pub async fn build_datasets(&self, actor: &Actor, loop_key: &str, from: DatasetBasis) -> Result<BuiltDatasets> {
         let org = actor.authorize(Action::Operate)?;
         let key = Key::parse(loop_key).map_err(|m| invalid("loop", m))?;
-        let (segments, bytes) = self.loops.loop_events(org, key.as_str()).await?;
-        let interactions = tokio::task::spawn_blocking(move || slope_metrics::examples::text_interactions(&bytes))
-            .await
-            .map_err(|e| internal("reading events", e))?
-            .map_err(|e| internal("reading events", e))?;
-        let mut sft = Vec::new();
-        let mut sft_ids = Vec::new();
-        let mut pref = Vec::new();
-        let mut pref_ids = Vec::new();
+        let (segments, interactions) = if from == DatasetBasis::Annotations {
+            self.loops.ensure_loop(org, key.as_str()).await?;
+            (vec![], vec![])
+        } else {
+            let (segments, bytes) = self.loops.loop_events(org, key.as_str()).await?;
+            let interactions = tokio::task::spawn_blocking(move || slope_metrics::examples::text_interactions(&bytes))
+                .await
+                .map_err(|e| internal("reading events", e))?
+                .map_err(|e| internal("reading events", e))?;
+            (segments, interactions)
+        };
+        // Each annotated item resolves to its rows; items of several queues for one event count once (the
+        // first queue by key wins).
+        let mut resolved: Vec<(String, Resolved, chrono::DateTime<chrono::Utc>)> = Vec::new();
+        if from != DatasetBasis::Events {
+            let mut seen = std::collections::HashSet::new();
+            for (queue, item, annotations) in self.store.loop_annotations(org, key.as_str()).await? {
+                let refs: Vec<&Annotation> = annotations.iter().collect();
+                if let Some(r) = resolve(&item, &refs)
+                    && seen.insert(r.event_id.clone())
+                {
+                    resolved.push((queue, r, item.event_at));
+                }
+            }
+            resolved.sort_by(|a, b| (a.2, &a.1.event_id).cmp(&(b.2, &b.1.event_id)));
+        }
+        let by_event: std::collections::HashMap<&str, usize> =
+            resolved.iter().enumerate().map(|(i, (_, r, _))| (r.event_id.as_str(), i)).collect();
+        let mut sft = Building::default();
+        let mut pref = Building::default();
+        let mut used = vec![false; resolved.len()];
+        let annotated = |sft: &mut Building, pref: &mut Building, queue: &str, r: &Resolved| {
+            if let Some(c) = &r.correction {
+                sft.push(
+                    Row::Completion { prompt: r.context.clone(), completion: c.clone() },
+                    &r.event_id,
+                    Some((queue, r)),
+                );
+            }
+            if let Some((chosen, rejected)) = &r.pair {
+                let row =
+                    Row::Preference { prompt: r.context.clone(), chosen: chosen.clone(), rejected: rejected.clone() };
+                pref.push(row, &r.event_id, Some((queue, r)));
+            }
+        };
         for i in &interactions {
+            if let Some(&at) = by_event.get(i.event_id.as_str()) {
+                used[at] = true;
+                let (queue, r, _) = &resolved[at];
+                annotated(&mut sft, &mut pref, queue, r);
+                continue;
+            }
             if let Some((prompt, completion)) = i.completion() {
-                sft.push(Row::Completion { prompt: prompt.into(), completion: completion.into() });
-                sft_ids.push(i.event_id.clone());
+                sft.push(Row::Completion { prompt: prompt.into(), completion: completion.into() }, &i.event_id, None);
             }
             if let Some((prompt, chosen, rejected)) = i.preference() {
-                pref.push(Row::Preference { prompt: prompt.into(), chosen: chosen.into(), rejected: rejected.into() });
-                pref_ids.push(i.event_id.clone());
+                let row = Row::Preference { prompt: prompt.into(), chosen: chosen.into(), rejected: rejected.into() };
+                pref.push(row, &i.event_id, None);
+            }
+        }
+        // Annotated events that the live segments no longer hold, and every annotation when the events
+        // are not read, come after the events, in event time order.
+        for (at, (queue, r, _)) in resolved.iter().enumerate() {
+            if !used[at] {
+                annotated(&mut sft, &mut pref, queue, r);
             }
         }
         let range = match (interactions.first(), interactions.last()) {
@@ -132,39 +222,65 @@ impl Runner {
         };
         let mut out = BuiltDatasets {
             loop_key: key.as_str().into(),
+            from,
             events_read: interactions.len(),
+            annotations_used: 0,
             sft: None,
             preference: None,
             sft_existed: false,
             preference_existed: false,
         };
-        for (rows, ids, kind) in [(sft, sft_ids, DatasetKind::Sft), (pref, pref_ids, DatasetKind::Preference)] {
-            if rows.is_empty() {
+        let mut annotations_used = std::collections::HashSet::new();
+        for (built, kind) in [(sft, DatasetKind::Sft), (pref, DatasetKind::Preference)] {
+            if built.rows.is_empty() {
                 continue;
             }
-            let data = Rows { kind, rows };
-            let lineage_path =
-                format!("runner/{}/datasets/{}.events.json", org.0, data.digest().trim_start_matches("sha256:"));
-            self.objects.put(&lineage_path, serde_json::to_vec(&ids).expect("ids serialise")).await?;
+            annotations_used.extend(built.lineage.iter().flat_map(|l| l.annotations.iter().copied()));
+            let data = Rows { kind, rows: built.rows.clone() };
+            let digest = data.digest();
+            let stem = format!("runner/{}/datasets/{}", org.0, digest.trim_start_matches("sha256:"));
+            let lineage_path = format!("{stem}.events.json");
+            self.objects.put(&lineage_path, serde_json::to_vec(&built.event_ids).expect("ids serialise")).await?;
+            let annotation_lineage = if built.lineage.is_empty() {
+                None
+            } else {
+                let path = format!("{stem}.annotations.json");
+                self.objects.put(&path, serde_json::to_vec(&built.lineage).expect("lineage serialises")).await?;
+                Some(path)
+            };
             let source = DatasetSource::Events {
                 loop_key: key.as_str().into(),
                 segments: segments.clone(),
-                events: ids.len() as i64,
+                events: built.event_ids.len() as i64,
                 range: range.clone(),
                 event_ids: lineage_path,
+                annotations: (from != DatasetBasis::Events).then_some(built.annotations() as i64),
+                annotation_lineage,
             };
-            let name = format!("{}-{}", key.as_str(), kind.as_str());
+            // The loop's datasets keep their name whether or not annotations replaced some rows (the
+            // source says how many); a set of annotations alone is named apart.
+            let name = match from {
+                DatasetBasis::Events | DatasetBasis::Both => format!("{}-{}", key.as_str(), kind.as_str()),
+                DatasetBasis::Annotations => format!("{}-{}-annotations", key.as_str(), kind.as_str()),
+            };
             let (record, created) = self.register(org, &name, &data, &source).await?;
             match kind {
                 DatasetKind::Sft => (out.sft, out.sft_existed) = (Some(record), !created),
                 _ => (out.preference, out.preference_existed) = (Some(record), !created),
             }
         }
+        out.annotations_used = annotations_used.len();
         if out.sft.is_none() && out.preference.is_none() {
-            return Err(ServiceError::Conflict(format!(
-                "loop {} has no events with a context and a final text yet, so there is nothing to learn from",
-                key.as_str()
-            )));
+            return Err(ServiceError::Conflict(match from {
+                DatasetBasis::Annotations => format!(
+                    "loop {} has no labelled annotations with a correction or a preference yet, so there is nothing to learn from",
+                    key.as_str()
+                ),
+                _ => format!(
+                    "loop {} has no events with a context and a final text yet, so there is nothing to learn from",
+                    key.as_str()
+                ),
+            }));
         }
         Ok(out)
     }

@@ -45,6 +45,18 @@ pub struct CompletionRequest {
     pub unit: Option<String>,
 }
 
+/// The last `max` bytes of a context (the model reads far less), cut at a character boundary.
+fn tail_of(context: &str, max: usize) -> &str {
+    if context.len() <= max {
+        return context;
+    }
+    let mut cut = context.len() - max;
+    while !context.is_char_boundary(cut) {
+        cut += 1;
+    }
+    &context[cut..]
+}
+
 /// Which arm of an experiment a user is in: a stable hash of the experiment and the user, so a user
 /// sees one model for the whole experiment on every server.
 pub fn in_treatment(experiment_key: &str, user_id: &str, share: f64) -> bool {
@@ -102,6 +114,40 @@ impl<'a> ServedEvent<'a> {
 }
 
 impl Runner {
+    /// The loop's challenger, if it has one: the model whose suggestions preference items set beside the
+    /// served ones.
+    pub(crate) async fn challenger(&self, org: OrgId, loop_key: &str) -> Result<Option<slope_domain::Model>> {
+        match self.aliased(org, loop_key, AliasKind::Challenger).await? {
+            Some(alias) => Ok(Some(self.model_record(org, alias.model_id).await?)),
+            None => Ok(None),
+        }
+    }
+
+    /// What `model_id` suggests for each (context, characters) pair, generated on the blocking pool in
+    /// one go and recording nothing: annotation queues set these beside what was served.
+    pub(crate) async fn suggest_many(
+        &self,
+        org: OrgId,
+        model_id: i64,
+        asks: Vec<(String, usize)>,
+    ) -> Result<Vec<String>> {
+        let (_, model) = self.loaded(org, model_id).await?;
+        tokio::task::spawn_blocking(move || {
+            let generator = slope_runner::Generator::new(&model);
+            asks.iter()
+                .map(|(context, chars)| {
+                    let chars = (*chars).clamp(1, MAX_SUGGESTION_CHARS);
+                    let tail = tail_of(context, MAX_CONTEXT_BYTES);
+                    let s = generator.suggest(tail, chars * 4)?;
+                    Ok(s.chars().take(chars).collect::<String>())
+                })
+                .collect::<std::result::Result<Vec<String>, RunnerError>>()
+        })
+        .await
+        .map_err(|e| internal("generating", e))?
+        .map_err(|e| internal("generating", e))
+    }
+
     /// A suggestion for `context` from the loop's champion, or from its challenger for the users an
     /// active experiment assigns to the treatment. The impression is recorded and becomes an event of
     /// the loop once its outcome is reported (or after [`OUTCOME_TIMEOUT`], as not accepted).
@@ -147,14 +193,7 @@ impl Runner {
         };
         let (record, model) = self.loaded(org, model_id).await?;
         let variant = variant.unwrap_or_else(|| record.name.clone());
-        let mut context = request.context.as_str();
-        if context.len() > MAX_CONTEXT_BYTES {
-            let mut cut = context.len() - MAX_CONTEXT_BYTES;
-            while !context.is_char_boundary(cut) {
-                cut += 1;
-            }
-            context = &context[cut..];
-        }
+        let context = tail_of(&request.context, MAX_CONTEXT_BYTES);
         let owned = context.to_string();
         let started = std::time::Instant::now();
         let suggestion = tokio::task::spawn_blocking(move || {

@@ -52,6 +52,7 @@ impl Runner {
             .into_iter()
             .filter(|s| s.starts_on <= today && today <= s.ends_on)
             .max_by_key(|s| s.starts_on);
+        let annotations_per_day = self.store.annotations_per_day(org, key).await?;
         Ok(derive_stack(&StackEvidence {
             loop_key: key,
             models: &models,
@@ -62,6 +63,7 @@ impl Runner {
             alerts: &alerts,
             champion: champion.as_ref(),
             season: season.as_ref(),
+            annotations_per_day: &annotations_per_day,
             now,
         }))
     }

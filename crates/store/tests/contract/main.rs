@@ -47,6 +47,7 @@ macro_rules! contract_tests {
 
 // The area modules come after the macro: a `macro_rules!` macro is only visible to code that follows it.
 mod access;
+mod annotations;
 mod common;
 mod invitations;
 mod metrics;

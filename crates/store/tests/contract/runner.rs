@@ -53,6 +53,8 @@ static SOURCE: LazyLock<DatasetSource> = LazyLock::new(|| DatasetSource::Events 
     events: 1200,
     range: None,
     event_ids: "datasets/notes.events.json".into(),
+    annotations: None,
+    annotation_lineage: None,
 });
 static CONFIG: LazyLock<ModelConfig> = LazyLock::new(|| ModelConfig { n_layer: 4, d_model: 128, ..Default::default() });
 static TRAIN_METRICS: LazyLock<TrainMetrics> =
