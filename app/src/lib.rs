@@ -86,16 +86,7 @@ pub fn App() -> impl IntoView {
             <a class="skip" href="#main">"Skip to content"</a>
             <header class="topbar">
                 <A href="/" attr:class="brand">"Slope"</A>
-                <nav aria-label="Main">
-                    <A href="/">"Seasons"</A>
-                    <A href="/squads">"Squads"</A>
-                    <A href="/loops">"Loops"</A>
-                    <A href="/experiments">"Experiments"</A>
-                    <A href="/jobs">"Jobs"</A>
-                    <A href="/models">"Models"</A>
-                    <A href="/adoption">"Adoption"</A>
-                    <A href="/audit">"Audit"</A>
-                </nav>
+                <MainNav/>
                 <SignedInAs/>
             </header>
             <main id="main">
@@ -133,9 +124,36 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("/audit") view=AuditPage ssr=SsrMode::Async/>
                     <Route path=path!("/members") view=MembersPage ssr=SsrMode::Async/>
                     <Route path=path!("/invitations/:secret") view=InvitationPage ssr=SsrMode::Async/>
+                    <Route path=path!("/annotate") view=AnnotatePage ssr=SsrMode::Async/>
+                    <Route path=path!("/annotate/:key") view=WorkPageView ssr=SsrMode::Async/>
+                    <Route path=path!("/annotation-queues/:key") view=QueuePageView ssr=SsrMode::Async/>
                 </Routes>
             </main>
         </Router>
+    }
+}
+
+/// The main navigation: the whole product for members who read the organisation, only the annotation
+/// queues for annotators (who see nothing else of it).
+#[component]
+fn MainNav() -> impl IntoView {
+    let reader = signed_in().is_none_or(|a| a.can(slope_domain::Action::Read));
+    view! {
+        <nav aria-label="Main">
+            {reader.then(|| view! {
+                <A href="/">"Seasons"</A>
+                <A href="/squads">"Squads"</A>
+                <A href="/loops">"Loops"</A>
+                <A href="/experiments">"Experiments"</A>
+                <A href="/jobs">"Jobs"</A>
+                <A href="/models">"Models"</A>
+            })}
+            <A href="/annotate">"Annotate"</A>
+            {reader.then(|| view! {
+                <A href="/adoption">"Adoption"</A>
+                <A href="/audit">"Audit"</A>
+            })}
+        </nav>
     }
 }
 

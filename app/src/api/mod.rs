@@ -4,11 +4,13 @@
 //!
 //! One module per area of the UI: `planning` (seasons, objectives, key results, check-ins, squads, goals
 //! and signals), `loops` (metrics, loops and adoption), `runner` (jobs, models, a loop's stack and the
-//! demo's simulator) and `access` (members and the audit trail). Everything they define is re-exported
+//! demo's simulator), `annotation` (queues, annotators' work and budgets) and `access` (members and the
+//! audit trail). Everything they define is re-exported
 //! here, so pages import `crate::api::*` whatever the area. This module holds what they share: the form
 //! outcome, the mapping of service results and the parsing of ids.
 
 mod access;
+mod annotation;
 mod loops;
 mod planning;
 mod runner;
@@ -17,6 +19,7 @@ use serde::{Deserialize, Serialize};
 use slope_domain::FieldErrors;
 
 pub use access::*;
+pub use annotation::*;
 pub use loops::*;
 pub use planning::*;
 pub use runner::*;
@@ -74,6 +77,10 @@ mod server {
 
     pub fn ctx() -> Result<(Planning, Actor), ServerFnError> {
         Ok((context()?.planning, actor()?))
+    }
+
+    pub fn annotations() -> Result<(slope_service::Annotations, Actor), ServerFnError> {
+        Ok((context()?.annotations, actor()?))
     }
 
     pub fn access() -> Result<(slope_service::Access, Actor), ServerFnError> {

@@ -287,6 +287,7 @@ pub fn LoopPage() -> impl IntoView {
                 }
             })}
         </Suspense>
+        {move || view! { <super::LoopBudgets loop_key=key.get()/> }}
     }
 }
 
@@ -338,11 +339,12 @@ fn banner_detail(status: &SimulatorStatus, loop_key: &str) -> String {
                 String::new()
             };
             format!(
-                "{} ({}): {} · since this server started: {} suggestions served{acceptance}, {} iterations, {} promoted · last: {} ({} UTC)",
+                "{} ({}): {} · since this server started: {} suggestions served{acceptance}, {} labels from simulated expert annotators, {} iterations, {} promoted · last: {} ({} UTC)",
                 l.scenario,
                 l.loop_key,
                 l.phase,
                 l.suggestions_served,
+                l.annotations,
                 l.iterations,
                 l.promoted,
                 l.last_action,
@@ -383,7 +385,8 @@ fn LoopStackView(stack: LoopStack) -> impl IntoView {
     let iterations_per_week = series(|w| Some(w.iterations as f64));
     let cycle = series(|w| w.cycle_hours);
     let lift = series(|w| w.lift);
-    let annotations = series(|w| Some(w.annotations as f64));
+    let annotations = series(|w| Some(w.expert_annotations as f64));
+    let feedback = series(|w| Some(w.annotations as f64));
     view! {
         <section aria-labelledby="stack-heading">
             <h2 id="stack-heading">"Post-training stack"</h2>
@@ -410,6 +413,7 @@ fn LoopStackView(stack: LoopStack) -> impl IntoView {
                             <th scope="col">"Model"</th><th scope="col">"First event"</th><th scope="col">"Dataset"</th>
                             <th scope="col">"Job"</th><th scope="col">"Eval"</th><th scope="col">"Experiment"</th>
                             <th scope="col">"Decided (UTC)"</th><th scope="col">"Outcome"</th><th scope="col">"Reward change"</th><th scope="col">"Cycle time"</th>
+                            <th scope="col">"Annotations used"</th>
                         </tr></thead>
                         <tbody>
                             {iterations.into_iter().map(|i| view! {
@@ -424,6 +428,7 @@ fn LoopStackView(stack: LoopStack) -> impl IntoView {
                                     <td><span class="badge" title=i.reason.clone()>{i.outcome.clone()}</span></td>
                                     <td>{i.reward_change.map(|c| format!("{c:+.4}")).unwrap_or_else(|| "—".into())}</td>
                                     <td>{i.cycle_hours.map(hours_text).unwrap_or_else(|| "—".into())}</td>
+                                    <td>{i.annotations_used.map(|n| n.to_string()).unwrap_or_else(|| "—".into())}</td>
                                 </tr>
                             }).collect_view()}
                         </tbody>
@@ -439,13 +444,16 @@ fn LoopStackView(stack: LoopStack) -> impl IntoView {
                 <WeeklyBars id="metabolism-cycle" title="Mean cycle time per week (first event to decision)" points=cycle format=hours_text/>
                 <WeeklyBars id="metabolism-lift" title="Reward lift of promotions per week" points=lift format=|v| format!("{v:+.4}")/>
                 <WeeklyBars id="metabolism-annotations" title="Annotations per week" points=annotations format=|v| format!("{v:.0}")/>
+                <WeeklyBars id="metabolism-feedback" title="User feedback rows per week" points=feedback format=|v| format!("{v:.0}")/>
             </div>
+            <p class="meta">{format!("{} expert annotations in the weeks shown", m.expert_annotations)}</p>
             <p class="hint">{m.annotation_method.clone()}</p>
             <table class="compact metabolism-table">
                 <caption>"Metabolism per ISO week (from Monday)"</caption>
                 <thead><tr>
                     <th scope="col">"Week of"</th><th scope="col">"Iterations"</th><th scope="col">"Promoted"</th>
                     <th scope="col">"Mean cycle time"</th><th scope="col">"Lift"</th><th scope="col">"Annotations"</th>
+                    <th scope="col">"Feedback rows"</th>
                 </tr></thead>
                 <tbody>
                     {m.weeks.into_iter().map(|w| view! {
@@ -454,6 +462,7 @@ fn LoopStackView(stack: LoopStack) -> impl IntoView {
                             <td>{w.iterations}</td><td>{w.promoted}</td>
                             <td>{w.cycle_hours.map(hours_text).unwrap_or_else(|| "—".into())}</td>
                             <td>{w.lift.map(|l| format!("{l:+.4}")).unwrap_or_else(|| "—".into())}</td>
+                            <td>{w.expert_annotations}</td>
                             <td>{w.annotations}</td>
                         </tr>
                     }).collect_view()}

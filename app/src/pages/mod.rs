@@ -3,6 +3,7 @@
 
 mod access;
 mod adoption;
+mod annotation;
 mod dashboard;
 mod experiments;
 mod loops;
@@ -15,6 +16,7 @@ mod squads;
 
 pub use access::*;
 pub use adoption::*;
+pub use annotation::*;
 pub use dashboard::*;
 pub use experiments::*;
 pub use loops::*;

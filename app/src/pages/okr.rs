@@ -288,6 +288,7 @@ fn KeyResultView(detail: KeyResultDetail, series: Option<MetricSeries>) -> impl 
         <p class="hint">{note}{kr.confidence.map(|c| format!(" · confidence {}", percent(c)))}</p>
         <p class="kr-projection">{projection_text(&kr, &detail.objective, &detail.season, &detail.check_ins, series.as_ref())}</p>
         {series.map(|s| view! { <MetricPanel series=s measure=kr.measure.clone()/> })}
+        {kr.metric.is_some().then(|| view! { <super::KeyResultBudget id=kr.id.0/> })}
         <section class="grid-2">
             {if !editor {
                 ().into_any()

@@ -12,6 +12,13 @@ use crate::components::*;
 
 #[component]
 pub fn SeasonsPage() -> impl IntoView {
+    // An annotator sees the annotation queues and nothing else: the home page sends them there (and reads
+    // no season, whose refusal would answer 403 instead of the redirect).
+    if crate::signed_in().is_some_and(|a| !a.can(slope_domain::Action::Read) && a.can(slope_domain::Action::Annotate)) {
+        #[cfg(feature = "ssr")]
+        leptos_axum::redirect("/annotate");
+        return view! { <p>"Your work is in the "<a href="/annotate">"annotation queues"</a>"."</p> }.into_any();
+    }
     let seasons = Resource::new(|| (), |_| list_seasons());
     // Controls the signed-in actor may not use are left out; the service refuses them anyway.
     let editor = crate::may(slope_domain::Action::EditPlan);
@@ -41,6 +48,7 @@ pub fn SeasonsPage() -> impl IntoView {
             })}
         </Suspense>
     }
+    .into_any()
 }
 
 #[component]

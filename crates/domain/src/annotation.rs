@@ -1056,26 +1056,47 @@ pub struct DiffSpan {
     pub text: String,
 }
 
-/// The character diff from `before` to `after`: the common beginning and end are kept whole, and the
-/// middle is aligned by a longest common subsequence. A middle too long to align cheaply (in the browser,
-/// as the annotator types) is shown as removed and added whole.
+/// The words of a text for a diff: runs of letters and digits, and every other character on its own,
+/// so that spaces and punctuation are kept and a changed word shows whole.
+fn words(text: &str) -> Vec<&str> {
+    let mut out = Vec::new();
+    let mut start = None;
+    for (i, c) in text.char_indices() {
+        if c.is_alphanumeric() {
+            start.get_or_insert(i);
+        } else {
+            if let Some(s) = start.take() {
+                out.push(&text[s..i]);
+            }
+            out.push(&text[i..i + c.len_utf8()]);
+        }
+    }
+    if let Some(s) = start {
+        out.push(&text[s..]);
+    }
+    out
+}
+
+/// The diff from `before` to `after`, word by word (see [`words`]): the common beginning and end are
+/// kept whole, and the middle is aligned by a longest common subsequence of words. A middle too long to
+/// align cheaply (in the browser, as the annotator types) is shown as removed and added whole.
 pub fn diff(before: &str, after: &str) -> Vec<DiffSpan> {
-    let a: Vec<char> = before.chars().collect();
-    let b: Vec<char> = after.chars().collect();
+    let a = words(before);
+    let b = words(after);
     let prefix = a.iter().zip(&b).take_while(|(x, y)| x == y).count();
     let suffix = a[prefix..].iter().rev().zip(b[prefix..].iter().rev()).take_while(|(x, y)| x == y).count();
     let (ma, mb) = (&a[prefix..a.len() - suffix], &b[prefix..b.len() - suffix]);
     let mut spans: Vec<DiffSpan> = Vec::new();
-    let mut push = |kind: DiffKind, c: char| match spans.last_mut() {
-        Some(last) if last.kind == kind => last.text.push(c),
-        _ => spans.push(DiffSpan { kind, text: c.to_string() }),
+    let mut push = |kind: DiffKind, w: &str| match spans.last_mut() {
+        Some(last) if last.kind == kind => last.text.push_str(w),
+        _ => spans.push(DiffSpan { kind, text: w.to_owned() }),
     };
-    for &c in &a[..prefix] {
-        push(DiffKind::Same, c);
+    for w in &a[..prefix] {
+        push(DiffKind::Same, w);
     }
     if ma.len() * mb.len() > 250_000 {
-        ma.iter().for_each(|&c| push(DiffKind::Removed, c));
-        mb.iter().for_each(|&c| push(DiffKind::Added, c));
+        ma.iter().for_each(|w| push(DiffKind::Removed, w));
+        mb.iter().for_each(|w| push(DiffKind::Added, w));
     } else {
         // lcs[i][j]: the longest common subsequence of ma[i..] and mb[j..].
         let w = mb.len() + 1;
@@ -1094,17 +1115,17 @@ pub fn diff(before: &str, after: &str) -> Vec<DiffSpan> {
             if i < ma.len() && j < mb.len() && ma[i] == mb[j] {
                 push(DiffKind::Same, ma[i]);
                 (i, j) = (i + 1, j + 1);
-            } else if j < mb.len() && (i == ma.len() || lcs[i * w + j + 1] >= lcs[(i + 1) * w + j]) {
-                push(DiffKind::Added, mb[j]);
-                j += 1;
-            } else {
+            } else if i < ma.len() && (j == mb.len() || lcs[(i + 1) * w + j] >= lcs[i * w + j + 1]) {
                 push(DiffKind::Removed, ma[i]);
                 i += 1;
+            } else {
+                push(DiffKind::Added, mb[j]);
+                j += 1;
             }
         }
     }
-    for &c in &a[a.len() - suffix..] {
-        push(DiffKind::Same, c);
+    for w in &a[a.len() - suffix..] {
+        push(DiffKind::Same, w);
     }
     spans
 }
@@ -1476,10 +1497,16 @@ pub(crate) mod tests {
         assert_eq!(normalized_edit_distance("", ""), 0.0);
         let spans = diff("ibuprofen 200 mg", "ibuprofen 400 mg daily");
         let text = |k: DiffKind| spans.iter().filter(|s| s.kind == k).map(|s| s.text.as_str()).collect::<String>();
-        assert_eq!(text(DiffKind::Removed), "2");
-        assert_eq!(text(DiffKind::Added), "4 daily");
+        // A changed word shows whole; spaces and punctuation are words of their own.
+        assert_eq!(text(DiffKind::Removed), "200");
+        assert_eq!(text(DiffKind::Added), "400 daily");
+        assert_eq!(text(DiffKind::Same), "ibuprofen  mg");
+        let unrelated = diff("order an MRI.", "rest and fluids.");
+        assert_eq!(
+            unrelated.iter().filter(|s| s.kind == DiffKind::Same).map(|s| s.text.as_str()).collect::<String>(),
+            "  ."
+        );
         // Rebuilding both sides from the spans gives the texts back.
-        assert_eq!(text(DiffKind::Same) + "", "ibuprofen 00 mg");
         let before: String = spans.iter().filter(|s| s.kind != DiffKind::Added).map(|s| s.text.as_str()).collect();
         let after: String = spans.iter().filter(|s| s.kind != DiffKind::Removed).map(|s| s.text.as_str()).collect();
         assert_eq!((before.as_str(), after.as_str()), ("ibuprofen 200 mg", "ibuprofen 400 mg daily"));
