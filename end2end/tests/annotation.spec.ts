@@ -1,0 +1,264 @@
+import { expect, type APIRequestContext, type APIResponse } from "@playwright/test";
+import { apiAs, invitedMember, open, signIn, test } from "./helpers";
+
+// Expert annotation in the browser: an annotator works through items with the keyboard alone (the next
+// item loads in place), an operator builds datasets from annotations and fine-tunes the loop's champion
+// from the queue's page, and a leader reads a key result's annotation budget. Each journey makes its own
+// loop, queue and people through the API.
+
+const SYMPTOMS = ["cough", "headache", "back pain", "sore throat", "fatigue"];
+const PLANS = ["rest and fluids.", "ibuprofen as needed.", "follow up in two weeks.", "order chest x-ray.", "rest."];
+const TINY_MODEL = { vocab_size: 257, n_layer: 1, n_head: 2, d_model: 32, ctx_len: 64 };
+
+/** `n` interactions of note writing: the suggestion shown ("order an MRI.") and what the clinician wrote. */
+function events(loop: string, n: number): string {
+  const today = new Date().toISOString().slice(0, 10);
+  const lines = [];
+  for (let i = 0; i < n; i++) {
+    const k = i % SYMPTOMS.length;
+    lines.push(
+      JSON.stringify({
+        event_id: `${loop}-${i}`,
+        ts: `${today}T00:${String(i % 60).padStart(2, "0")}:00Z`,
+        user_id: `u${i % 7}`,
+        variant: "v1",
+        suggested_chars: 13,
+        accepted_chars: 0,
+        context: `Pt reports ${SYMPTOMS[k]} for ${2 + (i % 5)} days. Plan: `,
+        suggestion: "order an MRI.",
+        final_text: PLANS[k],
+      }),
+    );
+  }
+  return lines.join("\n") + "\n";
+}
+
+async function ok(response: APIResponse, statuses = [200, 201]) {
+  expect(statuses, await response.text()).toContain(response.status());
+  return response.json();
+}
+
+/** A loop with `n` interactions and a correction queue over all of them, open to the annotator role. */
+async function loopWithQueue(request: APIRequestContext, loop: string, n: number) {
+  await ok(
+    await request.post(`/api/v1/loops/${loop}/events`, {
+      data: events(loop, n),
+      headers: { "Content-Type": "application/x-ndjson" },
+    }),
+  );
+  const created = await ok(
+    await request.post("/api/v1/annotation-queues", {
+      data: {
+        key: `${loop}-review`,
+        name: `Review of ${loop}`,
+        loop,
+        sampling: { policy: "random", share: 1 },
+        guidelines: "Rewrite the suggestion into what the clinician meant to write.",
+        labels: { correction: true, rating: true, tags: true, tag_set: ["wrong-plan", "typo"] },
+        annotators_per_item: 1,
+      },
+    }),
+    [201],
+  );
+  expect(created.sampled.added).toBe(n);
+  return `${loop}-review`;
+}
+
+test("an annotator works through five items with the keyboard only", async ({ page, request, baseURL }) => {
+  const loop = `e2e-annotate-${Date.now()}`;
+  const queue = await loopWithQueue(request, loop, 8);
+  const admin = await apiAs(baseURL!, "admin");
+  const annotator = { email: `annotator-${Date.now()}@e2e.slope`, password: "an annotator's password", name: "Ana" };
+  await invitedMember(admin, baseURL!, annotator, "annotator");
+  await admin.dispose();
+
+  // The annotator signs in and lands on the queues: the rest of the organisation is not theirs to see.
+  await signIn(page, annotator, "/");
+  await expect(page).toHaveURL(/\/annotate$/);
+  await expect(page.getByRole("navigation", { name: "Main" }).getByRole("link")).toHaveText(["Annotate"]);
+  await page.getByRole("link", { name: "Annotate", exact: true }).last().click();
+  await expect(page).toHaveURL(new RegExp(`/annotate/${queue}$`));
+  await expect(page.getByRole("heading", { name: "Keyboard shortcuts" })).toBeVisible();
+  await expect(page.locator("body[data-hydrated='true']")).toBeAttached({ timeout: 30_000 });
+  // A mark that a full page load would wipe out: the items must come in place.
+  await page.evaluate(() => ((window as unknown as { stayed: boolean }).stayed = true));
+
+  const seen = new Set<string>();
+  for (let n = 1; n <= 5; n++) {
+    const item = page.getByTestId("work-item");
+    await expect(item).toBeVisible();
+    const id = (await item.getAttribute("data-item"))!;
+    expect(seen.has(id), `item ${id} came twice`).toBe(false);
+    seen.add(id);
+    const context = (await page.getByTestId("context").textContent())!;
+    const plan = PLANS[SYMPTOMS.findIndex((s) => context.includes(s))];
+    // E focuses the correction; the text is replaced and Escape leaves it; 4 rates; T and the tag;
+    // Escape; Enter saves and the next item replaces this one.
+    await page.keyboard.press("e");
+    await expect(page.locator("#correction")).toBeFocused();
+    await page.keyboard.press("Control+A");
+    await page.keyboard.type(plan);
+    await expect(page.getByTestId("diff").locator("ins")).not.toHaveCount(0);
+    await page.keyboard.press("Escape");
+    await page.keyboard.press("4");
+    await expect(page.locator("input[name=rating][value='4']")).toBeChecked();
+    await page.keyboard.press("t");
+    await page.keyboard.type("wrong-plan");
+    await page.keyboard.press("Escape");
+    await page.keyboard.press("Enter");
+    await expect(page.getByTestId("session-progress")).toContainText(`${n} done this session`);
+    if (n < 5) await expect(page.getByTestId("work-item")).not.toHaveAttribute("data-item", id);
+  }
+  expect(await page.evaluate(() => (window as unknown as { stayed?: boolean }).stayed)).toBe(true);
+  await expect(page.getByTestId("queue-progress")).toHaveText("5 of 8 annotations");
+
+  // S skips; F without a note asks for one, then Enter flags.
+  const skipped = await page.getByTestId("work-item").getAttribute("data-item");
+  await page.keyboard.press("s");
+  await expect(page.getByTestId("work-item")).not.toHaveAttribute("data-item", skipped!);
+  await page.keyboard.press("f");
+  await expect(page.locator("#note")).toBeFocused();
+  await page.keyboard.type("the context names a patient");
+  await page.keyboard.press("Enter");
+  await expect(page.getByTestId("session-progress")).toContainText("7 done this session");
+
+  // What was stored, as the operators see it.
+  const exported = await (await request.get(`/api/v1/annotation-queues/${queue}/export`)).text();
+  const lines = exported.trim().split("\n").map((l) => JSON.parse(l));
+  const mine = lines.filter((l) => l.annotator === annotator.email);
+  expect(mine.map((l) => l.outcome)).toEqual(["labelled", "labelled", "labelled", "labelled", "labelled", "skipped", "flagged"]);
+  for (const l of mine.slice(0, 5)) {
+    expect(l.correction).toBe(PLANS[SYMPTOMS.findIndex((s) => l.context.includes(s))]);
+    expect([l.rating, l.tags]).toEqual([4, ["wrong-plan"]]);
+  }
+});
+
+test("the annotator's page works without JavaScript", async ({ browser, baseURL, request }) => {
+  const loop = `e2e-annotate-nojs-${Date.now()}`;
+  const queue = await loopWithQueue(request, loop, 3);
+  const context = await browser.newContext({ javaScriptEnabled: false, baseURL });
+  const page = await context.newPage();
+  await signIn(page, "leader", `/annotate/${queue}`);
+  const first = await page.getByTestId("work-item").getAttribute("data-item");
+  // A rating of 9 cannot be chosen here; a missing one is refused, the reason shown, nothing stored.
+  await page.locator("#correction").fill("rest and fluids.");
+  await page.getByRole("button", { name: "Save and next (Enter)" }).click();
+  await expect(page.locator(".annotator .form-messages")).toContainText("rating");
+  await expect(page.getByTestId("work-item")).toHaveAttribute("data-item", first!);
+  await page.locator("#correction").fill("rest and fluids.");
+  await page.locator("input[name=rating][value='5']").check();
+  await page.getByRole("button", { name: "Save and next (Enter)" }).click();
+  await expect(page.getByTestId("work-item")).not.toHaveAttribute("data-item", first!);
+  await expect(page.getByTestId("queue-progress")).toHaveText("1 of 3 annotations");
+  await context.close();
+});
+
+/** Queues a job and waits until it has ended; returns it. */
+async function run(request: APIRequestContext, job: object) {
+  const queued = await ok(await request.post("/api/v1/jobs", { data: job }), [201]);
+  let done: { id: number; status: string; error?: string; result: { model_id: number } } = queued;
+  await expect
+    .poll(
+      async () => {
+        done = await (await request.get(`/api/v1/jobs/${queued.id}`)).json();
+        return done.status;
+      },
+      { timeout: 120_000 },
+    )
+    .toMatch(/succeeded|failed|cancelled/);
+  expect(done.status, done.error ?? "").toBe("succeeded");
+  return done;
+}
+
+function texts(n: number, salt: number): string {
+  const lines = [];
+  for (let i = 0; i < n; i++) {
+    const k = (i + salt) % SYMPTOMS.length;
+    lines.push(JSON.stringify({ text: `Pt reports ${SYMPTOMS[k]} for ${2 + ((i + salt) % 5)} days. Plan: ${PLANS[k]}` }));
+  }
+  return lines.join("\n") + "\n";
+}
+
+test("an operator builds datasets from annotations and fine-tunes the champion", async ({ page, request }) => {
+  test.setTimeout(240_000);
+  const loop = `e2e-annotate-tune-${Date.now()}`;
+  const queue = await loopWithQueue(request, loop, 12);
+  // The loop's champion: a tiny base model, evaluated on held-out notes.
+  const add = async (name: string, body: string) =>
+    (await ok(await request.post(`/api/v1/datasets?name=${name}`, { data: body, headers: { "Content-Type": "application/x-ndjson" } })))
+      .dataset.id;
+  const corpus = await add(`${loop}-corpus`, texts(30, 1));
+  const heldOut = await add(`${loop}-held-out`, texts(8, 3));
+  const train = { steps: 20, batch_size: 4, lr: 0.003, warmup_steps: 2, checkpoint_every: 0 };
+  const base = await run(request, { kind: "pretrain", loop, dataset_id: corpus, held_out_id: heldOut, model_config: TINY_MODEL, train });
+  const promoted = await ok(await request.post(`/api/v1/loops/${loop}/promote`, { data: { model_id: base.result.model_id } }));
+  expect(promoted.accepted).toBe(true);
+  // Labels made elsewhere, imported: each item's correction is what the clinician meant to write.
+  const items = await ok(await request.get(`/api/v1/annotation-queues/${queue}/items`));
+  const labels = items
+    .map((i: { event_id: string; context: string }) =>
+      JSON.stringify({ event_id: i.event_id, annotator: "vendor-1", correction: PLANS[SYMPTOMS.findIndex((s) => i.context.includes(s))], rating: 2 }),
+    )
+    .join("\n");
+  await ok(await request.post(`/api/v1/annotation-queues/${queue}/import`, { data: labels, headers: { "Content-Type": "application/x-ndjson" } }), [201]);
+
+  await signIn(page, "leader", `/annotation-queues/${queue}`);
+  await expect(page.getByTestId("queue-summary")).toContainText("12 of 12 annotations");
+  await expect(page.getByTestId("agreement")).toBeVisible();
+  await open(page, `/annotation-queues/${queue}`);
+  await page.getByLabel("Train on").selectOption("annotations");
+  await page.getByLabel("Steps").fill("20");
+  await page.getByRole("button", { name: "Build datasets and fine-tune the champion" }).click();
+  await expect(page).toHaveURL(/\/jobs\/\d+$/);
+  const job = Number(page.url().split("/").pop());
+  await expect.poll(async () => (await (await request.get(`/api/v1/jobs/${job}`)).json()).status, { timeout: 120_000 }).toBe("succeeded");
+  const done = await (await request.get(`/api/v1/jobs/${job}`)).json();
+  expect(done.spec.model_id).toBe(base.result.model_id);
+  // The dataset it learned from is the annotations', with their lineage.
+  const model = await ok(await request.get(`/api/v1/models/${done.result.model_id}`));
+  const datasets = await ok(await request.get("/api/v1/datasets"));
+  const dataset = datasets.find((d: { digest: string }) => d.digest === model.dataset_digest);
+  expect(dataset.name).toMatch(/-sft-annotations$/);
+  expect([dataset.rows, dataset.source.annotations]).toEqual([12, 12]);
+  // The loop's page counts the annotations.
+  await page.goto(`/loops/${loop}`);
+  await expect(page.getByText("12 expert annotations in the weeks shown")).toBeVisible();
+});
+
+test("a leader reads the annotation budget of a key result", async ({ page, request }) => {
+  const loop = `e2e-budget-${Date.now()}`;
+  await loopWithQueue(request, loop, 4);
+  const metric = `${loop}.acceptance`;
+  await ok(await request.post("/api/v1/metrics", { data: { key: metric, name: "Acceptance", kind: "acceptance-rate", loop } }), [201]);
+  // A year no other journey's season uses: one organisation's seasons never overlap.
+  const year = 2053;
+  const season = await ok(
+    await request.post("/api/v1/seasons", {
+      data: {
+        name: `Budget season ${year}`,
+        thesis: "Experts teach the model",
+        problems: ["Suggestions miss the plan"],
+        winning: "Clinicians keep most of what is suggested",
+        starts_on: `${year}-01-01`,
+        ends_on: `${year}-06-30`,
+      },
+    }),
+    [201],
+  );
+  const objective = await ok(
+    await request.post(`/api/v1/seasons/${season.id}/objectives`, { data: { quarter: `${year}-Q1`, title: "Drafts clinicians keep", commitment: "committed" } }),
+    [201],
+  );
+  const kr = await ok(
+    await request.post(`/api/v1/objectives/${objective.id}/key-results`, {
+      data: { title: "Characters accepted", kind: "increase-to", start: 0.2, target: 0.6, metric },
+    }),
+    [201],
+  );
+  await signIn(page, "leader", `/key-results/${kr.id}`);
+  const budget = page.getByTestId("annotation-budget");
+  await expect(budget.getByRole("heading", { name: "Annotation budget" })).toBeVisible();
+  // No promoted iteration has learned from annotations yet: the page says so rather than guess.
+  await expect(budget).toContainText("Too little history to estimate");
+  await expect(budget).toContainText("power law");
+});
