@@ -10,14 +10,15 @@
 //! peer that shows what CPU contention alone costs.
 
 use std::fs;
-use std::io::{BufRead, BufReader};
+
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use super::bench_common::{Server, quantile, start_server, token};
 use super::bench_metrics::{
     DAYS, PART_BYTES, bench_dir, days_since_epoch, generate_cached, machine, shown, slope_command, split, thousands,
     write_events,
@@ -52,36 +53,13 @@ fn parse_options(args: &[String]) -> Result<Options> {
     Ok(options)
 }
 
-struct Server {
-    base: String,
-    child: Child,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 fn start(slope: &Path, data: &Path, log: &Path) -> Result<Server> {
-    let log = fs::File::create(log).map_err(|e| e.to_string())?;
-    let mut child = slope_command(slope)
-        .args(["serve", "--demo", "--bind", "127.0.0.1:0", "--data-dir"])
+    let mut cmd = slope_command(slope);
+    cmd.args(["serve", "--demo", "--bind", "127.0.0.1:0", "--data-dir"])
         .arg(data)
         // The demo's simulator would ingest and train beside the measurement.
-        .env("SLOPE_SIMULATOR", "false")
-        .stdout(Stdio::piped())
-        .stderr(log)
-        .spawn()
-        .map_err(|e| format!("cannot start {}: {e}", slope.display()))?;
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().ok_or("no stdout")?).read_line(&mut line).map_err(|e| e.to_string())?;
-    let Some(base) = line.trim().strip_prefix("slope listening on ").map(str::to_owned) else {
-        let _ = child.kill();
-        return Err(format!("slope serve did not start (first line {line:?})"));
-    };
-    Ok(Server { base, child })
+        .env("SLOPE_SIMULATOR", "false");
+    start_server(cmd, log)
 }
 
 /// One sample: which request, whether it ran during the ingest, how long it took and whether it worked.
@@ -134,34 +112,6 @@ fn probe_once(base: &str, token: &str, loaded: bool, round: usize) -> Result<Vec
     Ok(vec![sign_in, check_in, peer])
 }
 
-fn quantile(sorted: &[f64], q: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let rank = ((sorted.len() as f64 - 1.0) * q).round() as usize;
-    sorted[rank.min(sorted.len() - 1)]
-}
-
-/// A token of the organisation the demo is seeded in (the default one), once the server has made it.
-fn token(slope: &Path, data: &Path) -> Result<String> {
-    let mut last = String::new();
-    for _ in 0..120 {
-        let out = slope_command(slope)
-            .args(["token", "create", "--name", "bench-contention", "--scopes", "read,write,ingest"])
-            .arg("--data-dir")
-            .arg(data)
-            .output()
-            .map_err(|e| e.to_string())?;
-        let printed = String::from_utf8_lossy(&out.stdout);
-        if let Some(token) = printed.split_whitespace().find(|w| w.starts_with("slope_")) {
-            return Ok(token.to_owned());
-        }
-        last = String::from_utf8_lossy(&out.stderr).into_owned();
-        thread::sleep(Duration::from_millis(500));
-    }
-    Err(format!("slope token create failed: {last}"))
-}
-
 pub fn bench_contention(args: &[String]) -> Result {
     let options = parse_options(args)?;
     let dir = bench_dir();
@@ -183,7 +133,7 @@ pub fn bench_contention(args: &[String]) -> Result {
         fs::remove_dir_all(&data).map_err(|e| e.to_string())?;
     }
     let server = start(&slope, &data, &dir.join("contention-serve.log"))?;
-    let token = token(&slope, &data)?;
+    let token = token(&slope, &data, None, "bench-contention")?;
     let machine = machine();
 
     step("Idle: sign-in and check-in every 200 ms");

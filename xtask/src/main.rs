@@ -7,6 +7,8 @@
 //! - `cargo xtask build [--release]`: the browser bundle, the site and the server.
 //! - `cargo xtask setup`: only install the tools.
 //! - `cargo xtask bench`: the season page benchmark, bundle size and memory (see BENCHMARKS.md).
+//! - `cargo xtask bench-annotate [--items N] [--answers N] [--browser-answers N] [--no-build]`: how long an
+//!   annotator waits for the next item, on the server and in the browser (see `bench_annotate.rs`).
 //! - `cargo xtask bench-contention [--events N] [--no-build]`: sign-in and check-in latency during a large
 //!   ingest, against the idle server
 //! - `cargo xtask soak [--minutes N] [--postgres ADMIN_URL] [--no-build]`: mixed traffic for N minutes on
@@ -26,6 +28,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 use std::time::Duration;
 
+mod bench_annotate;
+mod bench_common;
 mod bench_contention;
 mod bench_metrics;
 mod bench_runner;
@@ -50,13 +54,14 @@ fn main() -> ExitCode {
         Some("bench") => bench(),
         Some("bench-metrics") => bench_metrics::bench_metrics(&args[1..]),
         Some("bench-contention") => bench_contention::bench_contention(&args[1..]),
+        Some("bench-annotate") => bench_annotate::bench_annotate(&args[1..]),
         Some("soak") => soak::soak(&args[1..]),
         Some("bench-runner") => bench_runner::bench_runner(&args[1..]),
         Some("pretrain") => pretrain::pretrain(&args[1..]),
         Some("openapi") => openapi(),
         _ => {
             eprintln!(
-                "usage: cargo xtask <serve [--release] | test | build [--release] | setup | lint | bench | bench-metrics | bench-contention | bench-runner | soak | pretrain | openapi>"
+                "usage: cargo xtask <serve [--release] | test | build [--release] | setup | lint | bench | bench-metrics | bench-contention | bench-annotate | bench-runner | soak | pretrain | openapi>"
             );
             return ExitCode::from(2);
         }

@@ -12,14 +12,15 @@
 //! fine-tune must have ended, once, in success.
 
 use std::fs;
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use super::bench_common::{Server, curl, number, quantile, sign_in, start_server, text, token};
 use super::bench_metrics::{bench_dir, civil, machine, slope_command, thousands};
 use super::{Result, cargo, root, run, step, target_dir};
 
@@ -51,20 +52,7 @@ fn parse_options(args: &[String]) -> Result<Options> {
     Ok(options)
 }
 
-struct Server {
-    base: String,
-    child: Child,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 fn start(slope: &Path, data: &Path, database: Option<&str>, log: &Path) -> Result<Server> {
-    let log = fs::File::create(log).map_err(|e| e.to_string())?;
     let mut cmd = slope_command(slope);
     cmd.args(["serve", "--demo", "--bind", "127.0.0.1:0", "--data-dir"])
         .arg(data)
@@ -74,39 +62,7 @@ fn start(slope: &Path, data: &Path, database: Option<&str>, log: &Path) -> Resul
     if let Some(url) = database {
         cmd.env("DATABASE_URL", url);
     }
-    let mut child = cmd.stdout(Stdio::piped()).stderr(log).spawn().map_err(|e| format!("cannot start slope: {e}"))?;
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().ok_or("no stdout")?).read_line(&mut line).map_err(|e| e.to_string())?;
-    let Some(base) = line.trim().strip_prefix("slope listening on ").map(str::to_owned) else {
-        let _ = child.kill();
-        return Err(format!("slope serve did not start (first line {line:?})"));
-    };
-    Ok(Server { base, child })
-}
-
-/// One request's answer: status, seconds and body.
-fn curl(args: &[&str]) -> (u16, f64, String) {
-    let out = Command::new("curl").args(["-sS", "-w", "\n%{http_code} %{time_total}"]).args(args).output();
-    let Ok(out) = out else { return (0, f64::NAN, String::new()) };
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    let (body, tail) = text.rsplit_once('\n').unwrap_or(("", &text));
-    let mut fields = tail.split_whitespace();
-    let status = fields.next().and_then(|s| s.parse().ok()).unwrap_or(0);
-    let seconds = fields.next().and_then(|s| s.parse().ok()).unwrap_or(f64::NAN);
-    (status, seconds, body.to_owned())
-}
-
-/// The number after `"key":` in a JSON text (the answers are small and flat where it is used).
-fn number(json: &str, key: &str) -> Option<f64> {
-    let at = json.find(&format!("\"{key}\":"))? + key.len() + 3;
-    let rest = json[at..].trim_start();
-    let end = rest.find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '-')).unwrap_or(rest.len());
-    rest[..end].parse().ok()
-}
-
-fn text(json: &str, key: &str) -> Option<String> {
-    let at = json.find(&format!("\"{key}\":\""))? + key.len() + 4;
-    json[at..].split('"').next().map(str::to_owned)
+    start_server(cmd, log)
 }
 
 #[derive(Clone)]
@@ -170,46 +126,6 @@ fn batch(seq: u64) -> String {
     out
 }
 
-fn sign_in(base: &str) -> Result<String> {
-    let out = Command::new("curl")
-        .args(["-sS", "-o", "/dev/null", "-D", "-", "-H", &format!("Origin: {base}"), "--data"])
-        .arg(format!("email={}&password={}", LEADER.0, LEADER.1))
-        .arg(format!("{base}/auth/login"))
-        .output()
-        .map_err(|e| e.to_string())?;
-    let headers = String::from_utf8_lossy(&out.stdout);
-    headers
-        .lines()
-        .find_map(|l| l.to_ascii_lowercase().starts_with("set-cookie:").then(|| l[11..].trim().to_owned()))
-        .and_then(|c| c.split(';').next().map(str::to_owned))
-        .ok_or_else(|| format!("signing in at {base} set no cookie: {headers}"))
-}
-
-fn token(slope: &Path, data: &Path, database: Option<&str>) -> Result<String> {
-    let mut last = String::new();
-    for _ in 0..120 {
-        let mut cmd = slope_command(slope);
-        cmd.args(["token", "create", "--name", "soak", "--scopes", "read,write,ingest", "--data-dir"]).arg(data);
-        if let Some(url) = database {
-            cmd.env("DATABASE_URL", url);
-        }
-        let out = cmd.output().map_err(|e| e.to_string())?;
-        if let Some(t) = String::from_utf8_lossy(&out.stdout).split_whitespace().find(|w| w.starts_with("slope_")) {
-            return Ok(t.to_owned());
-        }
-        last = String::from_utf8_lossy(&out.stderr).into_owned();
-        thread::sleep(Duration::from_millis(500));
-    }
-    Err(format!("slope token create failed: {last}"))
-}
-
-fn quantile(sorted: &[f64], q: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    sorted[(((sorted.len() - 1) as f64) * q).round() as usize]
-}
-
 pub fn soak(args: &[String]) -> Result {
     let options = parse_options(args)?;
     let slope = target_dir().join("release").join("slope");
@@ -241,13 +157,13 @@ pub fn soak(args: &[String]) -> Result {
     let store = if database.is_some() { "PostgreSQL, two servers" } else { "SQLite, one server" };
     step(&format!("Soak on {store}: {} minutes of mixed traffic", options.minutes));
     let mut servers = vec![start(&slope, &data, database.as_deref(), &dir.join("server-1.log"))?];
-    let token = token(&slope, &data, database.as_deref())?;
+    let token = token(&slope, &data, database.as_deref(), "soak")?;
     if database.is_some() {
         // The second starts once the first has seeded the demo, which it then finds.
         servers.push(start(&slope, &data, database.as_deref(), &dir.join("server-2.log"))?);
     }
     let bases: Vec<String> = servers.iter().map(|s| s.base.clone()).collect();
-    let sessions = bases.iter().map(|b| sign_in(b)).collect::<Result<Vec<_>>>()?;
+    let sessions = bases.iter().map(|b| sign_in(b, LEADER.0, LEADER.1)).collect::<Result<Vec<_>>>()?;
     let ctx = Ctx { bases, token, sessions, samples: Arc::default(), stop: Arc::default() };
 
     // The fine-tune: the notes loop's SFT set from its events, the base model, a short run.
