@@ -1210,15 +1210,22 @@ pub fn resolve(item: &AnnotationItem, annotations: &[&Annotation]) -> Option<Res
 }
 
 /// How a dataset built from annotations traces each row back: the row's position in the dataset, the
-/// item, event and annotations it came from, and their annotators.
+/// items, event and annotations it came from, and their annotators.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RowLineage {
     pub row: usize,
-    pub queue: String,
-    pub item_id: i64,
+    /// The items behind the row: one, or one per queue when several queues annotated the event.
+    pub items: Vec<LineageItem>,
     pub event_id: String,
     pub annotations: Vec<i64>,
     pub annotators: Vec<String>,
+}
+
+/// One annotated item behind a dataset row, and the queue it belongs to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LineageItem {
+    pub queue: String,
+    pub item_id: i64,
 }
 
 /// The tally of a queue's annotations per annotator, as the queue page lists them.

@@ -130,7 +130,7 @@ pub enum DatasetSource {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         annotations: Option<i64>,
         /// The object-store path of each annotated row's lineage (a JSON list of `RowLineage`: the row,
-        /// its item, event, annotations and annotators).
+        /// its items and their queues, event, annotations and annotators).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         annotation_lineage: Option<String>,
     },

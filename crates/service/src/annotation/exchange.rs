@@ -5,7 +5,7 @@
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use slope_domain::*;
-use slope_store::{ImportedRow, NewItem};
+use slope_store::ImportedRow;
 
 use super::Annotations;
 use crate::Result;
@@ -103,16 +103,7 @@ impl Annotations {
                     model_id: 0,
                     model: "imported".into(),
                 });
-                new_items.push(NewItem {
-                    event_id: i.event_id.clone(),
-                    event_at: i.ts,
-                    context: i.context.clone(),
-                    suggestion: i.suggestion.clone(),
-                    final_text: i.final_text.clone(),
-                    suggested_chars: i.suggested_chars as i64,
-                    accepted_chars: i.accepted_chars as i64,
-                    alternative,
-                });
+                new_items.push(super::sampling::new_item(&i, alternative));
             }
         }
         let imported: Vec<ImportedRow<'_>> = rows

@@ -115,16 +115,7 @@ impl Annotations {
                 }
                 _ => None,
             };
-            items.push(NewItem {
-                event_id: interaction.event_id.clone(),
-                event_at: interaction.ts,
-                context: interaction.context.clone(),
-                suggestion: interaction.suggestion.clone(),
-                final_text: interaction.final_text.clone(),
-                suggested_chars: interaction.suggested_chars as i64,
-                accepted_chars: interaction.accepted_chars as i64,
-                alternative,
-            });
+            items.push(new_item(interaction, alternative));
         }
         let needed = i64::from(settings.annotators_per_item);
         let added = self.store.add_items(actor, queue.id, queue.version, needed, &items).await?;
@@ -136,6 +127,20 @@ impl Annotations {
             identical,
             policy: settings.sampling.describe(),
         })
+    }
+}
+
+/// An interaction as a queue's new item.
+pub(super) fn new_item(i: &TextInteraction, alternative: Option<Alternative>) -> NewItem {
+    NewItem {
+        event_id: i.event_id.clone(),
+        event_at: i.ts,
+        context: i.context.clone(),
+        suggestion: i.suggestion.clone(),
+        final_text: i.final_text.clone(),
+        suggested_chars: i.suggested_chars as i64,
+        accepted_chars: i.accepted_chars as i64,
+        alternative,
     }
 }
 

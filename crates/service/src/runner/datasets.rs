@@ -3,8 +3,8 @@
 
 use serde::Serialize;
 use slope_domain::{
-    Action, Actor, Annotation, Dataset, DatasetBasis, DatasetKind, DatasetSource, EventRange, Key, OrgId, Resolved,
-    RowLineage, resolve,
+    Action, Actor, Annotation, Dataset, DatasetBasis, DatasetKind, DatasetSource, EventRange, Key, LineageItem, OrgId,
+    Resolved, RowLineage, resolve,
 };
 use slope_runner::{Dataset as Rows, Row};
 use slope_store::NewDataset;
@@ -42,12 +42,11 @@ struct Building {
 }
 
 impl Building {
-    fn push(&mut self, row: Row, event_id: &str, from: Option<(&str, &Resolved)>) {
-        if let Some((queue, r)) = from {
+    fn push(&mut self, row: Row, event_id: &str, from: Option<(&[LineageItem], &Resolved)>) {
+        if let Some((items, r)) = from {
             self.lineage.push(RowLineage {
                 row: self.rows.len(),
-                queue: queue.to_owned(),
-                item_id: r.item_id,
+                items: items.to_vec(),
                 event_id: r.event_id.clone(),
                 annotations: r.annotations.clone(),
                 annotators: r.annotators.clone(),
@@ -160,17 +159,29 @@ impl Runner {
                 .map_err(|e| internal("reading events", e))?;
             (segments, interactions)
         };
-        // Each annotated item resolves to its rows; items of several queues for one event count once (the
-        // first queue by key wins).
-        let mut resolved: Vec<(String, Resolved, chrono::DateTime<chrono::Utc>)> = Vec::new();
+        // Each annotated item resolves to its rows. Queues that annotated the same event are merged: the
+        // correction and the pair come from the first queue (by key) that has one, and the lineage names
+        // every annotation behind them.
+        let mut resolved: Vec<(Vec<LineageItem>, Resolved, chrono::DateTime<chrono::Utc>)> = Vec::new();
         if from != DatasetBasis::Events {
-            let mut seen = std::collections::HashSet::new();
+            let mut at_event: std::collections::HashMap<String, usize> = Default::default();
             for (queue, item, annotations) in self.store.loop_annotations(org, key.as_str()).await? {
                 let refs: Vec<&Annotation> = annotations.iter().collect();
-                if let Some(r) = resolve(&item, &refs)
-                    && seen.insert(r.event_id.clone())
-                {
-                    resolved.push((queue, r, item.event_at));
+                let Some(r) = resolve(&item, &refs) else { continue };
+                let source = LineageItem { queue, item_id: r.item_id };
+                match at_event.get(&r.event_id) {
+                    None => {
+                        at_event.insert(r.event_id.clone(), resolved.len());
+                        resolved.push((vec![source], r, item.event_at));
+                    }
+                    Some(&i) => {
+                        let (sources, merged, _) = &mut resolved[i];
+                        sources.push(source);
+                        merged.correction = merged.correction.take().or(r.correction);
+                        merged.pair = merged.pair.take().or(r.pair);
+                        merged.annotations.extend(r.annotations);
+                        merged.annotators.extend(r.annotators);
+                    }
                 }
             }
             resolved.sort_by(|a, b| (a.2, &a.1.event_id).cmp(&(b.2, &b.1.event_id)));
@@ -180,25 +191,25 @@ impl Runner {
         let mut sft = Building::default();
         let mut pref = Building::default();
         let mut used = vec![false; resolved.len()];
-        let annotated = |sft: &mut Building, pref: &mut Building, queue: &str, r: &Resolved| {
+        let annotated = |sft: &mut Building, pref: &mut Building, items: &[LineageItem], r: &Resolved| {
             if let Some(c) = &r.correction {
                 sft.push(
                     Row::Completion { prompt: r.context.clone(), completion: c.clone() },
                     &r.event_id,
-                    Some((queue, r)),
+                    Some((items, r)),
                 );
             }
             if let Some((chosen, rejected)) = &r.pair {
                 let row =
                     Row::Preference { prompt: r.context.clone(), chosen: chosen.clone(), rejected: rejected.clone() };
-                pref.push(row, &r.event_id, Some((queue, r)));
+                pref.push(row, &r.event_id, Some((items, r)));
             }
         };
         for i in &interactions {
             if let Some(&at) = by_event.get(i.event_id.as_str()) {
                 used[at] = true;
-                let (queue, r, _) = &resolved[at];
-                annotated(&mut sft, &mut pref, queue, r);
+                let (items, r, _) = &resolved[at];
+                annotated(&mut sft, &mut pref, items, r);
                 continue;
             }
             if let Some((prompt, completion)) = i.completion() {
@@ -211,9 +222,9 @@ impl Runner {
         }
         // Annotated events that the live segments no longer hold, and every annotation when the events
         // are not read, come after the events, in event time order.
-        for (at, (queue, r, _)) in resolved.iter().enumerate() {
+        for (at, (items, r, _)) in resolved.iter().enumerate() {
             if !used[at] {
-                annotated(&mut sft, &mut pref, queue, r);
+                annotated(&mut sft, &mut pref, items, r);
             }
         }
         let range = match (interactions.first(), interactions.last()) {
