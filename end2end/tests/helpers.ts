@@ -1,4 +1,4 @@
-import { expect, request as playwrightRequest, test as base, type APIRequestContext, type Page } from "@playwright/test";
+import { expect, request as playwrightRequest, test as base, type APIRequestContext, type APIResponse, type Page } from "@playwright/test";
 import { ACCOUNTS, type Credentials, type Role } from "../accounts";
 
 export { ACCOUNTS, type Credentials, type Role };
@@ -102,3 +102,26 @@ export const test = base.extend<{ apiRole: Role }>({
     await context.dispose();
   },
 });
+
+/** The JSON body of an answer whose status is one of `statuses`. */
+export async function ok(response: APIResponse, statuses = [200, 201]) {
+  expect(statuses, await response.text()).toContain(response.status());
+  return response.json();
+}
+
+/** Queues a job and waits until it has succeeded; returns the finished job. */
+export async function runJob(request: APIRequestContext, job: object) {
+  const queued = await ok(await request.post("/api/v1/jobs", { data: job }), [201]);
+  let done: { id: number; status: string; error?: string; result: { model_id: number } } = queued;
+  await expect
+    .poll(
+      async () => {
+        done = await (await request.get(`/api/v1/jobs/${queued.id}`)).json();
+        return done.status;
+      },
+      { timeout: 120_000 },
+    )
+    .toMatch(/succeeded|failed|cancelled/);
+  expect(done.status, done.error ?? "").toBe("succeeded");
+  return done;
+}

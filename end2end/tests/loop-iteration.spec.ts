@@ -1,5 +1,5 @@
-import { expect, type APIRequestContext, type APIResponse } from "@playwright/test";
-import { open, signIn, test } from "./helpers";
+import { expect, type APIRequestContext } from "@playwright/test";
+import { ok, open, runJob, signIn, test } from "./helpers";
 
 // One turn of a loop, driven through the API the way the demo's simulated operator drives it (the e2e
 // server runs without demo data or a base model): events with a context and what the user wrote, a tiny
@@ -43,10 +43,6 @@ function texts(n: number, salt: number): string {
   return lines.join("\n") + "\n";
 }
 
-async function ok(response: APIResponse, statuses = [200, 201]) {
-  expect(statuses, await response.text()).toContain(response.status());
-  return response.json();
-}
 
 async function addDataset(request: APIRequestContext, name: string, body: string): Promise<number> {
   const response = await request.post(`/api/v1/datasets?name=${name}`, {
@@ -56,22 +52,6 @@ async function addDataset(request: APIRequestContext, name: string, body: string
   return (await ok(response)).dataset.id;
 }
 
-/** Queues a job and waits until it has succeeded; returns the finished job. */
-async function run(request: APIRequestContext, job: object) {
-  const queued = await ok(await request.post("/api/v1/jobs", { data: job }), [201]);
-  let done: { id: number; status: string; error?: string; result: { model_id: number } } = queued;
-  await expect
-    .poll(
-      async () => {
-        done = await (await request.get(`/api/v1/jobs/${queued.id}`)).json();
-        return done.status;
-      },
-      { timeout: 120_000 },
-    )
-    .toMatch(/succeeded|failed|cancelled/);
-  expect(done.status, done.error ?? "").toBe("succeeded");
-  return done;
-}
 
 test("the loop page shows an iteration after a promotion", async ({ page, request }) => {
   test.setTimeout(240_000);
@@ -85,7 +65,7 @@ test("the loop page shows an iteration after a promotion", async ({ page, reques
   // A tiny base model of its own, so nothing depends on the shipped one.
   const corpus = await addDataset(request, `${loop}-corpus`, texts(40, 0));
   const held = await addDataset(request, `${loop}-held-out`, texts(12, 3));
-  const base = await run(request, {
+  const base = await runJob(request, {
     kind: "pretrain",
     dataset_id: corpus,
     model_config: TINY_MODEL,
@@ -97,7 +77,7 @@ test("the loop page shows an iteration after a promotion", async ({ page, reques
   // evaluated on the held-out text in the same job.
   const built = await ok(await request.post(`/api/v1/loops/${loop}/datasets`));
   expect(built.sft.rows).toBe(60);
-  const sft = await run(request, {
+  const sft = await runJob(request, {
     kind: "sft",
     loop,
     model_id: base.result.model_id,

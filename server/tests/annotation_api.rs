@@ -359,6 +359,44 @@ async fn experts_annotate_and_their_labels_become_training_data() {
     let tuned = wait_job(&server, &sft_job["id"]).await;
     assert_eq!(tuned["status"], "succeeded", "{tuned}");
 
+    // Preferences: with the tuned model as the loop's challenger, a queue of the interactions where it
+    // disagrees most with what was served sets its suggestion beside the served one, in an order that
+    // names neither model; the preferences become pairs of the preference set.
+    let challenger = tuned["result"]["model_id"].clone();
+    server.post("/api/v1/loops/notes/challenger", &json!({ "model_id": challenger })).await.expect(200);
+    let mut compare = queue("compare", json!({ "preference": true, "rating": true }), 1);
+    compare["sampling"] = json!({ "policy": "disagreement", "count": 6 });
+    let created = server.post("/api/v1/annotation-queues", &compare).await.expect(201);
+    let added = created["sampled"]["added"].as_u64().unwrap();
+    assert!((1..=6).contains(&added), "{created}");
+    let items = server.get("/api/v1/annotation-queues/compare/items").await.expect(200);
+    for item in items.as_array().unwrap() {
+        assert_eq!(item["alternative"]["model_id"], challenger, "{item}");
+        assert_ne!(item["alternative"]["text"], item["suggestion"], "identical suggestions are left out: {item}");
+    }
+    let mut labelled = 0;
+    while let Some(work) = {
+        let reply = ann.call(Method::POST, "/api/v1/annotation-queues/compare/next", None).await;
+        (reply.status == 200).then(|| serde_json::from_str::<Value>(&reply.text).unwrap())
+    } {
+        let options = work["options"].as_array().unwrap();
+        assert_eq!(options.iter().map(|o| o["label"].as_str().unwrap()).collect::<Vec<_>>(), ["A", "B"], "{work}");
+        assert!(!work.to_string().contains("\"model\""), "no model names reach the annotator: {work}");
+        let path = format!("/api/v1/annotation-queues/compare/items/{}/annotations", work["item_id"]);
+        // A correction on a preference item is refused by field.
+        ann.call(Method::POST, &path, Some(&json!({ "correction": "x", "preference": "alternative", "rating": 3 })))
+            .await
+            .expect_invalid(&["correction"]);
+        ann.call(Method::POST, &path, Some(&json!({ "preference": "suggestion", "rating": 4 }))).await.expect(201);
+        labelled += 1;
+    }
+    assert_eq!(labelled as u64, added);
+    let compared = server.post("/api/v1/loops/notes/datasets?from=annotations", &json!({})).await.expect(201);
+    assert!(
+        compared["preference"]["rows"].as_i64().unwrap() >= built["preference"]["rows"].as_i64().unwrap(),
+        "the preferences add pairs: {compared}"
+    );
+
     // The loop's stack counts the real annotations, and each week's volume.
     let stack = server.get("/api/v1/loops/notes/stack").await.expect(200);
     let expert: i64 = stack["metabolism"]["weeks"]
