@@ -49,7 +49,7 @@ async function loopWithQueue(request: APIRequestContext, loop: string, n: number
         name: `Review of ${loop}`,
         loop,
         sampling: { policy: "random", share: 1 },
-        guidelines: "Rewrite the suggestion into what the clinician meant to write.",
+        guidelines: "Rewrite the suggestion into **what the clinician meant** to write.\n\n- Rate it\n- Tag a wrong plan",
         labels: { correction: true, rating: true, tags: true, tag_set: ["wrong-plan", "typo"] },
         annotators_per_item: 1,
       },
@@ -75,6 +75,10 @@ test("an annotator works through five items with the keyboard only", async ({ pa
   await page.getByRole("link", { name: "Annotate", exact: true }).last().click();
   await expect(page).toHaveURL(new RegExp(`/annotate/${queue}$`));
   await expect(page.getByRole("heading", { name: "Keyboard shortcuts" })).toBeVisible();
+  // The guidelines are open before the first answer, formatted from their Markdown.
+  const guidelines = page.getByTestId("guidelines");
+  await expect(guidelines.locator("strong")).toHaveText("what the clinician meant");
+  await expect(guidelines.getByRole("listitem")).toHaveText(["Rate it", "Tag a wrong plan"]);
   await expect(page.locator("body[data-hydrated='true']")).toBeAttached({ timeout: 30_000 });
   // A mark that a full page load would wipe out: the items must come in place.
   await page.evaluate(() => ((window as unknown as { stayed: boolean }).stayed = true));

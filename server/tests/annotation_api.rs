@@ -118,7 +118,9 @@ fn queue(key: &str, labels: Value, overlap: i64) -> Value {
         "name": format!("Review {key}"),
         "loop": "notes",
         "sampling": { "policy": "random", "share": 1.0 },
-        "guidelines": "Correct the suggestion into what the clinician meant to write.",
+        // Markdown, with what an operator must not be able to put into an annotator's page.
+        "guidelines": "Correct the suggestion into **what the clinician meant** to write.\n\n\
+                       <script>alert(1)</script>\n\nSee [unsafe](javascript:alert(1)).",
         "labels": labels,
         "annotators_per_item": overlap,
     })
@@ -269,6 +271,12 @@ async fn experts_annotate_and_their_labels_become_training_data() {
         .await
         .expect_invalid(&["correction", "preference", "rating"]);
     let page = server.get("/api/v1/annotation-queues/review").await.expect(200);
+    // The guidelines are kept as written and rendered for pages, formatted but unable to script.
+    assert!(page["summary"]["queue"]["settings"]["guidelines"].as_str().unwrap().contains("<script>"), "{page}");
+    let guidelines = page["guidelines_html"].as_str().unwrap();
+    assert!(guidelines.contains("<strong>what the clinician meant</strong>"), "{guidelines}");
+    assert!(guidelines.contains("&lt;script&gt;") && !guidelines.contains("<script"), "{guidelines}");
+    assert!(guidelines.contains(r##"<a href="#">unsafe</a>"##), "{guidelines}");
     let progress = &page["summary"]["progress"];
     let flagged = progress["flagged"].as_i64().unwrap();
     assert_eq!(progress["items"], 24, "{page}");

@@ -169,7 +169,13 @@ pub fn WorkPageView() -> impl IntoView {
                             </div>
                             <details class="guidelines" open=page.answered_by_you == 0>
                                 <summary>"Guidelines"</summary>
-                                <div class="prose">{if page.guidelines.is_empty() { "None given.".to_owned() } else { page.guidelines.clone() }}</div>
+                                {if page.guidelines.is_empty() {
+                                    view! { <p class="prose muted">"None given."</p> }.into_any()
+                                } else {
+                                    // Rendered by the service from the operator's Markdown, with raw HTML
+                                    // escaped and unsafe links removed, so it may be placed as HTML.
+                                    view! { <div class="prose" data-testid="guidelines" inner_html=page.guidelines_html.clone()></div> }.into_any()
+                                }}
                             </details>
                             <Annotator page refused=refused()/>
                         }
@@ -568,7 +574,8 @@ fn three(v: f64) -> String {
 
 #[component]
 fn QueueView(page: QueuePage) -> impl IntoView {
-    let QueuePage { summary, versions, agreement, flagged, recent, per_day, gold } = page;
+    let QueuePage { summary, guidelines_html: page_guidelines, versions, agreement, flagged, recent, per_day, gold } =
+        page;
     let q = summary.queue.clone();
     let p = summary.progress.clone();
     let s = &q.settings;
@@ -629,7 +636,7 @@ fn QueueView(page: QueuePage) -> impl IntoView {
                 <dt>"Who annotates"</dt><dd>{format!("{who}, and the loop's operators")}</dd>
                 <dt>"Lease"</dt><dd>{format!("{} minutes", s.lease_minutes)}</dd>
             </dl>
-            <details><summary>"Guidelines"</summary><div class="prose">{s.guidelines.clone()}</div></details>
+            <details><summary>"Guidelines"</summary><div class="prose" inner_html=page_guidelines></div></details>
             {summary.you_may_annotate.then(|| view! { <p><a class="button" href=format!("/annotate/{}", q.key)>"Annotate"</a></p> })}
         </section>
     }

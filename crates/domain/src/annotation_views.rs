@@ -36,6 +36,8 @@ pub struct QueueVersion {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct QueuePage {
     pub summary: QueueSummary,
+    /// The current version's guidelines rendered to HTML, as on [`WorkPage::guidelines_html`].
+    pub guidelines_html: String,
     pub versions: Vec<QueueVersion>,
     pub agreement: AgreementReport,
     pub flagged: Vec<FlaggedItem>,
@@ -65,7 +67,11 @@ pub struct WorkPage {
     pub queue_name: String,
     #[serde(rename = "loop")]
     pub loop_key: String,
+    /// The guidelines as written (Markdown).
     pub guidelines: String,
+    /// The guidelines rendered to HTML for a page: raw HTML in them is shown as text and links keep only
+    /// relative, `http(s)` and `mailto` addresses.
+    pub guidelines_html: String,
     pub labels: crate::annotation::LabelSchema,
     pub progress: QueueProgress,
     pub answered_by_you: i64,

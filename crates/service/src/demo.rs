@@ -395,9 +395,14 @@ pub async fn seed_annotation(annotations: &Annotations, actor: &Actor) -> Result
             } else {
                 SamplingInput { policy: "lowest-acceptance".into(), count: Some(120), ..Default::default() }
             },
+            // Markdown, as an operator would write it: the pages show it formatted.
             guidelines: format!(
-                "Rewrite the suggestion into what the clinician should have been offered for this {}: the text that                  belongs to the case in the context, whatever the clinician happened to type. Rate the suggestion                  from 1 (useless) to 5 (exactly right). Tag a suggestion that names the wrong plan `wrong-plan`.                  Flag an interaction whose context cannot be judged, and say why.",
-                if notes { "note" } else { "discharge summary" }
+                "Rewrite the suggestion into what the clinician should have been offered for this {}: the text \
+                 that belongs to the case in the context, whatever the clinician happened to type.\n\n\
+                 - **Rate** the suggestion from 1 (useless) to 5 (exactly right).\n{}\
+                 - **Flag** an interaction whose context cannot be judged, and say why.",
+                if notes { "note" } else { "discharge summary" },
+                if notes { "- **Tag** a suggestion that names the wrong plan `wrong-plan`.\n" } else { "" },
             ),
             labels: LabelSchema {
                 correction: true,

@@ -7,6 +7,7 @@ mod annotation;
 pub mod demo;
 mod error;
 mod loops;
+mod markdown;
 mod planning;
 mod plans;
 mod runner;

@@ -203,8 +203,10 @@ impl Annotations {
             *per_day.entry(a.created_at.date_naive()).or_default() += 1;
         }
         let gold = items.iter().filter(|i| i.gold.is_some()).cloned().collect();
+        let summary = self.summary(actor, org, queue).await?;
         Ok(QueuePage {
-            summary: self.summary(actor, org, queue).await?,
+            guidelines_html: crate::markdown::to_safe_html(&summary.queue.settings.guidelines),
+            summary,
             versions,
             agreement,
             flagged,

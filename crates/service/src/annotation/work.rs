@@ -24,6 +24,7 @@ impl Annotations {
             queue_name: queue.settings.name.clone(),
             loop_key: queue.loop_key.clone(),
             guidelines: queue.settings.guidelines.clone(),
+            guidelines_html: crate::markdown::to_safe_html(&queue.settings.guidelines),
             labels: queue.settings.labels.clone(),
             progress,
             answered_by_you,
