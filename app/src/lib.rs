@@ -127,6 +127,7 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("/annotate") view=AnnotatePage ssr=SsrMode::Async/>
                     <Route path=path!("/annotate/:key") view=WorkPageView ssr=SsrMode::Async/>
                     <Route path=path!("/annotation-queues/:key") view=QueuePageView ssr=SsrMode::Async/>
+                    <Route path=path!("/annotation-queues/:key/edit") view=EditQueuePage ssr=SsrMode::Async/>
                 </Routes>
             </main>
         </Router>

@@ -1,9 +1,10 @@
 import { expect, type APIRequestContext } from "@playwright/test";
-import { apiAs, invitedMember, ok, open, runJob, signIn, test } from "./helpers";
+import { apiAs, hydrated, invitedMember, ok, open, runJob, signIn, test } from "./helpers";
 
 // Expert annotation in the browser: an annotator works through items with the keyboard alone (the next
 // item loads in place), an operator builds datasets from annotations and fine-tunes the loop's champion
-// from the queue's page, and a leader reads a key result's annotation budget. Each journey makes its own
+// from the queue's page and makes the queue's next version, and a leader reads a key result's annotation
+// budget. Each journey makes its own
 // loop, queue and people through the API.
 
 const SYMPTOMS = ["cough", "headache", "back pain", "sore throat", "fatigue"];
@@ -207,6 +208,33 @@ test("an operator builds datasets from annotations and fine-tunes the champion",
   // The loop's page counts the annotations.
   await page.goto(`/loops/${loop}`);
   await expect(page.getByText("12 expert annotations in the weeks shown")).toBeVisible();
+});
+
+test("an operator makes a queue's next version in the browser", async ({ page, request }) => {
+  const loop = `e2e-edit-${Date.now()}`;
+  const queue = await loopWithQueue(request, loop, 3);
+  await signIn(page, "leader", `/annotation-queues/${queue}`);
+  await page.getByRole("link", { name: "Edit the queue (a new version)" }).click();
+  await expect(page).toHaveURL(new RegExp(`/annotation-queues/${queue}/edit$`));
+  await expect(page.getByRole("heading", { level: 1 })).toHaveText(`Edit queue: Review of ${loop}`);
+  await hydrated(page);
+  // The form holds the current version, the share as a percentage.
+  await expect(page.getByLabel("Guidelines (Markdown)")).toHaveValue(/\*\*what the clinician meant\*\*/);
+  await expect(page.getByLabel("Share (%)")).toHaveValue("100");
+  await expect(page.getByLabel("Allowed tags")).toHaveValue("wrong-plan, typo");
+  // The domain's rules run in the browser first: nothing is sent, the field says why.
+  await page.getByLabel("Annotators per item").fill("0");
+  await page.getByRole("button", { name: "Save as a new version" }).click();
+  await expect(page.locator("#annotators_per_item-error")).toContainText("must be 1 to");
+  await page.getByLabel("Annotators per item").fill("2");
+  await page.getByLabel("Guidelines (Markdown)").fill("Only *the plan* matters.");
+  await page.getByRole("button", { name: "Save as a new version" }).click();
+  await expect(page).toHaveURL(new RegExp(`/annotation-queues/${queue}$`));
+  await expect(page.locator(".page-head .meta")).toContainText("version 2 by leader@e2e.slope");
+  await expect(page.locator("details .prose em")).toHaveText("the plan");
+  const stored = await ok(await request.get(`/api/v1/annotation-queues/${queue}`), [200]);
+  expect(stored.summary.queue.settings.annotators_per_item).toBe(2);
+  expect(stored.versions.length).toBe(2);
 });
 
 test("a leader reads the annotation budget of a key result", async ({ page, request }) => {

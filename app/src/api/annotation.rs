@@ -37,6 +37,13 @@ pub async fn load_queue_page(key: String) -> Result<QueuePage, ServerFnError> {
 }
 
 /// An annotator's page of a queue; the item it shows is leased to them (or renewed) by loading it.
+/// A queue's current definition, for its edit form.
+#[server]
+pub async fn load_queue_definition(key: String) -> Result<AnnotationQueue, ServerFnError> {
+    let (annotations, actor) = server::annotations()?;
+    server::read(annotations.queue_definition(&actor, &key).await)
+}
+
 #[server]
 pub async fn load_work_page(key: String) -> Result<WorkPage, ServerFnError> {
     let (annotations, actor) = server::annotations()?;
@@ -157,7 +164,7 @@ pub async fn fine_tune_on_annotations(key: String, from: String, steps: String) 
 
 /// The fields of the queue form, as a queue input. The browser runs the same parse, then the domain's
 /// rules, before sending.
-pub fn queue_form(f: &CreateAnnotationQueue) -> Result<QueueInput, FieldErrors> {
+pub fn queue_form(f: &SaveAnnotationQueue) -> Result<QueueInput, FieldErrors> {
     let mut c = Checker::new();
     let number = |c: &mut Checker, field: &str, raw: &str| c.optional_number(field, raw).flatten();
     let whole = |c: &mut Checker, field: &str, raw: &str| match number(c, field, raw) {
@@ -171,6 +178,8 @@ pub fn queue_form(f: &CreateAnnotationQueue) -> Result<QueueInput, FieldErrors> 
     // The form asks for a percentage, as people say "a 10 % sample".
     let share = number(&mut c, "share", &f.share).map(|p| p / 100.0);
     let count = whole(&mut c, "count", &f.count);
+    let seed = whole(&mut c, "seed", &f.seed);
+    let limit = whole(&mut c, "limit", &f.limit);
     let overlap = whole(&mut c, "annotators_per_item", &f.annotators_per_item);
     let lease = whole(&mut c, "lease_minutes", &f.lease_minutes);
     let mut squads = Vec::new();
@@ -188,10 +197,11 @@ pub fn queue_form(f: &CreateAnnotationQueue) -> Result<QueueInput, FieldErrors> 
             policy: f.policy.clone(),
             share,
             count,
+            seed,
+            limit,
             from: f.window_from.clone(),
             to: f.window_to.clone(),
             event_ids: f.event_ids.lines().map(str::trim).filter(|l| !l.is_empty()).map(str::to_owned).collect(),
-            ..Default::default()
         },
         guidelines: f.guidelines.clone(),
         labels: LabelSchema {
@@ -227,15 +237,19 @@ pub fn queue_form(f: &CreateAnnotationQueue) -> Result<QueueInput, FieldErrors> 
     errors.into_result(input)
 }
 
-/// Defines a queue from the form; on to its page.
+/// Defines a queue from the form, or makes the form the queue's next version when `version` (the one the
+/// form was filled from) is given; on to its page.
 #[server]
-pub async fn create_annotation_queue(
+pub async fn save_annotation_queue(
+    version: String,
     key: String,
     name: String,
     loop_key: String,
     policy: String,
     share: String,
     count: String,
+    seed: String,
+    limit: String,
     window_from: String,
     window_to: String,
     event_ids: String,
@@ -250,13 +264,16 @@ pub async fn create_annotation_queue(
     lease_minutes: String,
 ) -> Result<Outcome, ServerFnError> {
     let (annotations, actor) = server::annotations()?;
-    let form = CreateAnnotationQueue {
+    let form = SaveAnnotationQueue {
+        version: version.clone(),
         key,
         name,
         loop_key,
         policy,
         share,
         count,
+        seed,
+        limit,
         window_from,
         window_to,
         event_ids,
@@ -274,7 +291,18 @@ pub async fn create_annotation_queue(
         Ok(input) => input,
         Err(errors) => return Ok(Outcome::Invalid(errors)),
     };
-    let result = annotations.create_queue(&actor, &input).await.map_err(|e| match e {
+    let based_on = match version.trim() {
+        "" => None,
+        raw => match raw.parse::<i64>() {
+            Ok(v) => Some(Version(v)),
+            Err(_) => return Ok(Outcome::Invalid(FieldErrors::single("version", "must be a whole number"))),
+        },
+    };
+    let result = match based_on {
+        None => annotations.create_queue(&actor, &input).await.map(|(q, _)| q),
+        Some(v) => annotations.update_queue(&actor, &form.key, v, &input).await,
+    };
+    let result = result.map_err(|e| match e {
         slope_service::ServiceError::Invalid(fields) => slope_service::ServiceError::Invalid(
             fields
                 .renamed("loop", "loop_key")
@@ -284,7 +312,7 @@ pub async fn create_annotation_queue(
         ),
         other => other,
     });
-    server::write(result, |(q, _)| format!("/annotation-queues/{}", q.key))
+    server::write(result, |q| format!("/annotation-queues/{}", q.key))
 }
 
 /// A key result's annotation budget (`None`: the key result has none).

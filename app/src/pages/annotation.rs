@@ -40,7 +40,7 @@ pub fn AnnotatePage() -> impl IntoView {
         {crate::may(slope_domain::Action::Operate).then(|| view! {
             <section class="panel" aria-labelledby="new-queue-heading">
                 <h2 id="new-queue-heading">"New queue"</h2>
-                <NewQueueForm/>
+                <QueueForm queue=None/>
             </section>
         })}
     }
@@ -80,12 +80,65 @@ fn QueueTable(queues: Vec<QueueSummary>) -> impl IntoView {
     }
 }
 
+/// The page that makes a queue's next version: the form filled from its current definition.
+#[component]
+pub fn EditQueuePage() -> impl IntoView {
+    let params = use_params_map();
+    let key = move || params.with(|p| p.get("key").unwrap_or_default());
+    let data = Resource::new(key, |key| async move { load_queue_definition(key).await });
+    view! {
+        <Suspense fallback=loading>
+            {move || Suspend::new(async move {
+                match data.await {
+                    Err(e) => view! { <LoadError error=e/> }.into_any(),
+                    Ok(queue) => {
+                        let title = format!("Edit queue: {}", queue.settings.name);
+                        view! {
+                            <Title text=title.clone()/>
+                            <div class="page-head">
+                                <div>
+                                    <h1>{title}</h1>
+                                    <p class="meta">{format!(
+                                        "Loop {} · version {}: saving makes version {}; items sampled before keep the version they were sampled under",
+                                        queue.loop_key, queue.version, queue.version + 1
+                                    )}</p>
+                                </div>
+                                <a href=format!("/annotation-queues/{}", queue.key) class="link">"Back to the queue"</a>
+                            </div>
+                            <section class="panel"><QueueForm queue=Some(queue)/></section>
+                        }
+                        .into_any()
+                    }
+                }
+            })}
+        </Suspense>
+    }
+}
+
+/// A queue's definition: empty to define a new queue, or filled from `queue` to make its next version
+/// (its key and loop never change, so they are not fields then).
 #[island]
-fn NewQueueForm() -> impl IntoView {
-    let action = ServerAction::<CreateAnnotationQueue>::new();
+fn QueueForm(queue: Option<AnnotationQueue>) -> impl IntoView {
+    let action = ServerAction::<SaveAnnotationQueue>::new();
     let errors: FormErrors = RwSignal::new(FieldErrors::new());
     watch_outcome(action, errors);
-    let submit = submit_with_checks(action, errors, |f: &CreateAnnotationQueue| queue_form(f).map(|_| ()));
+    let submit = submit_with_checks(action, errors, |f: &SaveAnnotationQueue| queue_form(f).map(|_| ()));
+    let editing = queue.is_some();
+    let (version, input) = match &queue {
+        Some(q) => (q.version.to_string(), q.settings.to_input(&q.key, &q.loop_key)),
+        None => (
+            String::new(),
+            QueueInput {
+                sampling: SamplingInput { policy: "random".into(), share: Some(0.1), ..Default::default() },
+                labels: LabelSchema { correction: true, rating: true, ..Default::default() },
+                annotators_per_item: Some(1),
+                annotator_role: Some(true),
+                lease_minutes: Some(10),
+                ..Default::default()
+            },
+        ),
+    };
+    let number = |v: Option<i64>| v.map(|v| v.to_string()).unwrap_or_default();
     let policies = ["random", "lowest-acceptance", "disagreement", "drift-window", "explicit"]
         .iter()
         .map(|p| (p.to_string(), p.to_string()))
@@ -95,48 +148,75 @@ fn NewQueueForm() -> impl IntoView {
         ("preference".to_owned(), "Prefer one of two suggestions (needs the loop's challenger)".to_owned()),
         ("none".to_owned(), "Neither (rating and tags only)".to_owned()),
     ];
+    let task = if input.labels.correction {
+        "correction"
+    } else if input.labels.preference {
+        "preference"
+    } else {
+        "none"
+    };
+    // A share is asked for as a percentage, as people say "a 10 % sample"; rounding keeps 0.03 at 3.
+    let share = input.sampling.share.map(|s| format!("{}", (s * 1e6).round() / 1e4)).unwrap_or_default();
+    // The key and the loop are fields of a new queue only; an edit sends them unchanged.
+    let identity = if editing {
+        view! {
+            <input type="hidden" name="key" value=input.key.clone()/>
+            <input type="hidden" name="loop_key" value=input.loop_key.clone()/>
+            <Input label="Name" name="name" errors value=input.name.clone() required=true/>
+        }
+        .into_any()
+    } else {
+        view! {
+            <Input label="Key" name="key" errors value="" required=true hint="Lower-case letters, digits and dashes; names it in the API."/>
+            <Input label="Name" name="name" errors value="" required=true/>
+            <Input label="Loop" name="loop_key" errors value="" required=true hint="The loop's key, such as notes."/>
+        }
+        .into_any()
+    };
     // The fields are built in parts and their types erased, so that the form's view type stays small
     // enough for the compiler's layout queries.
     let sampling = view! {
         <div class="grid-2">
-            <Input label="Key" name="key" errors value="" required=true hint="Lower-case letters, digits and dashes; names it in the API."/>
-            <Input label="Name" name="name" errors value="" required=true/>
-            <Input label="Loop" name="loop_key" errors value="" required=true hint="The loop's key, such as notes."/>
-            <Select label="Sampling" name="policy" errors options=policies value="random"/>
-            <Input label="Share (%)" name="share" kind="number" step="any" errors value="10" hint="random and drift-window: the chance that an interaction enters."/>
-            <Input label="Count" name="count" kind="number" errors value="" hint="lowest-acceptance and disagreement: how many enter."/>
-            <Input label="Window from" name="window_from" kind="date" errors value=""/>
-            <Input label="Window to" name="window_to" kind="date" errors value=""/>
+            {identity}
+            <Select label="Sampling" name="policy" errors options=policies value=input.sampling.policy.clone()/>
+            <Input label="Share (%)" name="share" kind="number" step="any" errors value=share hint="random and drift-window: the chance that an interaction enters."/>
+            <Input label="Count" name="count" kind="number" errors value=number(input.sampling.count) hint="lowest-acceptance and disagreement: how many enter."/>
+            <Input label="Limit" name="limit" kind="number" errors value=number(input.sampling.limit) hint="random and drift-window: the most one round adds (500 when empty)."/>
+            <Input label="Seed" name="seed" kind="number" errors value=number(input.sampling.seed) hint="random and drift-window: which interactions the share picks (1 when empty)."/>
+            <Input label="Window from" name="window_from" kind="date" errors value=input.sampling.from.clone()/>
+            <Input label="Window to" name="window_to" kind="date" errors value=input.sampling.to.clone()/>
         </div>
-        <TextArea label="Event ids" name="event_ids" errors value="" hint="explicit: one event id per line."/>
+        <TextArea label="Event ids" name="event_ids" errors value=input.sampling.event_ids.join("\n") hint="explicit: one event id per line."/>
     }
     .into_any();
     let labels = view! {
-        <TextArea label="Guidelines (Markdown)" name="guidelines" errors value="" rows=5/>
-        <Select label="Task" name="task" errors options=tasks value="correction"/>
+        <TextArea label="Guidelines (Markdown)" name="guidelines" errors value=input.guidelines.clone() rows=5/>
+        <Select label="Task" name="task" errors options=tasks value=task/>
         <div class="field checks">
-            <label><input type="checkbox" name="rating" value="on" checked=true/>" Rate 1–5"</label>
-            <label><input type="checkbox" name="tags" value="on"/>" Tags"</label>
-            <label><input type="checkbox" name="annotator_role" value="on" checked=true/>" Members with the annotator role annotate"</label>
+            <label><input type="checkbox" name="rating" value="on" checked=input.labels.rating/>" Rate 1–5"</label>
+            <label><input type="checkbox" name="tags" value="on" checked=input.labels.tags/>" Tags"</label>
+            <label><input type="checkbox" name="annotator_role" value="on" checked=input.annotator_role.unwrap_or(true)/>" Members with the annotator role annotate"</label>
         </div>
     }
     .into_any();
+    let squads = input.squads.iter().map(i64::to_string).collect::<Vec<_>>().join(", ");
     let people = view! {
         <div class="grid-2">
-            <Input label="Allowed tags" name="tag_set" errors value="" hint="Comma-separated; empty for free-form tags."/>
-            <Input label="Annotators per item" name="annotators_per_item" kind="number" errors value="1" hint="2 or more measures agreement."/>
-            <Input label="Squads that annotate" name="squads" errors value="" hint="Comma-separated squad ids."/>
-            <Input label="Lease (minutes)" name="lease_minutes" kind="number" errors value="10"/>
+            <Input label="Allowed tags" name="tag_set" errors value=input.labels.tag_set.join(", ") hint="Comma-separated; empty for free-form tags."/>
+            <Input label="Annotators per item" name="annotators_per_item" kind="number" errors value=number(input.annotators_per_item) hint="2 or more measures agreement."/>
+            <Input label="Squads that annotate" name="squads" errors value=squads hint="Comma-separated squad ids."/>
+            <Input label="Lease (minutes)" name="lease_minutes" kind="number" errors value=number(input.lease_minutes)/>
         </div>
     }
     .into_any();
     view! {
-        <form class="form" method="post" action=CreateAnnotationQueue::url() on:submit=submit novalidate>
+        <form class="form" method="post" action=SaveAnnotationQueue::url() on:submit=submit novalidate>
             <FormMessages errors/>
+            <input type="hidden" name="version" value=version/>
             {sampling}
             {labels}
             {people}
-            <button type="submit" disabled=move || action.pending().get()>"Create queue"</button>
+            <button type="submit" disabled=move || action.pending().get()>{if editing { "Save as a new version" } else { "Create queue" }}</button>
         </form>
     }
     .into_any()
@@ -763,7 +843,11 @@ fn QueueActions(key: String) -> impl IntoView {
                 <input type="hidden" name="key" value=key.clone()/>
                 <button type="submit" disabled=move || sample.pending().get()>"Sample more interactions"</button>
             </form>
-            <p><a href=format!("/api/v1/annotation-queues/{key}/export") download=format!("{key}.jsonl")>"Export the annotations (JSONL)"</a></p>
+            <p>
+                <a href=format!("/annotation-queues/{key}/edit")>"Edit the queue (a new version)"</a>
+                " · "
+                <a href=format!("/api/v1/annotation-queues/{key}/export") download=format!("{key}.jsonl")>"Export the annotations (JSONL)"</a>
+            </p>
             <form class="form" method="post" action=FineTuneOnAnnotations::url() on:submit=submit_tune>
                 <FormMessages errors=tune_errors/>
                 <input type="hidden" name="key" value=key.clone()/>

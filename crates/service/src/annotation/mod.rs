@@ -111,6 +111,12 @@ impl Annotations {
         Ok(())
     }
 
+    /// A queue's current definition, for the form that makes its next version (operators only).
+    pub async fn queue_definition(&self, actor: &Actor, key: &str) -> Result<AnnotationQueue> {
+        let org = actor.authorize(Action::Operate)?;
+        self.stored_queue(org, key).await
+    }
+
     pub(crate) async fn stored_queue(&self, org: OrgId, key: &str) -> Result<AnnotationQueue> {
         self.store
             .queue(org, key)
