@@ -891,10 +891,41 @@ pub fn BudgetPanel(budget: AnnotationBudget, #[prop(optional, into)] heading: Op
         }
         (None, None) => String::new(),
     };
+    let rate = |r: &GoalRate| match (r.per_week, r.per_week_low) {
+        (Some(w), Some(l)) => format!(
+            "about {w:.0} a week ({l:.0} to {})",
+            r.per_week_high.map_or("unbounded".to_owned(), |h| format!("{h:.0}"))
+        ),
+        _ => "—".to_owned(),
+    };
+    let goals = (!budget.goals.is_empty()).then(|| {
+        let rows = budget
+            .goals
+            .iter()
+            .map(|r| {
+                view! {
+                    <tr>
+                        <th scope="row"><a href=format!("/squad-goals/{}", r.goal_id)>{r.title.clone()}</a></th>
+                        <td>{r.squad.clone()}</td>
+                        <td>{r.ends_on.to_string()}</td>
+                        <td>{rate(r)}</td>
+                    </tr>
+                }
+            })
+            .collect_view();
+        view! {
+            <table class="goal-rates">
+                <caption>"The rate each squad goal laddering up to it needs, to annotate the rest by the goal's end"</caption>
+                <thead><tr><th scope="col">"Squad goal"</th><th scope="col">"Squad"</th><th scope="col">"Ends"</th><th scope="col">"Annotations needed"</th></tr></thead>
+                <tbody>{rows}</tbody>
+            </table>
+        }
+    });
     view! {
         <section class="panel budget" aria-labelledby="budget-heading" data-testid="annotation-budget">
             <h2 id="budget-heading">{heading}</h2>
             <p class="budget-sentence"><strong>{sentence}</strong></p>
+            {goals}
             <LearningCurve budget=budget.clone()/>
             <p class="hint">{budget.method.clone()}</p>
         </section>

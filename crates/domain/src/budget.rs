@@ -170,6 +170,60 @@ pub struct BudgetEstimate {
     pub per_week_high: Option<f64>,
 }
 
+impl BudgetEstimate {
+    /// The weekly annotation rates (estimate, low, high) that reach the target by `by`: the further
+    /// annotations spread over the weeks from `today`. `None` when `by` is not ahead, and the high rate
+    /// is `None` when the budget's high end is unbounded.
+    pub fn rates_by(&self, today: NaiveDate, by: NaiveDate) -> (Option<f64>, Option<f64>, Option<f64>) {
+        if by <= today {
+            return (None, None, None);
+        }
+        let weeks = (by - today).num_days() as f64 / 7.0;
+        (Some(self.more / weeks), Some(self.more_low / weeks), self.more_high.map(|h| h / weeks))
+    }
+}
+
+/// The annotation rate one squad goal laddering up to the key result needs: the budget's further
+/// annotations spread over the weeks to the goal's own end, since a squad plans its annotation work
+/// within its 4–6-week goal rather than the key result's quarter.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct GoalRate {
+    pub goal_id: i64,
+    pub title: String,
+    pub squad: String,
+    pub ends_on: NaiveDate,
+    pub per_week: Option<f64>,
+    pub per_week_low: Option<f64>,
+    pub per_week_high: Option<f64>,
+}
+
+/// The rates the open goals (planned or active, ending after `today`) need, soonest end first; none when
+/// the budget has no estimate or the target is reached. `goals` pairs each goal with its squad's name.
+pub fn goal_rates(budget: &AnnotationBudget, today: NaiveDate, goals: &[(&crate::SquadGoal, &str)]) -> Vec<GoalRate> {
+    let Some(estimate) = budget.estimate.as_ref().filter(|_| !budget.reached) else { return vec![] };
+    let mut out: Vec<GoalRate> = goals
+        .iter()
+        .filter(|(g, _)| {
+            matches!(g.status, crate::GoalStatus::Planned | crate::GoalStatus::Active) && g.ends_on > today
+        })
+        .map(|(g, squad)| {
+            let (per_week, per_week_low, per_week_high) = estimate.rates_by(today, g.ends_on);
+            GoalRate {
+                goal_id: g.id.0,
+                title: g.title.clone(),
+                squad: (*squad).to_owned(),
+                ends_on: g.ends_on,
+                per_week,
+                per_week_low,
+                per_week_high,
+            }
+        })
+        .collect();
+    out.sort_by_key(|r| (r.ends_on, r.goal_id));
+    out
+}
+
 /// A key result's (or loop metric's) annotation budget.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -189,6 +243,10 @@ pub struct AnnotationBudget {
     /// Why there is no estimate, in a sentence.
     pub why_not: Option<String>,
     pub method: String,
+    /// The rate each open squad goal laddering up to the key result needs by its own end (key result
+    /// budgets only; see [`goal_rates`]).
+    #[serde(default)]
+    pub goals: Vec<GoalRate>,
 }
 
 /// What the budget of one metric is estimated from.
@@ -266,6 +324,7 @@ pub fn annotation_budget(q: BudgetQuestion<'_>) -> AnnotationBudget {
         by: q.by,
         why_not: None,
         method: BUDGET_METHOD.into(),
+        goals: vec![],
     };
     let latest = q.points.iter().max_by_key(|p| p.promoted_at);
     if let Some(p) = latest
@@ -344,17 +403,19 @@ pub fn annotation_budget(q: BudgetQuestion<'_>) -> AnnotationBudget {
     let so_far = q.annotations_so_far as f64;
     let more = |n: f64| (n - so_far).max(0.0);
     let (low, high) = (at(0.1), at(0.9));
-    let weeks = q.by.filter(|by| *by > q.today).map(|by| (by - q.today).num_days() as f64 / 7.0);
-    let per_week = |n: f64| weeks.filter(|_| n.is_finite()).map(|w| more(n) / w);
-    out.estimate = Some(BudgetEstimate {
+    let mut estimate = BudgetEstimate {
         total,
         more: more(total),
         more_low: more(low),
         more_high: high.is_finite().then(|| more(high)),
-        per_week: per_week(total),
-        per_week_low: per_week(low),
-        per_week_high: per_week(high),
-    });
+        per_week: None,
+        per_week_low: None,
+        per_week_high: None,
+    };
+    if let Some(by) = q.by {
+        (estimate.per_week, estimate.per_week_low, estimate.per_week_high) = estimate.rates_by(q.today, by);
+    }
+    out.estimate = Some(estimate);
     out
 }
 
@@ -403,7 +464,7 @@ mod tests {
         let fit = b.fit.as_ref().unwrap();
         assert_eq!(fit.form, "power-gap");
         assert!((fit.slope + 0.25).abs() < 0.02, "{fit:?}");
-        let e = b.estimate.unwrap();
+        let e = b.estimate.clone().unwrap();
         assert!((e.total - 19_160.0).abs() / 19_160.0 < 0.25, "{e:?}");
         assert!((e.more - (e.total - 4_000.0)).abs() < 1e-9);
         let high = e.more_high.expect("a tight history bounds the budget");
@@ -414,6 +475,31 @@ mod tests {
         // The same evidence gives the same budget.
         let again = annotation_budget(question(b.points.clone(), 0.83));
         assert_eq!(again.estimate.unwrap().more_low, e.more_low);
+
+        // Each open goal laddering up to it needs the rest by its own end: a goal ending in four weeks
+        // needs 90/28 times the key result's weekly rate; ended, done and killed goals get none.
+        let goal = |id: i64, ends_on: &str, status: crate::GoalStatus| crate::SquadGoal {
+            ends_on: ends_on.parse().unwrap(),
+            ..crate::signals::tests::goal(id, crate::Investment::Snapshot, status)
+        };
+        let goals = [
+            goal(1, "2026-12-29", crate::GoalStatus::Active),
+            goal(2, "2026-12-15", crate::GoalStatus::Planned),
+            goal(3, "2026-11-30", crate::GoalStatus::Active),
+            goal(4, "2027-01-10", crate::GoalStatus::Done),
+            goal(5, "2027-01-10", crate::GoalStatus::Killed),
+        ];
+        let paired: Vec<(&crate::SquadGoal, &str)> = goals.iter().map(|g| (g, "Drafts")).collect();
+        let today = "2026-12-01".parse().unwrap();
+        let rates = goal_rates(&b, today, &paired);
+        assert_eq!(rates.iter().map(|r| r.goal_id).collect::<Vec<_>>(), vec![2, 1], "open goals, soonest end first");
+        let four_weeks = &rates[1];
+        assert_eq!(four_weeks.squad, "Drafts");
+        assert!((four_weeks.per_week.unwrap() - e.more / 4.0).abs() < 1e-6, "{four_weeks:?}");
+        assert!((four_weeks.per_week.unwrap() / e.per_week.unwrap() - 90.0 / 28.0).abs() < 1e-9);
+        assert!((four_weeks.per_week_high.unwrap() - high / 4.0).abs() < 1e-6);
+        let reached = AnnotationBudget { reached: true, ..b.clone() };
+        assert!(goal_rates(&reached, today, &paired).is_empty(), "nothing is needed once the target is met");
     }
 
     #[test]

@@ -314,7 +314,7 @@ pub struct SeasonDashboard {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::checkin::SubjectKind;
     use crate::entities::*;
@@ -411,7 +411,8 @@ mod tests {
         assert!(reversal_is_new(&[signal("other", 1, false, now)], "m", now));
     }
 
-    fn goal(id: i64, investment: Investment, status: GoalStatus) -> SquadGoal {
+    /// A squad goal of squad 1 on key result 1 (other modules' tests use it too).
+    pub(crate) fn goal(id: i64, investment: Investment, status: GoalStatus) -> SquadGoal {
         let now = Utc::now();
         SquadGoal {
             id: SquadGoalId(id),

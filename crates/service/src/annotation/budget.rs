@@ -85,7 +85,8 @@ impl Annotations {
         let objective = self.store.get_objective(org, kr.objective_id).await?;
         let season = self.store.get_season(org, objective.season_id).await?;
         let by = key_result_ends_on(objective.quarter, season.ends_on);
-        Ok(Some(annotation_budget(BudgetQuestion {
+        let today = chrono::Utc::now().date_naive();
+        let mut budget = annotation_budget(BudgetQuestion {
             metric: &metric.key,
             target,
             increase,
@@ -93,8 +94,25 @@ impl Annotations {
             ceiling: Some(1.0),
             points,
             annotations_so_far: so_far,
-            today: chrono::Utc::now().date_naive(),
+            today,
             by: Some(by),
-        })))
+        });
+        if budget.estimate.is_some() && !budget.reached {
+            let goals: Vec<SquadGoal> = self
+                .store
+                .list_goals_for_season(org, season.id)
+                .await?
+                .into_iter()
+                .filter(|g| g.key_result_id == kr.id)
+                .collect();
+            if !goals.is_empty() {
+                let squads: HashMap<SquadId, String> =
+                    self.store.list_squads(org).await?.into_iter().map(|s| (s.id, s.name)).collect();
+                let paired: Vec<(&SquadGoal, &str)> =
+                    goals.iter().map(|g| (g, squads.get(&g.squad_id).map_or("", String::as_str))).collect();
+                budget.goals = goal_rates(&budget, today, &paired);
+            }
+        }
+        Ok(Some(budget))
     }
 }
