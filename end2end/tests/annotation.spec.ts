@@ -1,45 +1,17 @@
 import { expect, type APIRequestContext } from "@playwright/test";
 import { apiAs, hydrated, invitedMember, ok, open, runJob, signIn, test } from "./helpers";
+import { noteEvents, noteTexts, planFor, TINY_MODEL } from "./notes";
 
 // Expert annotation in the browser: an annotator works through items with the keyboard alone (the next
 // item loads in place), an operator builds datasets from annotations and fine-tunes the loop's champion
 // from the queue's page and makes the queue's next version, and a leader reads a key result's annotation
-// budget. Each journey makes its own
-// loop, queue and people through the API.
-
-const SYMPTOMS = ["cough", "headache", "back pain", "sore throat", "fatigue"];
-const PLANS = ["rest and fluids.", "ibuprofen as needed.", "follow up in two weeks.", "order chest x-ray.", "rest."];
-const TINY_MODEL = { vocab_size: 257, n_layer: 1, n_head: 2, d_model: 32, ctx_len: 64 };
-
-/** `n` interactions of note writing: the suggestion shown ("order an MRI.") and what the clinician wrote. */
-function events(loop: string, n: number): string {
-  const today = new Date().toISOString().slice(0, 10);
-  const lines = [];
-  for (let i = 0; i < n; i++) {
-    const k = i % SYMPTOMS.length;
-    lines.push(
-      JSON.stringify({
-        event_id: `${loop}-${i}`,
-        ts: `${today}T00:${String(i % 60).padStart(2, "0")}:00Z`,
-        user_id: `u${i % 7}`,
-        variant: "v1",
-        suggested_chars: 13,
-        accepted_chars: 0,
-        context: `Pt reports ${SYMPTOMS[k]} for ${2 + (i % 5)} days. Plan: `,
-        suggestion: "order an MRI.",
-        final_text: PLANS[k],
-      }),
-    );
-  }
-  return lines.join("\n") + "\n";
-}
-
+// budget. Each journey makes its own loop, queue and people through the API.
 
 /** A loop with `n` interactions and a correction queue over all of them, open to the annotator role. */
 async function loopWithQueue(request: APIRequestContext, loop: string, n: number) {
   await ok(
     await request.post(`/api/v1/loops/${loop}/events`, {
-      data: events(loop, n),
+      data: noteEvents(loop, n, { suggestion: "order an MRI.", suggestedChars: 13, accepted: () => 0 }),
       headers: { "Content-Type": "application/x-ndjson" },
     }),
   );
@@ -92,7 +64,7 @@ test("an annotator works through five items with the keyboard only", async ({ pa
     expect(seen.has(id), `item ${id} came twice`).toBe(false);
     seen.add(id);
     const context = (await page.getByTestId("context").textContent())!;
-    const plan = PLANS[SYMPTOMS.findIndex((s) => context.includes(s))];
+    const plan = planFor(context);
     // E focuses the correction; the text is replaced and Escape leaves it; 4 rates; T and the tag;
     // Escape; Enter saves and the next item replaces this one.
     await page.keyboard.press("e");
@@ -129,7 +101,7 @@ test("an annotator works through five items with the keyboard only", async ({ pa
   const mine = lines.filter((l) => l.annotator === annotator.email);
   expect(mine.map((l) => l.outcome)).toEqual(["labelled", "labelled", "labelled", "labelled", "labelled", "skipped", "flagged"]);
   for (const l of mine.slice(0, 5)) {
-    expect(l.correction).toBe(PLANS[SYMPTOMS.findIndex((s) => l.context.includes(s))]);
+    expect(l.correction).toBe(planFor(l.context));
     expect([l.rating, l.tags]).toEqual([4, ["wrong-plan"]]);
   }
 });
@@ -154,16 +126,6 @@ test("the annotator's page works without JavaScript", async ({ browser, baseURL,
   await context.close();
 });
 
-
-function texts(n: number, salt: number): string {
-  const lines = [];
-  for (let i = 0; i < n; i++) {
-    const k = (i + salt) % SYMPTOMS.length;
-    lines.push(JSON.stringify({ text: `Pt reports ${SYMPTOMS[k]} for ${2 + ((i + salt) % 5)} days. Plan: ${PLANS[k]}` }));
-  }
-  return lines.join("\n") + "\n";
-}
-
 test("an operator builds datasets from annotations and fine-tunes the champion", async ({ page, request }) => {
   test.setTimeout(240_000);
   const loop = `e2e-annotate-tune-${Date.now()}`;
@@ -172,8 +134,8 @@ test("an operator builds datasets from annotations and fine-tunes the champion",
   const add = async (name: string, body: string) =>
     (await ok(await request.post(`/api/v1/datasets?name=${name}`, { data: body, headers: { "Content-Type": "application/x-ndjson" } })))
       .dataset.id;
-  const corpus = await add(`${loop}-corpus`, texts(30, 1));
-  const heldOut = await add(`${loop}-held-out`, texts(8, 3));
+  const corpus = await add(`${loop}-corpus`, noteTexts(30, 1));
+  const heldOut = await add(`${loop}-held-out`, noteTexts(8, 3));
   const train = { steps: 20, batch_size: 4, lr: 0.003, warmup_steps: 2, checkpoint_every: 0 };
   const base = await runJob(request, { kind: "pretrain", loop, dataset_id: corpus, held_out_id: heldOut, model_config: TINY_MODEL, train });
   const promoted = await ok(await request.post(`/api/v1/loops/${loop}/promote`, { data: { model_id: base.result.model_id } }));
@@ -182,7 +144,7 @@ test("an operator builds datasets from annotations and fine-tunes the champion",
   const items = await ok(await request.get(`/api/v1/annotation-queues/${queue}/items`));
   const labels = items
     .map((i: { event_id: string; context: string }) =>
-      JSON.stringify({ event_id: i.event_id, annotator: "vendor-1", correction: PLANS[SYMPTOMS.findIndex((s) => i.context.includes(s))], rating: 2 }),
+      JSON.stringify({ event_id: i.event_id, annotator: "vendor-1", correction: planFor(i.context), rating: 2 }),
     )
     .join("\n");
   await ok(await request.post(`/api/v1/annotation-queues/${queue}/import`, { data: labels, headers: { "Content-Type": "application/x-ndjson" } }), [201]);

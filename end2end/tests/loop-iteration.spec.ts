@@ -1,48 +1,11 @@
 import { expect, type APIRequestContext } from "@playwright/test";
 import { ok, open, runJob, signIn, test } from "./helpers";
+import { noteEvents, noteTexts, TINY_MODEL } from "./notes";
 
 // One turn of a loop, driven through the API the way the demo's simulated operator drives it (the e2e
 // server runs without demo data or a base model): events with a context and what the user wrote, a tiny
 // base model, datasets built from the events, a fine-tune with an eval on held-out text, and the
 // promotion gate. The loop page then shows the iteration with its promotion.
-
-const TINY_MODEL = { vocab_size: 257, n_layer: 1, n_head: 2, d_model: 32, ctx_len: 64 };
-const SYMPTOMS = ["cough", "headache", "back pain", "sore throat", "fatigue"];
-const PLANS = ["rest and fluids.", "ibuprofen as needed.", "follow up in two weeks.", "order chest x-ray.", "rest."];
-
-/** `n` events of simulated note writing: the context before the cursor and what the clinician wrote. */
-function events(loop: string, n: number): string {
-  const today = new Date().toISOString().slice(0, 10);
-  const lines = [];
-  for (let i = 0; i < n; i++) {
-    const k = i % SYMPTOMS.length;
-    lines.push(
-      JSON.stringify({
-        event_id: `${loop}-${i}`,
-        ts: `${today}T00:${String(i % 60).padStart(2, "0")}:00Z`,
-        user_id: `u${i % 7}`,
-        variant: "v1",
-        suggested_chars: 10,
-        accepted_chars: i % 3,
-        context: `Pt reports ${SYMPTOMS[k]} for ${2 + (i % 5)} days. Plan: `,
-        suggestion: "rest",
-        final_text: PLANS[k],
-      }),
-    );
-  }
-  return lines.join("\n") + "\n";
-}
-
-/** The same kind of text as NDJSON text rows, for pre-training and as held-out data. */
-function texts(n: number, salt: number): string {
-  const lines = [];
-  for (let i = 0; i < n; i++) {
-    const k = (i + salt) % SYMPTOMS.length;
-    lines.push(JSON.stringify({ text: `Pt reports ${SYMPTOMS[k]} for ${2 + ((i + salt) % 5)} days. Plan: ${PLANS[k]}` }));
-  }
-  return lines.join("\n") + "\n";
-}
-
 
 async function addDataset(request: APIRequestContext, name: string, body: string): Promise<number> {
   const response = await request.post(`/api/v1/datasets?name=${name}`, {
@@ -52,19 +15,18 @@ async function addDataset(request: APIRequestContext, name: string, body: string
   return (await ok(response)).dataset.id;
 }
 
-
 test("the loop page shows an iteration after a promotion", async ({ page, request }) => {
   test.setTimeout(240_000);
   const loop = `e2e-iteration-${Date.now()}`;
   const ingested = await request.post(`/api/v1/loops/${loop}/events`, {
-    data: events(loop, 60),
+    data: noteEvents(loop, 60, { suggestion: "rest", suggestedChars: 10, accepted: (i) => i % 3 }),
     headers: { "Content-Type": "application/x-ndjson" },
   });
   await ok(ingested, [201]);
 
   // A tiny base model of its own, so nothing depends on the shipped one.
-  const corpus = await addDataset(request, `${loop}-corpus`, texts(40, 0));
-  const held = await addDataset(request, `${loop}-held-out`, texts(12, 3));
+  const corpus = await addDataset(request, `${loop}-corpus`, noteTexts(40, 0));
+  const held = await addDataset(request, `${loop}-held-out`, noteTexts(12, 3));
   const base = await runJob(request, {
     kind: "pretrain",
     dataset_id: corpus,
