@@ -63,9 +63,15 @@ pub fn router(services: Services, settings: RouterSettings<'_>) -> Router {
         move || {
             provide_context(services.clone());
             provide_context(DemoMode(demo));
-            // Leptos gives each rendered page a nonce for its own inline scripts; the page's policy
-            // names it, so those run and nothing else inline does. Server functions have no nonce and
-            // keep the default policy.
+            // A rendered page's inline scripts carry a nonce and its policy names it, so those run and
+            // nothing else inline does. The nonce is the one the security layer minted for the request
+            // (in place of the one Leptos made), so that layer can name it too if this header is lost.
+            if let Some(minted) = use_context::<axum::http::request::Parts>()
+                .and_then(|parts| parts.extensions.get::<security::PageNonce>().cloned())
+                && leptos::nonce::use_nonce().is_some()
+            {
+                provide_context(leptos::nonce::Nonce::from_value(minted.0));
+            }
             if let (Some(nonce), Some(response)) =
                 (leptos::nonce::use_nonce(), use_context::<leptos_axum::ResponseOptions>())
                 && let Ok(policy) = HeaderValue::from_str(&security::page_policy(&nonce.to_string()))
