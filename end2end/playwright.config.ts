@@ -25,9 +25,9 @@ export default defineConfig({
   fullyParallel: false,
   timeout: 90_000,
   // One retry: a journey that fails and then passes is reported as "flaky" in the list, with the trace of
-  // its failed attempt kept under test-results/. A page of the annotator's journey once did not hydrate
-  // (its inline scripts met a policy without the page's nonce) and has not been reproduced since; the
-  // retry keeps such a one-off from blocking a landing while the failed attempt stays visible.
+  // its failed attempt kept under test-results/, so a one-off does not block a landing and stays visible.
+  // (Such a trace showed an HTML page served without its policy; the server now names the page's nonce
+  // at its edge in that case and logs a warning.)
   retries: 1,
   expect: { timeout: 10_000 },
   reporter: [["list"]],
