@@ -8,7 +8,7 @@
 mod common;
 
 use chrono::{Datelike, Duration, NaiveDate, Utc};
-use common::{Scratch, Server, ndjson};
+use common::{Reply, Scratch, Server, admin_client, ndjson};
 use serde_json::{Value, json};
 
 const NDJSON: &str = "application/x-ndjson";
@@ -218,4 +218,61 @@ async fn units_climb_stages_from_their_evidence_and_warnings_name_what_is_unmeas
     assert!(warnings(&report, "no-measurement", "notes").is_empty(), "{report}");
     let notes = &unit(&report, "Care")["evidence"]["loops"][0];
     assert!(notes["last_eval_at"].is_string(), "{notes}");
+}
+
+/// A unit's headcount, set by an admin through `PUT /api/v1/units`, is what the fluency share is taken
+/// over; without one the people seen in events are, and the next step says so. Bad headcounts are refused
+/// by field and change nothing.
+#[tokio::test]
+async fn a_headcount_is_the_fluency_denominator() {
+    let scratch = Scratch::new("adoption-headcount");
+    let server = Server::start(&scratch.0, &[]);
+    // Wards: three people seen, all shown suggestions a day ago.
+    let wards = ndjson(&[
+        event("w1", 1, "u1", "Wards", 40),
+        event("w2", 1, "u2", "Wards", 40),
+        event("w3", 1, "u3", "Wards", 40),
+    ]);
+    server.ingest("notes", &[("Content-Type", NDJSON)], wards).await.expect(201);
+
+    let report = server.get("/api/v1/adoption").await.expect(200);
+    let seen = unit(&report, "Wards");
+    assert_eq!(seen["stage"], 1, "3 of 3 people seen: {seen}");
+    assert!(seen["reasons"][0].as_str().unwrap().contains("no headcount given"), "{seen}");
+    assert_eq!(seen["evidence"]["headcount"], Value::Null, "{seen}");
+
+    // Units are an admin's (tokens may not change them): the admin's session from here on.
+    let admin = admin_client(&server, &scratch.0).await;
+    let put_unit = async |body: Value| -> Reply {
+        let request = admin.put(format!("{}/api/v1/units", server.base)).json(&body);
+        server.send(request, format!("PUT /api/v1/units {body}")).await
+    };
+
+    // Ten people work in Wards: 3 of 10 is below the 50 % bar, and two more are needed.
+    let unit_json = put_unit(json!({ "name": "Wards", "headcount": 10 })).await.expect(200);
+    assert_eq!((unit_json["headcount"].as_u64(), unit_json["version"].as_i64()), (Some(10), Some(2)), "{unit_json}");
+    let listed = server.get("/api/v1/units").await.expect(200);
+    assert_eq!(items(&listed).iter().find(|u| u["name"] == "Wards").unwrap()["headcount"], 10, "{listed}");
+    let report = server.get("/api/v1/adoption").await.expect(200);
+    let counted = unit(&report, "Wards");
+    assert_eq!(counted["stage"], 0, "{counted}");
+    assert_eq!(counted["evidence"]["headcount"], 10, "{counted}");
+    assert!(counted["missing"].as_str().unwrap().contains("3 of 10 people (30 %)"), "{counted}");
+    assert_eq!(
+        counted["next_step"], "2 more of its 10 people need to work with AI suggestions to reach the 50 % bar.",
+        "{counted}"
+    );
+
+    // Refused by field, and the stored headcount stays.
+    put_unit(json!({ "name": "Wards", "headcount": 0 })).await.expect_invalid(&["headcount"]);
+    put_unit(json!({ "name": "Wards", "headcount": 20_000_000 })).await.expect_invalid(&["headcount"]);
+    put_unit(json!({ "name": "Wards", "headcount": -4 })).await.expect_invalid(&["headcount"]);
+    put_unit(json!({ "name": "", "headcount": 0 })).await.expect_invalid(&["name", "headcount"]);
+    let listed = server.get("/api/v1/units").await.expect(200);
+    assert_eq!(items(&listed).iter().find(|u| u["name"] == "Wards").unwrap()["headcount"], 10, "{listed}");
+
+    // Leaving the headcount out says it is not known again.
+    let cleared = put_unit(json!({ "name": "Wards" })).await.expect(200);
+    assert_eq!(cleared["headcount"], Value::Null, "{cleared}");
+    assert_eq!(unit(&server.get("/api/v1/adoption").await.expect(200), "Wards")["stage"], 1);
 }

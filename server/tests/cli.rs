@@ -742,3 +742,23 @@ fn train_evaluate_and_promote_from_the_terminal() {
     let table = r.ok(&["runner", "models"]);
     assert!(table.lines().any(|l| l.contains("tiny-30") && l.contains("notes:champion")), "{table}");
 }
+
+// ---- units from the terminal: `slope admin unit` ------------------------------------------------------
+
+/// An operator sets a unit's parent and headcount from the terminal; a bad headcount or parent fails
+/// with the field named and changes nothing.
+#[test]
+fn admin_unit_sets_a_headcount_and_refuses_bad_ones_by_field() {
+    let runner = Runner::new();
+    let product = runner.ok(&["admin", "unit", "Product"]);
+    assert_eq!(product.trim(), "unit Product (top-level, headcount not known), version 1", "{product}");
+    let clinical = runner.ok(&["admin", "unit", "Clinical", "--parent", "Product", "--headcount", "40"]);
+    assert!(clinical.contains("unit Clinical (under Product, 40 people)"), "{clinical}");
+
+    let zero = runner.refused(&["admin", "unit", "Clinical", "--parent", "Product", "--headcount", "0"]);
+    assert!(zero.contains("headcount") && zero.contains("at least 1"), "{zero}");
+    let nowhere = runner.refused(&["admin", "unit", "Clinical", "--parent", "Nowhere", "--headcount", "12"]);
+    assert!(nowhere.contains("parent") && nowhere.contains("Nowhere"), "{nowhere}");
+    let same = runner.ok(&["admin", "unit", "Clinical", "--parent", "Product", "--headcount", "40"]);
+    assert!(same.contains("40 people") && same.contains("version 2"), "the same unit again is no change: {same}");
+}

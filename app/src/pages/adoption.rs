@@ -110,7 +110,7 @@ fn AdoptionView(report: AdoptionReport) -> impl IntoView {
 
 #[component]
 fn UnitCard(unit: UnitReport) -> impl IntoView {
-    let UnitReport { unit: name, stage, stage_label, reasons, missing, evidence } = unit;
+    let UnitReport { unit: name, stage, stage_label, reasons, missing, next_step, evidence } = unit;
     let heading_id = format!("unit-{}", name.to_lowercase().replace(|c: char| !c.is_alphanumeric(), "-"));
     let loops: Vec<String> = evidence.loops.iter().map(|l| l.key.clone()).collect();
     let facts = format!(
@@ -119,12 +119,25 @@ fn UnitCard(unit: UnitReport) -> impl IntoView {
         evidence.active_ai_users_4w,
         evidence.headcount.map(|h| format!(" · headcount {h}")).unwrap_or_default()
     );
+    // Without a headcount the people are those seen in events, and people who never used an AI
+    // feature are not among them: the share is then an upper bound, and the page says so.
+    let admin = crate::may(slope_domain::Action::Administer);
+    let uncounted = evidence.headcount.is_none().then(|| {
+        view! {
+            <p class="muted headcount-note">
+                "No headcount: its people are counted from events, a lower bound, so its fluency share may be "
+                "lower than shown."
+                {admin.then(|| view! { " " <a href="/units">"Give it a headcount"</a> })}
+            </p>
+        }
+    });
     view! {
         <li class="card unit-stage" aria-labelledby=heading_id.clone()>
             <h3 id=heading_id.clone()>{name.clone()}</h3>
             {evidence.parent.map(|p| view! { <p class="muted">{format!("Part of {p}")}</p> })}
             <p>{stage_badge(stage, &stage_label)}</p>
             <p class="muted">{facts}</p>
+            {uncounted}
             <p class="muted">
                 {if loops.is_empty() { "No loops".to_owned() } else { format!("Loops: {}", loops.join(", ")) }}
             </p>
@@ -132,7 +145,13 @@ fn UnitCard(unit: UnitReport) -> impl IntoView {
                 <h4>"Evidence"</h4>
                 <ul class="reasons">{reasons.into_iter().map(|r| view! { <li>{r}</li> }).collect_view()}</ul>
             })}
-            {missing.map(|m| view! { <h4>"Next stage needs"</h4><p class="missing">{m}</p> })}
+            {next_step.map(|step| view! {
+                <h4>"Next stage needs"</h4>
+                <p class="next-step">{step}</p>
+                {missing.map(|m| view! {
+                    <details class="missing"><summary>"What was measured"</summary><p>{m}</p></details>
+                })}
+            })}
         </li>
     }
 }

@@ -514,9 +514,14 @@ pub struct Unit {
     pub id: i64,
     pub name: String,
     pub parent: Option<String>,
+    /// How many people work in the unit, when an admin has said so. The adoption dashboard takes its AI
+    /// fluency share over this; without it, only the people seen in events are counted.
+    #[serde(default)]
+    pub headcount: Option<u32>,
     pub version: crate::Version,
 }
 
+/// A unit as an admin writes it: the whole unit, so a headcount left out is cleared.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(default)]
@@ -524,6 +529,46 @@ pub struct UnitInput {
     pub name: String,
     /// The name of the parent unit; empty for a top-level unit.
     pub parent: String,
+    /// How many people work in the unit (1 to 10,000,000); `null` or left out when unknown.
+    pub headcount: Option<u32>,
+}
+
+/// The most people a unit may be said to have: more than any organisation employs, so a larger number is
+/// a typing mistake rather than a unit.
+pub const MAX_HEADCOUNT: u32 = 10_000_000;
+
+/// A [`UnitInput`] that passed its rules.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UnitChange {
+    pub name: crate::newtypes::Title,
+    pub parent: Option<String>,
+    pub headcount: Option<u32>,
+}
+
+impl UnitInput {
+    /// Checks every field at once: a name (a title's rules), the parent's name if any, and a headcount
+    /// between 1 and [`MAX_HEADCOUNT`]. A headcount of 0 is refused rather than read as unknown, since a
+    /// unit of nobody cannot be fluent or not and "unknown" is said by leaving it out.
+    pub fn parse(&self) -> Result<UnitChange, FieldErrors> {
+        let mut c = crate::newtypes::Checker::new();
+        let name = c.check("name", crate::newtypes::Title::parse(&self.name));
+        let parent = self.parent.trim();
+        if parent == self.name.trim() && !parent.is_empty() {
+            c.fail("parent", "a unit cannot be placed under itself");
+        }
+        let headcount = c.check("headcount", parse_headcount(self.headcount));
+        let parent = (!parent.is_empty()).then(|| parent.to_owned());
+        c.finish(|| Some(UnitChange { name: name?, parent, headcount: headcount? }))
+    }
+}
+
+/// The headcount rule of [`UnitInput::parse`].
+pub fn parse_headcount(value: Option<u32>) -> Result<Option<u32>, String> {
+    match value {
+        Some(0) => Err("must be at least 1; leave it empty when the number of people is not known".into()),
+        Some(n) if n > MAX_HEADCOUNT => Err(format!("must be at most {MAX_HEADCOUNT}")),
+        other => Ok(other),
+    }
 }
 
 /// One change on the audit trail: who changed which entity, when, and its state before and after.
@@ -659,5 +704,25 @@ mod tests {
         let long_name = AcceptInput { token: "t".into(), password: "p".into(), name: "n".repeat(121) };
         assert_eq!(fields(long_name), ["name"]);
         assert!(AcceptInput { token: "t".into(), password: "p".into(), name: String::new() }.validate().is_ok());
+    }
+
+    #[test]
+    fn a_unit_is_checked_field_by_field() {
+        let input = |name: &str, parent: &str, headcount: Option<u32>| UnitInput {
+            name: name.into(),
+            parent: parent.into(),
+            headcount,
+        };
+        let ok = input(" Clinical ", " Product ", Some(40)).parse().unwrap();
+        assert_eq!((ok.name.as_str(), ok.parent.as_deref(), ok.headcount), ("Clinical", Some("Product"), Some(40)));
+        let top = input("Clinical", "  ", None).parse().unwrap();
+        assert_eq!((top.parent, top.headcount), (None, None));
+        assert!(input("Huge", "", Some(MAX_HEADCOUNT)).parse().is_ok());
+
+        let fields = |i: UnitInput| i.parse().unwrap_err().0.into_keys().collect::<Vec<_>>();
+        assert_eq!(fields(input("Clinical", "", Some(0))), ["headcount"]);
+        assert_eq!(fields(input("Clinical", "", Some(MAX_HEADCOUNT + 1))), ["headcount"]);
+        assert_eq!(fields(input("", "Clinical", Some(0))), ["headcount", "name"], "every problem at once");
+        assert_eq!(fields(input("Clinical", "Clinical", None)), ["parent"]);
     }
 }

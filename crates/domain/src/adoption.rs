@@ -215,8 +215,17 @@ pub struct UnitStage {
     pub stage: u8,
     /// What was met, with its numbers, and the rule it was held to.
     pub reasons: Vec<String>,
-    /// What the next stage needs; `None` at stage 3.
+    /// What the next stage needs, with the numbers and the nearest misses; `None` at stage 3.
     pub missing: Option<String>,
+    /// The one thing that would move the unit to the next stage, as one short sentence (the dashboard's
+    /// headline; `missing` is its evidence); `None` at stage 3.
+    pub next_step: Option<String>,
+}
+
+/// What a stage lacks: one short sentence saying what to do, and the full account with its numbers.
+struct Missing {
+    next: String,
+    detail: String,
 }
 
 /// Tolerance for comparing shares with a bar: 5 of 10 people is 0.5 however it is computed.
@@ -240,7 +249,6 @@ pub fn classify(unit: &UnitEvidence, rules: &AdoptionRules) -> UnitStage {
     let growth = growth(unit);
 
     let mut stage = 0;
-    let missing;
     if fluency.met {
         stage = 1;
         reasons.push(fluency.text.clone());
@@ -253,23 +261,28 @@ pub fn classify(unit: &UnitEvidence, rules: &AdoptionRules) -> UnitStage {
             }
         }
     }
-    match stage {
+    let missing = match stage {
         0 => {
-            missing = Some(fluency.text);
             note_held_back(&mut reasons, "AI fluency", [&process, &growth]);
+            Some(Missing { next: fluency.next, detail: fluency.text })
         }
         1 => {
-            missing = process.as_ref().err().cloned();
             note_held_back(&mut reasons, "process AI", [&growth]);
+            process.err()
         }
-        2 => missing = growth.as_ref().err().cloned(),
-        _ => missing = None,
-    }
-    UnitStage { unit: unit.unit.clone(), stage, reasons, missing }
+        2 => growth.err(),
+        _ => None,
+    };
+    let (next_step, missing) = missing.map(|m| (m.next, m.detail)).unzip();
+    UnitStage { unit: unit.unit.clone(), stage, reasons, missing, next_step }
 }
 
 /// Records evidence of a higher stage that does not count yet because `blocker` is not reached.
-fn note_held_back<const N: usize>(reasons: &mut Vec<String>, blocker: &str, higher: [&Result<Vec<String>, String>; N]) {
+fn note_held_back<const N: usize>(
+    reasons: &mut Vec<String>,
+    blocker: &str,
+    higher: [&Result<Vec<String>, Missing>; N],
+) {
     for met in higher.into_iter().filter_map(|r| r.as_ref().ok()) {
         for text in met {
             reasons.push(format!("Present but not counted until the unit reaches {blocker}: {text}"));
@@ -281,6 +294,8 @@ struct Fluency {
     met: bool,
     /// What was found, as a reason when met and as what is missing when not.
     text: String,
+    /// What to do when not met, in one sentence.
+    next: String,
 }
 
 fn fluency(unit: &UnitEvidence, rules: &AdoptionRules) -> Fluency {
@@ -300,29 +315,50 @@ fn fluency(unit: &UnitEvidence, rules: &AdoptionRules) -> Fluency {
                 "AI fluency needs {bar} of the unit's people active with AI suggestions over the last 4 weeks; \
                  the unit has no headcount and no users seen in 12 weeks, so there is no share to measure"
             ),
+            next: "Give the unit a headcount, or send interaction events that name it.".to_owned(),
         };
     }
     let share = active as f64 / people as f64;
     let met = share + EPSILON >= rules.fluency_bar;
-    let found =
+    let mut found =
         format!("{active} of {people} people ({}) were shown AI suggestions in the last 4 weeks ({basis})", pct(share));
+    // A headcount below the people the events show is out of date (or names the wrong unit); say so
+    // rather than report a share that may pass 100 %.
+    if unit.headcount.is_some_and(|h| h > 0 && h < unit.people_seen_12w) {
+        found.push_str(&format!(
+            "; more people were seen in its events over 12 weeks ({}) than its headcount, which may be out of date",
+            unit.people_seen_12w
+        ));
+    }
+    let needed = ((rules.fluency_bar * people as f64) - EPSILON).ceil().max(0.0) as u64;
+    let more = needed.saturating_sub(active as u64).max(1);
     let text = if met {
         format!("AI fluency: {found}, at or above the bar of {bar}")
     } else {
-        let needed = ((rules.fluency_bar * people as f64) - EPSILON).ceil().max(0.0) as u64;
-        let more = needed.saturating_sub(active as u64).max(1);
         format!(
             "AI fluency needs {bar} of people active with AI suggestions over the last 4 weeks: {found}; {more} more needed"
         )
     };
-    Fluency { met, text }
+    let next = format!(
+        "{more} more of its {people} people need to work with AI suggestions to reach the {bar} bar{}.",
+        if unit.headcount.is_some_and(|h| h > 0) { "" } else { " (counting only people seen in events)" }
+    );
+    Fluency { met, text, next }
 }
 
 /// The stage-2 evidence: `Ok` with one reason per qualifying key result, or `Err` with what is missing
 /// and the nearest misses.
-fn process(unit: &UnitEvidence) -> Result<Vec<String>, String> {
+fn process(unit: &UnitEvidence) -> Result<Vec<String>, Missing> {
     let mut met = Vec::new();
     let mut near = Vec::new();
+    // The nearest miss as something to do, the most actionable first: a business key result whose metric
+    // went stale, then one that no metric feeds, then a live metric feeding a key result in other units.
+    let mut nearest: Option<(u8, String)> = None;
+    let mut consider = |rank: u8, step: String| {
+        if nearest.as_ref().is_none_or(|(r, _)| rank < *r) {
+            nearest = Some((rank, step));
+        }
+    };
     for lp in &unit.loops {
         for kr in &lp.key_results {
             let dimension = measure_dimension(&kr.unit_of_measure);
@@ -331,10 +367,17 @@ fn process(unit: &UnitEvidence) -> Result<Vec<String>, String> {
             match (&kr.metric, business) {
                 (Some(metric), true) if !kr.metric_stale => met
                     .push(format!("Process AI: {what} is measured in {dimension} and fed by the live metric {metric}")),
-                (Some(metric), true) => near.push(format!("{what} is in {dimension} but its metric {metric} is stale")),
-                (None, true) => near.push(format!("{what} is in {dimension} but no metric feeds it")),
+                (Some(metric), true) => {
+                    near.push(format!("{what} is in {dimension} but its metric {metric} is stale"));
+                    consider(0, format!("Bring metric {metric} up to date: it feeds key result “{}”.", kr.title));
+                }
+                (None, true) => {
+                    near.push(format!("{what} is in {dimension} but no metric feeds it"));
+                    consider(1, format!("Feed key result “{}” from a live metric of loop {}.", kr.title, lp.key));
+                }
                 (Some(metric), false) if !kr.metric_stale => {
-                    near.push(format!("{what} is fed by {metric} but measured as {dimension}, not money or time"))
+                    near.push(format!("{what} is fed by {metric} but measured as {dimension}, not money or time"));
+                    consider(2, format!("Give loop {} a key result measured in money or time.", lp.key));
                 }
                 _ => {}
             }
@@ -346,18 +389,28 @@ fn process(unit: &UnitEvidence) -> Result<Vec<String>, String> {
     let mut text = "Process AI needs a key result of one of the unit's loops measured in money or time \
                     (such as USD, €, ms, minutes, hours, days) and fed by a live metric"
         .to_owned();
-    if unit.loops.is_empty() {
+    let next = if unit.loops.is_empty() {
         text.push_str("; the unit has no loops");
-    } else if !near.is_empty() {
-        text.push_str(&format!("; closest: {}", near.join("; ")));
-    }
-    Err(text)
+        "Give the unit a loop: a squad of the unit owning a loop's goal, or a loop whose events name the unit."
+            .to_owned()
+    } else {
+        if !near.is_empty() {
+            text.push_str(&format!("; closest: {}", near.join("; ")));
+        }
+        nearest.map(|(_, step)| step).unwrap_or_else(|| {
+            "Tie a key result measured in money or time to one of the unit's loops, fed by a live metric.".to_owned()
+        })
+    };
+    Err(Missing { next, detail: text })
 }
 
 /// The stage-3 evidence, shaped like [`process`]'s.
-fn growth(unit: &UnitEvidence) -> Result<Vec<String>, String> {
+fn growth(unit: &UnitEvidence) -> Result<Vec<String>, Missing> {
     let mut met = Vec::new();
     let mut near = Vec::new();
+    // A lift whose interval includes zero is closer than one that is not positive: it may only need more
+    // evidence.
+    let mut nearest: Option<(u8, String)> = None;
     for lp in &unit.loops {
         for lift in &lp.lifts {
             if lift.metric_kind == LiftMetric::Other || !(lift.low.is_finite() && lift.high.is_finite()) {
@@ -371,12 +424,22 @@ fn growth(unit: &UnitEvidence) -> Result<Vec<String>, String> {
                 signed(lift.high),
                 source_label(&lift.source)
             );
+            let name = lift_label(lift.metric_kind);
             if lift.low > 0.0 && lift.high >= lift.low {
                 met.push(format!("Growth inflection: {what}, wholly above zero"));
             } else if lift.high <= 0.0 {
                 near.push(format!("{what} is not positive"));
+                if nearest.is_none() {
+                    nearest = Some((1, format!("The {name} lift of loop {} is not positive yet.", lp.key)));
+                }
             } else {
                 near.push(format!("{what} includes zero"));
+                if nearest.as_ref().is_none_or(|(rank, _)| *rank > 0) {
+                    nearest = Some((
+                        0,
+                        format!("The {name} lift of loop {} includes zero: it needs more evidence to count.", lp.key),
+                    ));
+                }
             }
         }
     }
@@ -389,7 +452,11 @@ fn growth(unit: &UnitEvidence) -> Result<Vec<String>, String> {
     if !near.is_empty() {
         text.push_str(&format!("; measured so far: {}", near.join("; ")));
     }
-    Err(text)
+    let next = nearest.map(|(_, step)| step).unwrap_or_else(|| {
+        "Measure an LTV or retention lift of one of the unit's loops, by an experiment or around a promotion."
+            .to_owned()
+    });
+    Err(Missing { next, detail: text })
 }
 
 /// Each unit's evidence together with that of all its sub-units, in the order given.
@@ -785,6 +852,8 @@ pub struct UnitReport {
     pub stage_label: String,
     pub reasons: Vec<String>,
     pub missing: Option<String>,
+    /// What would move the unit to the next stage, in one sentence (see [`UnitStage::next_step`]).
+    pub next_step: Option<String>,
     /// The unit's own evidence, without its sub-units' (their evidence is listed under them).
     pub evidence: UnitEvidence,
 }
@@ -797,6 +866,7 @@ impl UnitReport {
             stage: stage.stage,
             reasons: stage.reasons,
             missing: stage.missing,
+            next_step: stage.next_step,
             evidence,
         }
     }
@@ -940,10 +1010,27 @@ mod tests {
         assert_eq!(below.stage, 0);
         let missing = below.missing.unwrap();
         assert!(missing.contains("19 of 40 people (48 %)") && missing.contains("1 more needed"), "{missing}");
+        assert_eq!(
+            below.next_step.as_deref(),
+            Some(
+                "1 more of its 40 people need to work with AI suggestions to reach the 50 % bar \
+                 (counting only people seen in events)."
+            )
+        );
         // A headcount, when given, is the denominator instead of the users seen.
         let counted = classify(&unit(20, Some(50), vec![]), &rules());
         assert_eq!(counted.stage, 0);
         assert!(counted.missing.unwrap().contains("20 of 50 people (40 %) were shown AI suggestions"));
+        assert_eq!(
+            counted.next_step.as_deref(),
+            Some("5 more of its 50 people need to work with AI suggestions to reach the 50 % bar.")
+        );
+        // A headcount below the people seen is used, and flagged as possibly out of date.
+        let small = classify(&unit(20, Some(30), vec![]), &rules());
+        assert_eq!(small.stage, 1, "20 of 30");
+        assert!(small.reasons[0].contains("more people were seen in its events over 12 weeks (40)"), "{small:?}");
+        let large = classify(&unit(20, Some(50), vec![]), &rules()).missing.unwrap();
+        assert!(!large.contains("more people were seen"), "a headcount above the people seen is plausible: {large}");
         let stricter = AdoptionRules { fluency_bar: 0.6, ..rules() };
         assert_eq!(classify(&unit(23, None, vec![]), &stricter).stage, 0);
         assert_eq!(classify(&unit(24, None, vec![]), &stricter).stage, 1);
@@ -955,6 +1042,10 @@ mod tests {
         let stage = classify(&empty, &rules());
         assert_eq!(stage.stage, 0);
         assert!(stage.missing.unwrap().contains("no share to measure"));
+        assert_eq!(
+            stage.next_step.as_deref(),
+            Some("Give the unit a headcount, or send interaction events that name it.")
+        );
     }
 
     #[test]
@@ -969,12 +1060,39 @@ mod tests {
         let ratio = classify(&with(kr("Acceptance", "%", Some("acceptance"), false)), &rules());
         assert_eq!(ratio.stage, 1);
         assert!(ratio.missing.unwrap().contains("measured as ratio, not money or time"));
+        assert_eq!(
+            ratio.next_step.as_deref(),
+            Some("Give loop notes a key result measured in money or time.")
+        );
         let stale = classify(&with(kr("Cut handling time", "min", Some("handling-time"), true)), &rules());
         assert_eq!(stale.stage, 1);
         assert!(stale.missing.unwrap().contains("handling-time is stale"));
+        assert_eq!(
+            stale.next_step.as_deref(),
+            Some("Bring metric handling-time up to date: it feeds key result “Cut handling time”.")
+        );
         let unfed = classify(&with(kr("Cut handling time", "min", None, false)), &rules());
         assert_eq!(unfed.stage, 1);
         assert!(unfed.missing.unwrap().contains("no metric feeds it"));
+        assert_eq!(
+            unfed.next_step.as_deref(),
+            Some("Feed key result “Cut handling time” from a live metric of loop notes.")
+        );
+        // A stale business metric is the nearest miss even when listed after a ratio key result.
+        let both = unit(
+            30,
+            None,
+            vec![LoopEvidence {
+                key_results: vec![
+                    kr("Acceptance", "%", Some("acceptance"), false),
+                    kr("Cut handling time", "min", Some("handling-time"), true),
+                ],
+                ..good_loop("notes")
+            }],
+        );
+        assert!(classify(&both, &rules()).next_step.unwrap().starts_with("Bring metric handling-time up to date"));
+        let alone = classify(&unit(30, None, vec![]), &rules());
+        assert!(alone.next_step.unwrap().starts_with("Give the unit a loop"));
     }
 
     #[test]
@@ -1000,6 +1118,7 @@ mod tests {
         let grown = classify(&with(vec![lift(LiftMetric::Retention, 0.008, 0.034)]), &rules());
         assert_eq!(grown.stage, 3);
         assert_eq!(grown.missing, None);
+        assert_eq!(grown.next_step, None);
         assert!(
             grown.reasons[2].contains("retention lift, 95 % interval +0.008 to +0.034 (experiment shorter-drafts)")
         );
@@ -1011,9 +1130,14 @@ mod tests {
         let zero = classify(&with(vec![lift(LiftMetric::Retention, -0.005, 0.03)]), &rules());
         assert_eq!(zero.stage, 2);
         assert!(zero.missing.unwrap().contains("includes zero"));
+        assert_eq!(
+            zero.next_step.as_deref(),
+            Some("The retention lift of loop notes includes zero: it needs more evidence to count.")
+        );
         let negative = classify(&with(vec![lift(LiftMetric::Ltv, -9.0, -3.0)]), &rules());
         assert_eq!(negative.stage, 2);
         assert!(negative.missing.unwrap().contains("is not positive"));
+        assert_eq!(negative.next_step.as_deref(), Some("The LTV lift of loop notes is not positive yet."));
         let touching = classify(&with(vec![lift(LiftMetric::Retention, 0.0, 0.03)]), &rules());
         assert_eq!(touching.stage, 2, "an interval that reaches zero does not exclude it");
         let other = classify(&with(vec![lift(LiftMetric::Other, 0.1, 0.3)]), &rules());
@@ -1219,7 +1343,13 @@ mod tests {
 
     #[test]
     fn stage_counts_follow_the_snapshots_in_date_order() {
-        let stage = |unit: &str, stage: u8| UnitStage { unit: unit.into(), stage, reasons: vec![], missing: None };
+        let stage = |unit: &str, stage: u8| UnitStage {
+            unit: unit.into(),
+            stage,
+            reasons: vec![],
+            missing: None,
+            next_step: None,
+        };
         let day = |d: &str| crate::newtypes::parse_date(d).unwrap();
         let snapshots = vec![
             (day("2027-02-01"), vec![stage("a", 1), stage("b", 2), stage("c", 2)]),
@@ -1246,7 +1376,13 @@ mod tests {
         assert!(rule("no measurement").contains("more than 14 days ago"));
         assert_eq!(statements.iter().filter(|s| s.name.starts_with("Stage")).count(), 3);
         let report = UnitReport::new(
-            UnitStage { unit: "Care".into(), stage: 2, reasons: vec!["r".into()], missing: Some("m".into()) },
+            UnitStage {
+                unit: "Care".into(),
+                stage: 2,
+                reasons: vec!["r".into()],
+                missing: Some("m".into()),
+                next_step: Some("n".into()),
+            },
             UnitEvidence { unit: "Care".into(), ..Default::default() },
         );
         assert_eq!((report.stage_label.as_str(), report.unit.as_str()), ("process AI", "Care"));

@@ -371,10 +371,8 @@ impl Access {
 
     pub async fn put_unit(&self, actor: &Actor, input: &UnitInput) -> Result<Unit> {
         actor.authorize(Action::Administer)?;
-        let name = Title::parse(&input.name).map_err(|e| FieldErrors::single("name", e))?;
-        let parent = input.parent.trim();
-        let parent = if parent.is_empty() { None } else { Some(parent) };
-        Ok(self.store.put_unit(actor, name.as_str(), parent).await?)
+        let change = input.parse()?;
+        Ok(self.store.put_unit(actor, change.name.as_str(), change.parent.as_deref(), change.headcount).await?)
     }
 
     // ---- audit ---------------------------------------------------------------------------------

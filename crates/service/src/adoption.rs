@@ -25,8 +25,8 @@ pub const MIN_LIFT_POINTS: usize = 3;
 const NO_UNIT: &str = "(no unit)";
 
 /// How the trend is computed, as the dashboard states it.
-pub const TREND_METHOD: &str = "Each weekly date recomputes every unit's people (users seen over the 12 weeks up \
-     to that date) and active AI users (shown a suggestion in the 4 weeks up to that date) from the events. Loops' \
+pub const TREND_METHOD: &str = "Each weekly date recomputes every unit's people (its headcount as it is now where \
+     one is given, else the users seen over the 12 weeks up to that date) and active AI users (shown a suggestion in the 4 weeks up to that date) from the events. Loops' \
      key results, evals, owners and lifts are taken as they are now, not as they were then: an approximation, so \
      the trend shows the change in fluency exactly and the higher stages as if today's process evidence had held \
      throughout. Only top-level units are counted, so a division and its teams are not counted twice.";
@@ -38,8 +38,9 @@ impl Loops {
     ///
     /// The evidence:
     /// - Units: those of the organisation's unit tree (with their parents), the units of its squads, and
-    ///   every unit named by an interaction event of the last 12 weeks. No unit has a headcount yet, so a
-    ///   unit's people are the distinct users seen in its events over 12 weeks.
+    ///   every unit named by an interaction event of the last 12 weeks. A unit's people are its headcount
+    ///   where an admin has given one, else the distinct users seen in its events over 12 weeks (a lower
+    ///   bound, which the dashboard says).
     /// - Activity: from the events of every loop (`slope_metrics::adoption::unit_activity`).
     /// - Loops: every loop with events, metrics or a model alias. A loop's key results are those of the
     ///   current season (the active one, else the latest) fed by one of the loop's metrics; its owner
@@ -169,6 +170,7 @@ impl Loops {
         names.extend(activities.iter().flatten().map(|a| a.unit.clone()));
         names.extend(loops.iter().flat_map(|(_, units)| units.iter().cloned()));
         let parent_of = |name: &str| tree.iter().find(|u| u.name == name).and_then(|u| u.parent.clone());
+        let headcount_of = |name: &str| tree.iter().find(|u| u.name == name).and_then(|u| u.headcount);
         let evidence_at = |activity: &[UnitActivity]| -> Vec<UnitEvidence> {
             names
                 .iter()
@@ -177,7 +179,7 @@ impl Loops {
                     UnitEvidence {
                         unit: name.clone(),
                         parent: parent_of(name),
-                        headcount: None,
+                        headcount: headcount_of(name),
                         people_seen_12w: seen.map_or(0, |a| a.people_seen_12w),
                         active_ai_users_4w: seen.map_or(0, |a| a.active_ai_users_4w),
                         loops: loops.iter().filter(|(_, units)| units.contains(name)).map(|(l, _)| l.clone()).collect(),

@@ -404,25 +404,40 @@ impl Store {
     // ---- units ---------------------------------------------------------------------------------
 
     pub async fn list_units(&self, org: OrgId) -> Result<Vec<Unit>> {
-        let rows: Vec<(i64, String, Option<String>, i64)> = on_db!(self, db => sqlx::query_as(
-            "SELECT u.id, u.name, p.name, u.version FROM units u LEFT JOIN units p ON p.id = u.parent_id WHERE u.org_id = $1 ORDER BY u.name")
+        let rows: Vec<UnitRow> = on_db!(self, db => sqlx::query_as(
+            "SELECT u.id, u.name, p.name, u.headcount, u.version FROM units u LEFT JOIN units p ON p.id = u.parent_id WHERE u.org_id = $1 ORDER BY u.name")
             .bind(org.0).fetch_all(db).await?);
         Ok(rows
             .into_iter()
-            .map(|(id, name, parent, version)| Unit { id, name, parent, version: Version(version) })
+            .map(|(id, name, parent, headcount, version)| Unit {
+                id,
+                name,
+                parent,
+                headcount: headcount_of(headcount),
+                version: Version(version),
+            })
             .collect())
     }
 
-    /// Creates a unit or moves an existing one under `parent` (`None`: top level), refusing cycles.
-    pub async fn put_unit(&self, actor: &Actor, name: &str, parent: Option<&str>) -> Result<Unit> {
+    /// Creates a unit or changes an existing one: moves it under `parent` (`None`: top level), refusing
+    /// cycles, and sets its headcount (`None`: not known). A call that changes nothing writes nothing,
+    /// so the unit's version and the audit trail move only with a real change.
+    pub async fn put_unit(
+        &self,
+        actor: &Actor,
+        name: &str,
+        parent: Option<&str>,
+        headcount: Option<u32>,
+    ) -> Result<Unit> {
         let now = Utc::now();
         let org = actor.org;
         in_tx!(self, tx => {
             ensure_unit!(tx, actor, name, now);
-            let units: Vec<(i64, String, Option<i64>, i64)> = sqlx::query_as("SELECT id, name, parent_id, version FROM units WHERE org_id = $1")
+            let units: Vec<UnitRecord> = sqlx::query_as("SELECT id, name, parent_id, headcount, version FROM units WHERE org_id = $1")
                 .bind(org.0).fetch_all(&mut *tx).await?;
             let find = |n: &str| units.iter().find(|u| u.1 == n);
-            let (id, _, old_parent, version) = find(name).cloned().ok_or(StoreError::NotFound { entity: "unit", id: 0 })?;
+            let (id, _, old_parent, old_headcount, version) = find(name).cloned().ok_or(StoreError::NotFound { entity: "unit", id: 0 })?;
+            let old_headcount = headcount_of(old_headcount);
             let parent_id = match parent {
                 None => None,
                 Some(p) => Some(find(p).ok_or_else(|| StoreError::Rejected(FieldErrors::single("parent", format!("no unit is named {p:?}"))))?.0),
@@ -436,13 +451,13 @@ impl Store {
                 cursor = units.iter().find(|u| u.0 == c).and_then(|u| u.2);
             }
             let parent_name = |pid: Option<i64>| pid.and_then(|p| units.iter().find(|u| u.0 == p)).map(|u| u.1.clone());
-            if old_parent == parent_id {
-                return Ok(Unit { id, name: name.to_owned(), parent: parent_name(parent_id), version: Version(version) });
+            let before = Unit { id, name: name.to_owned(), parent: parent_name(old_parent), headcount: old_headcount, version: Version(version) };
+            if old_parent == parent_id && old_headcount == headcount {
+                return Ok(before);
             }
-            sqlx::query("UPDATE units SET parent_id = $3, version = version + 1 WHERE org_id = $1 AND id = $2")
-                .bind(org.0).bind(id).bind(parent_id).execute(&mut *tx).await?;
-            let before = Unit { id, name: name.to_owned(), parent: parent_name(old_parent), version: Version(version) };
-            let after = Unit { parent: parent_name(parent_id), version: Version(version + 1), ..before.clone() };
+            sqlx::query("UPDATE units SET parent_id = $3, headcount = $4, version = version + 1 WHERE org_id = $1 AND id = $2")
+                .bind(org.0).bind(id).bind(parent_id).bind(headcount.map(i64::from)).execute(&mut *tx).await?;
+            let after = Unit { parent: parent_name(parent_id), headcount, version: Version(version + 1), ..before.clone() };
             audit!(tx, actor, "unit", id, now, Some(to_json(&before)?), Some(to_json(&after)?));
             Ok(after)
         })
@@ -483,4 +498,15 @@ impl Store {
 
 pub(crate) fn to_json<T: serde::Serialize>(value: &T) -> Result<serde_json::Value> {
     serde_json::to_value(value).map_err(StoreError::corrupt)
+}
+
+/// A unit as listed: id, name, the parent's name, headcount and version.
+type UnitRow = (i64, String, Option<String>, Option<i64>, i64);
+/// A unit as `put_unit` reads it to check a move: id, name, the parent's id, headcount and version.
+type UnitRecord = (i64, String, Option<i64>, Option<i64>, i64);
+
+/// A stored headcount as the domain has it. The column's CHECK keeps it positive; a value outside `u32`
+/// could only come from a hand edit of the database, and is read as not known rather than wrapped.
+fn headcount_of(stored: Option<i64>) -> Option<u32> {
+    stored.and_then(|h| u32::try_from(h).ok()).filter(|&h| h > 0)
 }

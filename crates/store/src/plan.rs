@@ -415,7 +415,7 @@ macro_rules! ensure_unit {
                     .bind($now)
                     .fetch_one(&mut *$tx)
                     .await?;
-            let unit = Unit { id, name: name.to_owned(), parent: None, version: Version(1) };
+            let unit = Unit { id, name: name.to_owned(), parent: None, headcount: None, version: Version(1) };
             let after = serde_json::to_value(&unit).map_err(StoreError::corrupt)?;
             audit!($tx, $actor, "unit", id, $now, None, Some(after));
         }

@@ -162,9 +162,11 @@ async fn list_units(State(s): State<Services>, Caller(actor): Caller) -> ApiResu
     Ok(Json(s.access.units(&actor).await?))
 }
 
-/// Adds a unit, or changes a unit's parent.
+/// Adds a unit, or changes a unit's parent and headcount.
 ///
-/// A unit is named by its name; adoption dashboards roll up by unit.
+/// A unit is named by its name; adoption dashboards roll up by unit. The body is the whole unit: a
+/// `headcount` left out or `null` says the number of people is not known (and clears a stored one), and
+/// the adoption dashboard then counts only the people seen in events.
 #[utoipa::path(
     put,
     path = "/units",

@@ -5,7 +5,7 @@ use std::io::{BufRead, IsTerminal};
 
 use clap::Subcommand;
 use slope::config::Config;
-use slope_domain::{MemberInput, TokenInput};
+use slope_domain::{MemberInput, TokenInput, UnitInput};
 use slope_service::Access;
 
 use super::show;
@@ -41,6 +41,20 @@ pub enum AdminCommand {
         org: String,
         #[arg(long, value_name = "NAME", default_value = "")]
         name: String,
+    },
+    /// Add a unit or change one: its parent and its headcount. Give the whole unit: a headcount left
+    /// out is cleared (the number of people is then not known), and no parent makes it top-level.
+    Unit {
+        /// The unit's name.
+        name: String,
+        /// The name of the unit it belongs to.
+        #[arg(long, value_name = "UNIT", default_value = "")]
+        parent: String,
+        /// How many people work in the unit; the adoption dashboard's fluency share is taken over it.
+        #[arg(long, value_name = "PEOPLE")]
+        headcount: Option<u32>,
+        #[arg(long, value_name = "SLUG", default_value = slope::DEFAULT_ORG.0)]
+        org: String,
     },
 }
 
@@ -105,6 +119,13 @@ pub async fn run_admin(config: Config, command: AdminCommand) -> Result<(), Stri
                 .ok_or("the member was invited instead of added")?;
             let verb = if exists { "is now" } else { "joined as" };
             println!("{} {verb} {} of organisation {org}", member.email, member.role);
+        }
+        AdminCommand::Unit { name, parent, headcount, org } => {
+            let actor = access.system_actor(&org, "cli").await.map_err(show)?;
+            let unit = access.put_unit(&actor, &UnitInput { name, parent, headcount }).await.map_err(show)?;
+            let place = unit.parent.map_or_else(|| "top-level".to_owned(), |p| format!("under {p}"));
+            let people = unit.headcount.map_or_else(|| "headcount not known".to_owned(), |h| format!("{h} people"));
+            println!("unit {} ({place}, {people}), version {}", unit.name, unit.version.0);
         }
     }
     Ok(())

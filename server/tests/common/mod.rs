@@ -282,6 +282,59 @@ pub fn create_token(dir: &Path, env: &[(&str, &str)], scopes: &str) -> String {
     String::from_utf8(out.stdout).expect("a token is text").trim().to_owned()
 }
 
+/// An admin's browser-like client for `server` (whose database is in `dir`): the admin is created with
+/// `slope admin create`, signs in through the sign-in form, and every request carries the session cookie
+/// and this server's `Origin`, as the server's own pages do. For the routes tokens may not use (members,
+/// units, tokens).
+pub async fn admin_client(server: &Server, dir: &Path) -> reqwest::Client {
+    const EMAIL: &str = "admin@tests.example";
+    const PASSWORD: &str = "a long enough admin password";
+    let mut command = Command::new(env!("CARGO_BIN_EXE_slope"));
+    command.args(["admin", "create", "--email", EMAIL, "--data-dir"]).arg(dir).current_dir(dir);
+    for (var, _) in std::env::vars() {
+        if var.starts_with("SLOPE_") || var == "DATABASE_URL" {
+            command.env_remove(var);
+        }
+    }
+    command.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut child = command.spawn().unwrap_or_else(|e| panic!("cannot run slope admin create: {e}"));
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().expect("stdin is piped");
+        writeln!(stdin, "{PASSWORD}").expect("the password is written");
+    }
+    let out = child.wait_with_output().expect("slope admin create ends");
+    assert!(out.status.success(), "slope admin create failed: {}", String::from_utf8_lossy(&out.stderr));
+
+    let plain =
+        reqwest::Client::builder().no_proxy().redirect(reqwest::redirect::Policy::none()).build().expect("HTTP client");
+    let form = [("email", EMAIL), ("password", PASSWORD), ("org", ""), ("next", "/")];
+    let response = plain
+        .post(format!("{}/auth/login", server.base))
+        .header(reqwest::header::ORIGIN, &server.base)
+        .form(&form)
+        .send()
+        .await
+        .expect("the sign-in form answers");
+    assert_eq!(response.status().as_u16(), 303, "the admin signs in");
+    let cookie = response
+        .headers()
+        .get(reqwest::header::SET_COOKIE)
+        .and_then(|c| c.to_str().ok())
+        .and_then(|c| c.split(';').next())
+        .expect("a session cookie")
+        .to_owned();
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(reqwest::header::COOKIE, cookie.parse().expect("a cookie is a valid header"));
+    headers.insert(reqwest::header::ORIGIN, server.base.parse().expect("the base URL is a valid header"));
+    reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(120))
+        .default_headers(headers)
+        .build()
+        .expect("HTTP client")
+}
+
 /// A database of its own on the PostgreSQL server at `SLOPE_TEST_POSTGRES_URL`, dropped with the value.
 pub struct PgDatabase {
     admin_url: String,

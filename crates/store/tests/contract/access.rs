@@ -114,13 +114,35 @@ async fn contract_units_form_a_tree(store: Store) {
     // A squad naming a new unit creates it.
     store.create_squad(&admin, &squad_spec("Drafts")).await.unwrap();
     assert_eq!(store.list_units(org).await.unwrap().iter().map(|u| u.name.as_str()).collect::<Vec<_>>(), ["Clinical"]);
-    store.put_unit(&admin, "Product", None).await.unwrap();
-    let clinical = store.put_unit(&admin, "Clinical", Some("Product")).await.unwrap();
+    store.put_unit(&admin, "Product", None, None).await.unwrap();
+    let clinical = store.put_unit(&admin, "Clinical", Some("Product"), None).await.unwrap();
     assert_eq!(clinical.parent.as_deref(), Some("Product"));
-    let cycle = store.put_unit(&admin, "Product", Some("Clinical")).await;
+    let cycle = store.put_unit(&admin, "Product", Some("Clinical"), None).await;
     assert!(matches!(cycle, Err(StoreError::Rejected(_))), "a unit under its own sub-unit: {cycle:?}");
-    let unknown = store.put_unit(&admin, "Clinical", Some("Nowhere")).await;
+    let unknown = store.put_unit(&admin, "Clinical", Some("Nowhere"), None).await;
     assert!(matches!(unknown, Err(StoreError::Rejected(_))), "{unknown:?}");
+
+    // A headcount is stored, read back, changed and cleared, each change a new version on the audit
+    // trail; saying the same again changes nothing.
+    let counted = store.put_unit(&admin, "Clinical", Some("Product"), Some(40)).await.unwrap();
+    assert_eq!((counted.headcount, counted.version), (Some(40), Version(clinical.version.0 + 1)));
+    let listed = store.list_units(org).await.unwrap();
+    let stored = listed.iter().find(|u| u.name == "Clinical").unwrap();
+    assert_eq!((stored.headcount, stored.parent.as_deref()), (Some(40), Some("Product")));
+    assert_eq!(listed.iter().find(|u| u.name == "Product").unwrap().headcount, None);
+    let again = store.put_unit(&admin, "Clinical", Some("Product"), Some(40)).await.unwrap();
+    assert_eq!(again, counted, "the same unit again is no change");
+    let cleared = store.put_unit(&admin, "Clinical", Some("Product"), None).await.unwrap();
+    assert_eq!((cleared.headcount, cleared.version), (None, Version(counted.version.0 + 1)));
+    let trail = store.audit_log(org, Some(("unit", clinical.id)), None, 10).await.unwrap();
+    assert_eq!(trail.len(), 4, "created by the squad, moved, counted, cleared: {trail:?}");
+    assert_eq!(trail[1].after.as_ref().unwrap()["headcount"], 40);
+    assert_eq!(trail[0].after.as_ref().unwrap()["headcount"], serde_json::Value::Null);
+    // A failed change leaves the headcount as it was.
+    store.put_unit(&admin, "Clinical", Some("Product"), Some(12)).await.unwrap();
+    assert!(store.put_unit(&admin, "Clinical", Some("Nowhere"), Some(99)).await.is_err());
+    let kept = store.list_units(org).await.unwrap().into_iter().find(|u| u.name == "Clinical").unwrap();
+    assert_eq!((kept.headcount, kept.parent.as_deref()), (Some(12), Some("Product")));
     let other = store.ensure_org("globex", "Globex").await.unwrap();
     assert!(store.list_units(other).await.unwrap().is_empty());
 }
