@@ -123,6 +123,8 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("/login") view=LoginPage ssr=SsrMode::Async/>
                     <Route path=path!("/audit") view=AuditPage ssr=SsrMode::Async/>
                     <Route path=path!("/members") view=MembersPage ssr=SsrMode::Async/>
+                    <Route path=path!("/units") view=UnitsPage ssr=SsrMode::Async/>
+                    <Route path=path!("/units/:id/edit") view=EditUnitPage ssr=SsrMode::Async/>
                     <Route path=path!("/invitations/:secret") view=InvitationPage ssr=SsrMode::Async/>
                     <Route path=path!("/annotate") view=AnnotatePage ssr=SsrMode::Async/>
                     <Route path=path!("/annotate/:key") view=WorkPageView ssr=SsrMode::Async/>
@@ -152,6 +154,7 @@ fn MainNav() -> impl IntoView {
             <A href="/annotate">"Annotate"</A>
             {reader.then(|| view! {
                 <A href="/adoption">"Adoption"</A>
+                <A href="/units">"Units"</A>
                 <A href="/audit">"Audit"</A>
             })}
         </nav>

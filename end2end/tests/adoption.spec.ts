@@ -1,5 +1,5 @@
 import { expect, type APIRequestContext } from "@playwright/test";
-import { signIn, test } from "./helpers";
+import { hydrated, open, signIn, test } from "./helpers";
 
 // An exec reads the adoption dashboard: each unit's stage with its evidence and what the next stage
 // needs, the warnings with theirs, and the stage trend. A leader sends the loop's events through the
@@ -56,6 +56,8 @@ test("an exec reads each unit's stage, its evidence, the warnings and the trend"
   await expect(wardsCard).toContainText("3 of 3 people (100 %) were shown AI suggestions in the last 4 weeks");
   await expect(wardsCard).toContainText(`Loops: ${LOOP}`);
   await expect(wardsCard).toContainText("Process AI needs a key result of one of the unit's loops measured in money or time");
+  // Without a headcount its people are those seen in events, and the card says that is a lower bound.
+  await expect(wardsCard.locator(".headcount-note")).toContainText("a lower bound");
   const archiveCard = page.getByRole("listitem").filter({ has: page.getByRole("heading", { name: archive }) });
   await expect(archiveCard.locator(".badge")).toHaveText("Not yet staged");
   await expect(archiveCard).toContainText("1 of 4 people (25 %) were shown AI suggestions");
@@ -83,4 +85,53 @@ test("an exec reads each unit's stage, its evidence, the warnings and the trend"
   // The rules are stated.
   await expect(page.getByRole("term").filter({ hasText: "Stage 1: AI fluency" })).toBeVisible();
   await expect(page.getByRole("definition").first()).toContainText("At least 50 % of the unit's people");
+});
+
+test("an admin gives a unit its headcount, and the dashboard takes fluency over it", async ({ page, request }) => {
+  const stamp = String(Date.now());
+  // Theatre: three people seen in events, all shown suggestions; the unit is not on the units page yet.
+  const theatre = `Theatre ${stamp}`;
+  await ingest(request, events(stamp, theatre, 3, 3));
+
+  await signIn(page, "admin", "/units");
+  await expect(page.getByRole("heading", { level: 1 })).toHaveText("Units");
+  await hydrated(page);
+  const form = page.locator("section", { has: page.getByRole("heading", { name: "Add a unit" }) });
+  await form.getByLabel("Name").fill(theatre);
+  // Nobody: refused by field, nothing stored.
+  await form.getByLabel("Headcount").fill("0");
+  await form.getByRole("button", { name: "Add unit" }).click();
+  await expect(form.locator("#headcount-error")).toContainText("must be at least 1");
+  await expect(page.getByRole("rowheader", { name: theatre })).toHaveCount(0);
+  // Ten people work there.
+  await form.getByLabel("Headcount").fill("10");
+  await form.getByRole("button", { name: "Add unit" }).click();
+  const row = page.getByRole("row").filter({ has: page.getByRole("rowheader", { name: theatre }) });
+  // The row's cells: part of, headcount, version (the unit's name is its row header).
+  await expect(row.locator("td").nth(1)).toHaveText("10");
+
+  // 3 of 10 is below the bar: the card says how many more people are needed, with the evidence folded.
+  await page.getByRole("navigation", { name: "Main" }).getByRole("link", { name: "Adoption" }).click();
+  const card = page.getByRole("listitem").filter({ has: page.getByRole("heading", { name: theatre }) });
+  await expect(card.locator(".badge")).toHaveText("Not yet staged");
+  await expect(card).toContainText("headcount 10");
+  await expect(card.locator(".next-step")).toHaveText(
+    "2 more of its 10 people need to work with AI suggestions to reach the 50 % bar.",
+  );
+  await expect(card.locator(".headcount-note")).toHaveCount(0);
+  await card.getByText("What was measured").click();
+  await expect(card.locator("details.missing")).toContainText("3 of 10 people (30 %) were shown AI suggestions");
+
+  // The unit really has four people: editing the headcount makes it fluent.
+  await open(page, "/units");
+  await page.getByRole("row").filter({ has: page.getByRole("rowheader", { name: theatre }) }).getByRole("link", { name: `Edit ${theatre}` }).click();
+  await expect(page.getByRole("heading", { level: 1 })).toHaveText(`Edit unit ${theatre}`);
+  await hydrated(page);
+  await page.getByLabel("Headcount").fill("4");
+  await page.getByRole("button", { name: "Save unit" }).click();
+  await expect(page).toHaveURL(/\/units\?saved=\d+#unit-\d+$/);
+  await expect(row.locator("td").nth(1)).toHaveText("4");
+  await open(page, "/adoption");
+  await expect(card.locator(".badge")).toHaveText("Stage 1 · AI fluency");
+  await expect(card).toContainText("3 of 4 people (75 %)");
 });

@@ -13,6 +13,7 @@ mod runner;
 mod season_dashboard;
 mod seasons;
 mod squads;
+mod units;
 
 pub use access::*;
 pub use adoption::*;
@@ -26,6 +27,7 @@ pub use runner::*;
 pub use season_dashboard::*;
 pub use seasons::*;
 pub use squads::*;
+pub use units::*;
 
 use leptos::prelude::*;
 use leptos_router::hooks::use_params_map;
