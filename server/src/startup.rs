@@ -144,6 +144,7 @@ async fn seed_demo(
     let system = Actor::system(org, "demo");
     if demo::seed(planning, &system, today).await.map_err(|e| format!("demo data: {e}"))? {
         demo::seed_loop(planning, loops, &system, today).await.map_err(|e| format!("demo loop: {e}"))?;
+        demo::seed_headcounts(access, &system).await.map_err(|e| format!("demo headcounts: {e}"))?;
         tracing::info!("demo data seeded");
     }
     demo::seed_accounts(access, planning, &system).await.map_err(|e| format!("demo accounts: {e}"))?;

@@ -5,93 +5,13 @@
 use chrono::{Datelike, Duration, NaiveDate};
 use slope_domain::*;
 
-use crate::{Access, Annotations, BatchInput, Loops, Planning, Result};
+use crate::{Annotations, BatchInput, Loops, Planning, Result};
+
+mod people;
+pub use people::*;
 
 /// The demo organisation's slug.
 pub const DEMO_ORG: &str = "demo";
-
-/// A demo account. Its password is public (the sign-in page of a demo server lists it), which is why
-/// demo accounts exist only in demo mode.
-pub struct DemoAccount {
-    pub role: Role,
-    pub email: &'static str,
-    pub name: &'static str,
-    pub password: &'static str,
-    /// For the squad member: the squad they work in.
-    pub squad: Option<&'static str>,
-}
-
-/// One account per role, so each role's view of the product can be tried.
-pub const DEMO_ACCOUNTS: [DemoAccount; 5] = [
-    DemoAccount {
-        role: Role::Admin,
-        email: "admin@demo.slope",
-        name: "Ada Admin",
-        password: "demo-admin-pass",
-        squad: None,
-    },
-    DemoAccount {
-        role: Role::Leader,
-        email: "leader@demo.slope",
-        name: "Lee Leader",
-        password: "demo-leader-pass",
-        squad: None,
-    },
-    DemoAccount {
-        role: Role::SquadMember,
-        email: "member@demo.slope",
-        name: "Sam Member",
-        password: "demo-member-pass",
-        squad: Some("Agents"),
-    },
-    DemoAccount {
-        role: Role::Exec,
-        email: "exec@demo.slope",
-        name: "Eve Exec",
-        password: "demo-exec-pass",
-        squad: None,
-    },
-    DemoAccount {
-        role: Role::Annotator,
-        email: "annotator@demo.slope",
-        name: "Ana Annotator",
-        password: "demo-annotator-pass",
-        squad: None,
-    },
-];
-
-/// Ends the demo accounts' memberships when a server that once ran in demo mode starts without it:
-/// their passwords are public, so they must not keep working. Returns how many were ended.
-pub async fn retire_accounts(access: &Access, actor: &Actor) -> Result<usize> {
-    let members = access.members(actor).await?;
-    let mut retired = 0;
-    for member in members.iter().filter(|m| DEMO_ACCOUNTS.iter().any(|a| a.email == m.email)) {
-        access.remove_member(actor, member.user_id).await?;
-        retired += 1;
-    }
-    Ok(retired)
-}
-
-/// Creates the demo accounts that do not exist yet (after [`seed`], which makes the squads they join).
-pub async fn seed_accounts(access: &Access, planning: &Planning, actor: &Actor) -> Result<()> {
-    let squads = planning.list_squads(actor).await?;
-    let known = access.members(actor).await?;
-    for account in &DEMO_ACCOUNTS {
-        if known.iter().any(|m| m.email == account.email) {
-            continue;
-        }
-        let squads = account.squad.and_then(|name| squads.iter().find(|s| s.name == name)).map(|s| vec![s.id.0]);
-        let input = MemberInput {
-            email: account.email.into(),
-            name: account.name.into(),
-            role: account.role.as_str().into(),
-            squads: squads.unwrap_or_default(),
-            password: Some(account.password.into()),
-        };
-        access.put_member(actor, &input).await?;
-    }
-    Ok(())
-}
 
 fn kr(title: &str, kind: &str, a: Option<f64>, b: Option<f64>, unit: &str) -> KeyResultInput {
     let mut input = KeyResultInput {
@@ -578,9 +498,6 @@ pub const DISCHARGE: Scenario = Scenario {
 
 /// The demo's product loops, each with its scenario.
 pub const SCENARIOS: [&Scenario; 2] = [&NOTES, &DISCHARGE];
-
-/// The organisation units of the demo squads, which the demo loop's events name as their users' units.
-pub const DEMO_UNITS: [&str; 3] = ["Clinical", "Platform", "Revenue"];
 
 /// The demo loop's metrics and what they feed, by key.
 pub const DEMO_LOOP: &str = "notes";
