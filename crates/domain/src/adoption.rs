@@ -1060,10 +1060,7 @@ mod tests {
         let ratio = classify(&with(kr("Acceptance", "%", Some("acceptance"), false)), &rules());
         assert_eq!(ratio.stage, 1);
         assert!(ratio.missing.unwrap().contains("measured as ratio, not money or time"));
-        assert_eq!(
-            ratio.next_step.as_deref(),
-            Some("Give loop notes a key result measured in money or time.")
-        );
+        assert_eq!(ratio.next_step.as_deref(), Some("Give loop notes a key result measured in money or time."));
         let stale = classify(&with(kr("Cut handling time", "min", Some("handling-time"), true)), &rules());
         assert_eq!(stale.stage, 1);
         assert!(stale.missing.unwrap().contains("handling-time is stale"));
