@@ -276,3 +276,71 @@ async fn a_headcount_is_the_fluency_denominator() {
     assert_eq!(cleared["headcount"], Value::Null, "{cleared}");
     assert_eq!(unit(&server.get("/api/v1/adoption").await.expect(200), "Wards")["stage"], 1);
 }
+
+/// The adoption rules are the organisation's settings: anyone who reads sees them and their version, an
+/// admin changes them (tokens may not), each change is the next version and a stale one is refused, and
+/// the dashboard judges by them and says which version it used.
+#[tokio::test]
+async fn adoption_rules_are_versioned_settings_the_dashboard_states() {
+    let scratch = Scratch::new("adoption-rules");
+    let server = Server::start(&scratch.0, &[]);
+    // Wards: three people seen, two shown suggestions (67 %): fluent under the default 50 % bar.
+    let wards = ndjson(&[
+        event("w1", 1, "u1", "Wards", 40),
+        event("w2", 1, "u2", "Wards", 40),
+        event("w3", 1, "u3", "Wards", 0),
+    ]);
+    server.ingest("notes", &[("Content-Type", NDJSON)], wards).await.expect(201);
+
+    let defaults = server.get("/api/v1/adoption/rules").await.expect(200);
+    assert_eq!(defaults["version"], 0, "{defaults}");
+    assert_eq!(defaults["rules"]["fluency_bar"], 0.5, "{defaults}");
+    assert_eq!(defaults["set_by"], Value::Null, "{defaults}");
+    let report = server.get("/api/v1/adoption").await.expect(200);
+    assert_eq!((report["rules_version"].as_i64(), &unit(&report, "Wards")["stage"]), (Some(0), &json!(1)), "{report}");
+
+    let stricter =
+        json!({ "version": 0, "fluency_bar": 0.8, "max_active_goals_per_squad": 2, "eval_max_age_days": 14 });
+    server.put("/api/v1/adoption/rules", &stricter).await.expect_error(403, "forbidden");
+
+    let admin = admin_client(&server, &scratch.0).await;
+    let put_rules = async |body: &Value| -> Reply {
+        let request = admin.put(format!("{}/api/v1/adoption/rules", server.base)).json(body);
+        server.send(request, format!("PUT /api/v1/adoption/rules {body}")).await
+    };
+    let saved = put_rules(&stricter).await.expect(200);
+    assert_eq!(
+        (saved["version"].as_i64(), saved["set_by"].as_str()),
+        (Some(1), Some("admin@tests.example")),
+        "{saved}"
+    );
+
+    // 2 of 3 is below the 80 % bar; the report says which rules it used and states them.
+    let report = server.get("/api/v1/adoption").await.expect(200);
+    assert_eq!(report["rules_version"], 1, "{report}");
+    assert_eq!(report["rules_set_by"], "admin@tests.example", "{report}");
+    assert_eq!(report["rules"]["max_active_goals_per_squad"], 2, "{report}");
+    let wards = unit(&report, "Wards");
+    assert_eq!(wards["stage"], 0, "{wards}");
+    assert!(wards["missing"].as_str().unwrap().contains("AI fluency needs 80 %"), "{wards}");
+    let statements = items(&report["statements"]);
+    assert!(statements.iter().any(|s| s["rule"].as_str().unwrap().starts_with("At least 80 %")), "{report}");
+    assert!(statements.iter().any(|s| s["rule"].as_str().unwrap().contains("more than 2 active goals")), "{report}");
+
+    // A change based on the defaults again is stale; bad rules are refused by field; nothing changes.
+    let stale = put_rules(
+        &json!({ "version": 0, "fluency_bar": 0.5, "max_active_goals_per_squad": 3, "eval_max_age_days": 30 }),
+    )
+    .await
+    .expect_error(409, "conflict");
+    assert!(stale["error"]["message"].as_str().unwrap().contains("it is now at 1"), "{stale}");
+    put_rules(&json!({ "version": 1, "fluency_bar": 80, "max_active_goals_per_squad": 0, "eval_max_age_days": 30 }))
+        .await
+        .expect_invalid(&["fluency_bar", "max_active_goals_per_squad"]);
+    put_rules(&json!({ "version": 1 })).await.expect_invalid(&[
+        "fluency_bar",
+        "max_active_goals_per_squad",
+        "eval_max_age_days",
+    ]);
+    assert_eq!(server.get("/api/v1/adoption/rules").await.expect(200)["version"], 1);
+}

@@ -340,6 +340,18 @@ fn table() -> Vec<Entry> {
         op("GET", "/api/v1/audit", READ, none, Body::None),
         // ---- the adoption dashboard
         op("GET", "/api/v1/adoption", READ, none, Body::None),
+        op("GET", "/api/v1/adoption/rules", READ, none, Body::None),
+        // The first allowed principal sets version 1; the others' version 0 is stale, and their 409 still
+        // shows they were allowed.
+        op(
+            "PUT",
+            "/api/v1/adoption/rules",
+            ADMINISTER,
+            none,
+            Json(
+                |_, _| json!({ "version": 0, "fluency_bar": 0.5, "max_active_goals_per_squad": 3, "eval_max_age_days": 30 }),
+            ),
+        ),
         // ---- seasons, objectives, key results
         op("GET", "/api/v1/seasons", READ, none, Body::None),
         op("POST", "/api/v1/seasons", PLAN, none, Json(|_, _| season_input("Matrix extra season", 2033))),

@@ -203,6 +203,93 @@ impl Default for AdoptionRules {
     }
 }
 
+/// The most goals a squad may be allowed at once before the warning, and the longest an eval may be
+/// left: bounds beyond which a setting would switch its detector off rather than tune it.
+pub const MAX_GOALS_SETTING: u32 = 50;
+pub const MAX_EVAL_AGE_SETTING: u32 = 365;
+
+/// The rules an organisation's adoption dashboard judges by, and which version of them: version 0 is
+/// the defaults, which nobody has changed; each change by an admin is the next version, kept.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct AdoptionSettings {
+    pub rules: AdoptionRules,
+    pub version: crate::Version,
+    /// Who set this version, and when; `None` for the defaults.
+    pub set_by: Option<String>,
+    pub set_at: Option<DateTime<Utc>>,
+}
+
+impl Default for AdoptionSettings {
+    fn default() -> Self {
+        AdoptionSettings { rules: AdoptionRules::default(), version: crate::Version(0), set_by: None, set_at: None }
+    }
+}
+
+/// The adoption rules as an admin writes them: every rule, and the version they were read at, so that
+/// two admins changing them at once do not overwrite each other unseen.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(default)]
+pub struct AdoptionRulesInput {
+    /// The version being changed (0 while the defaults hold).
+    pub version: Option<i64>,
+    /// The share of people (above 0, at most 1) at which a unit is fluent.
+    pub fluency_bar: Option<f64>,
+    /// More active goals than this in one squad at once is too many (1 to 50).
+    pub max_active_goals_per_squad: Option<u32>,
+    /// An eval older than this many days means a loop is not being measured (1 to 365).
+    pub eval_max_age_days: Option<u32>,
+}
+
+impl AdoptionRulesInput {
+    /// Checks every field at once; returns the version changed and the new rules.
+    pub fn parse(&self) -> Result<(crate::Version, AdoptionRules), crate::FieldErrors> {
+        let mut c = crate::newtypes::Checker::new();
+        let version = match self.version {
+            Some(v) if v >= 0 => Some(crate::Version(v)),
+            Some(_) => c.check("version", Err("must be 0 or more".to_owned())),
+            None => c.check("version", Err("is required: the version of the rules you changed".to_owned())),
+        };
+        let bar = match self.fluency_bar {
+            Some(b) if b.is_finite() && b > 0.0 && b <= 1.0 => Some(b),
+            Some(_) => c.check("fluency_bar", Err("must be a share above 0 and at most 1 (0.5 is 50 %)".to_owned())),
+            None => c.check("fluency_bar", Err("is required".to_owned())),
+        };
+        let goals = within(&mut c, "max_active_goals_per_squad", self.max_active_goals_per_squad, MAX_GOALS_SETTING);
+        let days = within(&mut c, "eval_max_age_days", self.eval_max_age_days, MAX_EVAL_AGE_SETTING);
+        c.finish(|| {
+            Some((
+                version?,
+                AdoptionRules {
+                    fluency_bar: bar?,
+                    max_active_goals_per_squad: goals? as usize,
+                    eval_max_age_days: i64::from(days?),
+                },
+            ))
+        })
+    }
+}
+
+impl From<&AdoptionSettings> for AdoptionRulesInput {
+    fn from(s: &AdoptionSettings) -> Self {
+        AdoptionRulesInput {
+            version: Some(s.version.0),
+            fluency_bar: Some(s.rules.fluency_bar),
+            max_active_goals_per_squad: u32::try_from(s.rules.max_active_goals_per_squad).ok(),
+            eval_max_age_days: u32::try_from(s.rules.eval_max_age_days).ok(),
+        }
+    }
+}
+
+fn within(c: &mut crate::newtypes::Checker, field: &str, value: Option<u32>, most: u32) -> Option<u32> {
+    match value {
+        Some(v) if (1..=most).contains(&v) => Some(v),
+        Some(_) => c.check(field, Err(format!("must be a whole number from 1 to {most}"))),
+        None => c.check(field, Err("is required".to_owned())),
+    }
+}
+
 /// The stages' names, indexed by stage.
 pub const STAGE_LABELS: [&str; 4] = ["not yet", "AI fluency", "process AI", "growth inflection"];
 
@@ -882,6 +969,11 @@ pub struct AdoptionReport {
     /// The season whose key results and squad goals were read; `None` when there is no season.
     pub season: Option<String>,
     pub rules: AdoptionRules,
+    /// Which version of the organisation's rules those are, who set them and when (see
+    /// [`AdoptionSettings`]).
+    pub rules_version: crate::Version,
+    pub rules_set_by: Option<String>,
+    pub rules_set_at: Option<DateTime<Utc>>,
     /// The rules in words.
     pub statements: Vec<RuleStatement>,
     pub units: Vec<UnitReport>,
@@ -1395,5 +1487,33 @@ mod tests {
         let rules: AdoptionRules = serde_json::from_str(r#"{"fluency_bar": 0.6}"#).unwrap();
         assert_eq!(rules, AdoptionRules { fluency_bar: 0.6, ..AdoptionRules::default() });
         assert_eq!(serde_json::to_value(WarningKind::AiForAisSake).unwrap(), "ai-for-ais-sake");
+    }
+
+    #[test]
+    fn adoption_rules_are_checked_field_by_field() {
+        let input = |bar: Option<f64>, goals: Option<u32>, days: Option<u32>| AdoptionRulesInput {
+            version: Some(0),
+            fluency_bar: bar,
+            max_active_goals_per_squad: goals,
+            eval_max_age_days: days,
+        };
+        let (version, rules) = input(Some(0.6), Some(4), Some(14)).parse().unwrap();
+        assert_eq!(version, crate::Version(0));
+        assert_eq!(rules, AdoptionRules { fluency_bar: 0.6, max_active_goals_per_squad: 4, eval_max_age_days: 14 });
+        assert!(input(Some(1.0), Some(MAX_GOALS_SETTING), Some(MAX_EVAL_AGE_SETTING)).parse().is_ok());
+
+        let fields = |i: AdoptionRulesInput| i.parse().unwrap_err().0.into_keys().collect::<Vec<_>>();
+        assert_eq!(fields(input(Some(0.0), Some(4), Some(14))), ["fluency_bar"], "a bar of 0 makes every unit fluent");
+        assert_eq!(fields(input(Some(50.0), Some(4), Some(14))), ["fluency_bar"], "a share, not a percentage");
+        assert_eq!(fields(input(Some(f64::NAN), Some(4), Some(14))), ["fluency_bar"]);
+        assert_eq!(fields(input(Some(0.5), Some(0), Some(366))), ["eval_max_age_days", "max_active_goals_per_squad"]);
+        assert_eq!(
+            fields(AdoptionRulesInput::default()),
+            ["eval_max_age_days", "fluency_bar", "max_active_goals_per_squad", "version"],
+            "every rule and the version are required"
+        );
+        // The settings read back as the input that would set them again.
+        let settings = AdoptionSettings::default();
+        assert_eq!(AdoptionRulesInput::from(&settings).parse().unwrap(), (crate::Version(0), AdoptionRules::default()));
     }
 }

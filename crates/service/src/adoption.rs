@@ -59,8 +59,9 @@ impl Loops {
     pub async fn adoption(&self, actor: &Actor) -> Result<AdoptionReport> {
         let org = actor.authorize(Action::Read)?;
         let now = Utc::now();
-        let rules = AdoptionRules::default();
         let store = self.store();
+        let settings = store.adoption_settings(org).await?;
+        let rules = settings.rules;
 
         let seasons = store.list_seasons(org).await?;
         let season = current_season(&seasons).cloned();
@@ -230,6 +231,9 @@ impl Loops {
             season: season.map(|s| s.name),
             statements: rule_statements(&rules),
             rules,
+            rules_version: settings.version,
+            rules_set_by: settings.set_by,
+            rules_set_at: settings.set_at,
             units: stages.into_iter().zip(current).map(|(stage, evidence)| UnitReport::new(stage, evidence)).collect(),
             warnings,
             trend: stage_trend(&snapshots),
@@ -238,6 +242,25 @@ impl Loops {
                 PEOPLE_WINDOW_DAYS, ACTIVE_WINDOW_DAYS
             ),
         })
+    }
+}
+
+impl Loops {
+    /// The organisation's adoption rules and their version (the defaults, version 0, until an admin
+    /// changes them).
+    pub async fn adoption_rules(&self, actor: &Actor) -> Result<AdoptionSettings> {
+        let org = actor.authorize(Action::Read)?;
+        Ok(self.store().adoption_settings(org).await?)
+    }
+
+    /// Sets the organisation's adoption rules as their next version (admins only), refused on a stale
+    /// version. The dashboard judges by them from the next time it is read.
+    pub async fn set_adoption_rules(&self, actor: &Actor, input: &AdoptionRulesInput) -> Result<AdoptionSettings> {
+        actor.authorize(Action::Administer)?;
+        let (based_on, rules) = input.parse()?;
+        let settings = self.store().set_adoption_rules(actor, based_on, &rules).await?;
+        tracing::info!(version = settings.version.0, by = %actor.label(), "adoption rules changed");
+        Ok(settings)
     }
 }
 

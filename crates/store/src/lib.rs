@@ -17,6 +17,7 @@ mod plan;
 mod rows;
 mod runner;
 mod series;
+mod settings;
 mod signals;
 
 use std::path::Path;

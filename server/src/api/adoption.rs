@@ -3,16 +3,16 @@
 use axum::Json;
 use axum::extract::State;
 use axum::response::IntoResponse;
-use slope_domain::AdoptionReport;
+use slope_domain::{AdoptionReport, AdoptionRulesInput, AdoptionSettings};
 use slope_service::Services;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::extract::Caller;
-use super::{ApiResult, AuthErrors};
+use super::extract::{Body, Caller};
+use super::{ApiResult, AuthErrors, SettingsErrors};
 
 pub(crate) fn routes() -> OpenApiRouter<Services> {
-    OpenApiRouter::new().routes(routes!(adoption))
+    OpenApiRouter::new().routes(routes!(adoption)).routes(routes!(adoption_rules, set_adoption_rules))
 }
 
 /// The adoption dashboard: every organisation unit's stage with its evidence, the failure-mode warnings
@@ -38,4 +38,43 @@ pub(crate) fn routes() -> OpenApiRouter<Services> {
 )]
 async fn adoption(State(s): State<Services>, Caller(actor): Caller) -> ApiResult<impl IntoResponse> {
     Ok(Json(s.loops.adoption(&actor).await?))
+}
+
+/// The rules the adoption dashboard judges by: the fluency bar, the most active goals per squad before
+/// the "too many projects" warning, and the longest a champion may go unevaluated; with their version,
+/// who set it and when (version 0 is the defaults, never changed).
+#[utoipa::path(
+    get,
+    path = "/adoption/rules",
+    tag = "adoption",
+    responses(
+        (status = 200, description = "The organisation's current adoption rules.", body = AdoptionSettings),
+        AuthErrors,
+    ),
+    security(("bearer" = []), ("session" = []))
+)]
+async fn adoption_rules(State(s): State<Services>, Caller(actor): Caller) -> ApiResult<Json<AdoptionSettings>> {
+    Ok(Json(s.loops.adoption_rules(&actor).await?))
+}
+
+/// Changes the adoption rules (admins only): every rule is given, with the `version` they were read at.
+/// The change is the next version, kept with who made it; a stale `version` is a 409 and changes nothing.
+/// The dashboard judges by the new rules from its next reading, and states the version it used.
+#[utoipa::path(
+    put,
+    path = "/adoption/rules",
+    tag = "adoption",
+    request_body = AdoptionRulesInput,
+    responses(
+        (status = 200, description = "The rules as stored, with their new version.", body = AdoptionSettings),
+        SettingsErrors,
+    ),
+    security(("bearer" = []), ("session" = []))
+)]
+async fn set_adoption_rules(
+    State(s): State<Services>,
+    Caller(actor): Caller,
+    Body(input): Body<AdoptionRulesInput>,
+) -> ApiResult<Json<AdoptionSettings>> {
+    Ok(Json(s.loops.set_adoption_rules(&actor, &input).await?))
 }

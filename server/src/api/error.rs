@@ -236,6 +236,9 @@ response_sets! {
     EditErrors {
         400 => BadRequest, 401 => Unauthorized, 403 => Forbidden, 404 => NotFound, 409 => Conflict, 422 => Invalid,
     }
+    /// A versioned change of something every organisation has (its settings), so never missing: 400, 401,
+    /// 403, 409 and 422.
+    SettingsErrors { 400 => BadRequest, 401 => Unauthorized, 403 => Forbidden, 409 => Conflict, 422 => Invalid }
     /// An action without a body on something named by the path, which its state may refuse: 401, 403,
     /// 404 and 409.
     ActionErrors { 401 => Unauthorized, 403 => Forbidden, 404 => NotFound, 409 => Conflict }

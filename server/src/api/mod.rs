@@ -37,7 +37,7 @@ use utoipa_axum::router::OpenApiRouter;
 pub use error::ApiError;
 pub(crate) use error::{
     ActionErrors, AuthErrors, BadRequest, BodyErrors, CheckedErrors, Conflict, EditErrors, ErrorBody, Forbidden,
-    Invalid, NotFound, ReadErrors, Unauthorized, WriteErrors,
+    Invalid, NotFound, ReadErrors, SettingsErrors, Unauthorized, WriteErrors,
 };
 
 type ApiResult<T> = Result<T, ApiError>;

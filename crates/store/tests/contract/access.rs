@@ -1,4 +1,5 @@
-//! Contracts of access (`src/access.rs`): members, sessions, login attempts, API tokens and units.
+//! Contracts of access (`src/access.rs`): members, sessions, login attempts, API tokens and units; and
+//! an organisation's versioned settings (`src/settings.rs`).
 
 use chrono::Utc;
 
@@ -12,6 +13,8 @@ contract_tests! {
         members_sessions_and_tokens_sqlite, members_sessions_and_tokens_postgres;
     contract_units_form_a_tree =>
         units_form_a_tree_sqlite, units_form_a_tree_postgres;
+    contract_adoption_rules_are_versioned =>
+        adoption_rules_are_versioned_sqlite, adoption_rules_are_versioned_postgres;
 }
 
 // ---- contracts -----------------------------------------------------------------------------------
@@ -145,4 +148,43 @@ async fn contract_units_form_a_tree(store: Store) {
     assert_eq!((kept.headcount, kept.parent.as_deref()), (Some(12), Some("Product")));
     let other = store.ensure_org("globex", "Globex").await.unwrap();
     assert!(store.list_units(other).await.unwrap().is_empty());
+}
+
+async fn contract_adoption_rules_are_versioned(store: Store) {
+    let org = store.ensure_org("acme", "Acme").await.unwrap();
+    let other = store.ensure_org("globex", "Globex").await.unwrap();
+    let admin = Actor::system(org, "test");
+    // Nobody has changed them: the defaults, version 0.
+    assert_eq!(store.adoption_settings(org).await.unwrap(), AdoptionSettings::default());
+
+    let stricter = AdoptionRules { fluency_bar: 0.7, max_active_goals_per_squad: 2, eval_max_age_days: 14 };
+    let first = store.set_adoption_rules(&admin, Version(0), &stricter).await.unwrap();
+    assert_eq!((first.rules, first.version, first.set_by.as_deref()), (stricter, Version(1), Some("system:test")));
+    assert_eq!(store.adoption_settings(org).await.unwrap(), first);
+    assert_eq!(store.adoption_settings(other).await.unwrap(), AdoptionSettings::default(), "per organisation");
+
+    // A change based on the defaults again is stale: refused, nothing written.
+    let stale = store.set_adoption_rules(&admin, Version(0), &AdoptionRules::default()).await;
+    assert!(matches!(stale, Err(StoreError::Conflict { expected: 0, actual: 1, .. })), "{stale:?}");
+    assert_eq!(store.adoption_settings(org).await.unwrap(), first);
+
+    // Two admins saving from the same version at once: one wins, the other is told of the conflict.
+    let looser = AdoptionRules { fluency_bar: 0.4, ..stricter };
+    let (a, b) = tokio::join!(
+        store.set_adoption_rules(&admin, Version(1), &looser),
+        store.set_adoption_rules(&admin, Version(1), &stricter),
+    );
+    assert_eq!(
+        [&a, &b].iter().filter(|r| r.is_ok()).count(),
+        1,
+        "exactly one of two concurrent changes lands: {a:?} {b:?}"
+    );
+    assert!([&a, &b].iter().any(|r| matches!(r, Err(StoreError::Conflict { .. }))), "{a:?} {b:?}");
+    assert_eq!(store.adoption_settings(org).await.unwrap().version, Version(2));
+
+    // Each version is on the audit trail with the state before it.
+    let trail = store.audit_log(org, Some(("adoption_rules", org.0)), None, 10).await.unwrap();
+    assert_eq!(trail.len(), 2, "{trail:?}");
+    assert_eq!(trail[1].before.as_ref().unwrap()["version"], 0);
+    assert_eq!(trail[1].after.as_ref().unwrap()["rules"]["fluency_bar"], 0.7);
 }
