@@ -135,3 +135,39 @@ test("an admin gives a unit its headcount, and the dashboard takes fluency over 
   await expect(card.locator(".badge")).toHaveText("Stage 1 · AI fluency");
   await expect(card).toContainText("3 of 4 people (75 %)");
 });
+
+test("an admin changes the adoption rules, and the dashboard judges by them and says so", async ({ page, request }) => {
+  const stamp = String(Date.now());
+  // Ward: two of three people shown suggestions (67 %), fluent under the default 50 % bar.
+  const ward = `Ward ${stamp}`;
+  await ingest(request, events(stamp, ward, 3, 2));
+
+  await signIn(page, "admin", "/adoption");
+  await hydrated(page);
+  const card = page.getByRole("listitem").filter({ has: page.getByRole("heading", { name: ward }) });
+  await expect(card.locator(".badge")).toHaveText("Stage 1 · AI fluency");
+  const bar = page.getByLabel("Fluency bar (% of a unit's people)");
+  const save = page.getByRole("button", { name: "Save the rules" });
+
+  // A bar of 0 % would make every unit fluent: refused by field, nothing saved.
+  await page.getByText("Change the rules").click();
+  await bar.fill("0");
+  await save.click();
+  await expect(page.locator("#fluency_bar-error")).toHaveText("must be above 0 % and at most 100 %");
+
+  // 80 %: the unit is no longer fluent, and the page says which rules it judged by.
+  await bar.fill("80");
+  await save.click();
+  await expect(page).toHaveURL(/\/adoption\?rules=\d+#rules-heading$/);
+  await expect(page.locator("#rules-version")).toContainText("set by admin@e2e.slope");
+  await expect(card.locator(".badge")).toHaveText("Not yet staged");
+  await expect(page.getByRole("definition").first()).toContainText("At least 80 %");
+
+  // Back to 50 %, as the other journeys expect: the next version, and the unit fluent again.
+  await hydrated(page);
+  await page.getByText("Change the rules").click();
+  await bar.fill("50");
+  await save.click();
+  await expect(page.getByRole("definition").first()).toContainText("At least 50 %");
+  await expect(card.locator(".badge")).toHaveText("Stage 1 · AI fluency");
+});

@@ -10,7 +10,7 @@ use slope_domain::*;
 
 #[cfg(feature = "ssr")]
 use super::server;
-use super::{Outcome, optional_id};
+use super::{Outcome, optional_id, parse_id};
 
 /// Metrics a key result can be fed by: (key, label).
 #[server]
@@ -108,6 +108,63 @@ pub fn metric_form(f: &SaveMetric) -> Result<(Option<i64>, MetricInput), FieldEr
 pub async fn load_adoption() -> Result<AdoptionReport, ServerFnError> {
     let (loops, actor) = server::loops()?;
     server::read(loops.adoption(&actor).await)
+}
+
+/// Changes the organisation's adoption rules (admins only; the service checks), based on `version`.
+#[server]
+pub async fn save_adoption_rules(
+    version: String,
+    fluency_bar: String,
+    max_active_goals_per_squad: String,
+    eval_max_age_days: String,
+) -> Result<super::Outcome, ServerFnError> {
+    let (loops, actor) = server::loops()?;
+    let form = SaveAdoptionRules { version, fluency_bar, max_active_goals_per_squad, eval_max_age_days };
+    let input = match rules_form(&form) {
+        Ok(input) => input,
+        Err(errors) => return Ok(super::Outcome::Invalid(errors)),
+    };
+    // The query makes the address differ from the dashboard's own, so the browser loads it again.
+    server::write(loops.set_adoption_rules(&actor, &input).await, |s| {
+        format!("/adoption?rules={}#rules-heading", s.version.0)
+    })
+}
+
+/// Reads the rules form: the fluency bar is typed as a percentage, the API's rule is a share. The
+/// domain's checks run on the result, in the browser before submitting and on the server after.
+pub fn rules_form(f: &SaveAdoptionRules) -> Result<AdoptionRulesInput, FieldErrors> {
+    let mut c = Checker::new();
+    let version = c.check("version", parse_id("version", &f.version).map_err(|e| e.to_string()));
+    let bar = c.required_number("fluency_bar", &f.fluency_bar).map(|pct| pct / 100.0);
+    let whole = |c: &mut Checker, field: &str, raw: &str| {
+        c.required_number(field, raw).and_then(|n| {
+            let fits = n.fract() == 0.0 && (0.0..=f64::from(u32::MAX)).contains(&n);
+            c.check(field, if fits { Ok(n as u32) } else { Err("must be a whole number".to_owned()) })
+        })
+    };
+    let goals = whole(&mut c, "max_active_goals_per_squad", &f.max_active_goals_per_squad);
+    let days = whole(&mut c, "eval_max_age_days", &f.eval_max_age_days);
+    let input =
+        AdoptionRulesInput { version, fluency_bar: bar, max_active_goals_per_squad: goals, eval_max_age_days: days };
+    let mut errors = c.errors;
+    // The domain's rules on whatever parsed, so a form shows every problem at once; a field that did not
+    // parse keeps its own message only.
+    if let Err(found) = input.parse() {
+        for (field, messages) in found.0 {
+            if errors.get(&field).is_some() {
+                continue;
+            }
+            if field == "fluency_bar" {
+                // The domain speaks of a share; this form of a percentage.
+                errors.add(&field, "must be above 0 % and at most 100 %");
+                continue;
+            }
+            for message in messages {
+                errors.add(&field, message);
+            }
+        }
+    }
+    if errors.is_empty() { Ok(input) } else { Err(errors) }
 }
 
 #[server]

@@ -48,7 +48,28 @@ fn warning_label(kind: WarningKind) -> &'static str {
 
 #[component]
 fn AdoptionView(report: AdoptionReport) -> impl IntoView {
-    let AdoptionReport { as_of, season, statements, units, warnings, trend, trend_method, .. } = report;
+    let AdoptionReport {
+        as_of,
+        season,
+        statements,
+        units,
+        warnings,
+        trend,
+        trend_method,
+        rules,
+        rules_version,
+        rules_set_by,
+        rules_set_at,
+    } = report;
+    let provenance = match (rules_set_by, rules_set_at) {
+        (Some(by), Some(at)) => format!(
+            "Version {} of this organisation's rules, set by {by} on {} UTC.",
+            rules_version.0,
+            at.format("%Y-%m-%d %H:%M")
+        ),
+        _ => "The default rules: nobody in this organisation has changed them.".to_owned(),
+    };
+    let admin = crate::may(slope_domain::Action::Administer);
     let basis = match season {
         Some(s) => format!(
             "Evidence as of {} UTC; key results and squad goals of the season “{s}”.",
@@ -101,9 +122,16 @@ fn AdoptionView(report: AdoptionReport) -> impl IntoView {
         </section>
         <section aria-labelledby="rules-heading">
             <h2 id="rules-heading">"The rules"</h2>
+            <p class="muted" id="rules-version">{provenance}</p>
             <dl class="rules">
                 {statements.into_iter().map(|s| view! { <dt>{s.name}</dt><dd>{s.rule}</dd> }).collect_view()}
             </dl>
+            {admin.then(|| view! {
+                <details class="rules-form">
+                    <summary>"Change the rules"</summary>
+                    <RulesForm rules version=rules_version.0/>
+                </details>
+            })}
         </section>
     }
 }
@@ -255,4 +283,32 @@ fn StageTrendChart(trend: Vec<StageCounts>) -> impl IntoView {
         </table>
     }
     .into_any()
+}
+
+/// The admin's form for the adoption rules: the bar typed as a percentage, the version it was read at in
+/// a hidden field (a stale one is refused).
+#[island]
+fn RulesForm(rules: AdoptionRules, version: i64) -> impl IntoView {
+    use crate::components::*;
+    use leptos::server_fn::ServerFn;
+    let action = ServerAction::<SaveAdoptionRules>::new();
+    let errors: FormErrors = RwSignal::new(FieldErrors::new());
+    watch_outcome(action, errors);
+    let submit = submit_with_checks(action, errors, |f| rules_form(f).map(|_| ()));
+    view! {
+        <form class="form" method="post" action=SaveAdoptionRules::url() on:submit=submit novalidate>
+            <FormMessages errors/>
+            <input type="hidden" name="version" value=version.to_string()/>
+            <Input label="Fluency bar (% of a unit's people)" name="fluency_bar" kind="number" step="any" errors
+                value=fmt_number(rules.fluency_bar * 100.0) required=true
+                hint="Stage 1 needs at least this share of the unit's people shown AI suggestions in 4 weeks."/>
+            <Input label="Most active goals per squad" name="max_active_goals_per_squad" kind="number" errors
+                value=rules.max_active_goals_per_squad.to_string() required=true
+                hint="More at once is warned as too many simultaneous projects."/>
+            <Input label="Longest without an eval (days)" name="eval_max_age_days" kind="number" errors
+                value=rules.eval_max_age_days.to_string() required=true
+                hint="A loop whose champion was evaluated longer ago is warned as not being measured."/>
+            <button type="submit" disabled=move || action.pending().get()>"Save the rules"</button>
+        </form>
+    }
 }
