@@ -26,8 +26,8 @@ export default defineConfig({
   timeout: 90_000,
   // One retry: a journey that fails and then passes is reported as "flaky" in the list, with the trace of
   // its failed attempt kept under test-results/, so a one-off does not block a landing and stays visible.
-  // (Such a trace showed an HTML page served without its policy; the server now names the page's nonce
-  // at its edge in that case and logs a warning.)
+  // (Such a trace showed an HTML page served without its policy; the server now writes every page's
+  // policy at its edge, from the nonce it minted for the request.)
   retries: 1,
   expect: { timeout: 10_000 },
   reporter: [["list"]],

@@ -11,7 +11,7 @@ use std::net::SocketAddr;
 
 use axum::Router;
 use axum::extract::State;
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::StatusCode;
 use axum::routing::{any, get};
 use leptos::prelude::*;
 use leptos_axum::{LeptosRoutes, generate_route_list, handle_server_fns_with_context};
@@ -63,20 +63,14 @@ pub fn router(services: Services, settings: RouterSettings<'_>) -> Router {
         move || {
             provide_context(services.clone());
             provide_context(DemoMode(demo));
-            // A rendered page's inline scripts carry a nonce and its policy names it, so those run and
-            // nothing else inline does. The nonce is the one the security layer minted for the request
-            // (in place of the one Leptos made), so that layer can name it too if this header is lost.
+            // A rendered page's inline scripts carry the nonce the security layer minted for the request
+            // (in place of the one Leptos made); that layer writes the page's policy naming it, so those
+            // scripts run and nothing else inline does.
             if let Some(minted) = use_context::<axum::http::request::Parts>()
                 .and_then(|parts| parts.extensions.get::<security::PageNonce>().cloned())
                 && leptos::nonce::use_nonce().is_some()
             {
                 provide_context(leptos::nonce::Nonce::from_value(minted.0));
-            }
-            if let (Some(nonce), Some(response)) =
-                (leptos::nonce::use_nonce(), use_context::<leptos_axum::ResponseOptions>())
-                && let Ok(policy) = HeaderValue::from_str(&security::page_policy(&nonce.to_string()))
-            {
-                response.insert_header(header::CONTENT_SECURITY_POLICY, policy);
             }
         }
     };

@@ -103,30 +103,24 @@ pub const DEFAULT_POLICY: &str = "default-src 'self'; script-src 'self' 'wasm-un
      frame-ancestors 'none'";
 
 /// The nonce minted for one request at the edge. A page rendered for the request uses it for its inline
-/// scripts (the render context provides it to Leptos), so the policy can be written here from the same
-/// value even when the render's own header did not reach the response.
+/// scripts (the render context provides it to Leptos), and [`headers`] writes the page's policy from the
+/// same value: one place decides every response's policy.
 #[derive(Clone, Debug)]
 pub struct PageNonce(pub std::sync::Arc<str>);
 
-/// Adds the security headers to every response. A page's own policy (set while rendering, with its
-/// nonce) is kept; an HTML page that arrives without one gets the page policy of the request's nonce,
-/// every other response the default policy. HSTS is only sent over TLS, where browsers heed it.
+/// Adds the security headers to every response. An HTML page gets the page policy naming the nonce
+/// minted here for the request (its inline scripts carry it), every other response the default policy,
+/// unless a handler set its own. HSTS is only sent over TLS, where browsers heed it.
 pub async fn headers(State(transport): State<Transport>, mut req: Request, next: Next) -> Response {
     let tls = transport.is_tls(req.headers());
     let nonce = leptos::nonce::Nonce::new().as_inner().clone();
     req.extensions_mut().insert(PageNonce(nonce.clone()));
-    let path = req.uri().path().to_owned();
     let mut response = next.run(req).await;
     let h = response.headers_mut();
     if !h.contains_key(header::CONTENT_SECURITY_POLICY) {
         let html =
             h.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|t| t.starts_with("text/html"));
         let page = html.then(|| HeaderValue::from_str(&page_policy(&nonce)).ok()).flatten();
-        if page.is_some() {
-            // Rendering sets the page's policy itself; this names the rare response where that header
-            // was missing (seen once in the browser journeys, cause not found).
-            tracing::warn!(path, "an HTML page came without its policy; the request's nonce names it");
-        }
         h.insert(header::CONTENT_SECURITY_POLICY, page.unwrap_or(HeaderValue::from_static(DEFAULT_POLICY)));
     }
     h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));

@@ -48,19 +48,11 @@ pub async fn save_unit(name: String, parent: String, headcount: String) -> Resul
 /// Reads the unit form into the API's input and runs the domain's checks on it, in the browser before
 /// submitting and on the server after. An empty headcount means not known.
 pub fn unit_form(f: &SaveUnit) -> Result<UnitInput, FieldErrors> {
-    let mut errors = FieldErrors::new();
-    let raw = f.headcount.trim().replace(['_', ',', ' '], "");
-    let headcount = if raw.is_empty() {
-        None
-    } else {
-        raw.parse::<u32>()
-            .map_err(|_| {
-                errors.add("headcount", format!("must be a whole number of people, not {:?}", f.headcount.trim()))
-            })
-            .ok()
-    };
+    let mut c = Checker::new();
+    let headcount = c.optional_whole("headcount", &f.headcount).flatten().map(super::clamp_u32);
     let input = UnitInput { name: f.name.clone(), parent: f.parent.clone(), headcount };
     // Every problem at once: the domain's rules run even when the headcount did not parse.
+    let mut errors = c.errors;
     if let Err(found) = input.parse() {
         errors.merge(found);
     }

@@ -36,7 +36,6 @@ pub async fn load_queue_page(key: String) -> Result<QueuePage, ServerFnError> {
     server::read(annotations.queue_page(&actor, &key).await)
 }
 
-/// An annotator's page of a queue; the item it shows is leased to them (or renewed) by loading it.
 /// A queue's current definition, for its edit form.
 #[server]
 pub async fn load_queue_definition(key: String) -> Result<AnnotationQueue, ServerFnError> {
@@ -44,6 +43,7 @@ pub async fn load_queue_definition(key: String) -> Result<AnnotationQueue, Serve
     server::read(annotations.queue_definition(&actor, &key).await)
 }
 
+/// An annotator's page of a queue; the item it shows is leased to them (or renewed) by loading it.
 #[server]
 pub async fn load_work_page(key: String) -> Result<WorkPage, ServerFnError> {
     let (annotations, actor) = server::annotations()?;
@@ -167,14 +167,7 @@ pub async fn fine_tune_on_annotations(key: String, from: String, steps: String) 
 pub fn queue_form(f: &SaveAnnotationQueue) -> Result<QueueInput, FieldErrors> {
     let mut c = Checker::new();
     let number = |c: &mut Checker, field: &str, raw: &str| c.optional_number(field, raw).flatten();
-    let whole = |c: &mut Checker, field: &str, raw: &str| match number(c, field, raw) {
-        Some(v) if v.fract() == 0.0 => Some(v as i64),
-        Some(_) => {
-            c.fail(field, "must be a whole number");
-            None
-        }
-        None => None,
-    };
+    let whole = |c: &mut Checker, field: &str, raw: &str| c.optional_whole(field, raw).flatten();
     // The form asks for a percentage, as people say "a 10 % sample".
     let share = number(&mut c, "share", &f.share).map(|p| p / 100.0);
     let count = whole(&mut c, "count", &f.count);
@@ -291,12 +284,9 @@ pub async fn save_annotation_queue(
         Ok(input) => input,
         Err(errors) => return Ok(Outcome::Invalid(errors)),
     };
-    let based_on = match version.trim() {
-        "" => None,
-        raw => match raw.parse::<i64>() {
-            Ok(v) => Some(Version(v)),
-            Err(_) => return Ok(Outcome::Invalid(FieldErrors::single("version", "must be a whole number"))),
-        },
+    let based_on = match super::optional_id("version", &version) {
+        Ok(v) => v.map(Version),
+        Err(errors) => return Ok(Outcome::Invalid(errors)),
     };
     let result = match based_on {
         None => annotations.create_queue(&actor, &input).await.map(|(q, _)| q),

@@ -136,12 +136,7 @@ pub fn rules_form(f: &SaveAdoptionRules) -> Result<AdoptionRulesInput, FieldErro
     let mut c = Checker::new();
     let version = c.check("version", parse_id("version", &f.version).map_err(|e| e.to_string()));
     let bar = c.required_number("fluency_bar", &f.fluency_bar).map(|pct| pct / 100.0);
-    let whole = |c: &mut Checker, field: &str, raw: &str| {
-        c.required_number(field, raw).and_then(|n| {
-            let fits = n.fract() == 0.0 && (0.0..=f64::from(u32::MAX)).contains(&n);
-            c.check(field, if fits { Ok(n as u32) } else { Err("must be a whole number".to_owned()) })
-        })
-    };
+    let whole = |c: &mut Checker, field: &str, raw: &str| c.optional_whole(field, raw).flatten().map(super::clamp_u32);
     let goals = whole(&mut c, "max_active_goals_per_squad", &f.max_active_goals_per_squad);
     let days = whole(&mut c, "eval_max_age_days", &f.eval_max_age_days);
     let input =

@@ -138,6 +138,12 @@ pub fn parse_id(field: &str, raw: &str) -> Result<i64, FieldErrors> {
     raw.trim().parse::<i64>().map_err(|_| FieldErrors::single(field, "is not a valid id"))
 }
 
+/// A whole number typed into a form as the `u32` an input holds. A value outside `u32` is clamped rather
+/// than refused here, so that the domain's range rule, which it breaks, gives the message.
+fn clamp_u32(n: i64) -> u32 {
+    n.clamp(0, i64::from(u32::MAX)) as u32
+}
+
 fn optional_id(field: &str, raw: &str) -> Result<Option<i64>, FieldErrors> {
     if raw.trim().is_empty() { Ok(None) } else { parse_id(field, raw).map(Some) }
 }

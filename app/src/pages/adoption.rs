@@ -129,7 +129,7 @@ fn AdoptionView(report: AdoptionReport) -> impl IntoView {
             {admin.then(|| view! {
                 <details class="rules-form">
                     <summary>"Change the rules"</summary>
-                    <RulesForm rules version=rules_version.0/>
+                    <RulesForm current=rules.to_input(rules_version)/>
                 </details>
             })}
         </section>
@@ -288,25 +288,26 @@ fn StageTrendChart(trend: Vec<StageCounts>) -> impl IntoView {
 /// The admin's form for the adoption rules: the bar typed as a percentage, the version it was read at in
 /// a hidden field (a stale one is refused).
 #[island]
-fn RulesForm(rules: AdoptionRules, version: i64) -> impl IntoView {
+fn RulesForm(current: AdoptionRulesInput) -> impl IntoView {
     use crate::components::*;
     use leptos::server_fn::ServerFn;
     let action = ServerAction::<SaveAdoptionRules>::new();
     let errors: FormErrors = RwSignal::new(FieldErrors::new());
     watch_outcome(action, errors);
     let submit = submit_with_checks(action, errors, |f| rules_form(f).map(|_| ()));
+    let number = |v: Option<f64>| v.map(fmt_number).unwrap_or_default();
     view! {
         <form class="form" method="post" action=SaveAdoptionRules::url() on:submit=submit novalidate>
             <FormMessages errors/>
-            <input type="hidden" name="version" value=version.to_string()/>
+            <input type="hidden" name="version" value=number(current.version.map(|v| v as f64))/>
             <Input label="Fluency bar (% of a unit's people)" name="fluency_bar" kind="number" step="any" errors
-                value=fmt_number(rules.fluency_bar * 100.0) required=true
+                value=number(current.fluency_bar.map(|b| b * 100.0)) required=true
                 hint="Stage 1 needs at least this share of the unit's people shown AI suggestions in 4 weeks."/>
             <Input label="Most active goals per squad" name="max_active_goals_per_squad" kind="number" errors
-                value=rules.max_active_goals_per_squad.to_string() required=true
+                value=number(current.max_active_goals_per_squad.map(f64::from)) required=true
                 hint="More at once is warned as too many simultaneous projects."/>
             <Input label="Longest without an eval (days)" name="eval_max_age_days" kind="number" errors
-                value=rules.eval_max_age_days.to_string() required=true
+                value=number(current.eval_max_age_days.map(f64::from)) required=true
                 hint="A loop whose champion was evaluated longer ago is warned as not being measured."/>
             <button type="submit" disabled=move || action.pending().get()>"Save the rules"</button>
         </form>

@@ -861,6 +861,14 @@ fn QueueActions(key: String) -> impl IntoView {
 
 // ---- the annotation budget -----------------------------------------------------------------------
 
+/// A weekly annotation rate with its interval, as the budget's sentence and its goals' table both say it;
+/// `None` when there is no rate (no date ahead to reach the target by).
+fn weekly_rate(per_week: Option<f64>, low: Option<f64>, high: Option<f64>) -> Option<String> {
+    let (w, l) = (per_week?, low?);
+    let high = high.map_or("unbounded".to_owned(), |h| format!("{h:.0}"));
+    Some(format!("about {w:.0} annotations a week ({l:.0} to {high})"))
+}
+
 /// A key result's (or loop metric's) annotation budget: the estimate in a sentence, the learning curve
 /// it comes from, or why there is none yet.
 #[component]
@@ -874,11 +882,8 @@ pub fn BudgetPanel(budget: AnnotationBudget, #[prop(optional, into)] heading: Op
         ),
         (Some(e), None) => {
             let high = e.more_high.map_or("an unbounded number".to_owned(), |h| format!("{h:.0}"));
-            let rate = match (e.per_week, e.per_week_low, e.per_week_high, budget.by) {
-                (Some(w), Some(l), h, Some(by)) => format!(
-                    " To reach it by {by}: about {w:.0} annotations a week ({l:.0} to {}).",
-                    h.map_or("unbounded".to_owned(), |h| format!("{h:.0}"))
-                ),
+            let rate = match (weekly_rate(e.per_week, e.per_week_low, e.per_week_high), budget.by) {
+                (Some(rate), Some(by)) => format!(" To reach it by {by}: {rate}."),
                 _ => String::new(),
             };
             format!(
@@ -891,13 +896,7 @@ pub fn BudgetPanel(budget: AnnotationBudget, #[prop(optional, into)] heading: Op
         }
         (None, None) => String::new(),
     };
-    let rate = |r: &GoalRate| match (r.per_week, r.per_week_low) {
-        (Some(w), Some(l)) => format!(
-            "about {w:.0} a week ({l:.0} to {})",
-            r.per_week_high.map_or("unbounded".to_owned(), |h| format!("{h:.0}"))
-        ),
-        _ => "—".to_owned(),
-    };
+    let rate = |r: &GoalRate| weekly_rate(r.per_week, r.per_week_low, r.per_week_high).unwrap_or_else(|| "—".into());
     let goals = (!budget.goals.is_empty()).then(|| {
         let rows = budget
             .goals

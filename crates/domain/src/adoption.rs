@@ -271,13 +271,14 @@ impl AdoptionRulesInput {
     }
 }
 
-impl From<&AdoptionSettings> for AdoptionRulesInput {
-    fn from(s: &AdoptionSettings) -> Self {
+impl AdoptionRules {
+    /// The input that would set these rules again, based on `version`: what the rules form starts from.
+    pub fn to_input(&self, version: crate::Version) -> AdoptionRulesInput {
         AdoptionRulesInput {
-            version: Some(s.version.0),
-            fluency_bar: Some(s.rules.fluency_bar),
-            max_active_goals_per_squad: u32::try_from(s.rules.max_active_goals_per_squad).ok(),
-            eval_max_age_days: u32::try_from(s.rules.eval_max_age_days).ok(),
+            version: Some(version.0),
+            fluency_bar: Some(self.fluency_bar),
+            max_active_goals_per_squad: u32::try_from(self.max_active_goals_per_squad).ok(),
+            eval_max_age_days: u32::try_from(self.eval_max_age_days).ok(),
         }
     }
 }
@@ -1514,6 +1515,9 @@ mod tests {
         );
         // The settings read back as the input that would set them again.
         let settings = AdoptionSettings::default();
-        assert_eq!(AdoptionRulesInput::from(&settings).parse().unwrap(), (crate::Version(0), AdoptionRules::default()));
+        assert_eq!(
+            settings.rules.to_input(settings.version).parse().unwrap(),
+            (crate::Version(0), AdoptionRules::default())
+        );
     }
 }

@@ -46,6 +46,19 @@ impl Checker {
         self.check(field, parse_number(raw)).map(Some)
     }
 
+    /// Parses a whole number typed into a form, like [`Checker::optional_number`] (so `1,200` reads as
+    /// 1200); a fraction is an error under `field`.
+    pub fn optional_whole(&mut self, field: &str, raw: &str) -> Option<Option<i64>> {
+        match self.optional_number(field, raw)? {
+            None => Some(None),
+            Some(v) if v.fract() == 0.0 && v.abs() < 9.0e15 => Some(Some(v as i64)),
+            Some(_) => {
+                self.fail(field, "must be a whole number");
+                None
+            }
+        }
+    }
+
     pub fn required_number(&mut self, field: &str, raw: &str) -> Option<f64> {
         match self.optional_number(field, raw) {
             Some(Some(value)) => Some(value),
