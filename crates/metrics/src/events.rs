@@ -393,10 +393,16 @@ pub struct TransactionEvent {
     pub customer_id: String,
     pub ts: DateTime<Utc>,
     pub amount: f64,
+    /// The organisation unit the customer belongs to, so that LTV can be cut by unit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unit: Option<String>,
+    /// The customer's user in the loops' interaction events, when the product knows it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_id: Option<String>,
 }
 
-/// Parses and validates a batch of transaction events (`event_id`, `customer_id`, `ts`, `amount` ≥ 0),
-/// all or nothing; repeated ids within the batch are dropped and counted.
+/// Parses and validates a batch of transaction events (`event_id`, `customer_id`, `ts`, `amount` ≥ 0,
+/// optionally `unit` and `user_id`), all or nothing; repeated ids within the batch are dropped and counted.
 pub fn parse_transactions(
     bytes: &[u8],
     format: Format,
@@ -472,7 +478,7 @@ fn validate_transaction(object: &serde_json::Map<String, Value>) -> Result<Trans
     };
     match (event_id, customer_id, ts, amount) {
         (Some(event_id), Some(customer_id), Some(ts), Some(amount)) if problems.is_empty() => {
-            Ok(TransactionEvent { event_id, customer_id, ts, amount })
+            Ok(TransactionEvent { event_id, customer_id, ts, amount, unit: text("unit"), user_id: text("user_id") })
         }
         _ => Err(problems),
     }

@@ -45,30 +45,41 @@ pub fn encode_transactions(transactions: &[TransactionEvent]) -> PolarsResult<Ve
             Column::new("customer_id".into(), transactions.iter().map(|t| t.customer_id.as_str()).collect::<Vec<_>>()),
             ts,
             Column::new("amount".into(), transactions.iter().map(|t| t.amount).collect::<Vec<f64>>()),
+            Column::new("unit".into(), transactions.iter().map(|t| t.unit.as_deref()).collect::<Vec<_>>()),
+            Column::new("user_id".into(), transactions.iter().map(|t| t.user_id.as_deref()).collect::<Vec<_>>()),
         ],
     )?;
     encode_frame(&mut frame)
 }
 
 /// Transaction segments as the frame customer summaries are computed from: `customer` (String), `date`
-/// (Date, UTC) and `amount` (Float64).
+/// (Date, UTC), `amount` (Float64), `ts` (Datetime) and `unit` (String, null where not given).
+/// Segments written before transactions carried a unit read as having none.
 pub fn transactions_frame<B: AsRef<[u8]>>(segments: &[B]) -> PolarsResult<LazyFrame> {
     let mut frames = Vec::with_capacity(segments.len());
     for segment in segments {
-        frames.push(ParquetReader::new(Cursor::new(segment.as_ref())).finish()?.lazy());
+        let frame = ParquetReader::new(Cursor::new(segment.as_ref())).finish()?;
+        let unit = if frame.schema().contains("unit") { col("unit") } else { lit(NULL).cast(DataType::String) };
+        frames.push(frame.lazy().select([col("customer_id"), col("ts"), col("amount"), unit.alias("unit")]));
     }
     let all = if frames.is_empty() {
         DataFrame::empty_with_schema(&Schema::from_iter([
-            Field::new("event_id".into(), DataType::String),
             Field::new("customer_id".into(), DataType::String),
             Field::new("ts".into(), DataType::Datetime(TimeUnit::Microseconds, None)),
             Field::new("amount".into(), DataType::Float64),
+            Field::new("unit".into(), DataType::String),
         ]))
         .lazy()
     } else {
         concat(frames, UnionArgs::default())?
     };
-    Ok(all.select([col("customer_id").alias("customer"), col("ts").cast(DataType::Date).alias("date"), col("amount")]))
+    Ok(all.select([
+        col("customer_id").alias("customer"),
+        col("ts").cast(DataType::Date).alias("date"),
+        col("amount"),
+        col("ts"),
+        col("unit"),
+    ]))
 }
 
 /// Each customer's first purchase day, from a frame of [`transactions_frame`].
