@@ -505,6 +505,7 @@ fn table() -> Vec<Entry> {
             Raw { content_type: NDJSON, bytes: |o| ndjson(&transactions(TRANSACTION_CUSTOMERS, o.tag)[..3]) },
         ),
         op("GET", "/api/v1/ltv", READ, none, Body::None),
+        op("GET", "/api/v1/customers", READ, none, Body::None),
         op("GET", "/api/v1/loops", READ, none, Body::None),
         op("GET", "/api/v1/loops/{loop}", READ, |o, _| vec![v(&o.loop_key)], Body::None),
         op("GET", "/api/v1/loops/{loop}/retention", READ, |o, _| vec![v(&o.loop_key)], Body::None),

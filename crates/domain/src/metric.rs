@@ -12,20 +12,28 @@ use crate::newtypes::{Checker, Title, parse_date};
 
 string_enum!(
     /// How a metric's points come to be: the first three are computed from a loop's interaction
-    /// events, the last two are pushed by the eval runner or another system.
+    /// events, `ltv` from the organisation's transactions, the last two are pushed by the eval runner
+    /// or another system.
     MetricKind {
         AcceptanceRate => "acceptance-rate",
         ActiveUsers => "active-users",
         Retention => "retention",
+        Ltv => "ltv",
         EvalScore => "eval-score",
         Custom => "custom",
     }
 );
 
 impl MetricKind {
-    /// Whether Slope computes the series from ingested events (otherwise points are pushed).
+    /// Whether Slope computes the series from a loop's ingested interaction events.
     pub fn from_events(self) -> bool {
         matches!(self, MetricKind::AcceptanceRate | MetricKind::ActiveUsers | MetricKind::Retention)
+    }
+
+    /// Whether Slope computes the series itself (from events or transactions); otherwise points are
+    /// pushed.
+    pub fn computed(self) -> bool {
+        self.from_events() || self == MetricKind::Ltv
     }
 
     pub fn label(self) -> &'static str {
@@ -33,6 +41,7 @@ impl MetricKind {
             MetricKind::AcceptanceRate => "character acceptance rate",
             MetricKind::ActiveUsers => "active users",
             MetricKind::Retention => "week-1 retention of each weekly cohort",
+            MetricKind::Ltv => "expected customer value over the next 52 weeks (BG/NBD and Gamma-Gamma)",
             MetricKind::EvalScore => "eval score (pushed by the runner)",
             MetricKind::Custom => "custom (pushed)",
         }
@@ -120,6 +129,16 @@ pub const MAX_FRESHNESS_HOURS: i64 = 24 * 366;
 /// The longest rolling window of a computed metric.
 pub const MAX_WINDOW_DAYS: i64 = 90;
 
+/// Why a computed metric's bucket has no point: the computation ran and could not give one (a
+/// lifetime value fit that did not converge, too few repeat customers).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct MetricProblem {
+    pub bucket: NaiveDate,
+    pub message: String,
+    pub recorded_at: DateTime<Utc>,
+}
+
 /// A metric definition as a form or a JSON body carries it.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -163,7 +182,7 @@ impl MetricInput {
         let kind = c.check("kind", self.kind.parse::<MetricKind>());
         let granularity = if self.granularity.trim().is_empty() {
             Some(match kind {
-                Some(MetricKind::Retention) => Granularity::Week,
+                Some(MetricKind::Retention | MetricKind::Ltv) => Granularity::Week,
                 _ => Granularity::Day,
             })
         } else {
@@ -175,14 +194,31 @@ impl MetricInput {
                 None
             }
             (_, "") => Some(None),
+            (Some(MetricKind::Ltv), _) => {
+                c.fail("loop", "must be empty: lifetime value is computed from the organisation's transactions");
+                None
+            }
             (_, raw) => c.check("loop", Key::parse(raw).map(Some)),
         };
         if kind == Some(MetricKind::Retention) && granularity == Some(Granularity::Day) {
             c.fail("granularity", "retention is measured per weekly cohort: use week");
         }
+        // Customers are summarised in weeks, and a refit a day would chase noise.
+        if kind == Some(MetricKind::Ltv) && granularity == Some(Granularity::Day) {
+            c.fail("granularity", "lifetime value is refitted once a week: use week");
+        }
+        // Transactions carry a unit but no variant yet, so an LTV cannot be cut by variant.
+        if kind == Some(MetricKind::Ltv) && !self.variant.trim().is_empty() {
+            c.fail("variant", "lifetime value can be cut by unit, not yet by variant");
+        }
         let window_days = match self.window_days {
             None => Some(None),
-            Some(_) if matches!(kind, Some(MetricKind::Retention | MetricKind::EvalScore | MetricKind::Custom)) => {
+            Some(_)
+                if matches!(
+                    kind,
+                    Some(MetricKind::Retention | MetricKind::Ltv | MetricKind::EvalScore | MetricKind::Custom)
+                ) =>
+            {
                 c.fail("window_days", "applies only to acceptance-rate and active-users metrics");
                 None
             }
@@ -350,7 +386,7 @@ impl PointInput {
             (None, Some(_), _) => c.fail("ci_low", "is required with ci_high"),
             _ => {}
         }
-        if metric.kind.from_events() {
+        if metric.kind.computed() {
             c.fail(
                 "metric",
                 format!("{} is computed from events of its loop; points cannot be pushed to it", metric.key),
@@ -482,6 +518,26 @@ mod tests {
     }
 
     #[test]
+    fn lifetime_value_is_weekly_from_transactions_and_cut_by_unit_only() {
+        let input =
+            MetricInput { key: "ltv".into(), name: "Customer LTV".into(), kind: "ltv".into(), ..Default::default() };
+        let ok = input.validate().unwrap();
+        assert_eq!((ok.kind, ok.granularity, ok.loop_key.clone()), (MetricKind::Ltv, Granularity::Week, None));
+        assert!(ok.kind.computed() && !ok.kind.from_events());
+        let clinical = MetricInput { unit: "Clinical".into(), ..input.clone() }.validate().unwrap();
+        assert_eq!(clinical.unit.as_deref(), Some("Clinical"));
+        let bad = MetricInput {
+            loop_key: "notes".into(),
+            variant: "B".into(),
+            granularity: "day".into(),
+            window_days: Some(7),
+            ..input
+        };
+        let err = bad.validate().unwrap_err();
+        assert_eq!(err.0.keys().collect::<Vec<_>>(), ["granularity", "loop", "variant", "window_days"]);
+    }
+
+    #[test]
     fn a_batch_touches_its_bucket_and_the_windows_reaching_back_to_it() {
         let daily = definition(Granularity::Day, None);
         assert_eq!(daily.buckets_touched_by(day("2027-01-06")), [day("2027-01-06")]);
@@ -517,6 +573,8 @@ mod tests {
         assert_eq!(err.0.keys().collect::<Vec<_>>(), ["at", "ci_low", "n"]);
         metric.kind = MetricKind::AcceptanceRate;
         assert!(point.validate(&metric, now).unwrap_err().get("metric").is_some());
+        metric.kind = MetricKind::Ltv;
+        assert!(point.validate(&metric, now).unwrap_err().get("metric").is_some(), "LTV is computed, not pushed");
     }
 
     #[test]

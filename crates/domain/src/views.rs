@@ -9,7 +9,7 @@ use crate::checkin::CheckIn;
 use crate::forecast::Forecast;
 use crate::measure::Measure;
 use crate::measure::Progress;
-use crate::metric::{MetricDefinition, MetricFeed, MetricPoint};
+use crate::metric::{MetricDefinition, MetricFeed, MetricPoint, MetricProblem};
 use crate::objective::{KeyResult, Objective};
 use crate::projection::Outcome;
 use crate::rollup::SquadGoalNode;
@@ -83,6 +83,10 @@ pub struct MetricSeries {
     pub points: Vec<MetricPoint>,
     /// Whether the newest data is older than the metric's freshness limit (or there is none).
     pub stale: bool,
+    /// Why the newest computation left a bucket without a point (a lifetime value fit that did not
+    /// converge); what the metric feeds then keeps its last value and goes stale.
+    #[serde(default)]
+    pub problem: Option<MetricProblem>,
 }
 
 impl MetricSeries {
@@ -94,7 +98,12 @@ impl MetricSeries {
             observed_at: points.last().map(|p| p.observed_at),
             freshness_hours: metric.freshness_hours,
         };
-        MetricSeries { stale: feed.is_stale(now), metric, points }
+        MetricSeries { stale: feed.is_stale(now), metric, points, problem: None }
+    }
+
+    /// The same series with the note of its newest computation.
+    pub fn with_problem(self, problem: Option<MetricProblem>) -> MetricSeries {
+        MetricSeries { problem, ..self }
     }
 }
 

@@ -292,7 +292,7 @@ fn lift_metric(metric: &MetricDefinition) -> Option<LiftMetric> {
     let says = |w: &str| words.split(|c: char| !c.is_alphanumeric()).any(|part| part == w);
     if metric.kind == MetricKind::Retention || says("retention") {
         Some(LiftMetric::Retention)
-    } else if says("ltv") || says("clv") || words.contains("lifetime value") {
+    } else if metric.kind == MetricKind::Ltv || says("ltv") || says("clv") || words.contains("lifetime value") {
         Some(LiftMetric::Ltv)
     } else {
         None
@@ -387,6 +387,7 @@ mod tests {
     fn retention_and_lifetime_value_metrics_are_growth_outcomes() {
         assert_eq!(lift_metric(&metric(MetricKind::Retention, "r", "Week-1")), Some(LiftMetric::Retention));
         assert_eq!(lift_metric(&metric(MetricKind::Custom, "notes-ltv", "Value")), Some(LiftMetric::Ltv));
+        assert_eq!(lift_metric(&metric(MetricKind::Ltv, "value", "Value per practice")), Some(LiftMetric::Ltv));
         assert_eq!(lift_metric(&metric(MetricKind::Custom, "v", "Customer lifetime value")), Some(LiftMetric::Ltv));
         assert_eq!(lift_metric(&metric(MetricKind::Custom, "d90", "90-day retention")), Some(LiftMetric::Retention));
         assert_eq!(lift_metric(&metric(MetricKind::AcceptanceRate, "notes-acceptance", "Acceptance")), None);

@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 
 use slope_domain::*;
 
-use crate::metrics::{BATCH_COLUMNS, KeyedBatch, lookup_batch, upsert_points};
+use crate::metrics::{BATCH_COLUMNS, KeyedBatch, lookup_batch, upsert_points, write_problem};
 use crate::plan::{feed_linked, lock_org};
 use crate::{BatchRecord, NewBatch, NewSegment, PointsWrite, Result, SegmentRow, Store, StoreError, in_tx, on_db};
 
@@ -430,6 +430,7 @@ impl Store {
             }
             for write in writes {
                 upsert_points!(tx, org, &write.metric, &write.points, write.replace);
+                write_problem!(tx, org, &write.metric, &write.problem);
             }
             for id in mark {
                 sqlx::query("UPDATE event_segments SET materialized = $3 WHERE org_id = $1 AND id = $2 AND retired_at IS NULL")

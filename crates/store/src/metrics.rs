@@ -162,7 +162,55 @@ pub struct PointsWrite {
     pub metric: MetricDefinition,
     pub points: Vec<MetricPoint>,
     pub replace: Option<(NaiveDate, NaiveDate)>,
+    /// What to note about a bucket the computation could not fill.
+    pub problem: ProblemWrite,
 }
+
+/// The note a computation leaves about its metric version, written with its points.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ProblemWrite {
+    /// Leaves any earlier note (computations that cannot fail for a bucket).
+    Unchanged,
+    /// The computation filled every bucket it was asked for: an earlier note no longer holds.
+    Clear,
+    /// A bucket had no point, and why.
+    Record { bucket: NaiveDate, message: String, at: DateTime<Utc> },
+}
+
+/// Writes a [`ProblemWrite`] inside a transaction.
+macro_rules! write_problem {
+    ($tx:expr, $org:expr, $metric:expr, $problem:expr) => {{
+        let metric: &MetricDefinition = $metric;
+        match $problem {
+            $crate::metrics::ProblemWrite::Unchanged => {}
+            $crate::metrics::ProblemWrite::Clear => {
+                sqlx::query("DELETE FROM metric_problems WHERE org_id = $1 AND metric_key = $2 AND version = $3")
+                    .bind($org.0)
+                    .bind(&metric.key)
+                    .bind(metric.version)
+                    .execute(&mut *$tx)
+                    .await?;
+            }
+            $crate::metrics::ProblemWrite::Record { bucket, message, at } => {
+                sqlx::query(
+                    "INSERT INTO metric_problems (org_id, metric_key, version, bucket, message, recorded_at)
+                     VALUES ($1, $2, $3, $4, $5, $6)
+                     ON CONFLICT (org_id, metric_key, version) DO UPDATE SET bucket = excluded.bucket,
+                     message = excluded.message, recorded_at = excluded.recorded_at",
+                )
+                .bind($org.0)
+                .bind(&metric.key)
+                .bind(metric.version)
+                .bind(*bucket)
+                .bind(message.as_str())
+                .bind(*at)
+                .execute(&mut *$tx)
+                .await?;
+            }
+        }
+    }};
+}
+pub(crate) use write_problem;
 
 /// Writes points inside a transaction that holds the organisation's lock, then feeds what the metric
 /// is linked to.
@@ -425,6 +473,14 @@ impl Store {
              WHERE org_id = $1 AND metric_key = $2 AND version = $3 ORDER BY bucket")
             .bind(org.0).bind(key).bind(version).fetch_all(db).await?);
         Ok(rows.into_iter().map(Into::into).collect())
+    }
+
+    /// Why the metric version's newest computation left a bucket without a point, if it did.
+    pub async fn metric_problem(&self, org: OrgId, key: &str, version: i64) -> Result<Option<MetricProblem>> {
+        let row: Option<(NaiveDate, String, DateTime<Utc>)> = on_db!(self, db => sqlx::query_as(
+            "SELECT bucket, message, recorded_at FROM metric_problems WHERE org_id = $1 AND metric_key = $2 AND version = $3")
+            .bind(org.0).bind(key).bind(version).fetch_optional(db).await?);
+        Ok(row.map(|(bucket, message, recorded_at)| MetricProblem { bucket, message, recorded_at }))
     }
 
     /// Writes points of `metric`'s version and feeds the key results and squad goals linked to it, in

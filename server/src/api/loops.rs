@@ -30,6 +30,7 @@ pub(crate) fn routes() -> OpenApiRouter<Services> {
         .routes(routes!(ingest).layer(DefaultBodyLimit::disable()))
         .routes(routes!(ingest_transactions).layer(DefaultBodyLimit::disable()))
         .routes(routes!(ltv))
+        .routes(routes!(customers))
         .routes(routes!(list_loops))
         .routes(routes!(loop_report))
         .routes(routes!(retention))
@@ -296,6 +297,25 @@ async fn ltv(
         Err(m) => return Err(FieldErrors::single("period", m).into()),
     };
     Ok(Json(loops(&s).ltv(&actor, period, q.horizon.unwrap_or(52), q.discount_rate.unwrap_or(0.0)).await?))
+}
+
+/// The lifetime value metrics and the models fitted to every transaction so far.
+///
+/// Each `ltv` metric with its weekly series (mean expected value per customer over 52 weeks, with a
+/// delta-method interval) and the note of its newest fit; the current fit's parameters, value
+/// distribution, P(alive) by weeks since the last purchase and monthly cohorts, or why there is none.
+#[utoipa::path(
+    get,
+    path = "/customers",
+    tag = "customers",
+    responses(
+        (status = 200, description = "The lifetime value metrics and the current fit.", body = CustomersReport),
+        AuthErrors,
+    ),
+    security(("bearer" = []), ("session" = []))
+)]
+async fn customers(State(s): State<Services>, Caller(actor): Caller) -> ApiResult<Json<CustomersReport>> {
+    Ok(Json(loops(&s).customers(&actor).await?))
 }
 
 /// Lists the loops that have stored events, with their counts and time range.

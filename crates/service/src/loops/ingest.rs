@@ -162,7 +162,8 @@ impl Loops {
         })
         .await?;
         let (rows, within_batch) = parsed.map_err(rows_error)?;
-        // No metric reads the transaction stream; the upkeep marks its segments done.
+        // The lifetime value metrics are refitted after the batch is recorded, outside its
+        // transaction: a fit takes far longer than a write should hold the organisation's lock.
         let recorded = self
             .store_rows(
                 org,
@@ -175,7 +176,17 @@ impl Loops {
                 &mut slope_store::Later,
             )
             .await?;
-        Ok(IngestAck { batch: recorded.batch, metrics_updated: vec![], metrics_pending: false })
+        let Some(segment) = recorded.segment else {
+            return Ok(IngestAck { batch: recorded.batch, metrics_updated: vec![], metrics_pending: false });
+        };
+        match self.materialize_segments(org, TRANSACTIONS, std::slice::from_ref(&segment)).await {
+            Ok(metrics_updated) => Ok(IngestAck { batch: recorded.batch, metrics_updated, metrics_pending: false }),
+            Err(e) => {
+                // The batch is stored; the upkeep fits again within a minute.
+                tracing::warn!(org = org.0, error = %e, "fitting lifetime value failed; the transactions stay pending");
+                Ok(IngestAck { batch: recorded.batch, metrics_updated: vec![], metrics_pending: true })
+            }
+        }
     }
 
     /// Records a validated batch of `stream` and runs `recompute` in the same transaction: replays an

@@ -9,11 +9,12 @@ use bytes::Bytes;
 use chrono::{Duration, NaiveDate, Utc};
 
 use slope_domain::*;
+use slope_metrics::ltv_series::{LtvOutcome, Warm, ltv_points};
 use slope_metrics::segment;
 use slope_metrics::series::{self, Filter, SeriesKind, Window};
-use slope_store::{NewSegment, PointsWrite, RECOMPUTE_ATTEMPTS, Recompute, SegmentRow, SegmentsRead};
+use slope_store::{NewSegment, PointsWrite, ProblemWrite, RECOMPUTE_ATTEMPTS, Recompute, SegmentRow, SegmentsRead};
 
-use super::{COMPACT_AT, Loops, RETIRED_GRACE, SMALL_SEGMENT_BYTES, blocking, day_start};
+use super::{COMPACT_AT, Loops, RETIRED_GRACE, SMALL_SEGMENT_BYTES, TRANSACTIONS, blocking, day_start};
 use crate::segments::SegmentStore;
 use crate::{Result, ServiceError};
 
@@ -22,7 +23,8 @@ fn kind_of(metric: &MetricDefinition) -> Option<SeriesKind> {
         MetricKind::AcceptanceRate => Some(SeriesKind::AcceptanceRate),
         MetricKind::ActiveUsers => Some(SeriesKind::ActiveUsers),
         MetricKind::Retention => Some(SeriesKind::Retention),
-        MetricKind::EvalScore | MetricKind::Custom => None,
+        // Lifetime value is fitted from transactions, not computed from a loop's events.
+        MetricKind::Ltv | MetricKind::EvalScore | MetricKind::Custom => None,
     }
 }
 
@@ -51,9 +53,23 @@ impl Loops {
         Ok((updated.into_iter().collect(), failed))
     }
 
-    async fn materialize_segments(&self, org: OrgId, loop_key: &str, segments: &[SegmentRow]) -> Result<Vec<String>> {
-        let plans = plans_for(&self.store.list_metrics(org).await?, loop_key, segments);
+    pub(super) async fn materialize_segments(
+        &self,
+        org: OrgId,
+        loop_key: &str,
+        segments: &[SegmentRow],
+    ) -> Result<Vec<String>> {
         let ids: Vec<i64> = segments.iter().map(|s| s.id).collect();
+        if loop_key == TRANSACTIONS {
+            // Every week from the earliest transaction of the batch on sees the new purchases.
+            let from = segments.iter().map(|s| s.min_ts.date_naive()).min();
+            let metrics: Vec<MetricDefinition> =
+                self.store.list_metrics(org).await?.into_iter().filter(|m| m.kind == MetricKind::Ltv).collect();
+            let keys = metrics.iter().map(|m| m.key.clone()).collect();
+            self.run_ltv(org, metrics, from, &ids).await?;
+            return Ok(keys);
+        }
+        let plans = plans_for(&self.store.list_metrics(org).await?, loop_key, segments);
         let keys = plans.iter().map(|p| p.metric.key.clone()).collect();
         self.run_plans(org, loop_key, plans, &ids).await?;
         Ok(keys)
@@ -93,6 +109,45 @@ impl Loops {
         Ok(())
     }
 
+    /// Refits the lifetime value `metrics` for every week from the one holding `from` (their whole
+    /// series when `None`) from the organisation's live transactions, and writes the points with `mark`
+    /// marked materialised, provided the transactions read are still the live ones (as
+    /// [`Loops::run_plans`] does for events). Each metric's fits start from its last one on this server.
+    pub(super) async fn run_ltv(
+        &self,
+        org: OrgId,
+        metrics: Vec<MetricDefinition>,
+        from: Option<NaiveDate>,
+        mark: &[i64],
+    ) -> Result<()> {
+        for _ in 0..RECOMPUTE_ATTEMPTS {
+            let rows = self.store.live_segments(org, TRANSACTIONS, None).await?;
+            let ids = rows.iter().map(|s| s.id).collect();
+            let writes = if metrics.is_empty() || rows.is_empty() {
+                vec![]
+            } else {
+                let bytes = self.segments.get_all(&rows).await?;
+                let warm = self.ltv_warm.starts(org, &metrics);
+                let work = metrics.clone();
+                let (writes, fitted) =
+                    blocking("fitting lifetime value", move || ltv_writes(&bytes, work, from, warm)).await?;
+                self.ltv_warm.keep(org, fitted);
+                writes
+            };
+            let read = SegmentsRead { loop_key: TRANSACTIONS, range: None, ids };
+            if self.store.apply_points(org, Some(&read), mark, &writes).await? {
+                return Ok(());
+            }
+        }
+        if mark.is_empty() {
+            return Err(ServiceError::Busy {
+                message: "the transactions kept changing while lifetime value was fitted".into(),
+                retry_after_secs: 5,
+            });
+        }
+        Ok(())
+    }
+
     /// Recomputes a computed metric's whole series from every stored event of its loop.
     pub async fn recompute(&self, actor: &Actor, key: &str) -> Result<MetricSeries> {
         self.recompute_in(actor.authorize(Action::Operate)?, key).await
@@ -100,7 +155,9 @@ impl Loops {
 
     pub(super) async fn recompute_in(&self, org: OrgId, key: &str) -> Result<MetricSeries> {
         let metric = self.metric_in(org, key).await?;
-        if let Some(loop_key) = metric.loop_key.clone().filter(|_| metric.kind.from_events()) {
+        if metric.kind == MetricKind::Ltv {
+            self.run_ltv(org, vec![metric], None, &[]).await?;
+        } else if let Some(loop_key) = metric.loop_key.clone().filter(|_| metric.kind.from_events()) {
             self.run_plans(org, &loop_key, vec![Plan { metric, buckets: vec![], full: true }], &[]).await?;
         }
         self.series_in(org, key).await
@@ -329,11 +386,97 @@ pub(super) async fn compute(
                 })
                 .collect();
             let replace = if plan.full { everything() } else { None };
-            writes.push(PointsWrite { metric: plan.metric, points, replace });
+            writes.push(PointsWrite { metric: plan.metric, points, replace, problem: ProblemWrite::Unchanged });
         }
         Ok(writes)
     })
     .await
+}
+
+/// The last fit of each lifetime value metric version on this server, to start the next one from.
+/// Losing it (a restart, another server) only makes the next fit start cold.
+#[derive(Clone, Debug, Default)]
+pub(super) struct LtvWarmStarts(Arc<Mutex<HashMap<MetricVersion, Warm>>>);
+
+/// A metric version of an organisation: (organisation, key, version).
+type MetricVersion = (i64, String, i64);
+
+/// What fitting lifetime value gives: the points to write, and each metric's newest fit.
+type LtvFits = (Vec<PointsWrite>, Vec<(MetricDefinition, Warm)>);
+
+impl LtvWarmStarts {
+    fn starts(&self, org: OrgId, metrics: &[MetricDefinition]) -> HashMap<String, Warm> {
+        let Ok(kept) = self.0.lock() else { return HashMap::new() };
+        metrics.iter().filter_map(|m| Some((m.key.clone(), *kept.get(&(org.0, m.key.clone(), m.version))?))).collect()
+    }
+
+    fn keep(&self, org: OrgId, fitted: Vec<(MetricDefinition, Warm)>) {
+        if let Ok(mut kept) = self.0.lock() {
+            for (m, warm) in fitted {
+                kept.insert((org.0, m.key, m.version), warm);
+            }
+        }
+    }
+}
+
+/// The points of lifetime value `metrics` for the weeks from the one holding `from` (all weeks from
+/// the first transaction when `None`) to the last transaction's, with each metric's note and newest
+/// fit. A week whose fit fails keeps its earlier point; when it is the newest week, the metric notes
+/// why, and what it feeds keeps its last value until it goes stale.
+fn ltv_writes(
+    bytes: &[Bytes],
+    metrics: Vec<MetricDefinition>,
+    from: Option<NaiveDate>,
+    warm: HashMap<String, Warm>,
+) -> Result<LtvFits, String> {
+    let frame = segment::transactions_frame(bytes).map_err(|e| e.to_string())?;
+    let Some((first, last)) = segment::lazy_time_range(&frame).map_err(|e| e.to_string())? else {
+        return Ok((vec![], vec![]));
+    };
+    let start = Granularity::Week.bucket_of(from.unwrap_or(first.date_naive()).max(first.date_naive()));
+    let mut buckets = vec![];
+    let mut bucket = start;
+    while bucket <= last.date_naive() {
+        buckets.push(bucket);
+        bucket += Duration::days(7);
+    }
+    let now = Utc::now();
+    let (mut writes, mut fitted) = (vec![], vec![]);
+    for metric in metrics {
+        let outcomes = ltv_points(frame.clone(), metric.unit.as_deref(), &buckets, warm.get(&metric.key).copied())
+            .map_err(|e| e.to_string())?;
+        let mut points = vec![];
+        // No week computed (the unit's transactions all end before the batch's weeks): nothing new
+        // to note, and an earlier note still holds.
+        let mut problem = if outcomes.is_empty() { ProblemWrite::Unchanged } else { ProblemWrite::Clear };
+        let mut newest = None;
+        for outcome in outcomes {
+            match outcome {
+                LtvOutcome::Point { bucket, estimate, observed_at } => {
+                    points.push(MetricPoint {
+                        bucket,
+                        value: estimate.mean,
+                        n: Some(estimate.customers as i64),
+                        ci_low: estimate.ci.map(|c| c.0),
+                        ci_high: estimate.ci.map(|c| c.1),
+                        observed_at,
+                        computed_at: now,
+                    });
+                    newest = Some(estimate.fitted);
+                    problem = ProblemWrite::Clear;
+                }
+                LtvOutcome::Failed { bucket, reason } => {
+                    problem = ProblemWrite::Record { bucket, message: reason, at: now };
+                }
+            }
+        }
+        if let Some(warm) = newest {
+            fitted.push((metric.clone(), warm));
+        }
+        let replace = if from.is_none() { everything() } else { None };
+        writes.push(PointsWrite { metric, points, replace, problem });
+    }
+    Ok((writes, fitted))
 }
 
 /// Segments already in memory during one ingest: those read to drop duplicates and the one written,

@@ -58,7 +58,8 @@ impl Loops {
     pub(super) async fn series_in(&self, org: OrgId, key: &str) -> Result<MetricSeries> {
         let metric = self.metric_in(org, key).await?;
         let points = self.store.series(org, key, metric.version).await?;
-        Ok(MetricSeries::new(metric, points, Utc::now()))
+        let problem = self.store.metric_problem(org, key, metric.version).await?;
+        Ok(MetricSeries::new(metric, points, Utc::now()).with_problem(problem))
     }
 
     /// Stores points pushed by another system (the eval runner, a warehouse job). All or nothing: any

@@ -43,6 +43,7 @@ pub struct Loops {
     limits: IngestLimits,
     gate: std::sync::Arc<admission::Gate>,
     retention: reports::RetentionCache,
+    ltv_warm: materialize::LtvWarmStarts,
 }
 
 /// Runs CPU-bound polars work off the async threads.
@@ -65,6 +66,7 @@ impl Loops {
             limits: IngestLimits::default(),
             gate: Default::default(),
             retention: Default::default(),
+            ltv_warm: Default::default(),
         }
     }
 

@@ -11,6 +11,7 @@ use slope_domain::*;
 use slope_metrics::acceptance::{AcceptancePoint, Bucket, acceptance_of};
 use slope_metrics::drift::{Drift, DriftBand, DriftField, drift};
 use slope_metrics::ltv::{Customer, LtvReport, ltv_report};
+use slope_metrics::ltv_series;
 use slope_metrics::retention::Retention;
 use slope_metrics::segment;
 use slope_metrics::transactions::{Period, SummaryOptions, summaries_of};
@@ -72,6 +73,24 @@ impl Loops {
         })
         .await?;
         fitted.map_err(|e| ServiceError::Conflict(format!("cannot fit yet: {e}")))
+    }
+
+    /// The Customers page: the lifetime value metrics with their series, and the models fitted to
+    /// every transaction so far, as the metrics fit them (weeks, 52 ahead, 10 % a year), with what
+    /// they predict. Without transactions, or when the fit fails, the page says why.
+    pub async fn customers(&self, actor: &Actor) -> Result<CustomersReport> {
+        let org = actor.authorize(Action::Read)?;
+        let mut metrics = vec![];
+        for metric in self.store.list_metrics(org).await?.into_iter().filter(|m| m.kind == MetricKind::Ltv) {
+            metrics.push(self.series_in(org, &metric.key).await?);
+        }
+        let discount = ltv_series::weekly_discount();
+        let (fit, fit_problem) = match self.ltv(actor, Period::Week, ltv_series::HORIZON_WEEKS, discount).await {
+            Ok(report) => (Some(fit_view(report)), None),
+            Err(ServiceError::NotFound(message) | ServiceError::Conflict(message)) => (None, Some(message)),
+            Err(e) => return Err(e),
+        };
+        Ok(CustomersReport { metrics, fit, fit_problem })
     }
 
     // ---- reading events ------------------------------------------------------------------------
@@ -347,5 +366,34 @@ impl RetentionCache {
             cached.clear();
         }
         cached.insert(key, (segments, retention));
+    }
+}
+
+/// The page's view of a fit.
+fn fit_view(report: LtvReport) -> CustomerValueFit {
+    let purchases = report.bg_nbd.params;
+    CustomerValueFit {
+        method: ltv_series::METHOD.to_owned(),
+        customers: report.customers,
+        horizon_weeks: report.horizon_periods,
+        mean_clv: report.mean_clv,
+        r: purchases.r,
+        alpha: purchases.alpha,
+        a: purchases.a,
+        b: purchases.b,
+        spend: report.gamma_gamma.map(|g| SpendModel { p: g.params.p, q: g.params.q, v: g.params.v }),
+        distribution: report.distribution,
+        p_alive: report.p_alive_curve,
+        cohorts: report
+            .cohorts
+            .into_iter()
+            .map(|c| CohortValueRow {
+                cohort: c.cohort,
+                customers: c.customers,
+                mean_p_alive: c.mean_p_alive,
+                mean_expected_purchases: c.mean_expected_purchases,
+                mean_clv: c.mean_clv,
+            })
+            .collect(),
     }
 }

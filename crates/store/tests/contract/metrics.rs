@@ -12,8 +12,8 @@ use chrono::{DateTime, Utc};
 
 use slope_domain::*;
 use slope_store::{
-    BatchRecord, LoginLimits, NewBatch, NewSegment, PointsWrite, Recomputation, Recompute, SegmentRow, SegmentsRead,
-    Store, StoreError, Written,
+    BatchRecord, LoginLimits, NewBatch, NewSegment, PointsWrite, ProblemWrite, Recomputation, Recompute, SegmentRow,
+    SegmentsRead, Store, StoreError, Written,
 };
 
 use crate::common::*;
@@ -47,6 +47,8 @@ contract_tests! {
     contract_points_computed_from_segments_since_changed_are_computed_again =>
         points_computed_from_segments_since_changed_are_computed_again_sqlite,
         points_computed_from_segments_since_changed_are_computed_again_postgres;
+    contract_a_computation_notes_why_a_bucket_has_no_point =>
+        a_computation_notes_why_a_bucket_has_no_point_sqlite, a_computation_notes_why_a_bucket_has_no_point_postgres;
     contract_concurrent_identical_batches =>
         concurrent_identical_batches_sqlite, concurrent_identical_batches_postgres
         [flavor = "multi_thread", worker_threads = 4];
@@ -929,7 +931,12 @@ async fn contract_a_batch_recomputes_its_loop_once_committed(store: Store) {
     let range = (at("2027-01-02T00:00:00Z"), at("2027-01-03T00:00:00Z"));
     let mut recompute = probe(
         Recompute::Events(Some(range)),
-        vec![PointsWrite { metric: metric.clone(), points: points.clone(), replace: None }],
+        vec![PointsWrite {
+            metric: metric.clone(),
+            points: points.clone(),
+            replace: None,
+            problem: ProblemWrite::Unchanged,
+        }],
     );
     let recorded = store
         .record_and_recompute(org, &batch, |_| std::future::ready(Ok::<_, Infallible>(written.clone())), &mut recompute)
@@ -983,8 +990,8 @@ async fn contract_a_batch_recomputes_its_loop_once_committed(store: Store) {
     let mut recompute = probe(
         Recompute::Events(None),
         vec![
-            PointsWrite { metric: metric.clone(), points: more, replace: None },
-            PointsWrite { metric: unknown, points: points.clone(), replace: None },
+            PointsWrite { metric: metric.clone(), points: more, replace: None, problem: ProblemWrite::Unchanged },
+            PointsWrite { metric: unknown, points: points.clone(), replace: None, problem: ProblemWrite::Unchanged },
         ],
     );
     let recorded = store
@@ -1170,6 +1177,7 @@ impl Recomputation for Overtaken {
             metric: self.metric.clone(),
             points: vec![point("2027-01-04", value, "2027-01-04T09:00:00Z")],
             replace: None,
+            problem: ProblemWrite::Unchanged,
         }])
     }
 }
@@ -1197,10 +1205,43 @@ async fn contract_points_computed_from_segments_since_changed_are_computed_again
     let live = store.live_segments(org, "notes", None).await.unwrap();
     let stale = SegmentsRead { loop_key: "notes", range: None, ids: vec![live[0].id] };
     let points = vec![point("2027-01-04", 9.0, "2027-01-04T09:00:00Z")];
-    let writes = vec![PointsWrite { metric: metric.clone(), points, replace: None }];
+    let writes = vec![PointsWrite { metric: metric.clone(), points, replace: None, problem: ProblemWrite::Unchanged }];
     assert!(!store.apply_points(org, Some(&stale), &[], &writes).await.unwrap(), "stale points are not written");
     assert_eq!(store.series(org, "notes.score", metric.version).await.unwrap(), series);
     let fresh = SegmentsRead { ids: live.iter().map(|s| s.id).collect(), ..stale };
     assert!(store.apply_points(org, Some(&fresh), &[], &writes).await.unwrap());
     assert_eq!(store.series(org, "notes.score", metric.version).await.unwrap()[0].value, 9.0);
+}
+
+async fn contract_a_computation_notes_why_a_bucket_has_no_point(store: Store) {
+    let org = store.ensure_org("acme", "Acme").await.unwrap();
+    let metric = store.create_metric(org, &metric_spec("customer-ltv", "Customer LTV")).await.unwrap();
+    assert_eq!(store.metric_problem(org, "customer-ltv", 1).await.unwrap(), None);
+    let write = |points: Vec<MetricPoint>, problem: ProblemWrite| PointsWrite {
+        metric: metric.clone(),
+        points,
+        replace: None,
+        problem,
+    };
+    // PostgreSQL keeps microseconds: a time read back equals one written only at that precision.
+    let noted = at("2027-01-12T08:00:00.123456Z");
+    let failed = ProblemWrite::Record {
+        bucket: "2027-01-11".parse().unwrap(),
+        message: "the BG/NBD fit did not converge after 8000 iterations".into(),
+        at: noted,
+    };
+    let earlier = vec![point("2027-01-04", 410.0, "2027-01-10T09:00:00Z")];
+    assert!(store.apply_points(org, None, &[], &[write(earlier, failed)]).await.unwrap());
+    let problem = store.metric_problem(org, "customer-ltv", 1).await.unwrap().expect("a note");
+    assert_eq!((problem.bucket, problem.recorded_at), ("2027-01-11".parse().unwrap(), noted));
+    assert!(problem.message.contains("did not converge"));
+    assert_eq!(store.series(org, "customer-ltv", 1).await.unwrap().len(), 1, "the earlier week's point stays");
+
+    // Unchanged leaves the note; a later success clears it; other versions never saw it.
+    assert!(store.apply_points(org, None, &[], &[write(vec![], ProblemWrite::Unchanged)]).await.unwrap());
+    assert!(store.metric_problem(org, "customer-ltv", 1).await.unwrap().is_some());
+    assert_eq!(store.metric_problem(org, "customer-ltv", 2).await.unwrap(), None);
+    let later = vec![point("2027-01-11", 420.0, "2027-01-12T09:00:00Z")];
+    assert!(store.apply_points(org, None, &[], &[write(later, ProblemWrite::Clear)]).await.unwrap());
+    assert_eq!(store.metric_problem(org, "customer-ltv", 1).await.unwrap(), None);
 }
