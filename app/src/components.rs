@@ -481,6 +481,11 @@ pub fn share_text(value: f64) -> String {
     format!("{:.1} %", value * 100.0)
 }
 
+/// An amount of money per customer, to the unit.
+pub fn money_text(value: f64) -> String {
+    fmt_number(value.round())
+}
+
 /// A number as the measure formats it.
 pub fn number_text(value: f64) -> String {
     fmt_number(value)

@@ -116,6 +116,7 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("/loops") view=LoopsPage ssr=SsrMode::Async/>
                     <Route path=path!("/loops/:key") view=LoopPage ssr=SsrMode::Async/>
                     <Route path=path!("/metrics/:key") view=MetricPage ssr=SsrMode::Async/>
+                    <Route path=path!("/customers") view=CustomersPage ssr=SsrMode::Async/>
                     <Route path=path!("/jobs") view=JobsPage ssr=SsrMode::Async/>
                     <Route path=path!("/jobs/:id") view=JobPage ssr=SsrMode::Async/>
                     <Route path=path!("/models") view=ModelsPage ssr=SsrMode::Async/>
@@ -148,6 +149,7 @@ fn MainNav() -> impl IntoView {
                 <A href="/squads">"Squads"</A>
                 <A href="/loops">"Loops"</A>
                 <A href="/experiments">"Experiments"</A>
+                <A href="/customers">"Customers"</A>
                 <A href="/jobs">"Jobs"</A>
                 <A href="/models">"Models"</A>
             })}

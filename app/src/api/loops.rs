@@ -27,6 +27,12 @@ pub async fn load_metric(key: String) -> Result<MetricSeries, ServerFnError> {
 }
 
 #[server]
+pub async fn load_customers() -> Result<CustomersReport, ServerFnError> {
+    let (loops, actor) = server::loops()?;
+    server::read(loops.customers(&actor).await)
+}
+
+#[server]
 pub async fn load_loops() -> Result<LoopsOverview, ServerFnError> {
     let (loops, actor) = server::loops()?;
     server::read(loops.overview(&actor).await)

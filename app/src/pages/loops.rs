@@ -21,11 +21,27 @@ fn param_text(name: &'static str) -> Memo<String> {
 pub fn metric_format(kind: MetricKind) -> fn(f64) -> String {
     match kind {
         MetricKind::AcceptanceRate | MetricKind::Retention => share_text,
+        MetricKind::Ltv => money_text,
         MetricKind::ActiveUsers | MetricKind::EvalScore | MetricKind::Custom => number_text,
     }
 }
 
-fn series_of(metric: &MetricSeries) -> ChartSeries {
+/// Why the newest computation left a bucket without a point, and what that means for what it feeds.
+#[component]
+pub fn MetricProblemNote(problem: MetricProblem) -> impl IntoView {
+    view! {
+        <p class="notice warn" role="status">
+            {format!(
+                "No point for the week of {}: {}. What this metric feeds keeps its last value and is flagged stale once that is older than the freshness limit. (Noted {} UTC.)",
+                problem.bucket,
+                problem.message,
+                problem.recorded_at.format("%Y-%m-%d %H:%M"),
+            )}
+        </p>
+    }
+}
+
+pub(crate) fn series_of(metric: &MetricSeries) -> ChartSeries {
     ChartSeries {
         name: metric.metric.name.clone(),
         points: metric.points.iter().map(|p| (p.bucket, p.value, p.ci_low.zip(p.ci_high))).collect(),
@@ -215,7 +231,11 @@ fn MetricView(series: MetricSeries) -> impl IntoView {
     let description = format!(
         "{} · {}{} · per {}{} · stale after {} h · version {}",
         m.kind.label(),
-        m.loop_key.as_ref().map(|l| format!("loop {l}")).unwrap_or_else(|| "pushed".into()),
+        match (&m.loop_key, m.kind) {
+            (_, MetricKind::Ltv) => "from transactions".to_owned(),
+            (Some(l), _) => format!("loop {l}"),
+            (None, _) => "pushed".to_owned(),
+        },
         if filters.is_empty() { String::new() } else { format!(" ({})", filters.join(", ")) },
         m.granularity,
         m.window_days.map(|d| format!(", {d}-day window")).unwrap_or_default(),
@@ -225,12 +245,17 @@ fn MetricView(series: MetricSeries) -> impl IntoView {
     let loops = m.loop_key.iter().cloned().collect();
     view! {
         <Title text=m.name.clone()/>
-        <p class="crumbs"><a href="/loops">"Loops"</a>{m.loop_key.clone().map(|l| view! { " › " <a href=format!("/loops/{l}")>{l.clone()}</a> })}</p>
+        {if m.kind == MetricKind::Ltv {
+            view! { <p class="crumbs"><a href="/customers">"Customers"</a></p> }.into_any()
+        } else {
+            view! { <p class="crumbs"><a href="/loops">"Loops"</a>{m.loop_key.clone().map(|l| view! { " › " <a href=format!("/loops/{l}")>{l.clone()}</a> })}</p> }.into_any()
+        }}
         <div class="page-head">
             <h1>{m.name.clone()}</h1>
             {series.stale.then(|| view! { <span class="badge warn">"stale"</span> })}
         </div>
         <p class="meta">{description}</p>
+        {series.problem.clone().map(|p| view! { <MetricProblemNote problem=p/> })}
         <LineChart series=vec![chart] title=m.name.clone() format/>
         <table class="history">
             <thead><tr><th scope="col">"Bucket"</th><th scope="col">"Value"</th><th scope="col">"95 % CI"</th><th scope="col">"n"</th><th scope="col">"Newest data (UTC)"</th></tr></thead>

@@ -4,6 +4,7 @@
 mod access;
 mod adoption;
 mod annotation;
+mod customers;
 mod dashboard;
 mod experiments;
 mod loops;
@@ -18,6 +19,7 @@ mod units;
 pub use access::*;
 pub use adoption::*;
 pub use annotation::*;
+pub use customers::*;
 pub use dashboard::*;
 pub use experiments::*;
 pub use loops::*;

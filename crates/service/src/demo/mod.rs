@@ -7,7 +7,9 @@ use slope_domain::*;
 
 use crate::{Annotations, BatchInput, Loops, Planning, Result};
 
+mod customers;
 mod people;
+pub use customers::*;
 pub use people::*;
 
 /// The demo organisation's slug.
@@ -707,6 +709,7 @@ pub async fn seed_loop(planning: &Planning, loops: &Loops, actor: &Actor, today:
             planning.create_goal(actor, squad.id, &goal).await?;
         }
     }
+    seed_customers(planning, loops, actor, today).await?;
     tracing::info!(events = n, discharge_events = discharge, "seeded the demo loops");
     Ok(true)
 }
