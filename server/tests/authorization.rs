@@ -590,6 +590,14 @@ fn table() -> Vec<Entry> {
             |o, _| vec![v(&o.loop_key)],
             Json(|o, _| json!({ "model_id": o.model })),
         ),
+        op("GET", "/api/v1/loops/{loop}/gate", READ, |o, _| vec![v(&o.loop_key)], Body::None),
+        op(
+            "PUT",
+            "/api/v1/loops/{loop}/gate",
+            OPERATE,
+            |o, _| vec![v(&o.loop_key)],
+            Json(|_, _| json!({ "online": "not-worse" })),
+        ),
         op(
             "POST",
             "/api/v1/loops/{loop}/challenger",

@@ -210,10 +210,65 @@ async fn the_loop_closes_inside_slope() {
     assert_eq!(model["dataset_digest"], built["sft"]["digest"]);
     assert_eq!(model["aliases"][0]["alias"], "challenger");
 
-    // The gate: the tuned model beats the champion; the old base then cannot come back.
+    // The gate: the tuned model beats the champion offline, but a loop with a champion also needs an
+    // experiment of exactly this challenger against it. An experiment of other models is no evidence.
     assert!(tuned_reward > base_reward);
+    let before = server.get("/api/v1/loops/notes/stack").await.expect(200);
+    let ab_before = before["stages"].as_array().unwrap().iter().find(|s| s["key"] == "ab").unwrap()["status"].clone();
+    let today = chrono::Utc::now().date_naive();
+    let experiment = |key: &str, control: i64, treatment: i64| {
+        json!({
+            "key": key, "name": key, "loop": "notes", "control": format!("{key}-champion"),
+            "treatment": format!("{key}-challenger"), "starts_on": today.to_string(),
+            "ends_on": (today + chrono::Duration::days(7)).to_string(),
+            "control_model": control, "treatment_model": treatment,
+        })
+    };
+    server.post("/api/v1/experiments", &experiment("other", tuned, base)).await.expect(201);
+    server.post("/api/v1/experiments", &experiment("bad", base, 999_999)).await.expect_invalid(&["treatment_model"]);
+    let refused = server
+        .post("/api/v1/loops/notes/promote", &json!({ "model_id": tuned }))
+        .await
+        .expect_error(409, "gate_refused");
+    let message = refused["error"]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("no experiment of notes served") && message.contains(&format!("control_model {base}")),
+        "{refused}"
+    );
+
+    // The matching experiment, with the outcomes of its arms: the challenger's users accept more.
+    server.post("/api/v1/experiments", &experiment("tuned-vs-base", base, tuned)).await.expect(201);
+    let now = chrono::Utc::now() - chrono::Duration::minutes(5);
+    let outcomes: Vec<Value> = (0..40)
+        .map(|i| {
+            let treated = i % 2 == 1;
+            json!({
+                "event_id": format!("ab-{i}"), "ts": now.to_rfc3339(), "user_id": format!("ab-user-{i}"),
+                "variant": if treated { "tuned-vs-base-challenger" } else { "tuned-vs-base-champion" },
+                "suggested_chars": 100, "accepted_chars": if treated { 60 + i % 7 } else { 40 + i % 5 },
+            })
+        })
+        .collect();
+    let ingest = server
+        .client
+        .post(format!("{}/api/v1/loops/notes/events", server.base))
+        .header("Content-Type", "application/x-ndjson")
+        .body(ndjson(&outcomes));
+    server.send(ingest, "POST /api/v1/loops/notes/events".into()).await.expect(201);
+    // A loop whose gate asks for a significantly better challenger: this one is.
+    let gate = server.put("/api/v1/loops/notes/gate", &json!({ "online": "better" })).await.expect(200);
+    assert_eq!((&gate["online"], &gate["loop"]), (&json!("better"), &json!("notes")));
+    server.put("/api/v1/loops/notes/gate", &json!({ "online": "maybe" })).await.expect_invalid(&["online"]);
+    assert_eq!(server.get("/api/v1/loops/notes/gate").await.expect(200)["online"], "better");
     let promoted = server.post("/api/v1/loops/notes/promote", &json!({ "model_id": tuned })).await.expect(200);
     assert_eq!(promoted["accepted"], true, "{promoted}");
+    let decision = &promoted["record"]["decision"];
+    assert_eq!(
+        (&decision["experiment"]["key"], &decision["online_rule"]),
+        (&json!("tuned-vs-base"), &json!("better")),
+        "{promoted}"
+    );
+    assert!(decision["experiment"]["always_valid_ci"][0].as_f64().unwrap() > 0.0, "{promoted}");
     let refused = server
         .post("/api/v1/loops/notes/promote", &json!({ "model_id": base }))
         .await
@@ -222,7 +277,7 @@ async fn the_loop_closes_inside_slope() {
     let registry = server.get("/api/v1/loops/notes/models").await.expect(200);
     let decisions: Vec<bool> =
         registry["promotions"].as_array().unwrap().iter().map(|p| p["accepted"].as_bool().unwrap()).collect();
-    assert_eq!(decisions, [false, true, true], "newest first: {registry}");
+    assert_eq!(decisions, [false, true, false, true], "newest first: {registry}");
     let champion = registry["aliases"].as_array().unwrap().iter().find(|a| a["alias"] == "champion").cloned().unwrap();
     assert_eq!(champion["model_id"], tuned);
 
@@ -239,7 +294,9 @@ async fn the_loop_closes_inside_slope() {
     }
     assert!(stage("data")["artefact"].as_str().unwrap().contains("notes-sft"), "{stack}");
     assert_eq!(stage("fine-tuning")["status"], "succeeded", "{stack}");
-    assert_eq!(stage("ab")["status"], "missing", "{stack}");
+    // The stack's A/B stage was missing until the experiments above (see `ab_before`); now it runs.
+    assert_eq!(ab_before, "missing");
+    assert_eq!(stage("ab")["status"], "running", "{stack}");
     assert_eq!(stage("observability")["status"], "ok", "{stack}");
     let iterations = stack["iterations"].as_array().unwrap();
     assert_eq!(iterations.len(), 1, "{stack}");
@@ -251,6 +308,11 @@ async fn the_loop_closes_inside_slope() {
     assert_eq!(iteration["first_event_at"], "2026-06-01T10:00:00Z", "{stack}");
     assert!(iteration["cycle_hours"].as_f64().unwrap() > 0.0, "{stack}");
     assert!((iteration["reward_change"].as_f64().unwrap() - (tuned_reward - base_reward)).abs() < 1e-9, "{stack}");
+    // The measured online lift is the experiment's acceptance difference, beside the reward change.
+    assert_eq!(iteration["online_lift"]["experiment"], "tuned-vs-base", "{stack}");
+    let lift = iteration["online_lift"]["difference"].as_f64().unwrap();
+    assert!(lift > 0.15 && iteration["online_lift"]["ci_low"].as_f64().unwrap() > 0.0, "{stack}");
+    assert_eq!(stack["metabolism"]["online_lift_per_iteration"].as_f64(), Some(lift), "{stack}");
     assert_eq!(stack["metabolism"]["iterations"], 1, "{stack}");
     assert_eq!(stack["metabolism"]["promoted"], 1, "{stack}");
     let annotations: i64 =

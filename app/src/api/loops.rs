@@ -200,8 +200,25 @@ pub async fn create_experiment(
     starts_on: String,
     ends_on: String,
     expected_share: String,
+    control_model: String,
+    treatment_model: String,
 ) -> Result<Outcome, ServerFnError> {
     let (loops, actor) = server::loops()?;
+    let (control_model, treatment_model) =
+        match (optional_id("control_model", &control_model), optional_id("treatment_model", &treatment_model)) {
+            (Ok(c), Ok(t)) => (c, t),
+            (c, t) => {
+                let mut errors = FieldErrors::new();
+                for found in [c.err(), t.err()].into_iter().flatten() {
+                    for (field, messages) in found.0 {
+                        for m in messages {
+                            errors.add(&field, m);
+                        }
+                    }
+                }
+                return Ok(Outcome::Invalid(errors));
+            }
+        };
     let expected_share = match expected_share.trim() {
         "" => None,
         raw => match raw.parse::<f64>() {
@@ -212,7 +229,18 @@ pub async fn create_experiment(
             }
         },
     };
-    let input = ExperimentInput { key, name, loop_key, control, treatment, starts_on, ends_on, expected_share };
+    let input = ExperimentInput {
+        key,
+        name,
+        loop_key,
+        control,
+        treatment,
+        starts_on,
+        ends_on,
+        expected_share,
+        control_model,
+        treatment_model,
+    };
     let result = loops.create_experiment(&actor, &input).await.map_err(|e| match e {
         slope_service::ServiceError::Invalid(fields) => {
             slope_service::ServiceError::Invalid(fields.renamed("loop", "loop_key"))

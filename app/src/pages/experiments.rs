@@ -57,6 +57,8 @@ fn NewExperimentForm() -> impl IntoView {
             starts_on: f.starts_on.clone(),
             ends_on: f.ends_on.clone(),
             expected_share,
+            control_model: f.control_model.trim().parse().ok(),
+            treatment_model: f.treatment_model.trim().parse().ok(),
         };
         input.validate().map(|_| ()).map_err(|fields| fields.renamed("loop", "loop_key"))
     });
@@ -69,6 +71,10 @@ fn NewExperimentForm() -> impl IntoView {
             <div class="grid-2">
                 <Input label="Control variant" name="control" errors value="" required=true hint="The variant that stands for the current thinking."/>
                 <Input label="Treatment variant" name="treatment" errors value="" required=true/>
+                <Input label="Control model id" name="control_model" kind="number" errors value=""
+                    hint="The model the control arm serves (the loop's champion), if a model serves it."/>
+                <Input label="Treatment model id" name="treatment_model" kind="number" errors value=""
+                    hint="The challenger: the promotion gate weighs this experiment only for these two models."/>
                 <Input label="Starts on" name="starts_on" kind="date" errors value="" required=true/>
                 <Input label="Ends on" name="ends_on" kind="date" errors value="" required=true/>
             </div>
@@ -148,7 +154,15 @@ fn ExperimentView(page: ExperimentPage) -> impl IntoView {
             <div>
                 <h1>{title}</h1>
                 <p class="meta">
-                    {format!("Loop {} · control {} · treatment {} · designed treatment share {} · {state}", e.loop_key, e.control, e.treatment, share_text(e.expected_share))}
+                    {format!(
+                        "Loop {} · control {}{} · treatment {}{} · designed treatment share {} · {state}",
+                        e.loop_key,
+                        e.control,
+                        e.control_model_id.map(|m| format!(" (model {m})")).unwrap_or_default(),
+                        e.treatment,
+                        e.treatment_model_id.map(|m| format!(" (model {m})")).unwrap_or_default(),
+                        share_text(e.expected_share)
+                    )}
                 </p>
             </div>
             <a href="/experiments" class="link">"All experiments"</a>

@@ -545,6 +545,7 @@ mod tests {
             outcome: outcome.into(),
             reason: String::new(),
             reward_change: None,
+            online_lift: None,
             cycle_hours: None,
             annotations_used: used,
         }
@@ -564,6 +565,8 @@ mod tests {
             ends_on: day,
             expected_share: 0.5,
             created_at: "2026-11-01T00:00:00Z".parse().unwrap(),
+            control_model_id: None,
+            treatment_model_id: None,
             stopped_at: None,
         }
     }

@@ -25,6 +25,11 @@ pub struct ExperimentInput {
     /// The share of users meant to see the treatment (0.5 when not given); the sample-ratio check
     /// compares the observed split with it.
     pub expected_share: Option<f64>,
+    /// The model the control arm serves (the loop's champion), when a model serves it.
+    pub control_model: Option<i64>,
+    /// The model the treatment arm serves (the challenger); the promotion gate weighs an experiment
+    /// only for the models it served.
+    pub treatment_model: Option<i64>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -36,6 +41,8 @@ pub struct ExperimentSpec {
     pub treatment: String,
     pub dates: DateRange,
     pub expected_share: f64,
+    pub control_model: Option<i64>,
+    pub treatment_model: Option<i64>,
 }
 
 impl ExperimentInput {
@@ -72,8 +79,22 @@ impl ExperimentInput {
                 None
             }
         };
+        let model = |c: &mut Checker, field: &str, id: Option<i64>| match id {
+            Some(id) if id <= 0 => {
+                c.fail(field, format!("must be a model id (a whole number above 0), not {id}"));
+                None
+            }
+            id => Some(id),
+        };
+        let control_model = model(&mut c, "control_model", self.control_model);
+        let treatment_model = model(&mut c, "treatment_model", self.treatment_model);
+        if self.control_model.is_some() && self.control_model == self.treatment_model {
+            c.fail("treatment_model", "must differ from the control's model");
+        }
         c.finish(|| {
             Some(ExperimentSpec {
+                control_model: control_model?,
+                treatment_model: treatment_model?,
                 key: key?,
                 name: name?,
                 loop_key: loop_key?,
@@ -101,6 +122,11 @@ pub struct Experiment {
     pub ends_on: NaiveDate,
     pub expected_share: f64,
     pub created_at: DateTime<Utc>,
+    /// The models the arms served, when they were recorded (see [`ExperimentInput`]).
+    #[serde(default)]
+    pub control_model_id: Option<i64>,
+    #[serde(default)]
+    pub treatment_model_id: Option<i64>,
     /// When it was stopped before its last day (the demo's loop turns in minutes, so a day is too coarse
     /// to end an A/B test); a stopped experiment no longer assigns users to arms.
     pub stopped_at: Option<DateTime<Utc>>,
@@ -111,6 +137,12 @@ impl Experiment {
     pub fn is_active(&self, now: DateTime<Utc>) -> bool {
         let today = now.date_naive();
         self.starts_on <= today && today <= self.ends_on && self.stopped_at.is_none_or(|at| at > now)
+    }
+
+    /// Whether it served exactly `treatment` against `control` (`None`: the control arm served no
+    /// model, as before a loop's first champion).
+    pub fn served(&self, control: Option<i64>, treatment: i64) -> bool {
+        self.treatment_model_id == Some(treatment) && self.control_model_id == control
     }
 
     /// The last day whose events belong to it: its last day, or the day it was stopped (never before its
@@ -154,12 +186,23 @@ mod tests {
             starts_on: "2027-02-01".into(),
             ends_on: "2027-01-01".into(),
             expected_share: Some(1.0),
+            control_model: Some(0),
+            treatment_model: None,
         };
         let err = input.validate().unwrap_err();
-        assert_eq!(err.0.keys().collect::<Vec<_>>(), ["ends_on", "expected_share", "treatment"]);
-        let ok =
-            ExperimentInput { treatment: "v2".into(), ends_on: "2027-02-28".into(), expected_share: None, ..input };
+        assert_eq!(err.0.keys().collect::<Vec<_>>(), ["control_model", "ends_on", "expected_share", "treatment"]);
+        let ok = ExperimentInput {
+            treatment: "v2".into(),
+            ends_on: "2027-02-28".into(),
+            expected_share: None,
+            control_model: None,
+            ..input
+        };
         assert_eq!(ok.validate().unwrap().expected_share, 0.5);
+        let same = ExperimentInput { control_model: Some(3), treatment_model: Some(3), ..ok.clone() };
+        assert_eq!(same.validate().unwrap_err().0.keys().collect::<Vec<_>>(), ["treatment_model"]);
+        let models = ExperimentInput { control_model: Some(3), treatment_model: Some(4), ..ok }.validate().unwrap();
+        assert_eq!((models.control_model, models.treatment_model), (Some(3), Some(4)));
     }
 
     #[test]
@@ -177,8 +220,11 @@ mod tests {
             ends_on: NaiveDate::from_ymd_opt(2027, 1, 31).unwrap(),
             expected_share: 0.5,
             created_at: at("2027-01-01T00:00:00Z"),
+            control_model_id: Some(3),
+            treatment_model_id: Some(4),
             stopped_at: None,
         };
+        assert!(e.served(Some(3), 4) && !e.served(Some(4), 3) && !e.served(None, 4));
         assert!(!e.is_active(at("2027-01-03T23:59:59Z")), "not started");
         assert!(e.is_active(at("2027-01-04T00:00:00Z")));
         assert!(!e.is_active(at("2027-02-01T00:00:00Z")), "ended");

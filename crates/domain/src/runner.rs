@@ -558,6 +558,56 @@ pub struct Alias {
 
 // ---- promotions ----------------------------------------------------------------------------------
 
+string_enum!(
+    /// What a loop's promotion gate asks of the experiment that served the challenger against the
+    /// champion: that the challenger's acceptance be not significantly worse, or significantly better
+    /// (by the always-valid 95 % confidence sequence of the difference).
+    OnlineRule { NotWorse => "not-worse", Better => "better" }
+);
+
+impl OnlineRule {
+    pub fn label(self) -> &'static str {
+        match self {
+            OnlineRule::NotWorse => "not significantly worse online",
+            OnlineRule::Better => "significantly better online",
+        }
+    }
+}
+
+/// A loop's promotion gate policy.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct GatePolicy {
+    #[serde(rename = "loop")]
+    pub loop_key: String,
+    pub online: OnlineRule,
+    /// Who set it and when; `None` for the default.
+    pub set_by: Option<String>,
+    pub set_at: Option<DateTime<Utc>>,
+}
+
+impl GatePolicy {
+    /// The policy of a loop nobody has set one for: not significantly worse.
+    pub fn default_for(loop_key: &str) -> GatePolicy {
+        GatePolicy { loop_key: loop_key.to_owned(), online: OnlineRule::NotWorse, set_by: None, set_at: None }
+    }
+}
+
+/// A gate policy as a form or JSON body carries it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(default)]
+pub struct GatePolicyInput {
+    /// `not-worse` or `better`.
+    pub online: String,
+}
+
+impl GatePolicyInput {
+    pub fn parse(&self) -> Result<OnlineRule, FieldErrors> {
+        self.online.trim().parse::<OnlineRule>().map_err(|m| FieldErrors::single("online", m))
+    }
+}
+
 /// A model as a promotion decision saw it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Contender {
@@ -602,6 +652,18 @@ impl ExperimentEvidence {
     }
 }
 
+/// A promoted model's measured online lift.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct OnlineLift {
+    pub experiment: String,
+    /// Treatment minus control character acceptance.
+    pub difference: f64,
+    /// The always-valid 95 % interval; an unbounded end is `None`.
+    pub ci_low: Option<f64>,
+    pub ci_high: Option<f64>,
+}
+
 /// Why the promotion gate decided as it did.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PromotionDecision {
@@ -610,10 +672,30 @@ pub struct PromotionDecision {
     pub champion: Option<Contender>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub experiment: Option<ExperimentEvidence>,
+    /// What the loop's gate asked of the experiment (`None`: no champion to compare with, or a
+    /// decision recorded before loops had gate policies).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub online_rule: Option<OnlineRule>,
     pub reason: String,
 }
 
 impl PromotionDecision {
+    /// The measured online lift: the challenger's acceptance minus the champion's in the experiment
+    /// the gate weighed, with its always-valid 95 % interval.
+    pub fn online_lift(&self) -> Option<OnlineLift> {
+        match self.experiment.as_ref()? {
+            ExperimentEvidence::Analysed { key, difference, always_valid_ci, .. } if difference.is_finite() => {
+                Some(OnlineLift {
+                    experiment: key.clone(),
+                    difference: *difference,
+                    ci_low: always_valid_ci[0].is_finite().then_some(always_valid_ci[0]),
+                    ci_high: always_valid_ci[1].is_finite().then_some(always_valid_ci[1]),
+                })
+            }
+            _ => None,
+        }
+    }
+
     /// The challenger's reward minus the champion's, when both were known.
     pub fn reward_change(&self) -> Option<f64> {
         let champion = self.champion.as_ref()?.reward?;

@@ -304,6 +304,7 @@ mod tests {
                 challenger: Contender { id: challenger_id, name: String::new(), reward: None },
                 champion: None,
                 experiment: None,
+                online_rule: None,
                 reason: "reward 0.6 beats 0.5".into(),
             },
             at: at("2027-01-06T12:00:00Z"),

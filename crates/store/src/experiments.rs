@@ -20,6 +20,8 @@ struct ExperimentRow {
     expected_share: f64,
     created_at: DateTime<Utc>,
     stopped_at: Option<DateTime<Utc>>,
+    control_model_id: Option<i64>,
+    treatment_model_id: Option<i64>,
 }
 
 impl From<ExperimentRow> for Experiment {
@@ -36,6 +38,8 @@ impl From<ExperimentRow> for Experiment {
             ends_on: r.ends_on,
             expected_share: r.expected_share,
             created_at: r.created_at,
+            control_model_id: r.control_model_id,
+            treatment_model_id: r.treatment_model_id,
             stopped_at: r.stopped_at,
         }
     }
@@ -80,10 +84,12 @@ impl Store {
     pub async fn create_experiment(&self, org: OrgId, spec: &ExperimentSpec) -> Result<Experiment> {
         let now = Utc::now();
         let row: std::result::Result<ExperimentRow, StoreError> = on_db!(self, db => sqlx::query_as(
-            "INSERT INTO experiments (org_id, key, name, loop_key, control, treatment, starts_on, ends_on, expected_share, created_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING *")
+            "INSERT INTO experiments (org_id, key, name, loop_key, control, treatment, starts_on, ends_on, expected_share, created_at,
+             control_model_id, treatment_model_id)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) RETURNING *")
             .bind(org.0).bind(spec.key.as_str()).bind(spec.name.as_str()).bind(spec.loop_key.as_str()).bind(&spec.control)
             .bind(&spec.treatment).bind(spec.dates.start).bind(spec.dates.end).bind(spec.expected_share).bind(now)
+            .bind(spec.control_model).bind(spec.treatment_model)
             .fetch_one(db).await.map_err(StoreError::from));
         match row {
             Ok(row) => Ok(row.into()),

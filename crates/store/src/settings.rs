@@ -1,5 +1,6 @@
-//! Settings of an organisation that are versioned like plans: each change is a new row, kept, so what a
-//! page judged by can always be traced. Today these are the adoption dashboard's rules.
+//! Settings of an organisation: the adoption dashboard's rules, versioned like plans (each change is a
+//! new row, kept, so what a page judged by can always be traced), and each loop's promotion gate
+//! policy (one row per loop; its changes are on the audit trail).
 
 use chrono::{DateTime, SubsecRound, Utc};
 use sqlx::types::Json;
@@ -60,6 +61,39 @@ impl Store {
             }
             other => other,
         }
+    }
+}
+
+impl Store {
+    /// The loop's promotion gate policy; the default (not significantly worse) when none was set.
+    pub async fn gate_policy(&self, org: OrgId, loop_key: &str) -> Result<GatePolicy> {
+        let row: Option<(String, String, DateTime<Utc>)> = on_db!(self, db => sqlx::query_as(
+            "SELECT online, set_by, set_at FROM gate_policies WHERE org_id = $1 AND loop_key = $2")
+            .bind(org.0).bind(loop_key).fetch_optional(db).await?);
+        let Some((online, set_by, set_at)) = row else { return Ok(GatePolicy::default_for(loop_key)) };
+        let online =
+            online.parse().map_err(|e: String| StoreError::Corrupt(format!("gate policy of {loop_key}: {e}")))?;
+        Ok(GatePolicy { loop_key: loop_key.to_owned(), online, set_by: Some(set_by), set_at: Some(set_at) })
+    }
+
+    /// Sets the loop's promotion gate policy, replacing the earlier one, on the audit trail.
+    pub async fn set_gate_policy(&self, actor: &Actor, loop_key: &str, online: OnlineRule) -> Result<GatePolicy> {
+        // Microseconds, as PostgreSQL keeps them, so the policy returned equals the policy read back.
+        let now = Utc::now().trunc_subsecs(6);
+        let org = actor.org;
+        let before = self.gate_policy(org, loop_key).await?;
+        in_tx!(self, tx => {
+            lock_org!(tx, org);
+            sqlx::query(
+                "INSERT INTO gate_policies (org_id, loop_key, online, set_by, set_at) VALUES ($1, $2, $3, $4, $5)
+                 ON CONFLICT (org_id, loop_key) DO UPDATE SET online = excluded.online, set_by = excluded.set_by,
+                 set_at = excluded.set_at")
+                .bind(org.0).bind(loop_key).bind(online.as_str()).bind(actor.label()).bind(now)
+                .execute(&mut *tx).await?;
+            let after = GatePolicy { loop_key: loop_key.to_owned(), online, set_by: Some(actor.label()), set_at: Some(now) };
+            audit!(tx, actor, "gate_policy", org.0, now, Some(to_json(&before)?), Some(to_json(&after)?));
+            Ok(after)
+        })
     }
 }
 

@@ -13,7 +13,8 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use slope_domain::{
-    Alias, Dataset, DatasetBasis, DatasetSource, FieldErrors, Impression, Job, JobMetric, JobRequest, Model, Promotion,
+    Alias, Dataset, DatasetBasis, DatasetSource, FieldErrors, GatePolicy, GatePolicyInput, Impression, Job, JobMetric,
+    JobRequest, Model, Promotion,
 };
 use slope_service::{
     BuiltDatasets, Completion, CompletionRequest, MAX_DATASET_BYTES, ModelView, PromotionOutcome, Runner, Services,
@@ -44,6 +45,7 @@ pub(crate) fn routes() -> OpenApiRouter<Services> {
         .routes(routes!(loop_models))
         .routes(routes!(loop_stack))
         .routes(routes!(promote))
+        .routes(routes!(gate_policy, set_gate_policy))
         .routes(routes!(set_challenger))
         .routes(routes!(complete))
         .routes(routes!(outcome))
@@ -566,8 +568,10 @@ struct GateRefused {
 /// Asks the promotion gate to make a model its loop's champion.
 ///
 /// The model becomes the champion only when its reward beats the champion's on the same held-out data
-/// and, where the loop has an A/B experiment under way or finished, its treatment arm is not
-/// significantly worse. Every decision is recorded: a refused promotion answers 409 with the decision.
+/// and, once the loop has a champion, an experiment served exactly this model (`treatment_model`)
+/// against the champion (`control_model`) and its analysis meets the loop's gate policy (not
+/// significantly worse, or significantly better). Without such an experiment the gate refuses, naming
+/// it. Every decision is recorded: a refused promotion answers 409 with the decision.
 #[utoipa::path(
     post,
     path = "/loops/{loop}/promote",
@@ -600,6 +604,54 @@ async fn promote(
         json!({ "error": { "code": "gate_refused", "message": outcome.reason }, "decision": outcome })
     };
     Ok((status, Json(body)).into_response())
+}
+
+/// Reads the loop's promotion gate policy.
+///
+/// `online` is what the experiment of the challenger against the champion must show: `not-worse` (the
+/// default: the always-valid interval of the acceptance difference does not lie below zero) or
+/// `better` (it lies above zero).
+#[utoipa::path(
+    get,
+    path = "/loops/{loop}/gate",
+    tag = "models",
+    params(("loop" = String, Path, description = "The loop's key.")),
+    responses(
+        (status = 200, description = "The loop's gate policy (the default when none was set).", body = GatePolicy),
+        ReadErrors,
+    ),
+    security(("bearer" = []), ("session" = []))
+)]
+async fn gate_policy(
+    State(s): State<Services>,
+    Caller(actor): Caller,
+    Path(loop_key): Path<String>,
+) -> ApiResult<Json<GatePolicy>> {
+    Ok(Json(runner(&s).gate_policy(&actor, &loop_key).await?))
+}
+
+/// Sets the loop's promotion gate policy.
+///
+/// Every change is on the audit trail; decisions record the policy they applied.
+#[utoipa::path(
+    put,
+    path = "/loops/{loop}/gate",
+    tag = "models",
+    params(("loop" = String, Path, description = "The loop's key.")),
+    request_body = GatePolicyInput,
+    responses(
+        (status = 200, description = "The loop's gate policy now.", body = GatePolicy),
+        WriteErrors,
+    ),
+    security(("bearer" = []), ("session" = []))
+)]
+async fn set_gate_policy(
+    State(s): State<Services>,
+    Caller(actor): Caller,
+    Path(loop_key): Path<String>,
+    Body(input): Body<GatePolicyInput>,
+) -> ApiResult<Json<GatePolicy>> {
+    Ok(Json(runner(&s).set_gate_policy(&actor, &loop_key, &input).await?))
 }
 
 /// Names a model its loop's challenger.

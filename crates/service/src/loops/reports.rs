@@ -243,9 +243,29 @@ impl Loops {
 
     // ---- experiments ---------------------------------------------------------------------------
 
+    /// Creates an experiment. The arms' models, when given, must be models of the organisation
+    /// registered for this loop (or for no loop), so the gate can trust what the experiment says served.
     pub async fn create_experiment(&self, actor: &Actor, input: &ExperimentInput) -> Result<Experiment> {
         let org = actor.authorize(Action::Operate)?;
-        Ok(self.store.create_experiment(org, &input.validate()?).await?)
+        let spec = input.validate()?;
+        let mut errors = FieldErrors::new();
+        for (field, id) in [("control_model", spec.control_model), ("treatment_model", spec.treatment_model)] {
+            let Some(id) = id else { continue };
+            match self.store.model(org, id).await? {
+                None => errors.add(field, format!("no model has the id {id}")),
+                Some(m) if m.loop_key.as_deref().is_some_and(|l| l != spec.loop_key.as_str()) => errors.add(
+                    field,
+                    format!(
+                        "model {id} was trained for loop {}, not {}",
+                        m.loop_key.unwrap_or_default(),
+                        spec.loop_key
+                    ),
+                ),
+                Some(_) => {}
+            }
+        }
+        errors.into_result(())?;
+        Ok(self.store.create_experiment(org, &spec).await?)
     }
 
     /// Stops an experiment before its last day: from now on it assigns no users to arms, and its

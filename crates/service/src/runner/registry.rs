@@ -7,8 +7,8 @@ use std::sync::Arc;
 use chrono::Utc;
 use serde::Serialize;
 use slope_domain::{
-    Action, Actor, Alias, AliasKind, Contender, ExperimentEvidence, Key, MetricInput, Model, ModelEval, ModelKind,
-    OrgId, PointInput, Promotion, PromotionDecision, TrainMetrics,
+    Action, Actor, Alias, AliasKind, Contender, ExperimentEvidence, GatePolicy, GatePolicyInput, Key, MetricInput,
+    Model, ModelEval, ModelKind, OnlineRule, OrgId, PointInput, Promotion, PromotionDecision, TrainMetrics,
 };
 use slope_store::NewModel;
 
@@ -141,9 +141,11 @@ impl Runner {
     }
 
     /// The promotion gate. The model becomes the loop's champion only when its reward beats the
-    /// champion's on the same held-out data and, where the loop has an A/B experiment under way or
-    /// finished, its treatment arm is not significantly worse by the always-valid confidence sequence.
-    /// Every decision, accepted or refused, is recorded.
+    /// champion's on the same held-out data and, once the loop has a champion, an experiment served
+    /// exactly this model against that champion and its analysis meets the loop's policy (not
+    /// significantly worse, or significantly better, by the always-valid confidence sequence).
+    /// Experiments of other models are not evidence about this one; without a matching experiment the
+    /// gate refuses, naming the experiment it needs. Every decision, accepted or refused, is recorded.
     pub async fn promote(&self, actor: &Actor, loop_key: &str, model_id: i64) -> Result<PromotionOutcome> {
         let org = actor.authorize(Action::Operate)?;
         let key = Key::parse(loop_key).map_err(|m| invalid("loop", m))?;
@@ -166,29 +168,49 @@ impl Runner {
                 key.as_str()
             )));
         }
+        let policy = self.store.gate_policy(org, key.as_str()).await?;
         let mut verdict = offline_verdict(&challenger, champion.as_ref(), key.as_str());
         let mut experiment = None;
-        if verdict.is_ok()
-            && let Some((experiment_key, analysis)) = self.latest_experiment(org, key.as_str()).await?
-        {
-            match analysis {
-                Ok(report) => {
+        if let (Ok(offline), Some(champ)) = (&verdict, &champion) {
+            let offline = offline.clone();
+            match self.matching_experiment(org, key.as_str(), champ.id, challenger.id).await? {
+                None => {
+                    verdict = Err(format!(
+                        "no experiment of {} served {} (model {}) against the champion {} (model {}): start one with control_model {} and treatment_model {}, and promote once both arms have outcomes",
+                        key.as_str(),
+                        challenger.name,
+                        challenger.id,
+                        champ.name,
+                        champ.id,
+                        champ.id,
+                        challenger.id
+                    ))
+                }
+                Some((experiment_key, Err(why))) => {
+                    verdict = Err(format!("experiment {experiment_key} cannot be analysed yet: {why}"));
+                    experiment = Some(ExperimentEvidence::NotAnalysed { key: experiment_key, not_analysed: why });
+                }
+                Some((experiment_key, Ok(report))) => {
                     let av = &report.always_valid;
-                    if av.ci_high < 0.0 {
-                        verdict = Err(format!(
-                            "experiment {experiment_key}: the treatment's acceptance is significantly worse (always-valid 95 % interval of the difference [{:.4}, {:.4}])",
-                            av.ci_low, av.ci_high
-                        ));
-                    }
+                    let interval = format!(
+                        "always-valid 95 % interval of the acceptance difference [{:.4}, {:.4}]",
+                        av.ci_low, av.ci_high
+                    );
+                    verdict = match policy.online {
+                        OnlineRule::NotWorse if av.ci_high < 0.0 => Err(format!(
+                            "experiment {experiment_key}: the challenger's acceptance is significantly worse ({interval})"
+                        )),
+                        OnlineRule::Better if av.ci_low.is_nan() || av.ci_low <= 0.0 => Err(format!(
+                            "experiment {experiment_key}: the loop's gate asks for a challenger significantly better online, and it is not yet ({interval})"
+                        )),
+                        rule => Ok(format!("{offline}; experiment {experiment_key}: {} ({interval})", rule.label())),
+                    };
                     experiment = Some(ExperimentEvidence::Analysed {
                         key: experiment_key,
                         difference: report.difference.estimate,
                         always_valid_ci: [av.ci_low, av.ci_high],
                         always_valid_p: av.p_value,
                     });
-                }
-                Err(why) => {
-                    experiment = Some(ExperimentEvidence::NotAnalysed { key: experiment_key, not_analysed: why })
                 }
             }
         }
@@ -200,6 +222,7 @@ impl Runner {
             challenger: Contender::from(&challenger),
             champion: champion.as_ref().map(Contender::from),
             experiment,
+            online_rule: champion.as_ref().map(|_| policy.online),
             reason: reason.clone(),
         };
         let record = self
@@ -222,11 +245,14 @@ impl Runner {
         Ok(PromotionOutcome { accepted, reason, record })
     }
 
-    /// The loop's most recently started experiment that has started, with its analysis or why none.
-    async fn latest_experiment(
+    /// The loop's most recently started experiment that served exactly `challenger` against
+    /// `champion`, with its analysis or why there is none yet.
+    async fn matching_experiment(
         &self,
         org: OrgId,
         loop_key: &str,
+        champion: i64,
+        challenger: i64,
     ) -> Result<Option<(String, std::result::Result<slope_metrics::ab::AbReport, String>)>> {
         let today = Utc::now().date_naive();
         let experiment = self
@@ -234,7 +260,7 @@ impl Runner {
             .list_experiments(&Actor::system(org, "runner"))
             .await?
             .into_iter()
-            .filter(|e| e.loop_key == loop_key && e.starts_on <= today)
+            .filter(|e| e.loop_key == loop_key && e.starts_on <= today && e.served(Some(champion), challenger))
             .max_by_key(|e| (e.starts_on, e.id));
         let Some(e) = experiment else { return Ok(None) };
         let analysis = match self.loops.analyze_experiment(&Actor::system(org, "runner"), &e.key).await {
@@ -243,6 +269,31 @@ impl Runner {
             Err(other) => return Err(other),
         };
         Ok(Some((e.key, analysis)))
+    }
+
+    /// The loop's promotion gate policy (404 for a loop that has no events, metrics or models, as for
+    /// its other pages: another organisation's loop is not told apart from none).
+    pub async fn gate_policy(&self, actor: &Actor, loop_key: &str) -> Result<GatePolicy> {
+        let org = actor.authorize(Action::Read)?;
+        let key = self.known_loop(org, loop_key).await?;
+        Ok(self.store.gate_policy(org, key.as_str()).await?)
+    }
+
+    /// Sets the loop's promotion gate policy (what the experiment must show online).
+    pub async fn set_gate_policy(&self, actor: &Actor, loop_key: &str, input: &GatePolicyInput) -> Result<GatePolicy> {
+        let org = actor.authorize(Action::Operate)?;
+        let key = self.known_loop(org, loop_key).await?;
+        let online = input.parse()?;
+        Ok(self.store.set_gate_policy(actor, key.as_str(), online).await?)
+    }
+
+    /// The key of a loop that has events, metrics or models; NotFound otherwise.
+    async fn known_loop(&self, org: OrgId, loop_key: &str) -> Result<Key> {
+        let key = Key::parse(loop_key).map_err(|m| ServiceError::NotFound(format!("loop {loop_key}: {m}")))?;
+        if self.store.list_models(org, Some(key.as_str())).await?.is_empty() {
+            self.loops.ensure_loop(org, key.as_str()).await?;
+        }
+        Ok(key)
     }
 
     /// Records an eval on its model and, when the model is its loop's champion, publishes the scores.

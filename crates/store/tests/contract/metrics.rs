@@ -748,6 +748,8 @@ async fn contract_experiments_and_drift_alerts(store: Store) {
         starts_on: "2027-01-04".into(),
         ends_on: "2027-01-31".into(),
         expected_share: Some(0.3),
+        control_model: None,
+        treatment_model: None,
     };
     let spec = input.validate().unwrap();
     let before = Utc::now();
@@ -781,8 +783,13 @@ async fn contract_experiments_and_drift_alerts(store: Store) {
     };
     let inline = store.create_experiment(org, &inline.validate().unwrap()).await.unwrap();
     assert_eq!(inline.expected_share, 0.5);
-    let beside = ExperimentInput { key: "a-beside".into(), ..input.clone() }.validate().unwrap();
-    let beside = store.create_experiment(org, &beside).await.unwrap();
+    // The arms' models are kept, so the gate can find the experiment of exactly two models.
+    let beside =
+        ExperimentInput { key: "a-beside".into(), control_model: Some(7), treatment_model: Some(9), ..input.clone() };
+    let beside = store.create_experiment(org, &beside.validate().unwrap()).await.unwrap();
+    assert_eq!((beside.control_model_id, beside.treatment_model_id), (Some(7), Some(9)));
+    assert!(beside.served(Some(7), 9) && !shorter.served(Some(7), 9));
+    assert_eq!(store.experiment(org, "a-beside").await.unwrap().as_ref(), Some(&beside));
     let listed = store.list_experiments(org).await.unwrap();
     assert_eq!(listed, vec![inline, beside, shorter.clone()], "latest start first, then by key");
     assert!(store.list_experiments(other).await.unwrap().is_empty());

@@ -7,14 +7,17 @@ use chrono::{DateTime, Utc};
 
 use serde_json::json;
 use slope_domain::{
-    Alias, AliasKind, Contender, DatasetKind, DatasetSource, Impression, Job, JobKind, JobMetric, JobResult, JobSpec,
-    JobStatus, ModelConfig, ModelEval, ModelKind, Promotion, PromotionDecision, TrainConfig, TrainMetrics,
+    Alias, AliasKind, Contender, DatasetKind, DatasetSource, GatePolicy, Impression, Job, JobKind, JobMetric,
+    JobResult, JobSpec, JobStatus, ModelConfig, ModelEval, ModelKind, OnlineRule, Promotion, PromotionDecision,
+    TrainConfig, TrainMetrics,
 };
 use slope_store::{Heartbeat, MAX_JOB_ATTEMPTS, NewDataset, NewImpression, NewModel, Store};
 
 use crate::common::*;
 
 contract_tests! {
+    contract_gate_policies_default_and_change_on_the_trail =>
+        gate_policies_default_and_change_on_the_trail_sqlite, gate_policies_default_and_change_on_the_trail_postgres;
     contract_datasets_are_idempotent_by_digest =>
         datasets_are_idempotent_by_digest_sqlite, datasets_are_idempotent_by_digest_postgres;
     contract_job_lifecycle =>
@@ -94,6 +97,7 @@ fn decision(reason: &str, reward: Option<f64>, champion: Option<f64>) -> Promoti
         challenger: Contender { id: 1, name: "challenger".into(), reward },
         champion: champion.map(|r| Contender { id: 2, name: "champion".into(), reward: Some(r) }),
         experiment: None,
+        online_rule: None,
         reason: reason.into(),
     }
 }
@@ -753,4 +757,19 @@ async fn contract_only_the_lease_holder_registers_a_trained_model(store: Store) 
     // Done is done: a second completion registers nothing.
     let again = NewModel { ..new_model("notes-sft-j1-again", Some("notes")) };
     assert_eq!(store.complete_training_job(job.id, "w2", &again, None, &JobResult::default(), t2).await.unwrap(), None);
+}
+
+async fn contract_gate_policies_default_and_change_on_the_trail(store: Store) {
+    let org = store.ensure_org("acme", "Acme").await.unwrap();
+    let other = store.ensure_org("globex", "Globex").await.unwrap();
+    assert_eq!(store.gate_policy(org, "notes").await.unwrap(), GatePolicy::default_for("notes"));
+    let set = store.set_gate_policy(&sys(org), "notes", OnlineRule::Better).await.unwrap();
+    assert_eq!((set.online, set.set_by.as_deref()), (OnlineRule::Better, Some("system:contract-test")));
+    assert_eq!(store.gate_policy(org, "notes").await.unwrap(), set, "read back as written");
+    assert_eq!(store.gate_policy(org, "search").await.unwrap().online, OnlineRule::NotWorse, "per loop");
+    assert_eq!(store.gate_policy(other, "notes").await.unwrap().online, OnlineRule::NotWorse, "per organisation");
+    let back = store.set_gate_policy(&sys(org), "notes", OnlineRule::NotWorse).await.unwrap();
+    assert_eq!(store.gate_policy(org, "notes").await.unwrap(), back);
+    let trail = store.audit_log(org, Some(("gate_policy", org.0)), None, 10).await.unwrap();
+    assert_eq!(trail.len(), 2, "each change is on the trail");
 }
