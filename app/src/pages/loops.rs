@@ -26,6 +26,23 @@ pub fn metric_format(kind: MetricKind) -> fn(f64) -> String {
     }
 }
 
+/// An acceptance difference in percentage points.
+fn points_text(difference: f64) -> String {
+    format!("{:+.1} pp", difference * 100.0)
+}
+
+/// A measured online lift with its always-valid interval (an unbounded end reads ∞).
+fn online_lift_text(lift: &OnlineLift) -> String {
+    let end = |v: Option<f64>, inf: &str| v.map(|v| format!("{:+.1}", v * 100.0)).unwrap_or_else(|| inf.to_owned());
+    format!(
+        "{} [{}, {}] ({})",
+        points_text(lift.difference),
+        end(lift.ci_low, "−∞"),
+        end(lift.ci_high, "+∞"),
+        lift.experiment
+    )
+}
+
 /// Why the newest computation left a bucket without a point, and what that means for what it feeds.
 #[component]
 pub fn MetricProblemNote(problem: MetricProblem) -> impl IntoView {
@@ -391,10 +408,18 @@ fn hours_text(h: f64) -> String {
 /// The post-training stack as a row of cards, the iterations derived from lineage, and the metabolism.
 #[component]
 fn LoopStackView(stack: LoopStack) -> impl IntoView {
-    let LoopStack { stages, iterations, metabolism, .. } = stack;
+    let LoopStack { stages, iterations, metabolism, gate, .. } = stack;
+    let gate = gate.map(|g| {
+        format!(
+            "Promotion gate: a challenger must beat the champion's reward on the same held-out data and, in an experiment of exactly the two models (control_model = champion, treatment_model = challenger), be {}{} (PUT /api/v1/loops/{}/gate).",
+            g.online.label(),
+            g.set_by.map(|by| format!("; set by {by}")).unwrap_or_else(|| "; the default".into()),
+            g.loop_key
+        )
+    });
     let m = metabolism;
     let summary = format!(
-        "{}{} iterations, {} promoted · mean cycle time {} · lift per promoted iteration {}",
+        "{}{} iterations, {} promoted · mean cycle time {} · measured online lift per promoted iteration {} (offline reward change {})",
         match (&m.season, m.iterations_per_week) {
             (Some(s), Some(r)) => format!("Season {s}: {r:.2} iterations per week · all time: "),
             _ => String::new(),
@@ -402,6 +427,7 @@ fn LoopStackView(stack: LoopStack) -> impl IntoView {
         m.iterations,
         m.promoted,
         m.mean_cycle_hours.map(hours_text).unwrap_or_else(|| "—".into()),
+        m.online_lift_per_iteration.map(points_text).unwrap_or_else(|| "—".into()),
         m.lift_per_iteration.map(|l| format!("{l:+.4}")).unwrap_or_else(|| "—".into()),
     );
     let series = |f: fn(&MetabolismWeek) -> Option<f64>| -> Vec<(chrono::NaiveDate, f64)> {
@@ -429,6 +455,7 @@ fn LoopStackView(stack: LoopStack) -> impl IntoView {
         <section aria-labelledby="iterations-heading">
             <h2 id="iterations-heading">"Iterations"</h2>
             <p class="hint">"Derived from lineage: each promotion decision on a model trained by a job on a dataset built from this loop's events."</p>
+            {gate.map(|g| view! { <p class="meta gate-policy">{g}</p> })}
             {if iterations.is_empty() {
                 view! { <p class="empty">"No iterations yet: build datasets, fine-tune a challenger and take it through the promotion gate."</p> }.into_any()
             } else {
@@ -437,7 +464,7 @@ fn LoopStackView(stack: LoopStack) -> impl IntoView {
                         <thead><tr>
                             <th scope="col">"Model"</th><th scope="col">"First event"</th><th scope="col">"Dataset"</th>
                             <th scope="col">"Job"</th><th scope="col">"Eval"</th><th scope="col">"Experiment"</th>
-                            <th scope="col">"Decided (UTC)"</th><th scope="col">"Outcome"</th><th scope="col">"Reward change"</th><th scope="col">"Cycle time"</th>
+                            <th scope="col">"Decided (UTC)"</th><th scope="col">"Outcome"</th><th scope="col">"Online lift"</th><th scope="col">"Reward change"</th><th scope="col">"Cycle time"</th>
                             <th scope="col">"Annotations used"</th>
                         </tr></thead>
                         <tbody>
@@ -451,6 +478,7 @@ fn LoopStackView(stack: LoopStack) -> impl IntoView {
                                     <td>{i.experiment.clone().unwrap_or_else(|| "—".into())}</td>
                                     <td>{when(Some(i.decided_at))}</td>
                                     <td><span class="badge" title=i.reason.clone()>{i.outcome.clone()}</span></td>
+                                    <td>{i.online_lift.as_ref().map(online_lift_text).unwrap_or_else(|| "—".into())}</td>
                                     <td>{i.reward_change.map(|c| format!("{c:+.4}")).unwrap_or_else(|| "—".into())}</td>
                                     <td>{i.cycle_hours.map(hours_text).unwrap_or_else(|| "—".into())}</td>
                                     <td>{i.annotations_used.map(|n| n.to_string()).unwrap_or_else(|| "—".into())}</td>

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use chrono::{DateTime, Datelike, Duration, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::{Alias, Dataset, DatasetKind, DriftAlert, Experiment, Job, Model, Promotion, Season};
+use crate::{Alias, Dataset, DatasetKind, DriftAlert, Experiment, Job, Model, OnlineLift, Promotion, Season};
 
 /// One stage of the post-training stack with its current artefact.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -49,6 +49,10 @@ pub struct LoopIteration {
     pub reason: String,
     /// The challenger's reward minus the champion's at the decision (none without both).
     pub reward_change: Option<f64>,
+    /// The measured online lift: the acceptance difference in the experiment the gate weighed, with
+    /// its interval (none for a first champion or a decision without an analysed experiment).
+    #[serde(default)]
+    pub online_lift: Option<OnlineLift>,
     /// Hours from the first event of the batch to the decision.
     pub cycle_hours: Option<f64>,
     /// Expert annotations the iteration's dataset used (none when it was built without them).
@@ -80,8 +84,12 @@ pub struct Metabolism {
     pub iterations: i64,
     pub promoted: i64,
     pub mean_cycle_hours: Option<f64>,
-    /// Mean reward change per promoted iteration.
+    /// Mean offline reward change per promoted iteration.
     pub lift_per_iteration: Option<f64>,
+    /// Mean measured online lift (acceptance difference in the experiment the gate weighed) per
+    /// promoted iteration that has one.
+    #[serde(default)]
+    pub online_lift_per_iteration: Option<f64>,
     /// The current season (the one whose dates hold today), whose weeks the chart shows; without one,
     /// every week with activity.
     pub season: Option<String>,
@@ -103,6 +111,9 @@ pub struct LoopStack {
     pub stages: Vec<StackStage>,
     pub iterations: Vec<LoopIteration>,
     pub metabolism: Metabolism,
+    /// The loop's promotion gate policy (the service fills it in; `None` from [`derive_stack`]).
+    #[serde(default)]
+    pub gate: Option<crate::GatePolicy>,
 }
 
 /// How [`derive_stack`] counts annotation volume.
@@ -142,12 +153,17 @@ pub fn derive_stack(e: &StackEvidence<'_>) -> LoopStack {
     let iterations = iterations(e, &datasets);
     let metabolism = metabolism(e, &datasets, &iterations);
     let stages = stages(e, &datasets, &iterations);
-    LoopStack { loop_key: key.into(), stages, iterations, metabolism }
+    LoopStack { loop_key: key.into(), stages, iterations, metabolism, gate: None }
 }
 
 fn iterations(e: &StackEvidence<'_>, datasets: &[&Dataset]) -> Vec<LoopIteration> {
     let mut iterations = Vec::new();
-    for p in e.promotions {
+    // A model put to the gate more than once (refused until its experiment had outcomes, say) is one
+    // iteration: the loop turned once, and its latest decision is the outcome.
+    let latest = e.promotions.iter().filter(|p| {
+        !e.promotions.iter().any(|q| q.challenger_id == p.challenger_id && (q.at, q.id) > (p.at, p.id))
+    });
+    for p in latest {
         let Some(model) = e.models.iter().find(|m| m.id == p.challenger_id) else { continue };
         let Some(digest) = &model.dataset_digest else { continue };
         let Some(dataset) = datasets.iter().find(|d| &d.digest == digest) else { continue };
@@ -200,6 +216,7 @@ fn iterations(e: &StackEvidence<'_>, datasets: &[&Dataset]) -> Vec<LoopIteration
             outcome: if p.accepted { "promoted" } else { "refused" }.into(),
             reason: p.decision.reason.clone(),
             reward_change: p.decision.reward_change(),
+            online_lift: p.decision.online_lift(),
             cycle_hours: first_event_at.map(|f| (p.at - f).num_seconds() as f64 / 3600.0),
             annotations_used: dataset.source.annotations(),
         });
@@ -274,6 +291,9 @@ fn metabolism(e: &StackEvidence<'_>, datasets: &[&Dataset], iterations: &[LoopIt
         promoted: promoted.len() as i64,
         mean_cycle_hours: mean(promoted.iter().filter_map(|i| i.cycle_hours).collect()),
         lift_per_iteration: mean(promoted.iter().filter_map(|i| i.reward_change).collect()),
+        online_lift_per_iteration: mean(
+            promoted.iter().filter_map(|i| i.online_lift.as_ref().map(|l| l.difference)).collect(),
+        ),
         season: e.season.map(|s| s.name.clone()),
         iterations_per_week,
         expert_annotations: weeks.iter().map(|w| w.expert_annotations).sum(),
@@ -523,6 +543,7 @@ mod tests {
                 challenger: Contender::from(challenger),
                 champion: Some(Contender { id: 99, name: "base".into(), reward: Some(0.25) }),
                 experiment: None,
+                online_rule: None,
                 reason: if accepted { "beats".into() } else { "does not beat".into() },
             },
             at: at(decided),
@@ -545,10 +566,16 @@ mod tests {
         ];
         let models = [model(10, "sha256:2", 5, 0.5), model(11, "sha256:1", 4, 0.1)];
         let jobs = [job(5)];
-        let promotions = [
-            promotion(1, &models[0], true, "2026-11-04T14:00:00Z"),
-            promotion(2, &models[1], false, "2026-11-02T14:00:00Z"),
-        ];
+        let mut promoted = promotion(1, &models[0], true, "2026-11-04T14:00:00Z");
+        // The gate weighed an experiment of this model against the champion: its difference is the
+        // measured online lift; the always-valid interval's upper end is unbounded.
+        promoted.decision.experiment = Some(crate::ExperimentEvidence::Analysed {
+            key: "notes-ab".into(),
+            difference: 0.04,
+            always_valid_ci: [0.01, f64::NAN],
+            always_valid_p: 0.01,
+        });
+        let promotions = [promoted, promotion(2, &models[1], false, "2026-11-02T14:00:00Z")];
         let stack = derive_stack(&StackEvidence {
             loop_key: "notes",
             models: &models,
@@ -578,12 +605,38 @@ mod tests {
         assert_eq!(newest.cycle_hours, Some(54.0));
         assert_eq!(newest.job_finished_at, Some(at("2026-11-04T10:30:00Z")));
         assert!((newest.reward_change.unwrap() - 0.25).abs() < 1e-12);
+        let online = newest.online_lift.clone().expect("an online lift");
+        assert_eq!(
+            (online.experiment.as_str(), online.difference, online.ci_low, online.ci_high),
+            ("notes-ab", 0.04, Some(0.01), None)
+        );
+        assert_eq!(stack.iterations[1].online_lift, None);
         // The first dataset's batch is all of it; its model has no job in the evidence.
         assert_eq!(stack.iterations[1].first_event_at, Some(at("2026-10-01T00:00:00Z")));
         assert_eq!(stack.iterations[1].job_started_at, None);
         let m = &stack.metabolism;
         assert_eq!((m.iterations, m.promoted), (2, 1));
         assert_eq!(m.mean_cycle_hours, Some(54.0));
+        assert_eq!(m.online_lift_per_iteration, Some(0.04));
+
+        // The same model refused once more, earlier: still one iteration per model, the latest decision.
+        let mut retried = promotions.to_vec();
+        retried.push(promotion(3, &models[0], false, "2026-11-04T12:00:00Z"));
+        let again = derive_stack(&StackEvidence {
+            loop_key: "notes",
+            models: &models,
+            datasets: &datasets,
+            jobs: &jobs,
+            promotions: &retried,
+            experiments: &[],
+            alerts: &[],
+            champion: None,
+            season: None,
+            annotations_per_day: &[],
+            now: at("2026-11-05T00:00:00Z"),
+        });
+        assert_eq!(again.iterations.len(), 2);
+        assert_eq!((again.iterations[0].promotion_id, again.iterations[0].outcome.as_str()), (1, "promoted"));
         // SFT rows 100 then 160: 160 annotations in the week of 2 November; preference rows do not count.
         assert_eq!(m.weeks.iter().map(|w| w.annotations).sum::<i64>(), 160);
         let status = |k: &str| stack.stages.iter().find(|s| s.key == k).unwrap().status.clone();

@@ -53,7 +53,8 @@ impl Runner {
             .filter(|s| s.starts_on <= today && today <= s.ends_on)
             .max_by_key(|s| s.starts_on);
         let annotations_per_day = self.store.annotations_per_day(org, key).await?;
-        Ok(derive_stack(&StackEvidence {
+        let gate = self.store.gate_policy(org, key).await?;
+        let stack = derive_stack(&StackEvidence {
             loop_key: key,
             models: &models,
             datasets: &datasets,
@@ -65,6 +66,7 @@ impl Runner {
             season: season.as_ref(),
             annotations_per_day: &annotations_per_day,
             now,
-        }))
+        });
+        Ok(LoopStack { gate: Some(gate), ..stack })
     }
 }
