@@ -1,9 +1,9 @@
 //! The demo's simulated customers: practices buying seats of the notes product, each in one of the
 //! demo units, with purchase rates, drop-out and spend drawn at random (simulated inputs; the lifetime
 //! value is fitted from them like any real transactions). A lifetime value metric feeds the "Customer
-//! LTV" key result.
+//! LTV" key result; the traffic simulator carries the customers' purchases on in real time.
 
-use chrono::{Duration, NaiveDate, Utc};
+use chrono::{DateTime, Duration, NaiveDate, Utc};
 use slope_domain::*;
 
 use super::{DEMO_UNITS, Lcg};
@@ -22,43 +22,100 @@ fn normal(rng: &mut Lcg) -> f64 {
     (-2.0 * u.ln()).sqrt() * (2.0 * std::f64::consts::PI * v).cos()
 }
 
+/// One simulated customer: its own weekly purchase rate, chance of leaving after a purchase and
+/// spending level, and whether it is still a customer.
+#[derive(Clone, Debug)]
+pub(crate) struct SimulatedCustomer {
+    id: String,
+    unit: &'static str,
+    rate: f64,
+    leave: f64,
+    spend: f64,
+    alive: bool,
+}
+
+impl SimulatedCustomer {
+    /// One purchase at `ts` as an NDJSON line, after which the customer may leave.
+    fn buy(&mut self, rng: &mut Lcg, ts: DateTime<Utc>, event_id: String, lines: &mut String) {
+        let amount = (self.spend * (0.6 + 0.8 * rng.next()) * 100.0).round() / 100.0;
+        let line = serde_json::json!({
+            "event_id": event_id,
+            "customer_id": self.id,
+            "ts": ts.to_rfc3339(),
+            "amount": amount,
+            "unit": self.unit,
+        });
+        lines.push_str(&line.to_string());
+        lines.push('\n');
+        if rng.next() < self.leave {
+            self.alive = false;
+        }
+    }
+}
+
 /// Simulated purchases, one NDJSON line each: customers acquired over [`WEEKS`] weeks up to `today`,
-/// buying at their own weekly rate, with a chance of leaving after each purchase.
-fn transactions(rng: &mut Lcg, today: NaiveDate) -> (String, usize) {
+/// buying at their own weekly rate, with a chance of leaving after each purchase. Returns the lines,
+/// their number and the customers as they stand at the end.
+fn transactions(rng: &mut Lcg, today: NaiveDate) -> (String, usize, Vec<SimulatedCustomer>) {
     let first = today - Duration::weeks(WEEKS);
     let now = Utc::now() - Duration::minutes(5);
-    let (mut lines, mut n) = (String::new(), 0);
+    let (mut lines, mut n, mut customers) = (String::new(), 0, vec![]);
     for customer in 0..CUSTOMERS {
         let joined = rng.next() * (WEEKS * 7) as f64;
-        let rate = 0.45 * (0.6 * normal(rng)).exp();
-        let leave = 0.03 + 0.12 * rng.next();
-        let spend = 70.0 + 120.0 * rng.next();
-        let unit = DEMO_UNITS[customer as usize % DEMO_UNITS.len()];
+        let mut c = SimulatedCustomer {
+            id: format!("practice-{customer}"),
+            unit: DEMO_UNITS[customer as usize % DEMO_UNITS.len()],
+            rate: 0.45 * (0.6 * normal(rng)).exp(),
+            leave: 0.03 + 0.12 * rng.next(),
+            spend: 70.0 + 120.0 * rng.next(),
+            alive: true,
+        };
         let mut day = joined;
-        loop {
+        while c.alive {
             let ts =
                 first.and_hms_opt(9, 0, 0).unwrap_or_default().and_utc() + Duration::minutes((day * 1440.0) as i64);
             if ts > now {
                 break;
             }
             n += 1;
-            let amount = (spend * (0.6 + 0.8 * rng.next()) * 100.0).round() / 100.0;
-            lines.push_str(
-                &serde_json::json!({
-                    "event_id": format!("demo-tx-{n}"),
-                    "customer_id": format!("practice-{customer}"),
-                    "ts": ts.to_rfc3339(),
-                    "amount": amount,
-                    "unit": unit,
-                })
-                .to_string(),
-            );
-            lines.push('\n');
-            if rng.next() < leave {
-                break;
-            }
+            c.buy(rng, ts, format!("demo-tx-{n}"), &mut lines);
             // Exponential waits at the customer's weekly rate.
-            day += -(rng.next().max(1e-12)).ln() / rate * 7.0;
+            day += -(rng.next().max(1e-12)).ln() / c.rate * 7.0;
+        }
+        customers.push(c);
+    }
+    (lines, n, customers)
+}
+
+/// The demo's customers as the seed left them (the same generator, so the same customers), for the
+/// traffic simulator to carry on from.
+pub(crate) fn seeded_customers(today: NaiveDate) -> Vec<SimulatedCustomer> {
+    transactions(&mut Lcg(20_270_303), today).2
+}
+
+/// How often the traffic simulator sends the customers' purchases.
+pub const PURCHASE_TICK: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// The purchases the live customers made in the `minutes` before `now`: each buys a Poisson number of
+/// times at its weekly rate over that span (at uniform moments in it), and may leave after each
+/// purchase. Returns NDJSON lines and their number; `tick` makes the event ids unique.
+pub(crate) fn purchases_since(
+    customers: &mut [SimulatedCustomer],
+    rng: &mut Lcg,
+    now: DateTime<Utc>,
+    minutes: f64,
+    tick: u64,
+) -> (String, usize) {
+    let weeks = minutes / (7.0 * 1440.0);
+    let (mut lines, mut n) = (String::new(), 0);
+    for c in customers.iter_mut() {
+        // A Poisson draw by counting exponential waits that fit in the span.
+        let mut waited = -(rng.next().max(1e-12)).ln() / c.rate;
+        while c.alive && waited < weeks {
+            let ts = now - Duration::seconds((rng.next() * minutes * 60.0) as i64);
+            n += 1;
+            c.buy(rng, ts, format!("sim-tx-{tick}-{n}"), &mut lines);
+            waited += -(rng.next().max(1e-12)).ln() / c.rate;
         }
     }
     (lines, n)
@@ -70,7 +127,7 @@ pub async fn seed_customers(planning: &Planning, loops: &Loops, actor: &Actor, t
     if loops.store().metric(actor.org, DEMO_LTV_METRIC).await?.is_some() {
         return Ok(());
     }
-    let (body, n) = transactions(&mut Lcg(20_270_303), today);
+    let (body, n, _) = transactions(&mut Lcg(20_270_303), today);
     let input = BatchInput {
         loop_key: "",
         body: body.as_bytes(),
@@ -97,4 +154,30 @@ pub async fn seed_customers(planning: &Planning, loops: &Loops, actor: &Actor, t
     }
     tracing::info!(transactions = n, "seeded the demo's simulated customers");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn live_customers_buy_at_their_rate_and_the_departed_do_not() {
+        let today = NaiveDate::from_ymd_opt(2027, 3, 1).unwrap();
+        let mut customers = seeded_customers(today);
+        let alive = customers.iter().filter(|c| c.alive).count();
+        assert!(alive > 100 && alive < customers.len(), "some customers left, most did not: {alive}");
+        let expected: f64 = customers.iter().filter(|c| c.alive).map(|c| c.rate).sum();
+        // A week of purchases in one span: about the live customers' summed weekly rates.
+        let now = Utc::now();
+        let (lines, n) = purchases_since(&mut customers, &mut Lcg(1), now, 7.0 * 1440.0, 1);
+        assert_eq!(lines.lines().count(), n);
+        assert!(
+            (n as f64 - expected).abs() < 4.0 * expected.sqrt() + expected * 0.1,
+            "{n} purchases, {expected:.0} expected"
+        );
+        assert!(lines.lines().all(|l| l.contains("sim-tx-1-")));
+        let departed: Vec<SimulatedCustomer> = customers.iter().filter(|c| !c.alive).cloned().collect();
+        let mut departed = departed;
+        assert_eq!(purchases_since(&mut departed, &mut Lcg(2), now, 7.0 * 1440.0, 2).1, 0);
+    }
 }
