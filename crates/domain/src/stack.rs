@@ -160,9 +160,10 @@ fn iterations(e: &StackEvidence<'_>, datasets: &[&Dataset]) -> Vec<LoopIteration
     let mut iterations = Vec::new();
     // A model put to the gate more than once (refused until its experiment had outcomes, say) is one
     // iteration: the loop turned once, and its latest decision is the outcome.
-    let latest = e.promotions.iter().filter(|p| {
-        !e.promotions.iter().any(|q| q.challenger_id == p.challenger_id && (q.at, q.id) > (p.at, p.id))
-    });
+    let latest = e
+        .promotions
+        .iter()
+        .filter(|p| !e.promotions.iter().any(|q| q.challenger_id == p.challenger_id && (q.at, q.id) > (p.at, p.id)));
     for p in latest {
         let Some(model) = e.models.iter().find(|m| m.id == p.challenger_id) else { continue };
         let Some(digest) = &model.dataset_digest else { continue };

@@ -10,12 +10,12 @@
 use std::time::Instant;
 
 use chrono::{Duration, NaiveDate, TimeZone, Utc};
-use slope_metrics::events::TransactionEvent;
 use polars::prelude::{col, lit};
+use slope_metrics::events::TransactionEvent;
 use slope_metrics::ltv::{BgNbd, Customer, GammaGamma};
 use slope_metrics::ltv_series::{LtvOutcome, estimate, ltv_points};
-use slope_metrics::transactions::{Period, SummaryOptions, summaries_of};
 use slope_metrics::segment::{encode_transactions, transactions_frame};
+use slope_metrics::transactions::{Period, SummaryOptions, summaries_of};
 
 /// A small deterministic generator (the example needs no dependency beyond the crate's own).
 struct Lcg(u64);
