@@ -128,6 +128,31 @@ const W: f64 = 320.0;
 const H: f64 = 160.0;
 const PAD: f64 = 28.0;
 
+/// The frame both small charts share: the hover read-out, a titled and described SVG with its
+/// baseline, the marks, and a caption.
+#[component]
+fn SmallChart(
+    class: &'static str,
+    title: &'static str,
+    desc: String,
+    caption: &'static str,
+    children: Children,
+) -> impl IntoView {
+    view! {
+        <ChartHover>
+        <figure class=class>
+            <svg viewBox=format!("0 0 {W} {H}") role="img" preserveAspectRatio="xMidYMid meet">
+                <title>{title}</title>
+                <desc>{desc}</desc>
+                <line class="ref start" x1=PAD x2=W - 4.0 y1=H - PAD y2=H - PAD></line>
+                {children()}
+            </svg>
+            <figcaption class="muted">{caption}</figcaption>
+        </figure>
+        </ChartHover>
+    }
+}
+
 /// Customers per bin of expected value, as columns.
 #[component]
 fn ValueHistogram(bins: Vec<ValueBin>) -> impl IntoView {
@@ -137,23 +162,19 @@ fn ValueHistogram(bins: Vec<ValueBin>) -> impl IntoView {
     let most = bins.iter().map(|b| b.customers).max().unwrap_or(1).max(1) as f64;
     let slot = (W - PAD) / bins.len() as f64;
     let last = bins.len() - 1;
-    let desc = bins
-        .iter()
-        .enumerate()
-        .map(|(i, b)| {
-            let upper = if i == last { "and more".to_owned() } else { format!("to {}", money_text(b.to)) };
-            format!("{} {upper}: {} customers", money_text(b.from), b.customers)
-        })
-        .collect::<Vec<_>>()
-        .join("; ");
+    // The last bin holds everything above its lower end.
+    let label = |i: usize, b: &ValueBin| {
+        let upper = if i == last { "and more".to_owned() } else { format!("to {}", money_text(b.to)) };
+        format!("{} {upper}: {} customers", money_text(b.from), b.customers)
+    };
+    let desc = bins.iter().enumerate().map(|(i, b)| label(i, b)).collect::<Vec<_>>().join("; ");
     let columns = bins
         .iter()
         .enumerate()
         .map(|(i, b)| {
             let height = b.customers as f64 / most * (H - 2.0 * PAD);
             let x = PAD + slot * i as f64;
-            let upper = if i == last { "and more".to_owned() } else { format!("to {}", money_text(b.to)) };
-            let tip = format!("{} {upper}: {} customers", money_text(b.from), b.customers);
+            let tip = label(i, b);
             let title = tip.clone();
             view! {
                 <rect class="bar" x=format!("{:.1}", x + 1.0) y=format!("{:.1}", H - PAD - height) width=format!("{:.1}", (slot - 2.0).max(1.0)) height=format!("{height:.1}") tabindex="0" data-tip=tip>
@@ -164,20 +185,12 @@ fn ValueHistogram(bins: Vec<ValueBin>) -> impl IntoView {
         .collect_view();
     let top = bins.last().map(|b| money_text(b.from)).unwrap_or_default();
     view! {
-        <ChartHover>
-        <figure class="chart weekly-bars">
-            <svg viewBox=format!("0 0 {W} {H}") role="img" preserveAspectRatio="xMidYMid meet">
-                <title>"Customers by expected value"</title>
-                <desc>{desc}</desc>
-                <line class="ref start" x1=PAD x2=W - 4.0 y1=H - PAD y2=H - PAD></line>
-                {columns}
-                <text class="axis" x=PAD y=H - PAD + 14.0>"0"</text>
-                <text class="axis" x=W - 4.0 y=H - PAD + 14.0 text-anchor="end">{format!("{top}+")}</text>
-                <text class="axis" x=2.0 y=PAD>{fmt_number(most)}</text>
-            </svg>
-            <figcaption class="muted">"Customers by expected value over the next 52 weeks"</figcaption>
-        </figure>
-        </ChartHover>
+        <SmallChart class="chart weekly-bars" title="Customers by expected value" desc caption="Customers by expected value over the next 52 weeks">
+            {columns}
+            <text class="axis" x=PAD y=H - PAD + 14.0>"0"</text>
+            <text class="axis" x=W - 4.0 y=H - PAD + 14.0 text-anchor="end">{format!("{top}+")}</text>
+            <text class="axis" x=2.0 y=PAD>{fmt_number(most)}</text>
+        </SmallChart>
     }
     .into_any()
 }
@@ -198,43 +211,32 @@ fn AliveCurve(points: Vec<AliveAt>) -> impl IntoView {
             format!("{}{:.1},{:.1}", if i == 0 { "M" } else { " L" }, x(p.weeks_since_purchase), y(p.mean_p_alive))
         })
         .collect();
-    let desc = points
-        .iter()
-        .map(|p| {
-            format!("{} weeks: {} ({} customers)", p.weeks_since_purchase, share_text(p.mean_p_alive), p.customers)
-        })
-        .collect::<Vec<_>>()
-        .join("; ");
+    let label = |p: &AliveAt| {
+        format!(
+            "{} weeks since the last purchase: P(alive) {} over {} customers",
+            p.weeks_since_purchase,
+            share_text(p.mean_p_alive),
+            p.customers
+        )
+    };
+    let desc = points.iter().map(label).collect::<Vec<_>>().join("; ");
     let dots = points
         .iter()
         .map(|p| {
-            let tip = format!(
-                "{} weeks since the last purchase: P(alive) {} over {} customers",
-                p.weeks_since_purchase,
-                share_text(p.mean_p_alive),
-                p.customers
-            );
+            let tip = label(p);
             let title = tip.clone();
             view! { <circle class="point s0" cx=x(p.weeks_since_purchase) cy=y(p.mean_p_alive) r="2.5" tabindex="0" data-tip=tip><title>{title}</title></circle> }
         })
         .collect_view();
     view! {
-        <ChartHover>
-        <figure class="chart">
-            <svg viewBox=format!("0 0 {W} {H}") role="img" preserveAspectRatio="xMidYMid meet">
-                <title>"P(alive) by weeks since the last purchase"</title>
-                <desc>{desc}</desc>
-                <line class="ref start" x1=PAD x2=W - 4.0 y1=H - PAD y2=H - PAD></line>
-                <path class="series s0" d=path></path>
-                {dots}
-                <text class="axis" x=2.0 y=y(1.0) + 4.0>"100 %"</text>
-                <text class="axis" x=2.0 y=y(0.0)>"0 %"</text>
-                <text class="axis" x=PAD y=H - PAD + 14.0>"0"</text>
-                <text class="axis" x=W - 4.0 y=H - PAD + 14.0 text-anchor="end">{format!("{most} weeks")}</text>
-            </svg>
-            <figcaption class="muted">"Mean P(alive) by weeks since the last purchase (customers who bought twice or more)"</figcaption>
-        </figure>
-        </ChartHover>
+        <SmallChart class="chart" title="P(alive) by weeks since the last purchase" desc caption="Mean P(alive) by weeks since the last purchase (customers who bought twice or more)">
+            <path class="series s0" d=path></path>
+            {dots}
+            <text class="axis" x=2.0 y=y(1.0) + 4.0>"100 %"</text>
+            <text class="axis" x=2.0 y=y(0.0)>"0 %"</text>
+            <text class="axis" x=PAD y=H - PAD + 14.0>"0"</text>
+            <text class="axis" x=W - 4.0 y=H - PAD + 14.0 text-anchor="end">{format!("{most} weeks")}</text>
+        </SmallChart>
     }
     .into_any()
 }

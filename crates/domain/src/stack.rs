@@ -577,19 +577,23 @@ mod tests {
             always_valid_p: 0.01,
         });
         let promotions = [promoted, promotion(2, &models[1], false, "2026-11-02T14:00:00Z")];
-        let stack = derive_stack(&StackEvidence {
-            loop_key: "notes",
-            models: &models,
-            datasets: &datasets,
-            jobs: &jobs,
-            promotions: &promotions,
-            experiments: &[],
-            alerts: &[],
-            champion: None,
-            season: None,
-            annotations_per_day: &[(day("2026-11-01"), 4), (day("2026-11-02"), 10), (day("2026-11-04"), 15)],
-            now: at("2026-11-05T00:00:00Z"),
-        });
+        let annotations_per_day = [(day("2026-11-01"), 4), (day("2026-11-02"), 10), (day("2026-11-04"), 15)];
+        let stack_of = |promotions: &[Promotion]| {
+            derive_stack(&StackEvidence {
+                loop_key: "notes",
+                models: &models,
+                datasets: &datasets,
+                jobs: &jobs,
+                promotions,
+                experiments: &[],
+                alerts: &[],
+                champion: None,
+                season: None,
+                annotations_per_day: &annotations_per_day,
+                now: at("2026-11-05T00:00:00Z"),
+            })
+        };
+        let stack = stack_of(&promotions);
         assert_eq!(stack.iterations.len(), 2);
         // Expert annotations count in the week they were given (1 November is a Sunday), and each
         // iteration says how many its dataset used.
@@ -623,19 +627,7 @@ mod tests {
         // The same model refused once more, earlier: still one iteration per model, the latest decision.
         let mut retried = promotions.to_vec();
         retried.push(promotion(3, &models[0], false, "2026-11-04T12:00:00Z"));
-        let again = derive_stack(&StackEvidence {
-            loop_key: "notes",
-            models: &models,
-            datasets: &datasets,
-            jobs: &jobs,
-            promotions: &retried,
-            experiments: &[],
-            alerts: &[],
-            champion: None,
-            season: None,
-            annotations_per_day: &[],
-            now: at("2026-11-05T00:00:00Z"),
-        });
+        let again = stack_of(&retried);
         assert_eq!(again.iterations.len(), 2);
         assert_eq!((again.iterations[0].promotion_id, again.iterations[0].outcome.as_str()), (1, "promoted"));
         // SFT rows 100 then 160: 160 annotations in the week of 2 November; preference rows do not count.

@@ -40,7 +40,7 @@ use slope_runner::TrainConfig;
 use slope_runner::eval::EvalConfig;
 
 use crate::demo::{DEMO_UNITS, Lcg, SCENARIOS, Scenario, accepted_prefix, queue_key};
-use crate::{Annotations, BatchInput, CompletionRequest, Loops, Result, Runner, ServiceError};
+use crate::{Annotations, CompletionRequest, Loops, Result, Runner, ServiceError};
 
 /// How many simulated clinicians write; each works in one of the demo's units.
 const CLINICIANS: usize = 48;
@@ -205,52 +205,8 @@ impl Simulator {
         let actor = Actor::system(org, "simulator");
         tokio::spawn(traffic(runner.clone(), actor.clone(), board.clone(), arms.clone(), settings.clone()));
         tokio::spawn(experts(annotations.clone(), org, board.clone(), settings.clone()));
-        tokio::spawn(purchases(loops.clone(), actor.clone()));
+        tokio::spawn(crate::demo::carry_on_purchases(loops.clone(), actor.clone()));
         tokio::spawn(autopilot(Pilot { runner, loops, annotations, actor, board, arms, settings }));
-    }
-}
-
-// ---- purchases -----------------------------------------------------------------------------------------
-
-/// The demo's simulated customers keep buying in real time: every [`crate::demo::PURCHASE_TICK`] the
-/// purchases of the span just past go in as one transaction batch, which refits the lifetime value
-/// metric's current week (so the "Customer LTV" key result does not go stale). Only where the demo
-/// seeded its customers.
-async fn purchases(loops: Loops, actor: Actor) {
-    match loops.store().metric(actor.org, crate::demo::DEMO_LTV_METRIC).await {
-        Ok(Some(_)) => {}
-        Ok(None) => return,
-        Err(e) => {
-            tracing::warn!(error = %e, "simulator: cannot tell whether the demo has customers; no purchases simulated");
-            return;
-        }
-    }
-    let mut customers = crate::demo::seeded_customers(Utc::now().date_naive());
-    let mut rng = Lcg(Utc::now().timestamp_millis() as u64);
-    let mut tick = tokio::time::interval(crate::demo::PURCHASE_TICK);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    tick.tick().await;
-    loop {
-        tick.tick().await;
-        let now = Utc::now() - chrono::Duration::seconds(1);
-        let minutes = crate::demo::PURCHASE_TICK.as_secs_f64() / 60.0;
-        // Milliseconds in the ids keep them unique across restarts, which start the count again.
-        let (body, n) =
-            crate::demo::purchases_since(&mut customers, &mut rng, now, minutes, now.timestamp_millis() as u64);
-        if n == 0 {
-            continue;
-        }
-        let input = BatchInput {
-            loop_key: "",
-            body: body.as_bytes(),
-            format: slope_metrics::events::Format::Ndjson,
-            gzip: false,
-            idempotency_key: None,
-        };
-        match loops.ingest_transactions(&actor, input).await {
-            Ok(ack) => tracing::info!(purchases = n, metrics = ?ack.metrics_updated, "simulator: customers' purchases"),
-            Err(e) => tracing::warn!(error = %e, "simulator: the customers' purchases were refused"),
-        }
     }
 }
 

@@ -156,6 +156,48 @@ pub async fn seed_customers(planning: &Planning, loops: &Loops, actor: &Actor, t
     Ok(())
 }
 
+/// The demo's simulated customers keep buying in real time (the traffic simulator runs this): every
+/// [`PURCHASE_TICK`] the
+/// purchases of the span just past go in as one transaction batch, which refits the lifetime value
+/// metric's current week (so the "Customer LTV" key result does not go stale). Only where the demo
+/// seeded its customers.
+pub(crate) async fn carry_on_purchases(loops: Loops, actor: Actor) {
+    match loops.store().metric(actor.org, DEMO_LTV_METRIC).await {
+        Ok(Some(_)) => {}
+        Ok(None) => return,
+        Err(e) => {
+            tracing::warn!(error = %e, "simulator: cannot tell whether the demo has customers; no purchases simulated");
+            return;
+        }
+    }
+    let mut customers = seeded_customers(Utc::now().date_naive());
+    let mut rng = Lcg(Utc::now().timestamp_millis() as u64);
+    let mut tick = tokio::time::interval(PURCHASE_TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        let now = Utc::now() - chrono::Duration::seconds(1);
+        let minutes = PURCHASE_TICK.as_secs_f64() / 60.0;
+        // Milliseconds in the ids keep them unique across restarts, which start the count again.
+        let (body, n) = purchases_since(&mut customers, &mut rng, now, minutes, now.timestamp_millis() as u64);
+        if n == 0 {
+            continue;
+        }
+        let input = BatchInput {
+            loop_key: "",
+            body: body.as_bytes(),
+            format: slope_metrics::events::Format::Ndjson,
+            gzip: false,
+            idempotency_key: None,
+        };
+        match loops.ingest_transactions(&actor, input).await {
+            Ok(ack) => tracing::info!(purchases = n, metrics = ?ack.metrics_updated, "simulator: customers' purchases"),
+            Err(e) => tracing::warn!(error = %e, "simulator: the customers' purchases were refused"),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
