@@ -42,7 +42,8 @@ pub struct Loops {
     segments: SegmentStore,
     limits: IngestLimits,
     gate: std::sync::Arc<admission::Gate>,
-    retention: reports::RetentionCache,
+    retention: reports::SegmentCache<slope_metrics::retention::Retention>,
+    customer_fits: reports::SegmentCache<CustomerValueFit>,
     ltv_warm: materialize::LtvWarmStarts,
 }
 
@@ -66,6 +67,7 @@ impl Loops {
             limits: IngestLimits::default(),
             gate: Default::default(),
             retention: Default::default(),
+            customer_fits: Default::default(),
             ltv_warm: Default::default(),
         }
     }

@@ -12,7 +12,6 @@ use slope_metrics::acceptance::{AcceptancePoint, Bucket, acceptance_of};
 use slope_metrics::drift::{Drift, DriftBand, DriftField, drift};
 use slope_metrics::ltv::{Customer, LtvReport, ltv_report};
 use slope_metrics::ltv_series;
-use slope_metrics::retention::Retention;
 use slope_metrics::segment;
 use slope_metrics::transactions::{Period, SummaryOptions, summaries_of};
 use slope_store::{BatchRecord, LoopSummary};
@@ -84,9 +83,20 @@ impl Loops {
         for metric in self.store.list_metrics(org).await?.into_iter().filter(|m| m.kind == MetricKind::Ltv) {
             metrics.push(self.series_in(org, &metric.key).await?);
         }
+        // A fit of every customer takes seconds on a large history, so it is made once per change of
+        // the transactions, like retention, not once per view.
+        let ids: Vec<i64> = self.store.live_segments(org, TRANSACTIONS, None).await?.iter().map(|r| r.id).collect();
+        let key = (org, TRANSACTIONS.to_owned());
+        if let Some(hit) = self.customer_fits.get(&key, &ids) {
+            return Ok(CustomersReport { metrics, fit: Some((*hit).clone()), fit_problem: None });
+        }
         let discount = ltv_series::weekly_discount();
         let (fit, fit_problem) = match self.ltv(actor, Period::Week, ltv_series::HORIZON_WEEKS, discount).await {
-            Ok(report) => (Some(fit_view(report)), None),
+            Ok(report) => {
+                let fit = fit_view(report);
+                self.customer_fits.put(key, ids, Arc::new(fit.clone()));
+                (Some(fit), None)
+            }
             Err(ServiceError::NotFound(message) | ServiceError::Conflict(message)) => (None, Some(message)),
             Err(e) => return Err(e),
         };
@@ -362,30 +372,52 @@ impl Loops {
     }
 }
 
-/// Retention matrices by organisation and loop, each with the live segment ids it was computed from.
-/// Bounded: past [`RetentionCache::CAPACITY`] loops, the cache starts over rather than grow.
-#[derive(Clone, Debug, Default)]
-pub(crate) struct RetentionCache(Arc<Mutex<HashMap<LoopOf, Computed>>>);
+/// Results computed from a stream's live segments (a loop's retention matrix, the Customers page's
+/// fit of the transactions), by organisation and stream, each with the live segment ids it was computed
+/// from: segment files never change, so the ids name the result exactly. Bounded: past
+/// [`SegmentCache::CAPACITY`] streams, the cache starts over rather than grow.
+pub(crate) struct SegmentCache<T>(Arc<Mutex<HashMap<StreamOf, Computed<T>>>>);
 
-/// A loop of an organisation.
-type LoopOf = (OrgId, String);
-/// A retention matrix and the live segment ids it was computed from.
-type Computed = (Vec<i64>, Arc<Retention>);
+/// A result and the live segment ids it was computed from.
+type Computed<T> = (Vec<i64>, Arc<T>);
 
-impl RetentionCache {
+/// A stream (a loop, or the transactions) of an organisation.
+type StreamOf = (OrgId, String);
+
+// Written out rather than derived: a derive would ask `T` itself to be `Clone`, `Default` and `Debug`.
+impl<T> Clone for SegmentCache<T> {
+    fn clone(&self) -> Self {
+        SegmentCache(Arc::clone(&self.0))
+    }
+}
+
+impl<T> Default for SegmentCache<T> {
+    fn default() -> Self {
+        SegmentCache(Default::default())
+    }
+}
+
+impl<T> std::fmt::Debug for SegmentCache<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let entries = self.0.lock().map(|c| c.len()).unwrap_or_default();
+        f.debug_struct("SegmentCache").field("entries", &entries).finish()
+    }
+}
+
+impl<T> SegmentCache<T> {
     const CAPACITY: usize = 512;
 
-    fn get(&self, key: &LoopOf, segments: &[i64]) -> Option<Arc<Retention>> {
+    fn get(&self, key: &StreamOf, segments: &[i64]) -> Option<Arc<T>> {
         let cached = self.0.lock().unwrap_or_else(|e| e.into_inner());
         cached.get(key).filter(|(ids, _)| ids == segments).map(|(_, r)| Arc::clone(r))
     }
 
-    fn put(&self, key: LoopOf, segments: Vec<i64>, retention: Arc<Retention>) {
+    fn put(&self, key: StreamOf, segments: Vec<i64>, value: Arc<T>) {
         let mut cached = self.0.lock().unwrap_or_else(|e| e.into_inner());
         if cached.len() >= Self::CAPACITY && !cached.contains_key(&key) {
             cached.clear();
         }
-        cached.insert(key, (segments, retention));
+        cached.insert(key, (segments, value));
     }
 }
 
