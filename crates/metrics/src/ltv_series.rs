@@ -365,10 +365,11 @@ pub fn ltv_points(
             continue;
         }
         let end = (bucket + Duration::days(6)).min(last_day);
-        let upto = frame.clone().lazy().filter(col("date").lt_eq(lit(end)));
-        let observed_at = crate::segment::time_range(&upto.clone().collect()?)?.map(|(_, hi)| hi);
+        // Filtered once: the newest purchase and the summaries read the same rows.
+        let upto = frame.clone().lazy().filter(col("date").lt_eq(lit(end))).collect()?;
+        let observed_at = crate::segment::time_range(&upto)?.map(|(_, hi)| hi);
         let options = SummaryOptions { period: Period::Week, calibration_end: Some(end) };
-        let customers: Vec<Customer> = summaries_of(upto, &options)?.into_iter().map(|(_, c)| c).collect();
+        let customers: Vec<Customer> = summaries_of(upto.lazy(), &options)?.into_iter().map(|(_, c)| c).collect();
         match (estimate(&customers, warm), observed_at) {
             (Ok(estimate), Some(observed_at)) => {
                 warm = Some(estimate.fitted);

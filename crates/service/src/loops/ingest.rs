@@ -163,7 +163,9 @@ impl Loops {
         .await?;
         let (rows, within_batch) = parsed.map_err(rows_error)?;
         // The lifetime value metrics are refitted after the batch is recorded, outside its
-        // transaction: a fit takes far longer than a write should hold the organisation's lock.
+        // transaction: a fit takes far longer than a write should hold the organisation's lock. The
+        // segment just written stays in memory for it.
+        let fetched = Fetched::default();
         let recorded = self
             .store_rows(
                 org,
@@ -172,14 +174,14 @@ impl Loops {
                 &content_hash,
                 Rows::Transactions(rows),
                 within_batch as i64,
-                Fetched::default(),
+                fetched.clone(),
                 &mut slope_store::Later,
             )
             .await?;
         let Some(segment) = recorded.segment else {
             return Ok(IngestAck { batch: recorded.batch, metrics_updated: vec![], metrics_pending: false });
         };
-        match self.materialize_segments(org, TRANSACTIONS, std::slice::from_ref(&segment)).await {
+        match self.materialize_segments(org, TRANSACTIONS, std::slice::from_ref(&segment), &fetched).await {
             Ok(metrics_updated) => Ok(IngestAck { batch: recorded.batch, metrics_updated, metrics_pending: false }),
             Err(e) => {
                 // The batch is stored; the upkeep fits again within a minute.

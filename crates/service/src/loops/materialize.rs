@@ -42,7 +42,7 @@ impl Loops {
         }
         let (mut updated, mut failed) = (BTreeSet::new(), vec![]);
         for ((org, loop_key), segments) in groups {
-            match self.materialize_segments(OrgId(org), &loop_key, &segments).await {
+            match self.materialize_segments(OrgId(org), &loop_key, &segments, &Fetched::default()).await {
                 Ok(keys) => updated.extend(keys),
                 Err(e) => {
                     tracing::warn!(org, loop_key, error = %e, "recomputing metrics failed; the segments stay pending");
@@ -58,6 +58,7 @@ impl Loops {
         org: OrgId,
         loop_key: &str,
         segments: &[SegmentRow],
+        fetched: &Fetched,
     ) -> Result<Vec<String>> {
         let ids: Vec<i64> = segments.iter().map(|s| s.id).collect();
         if loop_key == TRANSACTIONS {
@@ -66,7 +67,7 @@ impl Loops {
             let metrics: Vec<MetricDefinition> =
                 self.store.list_metrics(org).await?.into_iter().filter(|m| m.kind == MetricKind::Ltv).collect();
             let keys = metrics.iter().map(|m| m.key.clone()).collect();
-            self.run_ltv(org, metrics, from, &ids).await?;
+            self.run_ltv(org, metrics, from, &ids, fetched).await?;
             return Ok(keys);
         }
         let plans = plans_for(&self.store.list_metrics(org).await?, loop_key, segments);
@@ -112,13 +113,15 @@ impl Loops {
     /// Refits the lifetime value `metrics` for every week from the one holding `from` (their whole
     /// series when `None`) from the organisation's live transactions, and writes the points with `mark`
     /// marked materialised, provided the transactions read are still the live ones (as
-    /// [`Loops::run_plans`] does for events). Each metric's fits start from its last one on this server.
+    /// [`Loops::run_plans`] does for events), reading each segment from `fetched` when the ingest
+    /// already holds it. Each metric's fits also start from its last one on this server.
     pub(super) async fn run_ltv(
         &self,
         org: OrgId,
         metrics: Vec<MetricDefinition>,
         from: Option<NaiveDate>,
         mark: &[i64],
+        fetched: &Fetched,
     ) -> Result<()> {
         for _ in 0..RECOMPUTE_ATTEMPTS {
             let rows = self.store.live_segments(org, TRANSACTIONS, None).await?;
@@ -126,7 +129,7 @@ impl Loops {
             let writes = if metrics.is_empty() || rows.is_empty() {
                 vec![]
             } else {
-                let bytes = self.segments.get_all(&rows).await?;
+                let bytes = fetched.get_all(&self.segments, &rows).await?;
                 let warm = self.ltv_warm.starts(org, &metrics);
                 let work = metrics.clone();
                 let (writes, fitted) =
@@ -156,7 +159,7 @@ impl Loops {
     pub(super) async fn recompute_in(&self, org: OrgId, key: &str) -> Result<MetricSeries> {
         let metric = self.metric_in(org, key).await?;
         if metric.kind == MetricKind::Ltv {
-            self.run_ltv(org, vec![metric], None, &[]).await?;
+            self.run_ltv(org, vec![metric], None, &[], &Fetched::default()).await?;
         } else if let Some(loop_key) = metric.loop_key.clone().filter(|_| metric.kind.from_events()) {
             self.run_plans(org, &loop_key, vec![Plan { metric, buckets: vec![], full: true }], &[]).await?;
         }
