@@ -70,10 +70,7 @@ impl Store {
         let row: Option<(String, String, DateTime<Utc>)> = on_db!(self, db => sqlx::query_as(
             "SELECT online, set_by, set_at FROM gate_policies WHERE org_id = $1 AND loop_key = $2")
             .bind(org.0).bind(loop_key).fetch_optional(db).await?);
-        let Some((online, set_by, set_at)) = row else { return Ok(GatePolicy::default_for(loop_key)) };
-        let online =
-            online.parse().map_err(|e: String| StoreError::Corrupt(format!("gate policy of {loop_key}: {e}")))?;
-        Ok(GatePolicy { loop_key: loop_key.to_owned(), online, set_by: Some(set_by), set_at: Some(set_at) })
+        policy_of(loop_key, row)
     }
 
     /// Sets the loop's promotion gate policy, replacing the earlier one, on the audit trail.
@@ -81,9 +78,13 @@ impl Store {
         // Microseconds, as PostgreSQL keeps them, so the policy returned equals the policy read back.
         let now = Utc::now().trunc_subsecs(6);
         let org = actor.org;
-        let before = self.gate_policy(org, loop_key).await?;
         in_tx!(self, tx => {
             lock_org!(tx, org);
+            // Read under the lock, so the trail's "before" is what this change replaced.
+            let row: Option<(String, String, DateTime<Utc>)> = sqlx::query_as(
+                "SELECT online, set_by, set_at FROM gate_policies WHERE org_id = $1 AND loop_key = $2")
+                .bind(org.0).bind(loop_key).fetch_optional(&mut *tx).await?;
+            let before = policy_of(loop_key, row)?;
             sqlx::query(
                 "INSERT INTO gate_policies (org_id, loop_key, online, set_by, set_at) VALUES ($1, $2, $3, $4, $5)
                  ON CONFLICT (org_id, loop_key) DO UPDATE SET online = excluded.online, set_by = excluded.set_by,
@@ -95,6 +96,13 @@ impl Store {
             Ok(after)
         })
     }
+}
+
+/// A loop's stored gate policy (online rule, who set it, when), or the default without one.
+fn policy_of(loop_key: &str, row: Option<(String, String, DateTime<Utc>)>) -> Result<GatePolicy> {
+    let Some((online, set_by, set_at)) = row else { return Ok(GatePolicy::default_for(loop_key)) };
+    let online = online.parse().map_err(|e: String| StoreError::Corrupt(format!("gate policy of {loop_key}: {e}")))?;
+    Ok(GatePolicy { loop_key: loop_key.to_owned(), online, set_by: Some(set_by), set_at: Some(set_at) })
 }
 
 /// A stored version of the rules: version, rules, who set them and when.
