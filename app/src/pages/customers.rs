@@ -201,20 +201,20 @@ fn AliveCurve(points: Vec<AliveAt>) -> impl IntoView {
     if points.is_empty() {
         return view! { <p class="empty">"No customer has bought twice yet."</p> }.into_any();
     }
-    let most = points.iter().map(|p| p.weeks_since_purchase).max().unwrap_or(1).max(1) as f64;
+    let most = points.iter().map(|p| p.periods_since_purchase).max().unwrap_or(1).max(1) as f64;
     let x = move |w: u32| PAD + w as f64 / most * (W - PAD - 8.0);
     let y = move |v: f64| H - PAD - v.clamp(0.0, 1.0) * (H - 2.0 * PAD);
     let path: String = points
         .iter()
         .enumerate()
         .map(|(i, p)| {
-            format!("{}{:.1},{:.1}", if i == 0 { "M" } else { " L" }, x(p.weeks_since_purchase), y(p.mean_p_alive))
+            format!("{}{:.1},{:.1}", if i == 0 { "M" } else { " L" }, x(p.periods_since_purchase), y(p.mean_p_alive))
         })
         .collect();
     let label = |p: &AliveAt| {
         format!(
             "{} weeks since the last purchase: P(alive) {} over {} customers",
-            p.weeks_since_purchase,
+            p.periods_since_purchase,
             share_text(p.mean_p_alive),
             p.customers
         )
@@ -225,7 +225,7 @@ fn AliveCurve(points: Vec<AliveAt>) -> impl IntoView {
         .map(|p| {
             let tip = label(p);
             let title = tip.clone();
-            view! { <circle class="point s0" cx=x(p.weeks_since_purchase) cy=y(p.mean_p_alive) r="2.5" tabindex="0" data-tip=tip><title>{title}</title></circle> }
+            view! { <circle class="point s0" cx=x(p.periods_since_purchase) cy=y(p.mean_p_alive) r="2.5" tabindex="0" data-tip=tip><title>{title}</title></circle> }
         })
         .collect_view();
     view! {

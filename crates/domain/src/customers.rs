@@ -62,7 +62,9 @@ pub struct ValueBin {
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AliveAt {
-    pub weeks_since_purchase: u32,
+    /// Whole periods of the fit (weeks on the Customers page; days for `GET /api/v1/ltv?period=day`)
+    /// since the last purchase.
+    pub periods_since_purchase: u32,
     pub mean_p_alive: f64,
     pub customers: usize,
 }

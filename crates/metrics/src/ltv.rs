@@ -459,7 +459,7 @@ pub fn ltv_report(
     let p_alive_curve = by_gap
         .into_iter()
         .map(|(gap, (sum, n))| slope_domain::AliveAt {
-            weeks_since_purchase: gap,
+            periods_since_purchase: gap,
             mean_p_alive: sum / n as f64,
             customers: n,
         })
