@@ -259,7 +259,10 @@ async fn the_loop_closes_inside_slope() {
     let gate = server.put("/api/v1/loops/notes/gate", &json!({ "online": "better" })).await.expect(200);
     assert_eq!((&gate["online"], &gate["loop"]), (&json!("better"), &json!("notes")));
     server.put("/api/v1/loops/notes/gate", &json!({ "online": "maybe" })).await.expect_invalid(&["online"]);
-    assert_eq!(server.get("/api/v1/loops/notes/gate").await.expect(200)["online"], "better");
+    let bad_both = json!({ "online": "maybe", "offline": "sometimes" });
+    server.put("/api/v1/loops/notes/gate", &bad_both).await.expect_invalid(&["online", "offline"]);
+    let policy = server.get("/api/v1/loops/notes/gate").await.expect(200);
+    assert_eq!((&policy["online"], &policy["offline"]), (&json!("better"), &json!("interval-above-zero")), "{policy}");
     let promoted = server.post("/api/v1/loops/notes/promote", &json!({ "model_id": tuned })).await.expect(200);
     assert_eq!(promoted["accepted"], true, "{promoted}");
     let decision = &promoted["record"]["decision"];
@@ -269,6 +272,14 @@ async fn the_loop_closes_inside_slope() {
         "{promoted}"
     );
     assert!(decision["experiment"]["always_valid_ci"][0].as_f64().unwrap() > 0.0, "{promoted}");
+    // Offline, the default asks for a reward margin whose bootstrap interval over the held-out items
+    // lies above zero; the decision states it.
+    let margin = &decision["offline_margin"];
+    assert_eq!(decision["offline_rule"], "interval-above-zero", "{promoted}");
+    assert!((margin["margin"].as_f64().unwrap() - (tuned_reward - base_reward)).abs() < 1e-9, "{margin}");
+    let (low, high) = (margin["ci_low"].as_f64().unwrap(), margin["ci_high"].as_f64().unwrap());
+    assert!(0.0 < low && low <= tuned_reward - base_reward && tuned_reward - base_reward <= high, "{margin}");
+    assert!(promoted["reason"].as_str().unwrap().contains("95 % bootstrap interval"), "{promoted}");
     let refused = server
         .post("/api/v1/loops/notes/promote", &json!({ "model_id": base }))
         .await

@@ -545,6 +545,7 @@ mod tests {
             outcome: outcome.into(),
             reason: String::new(),
             reward_change: None,
+            reward_interval: None,
             online_lift: None,
             cycle_hours: None,
             annotations_used: used,

@@ -15,7 +15,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::entities::string_enum;
 use crate::training::{EvalConfig, ModelConfig, RewardSpec, TrainConfig};
-use crate::{FieldErrors, Key, OnlineLift, OnlineRule, OrgId};
+use crate::{FieldErrors, Key, OfflineRule, OnlineLift, OnlineRule, OrgId, RewardMargin};
 
 string_enum!(
     /// What a job does: pre-train or fine-tune a model (SFT, DPO), or evaluate one.
@@ -614,6 +614,14 @@ pub struct PromotionDecision {
     /// decision recorded before loops had gate policies).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub online_rule: Option<OnlineRule>,
+    /// What the gate asked of the reward margin (`None`: no champion to compare with, or a decision
+    /// recorded before loops chose).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offline_rule: Option<OfflineRule>,
+    /// The reward margin over the champion with its paired bootstrap interval, when both models kept
+    /// their per-item results.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offline_margin: Option<RewardMargin>,
     pub reason: String,
 }
 

@@ -305,6 +305,8 @@ mod tests {
                 champion: None,
                 experiment: None,
                 online_rule: None,
+                offline_rule: None,
+                offline_margin: None,
                 reason: "reward 0.6 beats 0.5".into(),
             },
             at: at("2027-01-06T12:00:00Z"),

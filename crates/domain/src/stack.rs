@@ -49,6 +49,9 @@ pub struct LoopIteration {
     pub reason: String,
     /// The challenger's reward minus the champion's at the decision (none without both).
     pub reward_change: Option<f64>,
+    /// That change's paired bootstrap interval over the held-out items, when the gate computed it.
+    #[serde(default)]
+    pub reward_interval: Option<(f64, f64)>,
     /// The measured online lift: the acceptance difference in the experiment the gate weighed, with
     /// its interval (none for a first champion or a decision without an analysed experiment).
     #[serde(default)]
@@ -217,6 +220,7 @@ fn iterations(e: &StackEvidence<'_>, datasets: &[&Dataset]) -> Vec<LoopIteration
             outcome: if p.accepted { "promoted" } else { "refused" }.into(),
             reason: p.decision.reason.clone(),
             reward_change: p.decision.reward_change(),
+            reward_interval: p.decision.offline_margin.as_ref().map(|m| (m.ci_low, m.ci_high)),
             online_lift: p.decision.online_lift(),
             cycle_hours: first_event_at.map(|f| (p.at - f).num_seconds() as f64 / 3600.0),
             annotations_used: dataset.source.annotations(),
@@ -545,6 +549,8 @@ mod tests {
                 champion: Some(Contender { id: 99, name: "base".into(), reward: Some(0.25) }),
                 experiment: None,
                 online_rule: None,
+                offline_rule: None,
+                offline_margin: None,
                 reason: if accepted { "beats".into() } else { "does not beat".into() },
             },
             at: at(decided),

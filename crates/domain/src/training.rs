@@ -176,6 +176,9 @@ pub struct EvalReport {
     pub scores: BTreeMap<String, f64>,
     /// How much each score rests on: windows, cursor positions, rows.
     pub counts: BTreeMap<String, u64>,
+    /// What each score measured on each held-out item, for the gate's bootstrap of the reward margin.
+    #[serde(default)]
+    pub items: crate::offline::EvalItems,
 }
 
 /// Weights over eval scores, latency and cost: reward = Σ weightᵢ · scoreᵢ. Every weighted score must

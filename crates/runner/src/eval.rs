@@ -4,6 +4,7 @@
 use std::time::Instant;
 
 use candle_core::Tensor;
+pub use slope_domain::offline::{EvalItems, TextItem};
 pub use slope_domain::training::{EvalConfig, EvalReport, RewardSpec, SCORES};
 
 use crate::checkpoint::Model;
@@ -16,8 +17,17 @@ use crate::model::target_log_probs;
 use crate::rng;
 use crate::tokens::{EOS, encode};
 
-/// exp(mean negative log-likelihood per byte) over non-overlapping windows of the texts.
+/// exp(mean negative log-likelihood per byte) over non-overlapping windows of the texts, and the number
+/// of bytes predicted.
 pub fn perplexity(model: &Model, texts: &[&str]) -> Result<(f64, u64)> {
+    let windows = perplexity_windows(model, texts)?;
+    let (nll, count) = windows.iter().fold((0.0, 0.0), |(a, b), w| (a + w[0], b + w[1]));
+    Ok(((nll / count).exp(), count as u64))
+}
+
+/// Per window of [`perplexity`]: the negative log-likelihood summed over its predicted bytes, and
+/// their number (the items the gate's bootstrap resamples).
+pub fn perplexity_windows(model: &Model, texts: &[&str]) -> Result<Vec<[f64; 2]>> {
     let ctx = model.config().ctx_len;
     let mut stream = Vec::new();
     for t in texts {
@@ -36,7 +46,7 @@ pub fn perplexity(model: &Model, texts: &[&str]) -> Result<(f64, u64)> {
         start += ctx;
     }
     let device = model.gpt.device();
-    let (mut nll, mut count) = (0f64, 0u64);
+    let mut out = Vec::with_capacity(windows.len());
     let full: Vec<&[u32]> = windows.iter().copied().filter(|w| w.len() == ctx + 1).collect();
     let rest: Vec<&[u32]> = windows.iter().copied().filter(|w| w.len() != ctx + 1).collect();
     for chunk in full.chunks(16).chain(rest.chunks(1)) {
@@ -46,10 +56,11 @@ pub fn perplexity(model: &Model, texts: &[&str]) -> Result<(f64, u64)> {
         let inp = Tensor::from_vec(inp, (chunk.len(), t), device)?;
         let tgt = Tensor::from_vec(tgt, (chunk.len(), t), device)?;
         let lp = target_log_probs(&model.gpt.forward(&inp, false, None)?, &tgt)?;
-        nll -= lp.sum_all()?.to_scalar::<f32>()? as f64;
-        count += (chunk.len() * t) as u64;
+        for window in lp.sum(1)?.to_vec1::<f32>()? {
+            out.push([-(window as f64), t as f64]);
+        }
     }
-    Ok(((nll / count as f64).exp(), count))
+    Ok(out)
 }
 
 /// The outcome of replaying held-out texts.
@@ -67,34 +78,46 @@ pub struct Acceptance {
 /// character boundaries after at least 8 bytes) the model suggests up to `k` characters greedily; the
 /// accepted characters are the common prefix with what was really written next.
 pub fn replay_acceptance(model: &Model, texts: &[&str], k: usize, per_text: usize, seed: u64) -> Result<Acceptance> {
+    acceptance_of(&replay_items(model, texts, k, per_text, seed)?)
+}
+
+/// [`replay_acceptance`] per text, in the texts' order (a text of 8 bytes or fewer has no position).
+pub fn replay_items(model: &Model, texts: &[&str], k: usize, per_text: usize, seed: u64) -> Result<Vec<TextItem>> {
     let generator = Generator::new(model);
-    let (mut accepted, mut suggested, mut positions) = (0u64, 0u64, 0u64);
-    let mut latencies = Vec::new();
+    let mut items = Vec::with_capacity(texts.len());
     for (ti, text) in texts.iter().enumerate() {
+        let mut item = TextItem::default();
         let bounds: Vec<usize> = text.char_indices().map(|(i, _)| i).filter(|&i| i >= 8).collect();
-        if bounds.is_empty() {
-            continue;
+        if !bounds.is_empty() {
+            for p in 0..per_text {
+                let cut = bounds[rng::index(seed, ti as u64, p as u64, bounds.len())];
+                let t0 = Instant::now();
+                let suggestion = generator.suggest(&text[..cut], k)?;
+                item.latencies_ms.push(t0.elapsed().as_secs_f64() * 1000.0);
+                let truth = &text[cut..];
+                let common = suggestion.chars().zip(truth.chars()).take_while(|(a, b)| a == b).count();
+                item.accepted += common as u64;
+                item.suggested += suggestion.chars().count() as u64;
+            }
         }
-        for p in 0..per_text {
-            let cut = bounds[rng::index(seed, ti as u64, p as u64, bounds.len())];
-            let t0 = Instant::now();
-            let suggestion = generator.suggest(&text[..cut], k)?;
-            latencies.push(t0.elapsed().as_secs_f64() * 1000.0);
-            let truth = &text[cut..];
-            let common = suggestion.chars().zip(truth.chars()).take_while(|(a, b)| a == b).count();
-            accepted += common as u64;
-            suggested += suggestion.chars().count() as u64;
-            positions += 1;
-        }
+        items.push(item);
     }
-    if positions == 0 {
+    Ok(items)
+}
+
+/// Replay acceptance over all the texts' items.
+fn acceptance_of(items: &[TextItem]) -> Result<Acceptance> {
+    let accepted: u64 = items.iter().map(|t| t.accepted).sum();
+    let suggested: u64 = items.iter().map(|t| t.suggested).sum();
+    let mut latencies: Vec<f64> = items.iter().flat_map(|t| t.latencies_ms.iter().copied()).collect();
+    if latencies.is_empty() {
         return Err(RunnerError::invalid("held_out", "has no text longer than 8 bytes to replay"));
     }
     latencies.sort_by(f64::total_cmp);
     Ok(Acceptance {
         accepted_chars: accepted,
         suggested_chars: suggested,
-        positions,
+        positions: latencies.len() as u64,
         score: if suggested == 0 { 0.0 } else { accepted as f64 / suggested as f64 },
         median_latency_ms: latencies[latencies.len() / 2],
     })
@@ -103,19 +126,24 @@ pub fn replay_acceptance(model: &Model, texts: &[&str], k: usize, per_text: usiz
 /// The share of prompt/completion rows whose greedy completion equals the expected one (surrounding
 /// whitespace ignored).
 pub fn exact_match(model: &Model, rows: &[Row]) -> Result<(f64, u64)> {
+    let hits = exact_match_items(model, rows)?;
+    Ok((hits.iter().filter(|&&h| h).count() as f64 / hits.len() as f64, hits.len() as u64))
+}
+
+/// [`exact_match`] per prompt/completion row, in the rows' order.
+pub fn exact_match_items(model: &Model, rows: &[Row]) -> Result<Vec<bool>> {
     let generator = Generator::new(model);
-    let (mut hits, mut n) = (0u64, 0u64);
+    let mut hits = Vec::new();
     for row in rows {
         if let Row::Completion { prompt, completion } = row {
             let got = generator.suggest(prompt, completion.len() + 8)?;
-            hits += u64::from(got.trim() == completion.trim());
-            n += 1;
+            hits.push(got.trim() == completion.trim());
         }
     }
-    if n == 0 {
+    if hits.is_empty() {
         return Err(RunnerError::invalid("held_out", "has no prompt/completion rows for exact match"));
     }
-    Ok((hits as f64 / n as f64, n))
+    Ok(hits)
 }
 
 /// Held-out material for [`evaluate`].
@@ -144,28 +172,34 @@ pub fn evaluate(
     let mut texts: Vec<&str> = held.texts.clone();
     texts.extend(prefixed_texts.iter().map(String::as_str));
     if !texts.is_empty() {
-        let (ppl, n) = perplexity(model, &texts)?;
-        report.scores.insert("perplexity".into(), ppl);
-        report.counts.insert("perplexity".into(), n);
-        let acc = replay_acceptance(model, &texts, cfg.k, cfg.positions_per_text, cfg.seed)?;
+        let windows = perplexity_windows(model, &texts)?;
+        let (nll, count) = windows.iter().fold((0.0, 0.0), |(a, b), w| (a + w[0], b + w[1]));
+        report.scores.insert("perplexity".into(), (nll / count).exp());
+        report.counts.insert("perplexity".into(), count as u64);
+        report.items.windows = windows;
+        let replayed = replay_items(model, &texts, cfg.k, cfg.positions_per_text, cfg.seed)?;
+        let acc = acceptance_of(&replayed)?;
         report.scores.insert("replay_acceptance".into(), acc.score);
         report.counts.insert("replay_acceptance".into(), acc.positions);
         report.scores.insert("latency_ms".into(), acc.median_latency_ms);
         report.scores.insert("cost_usd_per_1k".into(), spec.cost_per_1k(acc.median_latency_ms));
+        report.items.texts = replayed;
     }
     if !held.completions.is_empty() {
-        let (em, n) = exact_match(model, &held.completions)?;
-        report.scores.insert("exact_match".into(), em);
-        report.counts.insert("exact_match".into(), n);
+        let hits = exact_match_items(model, &held.completions)?;
+        report.scores.insert("exact_match".into(), hits.iter().filter(|&&h| h).count() as f64 / hits.len() as f64);
+        report.counts.insert("exact_match".into(), hits.len() as u64);
+        report.items.completions = hits;
     }
     if let Some(reference) = reference
         && !held.preferences.is_empty()
     {
-        let (margin, acc) =
-            crate::train::preference_margin(&model.gpt, &reference.gpt, &held.preferences, cfg.dpo_beta)?;
-        report.scores.insert("dpo_margin".into(), margin);
-        report.scores.insert("dpo_accuracy".into(), acc);
+        let margins = crate::train::preference_margins(&model.gpt, &reference.gpt, &held.preferences, cfg.dpo_beta)?;
+        let n = margins.len().max(1) as f64;
+        report.scores.insert("dpo_margin".into(), margins.iter().sum::<f64>() / n);
+        report.scores.insert("dpo_accuracy".into(), margins.iter().filter(|&&m| m > 0.0).count() as f64 / n);
         report.counts.insert("dpo_margin".into(), held.preferences.len() as u64);
+        report.items.preferences = margins;
     }
     if report.scores.is_empty() {
         return Err(RunnerError::invalid("held_out", "is empty: nothing to evaluate"));

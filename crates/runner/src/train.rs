@@ -511,9 +511,17 @@ impl<'a> Sampler<'a> {
 /// DPO's implicit reward margin on held-out pairs: mean β·((log π(c) − log π_ref(c)) − (log π(r) −
 /// log π_ref(r))) and the share of pairs where it is positive.
 pub fn preference_margin(policy: &Gpt, reference: &Gpt, rows: &[Row], beta: f64) -> Result<(f64, f64)> {
+    let margins = preference_margins(policy, reference, rows, beta)?;
+    let n = rows.len().max(1) as f64;
+    Ok((margins.iter().sum::<f64>() / n, margins.iter().filter(|&&m| m > 0.0).count() as f64 / n))
+}
+
+/// The DPO margin of each preference pair, in the rows' order (the items the gate's bootstrap
+/// resamples).
+pub fn preference_margins(policy: &Gpt, reference: &Gpt, rows: &[Row], beta: f64) -> Result<Vec<f64>> {
     let data = Dataset { kind: DatasetKind::Preference, rows: rows.to_vec() };
     let sampler = Sampler::new(&data, policy.config.ctx_len - 1, 0);
-    let (mut sum, mut correct) = (0.0, 0usize);
+    let mut margins = Vec::with_capacity(rows.len());
     for chunk in (0..rows.len()).collect::<Vec<_>>().chunks(16) {
         let mut seqs = Vec::new();
         for &i in chunk {
@@ -525,11 +533,8 @@ pub fn preference_margin(policy: &Gpt, reference: &Gpt, rows: &[Row], beta: f64)
         let p = sequence_log_probs(policy, &inp, &tgt, &mask, false)?.to_vec1::<f32>()?;
         let r = sequence_log_probs(reference, &inp, &tgt, &mask, false)?.to_vec1::<f32>()?;
         for k in 0..chunk.len() {
-            let m = beta * ((p[2 * k] - r[2 * k]) as f64 - (p[2 * k + 1] - r[2 * k + 1]) as f64);
-            sum += m;
-            correct += usize::from(m > 0.0);
+            margins.push(beta * ((p[2 * k] - r[2 * k]) as f64 - (p[2 * k + 1] - r[2 * k + 1]) as f64));
         }
     }
-    let n = rows.len().max(1) as f64;
-    Ok((sum / n, correct as f64 / n))
+    Ok(margins)
 }

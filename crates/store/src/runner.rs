@@ -18,8 +18,9 @@ use chrono::{DateTime, Utc};
 use sqlx::types::Json;
 
 use slope_domain::{
-    Alias, AliasKind, Dataset, DatasetKind, DatasetSource, FieldErrors, Impression, Job, JobKind, JobMetric, JobResult,
-    JobSpec, JobStatus, Model, ModelConfig, ModelEval, ModelKind, OrgId, Promotion, PromotionDecision, TrainMetrics,
+    Alias, AliasKind, Dataset, DatasetKind, DatasetSource, EvalItems, FieldErrors, Impression, Job, JobKind, JobMetric,
+    JobResult, JobSpec, JobStatus, Model, ModelConfig, ModelEval, ModelKind, OrgId, Promotion, PromotionDecision,
+    TrainMetrics,
 };
 
 use crate::{Result, Store, StoreError, in_tx, on_db};
@@ -630,6 +631,7 @@ impl Store {
         worker: &str,
         model_id: i64,
         eval: &ModelEval,
+        items: Option<&EvalItems>,
         result: &JobResult,
         now: DateTime<Utc>,
     ) -> Result<Option<Model>> {
@@ -650,6 +652,14 @@ impl Store {
             let Some(updated) = updated else {
                 return Err(StoreError::NotFound { entity: "model", id: model_id });
             };
+            // The eval's per-item results replace the model's earlier ones (see `set_model_eval`).
+            sqlx::query("DELETE FROM eval_items WHERE model_id = $2 AND org_id = (SELECT org_id FROM jobs WHERE id = $1)")
+                .bind(id).bind(model_id).execute(&mut *tx).await?;
+            if let Some(items) = items {
+                sqlx::query(
+                    "INSERT INTO eval_items (org_id, model_id, items) SELECT org_id, $2, $3 FROM jobs WHERE id = $1")
+                    .bind(id).bind(model_id).bind(Json(items)).execute(&mut *tx).await?;
+            }
             Ok(Some(updated.parse()?))
         })
     }
@@ -794,11 +804,45 @@ impl Store {
     }
 
     /// Stores the latest eval of a model (its scores and reward), replacing an earlier one.
-    pub async fn set_model_eval(&self, org: OrgId, id: i64, eval: &ModelEval, now: DateTime<Utc>) -> Result<Model> {
-        let updated: Option<ModelRow> = on_db!(self, db => sqlx::query_as(
-            "UPDATE models SET eval = $3, reward = $4, evaluated_at = $5 WHERE org_id = $1 AND id = $2 RETURNING *")
-            .bind(org.0).bind(id).bind(Json(eval)).bind(eval.reward).bind(now).fetch_optional(db).await?);
-        updated.ok_or(StoreError::NotFound { entity: "model", id })?.parse()
+    ///
+    /// `items` are what the eval measured on each held-out item; they replace the model's earlier ones in
+    /// the same transaction (and `None` removes them), so the items read back are always those of the
+    /// eval the model carries.
+    pub async fn set_model_eval(
+        &self,
+        org: OrgId,
+        id: i64,
+        eval: &ModelEval,
+        items: Option<&EvalItems>,
+        now: DateTime<Utc>,
+    ) -> Result<Model> {
+        in_tx!(self, tx => {
+            let updated: Option<ModelRow> = sqlx::query_as(
+                "UPDATE models SET eval = $3, reward = $4, evaluated_at = $5 WHERE org_id = $1 AND id = $2 RETURNING *")
+                .bind(org.0).bind(id).bind(Json(eval)).bind(eval.reward).bind(now).fetch_optional(&mut *tx).await?;
+            let model = updated.ok_or(StoreError::NotFound { entity: "model", id })?.parse()?;
+            match items {
+                Some(items) => {
+                    sqlx::query(
+                        "INSERT INTO eval_items (org_id, model_id, items) VALUES ($1, $2, $3)
+                         ON CONFLICT (org_id, model_id) DO UPDATE SET items = excluded.items")
+                        .bind(org.0).bind(id).bind(Json(items)).execute(&mut *tx).await?;
+                }
+                None => {
+                    sqlx::query("DELETE FROM eval_items WHERE org_id = $1 AND model_id = $2")
+                        .bind(org.0).bind(id).execute(&mut *tx).await?;
+                }
+            }
+            Ok(model)
+        })
+    }
+
+    /// What the model's latest eval measured on each held-out item, when it kept them.
+    pub async fn eval_items(&self, org: OrgId, model_id: i64) -> Result<Option<EvalItems>> {
+        let row: Option<(Json<EvalItems>,)> = on_db!(self, db => sqlx::query_as(
+            "SELECT items FROM eval_items WHERE org_id = $1 AND model_id = $2")
+            .bind(org.0).bind(model_id).fetch_optional(db).await?);
+        Ok(row.map(|(items,)| items.0))
     }
 
     /// The organisation's aliases, or those of one loop, by loop and alias.

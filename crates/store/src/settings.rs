@@ -67,42 +67,64 @@ impl Store {
 impl Store {
     /// The loop's promotion gate policy; the default (not significantly worse) when none was set.
     pub async fn gate_policy(&self, org: OrgId, loop_key: &str) -> Result<GatePolicy> {
-        let row: Option<(String, String, DateTime<Utc>)> = on_db!(self, db => sqlx::query_as(
-            "SELECT online, set_by, set_at FROM gate_policies WHERE org_id = $1 AND loop_key = $2")
+        let row: Option<PolicyRow> = on_db!(self, db => sqlx::query_as(
+            "SELECT online, offline, set_by, set_at FROM gate_policies WHERE org_id = $1 AND loop_key = $2")
             .bind(org.0).bind(loop_key).fetch_optional(db).await?);
         policy_of(loop_key, row)
     }
 
     /// Sets the loop's promotion gate policy, replacing the earlier one, on the audit trail.
-    pub async fn set_gate_policy(&self, actor: &Actor, loop_key: &str, online: OnlineRule) -> Result<GatePolicy> {
+    pub async fn set_gate_policy(
+        &self,
+        actor: &Actor,
+        loop_key: &str,
+        online: OnlineRule,
+        offline: OfflineRule,
+    ) -> Result<GatePolicy> {
         // Microseconds, as PostgreSQL keeps them, so the policy returned equals the policy read back.
         let now = Utc::now().trunc_subsecs(6);
         let org = actor.org;
         in_tx!(self, tx => {
             lock_org!(tx, org);
             // Read under the lock, so the trail's "before" is what this change replaced.
-            let row: Option<(String, String, DateTime<Utc>)> = sqlx::query_as(
-                "SELECT online, set_by, set_at FROM gate_policies WHERE org_id = $1 AND loop_key = $2")
+            let row: Option<PolicyRow> = sqlx::query_as(
+                "SELECT online, offline, set_by, set_at FROM gate_policies WHERE org_id = $1 AND loop_key = $2")
                 .bind(org.0).bind(loop_key).fetch_optional(&mut *tx).await?;
             let before = policy_of(loop_key, row)?;
             sqlx::query(
-                "INSERT INTO gate_policies (org_id, loop_key, online, set_by, set_at) VALUES ($1, $2, $3, $4, $5)
-                 ON CONFLICT (org_id, loop_key) DO UPDATE SET online = excluded.online, set_by = excluded.set_by,
-                 set_at = excluded.set_at")
-                .bind(org.0).bind(loop_key).bind(online.as_str()).bind(actor.label()).bind(now)
+                "INSERT INTO gate_policies (org_id, loop_key, online, offline, set_by, set_at)
+                 VALUES ($1, $2, $3, $4, $5, $6)
+                 ON CONFLICT (org_id, loop_key) DO UPDATE SET online = excluded.online, offline = excluded.offline,
+                 set_by = excluded.set_by, set_at = excluded.set_at")
+                .bind(org.0).bind(loop_key).bind(online.as_str()).bind(offline.as_str()).bind(actor.label()).bind(now)
                 .execute(&mut *tx).await?;
-            let after = GatePolicy { loop_key: loop_key.to_owned(), online, set_by: Some(actor.label()), set_at: Some(now) };
+            let after = GatePolicy {
+                loop_key: loop_key.to_owned(),
+                online,
+                offline,
+                set_by: Some(actor.label()),
+                set_at: Some(now),
+            };
             audit!(tx, actor, "gate_policy", org.0, now, Some(to_json(&before)?), Some(to_json(&after)?));
             Ok(after)
         })
     }
 }
 
-/// A loop's stored gate policy (online rule, who set it, when), or the default without one.
-fn policy_of(loop_key: &str, row: Option<(String, String, DateTime<Utc>)>) -> Result<GatePolicy> {
-    let Some((online, set_by, set_at)) = row else { return Ok(GatePolicy::default_for(loop_key)) };
-    let online = online.parse().map_err(|e: String| StoreError::Corrupt(format!("gate policy of {loop_key}: {e}")))?;
-    Ok(GatePolicy { loop_key: loop_key.to_owned(), online, set_by: Some(set_by), set_at: Some(set_at) })
+/// A stored gate policy: online rule, offline rule, who set it, when.
+type PolicyRow = (String, String, String, DateTime<Utc>);
+
+/// A loop's stored gate policy, or the default without one.
+fn policy_of(loop_key: &str, row: Option<PolicyRow>) -> Result<GatePolicy> {
+    let Some((online, offline, set_by, set_at)) = row else { return Ok(GatePolicy::default_for(loop_key)) };
+    let corrupt = |e: String| StoreError::Corrupt(format!("gate policy of {loop_key}: {e}"));
+    Ok(GatePolicy {
+        loop_key: loop_key.to_owned(),
+        online: online.parse().map_err(corrupt)?,
+        offline: offline.parse().map_err(corrupt)?,
+        set_by: Some(set_by),
+        set_at: Some(set_at),
+    })
 }
 
 /// A stored version of the rules: version, rules, who set them and when.

@@ -7,8 +7,9 @@ use std::sync::Arc;
 use chrono::Utc;
 use serde::Serialize;
 use slope_domain::{
-    Action, Actor, Alias, AliasKind, Contender, ExperimentEvidence, GatePolicy, GatePolicyInput, Key, MetricInput,
-    Model, ModelEval, ModelKind, OnlineRule, OrgId, PointInput, Promotion, PromotionDecision, TrainMetrics,
+    Action, Actor, Alias, AliasKind, BOOTSTRAP_REPLICATES, Contender, EvalItems, ExperimentEvidence, GatePolicy,
+    GatePolicyInput, Key, MetricInput, Model, ModelEval, ModelKind, OfflineRule, OnlineRule, OrgId, PointInput,
+    Promotion, PromotionDecision, RewardMargin, TrainMetrics, reward_margin,
 };
 use slope_store::NewModel;
 
@@ -169,7 +170,12 @@ impl Runner {
             )));
         }
         let policy = self.store.gate_policy(org, key.as_str()).await?;
-        let mut verdict = offline_verdict(&challenger, champion.as_ref(), key.as_str());
+        let margin = match &champion {
+            Some(champ) => self.reward_margin(org, &challenger, champ).await?,
+            None => None,
+        };
+        let mut verdict =
+            offline_verdict(&challenger, champion.as_ref(), key.as_str(), policy.offline, margin.as_ref());
         let mut experiment = None;
         if let (Ok(offline), Some(champ)) = (&verdict, &champion) {
             let offline = offline.clone();
@@ -223,6 +229,8 @@ impl Runner {
             champion: champion.as_ref().map(Contender::from),
             experiment,
             online_rule: champion.as_ref().map(|_| policy.online),
+            offline_rule: champion.as_ref().map(|_| policy.offline),
+            offline_margin: margin.and_then(|m| m.ok()),
             reason: reason.clone(),
         };
         let record = self
@@ -243,6 +251,39 @@ impl Runner {
             self.publish_champion_logged(org, key.as_str(), &promoted).await;
         }
         Ok(PromotionOutcome { accepted, reason, record })
+    }
+
+    /// The challenger's reward margin over the champion with its paired bootstrap interval over the
+    /// held-out items both were evaluated on: `None` when their rewards do not compare at all (no eval,
+    /// other held-out data or settings: the offline verdict says so), `Some(Err)` naming what the
+    /// items cannot give (an eval from before items were kept).
+    async fn reward_margin(
+        &self,
+        org: OrgId,
+        challenger: &Model,
+        champion: &Model,
+    ) -> Result<Option<std::result::Result<RewardMargin, String>>> {
+        let (Some(eval), Some(_)) = (&challenger.eval, &champion.eval) else { return Ok(None) };
+        if !challenger.evaluated_like(champion) {
+            return Ok(None);
+        }
+        let (ours, theirs) =
+            (self.store.eval_items(org, challenger.id).await?, self.store.eval_items(org, champion.id).await?);
+        let missing =
+            |m: &Model| format!("{} was evaluated before per-item results were kept: evaluate it again", m.name);
+        let (ours, theirs) = match (ours, theirs) {
+            (None, _) => return Ok(Some(Err(missing(challenger)))),
+            (_, None) => return Ok(Some(Err(missing(champion)))),
+            (Some(a), Some(b)) => (a, b),
+        };
+        let spec = eval.reward_spec.clone();
+        // Seeded by the pair, so the same decision asked again draws the same resamples.
+        let seed = (challenger.id as u64) << 32 ^ champion.id as u64;
+        let margin =
+            tokio::task::spawn_blocking(move || reward_margin(&ours, &theirs, &spec, BOOTSTRAP_REPLICATES, seed))
+                .await
+                .map_err(|e| internal("resampling the reward margin", e))?;
+        Ok(Some(margin))
     }
 
     /// The loop's most recently started experiment that served exactly `challenger` against
@@ -279,12 +320,13 @@ impl Runner {
         Ok(self.store.gate_policy(org, key.as_str()).await?)
     }
 
-    /// Sets the loop's promotion gate policy (what the experiment must show online).
+    /// Sets the loop's promotion gate policy (what the reward margin must show offline and the
+    /// experiment online).
     pub async fn set_gate_policy(&self, actor: &Actor, loop_key: &str, input: &GatePolicyInput) -> Result<GatePolicy> {
         let org = actor.authorize(Action::Operate)?;
         let key = self.known_loop(org, loop_key).await?;
-        let online = input.parse()?;
-        Ok(self.store.set_gate_policy(actor, key.as_str(), online).await?)
+        let (online, offline) = input.parse()?;
+        Ok(self.store.set_gate_policy(actor, key.as_str(), online, offline).await?)
     }
 
     /// The key of a loop that has events, metrics or models; NotFound otherwise.
@@ -297,8 +339,14 @@ impl Runner {
     }
 
     /// Records an eval on its model and, when the model is its loop's champion, publishes the scores.
-    pub(super) async fn record_eval(&self, org: OrgId, model_id: i64, eval: &ModelEval) -> Result<()> {
-        let updated = self.store.set_model_eval(org, model_id, eval, Utc::now()).await?;
+    pub(super) async fn record_eval(
+        &self,
+        org: OrgId,
+        model_id: i64,
+        eval: &ModelEval,
+        items: &EvalItems,
+    ) -> Result<()> {
+        let updated = self.store.set_model_eval(org, model_id, eval, Some(items), Utc::now()).await?;
         self.publish_if_champion(org, &updated).await
     }
 
@@ -354,12 +402,15 @@ impl Runner {
 }
 
 /// The offline half of the gate: the challenger must have an eval, and beat an evaluated champion's
-/// reward on the same held-out data, measured the same way. `Ok` carries the reason to accept, `Err`
-/// the reason to refuse.
+/// reward on the same held-out data, measured the same way, as the loop's `rule` asks: with a margin
+/// whose paired bootstrap interval lies above zero, or only a higher reward (the interval is stated
+/// either way when it is known). `Ok` carries the reason to accept, `Err` the reason to refuse.
 fn offline_verdict(
     challenger: &Model,
     champion: Option<&Model>,
     loop_key: &str,
+    rule: OfflineRule,
+    margin: Option<&std::result::Result<RewardMargin, String>>,
 ) -> std::result::Result<String, String> {
     let Some(reward) = challenger.reward else {
         return Err(format!("model {} has no eval yet: run an eval job first", challenger.name));
@@ -385,9 +436,36 @@ fn offline_verdict(
             challenger.name, champ.name
         ));
     }
+    let interval = match margin {
+        Some(Ok(m)) => format!(
+            " (margin {:+.4}, 95 % bootstrap interval [{:+.4}, {:+.4}] over {} resamples of the held-out items)",
+            m.margin, m.ci_low, m.ci_high, m.replicates
+        ),
+        Some(Err(why)) => format!(" (no interval: {why})"),
+        None => String::new(),
+    };
     // A NaN reward never beats anything.
     if reward.partial_cmp(&champ_reward) != Some(std::cmp::Ordering::Greater) {
-        return Err(format!("reward {reward:.4} does not beat the champion {}'s {champ_reward:.4}", champ.name));
+        return Err(format!(
+            "reward {reward:.4} does not beat the champion {}'s {champ_reward:.4}{interval}",
+            champ.name
+        ));
     }
-    Ok(format!("reward {reward:.4} beats the champion {}'s {champ_reward:.4}", champ.name))
+    if rule == OfflineRule::IntervalAboveZero {
+        match margin {
+            Some(Ok(m)) if m.ci_low > 0.0 => {}
+            Some(Ok(_)) => {
+                return Err(format!(
+                    "reward {reward:.4} beats the champion {}'s {champ_reward:.4}, but the loop's gate asks for {} and it does not{interval}",
+                    champ.name,
+                    rule.label()
+                ));
+            }
+            Some(Err(why)) => {
+                return Err(format!("the loop's gate asks for {}, which cannot be computed: {why}", rule.label()));
+            }
+            None => return Err(format!("the loop's gate asks for {}, which cannot be computed", rule.label())),
+        }
+    }
+    Ok(format!("reward {reward:.4} beats the champion {}'s {champ_reward:.4}{interval}", champ.name))
 }

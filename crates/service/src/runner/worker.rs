@@ -7,8 +7,8 @@ use std::sync::atomic::{AtomicI64, AtomicU8, Ordering};
 
 use chrono::{DateTime, Utc};
 use slope_domain::{
-    Actor, DatasetKind, Experiment, Job, JobKind, JobMetric, JobResult, JobStatus, ModelEval, OrgId, RewardSpec,
-    TrainMetrics, TrainSummary,
+    Actor, DatasetKind, EvalItems, Experiment, Job, JobKind, JobMetric, JobResult, JobStatus, ModelEval, OrgId,
+    RewardSpec, TrainMetrics, TrainSummary,
 };
 use slope_runner::eval::{EvalConfig, HeldOut};
 use slope_runner::train::{Control, Objective, StepMetrics, TrainHooks};
@@ -125,15 +125,17 @@ impl Runner {
             let model_id = spec.model_id.expect("validated at submission");
             let (record, model) = self.loaded(org, model_id).await?;
             let held = held.as_ref().expect("validated at submission");
-            let eval = self.score(org, model, record.base_model_id, held, &spec.eval, &reward).await?;
+            let (eval, items) = self.score(org, model, record.base_model_id, held, &spec.eval, &reward).await?;
             if let Some(stop) = lease.stopped() {
                 return Ok(stop);
             }
             // The eval and the job's success are one transaction that re-checks the lease: a worker
             // that lost it records nothing, and the champion's scores are published only once.
             let result = JobResult { model_id: Some(model_id), eval: Some(eval.clone()), ..Default::default() };
-            let Some(updated) =
-                self.store.complete_eval_job(job.id, worker, model_id, &eval, &result, Utc::now()).await?
+            let Some(updated) = self
+                .store
+                .complete_eval_job(job.id, worker, model_id, &eval, Some(&items), &result, Utc::now())
+                .await?
             else {
                 return Ok(Finish::LeaseLost);
             };
@@ -263,7 +265,7 @@ impl Runner {
         };
         let result = JobResult {
             train: Some(summary.clone()),
-            eval: eval.clone(),
+            eval: eval.as_ref().map(|(eval, _)| eval.clone()),
             challenger: (spec.loop_key.is_some() && challenger_of.is_none())
                 .then(|| "unchanged: an experiment of the loop is running".to_string()),
             ..Default::default()
@@ -295,8 +297,8 @@ impl Runner {
             )?;
         let Some(record) = registered else { return Ok(Finish::LeaseLost) };
         self.cache_model(org, record.id, model);
-        if let Some(eval) = &eval {
-            self.record_eval(org, record.id, eval).await?;
+        if let Some((eval, items)) = &eval {
+            self.record_eval(org, record.id, eval, items).await?;
         }
         Ok(Finish::Recorded)
     }
@@ -313,8 +315,10 @@ impl Runner {
             .max_by_key(|e| (e.starts_on, e.id)))
     }
 
-    /// Scores a model on held-out data: every eval the data allows, and the reward under `spec`. The
-    /// DPO margin is measured against `base` (the model it was trained from) when the data has pairs.
+    /// Scores a model on held-out data: every eval the data allows, and the reward under `spec`, with
+    /// what each eval measured on each held-out item (for the gate's interval of the reward margin).
+    /// The DPO margin is measured against `base` (the model it was trained from) when the data has
+    /// pairs.
     async fn score(
         &self,
         org: OrgId,
@@ -323,7 +327,7 @@ impl Runner {
         held: &Rows,
         cfg: &EvalConfig,
         spec: &RewardSpec,
-    ) -> Result<ModelEval> {
+    ) -> Result<(ModelEval, EvalItems)> {
         let reference = match base {
             Some(base) if held.kind == DatasetKind::Preference => Some(self.loaded(org, base).await?.1),
             _ => None,
@@ -346,14 +350,15 @@ impl Runner {
         if !reward.is_finite() {
             return Err(invalid("reward", format!("is not a finite number (scores: {:?})", report.scores)));
         }
-        Ok(ModelEval {
+        let eval = ModelEval {
             scores: report.scores,
             counts: report.counts,
             reward,
             reward_spec: spec.clone(),
             held_out_digest: held.digest(),
             config: cfg.clone(),
-        })
+        };
+        Ok((eval, report.items))
     }
 }
 

@@ -7,9 +7,9 @@ use chrono::{DateTime, Utc};
 
 use serde_json::json;
 use slope_domain::{
-    Alias, AliasKind, Contender, DatasetKind, DatasetSource, GatePolicy, Impression, Job, JobKind, JobMetric,
-    JobResult, JobSpec, JobStatus, ModelConfig, ModelEval, ModelKind, OnlineRule, Promotion, PromotionDecision,
-    TrainConfig, TrainMetrics,
+    Alias, AliasKind, Contender, DatasetKind, DatasetSource, EvalItems, GatePolicy, Impression, Job, JobKind,
+    JobMetric, JobResult, JobSpec, JobStatus, ModelConfig, ModelEval, ModelKind, OfflineRule, OnlineRule, Promotion,
+    PromotionDecision, TextItem, TrainConfig, TrainMetrics,
 };
 use slope_store::{Heartbeat, MAX_JOB_ATTEMPTS, NewDataset, NewImpression, NewModel, Store};
 
@@ -98,6 +98,8 @@ fn decision(reason: &str, reward: Option<f64>, champion: Option<f64>) -> Promoti
         champion: champion.map(|r| Contender { id: 2, name: "champion".into(), reward: Some(r) }),
         experiment: None,
         online_rule: None,
+        offline_rule: None,
+        offline_margin: None,
         reason: reason.into(),
     }
 }
@@ -316,13 +318,22 @@ async fn contract_only_the_lease_holder_records_an_eval_or_steps(store: Store) {
 
     // The eval: not by a worker that does not hold the lease, not on another organisation's model (and
     // then nothing of it is written), once by the holder, and never again.
-    assert_eq!(store.complete_eval_job(job.id, "w2", model.id, &scores, &result, t0).await.unwrap(), None);
-    assert_not_found(store.complete_eval_job(job.id, "w1", theirs.id, &scores, &result, t0).await, "model", theirs.id);
+    let items = EvalItems { completions: vec![true, true, false], ..Default::default() };
+    assert_eq!(
+        store.complete_eval_job(job.id, "w2", model.id, &scores, Some(&items), &result, t0).await.unwrap(),
+        None
+    );
+    assert_not_found(
+        store.complete_eval_job(job.id, "w1", theirs.id, &scores, Some(&items), &result, t0).await,
+        "model",
+        theirs.id,
+    );
+    assert_eq!(store.eval_items(org, model.id).await.unwrap(), None, "nothing written without the lease");
     let running = store.job(org, job.id).await.unwrap().unwrap();
     assert_eq!((running.status, running.lease_owner.as_deref()), (JobStatus::Running, Some("w1")));
     assert_eq!(store.model(other, theirs.id).await.unwrap(), Some(theirs));
     let t1 = t0 + minutes(1);
-    let evaluated = store.complete_eval_job(job.id, "w1", model.id, &scores, &result, t1).await.unwrap();
+    let evaluated = store.complete_eval_job(job.id, "w1", model.id, &scores, Some(&items), &result, t1).await.unwrap();
     let expected =
         slope_domain::Model { eval: Some(scores.clone()), reward: Some(0.42), evaluated_at: Some(t1), ..model };
     assert_eq!(evaluated, Some(expected.clone()));
@@ -331,8 +342,10 @@ async fn contract_only_the_lease_holder_records_an_eval_or_steps(store: Store) {
         (done.status, done.result, done.finished_at, done.lease_owner),
         (JobStatus::Succeeded, Some(result.clone()), Some(t1), None)
     );
+    assert_eq!(store.eval_items(org, model.id).await.unwrap(), Some(items.clone()));
     let again = eval_of(&[("perplexity", 1.0)], 0.99);
-    assert_eq!(store.complete_eval_job(job.id, "w1", expected.id, &again, &result, t1).await.unwrap(), None);
+    assert_eq!(store.complete_eval_job(job.id, "w1", expected.id, &again, None, &result, t1).await.unwrap(), None);
+    assert_eq!(store.eval_items(org, model.id).await.unwrap(), Some(items), "a finished job writes nothing more");
     assert!(!store.append_job_metrics_held(job.id, "w1", &[job_metric(3, 1.0)]).await.unwrap());
     assert_eq!(store.model(org, expected.id).await.unwrap(), Some(expected));
 }
@@ -563,12 +576,27 @@ async fn contract_models_and_aliases(store: Store) {
 
     let t0 = at("2027-03-01T10:00:00Z");
     let scores = eval_of(&[("exact_match", 0.4), ("perplexity", 8.5)], 0.42);
-    let evaluated = store.set_model_eval(org, tuned.id, &scores, t0).await.unwrap();
+    let items = EvalItems {
+        texts: vec![TextItem { accepted: 3, suggested: 16, latencies_ms: vec![4.5, 6.0] }],
+        windows: vec![[21.5, 16.0]],
+        completions: vec![true, false],
+        preferences: vec![],
+    };
+    let evaluated = store.set_model_eval(org, tuned.id, &scores, Some(&items), t0).await.unwrap();
     let expected =
         slope_domain::Model { eval: Some(scores.clone()), reward: Some(0.42), evaluated_at: Some(t0), ..tuned.clone() };
     assert_eq!(evaluated, expected);
+    assert_eq!(store.model(org, tuned.id).await.unwrap(), Some(expected.clone()));
+    assert_eq!(store.eval_items(org, tuned.id).await.unwrap(), Some(items.clone()), "the per-item results round-trip");
+    assert_eq!(store.eval_items(other, tuned.id).await.unwrap(), None, "not another organisation's");
+    assert_eq!(store.eval_items(org, base.id).await.unwrap(), None);
+    assert_not_found(store.set_model_eval(other, tuned.id, &eval_of(&[], 0.9), None, t0).await, "model", tuned.id);
+    assert_eq!(store.eval_items(org, tuned.id).await.unwrap(), Some(items), "a refused eval removes nothing");
+    // An eval without per-item results leaves none of the earlier eval's behind.
+    store.set_model_eval(org, tuned.id, &scores, None, t0).await.unwrap();
+    assert_eq!(store.eval_items(org, tuned.id).await.unwrap(), None);
+    store.set_model_eval(org, tuned.id, &scores, None, t0).await.unwrap();
     assert_eq!(store.model(org, tuned.id).await.unwrap(), Some(expected));
-    assert_not_found(store.set_model_eval(other, tuned.id, &eval_of(&[], 0.9), t0).await, "model", tuned.id);
     assert_eq!(store.model(other, theirs.id).await.unwrap(), Some(theirs.clone()));
 
     let challenger = store.set_alias(org, "notes", AliasKind::Challenger, tuned.id, t0).await.unwrap();
@@ -763,12 +791,17 @@ async fn contract_gate_policies_default_and_change_on_the_trail(store: Store) {
     let org = store.ensure_org("acme", "Acme").await.unwrap();
     let other = store.ensure_org("globex", "Globex").await.unwrap();
     assert_eq!(store.gate_policy(org, "notes").await.unwrap(), GatePolicy::default_for("notes"));
-    let set = store.set_gate_policy(&sys(org), "notes", OnlineRule::Better).await.unwrap();
-    assert_eq!((set.online, set.set_by.as_deref()), (OnlineRule::Better, Some("system:contract-test")));
+    let set = store.set_gate_policy(&sys(org), "notes", OnlineRule::Better, OfflineRule::Beats).await.unwrap();
+    assert_eq!(
+        (set.online, set.offline, set.set_by.as_deref()),
+        (OnlineRule::Better, OfflineRule::Beats, Some("system:contract-test"))
+    );
     assert_eq!(store.gate_policy(org, "notes").await.unwrap(), set, "read back as written");
     assert_eq!(store.gate_policy(org, "search").await.unwrap().online, OnlineRule::NotWorse, "per loop");
     assert_eq!(store.gate_policy(other, "notes").await.unwrap().online, OnlineRule::NotWorse, "per organisation");
-    let back = store.set_gate_policy(&sys(org), "notes", OnlineRule::NotWorse).await.unwrap();
+    assert_eq!(store.gate_policy(other, "notes").await.unwrap().offline, OfflineRule::IntervalAboveZero);
+    let back =
+        store.set_gate_policy(&sys(org), "notes", OnlineRule::NotWorse, OfflineRule::IntervalAboveZero).await.unwrap();
     assert_eq!(store.gate_policy(org, "notes").await.unwrap(), back);
     let trail = store.audit_log(org, Some(("gate_policy", org.0)), None, 10).await.unwrap();
     assert_eq!(trail.len(), 2, "each change is on the trail");
