@@ -292,7 +292,7 @@ pub fn CheckInChart(check_ins: Vec<slope_domain::CheckIn>, measure: slope_domain
     let (t0, t1) = (points[0].0, points[points.len() - 1].0);
     // A single check-in sits in the middle rather than on the axis.
     let x = move |t: f64| if t1 > t0 { PAD + (t - t0) / (t1 - t0) * (W - 2.0 * PAD) } else { W / 2.0 };
-    let y = move |v: f64| H - PAD / 2.0 - (v - lo) / (hi - lo) * (H - PAD);
+    let y = move |v: f64| H - PAD / 2.0 - (v.clamp(lo, hi) - lo) / (hi - lo) * (H - PAD);
     let path: String = points
         .iter()
         .enumerate()
@@ -346,6 +346,9 @@ pub fn LineChart(
     #[prop(optional)] references: Vec<(f64, String)>,
     #[prop(into)] title: String,
     format: fn(f64) -> String,
+    // Fixed ends of the y-axis (a share's 0–100 %), so a line is read against its whole range and not
+    // magnified by an axis fitted to its wiggles; bands and points beyond them are clipped.
+    #[prop(optional)] bounds: Option<(f64, f64)>,
 ) -> impl IntoView {
     const W: f64 = 640.0;
     const H: f64 = 220.0;
@@ -361,12 +364,12 @@ pub fn LineChart(
         .chain(references.iter().map(|r| r.0));
     let (lo, hi) = values.fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| (lo.min(v), hi.max(v)));
     let span = if hi > lo { hi - lo } else { 1.0 };
-    let (lo, hi) = (lo - span * 0.08, hi + span * 0.08);
+    let (lo, hi) = bounds.unwrap_or((lo - span * 0.08, hi + span * 0.08));
     let day = |d: chrono::NaiveDate| d.num_days_from_ce() as f64;
     let t0 = all.iter().map(|p| day(p.0)).fold(f64::INFINITY, f64::min);
     let t1 = all.iter().map(|p| day(p.0)).fold(f64::NEG_INFINITY, f64::max);
     let x = move |t: f64| if t1 > t0 { PAD + (t - t0) / (t1 - t0) * (W - 1.5 * PAD) } else { W / 2.0 };
-    let y = move |v: f64| H - PAD / 2.0 - (v - lo) / (hi - lo) * (H - PAD);
+    let y = move |v: f64| H - PAD / 2.0 - (v.clamp(lo, hi) - lo) / (hi - lo) * (H - PAD);
     let first = all.iter().map(|p| p.0).min().map(|d| d.to_string()).unwrap_or_default();
     let last = all.iter().map(|p| p.0).max().map(|d| d.to_string()).unwrap_or_default();
     let summary = series

@@ -411,7 +411,8 @@ fn LoopStackView(stack: LoopStack) -> impl IntoView {
     let LoopStack { stages, iterations, metabolism, gate, .. } = stack;
     let gate = gate.map(|g| {
         format!(
-            "Promotion gate: a challenger must beat the champion's reward on the same held-out data and, in an experiment of exactly the two models (control_model = champion, treatment_model = challenger), be {}{} (PUT /api/v1/loops/{}/gate).",
+            "Promotion gate: offline, a challenger needs {} over the champion's reward on the same held-out data (the interval by resampling the held-out items); online, in an experiment of exactly the two models (control_model = champion, treatment_model = challenger), it must be {}{} (PUT /api/v1/loops/{}/gate).",
+            g.offline.label(),
             g.online.label(),
             g.set_by.map(|by| format!("; set by {by}")).unwrap_or_else(|| "; the default".into()),
             g.loop_key
@@ -479,7 +480,11 @@ fn LoopStackView(stack: LoopStack) -> impl IntoView {
                                     <td>{when(Some(i.decided_at))}</td>
                                     <td><span class="badge" title=i.reason.clone()>{i.outcome.clone()}</span></td>
                                     <td>{i.online_lift.as_ref().map(online_lift_text).unwrap_or_else(|| "—".into())}</td>
-                                    <td>{i.reward_change.map(|c| format!("{c:+.4}")).unwrap_or_else(|| "—".into())}</td>
+                                    <td>{match (i.reward_change, i.reward_interval) {
+                                        (Some(c), Some((lo, hi))) => format!("{c:+.4} [{lo:+.4}, {hi:+.4}]"),
+                                        (Some(c), None) => format!("{c:+.4}"),
+                                        _ => "—".into(),
+                                    }}</td>
                                     <td>{i.cycle_hours.map(hours_text).unwrap_or_else(|| "—".into())}</td>
                                     <td>{i.annotations_used.map(|n| n.to_string()).unwrap_or_else(|| "—".into())}</td>
                                 </tr>
@@ -576,15 +581,33 @@ fn WeeklyBars(
 
 #[component]
 fn LoopDetail(view: LoopView) -> impl IntoView {
-    let mut by_variant: Vec<ChartSeries> = vec![];
+    // One series per line, in the order the service lists the lines (arms, champion, earlier models),
+    // so each keeps its colour from one visit to the next.
+    let mut by_line: Vec<ChartSeries> =
+        view.lines.iter().map(|l| ChartSeries { name: l.label.clone(), points: vec![] }).collect();
     for row in &view.acceptance {
         let Ok(day) = row.day.parse::<chrono::NaiveDate>() else { continue };
         let point = (day, row.value, row.ci_low.zip(row.ci_high));
-        match by_variant.iter_mut().find(|s| s.name == row.variant) {
+        match by_line.iter_mut().find(|s| s.name == row.variant) {
             Some(s) => s.points.push(point),
-            None => by_variant.push(ChartSeries { name: row.variant.clone(), points: vec![point] }),
+            None => by_line.push(ChartSeries { name: row.variant.clone(), points: vec![point] }),
         }
     }
+    by_line.retain(|s| !s.points.is_empty());
+    let legend_note = view
+        .lines
+        .iter()
+        .filter(|l| l.role == LineRole::Earlier)
+        .map(|l| {
+            format!(
+                "“{}” pools {} variant{} served before: {}.",
+                l.label,
+                l.variants.len(),
+                if l.variants.len() == 1 { "" } else { "s" },
+                l.variants.join(", ")
+            )
+        })
+        .collect::<String>();
     let max_weeks = view.cohorts.iter().map(|c| c.shares.len()).max().unwrap_or(0);
     view! {
         <Title text=format!("Loop {}", view.key)/>
@@ -594,9 +617,10 @@ fn LoopDetail(view: LoopView) -> impl IntoView {
             <p class="meta">{format!("{} events in {} segments, {} – {} (UTC)", s.events, s.segments, s.first_event, s.last_event)}</p>
         })}
         <section>
-            <h2>"Character acceptance by variant, last 28 days of data"</h2>
-            <LineChart series=by_variant title="Acceptance rate by variant and day" format=share_text/>
+            <h2>"Character acceptance per arm, last 28 days of data"</h2>
+            <LineChart series=by_line title="Acceptance rate per arm and day" format=share_text bounds=(0.0, 1.0)/>
             <p class="hint">{view.method}</p>
+            {(!legend_note.is_empty()).then(|| view! { <p class="hint earlier-models">{legend_note}</p> })}
         </section>
         <section>
             <h2>"Weekly cohort retention"</h2>

@@ -6,6 +6,8 @@
 use polars::prelude::*;
 use serde::{Deserialize, Serialize};
 
+use slope_domain::{AcceptanceLine, EARLIER_MODELS, LineRole};
+
 use crate::events::InteractionEvent;
 
 /// The normal quantile of a two-sided 95 % interval.
@@ -70,6 +72,27 @@ pub fn bucket_expr(bucket: Bucket) -> Option<Expr> {
 /// The acceptance rate per bucket of validated events; see [`acceptance_of`].
 pub fn acceptance(events: &[InteractionEvent], by_variant: bool, bucket: Bucket) -> PolarsResult<Vec<AcceptancePoint>> {
     acceptance_of(crate::events::to_frame(events)?.lazy(), by_variant, bucket)
+}
+
+/// The acceptance rate per bucket and line of a loop page's chart (see `slope_domain::acceptance_lines`):
+/// each event counts towards the line that names its variant, and every other event towards
+/// [`EARLIER_MODELS`] (a loop with a champion or an experiment) or its own variant (one without, whose
+/// lines are its variants). The points' `variant` is the line's label. A pooled line's per-user sums
+/// cover all its variants, so its interval is that of the pool, not an average of its variants'.
+pub fn acceptance_by_line(
+    events: LazyFrame,
+    lines: &[AcceptanceLine],
+    bucket: Bucket,
+) -> PolarsResult<Vec<AcceptancePoint>> {
+    let named = lines.iter().filter(|l| !matches!(l.role, LineRole::Earlier | LineRole::Variant));
+    let mut label =
+        if lines.iter().any(|l| l.role == LineRole::Variant) { col("variant") } else { lit(EARLIER_MODELS) };
+    for line in named {
+        for variant in &line.variants {
+            label = when(col("variant").eq(lit(variant.clone()))).then(lit(line.label.clone())).otherwise(label);
+        }
+    }
+    acceptance_of(events.with_column(label.alias("variant")), true, bucket)
 }
 
 /// The acceptance rate per bucket of an events frame (columns of [`crate::events::schema`]), split by
@@ -188,5 +211,43 @@ mod tests {
         assert_eq!(weekly.len(), 1);
         assert_eq!(weekly[0].bucket, "2027-01-04", "4 January 2027 is a Monday");
         assert!((weekly[0].value - 26.0 / 60.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn lines_pool_their_variants_per_user_and_everything_else_is_earlier() {
+        // On day 4 user u1 saw both old variants: pooled, u1 is one unit with (3, 10).
+        let events = vec![
+            event(1, 4, "u1", "old-1", 6, 1),
+            event(2, 4, "u1", "old-2", 4, 2),
+            event(3, 4, "u2", "old-2", 10, 5),
+            event(4, 4, "u3", "exp-control", 20, 9),
+            event(5, 4, "u4", "exp-treatment", 10, 10),
+        ];
+        let line = |label: &str, role, variant: &str| AcceptanceLine {
+            label: label.into(),
+            role,
+            variants: vec![variant.into()],
+            model: None,
+        };
+        let lines = [
+            line("control: m1", LineRole::Control, "exp-control"),
+            line("treatment: m2", LineRole::Treatment, "exp-treatment"),
+        ];
+        let frame = crate::events::to_frame(&events).unwrap().lazy();
+        let points = acceptance_by_line(frame, &lines, Bucket::Day).unwrap();
+        let by: std::collections::HashMap<_, _> =
+            points.iter().map(|p| (p.variant.clone().unwrap_or_default(), p)).collect();
+        assert_eq!(by.len(), 3);
+        let earlier = by[EARLIER_MODELS];
+        assert_eq!((earlier.users, earlier.events), (2, 3), "u1's two variants are one unit");
+        assert!((earlier.value - 8.0 / 20.0).abs() < 1e-12);
+        assert!((by["control: m1"].value - 0.45).abs() < 1e-12);
+        assert_eq!(by["treatment: m2"].value, 1.0);
+
+        // A loop whose lines are its own variants keeps every variant apart.
+        let own = [line("old-1", LineRole::Variant, "old-1")];
+        let frame = crate::events::to_frame(&events).unwrap().lazy();
+        let points = acceptance_by_line(frame, &own, Bucket::Day).unwrap();
+        assert_eq!(points.len(), 4);
     }
 }

@@ -82,8 +82,9 @@ impl Loops {
         Ok(LoopsOverview { loops, metrics, alerts })
     }
 
-    /// The page of one loop: its summary, daily acceptance over the last 28 days, weekly cohorts, its
-    /// metrics and recent batches.
+    /// The page of one loop: its summary, daily acceptance over the last 28 days per line (the current
+    /// experiment's arms, the champion, earlier models pooled), weekly cohorts, its metrics and recent
+    /// batches.
     pub async fn loop_view(&self, actor: &Actor, key: &str) -> Result<LoopView> {
         let report = self.loop_report(actor, key, 28).await?;
         let retention = self.retention(actor, key).await?;
@@ -91,7 +92,8 @@ impl Loops {
             key: key.to_owned(),
             summary: report.summary.map(loop_row),
             method: report.method.to_owned(),
-            acceptance: report.acceptance.into_iter().map(acceptance_row).collect(),
+            acceptance: report.by_line.into_iter().map(acceptance_row).collect(),
+            lines: report.lines,
             cohorts: cohort_rows(retention),
             metrics: report.metrics,
             batches: report.batches.into_iter().map(batch_row).collect(),

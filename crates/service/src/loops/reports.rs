@@ -8,7 +8,7 @@ use chrono::{Datelike, Duration, NaiveDate, Utc};
 use serde::Serialize;
 
 use slope_domain::*;
-use slope_metrics::acceptance::{AcceptancePoint, Bucket, acceptance_of};
+use slope_metrics::acceptance::{AcceptancePoint, Bucket, acceptance_by_line, acceptance_of};
 use slope_metrics::drift::{Drift, DriftBand, DriftField, drift};
 use slope_metrics::ltv::{Customer, LtvReport, ltv_report};
 use slope_metrics::ltv_series;
@@ -31,6 +31,14 @@ pub struct LoopReport {
     /// events, accepted, suggested, ci_low, ci_high}`.
     #[cfg_attr(feature = "openapi", schema(value_type = Vec<Object>))]
     pub acceptance: Vec<AcceptancePoint>,
+    /// The lines the loop page draws: the current experiment's arms, the champion and earlier models
+    /// pooled (see `slope_domain::acceptance_lines`): `{label, role, variants, model}`.
+    #[cfg_attr(feature = "openapi", schema(value_type = Vec<Object>))]
+    pub lines: Vec<AcceptanceLine>,
+    /// Acceptance per line and day, each point's `variant` being its line's label; a pooled line sums
+    /// the characters of its variants per user, so its interval is that of the pool.
+    #[cfg_attr(feature = "openapi", schema(value_type = Vec<Object>))]
+    pub by_line: Vec<AcceptancePoint>,
     pub metrics: Vec<MetricDefinition>,
     pub batches: Vec<BatchRecord>,
 }
@@ -159,19 +167,34 @@ impl Loops {
         if summary.is_none() && metrics.is_empty() && batches.is_empty() {
             return Err(ServiceError::NotFound(format!("no loop {loop_key:?} has events or metrics")));
         }
-        let acceptance = match &summary {
-            None => vec![],
+        let (acceptance, lines, by_line) = match &summary {
+            None => (vec![], vec![], vec![]),
             Some(s) => {
                 let to = s.last_event.date_naive();
                 let from = to - Duration::days(days.clamp(1, 366) - 1);
                 let bytes = self.event_bytes(org, loop_key, Some((from, to))).await?;
+                let experiment = current_experiment(&self.store.list_experiments(org).await?, loop_key, Utc::now());
+                let models = self.store.list_models(org, Some(loop_key)).await?;
+                let champion = self
+                    .store
+                    .aliases(org, Some(loop_key))
+                    .await?
+                    .into_iter()
+                    .find(|a| a.alias == AliasKind::Champion)
+                    .and_then(|a| models.iter().find(|m| m.id == a.model_id).cloned());
                 blocking("computing acceptance", move || {
                     let events = segment::between_days(
                         segment::frame_of(&bytes, Some(&RATIO_COLUMNS)).map_err(|e| e.to_string())?,
                         from,
                         to,
                     );
-                    acceptance_of(events, true, Bucket::Day).map_err(|e| e.to_string())
+                    let acceptance = acceptance_of(events.clone(), true, Bucket::Day).map_err(|e| e.to_string())?;
+                    let mut seen: Vec<String> = acceptance.iter().filter_map(|p| p.variant.clone()).collect();
+                    seen.sort();
+                    seen.dedup();
+                    let lines = acceptance_lines(&seen, experiment.as_ref(), champion.as_ref(), &models);
+                    let by_line = acceptance_by_line(events, &lines, Bucket::Day).map_err(|e| e.to_string())?;
+                    Ok((acceptance, lines, by_line))
                 })
                 .await?
             }
@@ -180,6 +203,8 @@ impl Loops {
             summary,
             method: "Σ accepted / Σ suggested characters; 95 % CI by the delta method with users as the randomisation unit",
             acceptance,
+            lines,
+            by_line,
             metrics,
             batches,
         })
