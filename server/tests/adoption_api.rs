@@ -220,6 +220,112 @@ async fn units_climb_stages_from_their_evidence_and_warnings_name_what_is_unmeas
     assert!(notes["last_eval_at"].is_string(), "{notes}");
 }
 
+/// Purchases of `customers` customers of `unit`, acquired over the 30 weeks before now, each buying at a
+/// weekly rate of its own (exponential waits) and leaving after a purchase with a chance of its own; from
+/// `boosted_from` on, at `boost` times its rate. A fixed generator per unit, so the same customers each run.
+fn purchases(unit: &str, customers: usize, boosted_from: chrono::DateTime<Utc>, boost: f64) -> Vec<Value> {
+    let mut state = unit.bytes().fold(11u64, |h, b| h.wrapping_mul(31).wrapping_add(b as u64));
+    let mut next = move || {
+        state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        (state >> 11) as f64 / (1u64 << 53) as f64
+    };
+    let now = Utc::now() - Duration::minutes(10);
+    let start = now - Duration::weeks(30);
+    let mut rows = vec![];
+    for c in 0..customers {
+        let (rate, leave, spend) = (0.3 + 0.4 * next(), 0.02 + 0.08 * next(), 40.0 + 60.0 * next());
+        let mut ts = start + Duration::minutes((next() * 30.0 * 7.0 * 1440.0) as i64);
+        let mut n = 0;
+        while ts < now {
+            rows.push(json!({
+                "event_id": format!("{unit}-{c}-{n}"),
+                "customer_id": format!("{unit}-{c}"),
+                "ts": ts.to_rfc3339(),
+                "amount": (spend * (0.6 + 0.8 * next()) * 100.0).round() / 100.0,
+                "unit": unit,
+            }));
+            n += 1;
+            if next() < leave {
+                break;
+            }
+            let weekly = if ts >= boosted_from { rate * boost } else { rate };
+            ts += Duration::minutes((-(next().max(1e-12)).ln() / weekly * 7.0 * 1440.0) as i64);
+        }
+    }
+    rows
+}
+
+/// Stage 3 through the lifetime value of one unit's customers: an `ltv` metric cut by a unit that a loop
+/// serves feeds that unit's key result (process AI) and, compared before and after the day the unit
+/// took the loop up, gives its growth lift. Both count for that unit alone, not for the other unit the
+/// same loop serves.
+#[tokio::test]
+async fn a_units_customer_value_lifting_after_it_took_a_loop_up_is_growth_for_that_unit_only() {
+    let scratch = Scratch::new("adoption-growth");
+    let server = Server::start(&scratch.0, &[]);
+    // Care took the notes loop up 35 days ago, Billing 10 days ago; both are fluent. Billing's customers,
+    // not yet served when Care took it up, are what Care's are compared with.
+    let mut events = vec![];
+    for (unit, users, took_up) in [("Care", ["c1", "c2"], 35), ("Billing", ["b1", "b2"], 10)] {
+        for user in users {
+            events.push(event(&format!("{user}-first"), took_up, user, unit, 40));
+            events.push(event(&format!("{user}-now"), 2, user, unit, 40));
+        }
+    }
+    server.ingest("notes", &[("Content-Type", NDJSON)], ndjson(&events)).await.expect(201);
+    let uptake = Utc::now() - Duration::days(35) - Duration::minutes(5);
+
+    // The lifetime value of each unit's customers, and a key result in money fed by Care's.
+    for unit in ["Care", "Billing"] {
+        let key = format!("{}-ltv", unit.to_lowercase());
+        let metric = json!({ "key": key, "name": format!("{unit} customers' LTV"), "kind": "ltv", "unit": unit });
+        server.post("/api/v1/metrics", &metric).await.expect(201);
+    }
+    let today = Utc::now().date_naive();
+    let (start, end, quarter) = quarter(today);
+    let season = json!({
+        "name": "Growth season", "thesis": "Notes sell seats", "problems": ["Churn"], "winning": "Seats grow",
+        "starts_on": start.to_string(), "ends_on": end.to_string(), "slope_target": 0.2,
+    });
+    let season = server.post("/api/v1/seasons", &season).await.expect(201);
+    let to_active = json!({ "version": season["version"], "to": "active" });
+    server.post(&format!("/api/v1/seasons/{}/transition", season["id"]), &to_active).await.expect(200);
+    let objective = json!({ "quarter": quarter, "title": "Practices buy more", "commitment": "committed" });
+    let objective = server.post(&format!("/api/v1/seasons/{}/objectives", season["id"]), &objective).await.expect(201);
+    let kr = json!({ "title": "Care customers' LTV", "kind": "increase-to", "start": 100, "target": 200, "unit": "USD", "metric": "care-ltv" });
+    server.post(&format!("/api/v1/objectives/{}/key-results", objective["id"]), &kr).await.expect(201);
+
+    // Care's customers buy three times as often since Care took the loop up; Billing's as they always did.
+    let mut rows = purchases("Care", 300, uptake, 3.0);
+    rows.extend(purchases("Billing", 300, uptake, 1.0));
+    let request = server
+        .client
+        .post(format!("{}/api/v1/transactions", server.base))
+        .header("Content-Type", NDJSON)
+        .body(ndjson(&rows));
+    let ack = server.send(request, "POST /api/v1/transactions".to_owned()).await.expect(201);
+    assert!(items(&ack["metrics_updated"]).contains(&json!("care-ltv")), "{ack}");
+
+    let report = server.get("/api/v1/adoption").await.expect(200);
+    let care = unit(&report, "Care");
+    assert_eq!(care["stage"], 3, "{care}");
+    let growth = care["reasons"][2].as_str().unwrap();
+    assert!(growth.contains("LTV lift on metric care-ltv (the customers of Care)"), "{growth}");
+    assert!(growth.contains("difference in differences against the other units' customers"), "{growth}");
+    let day = uptake.date_naive();
+    assert!(growth.contains(&format!("around Care's first event in the loop on {day}")), "{growth}");
+    let lift = &care["evidence"]["loops"][0]["lifts"][0];
+    assert_eq!((lift["unit"].as_str(), lift["metric"].as_str()), (Some("Care"), Some("care-ltv")), "{lift}");
+    assert!(lift["low"].as_f64().unwrap() > 0.0, "{lift}");
+
+    // The same loop serves Billing, but Care's key result and lift are Care's: Billing is fluent, no more.
+    let billing = unit(&report, "Billing");
+    assert_eq!(billing["stage"], 1, "{billing}");
+    let notes = &billing["evidence"]["loops"][0];
+    assert_eq!(notes["key_results"], json!([]), "{notes}");
+    assert!(items(&notes["lifts"]).iter().all(|l| l["unit"] == "Billing"), "only Billing's own: {notes}");
+}
+
 /// A unit's headcount, set by an admin through `PUT /api/v1/units`, is what the fluency share is taken
 /// over; without one the people seen in events are, and the next step says so. Bad headcounts are refused
 /// by field and change nothing.

@@ -92,6 +92,10 @@ string_enum!(
 /// rather than by an experiment.
 pub const BEFORE_AFTER: &str = "before/after";
 
+/// The `source` of a lift measured before and after a change in one unit against the same weeks of the
+/// other units (difference in differences), so that what moves every unit at once cancels.
+pub const DIFF_IN_DIFF: &str = "difference-in-differences";
+
 /// What is known of one key result that a loop serves.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -106,6 +110,9 @@ pub struct KrEvidence {
     pub metric_stale: bool,
     /// True once the key result has a current value, from its metric or a check-in.
     pub has_data: bool,
+    /// The unit its metric measures alone, when it measures one: it then counts towards that unit's
+    /// stage (and its parents'), not towards every unit the loop serves.
+    pub unit: Option<String>,
 }
 
 /// A measured lift on an outcome, attributed to a loop: the 95 % interval of the difference between
@@ -118,6 +125,17 @@ pub struct LiftEvidence {
     pub high: f64,
     /// The key of the experiment that measured it, or [`BEFORE_AFTER`].
     pub source: String,
+    /// The metric whose series or experiment measured it.
+    #[serde(default)]
+    pub metric: Option<String>,
+    /// The unit whose people or customers it measures, when it measures one unit only: it then counts
+    /// towards that unit's stage (and its parents'), not towards every unit the loop serves.
+    #[serde(default)]
+    pub unit: Option<String>,
+    /// For a before/after comparison, the change it is taken around, in words ("the promotion of …",
+    /// "Clinical's first event in the loop on …").
+    #[serde(default)]
+    pub around: Option<String>,
 }
 
 /// What is known of one of a unit's process loops.
@@ -134,6 +152,19 @@ pub struct LoopEvidence {
     /// The base model the loop's champion was fine-tuned from, as `provider/model` where the provider is
     /// known (a Hugging Face id such as `meta-llama/Llama-3.1-8B`).
     pub champion_base: Option<String>,
+}
+
+impl LoopEvidence {
+    /// The loop as the evidence of `unit`: its key results and lifts that measure the loop as a whole or
+    /// that unit alone (the LTV of one unit's customers says nothing of the other units the loop serves).
+    pub fn seen_by(&self, unit: &str) -> LoopEvidence {
+        let ours = |of: &Option<String>| of.as_deref().is_none_or(|u| u == unit);
+        LoopEvidence {
+            key_results: self.key_results.iter().filter(|k| ours(&k.unit)).cloned().collect(),
+            lifts: self.lifts.iter().filter(|l| ours(&l.unit)).cloned().collect(),
+            ..self.clone()
+        }
+    }
 }
 
 /// What is known of one organisation unit: its own people and loops, not those of its sub-units (see
@@ -505,12 +536,17 @@ fn growth(unit: &UnitEvidence) -> Result<Vec<String>, Missing> {
                 continue;
             }
             let what = format!(
-                "loop {}: {} lift, 95 % interval {} to {} ({})",
+                "loop {}: {} lift{}{}, 95 % interval {} to {} ({})",
                 lp.key,
                 lift_label(lift.metric_kind),
+                lift.metric.as_ref().map(|m| format!(" on metric {m}")).unwrap_or_default(),
+                lift.unit.as_ref().map(|u| format!(" (the customers of {u})")).unwrap_or_default(),
                 signed(lift.low),
                 signed(lift.high),
-                source_label(&lift.source)
+                match &lift.around {
+                    Some(change) => format!("{} around {change}", source_label(&lift.source)),
+                    None => source_label(&lift.source),
+                }
             );
             let name = lift_label(lift.metric_kind);
             if lift.low > 0.0 && lift.high >= lift.low {
@@ -1007,7 +1043,11 @@ fn lift_label(kind: LiftMetric) -> &'static str {
 }
 
 fn source_label(source: &str) -> String {
-    if source.trim() == BEFORE_AFTER { "before/after comparison".to_owned() } else { format!("experiment {source}") }
+    match source.trim() {
+        BEFORE_AFTER => "before/after comparison".to_owned(),
+        DIFF_IN_DIFF => "difference in differences against the other units' customers".to_owned(),
+        experiment => format!("experiment {experiment}"),
+    }
 }
 
 #[cfg(test)]
@@ -1029,11 +1069,20 @@ mod tests {
             metric: metric.map(Into::into),
             metric_stale: stale,
             has_data: true,
+            unit: None,
         }
     }
 
     fn lift(kind: LiftMetric, low: f64, high: f64) -> LiftEvidence {
-        LiftEvidence { metric_kind: kind, low, high, source: "shorter-drafts".into() }
+        LiftEvidence {
+            metric_kind: kind,
+            low,
+            high,
+            source: "shorter-drafts".into(),
+            metric: None,
+            unit: None,
+            around: None,
+        }
     }
 
     /// A loop that is owned, evaluated last week, and serves a time key result fed by a live metric.
@@ -1216,6 +1265,37 @@ mod tests {
         let by_ltv = classify(&with(vec![ltv]), &rules());
         assert_eq!(by_ltv.stage, 3);
         assert!(by_ltv.reasons[2].contains("before/after comparison"));
+        let of_unit = LiftEvidence {
+            metric: Some("clinical-ltv".into()),
+            unit: Some("Clinical".into()),
+            source: DIFF_IN_DIFF.into(),
+            around: Some("Clinical's first event in the loop on 2027-01-04".into()),
+            ..lift(LiftMetric::Ltv, 3.0, 9.0)
+        };
+        let by_unit = classify(&with(vec![of_unit.clone()]), &rules());
+        assert!(
+            by_unit.reasons[2].contains(
+                "LTV lift on metric clinical-ltv (the customers of Clinical), 95 % interval +3 to +9 (difference in \
+                 differences against the other units' customers around Clinical's first event in the loop on \
+                 2027-01-04)"
+            ),
+            "{:?}",
+            by_unit.reasons
+        );
+        // The same loop seen by another unit it serves has no lift of its own.
+        let mut seen =
+            LoopEvidence { lifts: vec![of_unit, lift(LiftMetric::Retention, -0.01, 0.02)], ..good_loop("notes") };
+        assert_eq!(seen.seen_by("Clinical").lifts.len(), 2);
+        let platform = seen.seen_by("Platform");
+        assert_eq!(platform.lifts.len(), 1, "only the loop-wide retention lift");
+        assert_eq!(classify(&unit(30, None, vec![platform]), &rules()).stage, 2);
+        // Nor a key result of the Clinical customers' value.
+        for kr in &mut seen.key_results {
+            kr.unit = Some("Clinical".into());
+        }
+        assert!(seen.seen_by("Platform").key_results.is_empty());
+        assert_eq!(seen.seen_by("Clinical").key_results.len(), seen.key_results.len());
+        assert_eq!(classify(&unit(30, None, vec![seen.seen_by("Platform")]), &rules()).stage, 1);
 
         let zero = classify(&with(vec![lift(LiftMetric::Retention, -0.005, 0.03)]), &rules());
         assert_eq!(zero.stage, 2);

@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Duration, NaiveDate, Utc};
 use polars::prelude::*;
 use serde::{Deserialize, Serialize};
 
@@ -93,6 +93,29 @@ pub fn loop_units(events: LazyFrame, now: DateTime<Utc>) -> PolarsResult<BTreeMa
     Ok(out)
 }
 
+/// The first day each loop's events name each unit, over the whole frame: when the unit took the loop
+/// up, as far as the frame reaches back (a unit already there on the frame's first day may have taken it
+/// up earlier, which the caller must allow for).
+pub fn first_days(events: LazyFrame) -> PolarsResult<BTreeMap<String, BTreeMap<String, NaiveDate>>> {
+    let frame = with_unit(events)
+        .group_by([col("loop"), col("unit")])
+        .agg([col("ts").min().cast(DataType::Date).cast(DataType::Int32).alias("first")])
+        .collect()?;
+    let loops = frame.column("loop")?.str()?.clone();
+    let units = frame.column("unit")?.str()?.clone();
+    let firsts = frame.column("first")?.i32()?.clone();
+    // Days since 1970-01-01, which is day 719,163 of the common era.
+    const UNIX_EPOCH_CE: i32 = 719_163;
+    let mut out: BTreeMap<String, BTreeMap<String, NaiveDate>> = BTreeMap::new();
+    for ((lp, unit), first) in loops.iter().zip(units.iter()).zip(firsts.iter()) {
+        let day = first.and_then(|d| NaiveDate::from_num_days_from_ce_opt(d + UNIX_EPOCH_CE));
+        if let (Some(lp), Some(unit), Some(day)) = (lp, unit, day) {
+            out.entry(lp.to_owned()).or_default().insert(unit.to_owned(), day);
+        }
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -168,16 +191,25 @@ mod tests {
             other,
             event("e4", 1, "u3", None, 10),
         ]);
+        let firsts = first_days(events.clone()).unwrap();
         let units = loop_units(events, now()).unwrap();
         assert_eq!(units.len(), 2);
         assert_eq!(units["notes"], BTreeSet::from(["Care".to_owned()]));
         assert_eq!(units["triage"], BTreeSet::from(["Finance".to_owned()]));
+        // First days cover the whole frame (the 100-day-old unit too), one per loop and unit.
+        let day = |ago: i64| (now() - Duration::days(ago)).date_naive();
+        assert_eq!(firsts["notes"], BTreeMap::from([("Care".to_owned(), day(1)), ("Old".to_owned(), day(100))]));
+        assert_eq!(firsts["triage"], BTreeMap::from([("Finance".to_owned(), day(2))]));
+        let later = event("e5", 3, "u4", Some("Care"), 10);
+        let firsts = first_days(frame(&[event("e1", 1, "u1", Some("Care"), 10), later])).unwrap();
+        assert_eq!(firsts["notes"]["Care"], day(3), "the earliest event counts");
     }
 
     #[test]
     fn no_events_no_units() {
         let empty = DataFrame::empty_with_schema(&crate::events::schema()).lazy();
         assert!(unit_activity(empty.clone(), now()).unwrap().is_empty());
-        assert!(loop_units(empty, now()).unwrap().is_empty());
+        assert!(loop_units(empty.clone(), now()).unwrap().is_empty());
+        assert!(first_days(empty).unwrap().is_empty());
     }
 }

@@ -9,7 +9,7 @@ use chrono::{DateTime, Duration, NaiveDate, Utc};
 
 use slope_domain::*;
 use slope_metrics::adoption::{
-    ACTIVE_WINDOW_DAYS, COLUMNS, PEOPLE_WINDOW_DAYS, UnitActivity, loop_units, unit_activity,
+    ACTIVE_WINDOW_DAYS, COLUMNS, PEOPLE_WINDOW_DAYS, UnitActivity, first_days, loop_units, unit_activity,
 };
 use slope_metrics::segment;
 
@@ -20,6 +20,8 @@ use crate::{Loops, Result};
 pub const TREND_WEEKS: usize = 6;
 /// The fewest points on each side of a promotion that a before/after lift is computed from.
 pub const MIN_LIFT_POINTS: usize = 3;
+/// The most points on each side of a change that a before/after lift takes: the nearest ones.
+pub const LIFT_WINDOW_POINTS: usize = 8;
 /// Where a loop's evidence is listed when neither an owner squad nor its events name a unit: the
 /// detectors still judge it, but it counts towards no unit's stage.
 const NO_UNIT: &str = "(no unit)";
@@ -51,7 +53,9 @@ impl Loops {
     ///   lineage (the model itself when it has no base).
     /// - Lifts: see [`before_after_lift`], around the loop's latest accepted promotion, on each of its
     ///   metrics that measures retention (kind `retention`, or a name saying retention) or lifetime value
-    ///   (a key or name saying LTV, CLV or lifetime value).
+    ///   (a key or name saying LTV, CLV or lifetime value), and on each `ltv` metric cut by a unit the
+    ///   loop serves (transactions are the organisation's, so a unit's customers are the nearest
+    ///   attribution to a loop there is); a lift of one unit counts for that unit only.
     /// - Goals: every squad goal of the current season.
     ///
     /// The trend recomputes the activity windows as of each weekly date but takes the loops' evidence as
@@ -86,14 +90,15 @@ impl Loops {
             bytes.extend(self.event_bytes(org, &summary.loop_key, Some((from, now.date_naive()))).await?);
         }
         let snapshot_dates = dates.clone();
-        let (activities, units_of_loops) = tokio::task::spawn_blocking(move || {
+        let (activities, units_of_loops, first_days) = tokio::task::spawn_blocking(move || {
             let events = segment::frame_of(&bytes, Some(&COLUMNS)).map_err(|e| e.to_string())?;
             let mut activities = Vec::with_capacity(snapshot_dates.len());
             for at in &snapshot_dates {
                 activities.push(unit_activity(events.clone(), *at).map_err(|e| e.to_string())?);
             }
+            let firsts = first_days(events.clone()).map_err(|e| e.to_string())?;
             let units = loop_units(events, now).map_err(|e| e.to_string())?;
-            Ok::<_, String>((activities, units))
+            Ok::<_, String>((activities, units, firsts))
         })
         .await
         .map_err(|e| internal("reading events for the adoption dashboard", e))?
@@ -110,9 +115,26 @@ impl Loops {
         for key in &loop_keys {
             let own_metrics: Vec<&MetricDefinition> =
                 metrics.iter().filter(|m| m.loop_key.as_deref() == Some(key.as_str())).collect();
-            let fed_by_loop =
-                |feed: &Option<MetricFeed>| feed.as_ref().is_some_and(|f| own_metrics.iter().any(|m| m.key == f.key));
-            let krs: Vec<&KeyResult> = key_results.iter().filter(|kr| fed_by_loop(&kr.metric)).collect();
+            // The units the loop's events name, and the lifetime value of each one's customers: an `ltv`
+            // metric of the organisation's transactions cut by such a unit is the loop's evidence for
+            // that unit (transactions are the organisation's, so a unit's customers are the nearest
+            // attribution to a loop there is).
+            let served = units_of_loops.get(key);
+            let all_unit_ltv: Vec<&MetricDefinition> = metrics
+                .iter()
+                .filter(|m| m.kind == MetricKind::Ltv && m.loop_key.is_none() && m.unit.is_some())
+                .collect();
+            let unit_ltv: Vec<&MetricDefinition> = metrics
+                .iter()
+                .filter(|m| m.kind == MetricKind::Ltv && m.loop_key.is_none())
+                .filter(|m| m.unit.as_ref().is_some_and(|u| served.is_some_and(|s| s.contains(u))))
+                .collect();
+            let feeding = |feed: &Option<MetricFeed>| {
+                let key = &feed.as_ref()?.key;
+                own_metrics.iter().chain(&unit_ltv).find(|m| &m.key == key).copied()
+            };
+            let krs: Vec<&KeyResult> = key_results.iter().filter(|kr| feeding(&kr.metric).is_some()).collect();
+            let fed_by_loop = |feed: &Option<MetricFeed>| feeding(feed).is_some();
             let kr_evidence = krs
                 .iter()
                 .map(|kr| KrEvidence {
@@ -121,6 +143,7 @@ impl Loops {
                     metric: kr.metric.as_ref().map(|f| f.key.clone()),
                     metric_stale: kr.metric.as_ref().is_some_and(|f| f.is_stale(now)),
                     has_data: kr.current.is_some(),
+                    unit: feeding(&kr.metric).and_then(|m| m.unit.clone()),
                 })
                 .collect();
             let owners: BTreeMap<&str, &Squad> = goals
@@ -142,14 +165,49 @@ impl Loops {
             let champion = champion(&aliases, &models, key);
             last_eval_at = last_eval_at.max(champion.and_then(|m| m.evaluated_at));
 
+            // Lifts on the loop's own metrics around its latest promotion, and on the lifetime value of
+            // each served unit's customers around the day the unit took the loop up (its first event in
+            // the loop, when that lies after the start of the events read: a unit already there on
+            // that day may have taken the loop up earlier, so no change point is known for it).
             let mut lifts = Vec::new();
             if let Some(promoted) = latest_promotion(&promotions, key) {
+                let day = promoted.at.date_naive();
                 for metric in &own_metrics {
                     let Some(kind) = lift_metric(metric) else { continue };
                     let points = store.series(org, &metric.key, metric.version).await?;
-                    if let Some((low, high)) = lift_around(metric, &points, promoted.at.date_naive()) {
-                        lifts.push(LiftEvidence { metric_kind: kind, low, high, source: BEFORE_AFTER.to_owned() });
+                    if let Some((low, high)) = lift_around(metric, &points, day) {
+                        let model = models.iter().find(|m| m.id == promoted.challenger_id);
+                        let name =
+                            model.map_or_else(|| format!("model {}", promoted.challenger_id), |m| m.name.clone());
+                        let around = format!("the promotion of {name} on {day}");
+                        lifts.push(lift_evidence(metric, kind, (low, high), around));
                     }
+                }
+            }
+            for metric in &unit_ltv {
+                let Some(unit) = &metric.unit else { continue };
+                let Some(&day) = first_days.get(key).and_then(|units| units.get(unit)) else { continue };
+                if day <= from {
+                    continue;
+                }
+                let points = store.series(org, &metric.key, metric.version).await?;
+                // The comparison units are those that had not taken the loop up by that day (later, or
+                // never): a unit that took it up earlier carries its own lift into both periods.
+                let first_day_of = |m: &MetricDefinition| {
+                    m.unit.as_ref().and_then(|u| first_days.get(key).and_then(|units| units.get(u)).copied())
+                };
+                let mut others = Vec::new();
+                for other in all_unit_ltv.iter().filter(|m| m.unit != metric.unit) {
+                    if first_day_of(other).is_none_or(|first| first > day) {
+                        others.push(store.series(org, &other.key, other.version).await?);
+                    }
+                }
+                if let Some((low, high)) = lift_against(metric, &points, &others, day) {
+                    let around = format!("{unit}'s first event in the loop on {day}");
+                    lifts.push(LiftEvidence {
+                        source: DIFF_IN_DIFF.to_owned(),
+                        ..lift_evidence(metric, LiftMetric::Ltv, (low, high), around)
+                    });
                 }
             }
 
@@ -183,7 +241,11 @@ impl Loops {
                         headcount: headcount_of(name),
                         people_seen_12w: seen.map_or(0, |a| a.people_seen_12w),
                         active_ai_users_4w: seen.map_or(0, |a| a.active_ai_users_4w),
-                        loops: loops.iter().filter(|(_, units)| units.contains(name)).map(|(l, _)| l.clone()).collect(),
+                        loops: loops
+                            .iter()
+                            .filter(|(_, units)| units.contains(name))
+                            .map(|(l, _)| l.seen_by(name))
+                            .collect(),
                     }
                 })
                 .collect()
@@ -282,6 +344,18 @@ fn base_of<'a>(model: &'a Model, models: &'a [Model]) -> &'a Model {
     current
 }
 
+fn lift_evidence(metric: &MetricDefinition, kind: LiftMetric, (low, high): (f64, f64), around: String) -> LiftEvidence {
+    LiftEvidence {
+        metric_kind: kind,
+        low,
+        high,
+        source: BEFORE_AFTER.to_owned(),
+        metric: Some(metric.key.clone()),
+        unit: metric.unit.clone(),
+        around: Some(around),
+    }
+}
+
 fn latest_promotion<'a>(promotions: &'a [Promotion], loop_key: &str) -> Option<&'a Promotion> {
     promotions.iter().filter(|p| p.accepted && p.loop_key == loop_key).max_by_key(|p| (p.at, p.id))
 }
@@ -299,12 +373,17 @@ fn lift_metric(metric: &MetricDefinition) -> Option<LiftMetric> {
     }
 }
 
-/// The before/after lift of a metric's series around `day` (a promotion's): the points whose window of
-/// days ends before `day` against those whose window starts after it (points whose window holds `day`
-/// are left out, being partly both), by [`before_after_lift`].
+/// The before/after lift of a metric's series around `day` (a promotion's, a unit's uptake): the
+/// [`LIFT_WINDOW_POINTS`] nearest points whose window of days ends before `day` against the as many
+/// nearest whose window starts after it (points whose window holds `day` are left out, being partly
+/// both), by [`before_after_lift`]. Only the nearest count, so that a long history's early points (a
+/// lifetime value fitted on the first few customers, say) and slow trends far from the change do not
+/// decide it.
 fn lift_around(metric: &MetricDefinition, points: &[MetricPoint], day: NaiveDate) -> Option<(f64, f64)> {
     let (mut before, mut after) = (Vec::new(), Vec::new());
-    for p in points.iter().filter(|p| p.value.is_finite()) {
+    let mut sorted: Vec<&MetricPoint> = points.iter().filter(|p| p.value.is_finite()).collect();
+    sorted.sort_by_key(|p| p.bucket);
+    for p in sorted {
         let (from, to) = metric.window_of(p.bucket);
         if to < day {
             before.push(p.value);
@@ -312,7 +391,36 @@ fn lift_around(metric: &MetricDefinition, points: &[MetricPoint], day: NaiveDate
             after.push(p.value);
         }
     }
-    before_after_lift(&before, &after)
+    let nearest_before = &before[before.len().saturating_sub(LIFT_WINDOW_POINTS)..];
+    let nearest_after = &after[..after.len().min(LIFT_WINDOW_POINTS)];
+    before_after_lift(nearest_before, nearest_after)
+}
+
+/// The lift of one unit's series around `day` by difference in differences: each week's value minus the
+/// mean of the comparison units' values of the same bucket (buckets that none of them has are left out),
+/// so that what moves every unit's customers at once (the customer base ageing, a season) cancels, then
+/// [`lift_around`] on the differences. `None` without a unit to compare with. The caller passes units
+/// that had not taken the loop up by `day`; one that takes it up within the weeks after makes the
+/// comparison conservative, not wrong: its own lift is subtracted from the unit's.
+fn lift_against(
+    metric: &MetricDefinition,
+    points: &[MetricPoint],
+    others: &[Vec<MetricPoint>],
+    day: NaiveDate,
+) -> Option<(f64, f64)> {
+    let mut by_bucket: BTreeMap<NaiveDate, (f64, f64)> = BTreeMap::new();
+    for p in others.iter().flatten().filter(|p| p.value.is_finite()) {
+        let entry = by_bucket.entry(p.bucket).or_default();
+        *entry = (entry.0 + p.value, entry.1 + 1.0);
+    }
+    let differences: Vec<MetricPoint> = points
+        .iter()
+        .filter_map(|p| {
+            let (sum, n) = by_bucket.get(&p.bucket)?;
+            Some(MetricPoint { value: p.value - sum / n, ci_low: None, ci_high: None, ..p.clone() })
+        })
+        .collect();
+    lift_around(metric, &differences, day)
 }
 
 /// The 95 % interval of the difference between the mean of the points after a change and the mean of
@@ -416,5 +524,53 @@ mod tests {
             .into();
         let (low, high) = lift_around(&m, &points, day(10)).unwrap();
         assert!(low > 0.0 && high < 2.0, "{low} {high}: the straddling 50 must not count");
+    }
+
+    #[test]
+    fn a_trend_every_unit_shares_cancels_in_the_difference_in_differences() {
+        let m = metric(MetricKind::Ltv, "care-ltv", "Care LTV");
+        let day = |d: i64| NaiveDate::from_ymd_opt(2027, 1, 1).unwrap() + Duration::days(d);
+        let point = |d: i64, value: f64| MetricPoint {
+            bucket: day(d),
+            value,
+            n: None,
+            ci_low: None,
+            ci_high: None,
+            observed_at: Utc::now(),
+            computed_at: Utc::now(),
+        };
+        // Every unit's value falls by 10 a day; the unit's rises by 5 from day 10 on, with a little noise.
+        let noise = |d: i64| 0.3 * ((d * 7) % 5) as f64;
+        let unit: Vec<MetricPoint> =
+            (0..20).map(|d| point(d, 1000.0 - 10.0 * d as f64 + if d >= 10 { 5.0 } else { 0.0 } + noise(d))).collect();
+        let other: Vec<MetricPoint> = (0..20).map(|d| point(d, 900.0 - 10.0 * d as f64)).collect();
+        let (plain_low, plain_high) = lift_around(&m, &unit, day(9)).unwrap();
+        assert!(plain_high < 0.0, "before/after alone sees the shared fall: {plain_low} {plain_high}");
+        let (low, high) = lift_against(&m, &unit, &[other.clone()], day(9)).unwrap();
+        assert!(low > 3.0 && high < 7.0, "{low} {high}");
+        assert_eq!(lift_against(&m, &unit, &[], day(9)), None, "nothing to compare with");
+    }
+
+    #[test]
+    fn only_the_nearest_points_on_each_side_count() {
+        let m = metric(MetricKind::Retention, "r", "Retention");
+        let day = |d: i64| NaiveDate::from_ymd_opt(2027, 1, 1).unwrap() + Duration::days(d);
+        let point = |d: i64, value: f64| MetricPoint {
+            bucket: day(d),
+            value,
+            n: None,
+            ci_low: None,
+            ci_high: None,
+            observed_at: Utc::now(),
+            computed_at: Utc::now(),
+        };
+        // Thirty noisy early points far from the change, then eight steady ones before it and eight
+        // after, one higher. The early ones are ignored, and given out of order they are sorted first.
+        let mut points: Vec<MetricPoint> = (0..30).map(|d| point(d, if d % 2 == 0 { -40.0 } else { 60.0 })).collect();
+        points.extend((30..38).map(|d| point(d, 1.0 + 0.01 * (d % 3) as f64)));
+        points.extend((39..47).map(|d| point(d, 2.0 + 0.01 * (d % 3) as f64)));
+        points.reverse();
+        let (low, high) = lift_around(&m, &points, day(38)).unwrap();
+        assert!(low > 0.9 && high < 1.1, "{low} {high}");
     }
 }
