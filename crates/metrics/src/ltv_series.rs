@@ -24,8 +24,8 @@ pub const HORIZON_WEEKS: usize = 52;
 pub const ANNUAL_DISCOUNT: f64 = 0.10;
 
 /// How the points are computed, for pages and the API.
-pub const METHOD: &str = "Each week: BG/NBD and Gamma-Gamma fitted by maximum likelihood to every transaction up to \
-                          the week's end; the point is the mean expected value per customer over the next 52 weeks, \
+pub const METHOD: &str = "Each complete week (the current one gets its point once it has ended): BG/NBD and \
+                          Gamma-Gamma fitted by maximum likelihood to every transaction up to the week's end; the point is the mean expected value per customer over the next 52 weeks, \
                           discounted at 10 % a year; the 95 % interval is the delta method on the fitted parameters \
                           (observed information), on the log scale.";
 

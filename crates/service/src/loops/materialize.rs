@@ -422,8 +422,8 @@ impl LtvWarmStarts {
     }
 }
 
-/// The points of lifetime value `metrics` for the weeks from the one holding `from` (all weeks from
-/// the first transaction when `None`) to the last transaction's, with each metric's note and newest
+/// The points of lifetime value `metrics` for the complete weeks from the one holding `from` (all weeks
+/// from the first transaction when `None`) to the last transaction's, with each metric's note and newest
 /// fit. A week whose fit fails keeps its earlier point; when it is the newest week, the metric notes
 /// why, and what it feeds keeps its last value until it goes stale.
 fn ltv_writes(
@@ -437,13 +437,16 @@ fn ltv_writes(
         return Ok((vec![], vec![]));
     };
     let start = Granularity::Week.bucket_of(from.unwrap_or(first.date_naive()).max(first.date_naive()));
+    let now = Utc::now();
+    // Complete weeks only: the models count time in whole weeks, so a week fitted on its first days
+    // would count them as a whole week in which most customers have not bought yet, and its point
+    // (the one key results follow) would sit well below the weeks around it until the week ends.
     let mut buckets = vec![];
     let mut bucket = start;
-    while bucket <= last.date_naive() {
+    while bucket <= last.date_naive() && bucket + Duration::days(6) < now.date_naive() {
         buckets.push(bucket);
         bucket += Duration::days(7);
     }
-    let now = Utc::now();
     let (mut writes, mut fitted) = (vec![], vec![]);
     for metric in metrics {
         let outcomes = ltv_points(frame.clone(), metric.unit.as_deref(), &buckets, warm.get(&metric.key).copied())
