@@ -147,6 +147,8 @@ async fn seed_demo(
         demo::seed_headcounts(access, &system).await.map_err(|e| format!("demo headcounts: {e}"))?;
         tracing::info!("demo data seeded");
     }
+    // The customers' value takes the better part of a minute to fit: the server answers meanwhile.
+    demo::seed_customers_in_background(planning.clone(), loops.clone(), system.clone());
     demo::seed_accounts(access, planning, &system).await.map_err(|e| format!("demo accounts: {e}"))?;
     demo::seed_annotation(annotations, &system).await.map_err(|e| format!("demo annotation queues: {e}"))?;
     for account in &demo::DEMO_ACCOUNTS {

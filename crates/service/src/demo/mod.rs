@@ -509,6 +509,16 @@ pub const DISCHARGE_ACCEPTANCE_METRIC: &str = "discharge-acceptance";
 pub const DEMO_ACCEPTANCE_METRIC: &str = "notes-acceptance";
 pub const DEMO_EVAL_METRIC: &str = "agent-eval";
 
+/// The days of the note-drafting loop's seeded history.
+const NOTES_DAYS: i64 = 42;
+
+/// The day the `unit`-th of the [`DEMO_UNITS`] took the note-drafting loop up in its seeded history,
+/// whose users join over its days: those of the first third in Clinical, then Platform, then Revenue.
+pub(crate) fn notes_uptake(unit: usize, today: NaiveDate) -> NaiveDate {
+    let first_day = today - Duration::days(NOTES_DAYS - 1);
+    first_day + Duration::days(NOTES_DAYS * unit as i64 / DEMO_UNITS.len() as i64)
+}
+
 /// The shape of a loop's seeded history: users who join over `days` days and some stop coming back (so
 /// retention has a shape), split between two variants with their base acceptance rates, which creep up
 /// over the weeks.
@@ -603,7 +613,8 @@ pub async fn seed_loop(planning: &Planning, loops: &Loops, actor: &Actor, today:
         return Ok(false);
     }
     let mut rng = Lcg(20_270_101);
-    let history = History { users: 360, days: 42, variants: [("v7", 0.26), ("v8-shorter", 0.30)], id_prefix: "demo" };
+    let history =
+        History { users: 360, days: NOTES_DAYS, variants: [("v7", 0.26), ("v8-shorter", 0.30)], id_prefix: "demo" };
     let n = history.ingest(loops, actor, &NOTES, &mut rng, today).await?;
     let metric = |key: &str, name: &str, kind: &str, window: Option<i64>| MetricInput {
         key: key.into(),
@@ -709,7 +720,6 @@ pub async fn seed_loop(planning: &Planning, loops: &Loops, actor: &Actor, today:
             planning.create_goal(actor, squad.id, &goal).await?;
         }
     }
-    seed_customers(planning, loops, actor, today).await?;
     tracing::info!(events = n, discharge_events = discharge, "seeded the demo loops");
     Ok(true)
 }

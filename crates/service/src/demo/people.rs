@@ -94,7 +94,7 @@ pub const DEMO_UNITS: [&str; 3] = ["Clinical", "Platform", "Revenue"];
 /// The invented headcounts of the [`DEMO_UNITS`]. The demo's simulated clinicians joined Clinical first,
 /// then Platform, then Revenue; with these headcounts the adoption dashboard shows units at different
 /// points of the roll-out instead of every unit fluent because only its AI users were counted.
-pub const DEMO_HEADCOUNTS: [(&str, u32); 3] = [("Clinical", 240), ("Platform", 200), ("Revenue", 260)];
+pub const DEMO_HEADCOUNTS: [(&str, u32); 3] = [("Clinical", 240), ("Platform", 200), ("Revenue", 215)];
 
 /// Gives the demo units their [`DEMO_HEADCOUNTS`], as an admin would on the units page. Run once, when
 /// the demo is first seeded, so that a headcount changed later is kept.
