@@ -546,7 +546,7 @@ mod tests {
         let other: Vec<MetricPoint> = (0..20).map(|d| point(d, 900.0 - 10.0 * d as f64)).collect();
         let (plain_low, plain_high) = lift_around(&m, &unit, day(9)).unwrap();
         assert!(plain_high < 0.0, "before/after alone sees the shared fall: {plain_low} {plain_high}");
-        let (low, high) = lift_against(&m, &unit, &[other.clone()], day(9)).unwrap();
+        let (low, high) = lift_against(&m, &unit, &[other], day(9)).unwrap();
         assert!(low > 3.0 && high < 7.0, "{low} {high}");
         assert_eq!(lift_against(&m, &unit, &[], day(9)), None, "nothing to compare with");
     }

@@ -630,8 +630,7 @@ impl Store {
         id: i64,
         worker: &str,
         model_id: i64,
-        eval: &ModelEval,
-        items: Option<&EvalItems>,
+        (eval, items): (&ModelEval, Option<&EvalItems>),
         result: &JobResult,
         now: DateTime<Utc>,
     ) -> Result<Option<Model>> {

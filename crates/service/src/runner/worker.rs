@@ -134,7 +134,7 @@ impl Runner {
             let result = JobResult { model_id: Some(model_id), eval: Some(eval.clone()), ..Default::default() };
             let Some(updated) = self
                 .store
-                .complete_eval_job(job.id, worker, model_id, &eval, Some(&items), &result, Utc::now())
+                .complete_eval_job(job.id, worker, model_id, (&eval, Some(&items)), &result, Utc::now())
                 .await?
             else {
                 return Ok(Finish::LeaseLost);

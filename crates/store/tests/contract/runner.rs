@@ -320,11 +320,11 @@ async fn contract_only_the_lease_holder_records_an_eval_or_steps(store: Store) {
     // then nothing of it is written), once by the holder, and never again.
     let items = EvalItems { completions: vec![true, true, false], ..Default::default() };
     assert_eq!(
-        store.complete_eval_job(job.id, "w2", model.id, &scores, Some(&items), &result, t0).await.unwrap(),
+        store.complete_eval_job(job.id, "w2", model.id, (&scores, Some(&items)), &result, t0).await.unwrap(),
         None
     );
     assert_not_found(
-        store.complete_eval_job(job.id, "w1", theirs.id, &scores, Some(&items), &result, t0).await,
+        store.complete_eval_job(job.id, "w1", theirs.id, (&scores, Some(&items)), &result, t0).await,
         "model",
         theirs.id,
     );
@@ -333,7 +333,8 @@ async fn contract_only_the_lease_holder_records_an_eval_or_steps(store: Store) {
     assert_eq!((running.status, running.lease_owner.as_deref()), (JobStatus::Running, Some("w1")));
     assert_eq!(store.model(other, theirs.id).await.unwrap(), Some(theirs));
     let t1 = t0 + minutes(1);
-    let evaluated = store.complete_eval_job(job.id, "w1", model.id, &scores, Some(&items), &result, t1).await.unwrap();
+    let evaluated =
+        store.complete_eval_job(job.id, "w1", model.id, (&scores, Some(&items)), &result, t1).await.unwrap();
     let expected =
         slope_domain::Model { eval: Some(scores.clone()), reward: Some(0.42), evaluated_at: Some(t1), ..model };
     assert_eq!(evaluated, Some(expected.clone()));
@@ -344,7 +345,7 @@ async fn contract_only_the_lease_holder_records_an_eval_or_steps(store: Store) {
     );
     assert_eq!(store.eval_items(org, model.id).await.unwrap(), Some(items.clone()));
     let again = eval_of(&[("perplexity", 1.0)], 0.99);
-    assert_eq!(store.complete_eval_job(job.id, "w1", expected.id, &again, None, &result, t1).await.unwrap(), None);
+    assert_eq!(store.complete_eval_job(job.id, "w1", expected.id, (&again, None), &result, t1).await.unwrap(), None);
     assert_eq!(store.eval_items(org, model.id).await.unwrap(), Some(items), "a finished job writes nothing more");
     assert!(!store.append_job_metrics_held(job.id, "w1", &[job_metric(3, 1.0)]).await.unwrap());
     assert_eq!(store.model(org, expected.id).await.unwrap(), Some(expected));
