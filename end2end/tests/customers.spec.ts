@@ -1,5 +1,5 @@
 import { expect, type APIRequestContext } from "@playwright/test";
-import { hydrated, signIn, test } from "./helpers";
+import { apiAs, hydrated, invitedMember, open, signIn, test } from "./helpers";
 
 // An exec reads the customers' lifetime value. A leader's system sends transactions through the API
 // (the `request` fixture) and defines a lifetime value metric; the page shows its weekly series, the
@@ -82,4 +82,78 @@ test("an exec follows lifetime value as transactions arrive", async ({ page, req
   await metric.getByRole("link", { name }).click();
   await expect(page.getByText(/from transactions · per week/)).toBeVisible();
   await expect(page.locator(".crumbs").getByRole("link", { name: "Customers" })).toBeVisible();
+});
+
+test("a squad member sees their LTV key result move after transactions are ingested", async ({ page, request, baseURL }) => {
+  const stamp = `e2e${Date.now()}`;
+  // A unit of this run only, so the other journeys' transactions do not move the metric.
+  const unit = `Practices ${stamp}`;
+  const key = `ltv-member-${stamp}`;
+  const post = async (path: string, data: unknown) => {
+    const response = await request.post(path, { data });
+    expect(response.status(), `${path}: ${await response.text()}`).toBe(201);
+    return response.json();
+  };
+  await post("/api/v1/metrics", { key, name: `Practices' LTV ${stamp}`, kind: "ltv", unit });
+  const withUnit = (body: string) =>
+    body
+      .trim()
+      .split("\n")
+      .map((line) => JSON.stringify({ ...JSON.parse(line), unit }))
+      .join("\n") + "\n";
+  const dayAgo = new Date(Date.now() - 86_400_000);
+  await send(request, withUnit(purchases(stamp, 400, 20, new Date(dayAgo.getTime() - 7 * 86_400_000), 3)));
+
+  // The leader's plan: a key result in money fed by the metric, and the squad's goal under it.
+  const season = await post("/api/v1/seasons", {
+    name: `Practices buy more ${stamp}`,
+    thesis: "Notes that write themselves sell seats.",
+    problems: ["Practices churn"],
+    winning: "Practices stay and buy more.",
+    starts_on: "2051-01-01",
+    ends_on: "2051-06-30",
+    slope_target: 0.2,
+  });
+  const objective = await post(`/api/v1/seasons/${season.id}/objectives`, {
+    quarter: "2051-Q1",
+    title: "Practices are worth more",
+    commitment: "committed",
+  });
+  const kr = await post(`/api/v1/objectives/${objective.id}/key-results`, {
+    title: "Practices' LTV",
+    kind: "increase-to",
+    start: 100,
+    target: 300,
+    unit: "USD",
+    metric: key,
+  });
+  const squad = await post("/api/v1/squads", { name: `Value squad ${stamp}`, unit, capacity: 5 });
+  await post(`/api/v1/squads/${squad.id}/goals`, {
+    key_result_id: kr.id,
+    title: `Practices buy again ${stamp}`,
+    starts_on: "2051-01-06",
+    ends_on: "2051-02-10",
+    investment: "snapshot",
+    planned_capacity: 3,
+    kind: "milestone",
+  });
+  const admin = await apiAs(baseURL!, "admin");
+  const credentials = { email: `ltv-member-${stamp}@e2e.slope`, password: "ltv-member-password-1" };
+  await invitedMember(admin, baseURL!, { ...credentials, name: "Value member" }, "squad-member", [squad.id]);
+  await admin.dispose();
+
+  await signIn(page, credentials);
+  await open(page, `/squads/${squad.id}/dashboard?season=${season.id}`);
+  const goal = page.locator(".dashboard-goal").filter({ hasText: `Practices buy again ${stamp}` });
+  const latest = goal.locator(".goal-latest");
+  // "latest <value> for <week>": the value and the week it is of, without when the data was newest.
+  const reading = /latest [\d,.]+ for \d{4}-\d{2}-\d{2}/;
+  await expect(latest).toContainText(reading);
+  const before = (await latest.textContent())?.match(reading)?.[0];
+
+  // A week more of purchases: the newest complete week is refitted at once, and the goal follows it.
+  await send(request, withUnit(purchases(stamp + "b", 150, 1, dayAgo, 4)));
+  await page.reload();
+  await expect(latest).toContainText(reading);
+  expect((await latest.textContent())?.match(reading)?.[0]).not.toBe(before);
 });
