@@ -924,8 +924,12 @@ pub fn rule_statements(rules: &AdoptionRules) -> Vec<RuleStatement> {
         ),
         statement(
             "Stage 3: growth inflection",
-            "Process AI, and a lift in lifetime value or retention attributed to one of the unit's loops, from an \
-             experiment or a before/after comparison, whose 95 % interval lies wholly above zero."
+            "Process AI, and a lift in lifetime value or retention attributed to one of the unit's loops, whose 95 % \
+             interval lies wholly above zero: from an experiment; from a before/after comparison of the loop's own \
+             metric around its latest promotion; or, for the lifetime value of the unit's own customers, from a \
+             difference in differences around the unit's first event in the loop against the units that had not \
+             taken it up yet. The weekly points of a series are not independent, so the last two intervals are a \
+             guide rather than an experiment's."
                 .to_owned(),
         ),
         statement(

@@ -503,12 +503,14 @@ mod tests {
         assert_eq!(lift_metric(&metric(MetricKind::Custom, "voltage", "Voltage")), None);
     }
 
-    #[test]
-    fn points_straddling_the_change_are_left_out() {
-        let mut m = metric(MetricKind::Retention, "r", "Retention");
-        m.window_days = Some(3);
-        let day = |d: u32| NaiveDate::from_ymd_opt(2027, 1, d).unwrap();
-        let point = |d: u32, value: f64| MetricPoint {
+    /// Day `d` of the test series, counted from 1 January 2027 (day 0).
+    fn day(d: i64) -> NaiveDate {
+        NaiveDate::from_ymd_opt(2027, 1, 1).unwrap() + Duration::days(d)
+    }
+
+    /// A point of day `d` with `value` and nothing else.
+    fn point(d: i64, value: f64) -> MetricPoint {
+        MetricPoint {
             bucket: day(d),
             value,
             n: None,
@@ -516,9 +518,15 @@ mod tests {
             ci_high: None,
             observed_at: Utc::now(),
             computed_at: Utc::now(),
-        };
-        // Change on the 10th. Windows of 3 days: bucket 9 covers 7–9 (before), 12 covers 10–12 (holds
-        // the 10th: left out), 13 covers 11–13 (after).
+        }
+    }
+
+    #[test]
+    fn points_straddling_the_change_are_left_out() {
+        let mut m = metric(MetricKind::Retention, "r", "Retention");
+        m.window_days = Some(3);
+        // Change on day 10. Windows of 3 days: bucket 9 covers 7–9 (before), 12 covers 10–12 (holds
+        // day 10: left out), 13 covers 11–13 (after).
         let points: Vec<MetricPoint> = [(5, 1.0), (7, 1.2), (9, 0.9), (12, 50.0), (13, 2.0), (14, 2.1), (15, 1.9)]
             .map(|(d, v)| point(d, v))
             .into();
@@ -529,16 +537,6 @@ mod tests {
     #[test]
     fn a_trend_every_unit_shares_cancels_in_the_difference_in_differences() {
         let m = metric(MetricKind::Ltv, "care-ltv", "Care LTV");
-        let day = |d: i64| NaiveDate::from_ymd_opt(2027, 1, 1).unwrap() + Duration::days(d);
-        let point = |d: i64, value: f64| MetricPoint {
-            bucket: day(d),
-            value,
-            n: None,
-            ci_low: None,
-            ci_high: None,
-            observed_at: Utc::now(),
-            computed_at: Utc::now(),
-        };
         // Every unit's value falls by 10 a day; the unit's rises by 5 from day 10 on, with a little noise.
         let noise = |d: i64| 0.3 * ((d * 7) % 5) as f64;
         let unit: Vec<MetricPoint> =
@@ -554,16 +552,6 @@ mod tests {
     #[test]
     fn only_the_nearest_points_on_each_side_count() {
         let m = metric(MetricKind::Retention, "r", "Retention");
-        let day = |d: i64| NaiveDate::from_ymd_opt(2027, 1, 1).unwrap() + Duration::days(d);
-        let point = |d: i64, value: f64| MetricPoint {
-            bucket: day(d),
-            value,
-            n: None,
-            ci_low: None,
-            ci_high: None,
-            observed_at: Utc::now(),
-            computed_at: Utc::now(),
-        };
         // Thirty noisy early points far from the change, then eight steady ones before it and eight
         // after, one higher. The early ones are ignored, and given out of order they are sorted first.
         let mut points: Vec<MetricPoint> = (0..30).map(|d| point(d, if d % 2 == 0 { -40.0 } else { 60.0 })).collect();

@@ -633,11 +633,12 @@ impl Pilot {
             return Ok(());
         };
 
-        // The gate compares rewards only of models evaluated alike; the champion's eval may be of other
-        // data (the base model is shared by the loops) or missing.
+        // The gate compares rewards only of models evaluated alike, and resamples both evals' per-item
+        // results; the champion's eval may be of other data (the base model is shared by the loops),
+        // missing, or from before evals kept their items.
         let challenger = self.runner.model(&self.actor, challenger_id).await?.model;
         let champion = self.runner.model(&self.actor, champion_id).await?.model;
-        if !challenger.evaluated_like(&champion) {
+        if !challenger.evaluated_like(&champion) || !self.runner.has_eval_items(&self.actor, champion_id).await? {
             self.board.act(
                 loop_key,
                 "evaluating",

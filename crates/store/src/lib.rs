@@ -85,6 +85,12 @@ macro_rules! in_tx {
                 let result: $crate::Result<_> = async { $body }.await;
                 if result.is_ok() {
                     $tx.commit().await?;
+                } else {
+                    // Rolled back now rather than when the dropped transaction's connection is next
+                    // used: until then a pooled connection could keep SQLite's write lock, and another
+                    // writer wait out the busy timeout ("database is locked"). The body's error is what
+                    // is reported, even when the rollback fails too.
+                    let _ = $tx.rollback().await;
                 }
                 result
             }
@@ -95,6 +101,9 @@ macro_rules! in_tx {
                 let result: $crate::Result<_> = async { $body }.await;
                 if result.is_ok() {
                     $tx.commit().await?;
+                } else {
+                    // Rolled back now, as on SQLite, so the row locks it holds are released at once.
+                    let _ = $tx.rollback().await;
                 }
                 result
             }

@@ -253,6 +253,13 @@ impl Runner {
         Ok(PromotionOutcome { accepted, reason, record })
     }
 
+    /// Whether the model's latest eval kept its per-item results, which the gate's interval of the
+    /// reward margin needs (an eval recorded before they were kept did not).
+    pub async fn has_eval_items(&self, actor: &Actor, model_id: i64) -> Result<bool> {
+        let org = actor.authorize(Action::Read)?;
+        Ok(self.store.eval_items(org, model_id).await?.is_some())
+    }
+
     /// The challenger's reward margin over the champion with its paired bootstrap interval over the
     /// held-out items both were evaluated on: `None` when their rewards do not compare at all (no eval,
     /// other held-out data or settings: the offline verdict says so), `Some(Err)` naming what the
