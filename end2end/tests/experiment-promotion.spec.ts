@@ -38,7 +38,11 @@ function armOutcomes(experiment: string, users: number): string {
 test("a leader follows an experiment to a promotion and sees the online lift per arm", async ({ page, request }) => {
   test.setTimeout(300_000);
   const loop = `e2e-ab-${Date.now()}`;
-  const events = noteEvents(loop, 60, { suggestion: "rest", suggestedChars: 10, accepted: (i) => i % 3 });
+  // Datasets are kept by their content's digest, so a loop whose events gave the same rows as another
+  // journey's would be handed that journey's dataset (and lineage); 61 to 65 interactions keep this
+  // journey's rows its own (the loop journey sends 60).
+  const interactions = 61 + (Date.now() % 5);
+  const events = noteEvents(loop, interactions, { suggestion: "rest", suggestedChars: 10, accepted: (i) => i % 3 });
   await ok(await request.post(`/api/v1/loops/${loop}/events`, { data: events, headers: NDJSON }), [201]);
 
   // The base: pre-trained, evaluated on held-out text, and the loop's first champion.

@@ -174,14 +174,25 @@ impl Loops {
                 let from = to - Duration::days(days.clamp(1, 366) - 1);
                 let bytes = self.event_bytes(org, loop_key, Some((from, to))).await?;
                 let experiment = current_experiment(&self.store.list_experiments(org).await?, loop_key, Utc::now());
-                let models = self.store.list_models(org, Some(loop_key)).await?;
-                let champion = self
+                let champion_id = self
                     .store
                     .aliases(org, Some(loop_key))
                     .await?
                     .into_iter()
                     .find(|a| a.alias == AliasKind::Champion)
-                    .and_then(|a| models.iter().find(|m| m.id == a.model_id).cloned());
+                    .map(|a| a.model_id);
+                // The models the lines name: the arms' and the champion, which may be models of no loop
+                // (a shared base model), so they are read by id rather than among the loop's models.
+                let mut models = Vec::new();
+                let arms = experiment.as_ref().map(|e| [e.control_model_id, e.treatment_model_id]).unwrap_or_default();
+                for id in arms.into_iter().chain([champion_id]).flatten() {
+                    if !models.iter().any(|m: &Model| m.id == id)
+                        && let Some(model) = self.store.model(org, id).await?
+                    {
+                        models.push(model);
+                    }
+                }
+                let champion = champion_id.and_then(|id| models.iter().find(|m| m.id == id).cloned());
                 blocking("computing acceptance", move || {
                     let events = segment::between_days(
                         segment::frame_of(&bytes, Some(&RATIO_COLUMNS)).map_err(|e| e.to_string())?,
