@@ -107,18 +107,20 @@ test("a squad member sees their LTV key result move after transactions are inges
   const dayAgo = new Date(Date.now() - 86_400_000);
   await send(request, withUnit(purchases(stamp, 300, 12, new Date(dayAgo.getTime() - 7 * 86_400_000), 3)));
 
-  // The leader's plan: a key result in money fed by the metric, and the squad's goal under it.
+  // The leader's plan: a key result in money fed by the metric, and the squad's goal under it. A year no
+  // other journey's season uses, and an early one: the season that starts latest is the organisation's
+  // current season when none is active, and the leader's journey plans the current season's goals.
   const season = await post("/api/v1/seasons", {
     name: `Practices buy more ${stamp}`,
     thesis: "Notes that write themselves sell seats.",
     problems: ["Practices churn"],
     winning: "Practices stay and buy more.",
-    starts_on: "2051-01-01",
-    ends_on: "2051-06-30",
+    starts_on: "2018-01-01",
+    ends_on: "2018-06-30",
     slope_target: 0.2,
   });
   const objective = await post(`/api/v1/seasons/${season.id}/objectives`, {
-    quarter: "2051-Q1",
+    quarter: "2018-Q1",
     title: "Practices are worth more",
     commitment: "committed",
   });
@@ -134,8 +136,8 @@ test("a squad member sees their LTV key result move after transactions are inges
   await post(`/api/v1/squads/${squad.id}/goals`, {
     key_result_id: kr.id,
     title: `Practices buy again ${stamp}`,
-    starts_on: "2051-01-06",
-    ends_on: "2051-02-10",
+    starts_on: "2018-01-08",
+    ends_on: "2018-02-12",
     investment: "snapshot",
     planned_capacity: 3,
     kind: "milestone",
