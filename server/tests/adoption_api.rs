@@ -296,8 +296,11 @@ async fn a_units_customer_value_lifting_after_it_took_a_loop_up_is_growth_for_th
     server.post(&format!("/api/v1/objectives/{}/key-results", objective["id"]), &kr).await.expect(201);
 
     // Care's customers buy three times as often since Care took the loop up; Billing's as they always did.
-    let mut rows = purchases("Care", 300, uptake, 3.0);
-    rows.extend(purchases("Billing", 300, uptake, 1.0));
+    // The effect and the numbers are large on purpose: the test is of the attribution, and a lift near the
+    // noise of weekly refits would make its interval cross zero on some days (purchases are dated, and
+    // where "now" falls in the week moves them between weeks).
+    let mut rows = purchases("Care", 600, uptake, 3.0);
+    rows.extend(purchases("Billing", 600, uptake, 1.0));
     let request = server
         .client
         .post(format!("{}/api/v1/transactions", server.base))
@@ -316,6 +319,8 @@ async fn a_units_customer_value_lifting_after_it_took_a_loop_up_is_growth_for_th
     assert!(growth.contains(&format!("around Care's first event in the loop on {day}")), "{growth}");
     let lift = &care["evidence"]["loops"][0]["lifts"][0];
     assert_eq!((lift["unit"].as_str(), lift["metric"].as_str()), (Some("Care"), Some("care-ltv")), "{lift}");
+    // Printed so that a run with --nocapture shows how far above zero the interval lies.
+    eprintln!("Care's lift: {lift}");
     assert!(lift["low"].as_f64().unwrap() > 0.0, "{lift}");
 
     // The same loop serves Billing, but Care's key result and lift are Care's: Billing is fluent, no more.
