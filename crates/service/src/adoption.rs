@@ -190,7 +190,13 @@ impl Loops {
                 if day <= from {
                     continue;
                 }
-                let points = store.series(org, &metric.key, metric.version).await?;
+                // Only weeks whose fit was clearly at a maximum (those with an interval): a fit on a
+                // likelihood ridge can put one week's value orders of magnitude off, which would decide
+                // a comparison of means on its own.
+                let fitted = |points: Vec<MetricPoint>| -> Vec<MetricPoint> {
+                    points.into_iter().filter(|p| p.ci_low.is_some()).collect()
+                };
+                let points = fitted(store.series(org, &metric.key, metric.version).await?);
                 // The comparison units are those that had not taken the loop up by that day (later, or
                 // never): a unit that took it up earlier carries its own lift into both periods.
                 let first_day_of = |m: &MetricDefinition| {
@@ -199,7 +205,7 @@ impl Loops {
                 let mut others = Vec::new();
                 for other in all_unit_ltv.iter().filter(|m| m.unit != metric.unit) {
                     if first_day_of(other).is_none_or(|first| first > day) {
-                        others.push(store.series(org, &other.key, other.version).await?);
+                        others.push(fitted(store.series(org, &other.key, other.version).await?));
                     }
                 }
                 if let Some((low, high)) = lift_against(metric, &points, &others, day) {
