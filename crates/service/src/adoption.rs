@@ -110,6 +110,15 @@ impl Loops {
         loop_keys.extend(aliases.iter().map(|a| a.loop_key.clone()));
         loop_keys.retain(|k| !k.starts_with('_'));
 
+        // Every `ltv` metric cut by a unit, with its series read once for all loops: only the weeks whose
+        // fit was clearly at a maximum (those with an interval), since a fit on a likelihood ridge can put
+        // one week's value orders of magnitude off and decide a comparison of means on its own.
+        let mut unit_ltv_series: Vec<(&MetricDefinition, Vec<MetricPoint>)> = Vec::new();
+        for metric in metrics.iter().filter(|m| m.kind == MetricKind::Ltv && m.loop_key.is_none() && m.unit.is_some()) {
+            let points = store.series(org, &metric.key, metric.version).await?;
+            unit_ltv_series.push((metric, points.into_iter().filter(|p| p.ci_low.is_some()).collect()));
+        }
+
         let squad_of = |id: SquadId| squads.iter().find(|s| s.id == id);
         let mut loops: Vec<(LoopEvidence, BTreeSet<String>)> = Vec::new();
         for key in &loop_keys {
@@ -120,13 +129,9 @@ impl Loops {
             // that unit (transactions are the organisation's, so a unit's customers are the nearest
             // attribution to a loop there is).
             let served = units_of_loops.get(key);
-            let all_unit_ltv: Vec<&MetricDefinition> = metrics
+            let unit_ltv: Vec<&MetricDefinition> = unit_ltv_series
                 .iter()
-                .filter(|m| m.kind == MetricKind::Ltv && m.loop_key.is_none() && m.unit.is_some())
-                .collect();
-            let unit_ltv: Vec<&MetricDefinition> = metrics
-                .iter()
-                .filter(|m| m.kind == MetricKind::Ltv && m.loop_key.is_none())
+                .map(|(m, _)| *m)
                 .filter(|m| m.unit.as_ref().is_some_and(|u| served.is_some_and(|s| s.contains(u))))
                 .collect();
             let feeding = |feed: &Option<MetricFeed>| {
@@ -190,25 +195,18 @@ impl Loops {
                 if day <= from {
                     continue;
                 }
-                // Only weeks whose fit was clearly at a maximum (those with an interval): a fit on a
-                // likelihood ridge can put one week's value orders of magnitude off, which would decide
-                // a comparison of means on its own.
-                let fitted = |points: Vec<MetricPoint>| -> Vec<MetricPoint> {
-                    points.into_iter().filter(|p| p.ci_low.is_some()).collect()
-                };
-                let points = fitted(store.series(org, &metric.key, metric.version).await?);
+                let Some((_, points)) = unit_ltv_series.iter().find(|(m, _)| m.key == metric.key) else { continue };
                 // The comparison units are those that had not taken the loop up by that day (later, or
                 // never): a unit that took it up earlier carries its own lift into both periods.
                 let first_day_of = |m: &MetricDefinition| {
                     m.unit.as_ref().and_then(|u| first_days.get(key).and_then(|units| units.get(u)).copied())
                 };
-                let mut others = Vec::new();
-                for other in all_unit_ltv.iter().filter(|m| m.unit != metric.unit) {
-                    if first_day_of(other).is_none_or(|first| first > day) {
-                        others.push(fitted(store.series(org, &other.key, other.version).await?));
-                    }
-                }
-                if let Some((low, high)) = lift_against(metric, &points, &others, day) {
+                let others: Vec<Vec<MetricPoint>> = unit_ltv_series
+                    .iter()
+                    .filter(|(m, _)| m.unit != metric.unit && first_day_of(m).is_none_or(|first| first > day))
+                    .map(|(_, points)| points.clone())
+                    .collect();
+                if let Some((low, high)) = lift_against(metric, points, &others, day) {
                     let around = format!("{unit}'s first event in the loop on {day}");
                     lifts.push(LiftEvidence {
                         source: DIFF_IN_DIFF.to_owned(),
