@@ -80,7 +80,9 @@ test("a leader follows an experiment to a promotion and sees the online lift per
 
   // The experiment records both arms' models; its outcomes arrive as the loop's events.
   const experiment = `${loop}-test`;
-  const today = new Date().toISOString().slice(0, 10);
+  // The experiment starts yesterday: its outcomes are stamped minutes back, which is yesterday just
+  // after midnight UTC.
+  const yesterday = new Date(Date.now() - 86_400_000).toISOString().slice(0, 10);
   const week = new Date(Date.now() + 7 * 86_400_000).toISOString().slice(0, 10);
   await ok(
     await request.post("/api/v1/experiments", {
@@ -90,7 +92,7 @@ test("a leader follows an experiment to a promotion and sees the online lift per
         loop,
         control: `${experiment}-champion`,
         treatment: `${experiment}-challenger`,
-        starts_on: today,
+        starts_on: yesterday,
         ends_on: week,
         control_model: base,
         treatment_model: challenger,

@@ -215,12 +215,14 @@ async fn the_loop_closes_inside_slope() {
     assert!(tuned_reward > base_reward);
     let before = server.get("/api/v1/loops/notes/stack").await.expect(200);
     let ab_before = before["stages"].as_array().unwrap().iter().find(|s| s["key"] == "ab").unwrap()["status"].clone();
-    let today = chrono::Utc::now().date_naive();
+    // The experiments start yesterday: their outcomes are stamped a few minutes back, which is
+    // yesterday when the test runs just after midnight UTC (a CI run failed on exactly that).
+    let yesterday = chrono::Utc::now().date_naive() - chrono::Duration::days(1);
     let experiment = |key: &str, control: i64, treatment: i64| {
         json!({
             "key": key, "name": key, "loop": "notes", "control": format!("{key}-champion"),
-            "treatment": format!("{key}-challenger"), "starts_on": today.to_string(),
-            "ends_on": (today + chrono::Duration::days(7)).to_string(),
+            "treatment": format!("{key}-challenger"), "starts_on": yesterday.to_string(),
+            "ends_on": (yesterday + chrono::Duration::days(8)).to_string(),
             "control_model": control, "treatment_model": treatment,
         })
     };
