@@ -6,47 +6,17 @@ use serde::{Deserialize, Serialize};
 
 use crate::events::InteractionEvent;
 
-/// The field of an event whose distribution is compared.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum DriftField {
-    LatencyMs,
-    CostUsd,
-    SuggestedChars,
-    AcceptedChars,
-    /// accepted / suggested characters of one event (events with nothing suggested are skipped).
-    Acceptance,
-}
+/// The field of an event whose distribution is compared; the domain names it, since monitors store it.
+pub use slope_domain::DriftField;
 
-impl std::str::FromStr for DriftField {
-    type Err = String;
-    fn from_str(raw: &str) -> Result<Self, String> {
-        Ok(match raw {
-            "latency_ms" => DriftField::LatencyMs,
-            "cost_usd" => DriftField::CostUsd,
-            "suggested_chars" => DriftField::SuggestedChars,
-            "accepted_chars" => DriftField::AcceptedChars,
-            "acceptance" => DriftField::Acceptance,
-            other => {
-                return Err(format!(
-                    "unknown field {other:?}: use latency_ms, cost_usd, suggested_chars, accepted_chars or acceptance"
-                ));
-            }
-        })
-    }
-}
-
-impl DriftField {
-    pub fn value(self, e: &InteractionEvent) -> Option<f64> {
-        match self {
-            DriftField::LatencyMs => e.latency_ms,
-            DriftField::CostUsd => e.cost_usd,
-            DriftField::SuggestedChars => Some(e.suggested_chars as f64),
-            DriftField::AcceptedChars => Some(e.accepted_chars as f64),
-            DriftField::Acceptance => {
-                (e.suggested_chars > 0).then(|| e.accepted_chars as f64 / e.suggested_chars as f64)
-            }
-        }
+/// The value of `field` in one event, if it has one.
+pub fn field_value(field: DriftField, e: &InteractionEvent) -> Option<f64> {
+    match field {
+        DriftField::LatencyMs => e.latency_ms,
+        DriftField::CostUsd => e.cost_usd,
+        DriftField::SuggestedChars => Some(e.suggested_chars as f64),
+        DriftField::AcceptedChars => Some(e.accepted_chars as f64),
+        DriftField::Acceptance => (e.suggested_chars > 0).then(|| e.accepted_chars as f64 / e.suggested_chars as f64),
     }
 }
 

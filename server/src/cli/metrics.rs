@@ -7,7 +7,7 @@ use clap::{ArgGroup, Subcommand};
 use serde_json::json;
 use slope_metrics::ab::{AbReport, ab};
 use slope_metrics::acceptance::{Bucket, acceptance};
-use slope_metrics::drift::{DriftField, drift};
+use slope_metrics::drift::{DriftField, drift, field_value};
 use slope_metrics::events::{EventsError, RowError, read_interactions};
 use slope_metrics::ltv::{BgNbd, Customer, GammaGamma, read_summary};
 use slope_metrics::retention::retention;
@@ -166,7 +166,7 @@ pub fn run(command: MetricsCommand) -> Result<(), String> {
                 read.events
                     .iter()
                     .filter(|e| (start..=end).contains(&e.ts.date_naive()))
-                    .filter_map(|e| field.value(e))
+                    .filter_map(|e| field_value(field, e))
                     .collect()
             };
             let (r, c) = (values(reference_window), values(current_window));

@@ -242,24 +242,11 @@ impl Loops {
                 return Err(FieldErrors::single(name, "must lie between 1970 and 9999").into());
             }
         }
-        let from = reference.0.min(current.0);
-        let to = reference.1.max(current.1);
-        let bytes = self.event_bytes(org, loop_key, Some((from, to))).await?;
-        let values = blocking("reading events for drift", move || {
-            // The segments are decoded once; each window filters the same frame.
-            let columns = ["ts", "latency_ms", "cost_usd", "suggested_chars", "accepted_chars"];
-            let events = segment::frame_of(&bytes, Some(&columns)).map_err(|e| e.to_string())?;
-            let read = |(a, b): (NaiveDate, NaiveDate)| -> Result<Vec<f64>, String> {
-                let frame = segment::between_days(events.clone(), a, b);
-                slope_metrics::drift::values_of(frame, drift_field).map_err(|e| e.to_string())
-            };
-            Ok((read(reference)?, read(current)?))
-        })
-        .await?;
-        let (r, c) = values;
-        let Some(result) = drift(&r, &c) else {
-            let which = if r.is_empty() { "reference" } else { "current" };
-            return Err(FieldErrors::single(which, format!("has no {field} values in that window")).into());
+        let (result, _) = match self.measure_drift(org, loop_key, drift_field, reference, current).await? {
+            Ok(measured) => measured,
+            Err(empty) => {
+                return Err(FieldErrors::single(empty, format!("has no {field} values in that window")).into());
+            }
         };
         let alert = if result.band == DriftBand::Stable {
             None
@@ -280,6 +267,38 @@ impl Loops {
             Some(self.store.record_drift_alert(org, &alert).await?)
         };
         Ok((result, alert))
+    }
+
+    /// Measures the drift of `field` between two windows of a loop's events, with how many values each
+    /// window held; `Err(window)` names a window ("reference" or "current") without values. Monitors
+    /// call this on their schedule; it records nothing.
+    pub async fn measure_drift(
+        &self,
+        org: OrgId,
+        loop_key: &str,
+        field: DriftField,
+        reference: (NaiveDate, NaiveDate),
+        current: (NaiveDate, NaiveDate),
+    ) -> Result<Result<(Drift, (usize, usize)), &'static str>> {
+        let from = reference.0.min(current.0);
+        let to = reference.1.max(current.1);
+        let bytes = self.event_bytes(org, loop_key, Some((from, to))).await?;
+        let (r, c) = blocking("reading events for drift", move || {
+            // The segments are decoded once; each window filters the same frame.
+            let columns = ["ts", "latency_ms", "cost_usd", "suggested_chars", "accepted_chars"];
+            let events = segment::frame_of(&bytes, Some(&columns)).map_err(|e| e.to_string())?;
+            let read = |(a, b): (NaiveDate, NaiveDate)| -> Result<Vec<f64>, String> {
+                let frame = segment::between_days(events.clone(), a, b);
+                slope_metrics::drift::values_of(frame, field).map_err(|e| e.to_string())
+            };
+            Ok((read(reference)?, read(current)?))
+        })
+        .await?;
+        Ok(match drift(&r, &c) {
+            Some(result) => Ok((result, (r.len(), c.len()))),
+            None if r.is_empty() => Err("reference"),
+            None => Err("current"),
+        })
     }
 
     pub async fn drift_alerts(&self, actor: &Actor) -> Result<Vec<DriftAlert>> {
