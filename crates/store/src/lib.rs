@@ -13,6 +13,7 @@ mod experiments;
 mod invitations;
 mod metrics;
 mod migrations;
+mod monitors;
 mod plan;
 mod rows;
 mod runner;
@@ -39,6 +40,7 @@ pub use invitations::*;
 pub use metrics::*;
 #[doc(hidden)]
 pub use migrations::{carried_checksum, superseded_checksums};
+pub use monitors::*;
 pub use plan::*;
 pub use runner::*;
 

@@ -358,7 +358,7 @@ impl Store {
     /// The clause that makes a PostgreSQL sub-select lock the rows it picks and pass over rows another
     /// transaction holds, so concurrent claimers take different jobs instead of queueing behind each
     /// other. SQLite has no such clause and needs none: it runs one writer at a time.
-    fn skip_locked(&self) -> &'static str {
+    pub(crate) fn skip_locked(&self) -> &'static str {
         match &self.db {
             crate::Db::Postgres(_) => " FOR UPDATE SKIP LOCKED",
             crate::Db::Sqlite(_) => "",

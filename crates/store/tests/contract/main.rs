@@ -52,6 +52,7 @@ mod common;
 mod invitations;
 mod metrics;
 mod migrations;
+mod monitors;
 mod plan;
 mod runner;
 mod signals;
