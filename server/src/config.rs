@@ -39,6 +39,9 @@ pub struct Config {
     pub base_model: Option<PathBuf>,
     /// Seconds between upkeep rounds (materialising, compaction, turning served suggestions into events).
     pub upkeep_seconds: u64,
+    /// The wait before a failed webhook delivery's second attempt; each later one waits twice as long
+    /// (at most an hour).
+    pub webhook_retry_seconds: u64,
     /// Whether users reach Slope over HTTPS (also behind a TLS-terminating proxy): session cookies are
     /// then `Secure` with the `__Host-` prefix, pages send HSTS, and cross-site checks expect `https`
     /// origins. Unset means yes for every host name but the loopback ones (`localhost`, `127.0.0.1`),
@@ -96,6 +99,7 @@ impl Default for Config {
             job_lease_seconds: 30,
             base_model: Some(PathBuf::from("models/base")),
             upkeep_seconds: 60,
+            webhook_retry_seconds: 30,
             secure_cookies: None,
             trust_forwarded_for: false,
             forwarded_hops: 1,

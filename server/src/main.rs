@@ -101,6 +101,13 @@ enum Command {
         #[command(subcommand)]
         command: cli::annotate::AnnotateCommand,
     },
+    /// Monitors as a file, evaluated now, and their alerts and silences.
+    Monitors {
+        #[command(flatten)]
+        db: DbArgs,
+        #[command(subcommand)]
+        command: cli::monitors::MonitorsCommand,
+    },
     /// API tokens for scripts and ingestion (`Authorization: Bearer …`).
     Token {
         #[command(flatten)]
@@ -134,6 +141,7 @@ fn main() -> ExitCode {
         | Command::Admin { db, .. }
         | Command::Plan { db, .. }
         | Command::Annotate { db, .. }
+        | Command::Monitors { db, .. }
         | Command::Token { db, .. } => db.apply(&mut overrides),
         Command::Metrics { .. } | Command::Openapi => {}
     }
@@ -170,6 +178,7 @@ fn main() -> ExitCode {
             Command::Token { command, .. } => cli::admin::run_token(config, command).await,
             Command::Plan { command, .. } => cli::plan::run(config, command).await,
             Command::Annotate { command, .. } => cli::annotate::run(config, command).await,
+            Command::Monitors { command, .. } => cli::monitors::run(config, command).await,
             _ => startup::serve(config).await,
         }
     });

@@ -56,6 +56,7 @@ pub const BASE_PATH: &str = "/api/v1";
         (name = "models", description = "The model registry, aliases and the promotion gate."),
         (name = "serving", description = "Suggestions served from a loop's champion or challenger."),
         (name = "annotation", description = "Expert annotation: queues of a loop's interactions, leased items and their labels, agreement, gold sets, imports and exports, and the annotation budget of key results."),
+        (name = "monitors", description = "Monitors, their alerts and silences, each person's inbox, webhook contact points and the outbox's deliveries."),
         (name = "adoption", description = "The exec adoption dashboard: units' stages with evidence, warnings and trend."),
         (name = "meta", description = "This description of the API."),
     )

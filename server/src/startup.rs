@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use slope_domain::{Actor, OrgId};
 use slope_service::{
-    Access, Annotations, Loops, Planning, Runner, SegmentStore, Services, Simulator, Upkeep, demo, spawn_workers,
+    Access, Annotations, Loops, Monitors, Notifier, NotifierSettings, Planning, Runner, SegmentStore, Services,
+    Simulator, Upkeep, demo, spawn_workers, worker_id,
 };
 use slope_store::Store;
 use tokio::net::TcpListener;
@@ -66,9 +67,17 @@ pub async fn serve(config: Config) -> Result<(), String> {
     if let Err(e) = loops.materialize_pending().await {
         tracing::warn!(error = %e, "materialising pending segments failed; the upkeep will retry");
     }
-    // Every server may run the upkeep; the manifest and the signals' fingerprints arbitrate.
-    Upkeep::new(planning.clone(), loops.clone(), runner.clone(), access.clone())
+    // Every server may run the upkeep; the manifest, the signals' fingerprints and the monitors'
+    // schedule claims arbitrate. Every server delivers the outbox too; leases arbitrate.
+    let monitors = Monitors::new(store.clone(), loops.clone());
+    let worker = worker_id("serve");
+    Upkeep::new(planning.clone(), loops.clone(), runner.clone(), access.clone(), monitors.clone(), worker.clone())
         .spawn(Duration::from_secs(config.upkeep_seconds));
+    let notifier_settings = NotifierSettings {
+        retry_base_seconds: config.webhook_retry_seconds.clamp(1, 3600) as i64,
+        ..NotifierSettings::default()
+    };
+    Notifier::new(store.clone(), notifier_settings, worker).spawn(Duration::from_secs(1));
     if config.workers > 0 {
         spawn_workers(runner.clone(), "serve", config.workers, Duration::from_secs(1));
     }
@@ -82,7 +91,7 @@ pub async fn serve(config: Config) -> Result<(), String> {
     }
     let (stop_sender, stop_receiver) = tokio::sync::watch::channel(false);
     let app = router(
-        Services { planning, loops: loops.clone(), runner: runner.clone(), access, annotations, simulator },
+        Services { planning, loops: loops.clone(), runner: runner.clone(), access, annotations, monitors, simulator },
         RouterSettings {
             site_root: &site_root,
             addr,

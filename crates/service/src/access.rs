@@ -425,7 +425,7 @@ fn actor_of_session(record: SessionRecord) -> Result<Actor> {
 }
 
 /// 256 random bits as lowercase hex after `prefix`.
-fn random_secret(prefix: &str) -> String {
+pub(crate) fn random_secret(prefix: &str) -> String {
     let mut bytes = [0u8; 32];
     // The operating system's generator failing is not something to continue from: every session and
     // token would be guessable.

@@ -8,6 +8,8 @@ pub mod demo;
 mod error;
 mod loops;
 mod markdown;
+mod monitors;
+mod notifier;
 mod planning;
 mod plans;
 mod runner;
@@ -22,6 +24,8 @@ pub use adoption::{MIN_LIFT_POINTS, TREND_METHOD, TREND_WEEKS, before_after_lift
 pub use annotation::{Annotations, MAX_IMPORT_BYTES};
 pub use error::ServiceError;
 pub use loops::*;
+pub use monitors::*;
+pub use notifier::{Notifier, NotifierSettings, hmac_sha256_hex, signature};
 pub use planning::Planning;
 pub use plans::PlanOutcome;
 pub use runner::*;
@@ -46,6 +50,7 @@ pub struct Services {
     pub runner: Runner,
     pub access: Access,
     pub annotations: Annotations,
+    pub monitors: Monitors,
     /// The demo's traffic simulator, when this process runs one; its status labels simulated traffic.
     pub simulator: Simulator,
 }

@@ -1,14 +1,14 @@
 //! The periodic upkeep that every server runs: served suggestions become events, segments a crash left
 //! unmaterialised are materialised, each organisation's trailing-window metrics are filled in, its
-//! small segments compacted and its thesis signals raised, expired sessions are removed, and objects
-//! that no row names are swept.
+//! small segments compacted, its thesis signals raised and its due monitors evaluated, expired sessions
+//! are removed, and objects that no row names are swept.
 
 use std::collections::HashSet;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use crate::{Access, Loops, Planning, Result, Runner};
+use crate::{Access, Loops, Monitors, Planning, Result, Runner};
 
 /// How old an object must be before the sweep may delete it when no row names it: far longer than any
 /// write takes between putting a file and committing the row that names it.
@@ -28,11 +28,21 @@ pub struct Upkeep {
     loops: Loops,
     runner: Runner,
     access: Access,
+    monitors: Monitors,
+    /// Names this server in the monitors' schedule claims.
+    worker: String,
 }
 
 impl Upkeep {
-    pub fn new(planning: Planning, loops: Loops, runner: Runner, access: Access) -> Self {
-        Upkeep { planning, loops, runner, access }
+    pub fn new(
+        planning: Planning,
+        loops: Loops,
+        runner: Runner,
+        access: Access,
+        monitors: Monitors,
+        worker: String,
+    ) -> Self {
+        Upkeep { planning, loops, runner, access, monitors, worker }
     }
 
     /// One round of every step. A failing step is logged and the next one runs regardless, so that one
@@ -65,6 +75,10 @@ impl Upkeep {
             // Thesis signals appear on the season dashboard even when nobody has opened it.
             if let Err(e) = self.planning.raise_signals(org).await {
                 tracing::warn!(error = %e, %org, "raising thesis signals failed");
+            }
+            // Monitors are evaluated once per schedule slot across every server: the claim arbitrates.
+            if let Err(e) = self.monitors.run_due(org, &self.worker, Utc::now()).await {
+                tracing::warn!(error = %e, %org, "evaluating monitors failed");
             }
         }
         if let Err(e) = self.access.purge().await {

@@ -13,6 +13,7 @@ mod error;
 mod extract;
 mod key_results;
 mod loops;
+mod monitors;
 mod objectives;
 mod plans;
 mod runner;
@@ -60,6 +61,7 @@ pub(crate) fn routes() -> OpenApiRouter<Services> {
         .merge(adoption::routes())
         .merge(plans::routes())
         .merge(signals::routes())
+        .merge(monitors::routes())
         .merge(loops::routes())
         .merge(runner::routes())
         .merge(annotations::routes())

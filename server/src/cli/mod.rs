@@ -6,6 +6,7 @@ pub mod admin;
 pub mod annotate;
 pub mod ingest;
 pub mod metrics;
+pub mod monitors;
 pub mod plan;
 pub mod runner;
 
