@@ -87,6 +87,8 @@ pub fn App() -> impl IntoView {
             <header class="topbar">
                 <A href="/" attr:class="brand">"Slope"</A>
                 <MainNav/>
+                // Only members who read the organisation have alerts routed to them.
+                {may(slope_domain::Action::Read).then(|| view! { <InboxLink/> })}
                 <SignedInAs/>
             </header>
             <main id="main">
@@ -121,6 +123,8 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("/jobs/:id") view=JobPage ssr=SsrMode::Async/>
                     <Route path=path!("/models") view=ModelsPage ssr=SsrMode::Async/>
                     <Route path=path!("/adoption") view=AdoptionPage ssr=SsrMode::Async/>
+                    <Route path=path!("/alerts") view=AlertsPageView ssr=SsrMode::Async/>
+                    <Route path=path!("/alerts/:id") view=AlertPage ssr=SsrMode::Async/>
                     <Route path=path!("/login") view=LoginPage ssr=SsrMode::Async/>
                     <Route path=path!("/audit") view=AuditPage ssr=SsrMode::Async/>
                     <Route path=path!("/members") view=MembersPage ssr=SsrMode::Async/>

@@ -12,6 +12,7 @@
 mod access;
 mod annotation;
 mod loops;
+mod monitors;
 mod planning;
 mod runner;
 
@@ -21,6 +22,7 @@ use slope_domain::FieldErrors;
 pub use access::*;
 pub use annotation::*;
 pub use loops::*;
+pub use monitors::*;
 pub use planning::*;
 pub use runner::*;
 // The read models of the loops, runner and audit pages are the domain's, beside its other read models;
@@ -81,6 +83,10 @@ mod server {
 
     pub fn annotations() -> Result<(slope_service::Annotations, Actor), ServerFnError> {
         Ok((context()?.annotations, actor()?))
+    }
+
+    pub fn monitors() -> Result<(slope_service::Monitors, Actor), ServerFnError> {
+        Ok((context()?.monitors, actor()?))
     }
 
     pub fn access() -> Result<(slope_service::Access, Actor), ServerFnError> {

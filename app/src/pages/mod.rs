@@ -3,6 +3,7 @@
 
 mod access;
 mod adoption;
+mod alerts;
 mod annotation;
 mod customers;
 mod dashboard;
@@ -18,6 +19,7 @@ mod units;
 
 pub use access::*;
 pub use adoption::*;
+pub use alerts::*;
 pub use annotation::*;
 pub use customers::*;
 pub use dashboard::*;
