@@ -47,8 +47,9 @@ pub async fn serve(config: Config) -> Result<(), String> {
     let runner = open_runner(&config, store.clone(), loops.clone())?;
     register_base_model(&config, &store, &runner).await?;
     let annotations = Annotations::new(store.clone(), loops.clone(), runner.clone());
+    let monitors = Monitors::new(store.clone(), loops.clone(), planning.clone());
     if config.demo {
-        seed_demo(org, &planning, &loops, &access, &annotations).await?;
+        seed_demo(org, &planning, &loops, &access, &annotations, &monitors).await?;
     } else {
         retire_demo_accounts(org, &access).await?;
     }
@@ -69,7 +70,6 @@ pub async fn serve(config: Config) -> Result<(), String> {
     }
     // Every server may run the upkeep; the manifest, the signals' fingerprints and the monitors'
     // schedule claims arbitrate. Every server delivers the outbox too; leases arbitrate.
-    let monitors = Monitors::new(store.clone(), loops.clone());
     let worker = worker_id("serve");
     Upkeep::new(planning.clone(), loops.clone(), runner.clone(), access.clone(), monitors.clone(), worker.clone())
         .spawn(Duration::from_secs(config.upkeep_seconds));
@@ -148,6 +148,7 @@ async fn seed_demo(
     loops: &Loops,
     access: &Access,
     annotations: &Annotations,
+    monitors: &Monitors,
 ) -> Result<(), String> {
     let today = chrono::Utc::now().date_naive();
     let system = Actor::system(org, "demo");
@@ -160,6 +161,7 @@ async fn seed_demo(
     demo::seed_customers_in_background(planning.clone(), loops.clone(), system.clone());
     demo::seed_accounts(access, planning, &system).await.map_err(|e| format!("demo accounts: {e}"))?;
     demo::seed_annotation(annotations, &system).await.map_err(|e| format!("demo annotation queues: {e}"))?;
+    demo::seed_monitors(monitors, planning, loops, &system).await.map_err(|e| format!("demo monitors: {e}"))?;
     for account in &demo::DEMO_ACCOUNTS {
         tracing::info!(role = %account.role, email = account.email, password = account.password, "demo account");
     }

@@ -47,7 +47,7 @@ pub fn silence_form(hours: &str, note: &str) -> Result<SilenceInput, FieldErrors
     let hours = c.required_number("hours", hours);
     let input = SilenceInput { hours, note: Some(note.to_owned()) };
     c.finish(|| Some(()))?;
-    input.parse(chrono::Utc::now()).map(|_| input.clone())
+    input.parse().map(|_| input.clone())
 }
 
 /// Marks the inbox entries of one alert (or, with an empty id, all) read; back to the alerts page.

@@ -274,6 +274,12 @@ fn EvidenceView(evidence: AlertEvidence) -> impl IntoView {
                 ),
             ),
         ],
+        AlertEvidence::KeyResultBehind { key_result_id, title, ends_on, probability, forecast } => vec![
+            ("Key result", format!("{title} (#{key_result_id})")),
+            ("Ends", ends_on.to_string()),
+            ("Chance of reaching the target", format!("{:.0} %", probability * 100.0)),
+            ("Forecast", forecast),
+        ],
     };
     view! {
         <table class="table" id="alert-evidence">

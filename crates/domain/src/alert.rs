@@ -105,16 +105,17 @@ pub struct SilenceInput {
 }
 
 impl SilenceInput {
-    /// The end of the silence and its note.
-    pub fn parse(&self, now: DateTime<Utc>) -> Result<(DateTime<Utc>, Option<String>), FieldErrors> {
+    /// How long the silence lasts and its note. The rule needs no clock, so the browser checks a form
+    /// with it before sending; the service adds the duration to its own now.
+    pub fn parse(&self) -> Result<(Duration, Option<String>), FieldErrors> {
         let mut c = Checker::new();
-        let until = match self.hours {
+        let length = match self.hours {
             None => {
                 c.fail("hours", "is required: how many hours to stay silent");
                 None
             }
             Some(h) if h.is_finite() && h > 0.0 && h <= MAX_SILENCE_HOURS as f64 => {
-                Some(now + Duration::seconds((h * 3600.0).round() as i64))
+                Some(Duration::seconds((h * 3600.0).round() as i64))
             }
             Some(h) => {
                 c.fail("hours", format!("must be above 0 and at most {MAX_SILENCE_HOURS} (a week), not {h}"));
@@ -125,6 +126,6 @@ impl SilenceInput {
         if note.as_ref().is_some_and(|n| n.chars().count() > 500) {
             c.fail("note", "must be at most 500 characters");
         }
-        c.finish(|| Some((until?, note.clone())))
+        c.finish(|| Some((length?, note.clone())))
     }
 }

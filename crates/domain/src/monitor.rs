@@ -17,7 +17,8 @@ use chrono::{DateTime, Duration, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::entities::string_enum;
-use crate::forecast::TrendPoint;
+use crate::forecast::{OFF_TRACK_PROBABILITY, TrendPoint};
+use crate::outlook::SeasonOutlook;
 use crate::runner::{Job, JobStatus, Promotion};
 use crate::signals::{Reversal, detect_reversal};
 use crate::{Checker, FieldErrors, Key, SquadId, Title};
@@ -30,6 +31,7 @@ string_enum!(
         JobFailed => "job-failed",
         PromotionRefused => "promotion-refused",
         TrendReversal => "trend-reversal",
+        KeyResultBehind => "key-result-behind",
     }
 );
 
@@ -41,6 +43,7 @@ impl MonitorKind {
             MonitorKind::JobFailed => "a failed or stalled job",
             MonitorKind::PromotionRefused => "a refused promotion",
             MonitorKind::TrendReversal => "a metric's trend reversal",
+            MonitorKind::KeyResultBehind => "a key result unlikely to land",
         }
     }
 }
@@ -164,6 +167,9 @@ pub enum MonitorRule {
     },
     /// The metric moving clearly the wrong way after moving clearly the right way ([`detect_reversal`]).
     TrendReversal { metric: String, direction: Direction },
+    /// A key result of the current season whose forecast at its end gives it less than
+    /// `below_probability` of reaching its target, and that does not already hold it.
+    KeyResultBehind { below_probability: f64 },
 }
 
 impl MonitorRule {
@@ -174,6 +180,7 @@ impl MonitorRule {
             MonitorRule::JobFailed { .. } => MonitorKind::JobFailed,
             MonitorRule::PromotionRefused { .. } => MonitorKind::PromotionRefused,
             MonitorRule::TrendReversal { .. } => MonitorKind::TrendReversal,
+            MonitorRule::KeyResultBehind { .. } => MonitorKind::KeyResultBehind,
         }
     }
 
@@ -184,7 +191,9 @@ impl MonitorRule {
             MonitorRule::JobFailed { loop_key, .. } | MonitorRule::PromotionRefused { loop_key, .. } => {
                 loop_key.as_deref()
             }
-            MonitorRule::Staleness { .. } | MonitorRule::TrendReversal { .. } => None,
+            MonitorRule::Staleness { .. } | MonitorRule::TrendReversal { .. } | MonitorRule::KeyResultBehind { .. } => {
+                None
+            }
         }
     }
 
@@ -219,6 +228,10 @@ impl MonitorRule {
             MonitorRule::TrendReversal { metric, direction } => {
                 format!("{metric}: should go {direction}, and turned clearly the other way")
             }
+            MonitorRule::KeyResultBehind { below_probability } => format!(
+                "key results of the current season with less than a {:.0} % chance of reaching their target at their end",
+                below_probability * 100.0
+            ),
         }
     }
 }
@@ -247,6 +260,7 @@ pub struct MonitorInput {
     pub lookback_hours: Option<i64>,
     pub stalled_minutes: Option<i64>,
     pub direction: Option<String>,
+    pub below_probability: Option<f64>,
     pub enabled: Option<bool>,
 }
 
@@ -292,6 +306,7 @@ impl MonitorInput {
             Some(MonitorKind::JobFailed) => &["loop", "lookback_hours", "stalled_minutes"],
             Some(MonitorKind::PromotionRefused) => &["loop", "lookback_hours"],
             Some(MonitorKind::TrendReversal) => &["metric", "direction"],
+            Some(MonitorKind::KeyResultBehind) => &["below_probability"],
             None => &[],
         };
         let given = [
@@ -305,6 +320,7 @@ impl MonitorInput {
             ("lookback_hours", self.lookback_hours.is_some()),
             ("stalled_minutes", self.stalled_minutes.is_some()),
             ("direction", self.direction.is_some()),
+            ("below_probability", self.below_probability.is_some()),
         ];
         if let Some(kind) = kind {
             for (name, present) in given {
@@ -394,6 +410,16 @@ impl MonitorInput {
                 };
                 (|| Some(MonitorRule::TrendReversal { metric: metric??, direction: direction? }))()
             }
+            Some(MonitorKind::KeyResultBehind) => match self.below_probability {
+                None => Some(MonitorRule::KeyResultBehind { below_probability: OFF_TRACK_PROBABILITY }),
+                Some(p) if p.is_finite() && p > 0.0 && p < 1.0 => {
+                    Some(MonitorRule::KeyResultBehind { below_probability: p })
+                }
+                Some(p) => {
+                    c.fail("below_probability", format!("must lie strictly between 0 and 1, not {p}"));
+                    None
+                }
+            },
         };
         c.finish(|| {
             Some(MonitorSpec {
@@ -479,6 +505,15 @@ pub enum AlertEvidence {
     TrendReversal {
         metric: String,
         reversal: Reversal,
+    },
+    KeyResultBehind {
+        key_result_id: i64,
+        title: String,
+        ends_on: NaiveDate,
+        /// The forecast's chance of reaching the target at the end.
+        probability: f64,
+        /// The forecast's sentence, as the season dashboard shows it.
+        forecast: String,
     },
 }
 
@@ -683,6 +718,31 @@ pub fn reversal_finding(metric: &str, points: &[TrendPoint], direction: Directio
         ),
         evidence: AlertEvidence::TrendReversal { metric: metric.to_owned(), reversal },
     })
+}
+
+/// The key results of a season's outlook whose forecast gives them less than `below` of reaching their
+/// target at their end. A key result already holding its target is not behind, and one whose end has
+/// passed has an outcome, not a forecast, so neither is found.
+pub fn key_result_findings(outlook: &SeasonOutlook, below: f64) -> Vec<Finding> {
+    outlook
+        .key_results
+        .iter()
+        .filter_map(|k| {
+            let forecast = k.forecast.as_ref()?;
+            let probability = forecast.probability?;
+            (probability < below && !forecast.holding).then(|| Finding {
+                fingerprint: format!("key-result:{}", k.key_result_id.0),
+                summary: format!("\"{}\" is unlikely to land by {}: {}", k.title, k.ends_on, forecast.summary),
+                evidence: AlertEvidence::KeyResultBehind {
+                    key_result_id: k.key_result_id.0,
+                    title: k.title.clone(),
+                    ends_on: k.ends_on,
+                    probability,
+                    forecast: forecast.summary.clone(),
+                },
+            })
+        })
+        .collect()
 }
 
 #[cfg(test)]

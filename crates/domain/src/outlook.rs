@@ -425,6 +425,10 @@ mod tests {
         assert_eq!(o.season.probability, obj.probability, "one objective is the season");
         // The same evidence and seed give the same figures.
         assert_eq!(season_outlook(&t, &evidence, day("2027-04-01"), 7), o);
+        // A key-result monitor finds the one that is missing, by its forecast.
+        let behind = crate::monitor::key_result_findings(&o, 0.3);
+        assert_eq!(behind.iter().map(|f| f.fingerprint.as_str()).collect::<Vec<_>>(), ["key-result:2"]);
+        assert!(behind[0].summary.contains("unlikely to land by 2027-06-30"), "{}", behind[0].summary);
     }
 
     #[test]

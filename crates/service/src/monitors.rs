@@ -14,7 +14,7 @@ use slope_domain::*;
 use slope_store::{Applied, Route, Store};
 
 use crate::access::random_secret;
-use crate::{Loops, Result, ServiceError};
+use crate::{Loops, Planning, Result, ServiceError};
 
 /// Who evaluations act as, on alerts' histories.
 pub const MONITORS_ACTOR: &str = "monitors";
@@ -24,11 +24,12 @@ pub const MONITORS_ACTOR: &str = "monitors";
 pub struct Monitors {
     store: Store,
     loops: Loops,
+    planning: Planning,
 }
 
 impl Monitors {
-    pub fn new(store: Store, loops: Loops) -> Self {
-        Monitors { store, loops }
+    pub fn new(store: Store, loops: Loops, planning: Planning) -> Self {
+        Monitors { store, loops, planning }
     }
 
     // ---- monitors --------------------------------------------------------------------------------
@@ -172,6 +173,18 @@ impl Monitors {
                     self.store.series(org, metric, definition.version).await?.iter().map(TrendPoint::from).collect();
                 reversal_finding(metric, &points, *direction).into_iter().collect()
             }
+            MonitorRule::KeyResultBehind { below_probability } => {
+                // The current season's outlook, as its dashboard shows it: assembled by the planning
+                // service as the system (which may read everything).
+                let system = Actor::system(org, MONITORS_ACTOR);
+                match self.planning.current_season(&system).await? {
+                    None => vec![],
+                    Some(season) => {
+                        let dashboard = self.planning.season_dashboard(&system, season.id).await?;
+                        key_result_findings(&dashboard.outlook, *below_probability)
+                    }
+                }
+            }
         })
     }
 
@@ -226,7 +239,8 @@ impl Monitors {
         let alert = self.store.alert(org, id).await?.ok_or_else(|| ServiceError::NotFound(format!("no alert {id}")))?;
         actor.authorize(silence_action(&alert))?;
         let now = Utc::now();
-        let (until, note) = input.parse(now)?;
+        let (length, note) = input.parse()?;
+        let until = now + length;
         match self.store.silence_alert(actor, id, until, note.as_deref(), now).await? {
             Ok(alert) => Ok(AlertView { state: alert.state(now), alert }),
             Err(_) => Err(ServiceError::Conflict(format!("alert {id} has resolved; there is nothing to silence"))),

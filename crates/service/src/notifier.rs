@@ -84,6 +84,9 @@ impl Notifier {
     /// Attempts every due delivery once (at most `limit`); returns how many were attempted.
     pub async fn deliver_due(&self, limit: usize) -> Result<usize> {
         let mut attempted = 0;
+        if !self.store.delivery_due(Utc::now()).await? {
+            return Ok(0);
+        }
         while attempted < limit {
             let now = Utc::now();
             let Some(claimed) = self.store.claim_delivery(&self.worker, self.settings.lease, now).await? else {

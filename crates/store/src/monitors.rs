@@ -616,6 +616,16 @@ impl Store {
             .collect())
     }
 
+    /// Whether any delivery is due: a read, so that a notifier polling an empty outbox every second
+    /// never takes SQLite's write lock.
+    pub async fn delivery_due(&self, now: DateTime<Utc>) -> Result<bool> {
+        let due: Option<i64> = on_db!(self, db => sqlx::query_scalar(
+            "SELECT id FROM deliveries WHERE status = 'pending' AND next_attempt_at <= $1
+             AND (leased_until IS NULL OR leased_until < $1) LIMIT 1")
+            .bind(now).fetch_optional(db).await?);
+        Ok(due.is_some())
+    }
+
     /// Claims the oldest due delivery of any organisation for one attempt by `worker`, leased until
     /// `now + lease`; `None` when nothing is due. Its attempt count goes up now, so a worker that dies
     /// mid-attempt still uses one up.

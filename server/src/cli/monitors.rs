@@ -71,7 +71,7 @@ pub async fn run(config: Config, command: MonitorsCommand) -> Result<(), String>
     let (store, loops) = slope::startup::open_loops(&config).await?;
     store.ensure_org(slope::DEFAULT_ORG.0, slope::DEFAULT_ORG.1).await.map_err(|e| e.to_string())?;
     let access = Access::new(store.clone());
-    let monitors = Monitors::new(store, loops);
+    let monitors = Monitors::new(store.clone(), loops, slope_service::Planning::new(store));
     match command {
         MonitorsCommand::Apply { file, org } => {
             let actor = access.system_actor(&org, "cli").await.map_err(show)?;

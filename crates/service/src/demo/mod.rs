@@ -8,8 +8,10 @@ use slope_domain::*;
 use crate::{Annotations, BatchInput, Loops, Planning, Result};
 
 mod customers;
+mod monitors;
 mod people;
 pub use customers::*;
+pub use monitors::*;
 pub use people::*;
 
 /// The demo organisation's slug.
