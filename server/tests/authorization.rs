@@ -222,6 +222,8 @@ enum P {
     Token,
     /// An open invitation that may be revoked, likewise.
     Invitation,
+    /// A contact point that may be removed, likewise.
+    ContactPoint,
 }
 
 fn v(value: impl ToString) -> P {
@@ -341,6 +343,48 @@ fn table() -> Vec<Entry> {
         // ---- the adoption dashboard
         op("GET", "/api/v1/adoption", READ, none, Body::None),
         op("GET", "/api/v1/adoption/rules", READ, none, Body::None),
+        op("GET", "/api/v1/monitors", READ, none, Body::None),
+        op(
+            "POST",
+            "/api/v1/monitors",
+            OPERATE,
+            none,
+            Json(
+                |_, _| json!({ "key": "matrix-jobs", "name": "Jobs succeed", "kind": "job-failed", "enabled": false }),
+            ),
+        ),
+        op("POST", "/api/v1/monitors/{key}/run", OPERATE, |o, _| vec![v(&o.monitor)], Body::None),
+        op("GET", "/api/v1/alerts", READ, none, Body::None).query("open=true"),
+        op("GET", "/api/v1/alerts/{id}", READ, |o, _| vec![v(o.alerts[0])], Body::None),
+        // A squad's alert is the squad's: its members may silence it, as they may change its goals.
+        op(
+            "POST",
+            "/api/v1/alerts/{id}/silence",
+            GOALS,
+            |o, s| vec![v(o.alerts[s as usize])],
+            Json(|_, _| json!({ "hours": 1, "note": "matrix" })),
+        ),
+        op("GET", "/api/v1/inbox", READ, none, Body::None),
+        op("POST", "/api/v1/inbox/read", READ, none, Json(|_, _| json!({}))),
+        op("GET", "/api/v1/contact-points", OPERATE, none, Body::None),
+        op(
+            "POST",
+            "/api/v1/contact-points",
+            OPERATE,
+            none,
+            Json(|_, _| json!({ "name": "Matrix", "url": "https://hooks.example.com/matrix" })),
+        ),
+        op("DELETE", "/api/v1/contact-points/{id}", OPERATE, |_, _| vec![P::ContactPoint], Body::None),
+        op("GET", "/api/v1/deliveries", OPERATE, none, Body::None),
+        op("GET", "/api/v1/deliveries/{id}/attempts", OPERATE, |o, _| vec![v(o.delivery)], Body::None),
+        op("GET", "/api/v1/notification-settings", READ, none, Body::None),
+        op(
+            "PUT",
+            "/api/v1/notification-settings",
+            ADMINISTER,
+            none,
+            Json(|_, _| json!({ "allow_internal_webhooks": false })),
+        ),
         // The first allowed principal sets version 1; the others' version 0 is stale, and their 409 still
         // shows they were allowed.
         op(
@@ -909,6 +953,12 @@ struct Org {
     /// An annotation queue on the loop (open to the annotator role and squad X), and one of its items.
     queue: String,
     item: i64,
+    /// A staleness monitor of squad X (evaluated, so it fired an alert), the open alerts of squad X's
+    /// and squad Y's monitors, a contact point of squad X and a delivery to it.
+    monitor: String,
+    alerts: [i64; 2],
+    contact_point: i64,
+    delivery: i64,
 }
 
 impl Org {
@@ -1043,6 +1093,10 @@ async fn build_org(base: &str, client: reqwest::Client, tag: &'static str, loop_
         invitation: 0,
         queue: String::new(),
         item: 0,
+        monitor: String::new(),
+        alerts: [0; 2],
+        contact_point: 0,
+        delivery: 0,
     }
 }
 
@@ -1082,6 +1136,32 @@ async fn finish_org(base: &str, org: &mut Org) {
     assert!(created["sampled"]["added"].as_u64().is_some_and(|n| n > 1), "{created}");
     let items = api.ok(Method::GET, &format!("/api/v1/annotation-queues/{}/items", org.queue), None, 200).await;
     org.item = items[0]["id"].as_i64().unwrap_or_else(|| panic!("no item: {items}"));
+    // Monitors: a metric without data is stale, so each squad's monitor of it fires an alert, and squad
+    // X's reaches squad X's contact point (a name of the server's own network, so the delivery fails at
+    // once without leaving the machine).
+    let survey = format!("{}.survey", org.loop_key);
+    let metric = json!({ "key": survey, "name": format!("Survey {}", org.tag), "kind": "custom" });
+    api.ok(Method::POST, "/api/v1/metrics", Some(&metric), 201).await;
+    let hook = json!({ "name": "Hook", "url": "http://localhost:9/hook", "squad_id": org.squad(Squad::X) });
+    org.contact_point = id(&api.ok(Method::POST, "/api/v1/contact-points", Some(&hook), 201).await);
+    for s in [Squad::X, Squad::Y] {
+        let key = format!("{}-stale-{s:?}", org.tag).to_lowercase();
+        let monitor = json!({
+            "key": key, "name": "Survey arrives", "kind": "staleness", "metric": survey,
+            "squad_id": org.squad(s), "enabled": false,
+        });
+        api.ok(Method::POST, "/api/v1/monitors", Some(&monitor), 201).await;
+        let run = api.ok(Method::POST, &format!("/api/v1/monitors/{key}/run"), None, 200).await;
+        assert_eq!(run["fired"], 1, "{run}");
+        let alerts = api.ok(Method::GET, "/api/v1/alerts", None, 200).await;
+        let alert = alerts.as_array().and_then(|all| all.iter().find(|a| a["monitor_key"] == key.as_str()).cloned());
+        org.alerts[s as usize] = alert.map(|a| id(&a)).unwrap_or_else(|| panic!("no alert of {key}: {alerts}"));
+        if s == Squad::X {
+            org.monitor = key;
+        }
+    }
+    let deliveries = api.ok(Method::GET, "/api/v1/deliveries", None, 200).await;
+    org.delivery = deliveries[0]["id"].as_i64().unwrap_or_else(|| panic!("no delivery: {deliveries}"));
 }
 
 fn id(value: &Value) -> i64 {
@@ -1383,6 +1463,12 @@ impl Matrix<'_> {
             (P::Member, false) => org.member.to_string(),
             (P::Token, false) => org.token.to_string(),
             (P::Invitation, false) => org.invitation.to_string(),
+            (P::ContactPoint, false) => org.contact_point.to_string(),
+            (P::ContactPoint, true) => {
+                let body = json!({ "name": "Victim", "url": "https://hooks.example.com/victim" });
+                let created = self.as_admin(Method::POST, "/api/v1/contact-points", &body).await;
+                created["id"].as_i64().unwrap_or_else(|| panic!("no contact point id: {created}")).to_string()
+            }
             // A removed member is invited again and accepts with the account's password.
             (P::Member, true) => {
                 let body = json!({ "email": VICTIM, "role": "exec" });

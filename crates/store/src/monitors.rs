@@ -588,6 +588,13 @@ impl Store {
         rows.into_iter().map(Delivery::try_from).collect()
     }
 
+    pub async fn delivery(&self, org: OrgId, id: i64) -> Result<Option<Delivery>> {
+        let row: Option<DeliveryRow> = on_db!(self, db => sqlx::query_as(&format!(
+            "SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE org_id = $1 AND id = $2"))
+            .bind(org.0).bind(id).fetch_optional(db).await?);
+        row.map(Delivery::try_from).transpose()
+    }
+
     /// The attempts of a delivery, oldest first.
     pub async fn delivery_attempts(&self, org: OrgId, delivery: i64) -> Result<Vec<DeliveryAttempt>> {
         #[derive(sqlx::FromRow)]

@@ -154,7 +154,7 @@ async fn silence_alert(
 }
 
 /// Reads the caller's inbox: the alert changes routed to them, newest first, and how many are unread.
-/// Only people have an inbox; a token gets 403.
+/// Alerts are routed to people, so a token's inbox is always empty.
 #[utoipa::path(
     get,
     path = "/inbox",
