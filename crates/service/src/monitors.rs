@@ -106,7 +106,9 @@ impl Monitors {
         };
         let open = self.store.open_alerts(monitor.id).await?;
         let changes = reconcile(&open, findings.clone());
-        let route = if changes.fire.is_empty() && changes.resolve.is_empty() {
+        // Holding alerts notify only when a silence has ended; routing them costs two reads, so it is
+        // skipped only when nothing at all changed.
+        let route = if changes.fire.is_empty() && changes.resolve.is_empty() && changes.hold.is_empty() {
             Route::default()
         } else {
             self.route(org, monitor.squad_id).await?

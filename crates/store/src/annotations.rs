@@ -13,7 +13,7 @@ use sqlx::types::Json;
 
 use slope_domain::*;
 
-use crate::plan::audit;
+use crate::plan::{audit, write_first};
 use crate::{Result, Store, StoreError, in_tx, on_db};
 
 #[derive(sqlx::FromRow)]
@@ -334,6 +334,7 @@ impl Store {
         let now = Utc::now();
         let org = actor.org;
         in_tx!(self, tx => {
+            write_first!(tx, org);
             let current: Option<(i64, i64)> =
                 sqlx::query_as("SELECT id, version FROM annotation_queues WHERE org_id = $1 AND key = $2")
                     .bind(org.0).bind(key).fetch_optional(&mut *tx).await?;

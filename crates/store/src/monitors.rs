@@ -14,7 +14,7 @@ use sqlx::types::Json;
 
 use slope_domain::*;
 
-use crate::plan::{audit, lock_org};
+use crate::plan::{audit, lock_org, write_first};
 use crate::{Result, Store, StoreError, in_tx, on_db};
 
 fn corrupt(what: &str, id: i64, e: impl std::fmt::Display) -> StoreError {
@@ -196,6 +196,7 @@ impl Store {
     ) -> Result<Applied> {
         const BY: &str = "system:monitors";
         in_tx!(self, tx => {
+            write_first!(tx, org);
             let mut applied = Applied::default();
             for finding in &changes.fire {
                 let id: Option<i64> = sqlx::query_scalar(
@@ -229,6 +230,32 @@ impl Store {
                 sqlx::query("UPDATE alerts SET summary = $1, evidence = $2, last_seen_at = $3 WHERE id = $4 AND resolved_at IS NULL")
                     .bind(&finding.summary).bind(Json(&finding.evidence)).bind(now).bind(id)
                     .execute(&mut *tx).await?;
+                // A silence that ended while the finding still holds: the alert notifies again, once, as
+                // firing (the silence is cleared, so the next evaluation does not repeat it).
+                let ended: Option<DateTime<Utc>> = sqlx::query_scalar(
+                    "UPDATE alerts SET silenced_until = NULL, silenced_by = NULL
+                     WHERE id = $1 AND resolved_at IS NULL AND silenced_until IS NOT NULL AND silenced_until <= $2
+                     RETURNING started_at",
+                )
+                .bind(id).bind(now).fetch_optional(&mut *tx).await?;
+                let Some(started_at) = ended else { continue };
+                let event: i64 = sqlx::query_scalar(
+                    "INSERT INTO alert_events (alert_id, at, change, actor) VALUES ($1, $2, 'unsilenced', $3) RETURNING id",
+                )
+                .bind(id).bind(now).bind(BY).fetch_one(&mut *tx).await?;
+                let note = Notification {
+                    idempotency_key: String::new(),
+                    change: AlertChange::Unsilenced,
+                    alert_id: *id,
+                    monitor: monitor.key.clone(),
+                    kind: monitor.rule.kind(),
+                    state: AlertState::Firing,
+                    summary: finding.summary.clone(),
+                    evidence: finding.evidence.clone(),
+                    started_at,
+                    resolved_at: None,
+                };
+                applied.notifications += notify!(tx, org, &note, event, route, now);
             }
             for id in &changes.resolve {
                 let row: Option<AlertRow> = sqlx::query_as(&format!("{ALERT_COLUMNS} WHERE a.id = $1 AND a.resolved_at IS NULL"))
@@ -368,6 +395,7 @@ impl Store {
         let org = actor.org;
         let select = format!("{ALERT_COLUMNS} WHERE a.org_id = $1 AND a.id = $2");
         in_tx!(self, tx => {
+            write_first!(tx, org);
             let row: Option<AlertRow> = sqlx::query_as(&select).bind(org.0).bind(id).fetch_optional(&mut *tx).await?;
             let before = Alert::try_from(row.ok_or(StoreError::NotFound { entity: "alert", id })?)?;
             if before.resolved_at.is_some() {
@@ -568,6 +596,7 @@ impl Store {
         let org = actor.org;
         let select = format!("{CONTACT_COLUMNS} WHERE org_id = $1 AND id = $2 AND deleted_at IS NULL");
         in_tx!(self, tx => {
+            write_first!(tx, org);
             let row: Option<ContactPointRow> = sqlx::query_as(&select).bind(org.0).bind(id).fetch_optional(&mut *tx).await?;
             let point = ContactPoint::try_from(row.ok_or(StoreError::NotFound { entity: "contact point", id })?)?;
             sqlx::query("UPDATE contact_points SET deleted_at = $1 WHERE id = $2").bind(now).bind(id).execute(&mut *tx).await?;
@@ -735,6 +764,7 @@ impl Store {
     ) -> Result<NotificationSettings> {
         let org = actor.org;
         in_tx!(self, tx => {
+            write_first!(tx, org);
             let before: Option<bool> = sqlx::query_scalar(
                 "SELECT allow_internal_webhooks FROM notification_settings WHERE org_id = $1")
                 .bind(org.0).fetch_optional(&mut *tx).await?;

@@ -153,6 +153,18 @@ macro_rules! lock_org {
     };
 }
 
+/// Makes a transaction's first statement a write that changes nothing, for transactions that read before
+/// they write and must not bump the organisation's write sequence (which would drop its page caches). On
+/// SQLite a transaction that reads first and then writes fails at once with `SQLITE_BUSY_SNAPSHOT` when
+/// another connection wrote in between (the busy timeout does not apply); writing first takes the
+/// database's write lock up front, so such a transaction waits its turn instead. On PostgreSQL it locks
+/// the organisation's row, which serialises these writes per organisation.
+macro_rules! write_first {
+    ($tx:expr, $org:expr) => {
+        sqlx::query("UPDATE orgs SET write_seq = write_seq WHERE id = $1").bind($org.0).execute(&mut *$tx).await?
+    };
+}
+
 /// Copies the latest point of metric `$key` (current definition) onto every key result and squad goal
 /// linked to it, except those of closed seasons, which are history: the value becomes their current value, and the point's time and the metric's freshness
 /// limit travel with it so that reading a plan needs no join. Rejects an unknown metric key.
@@ -193,6 +205,7 @@ macro_rules! feed_linked {
 }
 pub(crate) use feed_linked;
 pub(crate) use lock_org;
+pub(crate) use write_first;
 
 // The bodies of plan writes, each run inside a transaction that has already locked the organisation
 // (`lock_org!`). Single writes wrap one in its own transaction; `apply_plan` runs many in one. They are

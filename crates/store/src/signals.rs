@@ -5,7 +5,7 @@ use sqlx::types::Json;
 
 use slope_domain::*;
 
-use crate::plan::audit;
+use crate::plan::{audit, write_first};
 use crate::{Result, Store, StoreError, in_tx, on_db};
 
 #[derive(sqlx::FromRow)]
@@ -89,6 +89,7 @@ impl Store {
         let org = actor.org;
         let select = format!("{SIGNAL_COLUMNS} WHERE org_id = $1 AND id = $2");
         in_tx!(self, tx => {
+            write_first!(tx, org);
             let row: Option<SignalRow> =
                 sqlx::query_as(&select).bind(org.0).bind(id).fetch_optional(&mut *tx).await?;
             let before = ThesisSignal::try_from(row.ok_or(StoreError::NotFound { entity: "thesis signal", id })?)?;

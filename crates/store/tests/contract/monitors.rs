@@ -109,6 +109,25 @@ async fn contract_monitors_fire_once_and_resolve(store: Store) {
     assert!(listed[0].resolved_at.is_none(), "open alerts first");
     assert_eq!(store.mark_read(org, route.users[0], None, later).await.unwrap(), 3);
     assert_eq!(store.unread_count(org, route.users[0]).await.unwrap(), 0);
+
+    // A silence keeps a holding alert quiet until it ends; then the alert notifies again, once.
+    let open = store.open_alerts(monitor.id).await.unwrap();
+    let until = at("2027-03-01T11:00:00Z");
+    store.silence_alert(&sys(org), open[0].0, until, Some("deploy"), later).await.unwrap().unwrap();
+    let hold = reconcile(&open, vec![finding("stale:acc")]);
+    let quiet = store.apply_evaluation(org, &monitor, &hold, &route, at("2027-03-01T10:59:00Z")).await.unwrap();
+    assert_eq!(quiet.notifications, 0);
+    let after = at("2027-03-01T11:01:00Z");
+    let loud = store.apply_evaluation(org, &monitor, &hold, &route, after).await.unwrap();
+    assert_eq!((loud.fired, loud.notifications), (0, 2));
+    let again = store.apply_evaluation(org, &monitor, &hold, &route, after).await.unwrap();
+    assert_eq!(again.notifications, 0, "once");
+    let history = store.alert_history(org, open[0].0).await.unwrap();
+    assert_eq!(
+        history.iter().map(|e| e.change).collect::<Vec<_>>(),
+        [AlertChange::Fired, AlertChange::Silenced, AlertChange::Unsilenced]
+    );
+    assert_eq!(store.alert(org, open[0].0).await.unwrap().unwrap().state(after), AlertState::Firing);
 }
 
 async fn contract_each_delivery_is_claimed_once_and_finished_once(store: Store) {
