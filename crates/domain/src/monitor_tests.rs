@@ -1,9 +1,8 @@
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 
 use super::*;
-use crate::OrgId;
 use crate::alert::*;
-use crate::runner::{Contender, JobKind, JobSpec, PromotionDecision};
+use crate::runner::{Contender, PromotionDecision};
 
 fn at(text: &str) -> DateTime<Utc> {
     text.parse().unwrap()
@@ -110,39 +109,14 @@ fn a_metric_is_stale_past_its_limit_or_without_data() {
 }
 
 fn job(id: i64, status: JobStatus, loop_key: &str, finished: Option<&str>, heartbeat: Option<&str>) -> Job {
-    Job {
-        id,
-        org_id: OrgId(1),
-        kind: JobKind::Sft,
-        status,
-        spec: JobSpec {
-            kind: JobKind::Sft,
-            loop_key: Some(loop_key.into()),
-            model_id: None,
-            dataset_id: None,
-            held_out_id: None,
-            name: None,
-            model_config: None,
-            train: Default::default(),
-            eval: Default::default(),
-            reward: None,
-        },
-        step: 1,
-        total_steps: 10,
-        progress: 0.1,
-        attempts: 1,
-        lease_owner: None,
-        lease_expires_at: None,
-        heartbeat_at: heartbeat.map(at),
-        cancel_requested: false,
-        checkpoint_path: None,
-        checkpoint_step: None,
-        result: None,
-        error: Some("out of memory".into()),
-        created_at: at("2027-01-01T00:00:00Z"),
-        started_at: Some(at("2027-01-01T00:01:00Z")),
-        finished_at: finished.map(at),
-    }
+    let mut job = crate::stack::tests::job(id);
+    job.status = status;
+    job.spec.loop_key = Some(loop_key.into());
+    job.heartbeat_at = heartbeat.map(at);
+    job.error = Some("out of memory".into());
+    job.started_at = Some(at("2027-01-01T00:01:00Z"));
+    job.finished_at = finished.map(at);
+    job
 }
 
 #[test]

@@ -443,7 +443,7 @@ pub struct SimulatedLoop {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::{
         Contender, DatasetSource, EventRange, JobKind, JobSpec, JobStatus, ModelConfig, ModelKind, OrgId,
@@ -501,7 +501,8 @@ mod tests {
         }
     }
 
-    fn job(id: i64) -> Job {
+    /// A succeeded SFT job of the `notes` loop; the monitor tests start from it too.
+    pub(crate) fn job(id: i64) -> Job {
         Job {
             id,
             org_id: OrgId(1),

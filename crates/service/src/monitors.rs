@@ -146,12 +146,7 @@ impl Monitors {
                 }
             }
             MonitorRule::Staleness { metric, max_age_hours } => {
-                let definition = self
-                    .store
-                    .metric(org, metric)
-                    .await?
-                    .ok_or_else(|| ServiceError::NotFound(format!("no metric has key {metric:?}")))?;
-                let points = self.store.series(org, metric, definition.version).await?;
+                let (definition, points) = self.metric_points(org, metric).await?;
                 let observed = points.iter().map(|p| p.observed_at).max();
                 staleness_finding(metric, observed, max_age_hours.unwrap_or(definition.freshness_hours), now)
                     .into_iter()
@@ -166,13 +161,8 @@ impl Monitors {
                 promotion_findings(&promotions, loop_key.as_deref(), *lookback_hours, now)
             }
             MonitorRule::TrendReversal { metric, direction } => {
-                let definition = self
-                    .store
-                    .metric(org, metric)
-                    .await?
-                    .ok_or_else(|| ServiceError::NotFound(format!("no metric has key {metric:?}")))?;
                 let points: Vec<TrendPoint> =
-                    self.store.series(org, metric, definition.version).await?.iter().map(TrendPoint::from).collect();
+                    self.metric_points(org, metric).await?.1.iter().map(TrendPoint::from).collect();
                 reversal_finding(metric, &points, *direction).into_iter().collect()
             }
             MonitorRule::KeyResultBehind { below_probability } => {
@@ -188,6 +178,17 @@ impl Monitors {
                 }
             }
         })
+    }
+
+    /// A metric's current definition and its points, oldest first.
+    async fn metric_points(&self, org: OrgId, metric: &str) -> Result<(MetricDefinition, Vec<MetricPoint>)> {
+        let definition = self
+            .store
+            .metric(org, metric)
+            .await?
+            .ok_or_else(|| ServiceError::NotFound(format!("no metric has key {metric:?}")))?;
+        let points = self.store.series(org, metric, definition.version).await?;
+        Ok((definition, points))
     }
 
     /// Who a monitor's notifications go to now.

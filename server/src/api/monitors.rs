@@ -160,7 +160,7 @@ async fn silence_alert(
     path = "/inbox",
     tag = "monitors",
     responses((status = 200, description = "The caller's inbox.", body = Inbox), AuthErrors),
-    security(("session" = []))
+    security(("bearer" = []), ("session" = []))
 )]
 async fn get_inbox(State(s): State<Services>, Caller(actor): Caller) -> ApiResult<Json<Inbox>> {
     Ok(Json(s.monitors.inbox(&actor).await?))
@@ -187,7 +187,7 @@ struct Marked {
     tag = "monitors",
     request_body = MarkRead,
     responses((status = 200, description = "How many were unread.", body = Marked), BodyErrors),
-    security(("session" = []))
+    security(("bearer" = []), ("session" = []))
 )]
 async fn mark_read(
     State(s): State<Services>,
