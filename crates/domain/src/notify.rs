@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::alert::{AlertChange, AlertState};
 use crate::entities::string_enum;
-use crate::monitor::{AlertEvidence, MonitorKind};
+use crate::monitor::{AlertEvidence, Monitor, MonitorKind};
 use crate::{Checker, FieldErrors, SquadId, Title, UserId};
 
 string_enum!(
@@ -238,6 +238,36 @@ pub struct Notification {
 }
 
 impl Notification {
+    /// The notification of an alert's `change`, before the outbox gives each delivery its idempotency
+    /// key. The alert's state follows from the change: fired and unsilenced alerts are firing.
+    pub fn of(
+        change: AlertChange,
+        alert_id: i64,
+        monitor: &Monitor,
+        summary: &str,
+        evidence: &AlertEvidence,
+        started_at: DateTime<Utc>,
+        resolved_at: Option<DateTime<Utc>>,
+    ) -> Notification {
+        let state = match change {
+            AlertChange::Fired | AlertChange::Unsilenced => AlertState::Firing,
+            AlertChange::Silenced => AlertState::Silenced,
+            AlertChange::Resolved => AlertState::Resolved,
+        };
+        Notification {
+            idempotency_key: String::new(),
+            change,
+            alert_id,
+            monitor: monitor.key.clone(),
+            kind: monitor.rule.kind(),
+            state,
+            summary: summary.to_owned(),
+            evidence: evidence.clone(),
+            started_at,
+            resolved_at,
+        }
+    }
+
     /// The one line a chat message or an e-mail subject says.
     pub fn headline(&self) -> String {
         let what = match self.change {

@@ -79,7 +79,13 @@ impl Monitors {
     pub async fn run_due(&self, org: OrgId, worker: &str, now: DateTime<Utc>) -> Result<Vec<Evaluation>> {
         let mut done = Vec::new();
         for monitor in self.store.list_monitors(org).await? {
-            if !monitor.enabled || !self.store.claim_monitor_slot(monitor.id, monitor.slot(now), worker, now).await? {
+            // A slot already evaluated (by any server: its last run says so) needs no claim, so a round
+            // between two slots writes nothing.
+            let ran = monitor.last_run_at.is_some_and(|at| monitor.slot(at) == monitor.slot(now));
+            if !monitor.enabled
+                || ran
+                || !self.store.claim_monitor_slot(monitor.id, monitor.slot(now), worker, now).await?
+            {
                 continue;
             }
             match self.evaluate(org, &monitor, now).await {
@@ -106,13 +112,11 @@ impl Monitors {
         };
         let open = self.store.open_alerts(monitor.id).await?;
         let changes = reconcile(&open, findings.clone());
-        // Holding alerts notify only when a silence has ended; routing them costs two reads, so it is
-        // skipped only when nothing at all changed.
-        let route = if changes.fire.is_empty() && changes.resolve.is_empty() && changes.hold.is_empty() {
-            Route::default()
-        } else {
-            self.route(org, monitor.squad_id).await?
-        };
+        // Only new, resolved and unsilenced alerts notify anyone; the route is read only for them.
+        let notifies = !changes.fire.is_empty()
+            || !changes.resolve.is_empty()
+            || (!changes.hold.is_empty() && self.store.silence_ended(monitor.id, now).await?);
+        let route = if notifies { self.route(org, monitor.squad_id).await? } else { Route::default() };
         let Applied { fired, resolved, notifications } =
             self.store.apply_evaluation(org, monitor, &changes, &route, now).await?;
         self.store.record_monitor_run(monitor.id, now, None).await?;

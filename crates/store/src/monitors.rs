@@ -182,6 +182,15 @@ impl Store {
             .bind(monitor).fetch_all(db).await?))
     }
 
+    /// Whether an open alert of the monitor has a silence that has ended (and so notifies again when it
+    /// next holds).
+    pub async fn silence_ended(&self, monitor: i64, now: DateTime<Utc>) -> Result<bool> {
+        let found: Option<i64> = on_db!(self, db => sqlx::query_scalar(
+            "SELECT id FROM alerts WHERE monitor_id = $1 AND resolved_at IS NULL AND silenced_until <= $2 LIMIT 1")
+            .bind(monitor).bind(now).fetch_optional(db).await?);
+        Ok(found.is_some())
+    }
+
     /// Writes what one evaluation of `monitor` found, with the notifications it causes, in one
     /// transaction: new alerts (one per finding: a concurrent evaluation's alert for the same finding
     /// wins and this one is skipped), holding alerts' newest evidence, and resolutions. A silenced alert
@@ -212,18 +221,8 @@ impl Store {
                     "INSERT INTO alert_events (alert_id, at, change, actor) VALUES ($1, $2, 'fired', $3) RETURNING id",
                 )
                 .bind(id).bind(now).bind(BY).fetch_one(&mut *tx).await?;
-                let note = Notification {
-                    idempotency_key: String::new(),
-                    change: AlertChange::Fired,
-                    alert_id: id,
-                    monitor: monitor.key.clone(),
-                    kind: monitor.rule.kind(),
-                    state: AlertState::Firing,
-                    summary: finding.summary.clone(),
-                    evidence: finding.evidence.clone(),
-                    started_at: now,
-                    resolved_at: None,
-                };
+                let note =
+                    Notification::of(AlertChange::Fired, id, monitor, &finding.summary, &finding.evidence, now, None);
                 applied.notifications += notify!(tx, org, &note, event, route, now);
             }
             for (id, finding) in &changes.hold {
@@ -243,18 +242,8 @@ impl Store {
                     "INSERT INTO alert_events (alert_id, at, change, actor) VALUES ($1, $2, 'unsilenced', $3) RETURNING id",
                 )
                 .bind(id).bind(now).bind(BY).fetch_one(&mut *tx).await?;
-                let note = Notification {
-                    idempotency_key: String::new(),
-                    change: AlertChange::Unsilenced,
-                    alert_id: *id,
-                    monitor: monitor.key.clone(),
-                    kind: monitor.rule.kind(),
-                    state: AlertState::Firing,
-                    summary: finding.summary.clone(),
-                    evidence: finding.evidence.clone(),
-                    started_at,
-                    resolved_at: None,
-                };
+                let change = AlertChange::Unsilenced;
+                let note = Notification::of(change, *id, monitor, &finding.summary, &finding.evidence, started_at, None);
                 applied.notifications += notify!(tx, org, &note, event, route, now);
             }
             for id in &changes.resolve {
@@ -271,18 +260,15 @@ impl Store {
                 if alert.state(now) == AlertState::Silenced {
                     continue;
                 }
-                let note = Notification {
-                    idempotency_key: String::new(),
-                    change: AlertChange::Resolved,
-                    alert_id: alert.id,
-                    monitor: monitor.key.clone(),
-                    kind: monitor.rule.kind(),
-                    state: AlertState::Resolved,
-                    summary: alert.summary.clone(),
-                    evidence: alert.evidence.clone(),
-                    started_at: alert.started_at,
-                    resolved_at: Some(now),
-                };
+                let note = Notification::of(
+                    AlertChange::Resolved,
+                    alert.id,
+                    monitor,
+                    &alert.summary,
+                    &alert.evidence,
+                    alert.started_at,
+                    Some(now),
+                );
                 applied.notifications += notify!(tx, org, &note, event, route, now);
             }
             Ok(applied)
@@ -690,23 +676,27 @@ impl Store {
         let Some(claimed) = claimed else { return Ok(None) };
         let org = OrgId(claimed.org_id);
         let delivery = Delivery::try_from(claimed.row)?;
-        let point: Option<(ContactPointRow, String)> = {
-            let row: Option<ContactPointRow> = on_db!(self, db => sqlx::query_as(&format!("{CONTACT_COLUMNS} WHERE id = $1"))
-                .bind(delivery.contact_point_id).fetch_optional(db).await?);
-            let secret: Option<String> = on_db!(self, db => sqlx::query_scalar("SELECT secret FROM contact_points WHERE id = $1")
-                .bind(delivery.contact_point_id).fetch_optional(db).await?);
-            row.zip(secret)
-        };
-        let (row, secret) =
-            point.ok_or(StoreError::NotFound { entity: "contact point", id: delivery.contact_point_id })?;
-        let allow_internal = self.notification_settings(org).await?.allow_internal_webhooks;
+        #[derive(sqlx::FromRow)]
+        struct Target {
+            #[sqlx(flatten)]
+            row: ContactPointRow,
+            secret: String,
+            allow_internal: Option<bool>,
+        }
+        let target: Option<Target> = on_db!(self, db => sqlx::query_as(
+            "SELECT c.id, c.name, c.url, c.format, c.squad_id, c.created_at, c.secret,
+                    s.allow_internal_webhooks AS allow_internal
+             FROM contact_points c LEFT JOIN notification_settings s ON s.org_id = c.org_id WHERE c.id = $1")
+            .bind(delivery.contact_point_id).fetch_optional(db).await?);
+        let target = target.ok_or(StoreError::NotFound { entity: "contact point", id: delivery.contact_point_id })?;
         Ok(Some(ClaimedDelivery {
             org,
             delivery,
             notification: claimed.payload.0,
-            contact_point: ContactPoint::try_from(row)?,
-            secret,
-            allow_internal,
+            contact_point: ContactPoint::try_from(target.row)?,
+            secret: target.secret,
+            // No settings row means the defaults: internal addresses are not allowed.
+            allow_internal: target.allow_internal.unwrap_or(false),
         }))
     }
 
